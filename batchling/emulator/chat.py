@@ -1,0 +1,64 @@
+"""Pure builders of OpenAI-style response bodies, shared by the OpenAI-compatible emulators."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from batchling.emulator import answers
+
+
+def content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", "")) for part in content
+            if isinstance(part, dict) and part.get("type") in ("text", "input_text")
+        )
+    return ""
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return content_text(message.get("content"))
+    return ""
+
+
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    return sum(answers.count_tokens(content_text(m.get("content"))) + 4 for m in messages)
+
+
+def short_id(prefix: str, seed: str) -> str:
+    return prefix + hashlib.sha256(seed.encode()).hexdigest()[:16]
+
+
+def chat_completion(body: dict[str, Any], *, custom_id: str, created: int) -> dict[str, Any]:
+    messages = body.get("messages") or []
+    reply = answers.reply_to(last_user_text(messages))
+    reply, truncated = answers.truncate_to_tokens(reply, body.get("max_tokens"))
+    input_tokens = prompt_tokens(messages)
+    output_tokens = answers.count_tokens(reply)
+    return {
+        "id": short_id("chatcmpl-", custom_id),
+        "object": "chat.completion",
+        "created": created,
+        "model": body.get("model", "unknown"),
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": reply},
+            "finish_reason": "length" if truncated else "stop",
+            "logprobs": None,
+        }],
+        "usage": {
+            "prompt_tokens": input_tokens,
+            "completion_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        },
+    }
+
+
+def error_body(message: str, *, type_: str = "invalid_request_error", code: str | None = None,
+               param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}

@@ -1,0 +1,290 @@
+"""Provider-neutral state of the emulator: stored files, batch lifecycles, knobs and faults.
+
+Each provider module (openai.py, anthropic.py, ...) translates its wire protocol to and from
+this engine; the engine never knows a provider's formats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import json
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from batchling.emulator.answers import is_failure
+
+
+class Phase(str, enum.Enum):
+    VALIDATING = "validating"
+    RUNNING = "running"
+    FINALIZING = "finalizing"
+    CANCELLING = "cancelling"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in {Phase.COMPLETED, Phase.FAILED, Phase.EXPIRED, Phase.CANCELLED}
+
+
+Outcome = str  # "succeeded" | "failed" | "expired" | "cancelled"
+
+
+@dataclass
+class EmulatorConfig:
+    """The knobs. Change them on a running emulator through `Emulator.config`."""
+
+    processing_seconds: float = 0.0
+    """Time from batch creation to completion (validating, running, finalizing in between)."""
+    failure_rate: float = 0.0
+    """Fraction of requests answered with a per-request error (chosen by custom id)."""
+    expire_after_seconds: float | None = None
+    """When set, a batch still running after this long ends expired; finished work is kept."""
+    latency_seconds: float = 0.0
+    """Added to every HTTP response."""
+    cancel_seconds: float = 0.0
+    """How long a batch stays `cancelling` before it is `cancelled`."""
+    seed: int = 0
+
+
+@dataclass
+class Fault:
+    """An injected HTTP fault: `kind` is an HTTP status (429, 500, 503) or 'slow'."""
+
+    step: str
+    kind: int | str
+    times: int = 1
+    provider: str | None = None
+    retry_after: float = 0.1
+    slow_seconds: float = 5.0
+
+
+@dataclass
+class StoredFile:
+    id: str
+    provider: str
+    filename: str
+    purpose: str
+    path: Path
+    bytes: int
+    created_at: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def iter_lines(self) -> Iterator[dict[str, Any]]:
+        with self.path.open("rb") as handle:
+            for raw in handle:
+                if raw.strip():
+                    yield json.loads(raw)
+
+
+@dataclass
+class EmulatedBatch:
+    id: str
+    provider: str
+    lines: list[dict[str, Any]]
+    custom_ids: list[str]
+    created_at: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    phase: Phase = Phase.VALIDATING
+    cancel_requested_at: float | None = None
+    ended_at: float | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    phase_times: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return len(self.lines)
+
+    def counts(self) -> Counter[str]:
+        return Counter(self.outcomes)
+
+
+class EmulatorState:
+    def __init__(self, config: EmulatorConfig | None = None, root: Path | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self._tmp = None if root else tempfile.TemporaryDirectory(prefix="batchling-emulator-")
+        self.root = root or Path(self._tmp.name)  # type: ignore[union-attr]
+        self.files: dict[str, StoredFile] = {}
+        self.batches: dict[str, EmulatedBatch] = {}
+        self.faults: list[Fault] = []
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.requests_seen: list[tuple[str, str, dict[str, str]]] = []
+        self.held: dict[str, asyncio.Event] = {}
+        self._ids = itertools.count(1)
+        self.clock: Callable[[], float] = time.time
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):06d}"
+
+    # files
+
+    def save_file(
+        self, provider: str, content: bytes, *, filename: str, purpose: str, prefix: str = "file-",
+        extra: dict[str, Any] | None = None,
+    ) -> StoredFile:
+        file_id = self.new_id(prefix)
+        path = self.root / file_id
+        path.write_bytes(content)
+        stored = StoredFile(
+            id=file_id, provider=provider, filename=filename, purpose=purpose, path=path,
+            bytes=len(content), created_at=int(self.clock()), extra=extra or {},
+        )
+        self.files[file_id] = stored
+        return stored
+
+    def write_jsonl(
+        self, provider: str, lines: list[dict[str, Any]], *, filename: str, purpose: str,
+        prefix: str = "file-",
+    ) -> StoredFile:
+        content = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        return self.save_file(provider, content, filename=filename, purpose=purpose, prefix=prefix)
+
+    def get_file(self, provider: str, file_id: str) -> StoredFile | None:
+        stored = self.files.get(file_id)
+        return stored if stored is not None and stored.provider == provider else None
+
+    def delete_file(self, provider: str, file_id: str) -> bool:
+        stored = self.get_file(provider, file_id)
+        if stored is None:
+            return False
+        del self.files[file_id]
+        stored.path.unlink(missing_ok=True)
+        return True
+
+    # batches
+
+    def create_batch(
+        self, provider: str, lines: list[dict[str, Any]], custom_ids: list[str], *,
+        prefix: str = "batch_", metadata: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> EmulatedBatch:
+        now = self.clock()
+        batch = EmulatedBatch(
+            id=self.new_id(prefix), provider=provider, lines=lines, custom_ids=custom_ids,
+            created_at=now, metadata=metadata or {}, extra=extra or {},
+        )
+        batch.phase_times[Phase.VALIDATING.value] = now
+        self.batches[batch.id] = batch
+        self.calls[(provider, "batch_created")] += 1
+        return batch
+
+    def get_batch(self, provider: str, batch_id: str) -> EmulatedBatch | None:
+        batch = self.batches.get(batch_id)
+        return batch if batch is not None and batch.provider == provider else None
+
+    def list_batches(self, provider: str) -> list[EmulatedBatch]:
+        return [b for b in self.batches.values() if b.provider == provider]
+
+    def request_cancel(self, batch: EmulatedBatch) -> None:
+        if batch.phase.terminal or batch.cancel_requested_at is not None:
+            return
+        batch.cancel_requested_at = self.clock()
+        self._set_phase(batch, Phase.CANCELLING)
+
+    def fail_batch(self, batch: EmulatedBatch, errors: list[dict[str, Any]]) -> None:
+        batch.errors = errors
+        batch.outcomes = []
+        self._end(batch, Phase.FAILED)
+
+    def done_count(self, batch: EmulatedBatch, at: float | None = None) -> int:
+        """How many requests have been processed at time `at` (linear over the running phase)."""
+        seconds = self.config.processing_seconds
+        if seconds <= 0:
+            return batch.total
+        elapsed = (at if at is not None else self.clock()) - batch.created_at
+        fraction = min(1.0, max(0.0, (elapsed - 0.1 * seconds) / (0.8 * seconds)))
+        return int(batch.total * fraction)
+
+    def advance(self, batch: EmulatedBatch) -> Phase:
+        """Move the batch along its lifecycle according to the clock and the knobs."""
+        if batch.phase.terminal:
+            return batch.phase
+        now = self.clock()
+        if batch.cancel_requested_at is not None:
+            if now - batch.cancel_requested_at >= self.config.cancel_seconds:
+                self._finish(batch, Phase.CANCELLED, done=self.done_count(batch, batch.cancel_requested_at))
+            return batch.phase
+        elapsed = now - batch.created_at
+        seconds = self.config.processing_seconds
+        expire_after = self.config.expire_after_seconds
+        if expire_after is not None and elapsed >= expire_after and (seconds <= 0 or expire_after < seconds):
+            done = 0 if seconds <= 0 else self.done_count(batch, batch.created_at + expire_after)
+            self._finish(batch, Phase.EXPIRED, done=done)
+        elif elapsed >= seconds:
+            self._finish(batch, Phase.COMPLETED, done=batch.total)
+        elif elapsed >= 0.9 * seconds:
+            self._set_phase(batch, Phase.FINALIZING)
+        elif elapsed >= 0.1 * seconds:
+            self._set_phase(batch, Phase.RUNNING)
+        return batch.phase
+
+    def _set_phase(self, batch: EmulatedBatch, phase: Phase) -> None:
+        if batch.phase != phase:
+            batch.phase = phase
+            batch.phase_times.setdefault(phase.value, self.clock())
+
+    def _finish(self, batch: EmulatedBatch, phase: Phase, *, done: int) -> None:
+        unfinished = "cancelled" if phase == Phase.CANCELLED else "expired"
+        batch.outcomes = [
+            ("failed" if is_failure(cid, self.config.failure_rate, self.config.seed) else "succeeded")
+            if index < done else unfinished
+            for index, cid in enumerate(batch.custom_ids)
+        ]
+        self._end(batch, phase)
+
+    def _end(self, batch: EmulatedBatch, phase: Phase) -> None:
+        self._set_phase(batch, phase)
+        batch.ended_at = self.clock()
+
+    # faults and holds
+
+    def inject(self, fault: Fault) -> None:
+        self.faults.append(fault)
+
+    def hold(self, step: str) -> asyncio.Event:
+        """Block every request of `step` until the returned event is set (release())."""
+        event = asyncio.Event()
+        self.held[step] = event
+        return event
+
+    async def before(self, provider: str, step: str) -> Response | None:
+        """Called by every route first: counts the call, applies latency, holds and faults."""
+        self.calls[(provider, step)] += 1
+        if self.config.latency_seconds:
+            await asyncio.sleep(self.config.latency_seconds)
+        held = self.held.get(step)
+        if held is not None:
+            await held.wait()
+        for fault in self.faults:
+            if fault.step == step and fault.times > 0 and fault.provider in (None, provider):
+                fault.times -= 1
+                if fault.kind == "slow":
+                    await asyncio.sleep(fault.slow_seconds)
+                    return None
+                status = int(fault.kind)
+                headers = {"retry-after": f"{fault.retry_after:g}"} if status == 429 else {}
+                return JSONResponse(
+                    {"error": {"message": f"Emulated fault {status} at {step}",
+                               "type": "emulated_fault", "code": str(status)}},
+                    status_code=status, headers=headers,
+                )
+        return None

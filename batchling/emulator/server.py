@@ -1,0 +1,128 @@
+"""The emulator as an ASGI app, and a handle that serves it on a free loopback port in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from batchling.emulator.engine import EmulatorConfig, EmulatorState, Fault
+
+PROVIDER_MODULES = ("openai", "anthropic", "gemini", "groq", "mistral", "together")
+LOOPBACK = "127.0.0.1"
+
+
+def provider_modules() -> list[ModuleType]:
+    modules = []
+    for name in PROVIDER_MODULES:
+        module_name = f"batchling.emulator.{name}"
+        if importlib.util.find_spec(module_name) is not None:
+            modules.append(importlib.import_module(module_name))
+    return modules
+
+
+def create_app(state: EmulatorState) -> Starlette:
+    mounts = [Mount(module.PREFIX, routes=module.routes(state)) for module in provider_modules()]
+    app = Starlette(routes=mounts)
+    app.state.emulator = state
+    return app
+
+
+def exports(base_url: str) -> dict[str, str]:
+    """Environment variables that point the six SDKs and batchling at an emulator."""
+    variables: dict[str, str] = {}
+    for module in provider_modules():
+        variables.update(module.exports(base_url))
+    return variables
+
+
+class Emulator:
+    """Serves the emulator on 127.0.0.1 in a background thread; use as a context manager."""
+
+    def __init__(self, config: EmulatorConfig | None = None, port: int = 0) -> None:
+        self.state = EmulatorState(config)
+        self._port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def config(self) -> EmulatorConfig:
+        return self.state.config
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOOPBACK}:{self._port}"
+
+    def env(self) -> dict[str, str]:
+        return exports(self.base_url)
+
+    def inject(self, fault: Fault) -> None:
+        self.state.inject(fault)
+
+    def start(self) -> Emulator:
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((LOOPBACK, self._port))
+        self._port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(self.state), log_level="warning", lifespan="off", access_log=False,
+            timeout_keep_alive=30,
+        )
+        self._server = uvicorn.Server(config)
+        started = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._loop.call_soon(started.set)
+            self._loop.run_until_complete(self._server.serve(sockets=[sock]))
+            self._loop.close()
+
+        self._thread = threading.Thread(target=serve, name="batchling-emulator", daemon=True)
+        self._thread.start()
+        started.wait(10)
+        while not self._server.started and self._thread.is_alive():
+            threading.Event().wait(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+        self.state.close()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run_forever(self) -> None:
+        """Serve in the foreground until interrupted (the `batchling emulator` command)."""
+        import uvicorn
+
+        uvicorn.run(create_app(self.state), host=LOOPBACK, port=self._port, log_level="warning",
+                     lifespan="off")
+
+
+@contextmanager
+def running_emulator(config: EmulatorConfig | None = None) -> Iterator[Emulator]:
+    with Emulator(config) as emulator:
+        yield emulator

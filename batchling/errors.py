@@ -1,0 +1,62 @@
+"""Every error a user can hit, with a message that says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class BatchlingError(Exception):
+    """Base class: the CLI prints these as one line and exits non-zero."""
+
+    exit_code = 1
+
+
+class InputError(BatchlingError):
+    """The requests given to batchling are not usable (bad file, bad line, bad field)."""
+
+    exit_code = 2
+
+
+class ConfigurationError(BatchlingError):
+    """Something in the environment or options is missing or wrong (key, provider, endpoint)."""
+
+    exit_code = 2
+
+
+class MissingApiKeyError(ConfigurationError):
+    def __init__(self, provider: str, env_vars: tuple[str, ...]) -> None:
+        names = " or ".join(env_vars)
+        super().__init__(
+            f"No API key for provider '{provider}': set the environment variable {names}."
+        )
+        self.provider = provider
+        self.env_vars = env_vars
+
+
+class ExperimentNotFoundError(BatchlingError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"No experiment named '{name}'. Run 'batchling list' to see existing experiments."
+        )
+        self.name = name
+
+
+class ExperimentExistsError(BatchlingError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"An experiment named '{name}' already exists: choose another name, "
+            f"or delete it first with 'batchling delete {name}'."
+        )
+        self.name = name
+
+
+class InvalidStateError(BatchlingError):
+    """The experiment is not in a state that allows the operation (start twice, results early)."""
+
+
+class ProviderError(BatchlingError):
+    """The provider (or the network) failed in a way retries could not fix. The record is intact."""
+
+    exit_code = 3
+
+
+class StoreError(BatchlingError):
+    """The local database cannot be opened or is not a batchling database."""

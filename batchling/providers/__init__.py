@@ -1,0 +1,1 @@
+"""Provider adapters. The core reaches them only through `batchling.providers.registry`."""

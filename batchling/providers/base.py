@@ -1,0 +1,95 @@
+"""The one interface every provider adapter implements, and the data it exchanges with the core."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from batchling.models import RawRequest, RequestCounts, Result, Status
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    max_requests: int
+    max_bytes: int
+    custom_id_pattern: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    """What the core and the CLI need to know about a provider, as data."""
+
+    name: str
+    display_name: str
+    api_key_env: tuple[str, ...]
+    base_url_env: tuple[str, ...]
+    endpoints: frozenset[str]
+    default_endpoint: str
+    limits: BatchLimits
+    discount: float = 0.5
+    sdk: str = ""
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    """What identifies one submitted batch at the provider."""
+
+    batch_id: str
+    input_file_id: str | None = None
+
+
+@dataclass
+class BatchSnapshot:
+    """One poll's answer, already mapped onto the common vocabulary."""
+
+    status: Status
+    provider_status: str
+    counts: RequestCounts = field(default_factory=RequestCounts)
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+class Provider(Protocol):
+    info: ClassVar[ProviderInfo]
+
+    def encode(
+        self, request: RawRequest, *, custom_id: str, model: str, endpoint: str
+    ) -> dict[str, Any]:
+        """Pure: one RawRequest to one line of the provider's batch input."""
+        ...
+
+    def decode(self, line: dict[str, Any]) -> Result:
+        """Pure: one line of the provider's output (or error) file to a Result."""
+        ...
+
+    async def upload(self, chunk: Path) -> str | None:
+        """Upload one input file; returns its file id, or None where requests go inline."""
+        ...
+
+    async def create(
+        self, chunk: Path, *, file_id: str | None, model: str, endpoint: str,
+        metadata: dict[str, str],
+    ) -> str:
+        """Create the batch; returns its id."""
+        ...
+
+    async def find_batch(self, metadata: dict[str, str]) -> str | None:
+        """The id of a batch created with this metadata, if the provider can tell."""
+        ...
+
+    async def poll(self, ref: BatchRef) -> BatchSnapshot: ...
+
+    def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[dict[str, Any]]:
+        """Stream the raw output and error lines of a finished batch."""
+        ...
+
+    async def cancel(self, ref: BatchRef) -> None: ...
+
+    async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
+        """Delete what the batch left at the provider (files), where the provider allows it."""
+        ...
+
+    async def aclose(self) -> None: ...

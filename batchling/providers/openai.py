@@ -1,0 +1,155 @@
+"""OpenAI Batch API adapter (files + batches), through `openai.AsyncOpenAI`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from batchling.models import RawRequest, RequestCounts, Result, Status
+from batchling.providers import openai_format
+from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+INFO = ProviderInfo(
+    name="openai",
+    display_name="OpenAI",
+    api_key_env=("OPENAI_API_KEY",),
+    base_url_env=("OPENAI_BASE_URL",),
+    endpoints=frozenset(
+        {"/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions",
+         "/v1/moderations"}
+    ),
+    default_endpoint="/v1/chat/completions",
+    limits=BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024),
+    sdk="openai",
+)
+
+STATUS_MAP: dict[str, Status] = {
+    "validating": Status.VALIDATING,
+    "in_progress": Status.RUNNING,
+    "finalizing": Status.FINALIZING,
+    "cancelling": Status.CANCELLING,
+    "completed": Status.COMPLETED,
+    "failed": Status.FAILED,
+    "expired": Status.EXPIRED,
+    "cancelled": Status.CANCELLED,
+}
+
+MAX_RETRIES = 5
+TIMEOUT_SECONDS = 120.0
+# How far back find_batch looks for a batch whose creation was interrupted.
+FIND_BATCH_SCAN_LIMIT = 1000
+
+
+def map_status(raw: str) -> Status:
+    return STATUS_MAP.get(raw, Status.UNKNOWN)
+
+
+class OpenAIProvider:
+    info: ClassVar[ProviderInfo] = INFO
+
+    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+        self._client: AsyncOpenAI | None = None
+
+    @property
+    def client(self) -> AsyncOpenAI:
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(
+                api_key=self._api_key,
+                base_url=self._base_url,
+                max_retries=MAX_RETRIES,
+                timeout=TIMEOUT_SECONDS,
+            )
+        return self._client
+
+    def encode(
+        self, request: RawRequest, *, custom_id: str, model: str, endpoint: str
+    ) -> dict[str, Any]:
+        body = openai_format.encode_chat_body(request, model=model)
+        return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
+
+    def decode(self, line: dict[str, Any]) -> Result:
+        return openai_format.decode_line(line)
+
+    async def upload(self, chunk: Path) -> str | None:
+        uploaded = await self.client.files.create(file=chunk, purpose="batch")
+        return uploaded.id
+
+    async def create(
+        self, chunk: Path, *, file_id: str | None, model: str, endpoint: str,
+        metadata: dict[str, str],
+    ) -> str:
+        assert file_id is not None
+        batch = await self.client.batches.create(
+            input_file_id=file_id,
+            endpoint=endpoint,  # type: ignore[arg-type]
+            completion_window="24h",
+            metadata=metadata,
+        )
+        return batch.id
+
+    async def find_batch(self, metadata: dict[str, str]) -> str | None:
+        seen = 0
+        async for batch in self.client.batches.list(limit=100):
+            if batch.metadata and all(batch.metadata.get(k) == v for k, v in metadata.items()):
+                return batch.id
+            seen += 1
+            if seen >= FIND_BATCH_SCAN_LIMIT:
+                break
+        return None
+
+    async def poll(self, ref: BatchRef) -> BatchSnapshot:
+        batch = await self.client.batches.retrieve(ref.batch_id)
+        counts = batch.request_counts
+        errors = [
+            f"line {e.line}: {e.message}" if e.line is not None else str(e.message)
+            for e in ((batch.errors.data or []) if batch.errors else [])
+        ]
+        return BatchSnapshot(
+            status=map_status(batch.status),
+            provider_status=batch.status,
+            counts=RequestCounts(
+                total=counts.total, completed=counts.completed, failed=counts.failed
+            ) if counts else RequestCounts(),
+            output_file_id=batch.output_file_id,
+            error_file_id=batch.error_file_id,
+            errors=errors,
+        )
+
+    async def results(
+        self, ref: BatchRef, snapshot: BatchSnapshot
+    ) -> AsyncIterator[dict[str, Any]]:
+        for file_id in (snapshot.output_file_id, snapshot.error_file_id):
+            if not file_id:
+                continue
+            async with self.client.files.with_streaming_response.content(file_id) as response:
+                async for line in response.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+
+    async def cancel(self, ref: BatchRef) -> None:
+        await self.client.batches.cancel(ref.batch_id)
+
+    async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
+        from openai import NotFoundError
+
+        file_ids = [ref.input_file_id]
+        if snapshot is not None:
+            file_ids += [snapshot.output_file_id, snapshot.error_file_id]
+        for file_id in filter(None, file_ids):
+            try:
+                await self.client.files.delete(file_id)
+            except NotFoundError:
+                pass
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()

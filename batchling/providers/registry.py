@@ -1,0 +1,80 @@
+"""Name -> adapter. Adapters are imported on first use so the CLI starts without vendor SDKs."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from collections.abc import Mapping
+
+from batchling.errors import ConfigurationError, MissingApiKeyError
+from batchling.providers.base import Provider, ProviderInfo
+
+_ADAPTERS: dict[str, str] = {
+    "openai": "batchling.providers.openai:OpenAIProvider",
+    "anthropic": "batchling.providers.anthropic:AnthropicProvider",
+    "gemini": "batchling.providers.gemini:GeminiProvider",
+    "groq": "batchling.providers.groq:GroqProvider",
+    "mistral": "batchling.providers.mistral:MistralProvider",
+    "together": "batchling.providers.together:TogetherProvider",
+}
+
+
+def provider_names() -> list[str]:
+    return [name for name in _ADAPTERS if _is_available(name)]
+
+
+def _is_available(name: str) -> bool:
+    module_name = _ADAPTERS[name].partition(":")[0]
+    return importlib.util.find_spec(module_name) is not None
+
+
+def _adapter_class(name: str) -> type[Provider]:
+    if name not in _ADAPTERS or not _is_available(name):
+        known = ", ".join(provider_names())
+        raise ConfigurationError(f"Unknown provider '{name}'. Known providers: {known}.")
+    module_name, _, class_name = _ADAPTERS[name].partition(":")
+    adapter: type[Provider] = getattr(importlib.import_module(module_name), class_name)
+    return adapter
+
+
+def provider_info(name: str) -> ProviderInfo:
+    return _adapter_class(name).info
+
+
+def resolve_api_key(info: ProviderInfo, env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    for var in info.api_key_env:
+        if env.get(var):
+            return env[var]
+    raise MissingApiKeyError(info.name, info.api_key_env)
+
+
+def resolve_base_url(
+    info: ProviderInfo, base_url: str | None = None, env: Mapping[str, str] | None = None
+) -> str | None:
+    if base_url:
+        return base_url
+    env = os.environ if env is None else env
+    for var in info.base_url_env:
+        if env.get(var):
+            return env[var]
+    return None
+
+
+def create_provider(
+    name: str, *, base_url: str | None = None, env: Mapping[str, str] | None = None
+) -> Provider:
+    """An adapter ready to talk to the provider, with its key and base URL from the environment."""
+    adapter = _adapter_class(name)
+    api_key = resolve_api_key(adapter.info, env)
+    return adapter(api_key=api_key, base_url=resolve_base_url(adapter.info, base_url, env))  # type: ignore[call-arg]
+
+
+def check_endpoint(info: ProviderInfo, endpoint: str) -> None:
+    if endpoint not in info.endpoints:
+        accepted = ", ".join(sorted(info.endpoints))
+        raise ConfigurationError(
+            f"Provider '{info.name}' does not accept endpoint '{endpoint}' for batches. "
+            f"Accepted: {accepted}."
+        )
