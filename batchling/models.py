@@ -157,3 +157,23 @@ class Result(BaseModel):
     @property
     def ok(self) -> bool:
         return self.status == "succeeded"
+
+
+class BatchRecord(BaseModel):
+    """One chunk of an experiment and what the provider said of it, as stored locally."""
+
+    chunk: int
+    path: Path
+    request_count: int
+    bytes: int
+    step: str = "pending"
+    file_id: str | None = None
+    batch_id: str | None = None
+    status: Status = Status.CREATED
+    provider_status: str | None = None
+    completed: int = 0
+    failed: int = 0
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    errors: list[str] = Field(default_factory=list)
+    results_stored: bool = False

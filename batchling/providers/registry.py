@@ -78,3 +78,8 @@ def check_endpoint(info: ProviderInfo, endpoint: str) -> None:
             f"Provider '{info.name}' does not accept endpoint '{endpoint}' for batches. "
             f"Accepted: {accepted}."
         )
+
+
+def encoder(name: str) -> Provider:
+    """An adapter for the pure steps only (encode/decode): needs no key and opens no connection."""
+    return _adapter_class(name)(api_key="", base_url=None)  # type: ignore[call-arg]

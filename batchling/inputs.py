@@ -1,0 +1,87 @@
+"""Reading and checking a user's requests before anything is written or sent."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from batchling.errors import InputError
+from batchling.models import RawRequest
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(part) for part in item["loc"]) or "request"
+        problems.append(f"{where}: {item['msg']}")
+    more = f" (and {error.error_count() - 3} more)" if error.error_count() > 3 else ""
+    return "; ".join(problems) + more
+
+
+def parse_request(data: Any, *, where: str) -> RawRequest:
+    if isinstance(data, RawRequest):
+        return data
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected a JSON object with 'messages', got {type(data).__name__}.")
+    try:
+        return RawRequest.model_validate(data)
+    except ValidationError as error:
+        raise InputError(f"{where} is not a valid request: {describe_validation_error(error)}.") from None
+
+
+def read_requests_jsonl(path: Path) -> Iterator[RawRequest]:
+    """Stream RawRequests from a JSONL file; errors name the file and the line."""
+    if not path.is_file():
+        raise InputError(f"Requests file not found: {path}")
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                data = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise InputError(
+                    f"{path}, line {number}: not valid JSON ({error}). Each line must be one JSON object."
+                ) from None
+            yield parse_request(data, where=f"{path}, line {number}")
+
+
+def generated_custom_id(experiment_name: str, index: int) -> str:
+    return f"{experiment_name}-sample-{index}"
+
+
+def sanitize_custom_id(custom_id: str, pattern: str | None) -> str:
+    """Make a generated id fit the provider's rule (Anthropic: [a-zA-Z0-9_-]{1,64})."""
+    if pattern is None or re.fullmatch(pattern, custom_id):
+        return custom_id
+    cleaned = re.sub(r"[^a-zA-Z0-9_-]", "_", custom_id)[-64:]
+    return cleaned
+
+
+def assign_custom_ids(
+    requests: Iterable[RawRequest], *, experiment_name: str, id_pattern: str | None
+) -> Iterator[tuple[str, RawRequest]]:
+    """(custom_id, request) pairs: the user's id when given, else a generated one. Ids are unique."""
+    seen: dict[str, int] = {}
+    for index, request in enumerate(requests):
+        if request.id is not None:
+            custom_id = request.id
+            if id_pattern is not None and not re.fullmatch(id_pattern, custom_id):
+                raise InputError(
+                    f"Request {index} has id '{custom_id}', which this provider does not accept: "
+                    f"ids must match {id_pattern}. Rename it or leave 'id' out to have one generated."
+                )
+        else:
+            custom_id = sanitize_custom_id(generated_custom_id(experiment_name, index), id_pattern)
+        if custom_id in seen:
+            raise InputError(
+                f"Duplicate request id '{custom_id}' (requests {seen[custom_id]} and {index}). "
+                "Request ids must be unique within an experiment."
+            )
+        seen[custom_id] = index
+        yield custom_id, request

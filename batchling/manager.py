@@ -1,0 +1,520 @@
+"""The async core: every operation on experiments, for the library, the sync shim and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from batchling.chunks import ChunkWriter
+from batchling.errors import BatchlingError, ConfigurationError, InputError, InvalidStateError, ProviderError
+from batchling.home import default_db_path, experiment_dir
+from batchling.inputs import assign_custom_ids, parse_request, read_requests_jsonl
+from batchling.models import (
+    BatchRecord, Experiment, RawRequest, RequestCounts, Result, ResultError, Status,
+)
+from batchling.providers import registry
+from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
+from batchling.store import Store, utcnow
+
+T = TypeVar("T")
+ProgressCallback = Callable[[Experiment], None]
+
+RESULTS_FLUSH_SIZE = 2000
+DEFAULT_POLL_INTERVAL = 2.0
+MAX_POLL_INTERVAL = 60.0
+# Statuses of a running experiment, least advanced first: the experiment shows the slowest batch.
+_PROGRESS_ORDER = [Status.SUBMITTING, Status.VALIDATING, Status.QUEUED, Status.RUNNING, Status.FINALIZING]
+UPDATABLE_ALWAYS = {"title", "description"}
+UPDATABLE_BEFORE_START = {"model", "endpoint", "base_url"}
+
+
+def _owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _is_owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def combine_status(statuses: Sequence[Status]) -> Status:
+    """One status for an experiment from those of its batches."""
+    if not statuses:
+        return Status.CREATED
+    if Status.CANCELLING in statuses:
+        return Status.CANCELLING
+    running = [s for s in statuses if not s.is_terminal]
+    if running:
+        known = [s for s in running if s in _PROGRESS_ORDER]
+        return min(known, key=_PROGRESS_ORDER.index) if known else Status.UNKNOWN
+    for status in (Status.CANCELLED, Status.EXPIRED):
+        if status in statuses:
+            return status
+    return Status.FAILED if all(s == Status.FAILED for s in statuses) else Status.COMPLETED
+
+
+class AsyncExperimentManager:
+    """Create, start, track and collect experiments. Use as `async with AsyncExperimentManager():`."""
+
+    def __init__(self, db_path: str | Path | None = None) -> None:
+        self.db_path = Path(db_path).expanduser() if db_path else default_db_path()
+        self._store: Store | None = None
+        self._providers: dict[tuple[str, str | None], Provider] = {}
+
+    async def __aenter__(self) -> AsyncExperimentManager:
+        await self.store()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def store(self) -> Store:
+        if self._store is None:
+            self._store = await Store.open(self.db_path)
+        return self._store
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    def _provider(self, experiment: Experiment) -> Provider:
+        key = (experiment.provider, experiment.base_url)
+        if key not in self._providers:
+            self._providers[key] = registry.create_provider(
+                experiment.provider, base_url=experiment.base_url
+            )
+        return self._providers[key]
+
+    async def _call(self, experiment: Experiment, step: str, call: Awaitable[T]) -> T:
+        """Run one provider call; failures become one ProviderError that says the record is intact."""
+        try:
+            return await call
+        except BatchlingError:
+            raise
+        except Exception as error:
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ProviderError(
+                f"{experiment.provider} {step} failed for experiment '{experiment.name}': "
+                f"{type(error).__name__}: {message[:300]}. Nothing was lost: run the same command "
+                "again to resume."
+            ) from error
+
+    # create
+
+    async def create_experiment(
+        self,
+        experiment_name: str,
+        *,
+        model: str,
+        provider: str = "openai",
+        endpoint: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        raw_requests: Iterable[RawRequest | dict[str, Any]] | None = None,
+        raw_file_path: str | Path | None = None,
+        processed_file_path: str | Path | None = None,
+        results_file_path: str | Path | None = None,
+        base_url: str | None = None,
+        max_requests_per_batch: int | None = None,
+        max_bytes_per_batch: int | None = None,
+    ) -> Experiment:
+        """Validate and encode the requests, write the provider's input file(s), record it all."""
+        _check_name(experiment_name)
+        info = registry.provider_info(provider)
+        endpoint = endpoint or info.default_endpoint
+        registry.check_endpoint(info, endpoint)
+        if not model or not model.strip():
+            raise ConfigurationError("A model is required (--model).")
+        if (raw_requests is None) == (raw_file_path is None):
+            raise InputError("Give the requests either as raw_requests or as raw_file_path, not both or neither.")
+        store = await self.store()
+        if await store.find_experiment(experiment_name) is not None:
+            from batchling.errors import ExperimentExistsError
+
+            raise ExperimentExistsError(experiment_name)
+
+        requests = _load_requests(raw_requests, raw_file_path)
+        pairs = list(assign_custom_ids(requests, experiment_name=experiment_name,
+                                       id_pattern=info.limits.custom_id_pattern))
+        if not pairs:
+            source = f"{raw_file_path}" if raw_file_path else "raw_requests"
+            raise InputError(f"No requests in {source}: an experiment needs at least one.")
+
+        home = experiment_dir(experiment_name)
+        processed = _prepare_output_path(processed_file_path or home / "processed.jsonl", "processed file")
+        results = _prepare_output_path(results_file_path or home / "results.jsonl", "results file")
+        options = {
+            "max_requests_per_batch": max_requests_per_batch,
+            "max_bytes_per_batch": max_bytes_per_batch,
+        }
+        chunks, chunk_of = _write_chunks(registry.encoder(provider), pairs, processed,
+                                         model=model, endpoint=endpoint, info=info, options=options)
+        now = utcnow()
+        experiment = Experiment(
+            name=experiment_name, title=title, description=description, provider=provider,
+            model=model, endpoint=endpoint, base_url=base_url,
+            request_counts=RequestCounts(total=len(pairs)),
+            processed_file_path=processed, results_file_path=results,
+            created_at=now, updated_at=now,
+        )
+        try:
+            return await store.create_experiment(
+                experiment, ((cid, chunk_of[cid], req) for cid, req in pairs), chunks, options
+            )
+        except BaseException:
+            for chunk in chunks:
+                chunk.path.unlink(missing_ok=True)
+            raise
+
+    # read
+
+    async def retrieve(self, experiment_name: str) -> Experiment:
+        return await (await self.store()).get_experiment(experiment_name)
+
+    async def list_experiments(self) -> list[Experiment]:
+        return await (await self.store()).list_experiments()
+
+    async def list_batches(self, experiment_name: str) -> list[BatchRecord]:
+        store = await self.store()
+        return await store.list_batches(await store.get_experiment(experiment_name))
+
+    # update / delete
+
+    async def update_experiment(self, experiment_name: str, **fields: Any) -> Experiment:
+        store = await self.store()
+        experiment = await store.get_experiment(experiment_name)
+        fields = {k: v for k, v in fields.items() if v is not None}
+        unknown = set(fields) - UPDATABLE_ALWAYS - UPDATABLE_BEFORE_START
+        if unknown:
+            raise ConfigurationError(f"Cannot update {', '.join(sorted(unknown))}: only title, "
+                                     "description, model, endpoint and base_url can change.")
+        if set(fields) & UPDATABLE_BEFORE_START and experiment.status != Status.CREATED:
+            raise InvalidStateError(
+                f"Experiment '{experiment_name}' has already been started (status "
+                f"{experiment.status}): its model, endpoint and base URL can no longer change."
+            )
+        if not fields:
+            return experiment
+        if set(fields) & {"model", "endpoint"}:
+            info = registry.provider_info(experiment.provider)
+            endpoint = fields.get("endpoint", experiment.endpoint)
+            registry.check_endpoint(info, endpoint)
+            options = await store.experiment_options(experiment_name)
+            pairs = [(cid, req) async for cid, _, req in store.iter_requests(experiment)]
+            chunks, chunk_of = _write_chunks(
+                registry.encoder(experiment.provider), pairs, experiment.processed_file_path,
+                model=fields.get("model", experiment.model), endpoint=endpoint, info=info,
+                options=options,
+            )
+            await store.replace_batches(experiment, chunks, chunk_of)
+        return await store.update_experiment(experiment_name, **fields)
+
+    async def delete_experiment(self, experiment_name: str, *, remote: bool = False) -> None:
+        """Forget the experiment locally; with remote=True also delete its files at the provider."""
+        store = await self.store()
+        experiment = await store.get_experiment(experiment_name)
+        if remote:
+            provider = self._provider(experiment)
+            for batch in await store.list_batches(experiment):
+                if batch.batch_id or batch.file_id:
+                    ref = BatchRef(batch_id=batch.batch_id or "", input_file_id=batch.file_id)
+                    snapshot = BatchSnapshot(
+                        status=batch.status, provider_status=batch.provider_status or "",
+                        output_file_id=batch.output_file_id, error_file_id=batch.error_file_id,
+                    )
+                    await self._call(experiment, "delete", provider.delete_remote(ref, snapshot))
+        await store.delete_experiment(experiment_name)
+
+    # start
+
+    async def start_experiment(self, experiment_name: str) -> Experiment:
+        """Upload and create every batch. Safe to run again after a crash: nothing is sent twice."""
+        store = await self.store()
+        experiment = await store.get_experiment(experiment_name)
+        if experiment.status not in (Status.CREATED, Status.SUBMITTING):
+            raise InvalidStateError(
+                f"Experiment '{experiment_name}' has already been started (status "
+                f"{experiment.status}). Use 'batchling status {experiment_name}' to follow it."
+            )
+        provider = self._provider(experiment)
+        if not await store.claim_start(experiment_name, _owner_id(), _is_owner_alive):
+            raise InvalidStateError(
+                f"Experiment '{experiment_name}' is being started by another process right now."
+            )
+        metadata_base = {"batchling_experiment": experiment.name[:500]}
+        for batch in await store.list_batches(experiment):
+            if batch.batch_id:
+                continue
+            await self._submit_batch(experiment, provider, batch, metadata_base)
+        await store.update_experiment(experiment_name, status=Status.VALIDATING, start_owner=None)
+        return await self.refresh(experiment_name)
+
+    async def _submit_batch(self, experiment: Experiment, provider: Provider, batch: BatchRecord,
+                            metadata_base: dict[str, str]) -> None:
+        store = await self.store()
+        metadata = {**metadata_base, "batchling_chunk": str(batch.chunk)}
+        file_id = batch.file_id
+        if file_id is None and batch.step != "creating":
+            await store.update_batch(experiment, batch.chunk, step="uploading", status=Status.SUBMITTING)
+            file_id = await self._call(experiment, "upload", provider.upload(batch.path))
+            await store.update_batch(experiment, batch.chunk, step="uploaded", file_id=file_id)
+        batch_id = None
+        if batch.step == "creating":
+            # A previous run may have created the batch and died before recording its id.
+            batch_id = await self._call(experiment, "lookup", provider.find_batch(metadata))
+        if batch_id is None:
+            await store.update_batch(experiment, batch.chunk, step="creating")
+            batch_id = await self._call(experiment, "create", provider.create(
+                batch.path, file_id=file_id, model=experiment.model, endpoint=experiment.endpoint,
+                metadata=metadata,
+            ))
+        await store.update_batch(experiment, batch.chunk, step="submitted", batch_id=batch_id,
+                                 status=Status.VALIDATING, submitted_at=utcnow())
+
+    # track
+
+    async def refresh(self, experiment_name: str) -> Experiment:
+        """Poll every unfinished batch once (concurrently) and record what the provider says."""
+        store = await self.store()
+        experiment = await store.get_experiment(experiment_name)
+        batches = await store.list_batches(experiment)
+        pending = [b for b in batches if b.batch_id and not b.status.is_terminal]
+        if pending:
+            provider = self._provider(experiment)
+            snapshots = await asyncio.gather(*(
+                self._call(experiment, "poll", provider.poll(BatchRef(b.batch_id or "", b.file_id)))
+                for b in pending
+            ))
+            for batch, snapshot in zip(pending, snapshots):
+                await store.update_batch(
+                    experiment, batch.chunk, status=snapshot.status,
+                    provider_status=snapshot.provider_status, completed=snapshot.counts.completed,
+                    failed=snapshot.counts.failed, output_file_id=snapshot.output_file_id,
+                    error_file_id=snapshot.error_file_id, errors=snapshot.errors,
+                )
+            batches = await store.list_batches(experiment)
+        if experiment.status in (Status.CREATED, Status.SUBMITTING) and not pending:
+            return experiment
+        status = combine_status([b.status for b in batches])
+        fields: dict[str, Any] = {
+            "status": status,
+            "provider_status": ", ".join(sorted({b.provider_status for b in batches if b.provider_status})) or None,
+            "completed": sum(b.completed for b in batches),
+            "failed": sum(b.failed for b in batches),
+        }
+        errors = [e for b in batches for e in b.errors]
+        if errors:
+            fields["error"] = "; ".join(errors[:5])
+        if status.is_terminal and experiment.completed_at is None:
+            fields["completed_at"] = utcnow()
+        return await store.update_experiment(experiment_name, **fields)
+
+    async def wait(
+        self, experiment_name: str, *, poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float | None = None, on_update: ProgressCallback | None = None,
+    ) -> Experiment:
+        """Poll until the experiment ends, backing off gently up to a minute between polls."""
+        experiment = await self.retrieve(experiment_name)
+        if experiment.status in (Status.CREATED, Status.SUBMITTING):
+            raise InvalidStateError(
+                f"Experiment '{experiment_name}' has not been started: run 'batchling start {experiment_name}'."
+            )
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        interval = poll_interval
+        while True:
+            experiment = await self.refresh(experiment_name)
+            if on_update is not None:
+                on_update(experiment)
+            if experiment.is_finished:
+                return experiment
+            if deadline is not None and loop.time() + interval > deadline:
+                raise TimeoutError(
+                    f"Experiment '{experiment_name}' still {experiment.status} after {timeout} s."
+                )
+            await asyncio.sleep(interval)
+            interval = min(interval * 1.5, MAX_POLL_INTERVAL)
+
+    async def cancel_experiment(self, experiment_name: str) -> Experiment:
+        """Cancel at the provider; what already finished stays available through get_results."""
+        store = await self.store()
+        experiment = await store.get_experiment(experiment_name)
+        if experiment.is_finished:
+            raise InvalidStateError(
+                f"Experiment '{experiment_name}' has already ended ({experiment.status}); nothing to cancel."
+            )
+        if experiment.status == Status.CREATED:
+            return await store.update_experiment(experiment_name, status=Status.CANCELLED,
+                                                 completed_at=utcnow())
+        provider = self._provider(experiment)
+        for batch in await store.list_batches(experiment):
+            if batch.batch_id and not batch.status.is_terminal:
+                await self._call(experiment, "cancel", provider.cancel(BatchRef(batch.batch_id, batch.file_id)))
+        return await self.refresh(experiment_name)
+
+    # results
+
+    async def get_results(self, experiment_name: str) -> list[Result]:
+        """Download once, store every result row, write the results JSONL file; returns the results."""
+        return [result async for result in self.iter_results(experiment_name)]
+
+    async def iter_results(self, experiment_name: str) -> AsyncIterator[Result]:
+        store = await self.store()
+        experiment = await self.download_results(experiment_name)
+        async for result in store.iter_results(experiment):
+            yield result
+
+    async def download_results(self, experiment_name: str) -> Experiment:
+        store = await self.store()
+        experiment = await store.get_experiment(experiment_name)
+        if not experiment.is_finished:
+            experiment = await self.refresh(experiment_name)
+        if not experiment.is_finished:
+            raise InvalidStateError(
+                f"Experiment '{experiment_name}' is not finished yet (status {experiment.status}). "
+                f"Run 'batchling wait {experiment_name}' first."
+            )
+        batches = await store.list_batches(experiment)
+        if any(not b.results_stored for b in batches):
+            provider = self._provider(experiment) if any(b.batch_id for b in batches) else None
+            for batch in batches:
+                if not batch.results_stored:
+                    await self._store_batch_results(experiment, provider, batch)
+            await self._write_results_file(experiment)
+        elif not experiment.results_file_path.exists():
+            await self._write_results_file(experiment)
+        return experiment
+
+    async def _store_batch_results(self, experiment: Experiment, provider: Provider | None,
+                                   batch: BatchRecord) -> None:
+        store = await self.store()
+        if provider is not None and batch.batch_id and (batch.output_file_id or batch.error_file_id or batch.status != Status.FAILED):
+            ref = BatchRef(batch.batch_id, batch.file_id)
+            snapshot = BatchSnapshot(
+                status=batch.status, provider_status=batch.provider_status or "",
+                output_file_id=batch.output_file_id, error_file_id=batch.error_file_id,
+            )
+            pending: list[Result] = []
+            lines = provider.results(ref, snapshot)
+            try:
+                async for line in lines:
+                    pending.append(provider.decode(line))
+                    if len(pending) >= RESULTS_FLUSH_SIZE:
+                        await store.save_results(experiment, pending)
+                        await store.commit()
+                        pending.clear()
+            except BatchlingError:
+                raise
+            except Exception as error:
+                await self._call(experiment, "download", _reraise(error))
+            await store.save_results(experiment, pending)
+        # Requests the provider returned nothing for still get a row saying why.
+        reason = _missing_result(batch)
+        missing = [
+            Result(custom_id=cid, status=reason.kind if reason.kind in ("expired", "cancelled") else "failed",  # type: ignore[arg-type]
+                   error=reason)
+            for cid in await store.chunk_custom_ids(experiment, batch.chunk)
+        ]
+        await store.save_results(experiment, missing, replace=False)
+        await store.commit()
+        await store.update_batch(experiment, batch.chunk, results_stored=1)
+
+    async def _write_results_file(self, experiment: Experiment) -> None:
+        store = await self.store()
+        path = experiment.results_file_path
+        temp = path.with_name(path.name + ".partial")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with temp.open("w", encoding="utf-8") as handle:
+                async for result in store.iter_results(experiment):
+                    handle.write(result.model_dump_json(exclude={"raw"}) + "\n")
+            temp.replace(path)
+        except OSError as error:
+            temp.unlink(missing_ok=True)
+            raise InputError(
+                f"Cannot write the results file {path}: {error.strerror}. The results are stored; "
+                f"update the path with 'batchling update' or fix permissions, then run results again."
+            ) from None
+
+
+async def _reraise(error: Exception) -> None:
+    raise error
+
+
+def _missing_result(batch: BatchRecord) -> ResultError:
+    if batch.status == Status.EXPIRED:
+        return ResultError(kind="expired", message="The batch expired before this request ran.")
+    if batch.status == Status.CANCELLED:
+        return ResultError(kind="cancelled", message="The batch was cancelled before this request ran.")
+    if batch.status == Status.FAILED:
+        detail = "; ".join(batch.errors[:3]) or "no detail given"
+        return ResultError(kind="provider", message=f"The batch failed at the provider: {detail}")
+    return ResultError(kind="provider", message="The provider returned no result for this request.")
+
+
+def _check_name(name: str) -> None:
+    if not name or not name.strip():
+        raise InputError("An experiment needs a name (--name).")
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise InputError(f"Experiment name '{name}' may not contain '/' or '\\'.")
+
+
+def _load_requests(raw_requests: Iterable[RawRequest | dict[str, Any]] | None,
+                   raw_file_path: str | Path | None) -> list[RawRequest]:
+    if raw_file_path is not None:
+        return list(read_requests_jsonl(Path(raw_file_path).expanduser()))
+    assert raw_requests is not None
+    return [parse_request(r, where=f"raw_requests[{i}]") for i, r in enumerate(raw_requests)]
+
+
+def _prepare_output_path(path: str | Path, what: str) -> Path:
+    path = Path(path).expanduser().resolve()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"Cannot create the directory for the {what} {path}: {error.strerror}.") from None
+    if path.is_dir():
+        raise InputError(f"The {what} {path} is a directory; give a file path.")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"The {what} {path} is not writable: choose another path or fix permissions.")
+    return path
+
+
+def _write_chunks(
+    encoder: Provider, pairs: Sequence[tuple[str, RawRequest]], processed: Path, *, model: str,
+    endpoint: str, info: ProviderInfo, options: dict[str, Any],
+) -> tuple[list[BatchRecord], dict[str, int]]:
+    writer = ChunkWriter(
+        processed,
+        max_requests=min(options.get("max_requests_per_batch") or info.limits.max_requests,
+                         info.limits.max_requests),
+        max_bytes=min(options.get("max_bytes_per_batch") or info.limits.max_bytes, info.limits.max_bytes),
+    )
+    chunk_of: dict[str, int] = {}
+    try:
+        for custom_id, request in pairs:
+            line = encoder.encode(request, custom_id=custom_id, model=model, endpoint=endpoint)
+            chunk_of[custom_id] = writer.add(
+                json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode(), custom_id=custom_id
+            )
+        return writer.close(), chunk_of
+    except BaseException:
+        writer.abort()
+        raise

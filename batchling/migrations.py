@@ -1,0 +1,94 @@
+"""Schema migrations: small named steps, applied in order, recorded in the database.
+
+A migration is never edited once shipped; a change to the schema is a new one at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import aiosqlite
+
+Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(function: Migration) -> Migration:
+    MIGRATIONS.append((function.__name__, function))
+    return function
+
+
+@migration
+async def m001_initial(db: aiosqlite.Connection) -> None:
+    await db.executescript(
+        """
+        CREATE TABLE experiments (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            title TEXT,
+            description TEXT,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            base_url TEXT,
+            status TEXT NOT NULL,
+            provider_status TEXT,
+            total INTEGER NOT NULL DEFAULT 0,
+            completed INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            processed_file_path TEXT NOT NULL,
+            results_file_path TEXT NOT NULL,
+            options TEXT NOT NULL DEFAULT '{}',
+            error TEXT,
+            start_owner TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            started_at TEXT,
+            completed_at TEXT
+        );
+        CREATE TABLE requests (
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            custom_id TEXT NOT NULL,
+            chunk INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (experiment_id, idx)
+        );
+        CREATE UNIQUE INDEX requests_custom_id ON requests(experiment_id, custom_id);
+        CREATE TABLE batches (
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            chunk INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            request_count INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            step TEXT NOT NULL DEFAULT 'pending',
+            file_id TEXT,
+            batch_id TEXT,
+            status TEXT NOT NULL DEFAULT 'created',
+            provider_status TEXT,
+            completed INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            output_file_id TEXT,
+            error_file_id TEXT,
+            errors TEXT NOT NULL DEFAULT '[]',
+            results_stored INTEGER NOT NULL DEFAULT 0,
+            submitted_at TEXT,
+            updated_at TEXT,
+            PRIMARY KEY (experiment_id, chunk)
+        );
+        CREATE TABLE results (
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            custom_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            text TEXT,
+            parsed TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            error_kind TEXT,
+            error_message TEXT,
+            error_code TEXT,
+            raw TEXT,
+            PRIMARY KEY (experiment_id, custom_id)
+        );
+        """
+    )

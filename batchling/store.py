@@ -1,0 +1,365 @@
+"""The aiosqlite repository: experiments, their batches, requests and results, nothing else."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from batchling.errors import ExperimentExistsError, ExperimentNotFoundError, StoreError
+from batchling.migrations import MIGRATIONS
+from batchling.models import BatchRecord, Experiment, RawRequest, RequestCounts, Result, ResultError, Status, Usage
+
+INSERT_BATCH_SIZE = 2000
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class Store:
+    """Open with `await Store.open(path)`; close with `await store.close()` or `async with`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self.db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        path = Path(path).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"Cannot create the database directory {path.parent}: {error.strerror}.") from None
+        if not path.exists():
+            # Created 0600 up front so no other user can read it, not even for a moment.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            db = await aiosqlite.connect(path)
+            db.row_factory = aiosqlite.Row
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=10000")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            store = cls(db, path)
+            await store.migrate()
+        except sqlite3.DatabaseError as error:
+            raise StoreError(
+                f"{path} is not a usable batchling database ({error}). "
+                "Move it aside or point BATCHLING_HOME / --db elsewhere."
+            ) from None
+        return store
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def migrate(self) -> list[str]:
+        """Apply the migrations this database has not seen; returns their names."""
+        await self.db.execute(
+            "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        async with self.db.execute("SELECT name FROM migrations") as cursor:
+            done = {row[0] for row in await cursor.fetchall()}
+        applied = []
+        for name, step in MIGRATIONS:
+            if name in done:
+                continue
+            await step(self.db)
+            await self.db.execute(
+                "INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, _ts(utcnow()))
+            )
+            applied.append(name)
+        await self.db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+        await self.db.commit()
+        return applied
+
+    # experiments
+
+    async def create_experiment(
+        self, experiment: Experiment, requests: Iterable[tuple[str, int, RawRequest]],
+        batches: Iterable[BatchRecord], options: dict[str, Any],
+    ) -> Experiment:
+        """Insert the experiment, its requests (custom_id, chunk, request) and planned batches at once."""
+        try:
+            cursor = await self.db.execute(
+                """INSERT INTO experiments (name, title, description, provider, model, endpoint,
+                   base_url, status, total, processed_file_path, results_file_path, options,
+                   created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (experiment.name, experiment.title, experiment.description, experiment.provider,
+                 experiment.model, experiment.endpoint, experiment.base_url,
+                 experiment.status.value, experiment.request_counts.total,
+                 str(experiment.processed_file_path), str(experiment.results_file_path),
+                 json.dumps(options), _ts(experiment.created_at), _ts(experiment.updated_at)),
+            )
+        except sqlite3.IntegrityError:
+            raise ExperimentExistsError(experiment.name) from None
+        experiment_id = cursor.lastrowid
+        try:
+            rows: list[tuple[Any, ...]] = []
+            for index, (custom_id, chunk, request) in enumerate(requests):
+                rows.append((experiment_id, index, custom_id, chunk, request.model_dump_json(exclude_none=True)))
+                if len(rows) >= INSERT_BATCH_SIZE:
+                    await self.db.executemany("INSERT INTO requests VALUES (?,?,?,?,?)", rows)
+                    rows.clear()
+            if rows:
+                await self.db.executemany("INSERT INTO requests VALUES (?,?,?,?,?)", rows)
+            await self.db.executemany(
+                "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes) VALUES (?,?,?,?,?)",
+                [(experiment_id, b.chunk, str(b.path), b.request_count, b.bytes) for b in batches],
+            )
+            await self.db.commit()
+        except BaseException:
+            await self.db.rollback()
+            raise
+        return await self.get_experiment(experiment.name)
+
+    async def find_experiment(self, name: str) -> Experiment | None:
+        async with self.db.execute(
+            "SELECT e.*, (SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id) AS batch_count "
+            "FROM experiments e WHERE name = ?", (name,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _experiment(row) if row is not None else None
+
+    async def get_experiment(self, name: str) -> Experiment:
+        experiment = await self.find_experiment(name)
+        if experiment is None:
+            raise ExperimentNotFoundError(name)
+        return experiment
+
+    async def experiment_options(self, name: str) -> dict[str, Any]:
+        async with self.db.execute("SELECT options FROM experiments WHERE name = ?", (name,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            raise ExperimentNotFoundError(name)
+        options: dict[str, Any] = json.loads(row[0])
+        return options
+
+    async def list_experiments(self) -> list[Experiment]:
+        async with self.db.execute(
+            "SELECT e.*, (SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id) AS batch_count "
+            "FROM experiments e ORDER BY e.created_at DESC, e.id DESC"
+        ) as cursor:
+            return [_experiment(row) for row in await cursor.fetchall()]
+
+    async def update_experiment(self, name: str, **fields: Any) -> Experiment:
+        columns = {k: _column_value(v) for k, v in fields.items()}
+        columns["updated_at"] = _ts(utcnow())
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        cursor = await self.db.execute(
+            f"UPDATE experiments SET {assignments} WHERE name = ?", (*columns.values(), name)
+        )
+        await self.db.commit()
+        if cursor.rowcount == 0:
+            raise ExperimentNotFoundError(name)
+        return await self.get_experiment(name)
+
+    async def claim_start(self, name: str, owner: str, is_owner_alive: Any) -> bool:
+        """Atomically mark the experiment as being submitted by `owner`; False if someone else is."""
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self.db.execute(
+                "SELECT status, start_owner FROM experiments WHERE name = ?", (name,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                raise ExperimentNotFoundError(name)
+            status, current = row[0], row[1]
+            free = status == Status.CREATED.value or (
+                status == Status.SUBMITTING.value and (current is None or not is_owner_alive(current))
+            )
+            if free:
+                await self.db.execute(
+                    "UPDATE experiments SET status = ?, start_owner = ?, updated_at = ?, "
+                    "started_at = COALESCE(started_at, ?) WHERE name = ?",
+                    (Status.SUBMITTING.value, owner, _ts(utcnow()), _ts(utcnow()), name),
+                )
+            await self.db.commit()
+            return free
+        except BaseException:
+            await self.db.rollback()
+            raise
+
+    async def delete_experiment(self, name: str) -> None:
+        cursor = await self.db.execute("DELETE FROM experiments WHERE name = ?", (name,))
+        await self.db.commit()
+        if cursor.rowcount == 0:
+            raise ExperimentNotFoundError(name)
+
+    # requests and batches
+
+    async def iter_requests(self, experiment: Experiment) -> AsyncIterator[tuple[str, int, RawRequest]]:
+        async with self.db.execute(
+            "SELECT r.custom_id, r.chunk, r.body FROM requests r JOIN experiments e ON e.id = r.experiment_id "
+            "WHERE e.name = ? ORDER BY r.idx", (experiment.name,)
+        ) as cursor:
+            async for row in cursor:
+                yield row[0], row[1], RawRequest.model_validate_json(row[2])
+
+    async def chunk_custom_ids(self, experiment: Experiment, chunk: int) -> list[str]:
+        async with self.db.execute(
+            "SELECT r.custom_id FROM requests r JOIN experiments e ON e.id = r.experiment_id "
+            "WHERE e.name = ? AND r.chunk = ? ORDER BY r.idx", (experiment.name, chunk)
+        ) as cursor:
+            return [row[0] for row in await cursor.fetchall()]
+
+    async def list_batches(self, experiment: Experiment) -> list[BatchRecord]:
+        async with self.db.execute(
+            "SELECT b.* FROM batches b JOIN experiments e ON e.id = b.experiment_id "
+            "WHERE e.name = ? ORDER BY b.chunk", (experiment.name,)
+        ) as cursor:
+            return [_batch(row) for row in await cursor.fetchall()]
+
+    async def replace_batches(self, experiment: Experiment, batches: Iterable[BatchRecord],
+                              chunk_of: dict[str, int]) -> None:
+        """Re-plan the chunks of an experiment that has not started (after an update)."""
+        experiment_id = await self._experiment_id(experiment.name)
+        await self.db.execute("DELETE FROM batches WHERE experiment_id = ?", (experiment_id,))
+        await self.db.executemany(
+            "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes) VALUES (?,?,?,?,?)",
+            [(experiment_id, b.chunk, str(b.path), b.request_count, b.bytes) for b in batches],
+        )
+        await self.db.executemany(
+            "UPDATE requests SET chunk = ? WHERE experiment_id = ? AND custom_id = ?",
+            [(chunk, experiment_id, custom_id) for custom_id, chunk in chunk_of.items()],
+        )
+        await self.db.commit()
+
+    async def update_batch(self, experiment: Experiment, chunk: int, **fields: Any) -> None:
+        columns = {k: _column_value(v) for k, v in fields.items()}
+        columns["updated_at"] = _ts(utcnow())
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        experiment_id = await self._experiment_id(experiment.name)
+        await self.db.execute(
+            f"UPDATE batches SET {assignments} WHERE experiment_id = ? AND chunk = ?",
+            (*columns.values(), experiment_id, chunk),
+        )
+        await self.db.commit()
+
+    async def _experiment_id(self, name: str) -> int:
+        async with self.db.execute("SELECT id FROM experiments WHERE name = ?", (name,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            raise ExperimentNotFoundError(name)
+        return int(row[0])
+
+    # results
+
+    async def save_results(self, experiment: Experiment, results: Iterable[Result], *,
+                           replace: bool = True) -> int:
+        """Upsert results by custom id, so a second download never duplicates a row."""
+        experiment_id = await self._experiment_id(experiment.name)
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        rows = [_result_row(experiment_id, r) for r in results]
+        await self.db.executemany(f"{verb} INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        return len(rows)
+
+    async def commit(self) -> None:
+        await self.db.commit()
+
+    async def iter_results(self, experiment: Experiment) -> AsyncIterator[Result]:
+        """Results in request order."""
+        async with self.db.execute(
+            "SELECT res.* FROM results res JOIN requests r "
+            "ON r.experiment_id = res.experiment_id AND r.custom_id = res.custom_id "
+            "JOIN experiments e ON e.id = res.experiment_id WHERE e.name = ? ORDER BY r.idx",
+            (experiment.name,),
+        ) as cursor:
+            async for row in cursor:
+                yield _result(row)
+
+    async def count_results(self, experiment: Experiment) -> int:
+        experiment_id = await self._experiment_id(experiment.name)
+        async with self.db.execute(
+            "SELECT COUNT(*) FROM results WHERE experiment_id = ?", (experiment_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+
+def _column_value(value: Any) -> Any:
+    if isinstance(value, Status):
+        return value.value
+    if isinstance(value, datetime):
+        return _ts(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return value
+
+
+def _experiment(row: aiosqlite.Row) -> Experiment:
+    return Experiment(
+        name=row["name"], title=row["title"], description=row["description"],
+        provider=row["provider"], model=row["model"], endpoint=row["endpoint"],
+        base_url=row["base_url"], status=Status(row["status"]),
+        provider_status=row["provider_status"],
+        request_counts=RequestCounts(total=row["total"], completed=row["completed"], failed=row["failed"]),
+        batch_count=row["batch_count"],
+        processed_file_path=Path(row["processed_file_path"]),
+        results_file_path=Path(row["results_file_path"]),
+        error=row["error"],
+        created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]),
+        started_at=_dt(row["started_at"]), completed_at=_dt(row["completed_at"]),
+    )
+
+
+def _batch(row: aiosqlite.Row) -> BatchRecord:
+    return BatchRecord(
+        chunk=row["chunk"], path=Path(row["path"]), request_count=row["request_count"],
+        bytes=row["bytes"], step=row["step"], file_id=row["file_id"], batch_id=row["batch_id"],
+        status=Status(row["status"]), provider_status=row["provider_status"],
+        completed=row["completed"], failed=row["failed"], output_file_id=row["output_file_id"],
+        error_file_id=row["error_file_id"], errors=json.loads(row["errors"]),
+        results_stored=bool(row["results_stored"]),
+    )
+
+
+def _result_row(experiment_id: int, result: Result) -> tuple[Any, ...]:
+    return (
+        experiment_id, result.custom_id, result.status, result.text,
+        json.dumps(result.parsed) if result.parsed is not None else None,
+        result.usage.input_tokens if result.usage else None,
+        result.usage.output_tokens if result.usage else None,
+        result.error.kind if result.error else None,
+        result.error.message if result.error else None,
+        result.error.code if result.error else None,
+        json.dumps(result.raw, separators=(",", ":")) if result.raw is not None else None,
+    )
+
+
+def _result(row: aiosqlite.Row) -> Result:
+    usage = (
+        Usage(input_tokens=row["input_tokens"] or 0, output_tokens=row["output_tokens"] or 0)
+        if row["input_tokens"] is not None or row["output_tokens"] is not None else None
+    )
+    error = (
+        ResultError(kind=row["error_kind"], message=row["error_message"] or "", code=row["error_code"])
+        if row["error_kind"] else None
+    )
+    return Result(
+        custom_id=row["custom_id"], status=row["status"], text=row["text"],
+        parsed=json.loads(row["parsed"]) if row["parsed"] is not None else None,
+        usage=usage, error=error, raw=json.loads(row["raw"]) if row["raw"] else None,
+    )

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from batchling.emulator import Emulator, EmulatorConfig
+
+KEY_VARIABLES = (
+    "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "GEMINI_API_KEY",
+    "GOOGLE_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY", "TOGETHER_API_KEY",
+)
+BASE_URL_VARIABLES = (
+    "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL",
+    "GROQ_BASE_URL", "MISTRAL_BASE_URL", "TOGETHER_BASE_URL",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test may touch a real user's database or reach a real provider."""
+    home = tmp_path / "batchling-home"
+    monkeypatch.setenv("BATCHLING_HOME", str(home))
+    for name in KEY_VARIABLES + BASE_URL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[Emulator]:
+    with Emulator() as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """The shared emulator with fresh knobs, and every SDK's environment pointed at it."""
+    emulator_server.state.config = EmulatorConfig()
+    emulator_server.state.faults.clear()
+    for name, value in emulator_server.env().items():
+        monkeypatch.setenv(name, value)
+    yield emulator_server
+    emulator_server.state.config = EmulatorConfig()
+    emulator_server.state.faults.clear()
+
+
+def env_without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in names}
