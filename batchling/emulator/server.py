@@ -70,6 +70,9 @@ class Emulator:
     def env(self) -> dict[str, str]:
         return exports(self.base_url)
 
+    def env_for_port(self, port: int) -> dict[str, str]:
+        return exports(f"http://{LOOPBACK}:{port}")
+
     def inject(self, fault: Fault) -> None:
         self.state.inject(fault)
 

@@ -1,0 +1,3 @@
+from batchling.cli import main
+
+main()
