@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -447,7 +448,8 @@ class AsyncExperimentManager:
                     handle.write(result.model_dump_json(exclude={"raw"}) + "\n")
             temp.replace(path)
         except OSError as error:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
             raise InputError(
                 f"Cannot write the results file {path}: {error.strerror}. The results are stored; "
                 f"update the path with 'batchling update' or fix permissions, then run results again."

@@ -1,0 +1,368 @@
+"""Anthropic's Message Batches protocol (shared/providers/anthropic.md), served under /anthropic.
+
+Requests arrive inline in the create call; results are one JSONL stream per batch at a
+relative `results_url`, which the SDK joins to its base URL (so it stays on the emulator).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from batchling.emulator import answers, chat
+from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase
+
+PROVIDER = "anthropic"
+PREFIX = "/anthropic"
+API_KEY = "emulator-key"
+CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+MAX_REQUESTS = 100_000
+MAX_BODY_BYTES = 256 * 1000 * 1000
+EXPIRY_SECONDS = 24 * 3600
+LIST_LIMIT_MAX = 1000
+
+PROCESSING_STATUS = {
+    Phase.VALIDATING: "in_progress",
+    Phase.RUNNING: "in_progress",
+    Phase.FINALIZING: "in_progress",
+    Phase.CANCELLING: "canceling",
+    Phase.COMPLETED: "ended",
+    Phase.FAILED: "ended",
+    Phase.EXPIRED: "ended",
+    Phase.CANCELLED: "ended",
+}
+RESULT_TYPE = {
+    "succeeded": "succeeded",
+    "failed": "errored",
+    "cancelled": "canceled",
+    "expired": "expired",
+}
+COUNT_KEYS = ("processing", "succeeded", "errored", "canceled", "expired")
+
+
+def exports(base: str) -> dict[str, str]:
+    return {"ANTHROPIC_BASE_URL": f"{base}{PREFIX}", "ANTHROPIC_API_KEY": API_KEY}
+
+
+def error(status: int, message: str, *, type_: str = "invalid_request_error") -> JSONResponse:
+    # Errors here are final: tell the Stainless client not to retry them.
+    request_id = chat.short_id("req_", f"{status}:{message}")
+    return JSONResponse(
+        {"type": "error", "error": {"type": type_, "message": message}, "request_id": request_id},
+        status_code=status,
+        headers={"x-should-retry": "false", "request-id": request_id},
+    )
+
+
+def rfc3339(at: float | None) -> str | None:
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def results_path(batch_id: str) -> str:
+    return f"/v1/messages/batches/{batch_id}/results"
+
+
+def batch_object(batch: EmulatedBatch) -> dict[str, Any]:
+    ended = batch.phase.terminal
+    counts = dict.fromkeys(COUNT_KEYS, 0)
+    if ended:
+        counts.update(batch.extra.get("request_counts", {}))
+    else:
+        # Anthropic counts every request as processing until the whole batch ends.
+        counts["processing"] = batch.total
+    return {
+        "id": batch.id,
+        "type": "message_batch",
+        "processing_status": PROCESSING_STATUS[batch.phase],
+        "request_counts": counts,
+        "created_at": rfc3339(batch.created_at),
+        "expires_at": rfc3339(batch.created_at + EXPIRY_SECONDS),
+        "ended_at": rfc3339(batch.ended_at) if ended else None,
+        "cancel_initiated_at": rfc3339(batch.cancel_requested_at),
+        "archived_at": None,
+        "results_url": results_path(batch.id) if ended else None,
+    }
+
+
+def invalid_params(params: dict[str, Any]) -> str | None:
+    """What the Messages API would reject in one request's params, checked when it is processed."""
+    if not isinstance(params.get("model"), str) or not params["model"]:
+        return "model: Field required"
+    max_tokens = params.get("max_tokens")
+    if max_tokens is None:
+        return "max_tokens: Field required"
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        return "max_tokens: Input should be an integer greater than or equal to 1"
+    messages = params.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages: Field required"
+    if any(not isinstance(m, dict) or m.get("role") not in ("user", "assistant") for m in messages):
+        return "messages: roles must be 'user' or 'assistant'; use the top-level 'system' field"
+    if params.get("stream"):
+        return "stream: streaming is not supported in batches"
+    temperature = params.get("temperature")
+    if temperature is not None and (
+        not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1
+    ):
+        return "temperature: Input should be a number between 0 and 1"
+    return None
+
+
+def system_text(system: Any) -> str:
+    return chat.content_text(system)
+
+
+def message(params: dict[str, Any], *, custom_id: str) -> dict[str, Any]:
+    messages: list[dict[str, Any]] = params["messages"]
+    reply = answers.reply_to(chat.last_user_text(messages))
+    stop_reason, stop_sequence = "end_turn", None
+    found = [(reply.find(s), s) for s in params.get("stop_sequences") or [] if s and s in reply]
+    if found:
+        at, stop_sequence = min(found)
+        reply, stop_reason = reply[:at], "stop_sequence"
+    reply, truncated = answers.truncate_to_tokens(reply, params["max_tokens"])
+    if truncated:
+        stop_reason, stop_sequence = "max_tokens", None
+    input_tokens = answers.count_tokens(system_text(params.get("system"))) + chat.prompt_tokens(
+        messages
+    )
+    return {
+        "id": chat.short_id("msg_", custom_id),
+        "type": "message",
+        "role": "assistant",
+        "model": params["model"],
+        "content": [{"type": "text", "text": reply}],
+        "stop_reason": stop_reason,
+        "stop_sequence": stop_sequence,
+        "usage": {
+            "input_tokens": input_tokens,
+            "output_tokens": answers.count_tokens(reply),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
+
+
+def errored(type_: str, message_text: str, *, custom_id: str) -> dict[str, Any]:
+    return {
+        "type": "errored",
+        "error": {
+            "type": "error",
+            "error": {"type": type_, "message": message_text},
+            "request_id": chat.short_id("req_", custom_id),
+        },
+    }
+
+
+def result_of(line: dict[str, Any], outcome: str) -> dict[str, Any]:
+    custom_id = line["custom_id"]
+    if outcome == "succeeded":
+        problem = invalid_params(line["params"])
+        if problem is not None:
+            return errored("invalid_request_error", problem, custom_id=custom_id)
+        return {"type": "succeeded", "message": message(line["params"], custom_id=custom_id)}
+    if outcome == "failed":
+        return errored(
+            "api_error", f"Emulated failure for request '{custom_id}'.", custom_id=custom_id
+        )
+    return {"type": RESULT_TYPE[outcome]}
+
+
+def render(state: EmulatorState, batch: EmulatedBatch) -> None:
+    """Write the results stream of a batch that just ended, and its final request counts."""
+    lines = [
+        {"custom_id": line["custom_id"], "result": result_of(line, outcome)}
+        for line, outcome in zip(batch.lines, batch.outcomes, strict=True)
+    ]
+    counts = dict.fromkeys(COUNT_KEYS, 0)
+    for line in lines:
+        counts[line["result"]["type"]] += 1
+    batch.extra["request_counts"] = counts
+    batch.output_file_id = state.write_jsonl(
+        PROVIDER,
+        lines,
+        filename=f"{batch.id}_results.jsonl",
+        purpose="batch_results",
+        prefix="msgbatch_results_",
+    ).id
+
+
+def check_headers(request: Request) -> Response | None:
+    authorization = request.headers.get("authorization", "")
+    key = request.headers.get("x-api-key") or authorization.removeprefix("Bearer ").strip()
+    if not key:
+        return error(401, "x-api-key header is required", type_="authentication_error")
+    if not request.headers.get("anthropic-version"):
+        return error(400, "anthropic-version: header is required")
+    return None
+
+
+def validate_requests(payload: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The create body's requests, or why the whole create is refused (one bad line refuses all)."""
+    requests = payload.get("requests") if isinstance(payload, dict) else None
+    if not isinstance(requests, list) or not requests:
+        return [], "requests: Field required and must hold at least one request"
+    if len(requests) > MAX_REQUESTS:
+        return [], f"requests: a batch holds at most {MAX_REQUESTS} requests"
+    seen: set[str] = set()
+    for index, item in enumerate(requests):
+        custom_id = item.get("custom_id") if isinstance(item, dict) else None
+        if not isinstance(custom_id, str) or not CUSTOM_ID.match(custom_id):
+            return [], (
+                f"requests.{index}.custom_id: String should match pattern '{CUSTOM_ID.pattern}'"
+            )
+        if custom_id in seen:
+            return [], (
+                f"requests.{index}: Duplicate custom_id '{custom_id}': "
+                "custom_id must be unique within a batch"
+            )
+        if not isinstance(item.get("params"), dict):
+            return [], f"requests.{index}.params: Field required"
+        seen.add(custom_id)
+    return requests, None
+
+
+def routes(state: EmulatorState) -> list[Route]:
+    def refreshed(batch: EmulatedBatch) -> EmulatedBatch:
+        before = batch.phase
+        state.advance(batch)
+        if batch.phase.terminal and not before.terminal:
+            render(state, batch)
+        return batch
+
+    def find(request: Request) -> EmulatedBatch | None:
+        batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
+        return refreshed(batch) if batch is not None else None
+
+    def not_found(request: Request) -> Response:
+        return error(
+            404,
+            f"No Message Batch with id '{request.path_params['batch_id']}'.",
+            type_="not_found_error",
+        )
+
+    async def create_batch(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "create")) is not None:
+            return fault
+        if (refused := check_headers(request)) is not None:
+            return refused
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return error(
+                413,
+                f"Request exceeds the maximum size of {MAX_BODY_BYTES} bytes.",
+                type_="request_too_large",
+            )
+        try:
+            payload = json.loads(body)
+        except json.JSONDecodeError:
+            return error(400, "The request body is not valid JSON.")
+        requests, problem = validate_requests(payload)
+        if problem is not None:
+            return error(400, problem)
+        batch = state.create_batch(
+            PROVIDER,
+            requests,
+            [r["custom_id"] for r in requests],
+            prefix="msgbatch_",
+        )
+        return JSONResponse(batch_object(batch))
+
+    async def list_batches(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "list")) is not None:
+            return fault
+        if (refused := check_headers(request)) is not None:
+            return refused
+        try:
+            limit = int(request.query_params.get("limit", 20))
+        except ValueError:
+            return error(400, "limit: Input should be a valid integer")
+        if not 1 <= limit <= LIST_LIMIT_MAX:
+            return error(400, f"limit: Input should be between 1 and {LIST_LIMIT_MAX}")
+        after_id = request.query_params.get("after_id")
+        before_id = request.query_params.get("before_id")
+        newest_first = sorted(state.list_batches(PROVIDER), key=lambda b: b.id, reverse=True)
+        if before_id:
+            newer = [b for b in newest_first if b.id > before_id]
+            page, has_more = newer[-limit:], len(newer) > limit
+        else:
+            older = [b for b in newest_first if not after_id or b.id < after_id]
+            page, has_more = older[:limit], len(older) > limit
+        data = [batch_object(refreshed(b)) for b in page]
+        return JSONResponse(
+            {
+                "data": data,
+                "has_more": has_more,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
+
+    async def retrieve_batch(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "poll")) is not None:
+            return fault
+        if (refused := check_headers(request)) is not None:
+            return refused
+        batch = find(request)
+        return JSONResponse(batch_object(batch)) if batch is not None else not_found(request)
+
+    async def cancel_batch(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "cancel")) is not None:
+            return fault
+        if (refused := check_headers(request)) is not None:
+            return refused
+        batch = find(request)
+        if batch is None:
+            return not_found(request)
+        if batch.phase.terminal:
+            return error(400, f"Message Batch '{batch.id}' has ended and cannot be canceled.")
+        state.request_cancel(batch)
+        return JSONResponse(batch_object(refreshed(batch)))
+
+    async def batch_results(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "download")) is not None:
+            return fault
+        if (refused := check_headers(request)) is not None:
+            return refused
+        batch = find(request)
+        if batch is None:
+            return not_found(request)
+        stored = state.get_file(PROVIDER, batch.output_file_id or "")
+        if stored is None:
+            return error(400, f"Message Batch '{batch.id}' has not ended: no results yet.")
+        return FileResponse(stored.path, media_type="application/binary")
+
+    async def delete_batch(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "delete")) is not None:
+            return fault
+        if (refused := check_headers(request)) is not None:
+            return refused
+        batch = find(request)
+        if batch is None:
+            return not_found(request)
+        if not batch.phase.terminal:
+            return error(
+                400,
+                f"Message Batch '{batch.id}' is still processing: cancel it before deleting it.",
+            )
+        if batch.output_file_id:
+            state.delete_file(PROVIDER, batch.output_file_id)
+        del state.batches[batch.id]
+        return JSONResponse({"id": batch.id, "type": "message_batch_deleted"})
+
+    return [
+        Route("/v1/messages/batches", create_batch, methods=["POST"]),
+        Route("/v1/messages/batches", list_batches, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", retrieve_batch, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", delete_batch, methods=["DELETE"]),
+        Route("/v1/messages/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
+        Route("/v1/messages/batches/{batch_id}/results", batch_results, methods=["GET"]),
+    ]

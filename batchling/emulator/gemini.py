@@ -1,0 +1,693 @@
+"""Gemini Developer API batch protocol (shared/providers/gemini.md), served under /gemini.
+
+Covers the resumable Files upload, `models/{m}:batchGenerateContent` (file and inline input),
+batches get/list/cancel/delete as long-running Operations, file get/list/delete/download.
+Any `/{version}/` segment is accepted (the SDK defaults to v1, the docs use v1beta).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from batchling.emulator import answers, chat
+from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
+
+PROVIDER = "gemini"
+PREFIX = "/gemini"
+API_KEY_HEADER = "x-goog-api-key"
+BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch"
+OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatchOutput"
+FILE_TTL_SECONDS = 48 * 3600
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+# What Gemini bills for one image part, whatever its size (close enough for an emulator).
+IMAGE_TOKENS = 258
+
+# The Developer API has no validating/finalizing/cancelling states: those phases show as the
+# state around them.
+STATE = {
+    Phase.VALIDATING: "BATCH_STATE_PENDING",
+    Phase.RUNNING: "BATCH_STATE_RUNNING",
+    Phase.FINALIZING: "BATCH_STATE_RUNNING",
+    Phase.CANCELLING: "BATCH_STATE_RUNNING",
+    Phase.COMPLETED: "BATCH_STATE_SUCCEEDED",
+    Phase.FAILED: "BATCH_STATE_FAILED",
+    Phase.EXPIRED: "BATCH_STATE_EXPIRED",
+    Phase.CANCELLED: "BATCH_STATE_CANCELLED",
+}
+HTTP_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+}
+UNREGISTERED_CALLER = (
+    "Method doesn't allow unregistered callers (callers without established identity). "
+    "Please use API Key or other form of API consumer identity to call this API."
+)
+VALID_ROLES = {"user", "model"}
+
+
+def exports(base: str) -> dict[str, str]:
+    return {
+        "GEMINI_BASE_URL": f"{base}{PREFIX}",
+        "GOOGLE_GEMINI_BASE_URL": f"{base}{PREFIX}",
+        "GEMINI_API_KEY": "emulator-key",
+    }
+
+
+def error(
+    code: int, message: str, *, status: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "status": status or HTTP_STATUS_NAMES.get(code, "UNKNOWN"),
+        }
+    }
+    return JSONResponse(body, status_code=code, headers=headers)
+
+
+def rfc3339(timestamp: float) -> str:
+    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}Z"
+
+
+def service_base(request: Request) -> str:
+    """This emulator's loopback base URL, mount prefix included, as the client reached it."""
+    return str(request.base_url.replace(path=request.scope.get("root_path", ""))).rstrip("/")
+
+
+def has_api_key(request: Request) -> bool:
+    return bool(request.headers.get(API_KEY_HEADER) or request.query_params.get("key"))
+
+
+def bare_file_id(name: str) -> str:
+    return name.removeprefix("files/")
+
+
+# files
+
+
+def file_resource(stored: StoredFile, base: str, version: str) -> dict[str, Any]:
+    created = rfc3339(stored.created_at)
+    resource: dict[str, Any] = {
+        "name": f"files/{stored.id}",
+        "displayName": stored.extra.get("display_name") or stored.filename,
+        "mimeType": stored.extra.get("mime_type", "application/octet-stream"),
+        "sizeBytes": str(stored.bytes),
+        "createTime": created,
+        "updateTime": created,
+        "expirationTime": rfc3339(stored.created_at + FILE_TTL_SECONDS),
+        "sha256Hash": stored.extra.get("sha256Hash") or _sha256(stored),
+        "uri": f"{base}/{version}/files/{stored.id}",
+        "state": "ACTIVE",
+        "source": stored.extra.get("source", "UPLOADED"),
+    }
+    if resource["source"] == "GENERATED":
+        resource["downloadUri"] = f"{base}/download/{version}/files/{stored.id}:download?alt=media"
+    return resource
+
+
+def _sha256(stored: StoredFile) -> str:
+    digest = hashlib.sha256()
+    with stored.path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    stored.extra["sha256Hash"] = base64.b64encode(digest.hexdigest().encode()).decode()
+    return str(stored.extra["sha256Hash"])
+
+
+@dataclass
+class UploadSession:
+    display_name: str | None
+    mime_type: str
+    size: int
+    data: bytearray = field(default_factory=bytearray)
+
+
+def _file_field(payload: Any, camel: str, snake: str) -> Any:
+    file_info = payload.get("file") if isinstance(payload, dict) else None
+    if not isinstance(file_info, dict):
+        return None
+    return file_info.get(camel, file_info.get(snake))
+
+
+# requests and answers
+
+
+def _parts_text(parts: Any) -> str:
+    if not isinstance(parts, list):
+        return ""
+    return "\n".join(str(p["text"]) for p in parts if isinstance(p, dict) and "text" in p)
+
+
+def last_user_text(contents: list[Any]) -> str:
+    for content in reversed(contents):
+        if isinstance(content, dict) and content.get("role", "user") == "user":
+            return _parts_text(content.get("parts"))
+    return ""
+
+
+def prompt_tokens(request: dict[str, Any]) -> int:
+    contents = [c for c in request.get("contents") or [] if isinstance(c, dict)]
+    system = request.get("systemInstruction") or request.get("system_instruction")
+    if isinstance(system, dict):
+        contents.append(system)
+    tokens = 0
+    for content in contents:
+        for part in content.get("parts") or []:
+            if not isinstance(part, dict):
+                continue
+            if "text" in part:
+                tokens += answers.count_tokens(str(part["text"]))
+            elif any(k in part for k in ("inlineData", "inline_data", "fileData", "file_data")):
+                tokens += IMAGE_TOKENS
+    return tokens
+
+
+def request_problem(request: Any) -> str | None:
+    """The message Gemini gives a GenerateContentRequest it refuses, or None when it is fine."""
+    if not isinstance(request, dict):
+        return "Invalid JSON payload: 'request' must be a GenerateContentRequest object."
+    contents = request.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return "* GenerateContentRequest.contents: contents is not specified\n"
+    for content in contents:
+        if not isinstance(content, dict) or not content.get("parts"):
+            return "* GenerateContentRequest.contents.parts: contents.parts must not be empty.\n"
+        if content.get("role", "user") not in VALID_ROLES:
+            return "Please use a valid role: user, model."
+    return None
+
+
+def _generation_config(request: dict[str, Any]) -> dict[str, Any]:
+    config = request.get("generationConfig") or request.get("generation_config") or {}
+    return config if isinstance(config, dict) else {}
+
+
+def _cut_at_stop(text: str, stops: Any) -> str:
+    if not isinstance(stops, list):
+        return text
+    cut = min((text.find(s) for s in stops if isinstance(s, str) and s and s in text), default=-1)
+    return text[:cut] if cut >= 0 else text
+
+
+def generate_content(request: dict[str, Any], *, model: str, key: str) -> dict[str, Any]:
+    """A deterministic GenerateContentResponse for one request."""
+    config = _generation_config(request)
+    reply = answers.reply_to(last_user_text(request.get("contents") or []))
+    reply, truncated = answers.truncate_to_tokens(
+        reply, config.get("maxOutputTokens", config.get("max_output_tokens"))
+    )
+    reply = _cut_at_stop(reply, config.get("stopSequences", config.get("stop_sequences")))
+    input_tokens, output_tokens = prompt_tokens(request), answers.count_tokens(reply)
+    return {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": [{"text": reply}]},
+                "finishReason": "MAX_TOKENS" if truncated else "STOP",
+                "index": 0,
+            }
+        ],
+        "usageMetadata": {
+            "promptTokenCount": input_tokens,
+            "candidatesTokenCount": output_tokens,
+            "totalTokenCount": input_tokens + output_tokens,
+        },
+        "modelVersion": model.removeprefix("models/"),
+        "responseId": chat.short_id("", key)[:22],
+    }
+
+
+def failure(key: str) -> dict[str, Any]:
+    return {"code": 500, "message": f"Emulated failure for request '{key}'.", "status": "INTERNAL"}
+
+
+# batches
+
+
+def batch_name(batch: EmulatedBatch) -> str:
+    return f"batches/{batch.id}"
+
+
+def _line_outcome(state: EmulatorState, batch: EmulatedBatch, index: int) -> str:
+    """The outcome of a processed line: invalid requests always fail."""
+    if index in batch.extra["invalid"]:
+        return "failed"
+    if batch.phase.terminal:
+        return batch.outcomes[index]
+    failed = answers.is_failure(
+        batch.custom_ids[index], state.config.failure_rate, state.config.seed
+    )
+    return "failed" if failed else "succeeded"
+
+
+def batch_stats(state: EmulatorState, batch: EmulatedBatch) -> dict[str, str]:
+    if batch.phase.terminal:
+        processed = range(len(batch.outcomes))
+    else:
+        at = batch.cancel_requested_at
+        processed = range(state.done_count(batch, at) if batch.phase != Phase.VALIDATING else 0)
+    outcomes = [_line_outcome(state, batch, index) for index in processed]
+    succeeded, failed = outcomes.count("succeeded"), outcomes.count("failed")
+    # int64 counters travel as strings in proto JSON.
+    return {
+        "requestCount": str(batch.total),
+        "successfulRequestCount": str(succeeded),
+        "failedRequestCount": str(failed),
+        "pendingRequestCount": str(batch.total - succeeded - failed),
+    }
+
+
+def operation(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
+    """A batch as the long-running Operation every batches call answers with."""
+    updated = max(batch.phase_times.values(), default=batch.created_at)
+    metadata: dict[str, Any] = {
+        "@type": BATCH_TYPE,
+        "name": batch_name(batch),
+        "model": batch.extra["model"],
+        "inputConfig": batch.extra["input_config"],
+        "createTime": rfc3339(batch.created_at),
+        "updateTime": rfc3339(updated),
+        "state": STATE[batch.phase],
+        "batchStats": batch_stats(state, batch),
+    }
+    if batch.extra["display_name"]:
+        metadata["displayName"] = batch.extra["display_name"]
+    if batch.ended_at is not None:
+        metadata["endTime"] = rfc3339(batch.ended_at)
+    op: dict[str, Any] = {
+        "name": batch_name(batch),
+        "metadata": metadata,
+        "done": batch.phase.terminal,
+    }
+    output = batch.extra.get("output")
+    if output is not None:
+        metadata["output"] = output
+        op["response"] = {"@type": OUTPUT_TYPE, **output}
+    if batch.phase == Phase.FAILED and batch.errors:
+        op["error"] = batch.errors[0]
+    return op
+
+
+def render(state: EmulatorState, batch: EmulatedBatch) -> None:
+    """Write the results of a batch that just succeeded (other end states return none)."""
+    model = batch.extra["model"]
+    answered: list[dict[str, Any]] = []
+    for index, line in enumerate(batch.lines):
+        key = batch.custom_ids[index]
+        problem = batch.extra["invalid"].get(index)
+        if problem is not None:
+            result: dict[str, Any] = {
+                "error": {"code": 400, "message": problem, "status": "INVALID_ARGUMENT"}
+            }
+        elif _line_outcome(state, batch, index) == "failed":
+            result = {"error": failure(key)}
+        else:
+            result = {"response": generate_content(line["request"], model=model, key=key)}
+        if batch.extra["inline"]:
+            answered.append({**result, "metadata": line.get("metadata") or {}})
+        elif "key" in line:
+            answered.append({"key": line["key"], **result})
+        else:
+            answered.append(result)
+    if batch.extra["inline"]:
+        batch.extra["output"] = {"inlinedResponses": {"inlinedResponses": answered}}
+        return
+    stored = state.write_jsonl(
+        PROVIDER,
+        answered,
+        filename=f"{batch.id}-output.jsonl",
+        purpose="batch_output",
+        prefix="batch-out-",
+    )
+    stored.extra.update(
+        mime_type="application/jsonl", source="GENERATED", display_name=f"{batch.id}-output"
+    )
+    batch.output_file_id = stored.id
+    batch.extra["output"] = {"responsesFile": f"files/{stored.id}"}
+
+
+def _file_lines(stored: StoredFile) -> tuple[list[dict[str, Any]], str | None]:
+    """The input file's lines, or the reason the whole batch fails."""
+    lines: list[dict[str, Any]] = []
+    with stored.path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+            except json.JSONDecodeError:
+                return [], f"Invalid JSON in the input file at line {number}."
+            if not isinstance(line, dict) or "request" not in line:
+                return [], f"Line {number} of the input file has no 'request' field."
+            if "key" in line and not isinstance(line["key"], str):
+                return [], f"Line {number} of the input file has a 'key' that is not a string."
+            lines.append(line)
+    if not lines:
+        return [], "The input file contains no requests."
+    return lines, None
+
+
+def _inline_lines(requests: Any) -> list[dict[str, Any]] | None:
+    items = requests.get("requests") if isinstance(requests, dict) else None
+    if not isinstance(items, list) or not items:
+        return None
+    return [item if isinstance(item, dict) else {"request": item} for item in items]
+
+
+def _line_key(line: dict[str, Any], index: int) -> str:
+    metadata = line.get("metadata")
+    key = line.get("key") or (metadata.get("key") if isinstance(metadata, dict) else None)
+    return str(key) if key else f"line-{index + 1}"
+
+
+def routes(state: EmulatorState) -> list[Route]:
+    uploads: dict[str, UploadSession] = {}
+    upload_ids = itertools.count(1)
+
+    def refreshed(batch: EmulatedBatch) -> EmulatedBatch:
+        before = batch.phase
+        state.advance(batch)
+        if batch.phase == Phase.COMPLETED and before != Phase.COMPLETED:
+            render(state, batch)
+        return batch
+
+    def find_batch(request: Request) -> tuple[EmulatedBatch | None, str]:
+        batch_id, _, method = request.path_params["target"].partition(":")
+        return state.get_batch(PROVIDER, batch_id), method
+
+    def not_found_batch(request: Request) -> JSONResponse:
+        target = request.path_params["target"].partition(":")[0]
+        return error(404, f"Batch batches/{target} not found.")
+
+    async def upload(request: Request) -> Response:
+        if request.query_params.get("upload_id"):
+            return await upload_data(request)
+        if (fault := await state.before(PROVIDER, "upload")) is not None:
+            return fault
+        if not has_api_key(request):
+            return error(403, UNREGISTERED_CALLER)
+        if (
+            request.headers.get("x-goog-upload-protocol") != "resumable"
+            or request.headers.get("x-goog-upload-command") != "start"
+        ):
+            return error(
+                400,
+                "Only the resumable upload protocol is supported: send "
+                "X-Goog-Upload-Protocol: resumable and X-Goog-Upload-Command: start.",
+            )
+        try:
+            payload = json.loads(await request.body() or b"{}")
+            size = int(
+                request.headers.get("x-goog-upload-header-content-length")
+                or _file_field(payload, "sizeBytes", "size_bytes")
+            )
+        except (ValueError, TypeError):
+            return error(400, "Invalid upload start: a JSON body and the upload size are required.")
+        mime_type = request.headers.get("x-goog-upload-header-content-type") or _file_field(
+            payload, "mimeType", "mime_type"
+        )
+        if not mime_type:
+            return error(400, "The upload's mime type is required.")
+        upload_id = f"emu-upload-{next(upload_ids)}"
+        uploads[upload_id] = UploadSession(
+            display_name=_file_field(payload, "displayName", "display_name"),
+            mime_type=str(mime_type),
+            size=size,
+        )
+        version = request.path_params["version"]
+        # Absolute and loopback: the SDK sends the bytes to this URL exactly as given.
+        url = (
+            f"{service_base(request)}/upload/{version}/files"
+            f"?upload_id={upload_id}&upload_protocol=resumable"
+        )
+        return JSONResponse(
+            {}, headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"}
+        )
+
+    async def upload_data(request: Request) -> Response:
+        # No API key here, as with Google: the upload id is the credential.
+        session = uploads.get(request.query_params["upload_id"])
+        # Every answer carries X-Goog-Upload-Status, else the SDK resends the chunk after sleeps.
+        final = {"X-Goog-Upload-Status": "final"}
+        if session is None:
+            return error(404, "No such upload session.", headers=final)
+        command = request.headers.get("x-goog-upload-command", "")
+        offset = int(request.headers.get("x-goog-upload-offset", len(session.data)))
+        if offset != len(session.data):
+            uploads.pop(request.query_params["upload_id"], None)
+            return error(
+                400,
+                f"Upload offset {offset} does not match the {len(session.data)} bytes received.",
+                headers=final,
+            )
+        session.data += await request.body()
+        if "finalize" not in command:
+            return Response(status_code=200, headers={"X-Goog-Upload-Status": "active"})
+        uploads.pop(request.query_params["upload_id"], None)
+        if len(session.data) != session.size:
+            return error(
+                400,
+                f"Received {len(session.data)} bytes, but the upload declared {session.size}.",
+                headers=final,
+            )
+        stored = state.save_file(
+            PROVIDER,
+            bytes(session.data),
+            filename=session.display_name or "upload",
+            purpose="batch",
+            prefix="file-",
+            extra={
+                "mime_type": session.mime_type,
+                "display_name": session.display_name,
+                "source": "UPLOADED",
+            },
+        )
+        resource = file_resource(stored, service_base(request), request.path_params["version"])
+        return JSONResponse({"file": resource}, headers=final)
+
+    async def file_get(request: Request) -> Response:
+        name, _, method = request.path_params["target"].partition(":")
+        if method == "download":
+            return await download(request)
+        if (fault := await state.before(PROVIDER, "file")) is not None:
+            return fault
+        if not has_api_key(request):
+            return error(403, UNREGISTERED_CALLER)
+        stored = state.get_file(PROVIDER, name)
+        if stored is None or method:
+            return error(404, f"File files/{name} not found.")
+        return JSONResponse(
+            file_resource(stored, service_base(request), request.path_params["version"])
+        )
+
+    async def download(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "download")) is not None:
+            return fault
+        if not has_api_key(request):
+            return error(403, UNREGISTERED_CALLER)
+        name = request.path_params["target"].partition(":")[0]
+        stored = state.get_file(PROVIDER, name)
+        if stored is None:
+            return error(404, f"File files/{name} not found.")
+        if stored.extra.get("source") != "GENERATED":
+            return error(
+                400, "Only generated files can be downloaded, uploaded files can't be downloaded."
+            )
+        return FileResponse(stored.path, media_type=stored.extra.get("mime_type"))
+
+    async def file_delete(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "delete")) is not None:
+            return fault
+        if not has_api_key(request):
+            return error(403, UNREGISTERED_CALLER)
+        name = request.path_params["target"]
+        if not state.delete_file(PROVIDER, name):
+            return error(404, f"File files/{name} not found.")
+        return JSONResponse({})
+
+    async def file_list(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "list")) is not None:
+            return fault
+        if not has_api_key(request):
+            return error(403, UNREGISTERED_CALLER)
+        files = sorted(
+            (f for f in state.files.values() if f.provider == PROVIDER),
+            key=lambda f: f.id,
+            reverse=True,
+        )
+        page, token = _page(request, files)
+        base, version = service_base(request), request.path_params["version"]
+        body: dict[str, Any] = {"files": [file_resource(f, base, version) for f in page]}
+        if token:
+            body["nextPageToken"] = token
+        return JSONResponse(body)
+
+    async def model_call(request: Request) -> Response:
+        model, _, method = request.path_params["target"].rpartition(":")
+        if method != "batchGenerateContent":
+            if (fault := await state.before(PROVIDER, "create")) is not None:
+                return fault
+            if method == "asyncBatchEmbedContent":
+                return error(501, "The emulator does not serve embedding batches.")
+            return error(404, f"Method models/{model}:{method} not found.")
+        return await create_batch(request, model)
+
+    async def create_batch(request: Request, model: str) -> Response:
+        if (fault := await state.before(PROVIDER, "create")) is not None:
+            return fault
+        if not has_api_key(request):
+            return error(403, UNREGISTERED_CALLER)
+        try:
+            payload = json.loads(await request.body() or b"{}")
+        except json.JSONDecodeError:
+            return error(400, "Invalid JSON payload received.")
+        batch_spec = payload.get("batch") if isinstance(payload, dict) else None
+        if not isinstance(batch_spec, dict):
+            return error(400, "* BatchGenerateContentRequest.batch: batch is not specified\n")
+        input_config = batch_spec.get("inputConfig", batch_spec.get("input_config"))
+        if not isinstance(input_config, dict):
+            return error(
+                400, "* GenerateContentBatch.input_config: input_config is not specified\n"
+            )
+        file_name = input_config.get("fileName", input_config.get("file_name"))
+        inline = input_config.get("requests")
+        if (file_name is None) == (inline is None):
+            return error(
+                400,
+                "* GenerateContentBatch.input_config: exactly one of file_name "
+                "or requests must be set.\n",
+            )
+        problem: str | None = None
+        if file_name is not None:
+            stored = state.get_file(PROVIDER, bare_file_id(str(file_name)))
+            if stored is None:
+                return error(400, f"File {file_name} not found or not accessible.")
+            lines, problem = _file_lines(stored)
+            input_spec: dict[str, Any] = {"fileName": f"files/{stored.id}"}
+        else:
+            inline_lines = _inline_lines(inline)
+            if inline_lines is None:
+                return error(
+                    400,
+                    "* GenerateContentBatch.input_config.requests: requests must not be empty.\n",
+                )
+            lines = inline_lines
+            # Inline requests are not echoed back: every poll would carry them all.
+            input_spec = {}
+        batch = state.create_batch(
+            PROVIDER,
+            lines,
+            [_line_key(line, i) for i, line in enumerate(lines)],
+            prefix="batch-",
+            extra={
+                "model": model if model.startswith("models/") else f"models/{model}",
+                "display_name": str(
+                    batch_spec.get("displayName", batch_spec.get("display_name", ""))
+                ),
+                "input_config": input_spec,
+                "inline": file_name is None,
+                "invalid": {
+                    i: p
+                    for i, line in enumerate(lines)
+                    if (p := request_problem(line.get("request"))) is not None
+                },
+            },
+        )
+        if problem is not None:
+            # google.rpc.Code 3 is INVALID_ARGUMENT.
+            state.fail_batch(batch, [{"code": 3, "message": problem}])
+        return JSONResponse(operation(state, batch))
+
+    async def batch_get(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "poll")) is not None:
+            return fault
+        if not has_api_key(request):
+            return error(403, UNREGISTERED_CALLER)
+        batch, method = find_batch(request)
+        if batch is None or method:
+            return not_found_batch(request)
+        return JSONResponse(operation(state, refreshed(batch)))
+
+    async def batch_cancel(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "cancel")) is not None:
+            return fault
+        if not has_api_key(request):
+            return error(403, UNREGISTERED_CALLER)
+        batch, method = find_batch(request)
+        if batch is None or method != "cancel":
+            return not_found_batch(request)
+        refreshed(batch)
+        if batch.phase.terminal:
+            return error(
+                400,
+                f"Batch {batch_name(batch)} is already {STATE[batch.phase]} and "
+                "cannot be cancelled.",
+                status="FAILED_PRECONDITION",
+            )
+        state.request_cancel(batch)
+        refreshed(batch)
+        return JSONResponse({})
+
+    async def batch_delete(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "delete")) is not None:
+            return fault
+        if not has_api_key(request):
+            return error(403, UNREGISTERED_CALLER)
+        batch, method = find_batch(request)
+        if batch is None or method:
+            return not_found_batch(request)
+        state.batches.pop(batch.id, None)
+        return JSONResponse({})
+
+    async def batch_list(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "list")) is not None:
+            return fault
+        if not has_api_key(request):
+            return error(403, UNREGISTERED_CALLER)
+        batches = sorted(state.list_batches(PROVIDER), key=lambda b: b.id, reverse=True)
+        page, token = _page(request, batches)
+        body: dict[str, Any] = {"operations": [operation(state, refreshed(b)) for b in page]}
+        if token:
+            body["nextPageToken"] = token
+        return JSONResponse(body)
+
+    return [
+        Route("/upload/{version}/files", upload, methods=["POST"]),
+        Route("/download/{version}/files/{target}", download, methods=["GET"]),
+        Route("/{version}/files", file_list, methods=["GET"]),
+        Route("/{version}/files/{target}", file_get, methods=["GET"]),
+        Route("/{version}/files/{target}", file_delete, methods=["DELETE"]),
+        Route("/{version}/models/{target}", model_call, methods=["POST"]),
+        Route("/{version}/batches", batch_list, methods=["GET"]),
+        Route("/{version}/batches/{target}", batch_get, methods=["GET"]),
+        Route("/{version}/batches/{target}", batch_cancel, methods=["POST"]),
+        Route("/{version}/batches/{target}", batch_delete, methods=["DELETE"]),
+    ]
+
+
+def _page(request: Request, items: list[Any]) -> tuple[list[Any], str | None]:
+    """One page of `items` and the token of the next one (an offset, opaque to clients)."""
+    try:
+        size = int(request.query_params.get("pageSize") or DEFAULT_PAGE_SIZE)
+        start = int(request.query_params.get("pageToken") or 0)
+    except ValueError:
+        size, start = DEFAULT_PAGE_SIZE, len(items)
+    size = max(1, min(MAX_PAGE_SIZE, size))
+    end = start + size
+    return items[start:end], (str(end) if end < len(items) else None)

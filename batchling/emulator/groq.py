@@ -1,0 +1,405 @@
+"""Groq's files + batches protocol (shared/providers/groq.md), served under /groq/openai/v1.
+
+A copy of OpenAI's protocol with Groq's own turns: paths carry `/openai/v1` below a base URL
+with no path, `completion_window` runs from 24h to 7d, a line with a bad `method` does not fail
+the batch but is listed in `errors` (a plain list, as Groq's docs show it), chat and audio lines
+may be mixed in one file, and the batch list pages by cursor (`paging.next_cursor`) or by ids.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from batchling.emulator import chat
+from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
+from batchling.emulator.openai import PHASE_TIMESTAMP, STATUS, error
+
+PROVIDER = "groq"
+PREFIX = "/groq"
+API = "/openai/v1"
+CHAT = "/v1/chat/completions"
+AUDIO = frozenset({"/v1/audio/transcriptions", "/v1/audio/translations"})
+ENDPOINTS = frozenset({CHAT}) | AUDIO
+MIN_WINDOW_HOURS = 24
+MAX_WINDOW_HOURS = 7 * 24
+LIST_PAGE_SIZE = 100
+MAX_LIST_IDS = 200
+EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
+CANCELLED_MESSAGE = "This request was not executed because the batch was cancelled."
+_WINDOW = re.compile(r"^(\d+)([hd])$")
+
+
+def exports(base: str) -> dict[str, str]:
+    # No path: the SDK's own paths start with /openai/v1 (quirk 10).
+    return {"GROQ_BASE_URL": f"{base}{PREFIX}", "GROQ_API_KEY": "emulator-key"}
+
+
+def window_hours(window: object) -> int | None:
+    """Hours in a completion window such as '24h' or '7d'; None when Groq would refuse it."""
+    match = _WINDOW.match(window) if isinstance(window, str) else None
+    if match is None:
+        return None
+    hours = int(match.group(1)) * (24 if match.group(2) == "d" else 1)
+    return hours if MIN_WINDOW_HOURS <= hours <= MAX_WINDOW_HOURS else None
+
+
+def file_object(stored: StoredFile) -> dict[str, Any]:
+    return {
+        "id": stored.id,
+        "object": "file",
+        "bytes": stored.bytes,
+        "created_at": stored.created_at,
+        "filename": stored.filename,
+        "purpose": stored.purpose,
+    }
+
+
+def batch_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
+    counts = batch.counts()
+    terminal = batch.phase.terminal
+    obj: dict[str, Any] = {
+        "id": batch.id,
+        "object": "batch",
+        "endpoint": batch.extra["endpoint"],
+        "errors": batch.errors or None,
+        "input_file_id": batch.extra["input_file_id"],
+        "completion_window": batch.extra["completion_window"],
+        "status": STATUS[batch.phase],
+        "output_file_id": batch.output_file_id,
+        "error_file_id": batch.error_file_id,
+        "created_at": int(batch.created_at),
+        "expires_at": int(batch.created_at) + 3600 * batch.extra["window_hours"],
+        "request_counts": {
+            "total": batch.total,
+            "completed": counts["succeeded"] if terminal else state.done_count(batch),
+            "failed": counts["failed"] + counts["expired"] + counts["cancelled"],
+        },
+        "metadata": batch.metadata or None,
+    }
+    for phase, key in PHASE_TIMESTAMP.items():
+        at = batch.phase_times.get(phase)
+        obj[key] = int(at) if at is not None else None
+    return obj
+
+
+def _line_problem(line: Any, seen: set[str]) -> tuple[str, str, str | None] | None:
+    """(code, message, param) of a line that fails the whole batch, or None."""
+    if not isinstance(line, dict):
+        return "invalid_json_line", "This line is not a JSON object.", None
+    custom_id = line.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        return "missing_required_parameter", "Missing required parameter: 'custom_id'.", "custom_id"
+    if custom_id in seen:
+        return "duplicate_custom_id", f"The custom_id '{custom_id}' is duplicated.", "custom_id"
+    if line.get("url") not in ENDPOINTS:
+        allowed = ", ".join(sorted(ENDPOINTS))
+        return "invalid_url", f"The url '{line.get('url')}' is not one of {allowed}.", "url"
+    if not isinstance(line.get("body"), dict):
+        return "missing_required_parameter", "Missing required parameter: 'body'.", "body"
+    return None
+
+
+def validate_lines(
+    stored: StoredFile,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Runnable lines, lines skipped for a bad method, and errors that fail the batch."""
+    lines: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    fatal: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    with stored.path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+            except json.JSONDecodeError:
+                fatal.append(
+                    {
+                        "code": "invalid_json_line",
+                        "line": number,
+                        "param": None,
+                        "message": "This line is not parseable as valid JSON.",
+                    }
+                )
+                continue
+            problem = _line_problem(line, seen)
+            if problem is not None:
+                code, message, param = problem
+                fatal.append({"code": code, "message": message, "param": param, "line": number})
+            elif line.get("method") != "POST":
+                skipped.append(
+                    {
+                        "code": "invalid_method",
+                        "param": "method",
+                        "line": number,
+                        "message": f"Method '{line.get('method')}' is not supported; only POST is.",
+                    }
+                )
+            else:
+                seen.add(line["custom_id"])
+                lines.append(line)
+    if not lines and not fatal:
+        fatal.append(
+            {
+                "code": "empty_file",
+                "message": "The input file has no runnable request.",
+                "param": None,
+                "line": None,
+            }
+        )
+    return lines, skipped, fatal
+
+
+def response_body(line: dict[str, Any], *, created: int) -> dict[str, Any]:
+    body, custom_id = line["body"], line["custom_id"]
+    if line["url"] in AUDIO:
+        text = f"Emulated transcription of {body.get('url') or 'the audio'}."
+        return {"text": text, "x_groq": {"id": chat.short_id("req_", custom_id)}}
+    completion = chat.chat_completion(body, custom_id=custom_id, created=created)
+    completion["x_groq"] = {"id": chat.short_id("req_", custom_id)}
+    return completion
+
+
+def render(state: EmulatorState, batch: EmulatedBatch) -> None:
+    """Write the output and error files of a batch that just ended (order is not promised)."""
+    created = int(state.clock())
+    output: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for index, (line, outcome) in enumerate(zip(batch.lines, batch.outcomes, strict=True)):
+        custom_id = line["custom_id"]
+        base = {"id": f"batch_req_{batch.id}_{index}", "custom_id": custom_id}
+        request_id = f"req_{batch.id}_{index}"
+        if outcome == "succeeded":
+            body = response_body(line, created=created)
+            response = {"status_code": 200, "request_id": request_id, "body": body}
+            output.append({**base, "response": response, "error": None})
+        elif outcome == "failed":
+            body = chat.error_body(
+                f"Emulated failure for request '{custom_id}'.",
+                type_="internal_server_error",
+                code="emulated_failure",
+            )
+            response = {"status_code": 500, "request_id": request_id, "body": body}
+            failed.append({**base, "response": response, "error": None})
+        elif outcome == "expired":
+            failed.append(
+                {
+                    **base,
+                    "response": None,
+                    "error": {"code": "batch_expired", "message": EXPIRED_MESSAGE},
+                }
+            )
+        else:
+            failed.append(
+                {
+                    **base,
+                    "response": None,
+                    "error": {"code": "batch_cancelled", "message": CANCELLED_MESSAGE},
+                }
+            )
+    if output:
+        batch.output_file_id = state.write_jsonl(
+            PROVIDER,
+            output,
+            filename=f"{batch.id}_output.jsonl",
+            purpose="batch_output",
+            prefix="file_",
+        ).id
+    if failed:
+        batch.error_file_id = state.write_jsonl(
+            PROVIDER,
+            failed,
+            filename=f"{batch.id}_error.jsonl",
+            purpose="batch_output",
+            prefix="file_",
+        ).id
+
+
+def _not_found(what: str) -> JSONResponse:
+    return error(404, f"{what} not found.", type_="not_found_error", retry=False)
+
+
+def routes(state: EmulatorState) -> list[Route]:
+    def refreshed(batch: EmulatedBatch) -> EmulatedBatch:
+        before = batch.phase
+        state.advance(batch)
+        if batch.phase.terminal and not before.terminal and batch.outcomes:
+            render(state, batch)
+        return batch
+
+    async def upload(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "upload")) is not None:
+            return fault
+        form = await request.form()
+        upload_file = form.get("file")
+        purpose = form.get("purpose")
+        if upload_file is None or isinstance(upload_file, str):
+            return error(400, "Missing required parameter: 'file'.", param="file", retry=False)
+        if purpose != "batch":
+            return error(
+                400,
+                f"Invalid purpose '{purpose}': only 'batch' is supported.",
+                param="purpose",
+                retry=False,
+            )
+        content = await upload_file.read()
+        stored = state.save_file(
+            PROVIDER,
+            content,
+            filename=upload_file.filename or "batch.jsonl",
+            purpose="batch",
+            prefix="file_",
+        )
+        return JSONResponse(file_object(stored))
+
+    async def list_files(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "file")) is not None:
+            return fault
+        files = [file_object(f) for f in state.files.values() if f.provider == PROVIDER]
+        return JSONResponse({"object": "list", "data": files})
+
+    async def file_info(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "file")) is not None:
+            return fault
+        stored = state.get_file(PROVIDER, request.path_params["file_id"])
+        if stored is None:
+            return _not_found("File")
+        return JSONResponse(file_object(stored))
+
+    async def file_content(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "download")) is not None:
+            return fault
+        stored = state.get_file(PROVIDER, request.path_params["file_id"])
+        if stored is None:
+            return _not_found("File")
+        return FileResponse(stored.path, media_type="application/octet-stream")
+
+    async def delete_file(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "delete")) is not None:
+            return fault
+        file_id = request.path_params["file_id"]
+        if not state.delete_file(PROVIDER, file_id):
+            return _not_found("File")
+        return JSONResponse({"id": file_id, "object": "file", "deleted": True})
+
+    async def create_batch(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "create")) is not None:
+            return fault
+        payload = await request.json()
+        endpoint = payload.get("endpoint")
+        if endpoint not in ENDPOINTS:
+            return error(400, f"Invalid endpoint '{endpoint}'.", param="endpoint", retry=False)
+        window = payload.get("completion_window")
+        hours = window_hours(window)
+        if hours is None:
+            return error(
+                400,
+                f"Invalid completion_window '{window}': use a duration from 24h to 7d.",
+                param="completion_window",
+                retry=False,
+            )
+        stored = state.get_file(PROVIDER, str(payload.get("input_file_id")))
+        if stored is None or stored.purpose != "batch":
+            return error(
+                400,
+                f"Input file '{payload.get('input_file_id')}' not found.",
+                param="input_file_id",
+                retry=False,
+            )
+        metadata = payload.get("metadata") or {}
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            return error(
+                400, "metadata must map strings to strings.", param="metadata", retry=False
+            )
+        lines, skipped, fatal = validate_lines(stored)
+        batch = state.create_batch(
+            PROVIDER,
+            lines,
+            [line["custom_id"] for line in lines],
+            metadata=metadata,
+            extra={
+                "endpoint": endpoint,
+                "input_file_id": stored.id,
+                "completion_window": window,
+                "window_hours": hours,
+            },
+        )
+        if fatal:
+            state.fail_batch(batch, fatal + skipped)
+        else:
+            batch.errors = skipped
+        return JSONResponse(batch_object(state, batch))
+
+    async def list_batches(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "list")) is not None:
+            return fault
+        batches = sorted(state.list_batches(PROVIDER), key=lambda b: b.id, reverse=True)
+        ids = request.query_params.getlist("id")
+        if ids:
+            if len(ids) > MAX_LIST_IDS:
+                return error(
+                    400, f"At most {MAX_LIST_IDS} ids may be given.", param="id", retry=False
+                )
+            wanted = set(ids)
+            page = [b for b in batches if b.id in wanted]
+            return JSONResponse(
+                {
+                    "object": "list",
+                    "data": [batch_object(state, refreshed(b)) for b in page],
+                    "paging": {},
+                }
+            )
+        cursor = request.query_params.get("cursor")
+        if cursor:
+            after = cursor.removeprefix("cursor_")
+            batches = [b for b in batches if b.id < after]
+        page = batches[:LIST_PAGE_SIZE]
+        paging = {"next_cursor": f"cursor_{page[-1].id}"} if len(batches) > LIST_PAGE_SIZE else {}
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [batch_object(state, refreshed(b)) for b in page],
+                "paging": paging,
+            }
+        )
+
+    async def retrieve_batch(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "poll")) is not None:
+            return fault
+        batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
+        if batch is None:
+            return _not_found("Batch")
+        return JSONResponse(batch_object(state, refreshed(batch)))
+
+    async def cancel_batch(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "cancel")) is not None:
+            return fault
+        batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
+        if batch is None:
+            return _not_found("Batch")
+        refreshed(batch)
+        if batch.phase.terminal:
+            return error(
+                409, f"Cannot cancel a batch with status '{STATUS[batch.phase]}'.", retry=False
+            )
+        state.request_cancel(batch)
+        return JSONResponse(batch_object(state, refreshed(batch)))
+
+    return [
+        Route(f"{API}/files", upload, methods=["POST"]),
+        Route(f"{API}/files", list_files, methods=["GET"]),
+        Route(f"{API}/files/{{file_id}}", file_info, methods=["GET"]),
+        Route(f"{API}/files/{{file_id}}", delete_file, methods=["DELETE"]),
+        Route(f"{API}/files/{{file_id}}/content", file_content, methods=["GET"]),
+        Route(f"{API}/batches", create_batch, methods=["POST"]),
+        Route(f"{API}/batches", list_batches, methods=["GET"]),
+        Route(f"{API}/batches/{{batch_id}}", retrieve_batch, methods=["GET"]),
+        Route(f"{API}/batches/{{batch_id}}/cancel", cancel_batch, methods=["POST"]),
+    ]

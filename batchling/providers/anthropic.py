@@ -1,0 +1,379 @@
+"""Anthropic Message Batches adapter, through `anthropic.AsyncAnthropic`.
+
+Requests go inline in the create call (there is no file upload), and results stream from the
+batch's `results_url`. Anthropic requires `max_tokens` on every request: a request without one
+is sent with `DEFAULT_MAX_TOKENS` (1024).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from batchling.errors import ConfigurationError, InputError
+from batchling.models import (
+    ImagePart,
+    RawMessage,
+    RawRequest,
+    RequestCounts,
+    Result,
+    ResultError,
+    Status,
+    TextPart,
+    Usage,
+)
+from batchling.providers import openai_format
+from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+    from anthropic.types.messages import MessageBatch
+
+MESSAGES_ENDPOINT = "/v1/messages"
+
+INFO = ProviderInfo(
+    name="anthropic",
+    display_name="Anthropic",
+    api_key_env=("ANTHROPIC_API_KEY",),
+    base_url_env=("ANTHROPIC_BASE_URL",),
+    endpoints=frozenset({MESSAGES_ENDPOINT}),
+    default_endpoint=MESSAGES_ENDPOINT,
+    # "256 MB" counted in decimal megabytes, to stay under the limit whichever way it is meant.
+    limits=BatchLimits(
+        max_requests=100_000,
+        max_bytes=256 * 1000 * 1000,
+        custom_id_pattern=r"^[a-zA-Z0-9_-]{1,64}$",
+    ),
+    sdk="anthropic",
+)
+
+# Anthropic has three batch states; `ended` is refined by map_status() from the batch's fields.
+STATUS_MAP: dict[str, Status] = {
+    "in_progress": Status.RUNNING,
+    "canceling": Status.CANCELLING,
+    "ended": Status.COMPLETED,
+}
+
+MAX_RETRIES = 5
+TIMEOUT_SECONDS = 120.0
+DEFAULT_MAX_TOKENS = 1024
+MAX_TEMPERATURE = 1.0
+IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+_DATA_URL = re.compile(r"^data:(?P<media_type>[\w.+/-]+);base64,(?P<data>.*)$", re.DOTALL)
+
+
+def map_status(raw: str, *, cancel_initiated: bool = False, expired: int = 0) -> Status:
+    """`ended` is CANCELLED once a cancel was initiated, EXPIRED when requests expired."""
+    status = STATUS_MAP.get(raw, Status.UNKNOWN)
+    if status is Status.COMPLETED:
+        if cancel_initiated:
+            return Status.CANCELLED
+        if expired > 0:
+            return Status.EXPIRED
+    return status
+
+
+# encode
+
+
+def encode_image(part: ImagePart, *, custom_id: str) -> dict[str, Any]:
+    if part.detail not in (None, "auto"):
+        raise InputError(
+            f"Request '{custom_id}': Anthropic has no image 'detail' setting "
+            f"(got '{part.detail}'). Remove 'detail' from the image part."
+        )
+    url = openai_format.image_url(part)
+    match = _DATA_URL.match(url)
+    if match is None:
+        if not url.startswith(("http://", "https://")):
+            raise InputError(
+                f"Request '{custom_id}': image '{url[:60]}' is neither an http(s) URL, "
+                "a base64 data URL nor a local file."
+            )
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    media_type = match["media_type"]
+    if media_type not in IMAGE_MEDIA_TYPES:
+        accepted = ", ".join(sorted(IMAGE_MEDIA_TYPES))
+        raise InputError(
+            f"Request '{custom_id}': Anthropic does not take images of type '{media_type}'. "
+            f"Convert it to one of {accepted}."
+        )
+    return {
+        "type": "image",
+        "source": {"type": "base64", "media_type": media_type, "data": match["data"]},
+    }
+
+
+def encode_content(message: RawMessage, *, custom_id: str) -> str | list[dict[str, Any]]:
+    if isinstance(message.content, str):
+        return message.content
+    blocks: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, TextPart):
+            blocks.append({"type": "text", "text": part.text})
+        elif message.role == "assistant":
+            raise InputError(
+                f"Request '{custom_id}': Anthropic takes images only in user messages. "
+                "Move the image to a user message."
+            )
+        else:
+            blocks.append(encode_image(part, custom_id=custom_id))
+    return blocks
+
+
+def encode_system(request: RawRequest, *, custom_id: str) -> str | None:
+    """The system prompt plus any leading system messages, as Anthropic's top-level `system`."""
+    parts = [request.system_prompt] if request.system_prompt else []
+    conversation_started = False
+    for message in request.messages:
+        if message.role != "system":
+            conversation_started = True
+            continue
+        if conversation_started:
+            raise InputError(
+                f"Request '{custom_id}': Anthropic takes a system prompt only before the "
+                "conversation. Move the system message to the start or into 'system_prompt'."
+            )
+        if not isinstance(message.content, str) and any(
+            isinstance(part, ImagePart) for part in message.content
+        ):
+            raise InputError(
+                f"Request '{custom_id}': a system message cannot hold images on Anthropic."
+            )
+        parts.append(message.text())
+    return "\n\n".join(parts) if parts else None
+
+
+def encode_params(request: RawRequest, *, custom_id: str, model: str) -> dict[str, Any]:
+    if request.seed is not None:
+        raise InputError(
+            f"Request '{custom_id}': Anthropic has no 'seed' parameter. Remove 'seed'."
+        )
+    if request.temperature is not None and request.temperature > MAX_TEMPERATURE:
+        raise InputError(
+            f"Request '{custom_id}': Anthropic takes a temperature between 0 and "
+            f"{MAX_TEMPERATURE:g} (got {request.temperature:g})."
+        )
+    params: dict[str, Any] = {
+        "model": model,
+        "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+        "messages": [
+            {"role": m.role, "content": encode_content(m, custom_id=custom_id)}
+            for m in request.messages
+            if m.role != "system"
+        ],
+    }
+    if not params["messages"]:
+        raise InputError(f"Request '{custom_id}': Anthropic needs at least one user message.")
+    system = encode_system(request, custom_id=custom_id)
+    if system is not None:
+        params["system"] = system
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.top_p is not None:
+        params["top_p"] = request.top_p
+    if request.stop:
+        params["stop_sequences"] = request.stop
+    return params
+
+
+# decode
+
+
+def message_text(message: dict[str, Any]) -> str | None:
+    blocks = message.get("content")
+    if not isinstance(blocks, list):
+        return None
+    texts = [b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
+    return "".join(texts) if texts else None
+
+
+def message_usage(message: dict[str, Any]) -> Usage | None:
+    usage = message.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    return Usage(
+        input_tokens=usage.get("input_tokens") or 0, output_tokens=usage.get("output_tokens") or 0
+    )
+
+
+def error_of(result: dict[str, Any]) -> ResultError:
+    """An `errored` result: `error` is an ErrorResponse envelope (2.x) or the bare error (older)."""
+    error = result.get("error")
+    envelope: dict[str, Any] = error if isinstance(error, dict) else {}
+    nested = envelope.get("error")
+    inner: dict[str, Any] = nested if isinstance(nested, dict) else envelope
+    code = inner.get("type")
+    return ResultError(
+        message=str(inner.get("message") or code or "The request errored."),
+        code=str(code) if code else None,
+    )
+
+
+def decode_line(line: dict[str, Any]) -> Result:
+    custom_id = str(line.get("custom_id"))
+    result = line.get("result")
+    result = result if isinstance(result, dict) else {}
+    kind = result.get("type")
+    if kind == "succeeded":
+        message = result.get("message")
+        message = message if isinstance(message, dict) else {}
+        return Result(
+            custom_id=custom_id,
+            status="succeeded",
+            text=message_text(message),
+            usage=message_usage(message),
+            raw=line,
+        )
+    if kind == "errored":
+        return Result(custom_id=custom_id, status="failed", error=error_of(result), raw=line)
+    if kind == "canceled":
+        return Result(
+            custom_id=custom_id,
+            status="cancelled",
+            error=ResultError(
+                kind="cancelled",
+                message="The request was not processed because the batch was cancelled.",
+                code="canceled",
+            ),
+            raw=line,
+        )
+    if kind == "expired":
+        return Result(
+            custom_id=custom_id,
+            status="expired",
+            error=ResultError(
+                kind="expired",
+                message="The request was not processed before the batch expired (24 h).",
+                code="expired",
+            ),
+            raw=line,
+        )
+    return Result(
+        custom_id=custom_id,
+        status="failed",
+        error=ResultError(kind="parse", message=f"Unknown Anthropic result type {kind!r}."),
+        raw=line,
+    )
+
+
+def snapshot_of(batch: MessageBatch) -> BatchSnapshot:
+    counts = batch.request_counts
+    return BatchSnapshot(
+        status=map_status(
+            batch.processing_status,
+            cancel_initiated=batch.cancel_initiated_at is not None,
+            expired=counts.expired,
+        ),
+        provider_status=batch.processing_status,
+        counts=RequestCounts(
+            total=counts.processing
+            + counts.succeeded
+            + counts.errored
+            + counts.canceled
+            + counts.expired,
+            completed=counts.succeeded,
+            failed=counts.errored + counts.expired + counts.canceled,
+        ),
+        # Anthropic has no output files: the one results stream is where they are.
+        output_file_id=batch.results_url,
+    )
+
+
+class AnthropicProvider:
+    info: ClassVar[ProviderInfo] = INFO
+
+    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+        self._client: AsyncAnthropic | None = None
+
+    @property
+    def client(self) -> AsyncAnthropic:
+        if self._client is None:
+            from anthropic import AsyncAnthropic
+
+            self._client = AsyncAnthropic(
+                api_key=self._api_key,
+                base_url=self._base_url,
+                max_retries=MAX_RETRIES,
+                timeout=TIMEOUT_SECONDS,
+            )
+        return self._client
+
+    def encode(
+        self, request: RawRequest, *, custom_id: str, model: str, endpoint: str
+    ) -> dict[str, Any]:
+        if endpoint != MESSAGES_ENDPOINT:
+            raise ConfigurationError(
+                f"Anthropic batches take only the '{MESSAGES_ENDPOINT}' endpoint, not '{endpoint}'."
+            )
+        return {
+            "custom_id": custom_id,
+            "params": encode_params(request, custom_id=custom_id, model=model),
+        }
+
+    def decode(self, line: dict[str, Any]) -> Result:
+        return decode_line(line)
+
+    async def upload(self, chunk: Path) -> str | None:
+        return None
+
+    async def create(
+        self,
+        chunk: Path,
+        *,
+        file_id: str | None,
+        model: str,
+        endpoint: str,
+        metadata: dict[str, str],
+    ) -> str:
+        with chunk.open("rb") as handle:
+            requests = [json.loads(raw) for raw in handle if raw.strip()]
+        batch = await self.client.messages.batches.create(requests=requests)
+        return batch.id
+
+    async def find_batch(self, metadata: dict[str, str]) -> str | None:
+        # Anthropic batches carry no metadata (nor any other caller-chosen field), so a batch
+        # whose creation was interrupted cannot be told apart from any other batch.
+        return None
+
+    async def poll(self, ref: BatchRef) -> BatchSnapshot:
+        return snapshot_of(await self.client.messages.batches.retrieve(ref.batch_id))
+
+    async def results(
+        self, ref: BatchRef, snapshot: BatchSnapshot
+    ) -> AsyncIterator[dict[str, Any]]:
+        streaming = self.client.messages.batches.with_streaming_response
+        async with streaming.results(ref.batch_id) as response:
+            async for line in response.iter_lines():
+                if line.strip():
+                    yield json.loads(line)
+
+    async def cancel(self, ref: BatchRef) -> None:
+        from anthropic import BadRequestError
+
+        try:
+            await self.client.messages.batches.cancel(ref.batch_id)
+        except BadRequestError:
+            # The batch may have ended between the last poll and this call: nothing to cancel.
+            batch = await self.client.messages.batches.retrieve(ref.batch_id)
+            if batch.processing_status != "ended":
+                raise
+
+    async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
+        """Delete the batch itself: it is what holds the requests and results at Anthropic."""
+        from anthropic import NotFoundError
+
+        if not ref.batch_id:
+            return
+        with contextlib.suppress(NotFoundError):
+            await self.client.messages.batches.delete(ref.batch_id)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()

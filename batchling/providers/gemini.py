@@ -1,0 +1,544 @@
+"""Gemini Developer API batch adapter (Files API + batches), through `google.genai` (`.aio`).
+
+Requests go as a JSONL file of `{"key", "request": GenerateContentRequest}` lines uploaded with the
+resumable Files API; the batch's `displayName` carries batchling's metadata so that `find_batch`
+can recognise a batch after a crash. Only `generateContent` batches are supported (embedding
+batches are experimental in the SDK and take another request shape).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import mimetypes
+import os
+import random
+import tempfile
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from batchling.errors import ConfigurationError, InputError
+from batchling.models import (
+    ImagePart,
+    RawMessage,
+    RawRequest,
+    RequestCounts,
+    Result,
+    ResultError,
+    Status,
+    TextPart,
+    Usage,
+)
+from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+
+if TYPE_CHECKING:
+    from google import genai
+    from google.genai.client import AsyncClient
+
+GENERATE_CONTENT = "generateContent"
+
+INFO = ProviderInfo(
+    name="gemini",
+    display_name="Google Gemini",
+    api_key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    base_url_env=("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"),
+    # The endpoint names the model method each line is run with (models/{m}:batchGenerateContent).
+    endpoints=frozenset({GENERATE_CONTENT}),
+    default_endpoint=GENERATE_CONTENT,
+    # gemini.md gives no request-count limit, only the 2 GB input file; the count bounds one
+    # chunk's download and polling work.
+    limits=BatchLimits(max_requests=100_000, max_bytes=2_000_000_000),
+    sdk="google-genai",
+)
+
+# The REST API sends BATCH_STATE_*; the SDK's typed objects hand out JOB_STATE_*. Both are mapped.
+STATUS_MAP: dict[str, Status] = {
+    "BATCH_STATE_PENDING": Status.QUEUED,
+    "BATCH_STATE_RUNNING": Status.RUNNING,
+    "BATCH_STATE_SUCCEEDED": Status.COMPLETED,
+    "BATCH_STATE_FAILED": Status.FAILED,
+    "BATCH_STATE_CANCELLED": Status.CANCELLED,
+    "BATCH_STATE_EXPIRED": Status.EXPIRED,
+    "BATCH_STATE_UNSPECIFIED": Status.UNKNOWN,
+    "JOB_STATE_QUEUED": Status.QUEUED,
+    "JOB_STATE_PENDING": Status.QUEUED,
+    "JOB_STATE_RUNNING": Status.RUNNING,
+    "JOB_STATE_UPDATING": Status.RUNNING,
+    "JOB_STATE_PAUSED": Status.QUEUED,
+    "JOB_STATE_CANCELLING": Status.CANCELLING,
+    "JOB_STATE_SUCCEEDED": Status.COMPLETED,
+    "JOB_STATE_PARTIALLY_SUCCEEDED": Status.COMPLETED,
+    "JOB_STATE_FAILED": Status.FAILED,
+    "JOB_STATE_CANCELLED": Status.CANCELLED,
+    "JOB_STATE_EXPIRED": Status.EXPIRED,
+    "JOB_STATE_UNSPECIFIED": Status.UNKNOWN,
+}
+
+# google-genai retries nothing and has no timeout unless told (README "Retries and timeouts").
+RETRY_ATTEMPTS = 5
+RETRY_INITIAL_DELAY = 0.5
+RETRY_MAX_DELAY = 8.0
+RETRY_JITTER = 0.25
+UPLOAD_ATTEMPTS = 3
+RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
+TIMEOUT_MS = 120_000
+FIND_BATCH_SCAN_LIMIT = 1000
+LIST_PAGE_SIZE = 100
+JSONL_MIME_TYPE = "application/jsonl"
+DISPLAY_NAME_PREFIX = "batchling:"
+ROLE_NAMES = {"user": "user", "assistant": "model"}
+
+T = TypeVar("T")
+
+
+def map_status(raw: str) -> Status:
+    return STATUS_MAP.get(raw, Status.UNKNOWN)
+
+
+# encode
+
+
+def _image_part(part: ImagePart, custom_id: str) -> dict[str, Any]:
+    if part.detail not in (None, "auto"):
+        raise InputError(
+            f"Request '{custom_id}': Gemini has no per-image 'detail' setting; "
+            f"remove detail='{part.detail}' from the image part."
+        )
+    if part.path:
+        path = Path(part.path).expanduser()
+        if not path.is_file():
+            raise InputError(f"Request '{custom_id}': image file not found: {path}")
+        mime = mimetypes.guess_type(path.name)[0]
+        if mime is None:
+            raise InputError(
+                f"Request '{custom_id}': cannot tell the image type of {path}; "
+                "use a file with a known extension (.png, .jpg, .webp, ...)."
+            )
+        data = base64.b64encode(path.read_bytes()).decode()
+        return {"inlineData": {"mimeType": mime, "data": data}}
+    if part.url and part.url.startswith("data:"):
+        header, sep, payload = part.url[len("data:") :].partition(",")
+        if not sep:
+            raise InputError(f"Request '{custom_id}': malformed data URL in an image part.")
+        mime, _, encoding = header.partition(";")
+        if encoding != "base64":
+            payload = base64.b64encode(urllib.parse.unquote_to_bytes(payload)).decode()
+        return {"inlineData": {"mimeType": mime or "application/octet-stream", "data": payload}}
+    if part.url:
+        # The batch input takes inline bytes; gemini.md documents no URL fetching for batches.
+        raise InputError(
+            f"Request '{custom_id}': Gemini batch requests cannot fetch images from URLs "
+            f"({part.url[:80]}); download the image and give it as a local 'path' or a data URL."
+        )
+    raise InputError(f"Request '{custom_id}': an image part needs a 'url' or a 'path'.")
+
+
+def _parts(content: str | list[TextPart | ImagePart], custom_id: str) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"text": content}]
+    return [
+        {"text": part.text} if isinstance(part, TextPart) else _image_part(part, custom_id)
+        for part in content
+    ]
+
+
+def _system_parts(request: RawRequest, custom_id: str) -> list[dict[str, Any]]:
+    """The system prompt plus any leading system messages: Gemini has one system instruction."""
+    parts = [{"text": request.system_prompt}] if request.system_prompt else []
+    for message in _leading_system_messages(request.messages):
+        if not isinstance(message.content, str) and any(
+            isinstance(p, ImagePart) for p in message.content
+        ):
+            raise InputError(
+                f"Request '{custom_id}': Gemini's system instruction takes text only; "
+                "move the image to a user message."
+            )
+        parts.append({"text": message.text()})
+    return parts
+
+
+def _leading_system_messages(messages: list[RawMessage]) -> list[RawMessage]:
+    leading = []
+    for message in messages:
+        if message.role != "system":
+            break
+        leading.append(message)
+    return leading
+
+
+def _contents(request: RawRequest, custom_id: str) -> list[dict[str, Any]]:
+    conversation = request.messages[len(_leading_system_messages(request.messages)) :]
+    contents = []
+    for message in conversation:
+        if message.role == "system":
+            raise InputError(
+                f"Request '{custom_id}': Gemini takes system instructions only before the "
+                "conversation; move this system message to 'system_prompt' or to the start."
+            )
+        contents.append(
+            {"role": ROLE_NAMES[message.role], "parts": _parts(message.content, custom_id)}
+        )
+    if not contents:
+        raise InputError(
+            f"Request '{custom_id}': Gemini needs at least one user or assistant message "
+            "besides the system instruction."
+        )
+    return contents
+
+
+def _generation_config(request: RawRequest) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if request.max_tokens is not None:
+        config["maxOutputTokens"] = request.max_tokens
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.top_p is not None:
+        config["topP"] = request.top_p
+    if request.stop:
+        config["stopSequences"] = list(request.stop)
+    if request.seed is not None:
+        config["seed"] = request.seed
+    return config
+
+
+def encode_request(request: RawRequest, *, custom_id: str) -> dict[str, Any]:
+    """One RawRequest as a GenerateContentRequest in proto JSON (lowerCamelCase)."""
+    body: dict[str, Any] = {"contents": _contents(request, custom_id)}
+    system_parts = _system_parts(request, custom_id)
+    if system_parts:
+        body["systemInstruction"] = {"parts": system_parts}
+    config = _generation_config(request)
+    if config:
+        body["generationConfig"] = config
+    return body
+
+
+# decode
+
+
+def _response_text(response: dict[str, Any]) -> str | None:
+    candidates = response.get("candidates") or []
+    if not candidates or not isinstance(candidates[0], dict):
+        return None
+    parts = (candidates[0].get("content") or {}).get("parts") or []
+    # Thought summaries are not the answer.
+    texts = [
+        p["text"]
+        for p in parts
+        if isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought")
+    ]
+    return "".join(texts) if texts else None
+
+
+def _response_usage(response: dict[str, Any]) -> Usage | None:
+    usage = response.get("usageMetadata")
+    if not isinstance(usage, dict):
+        return None
+    # Thinking tokens are billed as output tokens.
+    output = int(usage.get("candidatesTokenCount") or 0) + int(usage.get("thoughtsTokenCount") or 0)
+    return Usage(input_tokens=int(usage.get("promptTokenCount") or 0), output_tokens=output)
+
+
+def _line_key(line: dict[str, Any]) -> str:
+    metadata = line.get("metadata")
+    key = line.get("key")
+    if key is None and isinstance(metadata, dict):
+        key = metadata.get("key")
+    return str(key)
+
+
+def decode_line(line: dict[str, Any]) -> Result:
+    """A results-file line (`key`) or an inline response (`metadata.key`) as a Result."""
+    custom_id = _line_key(line)
+    error = line.get("error")
+    if error:
+        error = error if isinstance(error, dict) else {"message": str(error)}
+        status = error.get("status")
+        code = status or (str(error["code"]) if error.get("code") is not None else None)
+        message = str(error.get("message") or status or "Unknown error")
+        # google.rpc CANCELLED (1) is the only per-request status that says the request never ran.
+        if status == "CANCELLED" or error.get("code") == 1:
+            return Result(
+                custom_id=custom_id,
+                status="cancelled",
+                raw=line,
+                error=ResultError(kind="cancelled", message=message, code=code),
+            )
+        return Result(
+            custom_id=custom_id,
+            status="failed",
+            raw=line,
+            error=ResultError(kind="provider", message=message, code=code),
+        )
+    response = line.get("response")
+    if not isinstance(response, dict):
+        return Result(
+            custom_id=custom_id,
+            status="failed",
+            raw=line,
+            error=ResultError(
+                kind="parse", message="The result line has neither 'response' nor 'error'."
+            ),
+        )
+    feedback = response.get("promptFeedback") or {}
+    if not response.get("candidates") and feedback.get("blockReason"):
+        reason = str(feedback["blockReason"])
+        return Result(
+            custom_id=custom_id,
+            status="failed",
+            raw=line,
+            usage=_response_usage(response),
+            error=ResultError(
+                kind="provider", message=f"The prompt was blocked: {reason}.", code=reason
+            ),
+        )
+    return Result(
+        custom_id=custom_id,
+        status="succeeded",
+        text=_response_text(response),
+        usage=_response_usage(response),
+        raw=line,
+    )
+
+
+# metadata in the display name
+
+
+def encode_display_name(metadata: dict[str, str]) -> str:
+    return DISPLAY_NAME_PREFIX + urllib.parse.urlencode(sorted(metadata.items()))
+
+
+def decode_display_name(display_name: str | None) -> dict[str, str] | None:
+    if not display_name or not display_name.startswith(DISPLAY_NAME_PREFIX):
+        return None
+    return dict(
+        urllib.parse.parse_qsl(display_name[len(DISPLAY_NAME_PREFIX) :], keep_blank_values=True)
+    )
+
+
+def batch_name(batch_id: str) -> str:
+    """The SDK refuses a bare id (quirk 6): batches are always `batches/<id>`."""
+    return batch_id if batch_id.startswith("batches/") else f"batches/{batch_id}"
+
+
+def _count(stats: dict[str, Any], key: str) -> int:
+    # int64 counters arrive as strings.
+    try:
+        return int(stats.get(key) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def snapshot_from_operation(operation: dict[str, Any]) -> BatchSnapshot:
+    """A batch Operation as sent on the wire (`metadata` is the GenerateContentBatch)."""
+    metadata = operation.get("metadata") or {}
+    raw_state = str(metadata.get("state") or "BATCH_STATE_UNSPECIFIED")
+    stats = metadata.get("batchStats") or {}
+    output = metadata.get("output") or (operation.get("response") or {})
+    error = operation.get("error") or metadata.get("error")
+    errors = [str(error.get("message") or error)] if isinstance(error, dict) else []
+    return BatchSnapshot(
+        status=map_status(raw_state),
+        provider_status=raw_state,
+        counts=RequestCounts(
+            total=_count(stats, "requestCount"),
+            completed=_count(stats, "successfulRequestCount"),
+            failed=_count(stats, "failedRequestCount"),
+        ),
+        output_file_id=output.get("responsesFile") if isinstance(output, dict) else None,
+        errors=errors,
+    )
+
+
+class GeminiProvider:
+    info: ClassVar[ProviderInfo] = INFO
+
+    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+        # Kept for the adapter's lifetime: a dropped genai.Client closes its HTTP client (quirk 5).
+        self._genai: genai.Client | None = None
+
+    @property
+    def client(self) -> AsyncClient:
+        if self._genai is None:
+            from google import genai
+            from google.genai import types
+
+            self._genai = genai.Client(
+                api_key=self._api_key,
+                http_options=types.HttpOptions(
+                    base_url=self._base_url,
+                    timeout=TIMEOUT_MS,
+                    retry_options=types.HttpRetryOptions(
+                        attempts=RETRY_ATTEMPTS,
+                        initial_delay=RETRY_INITIAL_DELAY,
+                        max_delay=RETRY_MAX_DELAY,
+                        exp_base=2,
+                        jitter=RETRY_JITTER,
+                    ),
+                ),
+            )
+        return self._genai.aio
+
+    def encode(
+        self, request: RawRequest, *, custom_id: str, model: str, endpoint: str
+    ) -> dict[str, Any]:
+        _check_endpoint(endpoint)
+        return {"key": custom_id, "request": encode_request(request, custom_id=custom_id)}
+
+    def decode(self, line: dict[str, Any]) -> Result:
+        return decode_line(line)
+
+    async def upload(self, chunk: Path) -> str | None:
+        # The SDK retries the upload start, not the POST of the bytes: a failed one restarts.
+        uploaded = await _retrying(
+            lambda: self.client.files.upload(
+                file=chunk,
+                config={"mime_type": JSONL_MIME_TYPE, "display_name": chunk.name},
+            ),
+            attempts=UPLOAD_ATTEMPTS,
+        )
+        return uploaded.name
+
+    async def create(
+        self,
+        chunk: Path,
+        *,
+        file_id: str | None,
+        model: str,
+        endpoint: str,
+        metadata: dict[str, str],
+    ) -> str:
+        _check_endpoint(endpoint)
+        if file_id is None:
+            raise ConfigurationError("Gemini batches need an uploaded input file: upload first.")
+        job = await self.client.batches.create(
+            model=model,
+            src=file_id,
+            config={"display_name": encode_display_name(metadata)},
+        )
+        if not job.name:
+            raise RuntimeError("Gemini answered the batch creation without a batch name.")
+        return job.name
+
+    async def find_batch(self, metadata: dict[str, str]) -> str | None:
+        seen = 0
+        pager = await self.client.batches.list(config={"page_size": LIST_PAGE_SIZE})
+        async for job in pager:
+            carried = decode_display_name(job.display_name)
+            if (
+                carried is not None
+                and job.name
+                and all(carried.get(k) == v for k, v in metadata.items())
+            ):
+                return job.name
+            seen += 1
+            if seen >= FIND_BATCH_SCAN_LIMIT:
+                break
+        return None
+
+    async def poll(self, ref: BatchRef) -> BatchSnapshot:
+        name = batch_name(ref.batch_id)
+        # The SDK's BatchJob drops batchStats and the job error on the Developer API, so read
+        # the Operation as sent, through the SDK's own (retrying, timed) request path.
+        api_client = getattr(self.client, "_api_client", None)
+        if api_client is None or not hasattr(api_client, "async_request"):
+            return await self._poll_typed(name)
+        response = await api_client.async_request("get", name, {}, None)
+        return snapshot_from_operation(json.loads(response.body) if response.body else {})
+
+    async def _poll_typed(self, name: str) -> BatchSnapshot:
+        job = await self.client.batches.get(name=name)
+        raw = job.state.value if job.state is not None else "JOB_STATE_UNSPECIFIED"
+        return BatchSnapshot(
+            status=map_status(raw),
+            provider_status=raw,
+            output_file_id=job.dest.file_name if job.dest else None,
+            errors=[job.error.message] if job.error and job.error.message else [],
+        )
+
+    async def results(
+        self, ref: BatchRef, snapshot: BatchSnapshot
+    ) -> AsyncIterator[dict[str, Any]]:
+        if not snapshot.output_file_id:
+            return
+        # The SDK streams the download to a file; lines are then read from disk one at a time.
+        handle, temp_name = tempfile.mkstemp(prefix="batchling-gemini-", suffix=".jsonl")
+        os.close(handle)
+        temp = Path(temp_name)
+        try:
+            file_name = snapshot.output_file_id
+            await _retrying(lambda: self.client.files.download(file=file_name, destination=temp))
+            with temp.open("rb") as lines:
+                for raw in lines:
+                    if raw.strip():
+                        yield json.loads(raw)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    async def cancel(self, ref: BatchRef) -> None:
+        from google.genai import errors
+
+        try:
+            await self.client.batches.cancel(name=batch_name(ref.batch_id))
+        except errors.ClientError as error:
+            # A batch that ended meanwhile cannot be cancelled; there is nothing left to stop.
+            if error.status != "FAILED_PRECONDITION":
+                raise
+
+    async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
+        from google.genai import errors
+
+        names = [ref.input_file_id, snapshot.output_file_id if snapshot else None]
+        for name in filter(None, names):
+            try:
+                await self.client.files.delete(name=name)
+            except errors.ClientError as error:
+                if error.code != 404:
+                    raise
+
+    async def aclose(self) -> None:
+        if self._genai is not None:
+            await self._genai.aio.aclose()
+            self._genai.close()
+            self._genai = None
+
+
+def _check_endpoint(endpoint: str) -> None:
+    if endpoint not in INFO.endpoints:
+        raise ConfigurationError(
+            f"Provider 'gemini' does not accept endpoint '{endpoint}' for batches. "
+            f"Accepted: {', '.join(sorted(INFO.endpoints))}."
+        )
+
+
+def _is_transient(error: Exception) -> bool:
+    from google.genai import errors
+
+    if isinstance(error, errors.APIError):
+        return error.code in RETRYABLE_CODES
+    if isinstance(error, asyncio.TimeoutError):
+        return True
+    # httpx/httpx2 TransportError covers connect, read and timeout errors; aiohttp has its own.
+    return any(
+        (cls.__module__.split(".")[0] in {"httpx", "httpx2"} and cls.__name__ == "TransportError")
+        or (cls.__module__.split(".")[0] == "aiohttp" and cls.__name__ == "ClientConnectionError")
+        for cls in type(error).__mro__
+    )
+
+
+async def _retrying(call: Callable[[], Awaitable[T]], *, attempts: int = RETRY_ATTEMPTS) -> T:
+    """Retry the SDK calls that google-genai does not retry itself (upload bytes, download)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except Exception as error:
+            if attempt == attempts or not _is_transient(error):
+                raise
+            delay = min(RETRY_MAX_DELAY, RETRY_INITIAL_DELAY * 2 ** (attempt - 1))
+            await asyncio.sleep(delay + random.uniform(0, RETRY_JITTER))
+    raise AssertionError("unreachable")

@@ -1,0 +1,288 @@
+"""Groq Batch API adapter (files + batches, OpenAI's line format), through `groq.AsyncGroq`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from batchling.errors import ConfigurationError, InputError, ProviderError
+from batchling.models import (
+    RawRequest,
+    RequestCounts,
+    Result,
+    ResultError,
+    ResultStatus,
+    Status,
+)
+from batchling.providers import openai_format
+from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+
+if TYPE_CHECKING:
+    from groq import AsyncGroq
+
+CHAT_ENDPOINT = "/v1/chat/completions"
+
+INFO = ProviderInfo(
+    name="groq",
+    display_name="Groq",
+    api_key_env=("GROQ_API_KEY",),
+    # No path in the base URL: the SDK's paths already start with /openai/v1.
+    base_url_env=("GROQ_BASE_URL",),
+    endpoints=frozenset({CHAT_ENDPOINT}),
+    default_endpoint=CHAT_ENDPOINT,
+    # Service docs: 50,000 lines and 200 MB a file (the SDK docstring still says 100 MB).
+    limits=BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024),
+    discount=0.5,
+    sdk="groq",
+)
+
+STATUS_MAP: dict[str, Status] = {
+    "validating": Status.VALIDATING,
+    "in_progress": Status.RUNNING,
+    "finalizing": Status.FINALIZING,
+    "cancelling": Status.CANCELLING,
+    "completed": Status.COMPLETED,
+    "failed": Status.FAILED,
+    "expired": Status.EXPIRED,
+    "cancelled": Status.CANCELLED,
+}
+
+MAX_RETRIES = 5
+TIMEOUT_SECONDS = 120.0
+# Groq takes windows from 24h to 7d; a longer one is less likely to expire under load.
+COMPLETION_WINDOW = "24h"
+MIN_WINDOW_HOURS = 24
+MAX_WINDOW_HOURS = 7 * 24
+# How far back find_batch looks for a batch whose creation was interrupted.
+FIND_BATCH_SCAN_LIMIT = 1000
+
+# Groq's documented limits on one chat request that a batch line cannot get around.
+MAX_STOP_SEQUENCES = 4
+MAX_TEMPERATURE = 2.0
+MAX_BASE64_REQUEST_BYTES = 4 * 1024 * 1024
+
+# Top-level error codes of error-file lines that mean "not run", beyond OpenAI's two.
+_EXPIRED_CODES = {"batch_expired", "request_expired", "expired"}
+_CANCELLED_CODES = {"batch_cancelled", "batch_canceled", "cancelled", "canceled"}
+_WINDOW = re.compile(r"^(\d+)([hd])$")
+
+
+def map_status(raw: str) -> Status:
+    return STATUS_MAP.get(raw, Status.UNKNOWN)
+
+
+def window_hours(window: str) -> int | None:
+    match = _WINDOW.match(window)
+    if match is None:
+        return None
+    hours = int(match.group(1)) * (24 if match.group(2) == "d" else 1)
+    return hours if MIN_WINDOW_HOURS <= hours <= MAX_WINDOW_HOURS else None
+
+
+def _check_request(request: RawRequest, body: dict[str, Any], custom_id: str) -> None:
+    where = f"Request '{custom_id}'"
+    if request.stop is not None and len(request.stop) > MAX_STOP_SEQUENCES:
+        raise InputError(
+            f"{where}: Groq accepts at most {MAX_STOP_SEQUENCES} stop sequences, got "
+            f"{len(request.stop)}. Keep {MAX_STOP_SEQUENCES} or fewer in 'stop'."
+        )
+    if request.temperature is not None and request.temperature > MAX_TEMPERATURE:
+        raise InputError(
+            f"{where}: Groq accepts a temperature from 0 to {MAX_TEMPERATURE:g}, got "
+            f"{request.temperature:g}. Lower 'temperature'."
+        )
+    if _has_data_url(body["messages"]):
+        size = len(json.dumps(body).encode())
+        if size > MAX_BASE64_REQUEST_BYTES:
+            raise InputError(
+                f"{where}: with a base64 (local file or data URL) image, Groq takes requests up "
+                f"to 4 MB, this one is {size / 1024 / 1024:.1f} MB. Shrink the image or give it "
+                "as an http(s) URL."
+            )
+
+
+def _has_data_url(messages: list[dict[str, Any]]) -> bool:
+    return any(
+        isinstance(part, dict)
+        and str((part.get("image_url") or {}).get("url", "")).startswith("data:")
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+    )
+
+
+def decode_line(line: dict[str, Any]) -> Result:
+    """OpenAI's line decoding, with Groq's other spellings of 'expired' and 'cancelled'."""
+    result = openai_format.decode_line(line)
+    error = result.error
+    if result.status != "failed" or error is None or line.get("response"):
+        return result
+    code = str(error.code or "").lower()
+    if code in _EXPIRED_CODES:
+        status: ResultStatus = "expired"
+        new_error = ResultError(kind="expired", message=error.message, code=error.code)
+    elif code in _CANCELLED_CODES:
+        status = "cancelled"
+        new_error = ResultError(kind="cancelled", message=error.message, code=error.code)
+    else:
+        return result
+    return result.model_copy(update={"status": status, "error": new_error})
+
+
+def batch_errors(errors: object) -> list[str]:
+    """Validation errors of a batch: Groq sends a plain list, the SDK type says {data: [...]}."""
+    items: Iterable[object]
+    if errors is None:
+        return []
+    if isinstance(errors, list):
+        items = errors
+    elif isinstance(errors, dict):
+        items = errors.get("data") or []
+    else:
+        items = getattr(errors, "data", None) or []
+    messages = []
+    for item in items:
+        # A plain list reaches us as SDK `Errors` models whose fields sit in pydantic's extras.
+        fields = item if isinstance(item, dict) else getattr(item, "model_dump", lambda: {})()
+        message = str(fields.get("message") or fields.get("code") or item)
+        line = fields.get("line")
+        messages.append(f"line {line}: {message}" if line is not None else message)
+    return messages
+
+
+class GroqProvider:
+    info: ClassVar[ProviderInfo] = INFO
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        completion_window: str = COMPLETION_WINDOW,
+    ) -> None:
+        if window_hours(completion_window) is None:
+            raise ConfigurationError(
+                f"Groq completion window '{completion_window}' is not accepted: use a duration "
+                "from 24h to 7d, such as '24h', '72h' or '7d'."
+            )
+        self._api_key = api_key
+        self._base_url = base_url
+        self._completion_window = completion_window
+        self._client: AsyncGroq | None = None
+
+    @property
+    def client(self) -> AsyncGroq:
+        if self._client is None:
+            from groq import AsyncGroq
+
+            self._client = AsyncGroq(
+                api_key=self._api_key,
+                base_url=self._base_url,
+                max_retries=MAX_RETRIES,
+                timeout=TIMEOUT_SECONDS,
+            )
+        return self._client
+
+    def encode(
+        self, request: RawRequest, *, custom_id: str, model: str, endpoint: str
+    ) -> dict[str, Any]:
+        if endpoint != CHAT_ENDPOINT:
+            raise InputError(
+                f"Request '{custom_id}': batchling sends Groq batches to {CHAT_ENDPOINT} only, "
+                f"not '{endpoint}'."
+            )
+        body = openai_format.encode_chat_body(request, model=model)
+        _check_request(request, body, custom_id)
+        return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
+
+    def decode(self, line: dict[str, Any]) -> Result:
+        return decode_line(line)
+
+    async def upload(self, chunk: Path) -> str | None:
+        uploaded = await self.client.files.create(file=chunk, purpose="batch")
+        if not uploaded.id:
+            raise ProviderError(f"Groq answered the upload of {chunk.name} without a file id.")
+        return uploaded.id
+
+    async def create(
+        self,
+        chunk: Path,
+        *,
+        file_id: str | None,
+        model: str,
+        endpoint: str,
+        metadata: dict[str, str],
+    ) -> str:
+        assert file_id is not None
+        batch = await self.client.batches.create(
+            input_file_id=file_id,
+            endpoint=endpoint,  # type: ignore[arg-type]
+            completion_window=self._completion_window,
+            metadata=metadata,
+        )
+        return batch.id
+
+    async def find_batch(self, metadata: dict[str, str]) -> str | None:
+        seen = 0
+        cursor: str | None = None
+        while True:
+            extra_query = {"cursor": cursor} if cursor else None
+            page = await self.client.batches.list(extra_query=extra_query)
+            for batch in page.data:
+                found = batch.metadata
+                if isinstance(found, dict) and all(found.get(k) == v for k, v in metadata.items()):
+                    return batch.id
+                seen += 1
+            # The SDK has no pager for this list: the cursor rides in the extra `paging` field.
+            paging = (page.model_extra or {}).get("paging")
+            cursor = paging.get("next_cursor") if isinstance(paging, dict) else None
+            if not cursor or not page.data or seen >= FIND_BATCH_SCAN_LIMIT:
+                return None
+
+    async def poll(self, ref: BatchRef) -> BatchSnapshot:
+        batch = await self.client.batches.retrieve(ref.batch_id)
+        counts = batch.request_counts
+        return BatchSnapshot(
+            status=map_status(batch.status),
+            provider_status=batch.status,
+            counts=RequestCounts(
+                total=counts.total, completed=counts.completed, failed=counts.failed
+            )
+            if counts
+            else RequestCounts(),
+            output_file_id=batch.output_file_id,
+            error_file_id=batch.error_file_id,
+            errors=batch_errors(batch.errors),
+        )
+
+    async def results(
+        self, ref: BatchRef, snapshot: BatchSnapshot
+    ) -> AsyncIterator[dict[str, Any]]:
+        for file_id in (snapshot.output_file_id, snapshot.error_file_id):
+            if not file_id:
+                continue
+            async with self.client.files.with_streaming_response.content(file_id) as response:
+                async for line in response.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+
+    async def cancel(self, ref: BatchRef) -> None:
+        await self.client.batches.cancel(ref.batch_id)
+
+    async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
+        from groq import NotFoundError
+
+        file_ids = [ref.input_file_id]
+        if snapshot is not None:
+            file_ids += [snapshot.output_file_id, snapshot.error_file_id]
+        for file_id in filter(None, file_ids):
+            with contextlib.suppress(NotFoundError):
+                await self.client.files.delete(file_id)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()

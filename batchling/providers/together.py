@@ -1,0 +1,307 @@
+"""Together AI Batch API adapter (files + batches), through `together.AsyncTogether`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from batchling.errors import InputError
+from batchling.models import ImagePart, RawRequest, RequestCounts, Result, Status
+from batchling.providers import openai_format
+from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+
+if TYPE_CHECKING:
+    from together import AsyncTogether
+    from together.types import BatchJob
+
+CHAT = "/v1/chat/completions"
+
+INFO = ProviderInfo(
+    name="together",
+    display_name="Together AI",
+    api_key_env=("TOGETHER_API_KEY",),
+    base_url_env=("TOGETHER_BASE_URL",),
+    # Audio batches need public audio URLs and a different line shape; not offered.
+    endpoints=frozenset({CHAT}),
+    default_endpoint=CHAT,
+    limits=BatchLimits(
+        max_requests=50_000,
+        max_bytes=100 * 1024 * 1024,
+        custom_id_pattern=r"^.{1,64}$",
+    ),
+    # "Up to 50%": only selected serverless models get it, the others bill at standard rates.
+    discount=0.5,
+    sdk="together",
+)
+
+STATUS_MAP: dict[str, Status] = {
+    "VALIDATING": Status.VALIDATING,
+    "IN_PROGRESS": Status.RUNNING,
+    # Not in the SDK enum or the docs; mapped in case the service starts sending it.
+    "CANCELLING": Status.CANCELLING,
+    "COMPLETED": Status.COMPLETED,
+    "FAILED": Status.FAILED,
+    "EXPIRED": Status.EXPIRED,
+    "CANCELLED": Status.CANCELLED,
+}
+
+MAX_RETRIES = 5
+TIMEOUT_SECONDS = 120.0
+# The storage PUT of an upload goes through the SDK's bare httpx client, which never retries.
+UPLOAD_ATTEMPTS = 4
+UPLOAD_BACKOFF_SECONDS = 1.0
+MAX_CUSTOM_ID_CHARS = 64
+# A bigger line passes validation and then fails at run time, after the batch was paid for.
+MAX_LINE_BYTES = 10 * 1024 * 1024
+
+
+def map_status(raw: str) -> Status:
+    return STATUS_MAP.get(raw, Status.UNKNOWN)
+
+
+# encode
+
+
+def encode_line(
+    request: RawRequest, *, custom_id: str, model: str, endpoint: str
+) -> dict[str, Any]:
+    """One Together chat batch line: OpenAI's body, but no `method` or `url`."""
+    name = f"Request '{request.id or custom_id}'"
+    if endpoint != CHAT:
+        raise InputError(
+            f"{name}: Together batches are encoded for {CHAT} only, not '{endpoint}'. "
+            f"Use --endpoint {CHAT}."
+        )
+    if len(custom_id) > MAX_CUSTOM_ID_CHARS:
+        raise InputError(
+            f"{name}: Together accepts custom ids of at most {MAX_CUSTOM_ID_CHARS} characters, "
+            f"this one has {len(custom_id)}. Give the request a shorter 'id'."
+        )
+    for message in request.messages:
+        if isinstance(message.content, str):
+            continue
+        for part in message.content:
+            if isinstance(part, ImagePart) and part.detail:
+                raise InputError(
+                    f"{name}: Together has no image 'detail' setting. Remove 'detail' from "
+                    "its image parts."
+                )
+    line = {
+        "custom_id": custom_id,
+        "body": openai_format.encode_chat_body(request, model=model),
+    }
+    size = len(json.dumps(line).encode())
+    if size > MAX_LINE_BYTES:
+        raise InputError(
+            f"{name} is {size / 1024 / 1024:.1f} MB once encoded; Together takes at most "
+            f"{MAX_LINE_BYTES // 1024 // 1024} MB a line (inline images included). "
+            "Use smaller images or image URLs."
+        )
+    return line
+
+
+# decode
+
+
+def decode_line(line: dict[str, Any]) -> Result:
+    """An output line (`response.status_code` + `body`) or an error line (`error`)."""
+    error = line.get("error")
+    if isinstance(error, dict) and error.get("code") is not None:
+        line = {**line, "error": {**error, "code": str(error["code"])}}
+    return openai_format.decode_line(line)
+
+
+def job_of(response: Any) -> BatchJob:
+    """The batch job, whether the service wrapped it in `{"job": ...}` or sent it bare."""
+    from together.types import BatchJob
+
+    job = getattr(response, "job", None)
+    if isinstance(job, BatchJob):
+        return job
+    if isinstance(job, dict):
+        return BatchJob.model_validate(job)
+    if isinstance(response, BatchJob):
+        return response
+    return BatchJob.model_validate(response.to_dict())
+
+
+def snapshot_of(job: BatchJob, total: int | None) -> BatchSnapshot:
+    """Together reports progress as a percentage only; counts need the request total."""
+    status = job.status or ""
+    counts = RequestCounts()
+    if total is not None:
+        done = total if status == "COMPLETED" else round(total * (job.progress or 0.0) / 100)
+        # Successes and per-request failures are told apart only by the result files.
+        counts = RequestCounts(total=total, completed=min(done, total))
+    return BatchSnapshot(
+        status=map_status(status),
+        provider_status=status,
+        counts=counts,
+        output_file_id=job.output_file_id or None,
+        error_file_id=job.error_file_id or None,
+        errors=[job.error] if job.error else [],
+    )
+
+
+@contextmanager
+def jsonl_path(chunk: Path) -> Iterator[Path]:
+    """The SDK picks the file type from the extension and takes only .jsonl for batches."""
+    if chunk.suffix == ".jsonl":
+        yield chunk
+        return
+    with tempfile.TemporaryDirectory(prefix="batchling-together-") as folder:
+        copy = Path(folder) / f"{chunk.stem}.jsonl"
+        shutil.copyfile(chunk, copy)
+        yield copy
+
+
+def count_lines(chunk: Path) -> int:
+    with chunk.open("rb") as handle:
+        return sum(1 for raw in handle if raw.strip())
+
+
+def _is_transient_upload_error(error: Exception) -> bool:
+    import httpx
+    from together import APIStatusError
+
+    if isinstance(error, httpx.TransportError):
+        return True
+    if isinstance(error, APIStatusError):
+        storage_put = error.response.request.method == "PUT"
+        return storage_put and (error.status_code == 429 or error.status_code >= 500)
+    return False
+
+
+class TogetherProvider:
+    info: ClassVar[ProviderInfo] = INFO
+
+    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+        self._client: AsyncTogether | None = None
+        self._request_totals: dict[str, int] = {}
+
+    @property
+    def client(self) -> AsyncTogether:
+        if self._client is None:
+            from together import AsyncTogether
+
+            self._client = AsyncTogether(
+                api_key=self._api_key,
+                base_url=self._base_url,
+                max_retries=MAX_RETRIES,
+                timeout=TIMEOUT_SECONDS,
+            )
+        return self._client
+
+    def encode(
+        self, request: RawRequest, *, custom_id: str, model: str, endpoint: str
+    ) -> dict[str, Any]:
+        return encode_line(request, custom_id=custom_id, model=model, endpoint=endpoint)
+
+    def decode(self, line: dict[str, Any]) -> Result:
+        return decode_line(line)
+
+    async def upload(self, chunk: Path) -> str | None:
+        attempt = 1
+        while True:
+            try:
+                with jsonl_path(chunk) as path:
+                    # check=False: our encoder wrote every line, and the SDK's check re-reads
+                    # the whole file synchronously on the event loop.
+                    uploaded = await self.client.files.upload(
+                        path, purpose="batch-api", check=False
+                    )
+                return uploaded.id
+            except Exception as error:
+                if attempt >= UPLOAD_ATTEMPTS or not _is_transient_upload_error(error):
+                    raise
+            await asyncio.sleep(UPLOAD_BACKOFF_SECONDS * 2 ** (attempt - 1))
+            attempt += 1
+
+    async def create(
+        self,
+        chunk: Path,
+        *,
+        file_id: str | None,
+        model: str,
+        endpoint: str,
+        metadata: dict[str, str],
+    ) -> str:
+        assert file_id is not None
+        response = await self.client.batches.create(
+            input_file_id=file_id,
+            endpoint=endpoint,  # type: ignore[arg-type]
+            completion_window="24h",
+            model_id=model,
+        )
+        job = job_of(response)
+        assert job.id is not None, "Together answered the batch creation without a job id"
+        self._request_totals[job.id] = await asyncio.to_thread(count_lines, chunk)
+        return job.id
+
+    async def find_batch(self, metadata: dict[str, str]) -> str | None:
+        # Together batch jobs carry no metadata (neither the create call nor the job object has
+        # a field for it), so a batch cannot be recognised from the metadata alone.
+        return None
+
+    async def poll(self, ref: BatchRef) -> BatchSnapshot:
+        job = job_of(await self.client.batches.retrieve(ref.batch_id))
+        return snapshot_of(job, await self._request_total(ref))
+
+    async def _request_total(self, ref: BatchRef) -> int | None:
+        """From create() in this process, else from the input file's validation report."""
+        from together import NotFoundError
+
+        if ref.batch_id not in self._request_totals and ref.input_file_id:
+            try:
+                stored = await self.client.files.retrieve(ref.input_file_id)
+            except NotFoundError:
+                return None
+            report = stored.validation_report
+            if report is None or report.nlines is None:
+                return None
+            self._request_totals[ref.batch_id] = report.nlines
+        return self._request_totals.get(ref.batch_id)
+
+    async def results(
+        self, ref: BatchRef, snapshot: BatchSnapshot
+    ) -> AsyncIterator[dict[str, Any]]:
+        for file_id in (snapshot.output_file_id, snapshot.error_file_id):
+            if not file_id:
+                continue
+            async with self.client.files.with_streaming_response.content(file_id) as response:
+                async for line in response.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+
+    async def cancel(self, ref: BatchRef) -> None:
+        from together import BadRequestError, ConflictError
+
+        try:
+            await self.client.batches.cancel(ref.batch_id)
+        except (BadRequestError, ConflictError):
+            # A batch that ended between our last poll and the cancel has nothing to cancel.
+            if not (await self.poll(ref)).status.is_terminal:
+                raise
+
+    async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
+        from together import NotFoundError
+
+        # Together has no batch deletion: only the files can go.
+        file_ids = [ref.input_file_id]
+        if snapshot is not None:
+            file_ids += [snapshot.output_file_id, snapshot.error_file_id]
+        for file_id in filter(None, file_ids):
+            with suppress(NotFoundError):
+                await self.client.files.delete(file_id)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
