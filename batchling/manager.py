@@ -111,6 +111,7 @@ class AsyncExperimentManager:
             raise
         except Exception as error:
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            message = _redact_keys(message, registry.provider_info(experiment.provider))
             raise ProviderError(
                 f"{experiment.provider} {step} failed for experiment '{experiment.name}': "
                 f"{type(error).__name__}: {message[:300]}. Nothing was lost: run the same command "
@@ -260,10 +261,14 @@ class AsyncExperimentManager:
                 f"Experiment '{experiment_name}' is being started by another process right now."
             )
         metadata_base = {"batchling_experiment": experiment.name[:500]}
-        for batch in await store.list_batches(experiment):
-            if batch.batch_id:
-                continue
-            await self._submit_batch(experiment, provider, batch, metadata_base)
+        try:
+            for batch in await store.list_batches(experiment):
+                if not batch.batch_id:
+                    await self._submit_batch(experiment, provider, batch, metadata_base)
+        except BaseException:
+            # Stays 'submitting' with its progress recorded; released so a rerun can resume it.
+            await store.update_experiment(experiment_name, start_owner=None)
+            raise
         await store.update_experiment(experiment_name, status=Status.VALIDATING, start_owner=None)
         return await self.refresh(experiment_name)
 
@@ -454,6 +459,15 @@ class AsyncExperimentManager:
                 f"Cannot write the results file {path}: {error.strerror}. The results are stored; "
                 f"update the path with 'batchling update' or fix permissions, then run results again."
             ) from None
+
+
+def _redact_keys(text: str, info: ProviderInfo) -> str:
+    """SDK error texts sometimes quote the key: never let it reach a message or a log."""
+    for variable in info.api_key_env:
+        key = os.environ.get(variable)
+        if key and len(key) >= 4:
+            text = text.replace(key, "***")
+    return text
 
 
 async def _reraise(error: Exception) -> None:

@@ -263,3 +263,23 @@ async def test_results_path_that_is_a_directory_is_refused(manager: AsyncExperim
 async def test_unknown_experiment(manager: AsyncExperimentManager) -> None:
     with pytest.raises(ExperimentNotFoundError, match="No experiment named 'ghost'"):
         await manager.start_experiment("ghost")
+
+
+async def test_a_failed_start_can_be_resumed_without_a_second_batch(
+    manager: AsyncExperimentManager, emulator: Emulator
+) -> None:
+    from batchling.emulator import Fault
+    from batchling.errors import ProviderError
+
+    emulator.inject(Fault(step="create", kind=400, times=1))
+    await manager.create_experiment("resume", model="m", raw_requests=request_dicts(3))
+    with pytest.raises(ProviderError, match="run the same command again to resume"):
+        await manager.start_experiment("resume")
+    assert (await manager.retrieve("resume")).status == Status.SUBMITTING
+    uploads = emulator.state.calls[("openai", "upload")]
+    await manager.start_experiment("resume")
+    assert emulator.state.calls[("openai", "upload")] == uploads, "the file was uploaded twice"
+    await manager.wait("resume", poll_interval=0.02)
+    assert len(await manager.get_results("resume")) == 3
+    mine = [b for b in emulator.state.batches.values() if b.metadata.get("batchling_experiment") == "resume"]
+    assert len(mine) == 1

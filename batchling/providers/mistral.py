@@ -54,7 +54,7 @@ STATUS_MAP: dict[str, Status] = {
 
 TIMEOUT_MS = 120_000
 # The SDK retries nothing by default; this mirrors the Stainless SDKs' schedule. Retries stop
-# after MAX_ELAPSED_MS rather than after a count (the SDK has no count).
+# after BACKOFF_MAX_ELAPSED_MS rather than after a count (the SDK has no count).
 BACKOFF_INITIAL_MS = 500
 BACKOFF_MAX_MS = 8_000
 BACKOFF_EXPONENT = 2.0
@@ -99,7 +99,7 @@ def _request_name(request: RawRequest, custom_id: str) -> str:
 
 
 def check_message_order(request: RawRequest, custom_id: str) -> None:
-    """Mistral's chat rules, which it enforces per request (error 3230) after the batch is paid."""
+    """Mistral's chat rules, checked here rather than failing the request (3230) in the batch."""
     name = _request_name(request, custom_id)
     last = request.messages[-1].role
     if last != "user":

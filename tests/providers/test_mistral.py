@@ -422,7 +422,8 @@ async def test_cancel_mid_run_keeps_finished_results(emulator: Emulator, tmp_pat
     emulator.config.cancel_seconds = 0.2
     provider = mistral()
     ref = await submit(provider, write_chunk(tmp_path / "c.jsonl", [FRANCE] * 10))
-    while (await provider.poll(ref)).counts.completed == 0:
+    deadline = time.monotonic() + 5
+    while (await provider.poll(ref)).counts.completed == 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     await provider.cancel(ref)
     assert (await provider.poll(ref)).provider_status == "CANCELLATION_REQUESTED"

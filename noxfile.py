@@ -1,0 +1,31 @@
+"""Developer sessions: `nox -s tests lint types bench`."""
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "types"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    session.install(".[test]")
+    session.run("python", "-m", "pytest", "-q", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "batchling", "tests", "examples")
+    session.run("ruff", "format", "--check", "batchling")
+
+
+@nox.session
+def types(session: nox.Session) -> None:
+    session.install(".", "mypy")
+    session.run("mypy", "batchling")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    session.install(".")
+    session.run("python", "-m", "benchmarks", *session.posargs)
