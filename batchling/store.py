@@ -48,6 +48,7 @@ class Store:
         if not path.exists():
             # Created 0600 up front so no other user can read it, not even for a moment.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        db = None
         try:
             db = await aiosqlite.connect(path)
             db.row_factory = aiosqlite.Row
@@ -58,6 +59,8 @@ class Store:
             store = cls(db, path)
             await store.migrate()
         except sqlite3.DatabaseError as error:
+            if db is not None:
+                await db.close()
             raise StoreError(
                 f"{path} is not a usable batchling database ({error}). "
                 "Move it aside or point BATCHLING_HOME / --db elsewhere."

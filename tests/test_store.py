@@ -29,7 +29,7 @@ async def test_migrations_apply_to_an_empty_file_and_are_recorded(tmp_path: Path
 
 async def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
-    (await Store.open(path)).db  # noqa: B018
+    await (await Store.open(path)).close()
     store = await Store.open(path)
     assert await store.migrate() == []
     await store.close()

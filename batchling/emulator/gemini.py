@@ -280,12 +280,13 @@ def operation(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
         "@type": BATCH_TYPE,
         "name": batch_name(batch),
         "model": batch.extra["model"],
-        "inputConfig": batch.extra["input_config"],
         "createTime": rfc3339(batch.created_at),
         "updateTime": rfc3339(updated),
         "state": STATE[batch.phase],
         "batchStats": batch_stats(state, batch),
     }
+    if batch.extra["input_config"]:
+        metadata["inputConfig"] = batch.extra["input_config"]
     if batch.extra["display_name"]:
         metadata["displayName"] = batch.extra["display_name"]
     if batch.ended_at is not None:

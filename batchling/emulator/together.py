@@ -66,11 +66,12 @@ def error(
     *,
     type_: str = "invalid_request_error",
     code: str | None = None,
-    retry: bool = False,
 ) -> JSONResponse:
-    headers = {} if retry else {"x-should-retry": "false"}
+    # None of these answers gets better on a retry (the SDK would retry a 409 otherwise).
     return JSONResponse(
-        chat.error_body(message, type_=type_, code=code), status_code=status, headers=headers
+        chat.error_body(message, type_=type_, code=code),
+        status_code=status,
+        headers={"x-should-retry": "false"},
     )
 
 

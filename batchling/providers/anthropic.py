@@ -271,11 +271,15 @@ def snapshot_of(batch: MessageBatch) -> BatchSnapshot:
         ),
         provider_status=batch.processing_status,
         counts=RequestCounts(
-            total=counts.processing
-            + counts.succeeded
-            + counts.errored
-            + counts.canceled
-            + counts.expired,
+            total=sum(
+                (
+                    counts.processing,
+                    counts.succeeded,
+                    counts.errored,
+                    counts.canceled,
+                    counts.expired,
+                )
+            ),
             completed=counts.succeeded,
             failed=counts.errored + counts.expired + counts.canceled,
         ),

@@ -112,9 +112,11 @@ def encode_line(
 def decode_line(line: dict[str, Any]) -> Result:
     """An output line (`response.status_code` + `body`) or an error line (`error`)."""
     error = line.get("error")
-    if isinstance(error, dict) and error.get("code") is not None:
-        line = {**line, "error": {**error, "code": str(error["code"])}}
-    return openai_format.decode_line(line)
+    if not (isinstance(error, dict) and error.get("code") is not None):
+        return openai_format.decode_line(line)
+    # The common ResultError takes a string code; keep `raw` exactly as it came.
+    readable = {**line, "error": {**error, "code": str(error["code"])}}
+    return openai_format.decode_line(readable).model_copy(update={"raw": line})
 
 
 def job_of(response: Any) -> BatchJob:
@@ -185,7 +187,7 @@ class TogetherProvider:
         self._api_key = api_key
         self._base_url = base_url
         self._client: AsyncTogether | None = None
-        self._request_totals: dict[str, int] = {}
+        self._request_totals: dict[str, int | None] = {}
 
     @property
     def client(self) -> AsyncTogether:
@@ -256,19 +258,22 @@ class TogetherProvider:
         return snapshot_of(job, await self._request_total(ref))
 
     async def _request_total(self, ref: BatchRef) -> int | None:
-        """From create() in this process, else from the input file's validation report."""
+        """From create() in this process, else once from the input file's validation report."""
+        if ref.batch_id not in self._request_totals:
+            self._request_totals[ref.batch_id] = await self._lines_in_file(ref.input_file_id)
+        return self._request_totals[ref.batch_id]
+
+    async def _lines_in_file(self, file_id: str | None) -> int | None:
         from together import NotFoundError
 
-        if ref.batch_id not in self._request_totals and ref.input_file_id:
-            try:
-                stored = await self.client.files.retrieve(ref.input_file_id)
-            except NotFoundError:
-                return None
-            report = stored.validation_report
-            if report is None or report.nlines is None:
-                return None
-            self._request_totals[ref.batch_id] = report.nlines
-        return self._request_totals.get(ref.batch_id)
+        if not file_id:
+            return None
+        try:
+            stored = await self.client.files.retrieve(file_id)
+        except NotFoundError:
+            return None
+        report = stored.validation_report
+        return report.nlines if report is not None else None
 
     async def results(
         self, ref: BatchRef, snapshot: BatchSnapshot

@@ -53,17 +53,28 @@ def test_encode_text_request_as_a_key_and_generate_content_request() -> None:
     line = encode({"messages": [{"role": "user", "content": "Describe photosynthesis."}]})
     assert line == {
         "key": "req-1",
-        "request": {"contents": [{"role": "user", "parts": [{"text": "Describe photosynthesis."}]}]},
+        "request": {
+            "contents": [{"role": "user", "parts": [{"text": "Describe photosynthesis."}]}]
+        },
     }
 
 
 def test_encode_system_prompt_multi_turn_and_generation_params() -> None:
-    line = encode({
-        "system_prompt": "Be brief.", "max_tokens": 50, "temperature": 0.7, "top_p": 0.9,
-        "stop": ["END"], "seed": 7,
-        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
-                     {"role": "user", "content": FRANCE}],
-    })
+    line = encode(
+        {
+            "system_prompt": "Be brief.",
+            "max_tokens": 50,
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "stop": ["END"],
+            "seed": 7,
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": FRANCE},
+            ],
+        }
+    )
     assert line["request"] == {
         "contents": [
             {"role": "user", "parts": [{"text": "hi"}]},
@@ -71,14 +82,23 @@ def test_encode_system_prompt_multi_turn_and_generation_params() -> None:
             {"role": "user", "parts": [{"text": FRANCE}]},
         ],
         "systemInstruction": {"parts": [{"text": "Be brief."}]},
-        "generationConfig": {"maxOutputTokens": 50, "temperature": 0.7, "topP": 0.9,
-                             "stopSequences": ["END"], "seed": 7},
+        "generationConfig": {
+            "maxOutputTokens": 50,
+            "temperature": 0.7,
+            "topP": 0.9,
+            "stopSequences": ["END"],
+            "seed": 7,
+        },
     }
 
 
 def test_leading_system_messages_join_the_system_instruction() -> None:
-    line = encode({"system_prompt": "A", "messages": [
-        {"role": "system", "content": "B"}, {"role": "user", "content": "hi"}]})
+    line = encode(
+        {
+            "system_prompt": "A",
+            "messages": [{"role": "system", "content": "B"}, {"role": "user", "content": "hi"}],
+        }
+    )
     assert line["request"]["systemInstruction"] == {"parts": [{"text": "A"}, {"text": "B"}]}
     assert line["request"]["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
 
@@ -86,34 +106,85 @@ def test_leading_system_messages_join_the_system_instruction() -> None:
 def test_encode_image_parts_from_data_url_and_local_file(tmp_path: Path) -> None:
     image = tmp_path / "cat.png"
     image.write_bytes(b"\x89PNG fake")
-    line = encode({"messages": [{"role": "user", "content": [
-        {"type": "text", "text": "what is this?"},
-        {"type": "image", "url": "data:image/jpeg;base64,QUJD"},
-        {"type": "image", "path": str(image), "detail": "auto"},
-        {"type": "image", "url": "data:image/svg+xml,%3Csvg%2F%3E"},
-    ]}]})
+    line = encode(
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is this?"},
+                        {"type": "image", "url": "data:image/jpeg;base64,QUJD"},
+                        {"type": "image", "path": str(image), "detail": "auto"},
+                        {"type": "image", "url": "data:image/svg+xml,%3Csvg%2F%3E"},
+                    ],
+                }
+            ]
+        }
+    )
     parts = line["request"]["contents"][0]["parts"]
     assert parts[0] == {"text": "what is this?"}
     assert parts[1] == {"inlineData": {"mimeType": "image/jpeg", "data": "QUJD"}}
-    assert parts[2] == {"inlineData": {
-        "mimeType": "image/png", "data": base64.b64encode(b"\x89PNG fake").decode()}}
-    assert parts[3] == {"inlineData": {
-        "mimeType": "image/svg+xml", "data": base64.b64encode(b"<svg/>").decode()}}
+    assert parts[2] == {
+        "inlineData": {"mimeType": "image/png", "data": base64.b64encode(b"\x89PNG fake").decode()}
+    }
+    assert parts[3] == {
+        "inlineData": {"mimeType": "image/svg+xml", "data": base64.b64encode(b"<svg/>").decode()}
+    }
 
 
-@pytest.mark.parametrize(("data", "fragment"), [
-    ({"messages": [{"role": "user", "content": [
-        {"type": "image", "url": "https://example.com/a.jpg"}]}]}, "cannot fetch images from URLs"),
-    ({"messages": [{"role": "user", "content": [
-        {"type": "image", "url": "data:image/png;base64,QUJD", "detail": "low"}]}]}, "detail"),
-    ({"messages": [{"role": "user", "content": [
-        {"type": "image", "path": "/nonexistent/cat.png"}]}]}, "image file not found"),
-    ({"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": "late"}]},
-     "system instructions only before the conversation"),
-    ({"messages": [{"role": "system", "content": "only a system message"}]},
-     "at least one user or assistant message"),
-])
-def test_encode_refuses_what_gemini_batches_cannot_take(data: dict[str, Any], fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image", "url": "https://example.com/a.jpg"}],
+                    }
+                ]
+            },
+            "cannot fetch images from URLs",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image", "url": "data:image/png;base64,QUJD", "detail": "low"}
+                        ],
+                    }
+                ]
+            },
+            "detail",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image", "path": "/nonexistent/cat.png"}]}
+                ]
+            },
+            "image file not found",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "system", "content": "late"},
+                ]
+            },
+            "system instructions only before the conversation",
+        ),
+        (
+            {"messages": [{"role": "system", "content": "only a system message"}]},
+            "at least one user or assistant message",
+        ),
+    ],
+)
+def test_encode_refuses_what_gemini_batches_cannot_take(
+    data: dict[str, Any], fragment: str
+) -> None:
     with pytest.raises(InputError, match=fragment) as raised:
         encode(data, custom_id="r-42")
     assert "r-42" in str(raised.value)
@@ -121,8 +192,12 @@ def test_encode_refuses_what_gemini_batches_cannot_take(data: dict[str, Any], fr
 
 def test_encode_refuses_other_endpoints() -> None:
     with pytest.raises(ConfigurationError, match="generateContent"):
-        provider().encode(request({"messages": [{"role": "user", "content": "hi"}]}),
-                          custom_id="r", model=MODEL, endpoint="/v1/chat/completions")
+        provider().encode(
+            request({"messages": [{"role": "user", "content": "hi"}]}),
+            custom_id="r",
+            model=MODEL,
+            endpoint="/v1/chat/completions",
+        )
 
 
 # decode
@@ -136,13 +211,24 @@ def test_decode_success_line_from_the_spec() -> None:
     )
     result = provider().decode(line)
     assert result.ok and result.custom_id == "req-1" and result.text == "Photosynthesis is ..."
-    assert result.usage is not None and (result.usage.input_tokens, result.usage.output_tokens) == (6, 40)
+    assert result.usage is not None and (result.usage.input_tokens, result.usage.output_tokens) == (
+        6,
+        40,
+    )
     assert result.raw == line
 
 
 def test_decode_per_request_error_line_from_the_spec() -> None:
-    result = provider().decode({"key": "req-2", "error": {
-        "code": 400, "message": "Request contains an invalid argument.", "status": "INVALID_ARGUMENT"}})
+    result = provider().decode(
+        {
+            "key": "req-2",
+            "error": {
+                "code": 400,
+                "message": "Request contains an invalid argument.",
+                "status": "INVALID_ARGUMENT",
+            },
+        }
+    )
     assert result.status == "failed" and result.custom_id == "req-2" and result.error is not None
     assert result.error.kind == "provider"
     assert result.error.message == "Request contains an invalid argument."
@@ -150,51 +236,96 @@ def test_decode_per_request_error_line_from_the_spec() -> None:
 
 
 def test_decode_cancelled_request() -> None:
-    result = provider().decode({"key": "req-3", "error": {
-        "code": 1, "message": "The operation was cancelled.", "status": "CANCELLED"}})
+    result = provider().decode(
+        {
+            "key": "req-3",
+            "error": {"code": 1, "message": "The operation was cancelled.", "status": "CANCELLED"},
+        }
+    )
     assert result.status == "cancelled" and result.error is not None
     assert result.error.kind == "cancelled"
 
 
 def test_decode_inline_response_takes_the_key_from_metadata() -> None:
-    result = provider().decode({
-        "response": {"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]},
-                                     "finishReason": "STOP"}]},
-        "metadata": {"key": "r1"},
-    })
+    result = provider().decode(
+        {
+            "response": {
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": [{"text": "hi"}]},
+                        "finishReason": "STOP",
+                    }
+                ]
+            },
+            "metadata": {"key": "r1"},
+        }
+    )
     assert result.ok and result.custom_id == "r1" and result.text == "hi" and result.usage is None
 
 
 def test_decode_skips_thoughts_and_counts_thinking_as_output() -> None:
-    result = provider().decode({"key": "t", "response": {
-        "candidates": [{"content": {"role": "model", "parts": [
-            {"text": "let me think", "thought": True}, {"text": "4"}]}}],
-        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1, "thoughtsTokenCount": 9},
-    }})
+    result = provider().decode(
+        {
+            "key": "t",
+            "response": {
+                "candidates": [
+                    {
+                        "content": {
+                            "role": "model",
+                            "parts": [{"text": "let me think", "thought": True}, {"text": "4"}],
+                        }
+                    }
+                ],
+                "usageMetadata": {
+                    "promptTokenCount": 3,
+                    "candidatesTokenCount": 1,
+                    "thoughtsTokenCount": 9,
+                },
+            },
+        }
+    )
     assert result.text == "4"
     assert result.usage is not None and result.usage.output_tokens == 10
 
 
 def test_decode_blocked_prompt_is_a_failure() -> None:
-    result = provider().decode({"key": "b", "response": {
-        "promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 4}}})
+    result = provider().decode(
+        {
+            "key": "b",
+            "response": {
+                "promptFeedback": {"blockReason": "SAFETY"},
+                "usageMetadata": {"promptTokenCount": 4},
+            },
+        }
+    )
     assert result.status == "failed" and result.error is not None and result.error.code == "SAFETY"
 
 
 # statuses and metadata
 
 
-@pytest.mark.parametrize(("raw", "common"), [
-    ("BATCH_STATE_PENDING", Status.QUEUED), ("BATCH_STATE_RUNNING", Status.RUNNING),
-    ("BATCH_STATE_SUCCEEDED", Status.COMPLETED), ("BATCH_STATE_FAILED", Status.FAILED),
-    ("BATCH_STATE_CANCELLED", Status.CANCELLED), ("BATCH_STATE_EXPIRED", Status.EXPIRED),
-    ("BATCH_STATE_UNSPECIFIED", Status.UNKNOWN),
-    ("JOB_STATE_PENDING", Status.QUEUED), ("JOB_STATE_QUEUED", Status.QUEUED),
-    ("JOB_STATE_RUNNING", Status.RUNNING), ("JOB_STATE_SUCCEEDED", Status.COMPLETED),
-    ("JOB_STATE_FAILED", Status.FAILED), ("JOB_STATE_CANCELLED", Status.CANCELLED),
-    ("JOB_STATE_EXPIRED", Status.EXPIRED), ("JOB_STATE_CANCELLING", Status.CANCELLING),
-    ("JOB_STATE_UNSPECIFIED", Status.UNKNOWN), ("SOMETHING_NEW", Status.UNKNOWN),
-])
+@pytest.mark.parametrize(
+    ("raw", "common"),
+    [
+        ("BATCH_STATE_PENDING", Status.QUEUED),
+        ("BATCH_STATE_RUNNING", Status.RUNNING),
+        ("BATCH_STATE_SUCCEEDED", Status.COMPLETED),
+        ("BATCH_STATE_FAILED", Status.FAILED),
+        ("BATCH_STATE_CANCELLED", Status.CANCELLED),
+        ("BATCH_STATE_EXPIRED", Status.EXPIRED),
+        ("BATCH_STATE_UNSPECIFIED", Status.UNKNOWN),
+        ("JOB_STATE_PENDING", Status.QUEUED),
+        ("JOB_STATE_QUEUED", Status.QUEUED),
+        ("JOB_STATE_RUNNING", Status.RUNNING),
+        ("JOB_STATE_SUCCEEDED", Status.COMPLETED),
+        ("JOB_STATE_FAILED", Status.FAILED),
+        ("JOB_STATE_CANCELLED", Status.CANCELLED),
+        ("JOB_STATE_EXPIRED", Status.EXPIRED),
+        ("JOB_STATE_CANCELLING", Status.CANCELLING),
+        ("JOB_STATE_UNSPECIFIED", Status.UNKNOWN),
+        ("SOMETHING_NEW", Status.UNKNOWN),
+    ],
+)
 def test_status_mapping(raw: str, common: Status) -> None:
     assert map_status(raw) == common
 
@@ -202,8 +333,18 @@ def test_status_mapping(raw: str, common: Status) -> None:
 def test_every_wire_and_sdk_state_is_mapped() -> None:
     from google.genai import types
 
-    wire = {"BATCH_STATE_" + s for s in
-            ("UNSPECIFIED", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED")}
+    wire = {
+        "BATCH_STATE_" + s
+        for s in (
+            "UNSPECIFIED",
+            "PENDING",
+            "RUNNING",
+            "SUCCEEDED",
+            "FAILED",
+            "CANCELLED",
+            "EXPIRED",
+        )
+    }
     assert wire | {state.value for state in types.JobState} == set(STATUS_MAP)
 
 
@@ -214,25 +355,38 @@ def test_metadata_survives_the_display_name() -> None:
 
 
 def test_snapshot_from_the_spec_operation() -> None:
-    snapshot = snapshot_from_operation({
-        "name": "batches/abc123",
-        "metadata": {
-            "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch",
-            "name": "batches/abc123", "model": "models/gemini-x", "state": "BATCH_STATE_SUCCEEDED",
-            "batchStats": {"requestCount": "2", "successfulRequestCount": "1",
-                           "failedRequestCount": "1", "pendingRequestCount": "0"},
-            "output": {"responsesFile": "files/batch-abc123-out"},
-        },
-        "done": True,
-    })
-    assert snapshot.status == Status.COMPLETED and snapshot.provider_status == "BATCH_STATE_SUCCEEDED"
+    snapshot = snapshot_from_operation(
+        {
+            "name": "batches/abc123",
+            "metadata": {
+                "@type": "type.googleapis.com/"
+                "google.ai.generativelanguage.v1beta.GenerateContentBatch",
+                "name": "batches/abc123",
+                "model": "models/gemini-x",
+                "state": "BATCH_STATE_SUCCEEDED",
+                "batchStats": {
+                    "requestCount": "2",
+                    "successfulRequestCount": "1",
+                    "failedRequestCount": "1",
+                    "pendingRequestCount": "0",
+                },
+                "output": {"responsesFile": "files/batch-abc123-out"},
+            },
+            "done": True,
+        }
+    )
+    assert (
+        snapshot.status == Status.COMPLETED and snapshot.provider_status == "BATCH_STATE_SUCCEEDED"
+    )
     assert (snapshot.counts.total, snapshot.counts.completed, snapshot.counts.failed) == (2, 1, 1)
     assert snapshot.output_file_id == "files/batch-abc123-out"
 
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:
-    code = ("import sys, batchling.providers.gemini; "
-            "assert 'google.genai' not in sys.modules and 'google' not in sys.modules")
+    code = (
+        "import sys, batchling.providers.gemini; "
+        "assert 'google.genai' not in sys.modules and 'google' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -244,16 +398,21 @@ def write_chunk(tmp_path: Path, count: int, *, prefix: str = "r") -> Path:
     path = tmp_path / "chunk.jsonl"
     with path.open("w") as handle:
         for index in range(count):
-            line = adapter.encode(request({"messages": [{"role": "user", "content": FRANCE}]}),
-                                  custom_id=f"{prefix}{index}", model=MODEL, endpoint=ENDPOINT)
+            line = adapter.encode(
+                request({"messages": [{"role": "user", "content": FRANCE}]}),
+                custom_id=f"{prefix}{index}",
+                model=MODEL,
+                endpoint=ENDPOINT,
+            )
             handle.write(json.dumps(line) + "\n")
     return path
 
 
 async def submit(adapter: Any, chunk: Path, metadata: dict[str, str] | None = None) -> BatchRef:
     file_id = await adapter.upload(chunk)
-    batch_id = await adapter.create(chunk, file_id=file_id, model=MODEL, endpoint=ENDPOINT,
-                                    metadata=metadata or {})
+    batch_id = await adapter.create(
+        chunk, file_id=file_id, model=MODEL, endpoint=ENDPOINT, metadata=metadata or {}
+    )
     return BatchRef(batch_id, file_id)
 
 
@@ -279,7 +438,9 @@ async def test_round_trip_through_the_sdk_and_emulator(emulator: Emulator, tmp_p
     assert await adapter.find_batch(metadata) == ref.batch_id
     assert await adapter.find_batch({**metadata, "batchling_chunk": "1"}) is None
     snapshot = await wait(adapter, ref)
-    assert snapshot.status == Status.COMPLETED and snapshot.provider_status == "BATCH_STATE_SUCCEEDED"
+    assert (
+        snapshot.status == Status.COMPLETED and snapshot.provider_status == "BATCH_STATE_SUCCEEDED"
+    )
     assert (snapshot.counts.total, snapshot.counts.completed, snapshot.counts.failed) == (3, 3, 0)
     results = await collect(adapter, ref, snapshot)
     assert sorted(r.custom_id for r in results) == ["r0", "r1", "r2"]
@@ -288,8 +449,10 @@ async def test_round_trip_through_the_sdk_and_emulator(emulator: Emulator, tmp_p
 
     await adapter.delete_remote(ref, snapshot)
     await adapter.delete_remote(ref, snapshot)  # already gone: not an error
-    ids = {(ref.input_file_id or "").removeprefix("files/"),
-           (snapshot.output_file_id or "").removeprefix("files/")}
+    ids = {
+        (ref.input_file_id or "").removeprefix("files/"),
+        (snapshot.output_file_id or "").removeprefix("files/"),
+    }
     assert not ids & set(emulator.state.files)
     await adapter.aclose()
 
@@ -314,8 +477,12 @@ async def test_failure_rate_gives_per_request_errors(emulator: Emulator, tmp_pat
     failed = [r for r in results if r.status == "failed"]
     assert 0 < len(failed) < 20 and len(results) == 20
     assert snapshot.counts.failed == len(failed) and snapshot.counts.completed == 20 - len(failed)
-    assert all(r.error and r.error.message == f"Emulated failure for request '{r.custom_id}'."
-               and r.error.code == "INTERNAL" for r in failed)
+    assert all(
+        r.error
+        and r.error.message == f"Emulated failure for request '{r.custom_id}'."
+        and r.error.code == "INTERNAL"
+        for r in failed
+    )
     assert all(r.text == PARIS for r in results if r.ok)
     await adapter.aclose()
 
@@ -335,7 +502,7 @@ async def test_status_transitions_in_order(emulator: Emulator, tmp_path: Path) -
             break
         await asyncio.sleep(0.05)
     assert seen == ["BATCH_STATE_PENDING", "BATCH_STATE_RUNNING", "BATCH_STATE_SUCCEEDED"]
-    assert progress == sorted(progress) and 0 < len(set(progress)) and progress[-1] == 10
+    assert progress == sorted(progress) and len(set(progress)) > 2 and progress[-1] == 10
     await adapter.aclose()
 
 
@@ -347,7 +514,9 @@ async def test_cancel_mid_run(emulator: Emulator, tmp_path: Path) -> None:
         await asyncio.sleep(0.05)
     await adapter.cancel(ref)
     snapshot = await wait(adapter, ref)
-    assert snapshot.status == Status.CANCELLED and snapshot.provider_status == "BATCH_STATE_CANCELLED"
+    assert (
+        snapshot.status == Status.CANCELLED and snapshot.provider_status == "BATCH_STATE_CANCELLED"
+    )
     assert 0 < snapshot.counts.completed < 50
     # Gemini returns results only for a SUCCEEDED batch: the core records the rest as cancelled.
     assert snapshot.output_file_id is None and await collect(adapter, ref, snapshot) == []
@@ -377,7 +546,8 @@ async def test_unreadable_input_fails_the_batch(emulator: Emulator, tmp_path: Pa
 
 
 async def test_transient_poll_faults_are_retried_by_the_client_config(
-    emulator: Emulator, tmp_path: Path,
+    emulator: Emulator,
+    tmp_path: Path,
 ) -> None:
     adapter = create_provider("gemini")
     ref = await submit(adapter, write_chunk(tmp_path, 1))
@@ -392,7 +562,10 @@ async def test_transient_poll_faults_are_retried_by_the_client_config(
 
 @pytest.mark.parametrize("step", ["upload", "create", "poll", "list", "download"])
 async def test_transient_faults_are_retried_at_every_step(
-    emulator: Emulator, tmp_path: Path, step: str, monkeypatch: pytest.MonkeyPatch,
+    emulator: Emulator,
+    tmp_path: Path,
+    step: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Same retry machinery, shorter waits: the test above runs with the real backoff.
     monkeypatch.setattr(gemini_module, "RETRY_INITIAL_DELAY", 0.02)
@@ -417,10 +590,13 @@ async def test_missing_api_key_names_the_variables(emulator: Emulator) -> None:
 
 
 async def test_google_api_key_and_base_url_variables_also_work(
-    emulator: Emulator, tmp_path: Path,
+    emulator: Emulator,
+    tmp_path: Path,
 ) -> None:
-    env = {"GOOGLE_API_KEY": "other-key",
-           "GOOGLE_GEMINI_BASE_URL": emulator.env()["GOOGLE_GEMINI_BASE_URL"]}
+    env = {
+        "GOOGLE_API_KEY": "other-key",
+        "GOOGLE_GEMINI_BASE_URL": emulator.env()["GOOGLE_GEMINI_BASE_URL"],
+    }
     adapter = create_provider("gemini", env=env)
     snapshot = await wait(adapter, ref := await submit(adapter, write_chunk(tmp_path, 1)))
     assert [r.text for r in await collect(adapter, ref, snapshot)] == [PARIS]
@@ -444,13 +620,27 @@ async def test_emulator_speaks_v1beta_inline_batches_and_list_paging(emulator: E
     from google import genai
     from google.genai import types
 
-    client = genai.Client(api_key="k", http_options=types.HttpOptions(
-        base_url=emulator.env()["GEMINI_BASE_URL"], api_version="v1beta"))
-    job = await client.aio.batches.create(model=MODEL, src=[
-        {"contents": [{"parts": [{"text": "What is the capital of Peru?"}], "role": "user"}],
-         "metadata": {"key": "r1"}, "config": {"system_instruction": "be brief", "max_output_tokens": 2}},
-        {"contents": [{"parts": [{"text": FRANCE}], "role": "user"}], "metadata": {"key": "r2"}},
-    ], config={"display_name": "inline"})
+    client = genai.Client(
+        api_key="k",
+        http_options=types.HttpOptions(
+            base_url=emulator.env()["GEMINI_BASE_URL"], api_version="v1beta"
+        ),
+    )
+    job = await client.aio.batches.create(
+        model=MODEL,
+        src=[
+            {
+                "contents": [{"parts": [{"text": "What is the capital of Peru?"}], "role": "user"}],
+                "metadata": {"key": "r1"},
+                "config": {"system_instruction": "be brief", "max_output_tokens": 2},
+            },
+            {
+                "contents": [{"parts": [{"text": FRANCE}], "role": "user"}],
+                "metadata": {"key": "r2"},
+            },
+        ],
+        config={"display_name": "inline"},
+    )
     assert job.state is not None and job.state.value == "JOB_STATE_PENDING"
     assert job.name is not None
     job = await client.aio.batches.get(name=job.name)
@@ -471,15 +661,24 @@ async def test_emulator_upload_url_is_absolute_loopback_and_keys_are_required(
 ) -> None:
     base = emulator.env()["GEMINI_BASE_URL"]
     async with httpx.AsyncClient() as http:
-        start = await http.post(f"{base}/upload/v1/files", json={"file": {"display_name": "x"}},
-                                headers={"x-goog-api-key": "k", "X-Goog-Upload-Protocol": "resumable",
-                                         "X-Goog-Upload-Command": "start",
-                                         "X-Goog-Upload-Header-Content-Length": "3",
-                                         "X-Goog-Upload-Header-Content-Type": "text/plain"})
+        start = await http.post(
+            f"{base}/upload/v1/files",
+            json={"file": {"display_name": "x"}},
+            headers={
+                "x-goog-api-key": "k",
+                "X-Goog-Upload-Protocol": "resumable",
+                "X-Goog-Upload-Command": "start",
+                "X-Goog-Upload-Header-Content-Length": "3",
+                "X-Goog-Upload-Header-Content-Type": "text/plain",
+            },
+        )
         url = start.headers["x-goog-upload-url"]
         assert url.startswith(f"{base}/upload/v1/files?upload_id=")
-        done = await http.post(url, content=b"abc", headers={
-            "X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"})
+        done = await http.post(
+            url,
+            content=b"abc",
+            headers={"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"},
+        )
         assert done.headers["x-goog-upload-status"] == "final"
         resource = done.json()["file"]
         assert resource["sizeBytes"] == "3" and resource["mimeType"] == "text/plain"

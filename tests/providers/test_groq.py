@@ -402,7 +402,7 @@ async def test_round_trip_through_the_sdk_and_emulator(emulator: Emulator, tmp_p
     await adapter.aclose()
 
 
-async def test_sdk_requests_carry_the_openai_v1_path_and_the_key(
+async def test_base_url_without_path_reaches_the_openai_v1_routes(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     adapter = live()

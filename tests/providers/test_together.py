@@ -58,14 +58,19 @@ def encode(request: RawRequest, custom_id: str = "r1") -> dict[str, Any]:
 
 def question(index: int) -> tuple[str, str]:
     country = list(COUNTRIES)[index % len(COUNTRIES)]
-    return f"What is the capital of {country}?", f"The capital of {country} is {COUNTRIES[country]}."
+    return (
+        f"What is the capital of {country}?",
+        f"The capital of {country} is {COUNTRIES[country]}.",
+    )
 
 
 def write_chunk(tmp_path: Path, count: int, *, name: str = "chunk.jsonl", tag: str = "r") -> Path:
     path = tmp_path / name
     with path.open("w") as handle:
         for index in range(count):
-            line = encode(RawRequest(messages=[user(question(index)[0])]), custom_id=f"{tag}{index}")
+            line = encode(
+                RawRequest(messages=[user(question(index)[0])]), custom_id=f"{tag}{index}"
+            )
             handle.write(json.dumps(line) + "\n")
     return path
 
@@ -121,14 +126,16 @@ def test_encode_text_is_a_line_with_custom_id_and_body_only() -> None:
 
 
 def test_encode_system_prompt_and_multi_turn() -> None:
-    request = RawRequest.model_validate({
-        "system_prompt": "Be brief.",
-        "messages": [
-            {"role": "user", "content": "hi"},
-            {"role": "assistant", "content": "hello"},
-            {"role": "user", "content": "What is the capital of France?"},
-        ],
-    })
+    request = RawRequest.model_validate(
+        {
+            "system_prompt": "Be brief.",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": "What is the capital of France?"},
+            ],
+        }
+    )
     assert encode(request)["body"]["messages"] == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "hi"},
@@ -143,7 +150,11 @@ def test_encode_generation_parameters() -> None:
     )
     body = encode(request)["body"]
     assert {k: body[k] for k in ("max_tokens", "temperature", "top_p", "stop", "seed")} == {
-        "max_tokens": 200, "temperature": 0.2, "top_p": 0.9, "stop": ["\n"], "seed": 7,
+        "max_tokens": 200,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "stop": ["\n"],
+        "seed": 7,
     }
 
 
@@ -151,12 +162,21 @@ def test_encode_image_parts_from_url_data_url_and_local_file(tmp_path: Path) -> 
     image = tmp_path / "pixel.png"
     image.write_bytes(PNG)
     data_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
-    request = RawRequest.model_validate({"messages": [{"role": "user", "content": [
-        {"type": "text", "text": "What is this?"},
-        {"type": "image", "url": "https://example.com/a.jpg"},
-        {"type": "image", "url": data_url},
-        {"type": "image", "path": str(image)},
-    ]}]})
+    request = RawRequest.model_validate(
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image", "url": "https://example.com/a.jpg"},
+                        {"type": "image", "url": data_url},
+                        {"type": "image", "path": str(image)},
+                    ],
+                }
+            ]
+        }
+    )
     assert encode(request)["body"]["messages"][0]["content"] == [
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}},
@@ -166,9 +186,19 @@ def test_encode_image_parts_from_url_data_url_and_local_file(tmp_path: Path) -> 
 
 
 def test_encode_refuses_image_detail_which_together_lacks() -> None:
-    request = RawRequest.model_validate({"id": "pic", "messages": [{"role": "user", "content": [
-        {"type": "image", "url": "https://example.com/a.jpg", "detail": "low"},
-    ]}]})
+    request = RawRequest.model_validate(
+        {
+            "id": "pic",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image", "url": "https://example.com/a.jpg", "detail": "low"},
+                    ],
+                }
+            ],
+        }
+    )
     with pytest.raises(InputError, match=r"Request 'pic'.*detail"):
         encode(request)
 
@@ -194,10 +224,23 @@ def test_encode_refuses_long_custom_ids_and_other_endpoints() -> None:
 
 
 def test_decode_output_line() -> None:
-    line = {"custom_id": "request-1", "response": {"status_code": 200, "body": {
-        "id": "x", "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"},
-                                "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}}}}
+    line = {
+        "custom_id": "request-1",
+        "response": {
+            "status_code": 200,
+            "body": {
+                "id": "x",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Hello!"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+            },
+        },
+    }
     result = encoder.decode(line)
     assert result.ok and result.custom_id == "request-1" and result.text == "Hello!"
     assert result.usage is not None
@@ -205,56 +248,92 @@ def test_decode_output_line() -> None:
     assert result.raw == line
 
 
-@pytest.mark.parametrize(("message", "code"), [
-    ("Invalid model specified", "invalid_model"), ("Request timeout", "timeout"),
-])
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ("Invalid model specified", "invalid_model"),
+        ("Request timeout", "timeout"),
+    ],
+)
 def test_decode_error_line_keeps_the_provider_message(message: str, code: str) -> None:
     result = encoder.decode({"custom_id": "req-1", "error": {"message": message, "code": code}})
     assert result.status == "failed" and result.error is not None
-    assert (result.error.kind, result.error.message, result.error.code) == ("provider", message, code)
+    assert (result.error.kind, result.error.message, result.error.code) == (
+        "provider",
+        message,
+        code,
+    )
 
 
 def test_decode_error_line_with_a_numeric_code() -> None:
-    result = encoder.decode({"custom_id": "r", "error": {"message": "Overloaded", "code": 503}})
-    assert result.error is not None and result.error.code == "503"
+    line = {"custom_id": "r", "error": {"message": "Overloaded", "code": 503}}
+    result = encoder.decode(line)
+    assert result.error is not None and result.error.code == "503" and result.raw == line
 
 
 def test_decode_expired_and_cancelled_lines_should_together_send_them() -> None:
     # together.md documents no line for requests that never ran (the emulator writes none);
     # OpenAI-style codes are still read as what they say.
     expired = encoder.decode({"custom_id": "a", "error": {"message": "m", "code": "batch_expired"}})
-    cancelled = encoder.decode({"custom_id": "b", "error": {"message": "m", "code": "batch_cancelled"}})
+    cancelled = encoder.decode(
+        {"custom_id": "b", "error": {"message": "m", "code": "batch_cancelled"}}
+    )
     assert (expired.status, cancelled.status) == ("expired", "cancelled")
 
 
 # statuses and job objects
 
 
-@pytest.mark.parametrize(("raw", "common"), [
-    ("VALIDATING", Status.VALIDATING), ("IN_PROGRESS", Status.RUNNING),
-    ("COMPLETED", Status.COMPLETED), ("FAILED", Status.FAILED), ("EXPIRED", Status.EXPIRED),
-    ("CANCELLED", Status.CANCELLED), ("CANCELLING", Status.CANCELLING),
-    ("SOMETHING_NEW", Status.UNKNOWN),
-])
+@pytest.mark.parametrize(
+    ("raw", "common"),
+    [
+        ("VALIDATING", Status.VALIDATING),
+        ("IN_PROGRESS", Status.RUNNING),
+        ("COMPLETED", Status.COMPLETED),
+        ("FAILED", Status.FAILED),
+        ("EXPIRED", Status.EXPIRED),
+        ("CANCELLED", Status.CANCELLED),
+        ("CANCELLING", Status.CANCELLING),
+        ("SOMETHING_NEW", Status.UNKNOWN),
+    ],
+)
 def test_status_mapping(raw: str, common: Status) -> None:
     assert map_status(raw) == common
 
 
 def test_every_together_status_is_mapped() -> None:
-    assert set(STATUS_MAP) == {"VALIDATING", "IN_PROGRESS", "COMPLETED", "FAILED", "EXPIRED",
-                               "CANCELLED", "CANCELLING"}
+    assert set(STATUS_MAP) == {
+        "VALIDATING",
+        "IN_PROGRESS",
+        "COMPLETED",
+        "FAILED",
+        "EXPIRED",
+        "CANCELLED",
+        "CANCELLING",
+    }
 
 
-JOB = {"id": "b-1", "status": "IN_PROGRESS", "progress": 75.0, "output_file_id": "file-out",
-       "error_file_id": "file-err", "error": None, "model_id": MODEL}
+JOB = {
+    "id": "b-1",
+    "status": "IN_PROGRESS",
+    "progress": 75.0,
+    "output_file_id": "file-out",
+    "error_file_id": "file-err",
+    "error": None,
+    "model_id": MODEL,
+}
 
 
-@pytest.mark.parametrize("response", [
-    BatchCreateResponse.model_validate({"job": JOB, "warning": None}),
-    BatchCreateResponse.model_validate(JOB),
-    BatchJob.model_validate(JOB),
-    BatchJob.model_validate({"job": JOB}),
-], ids=["create-wrapped", "create-bare", "job-bare", "job-wrapped"])
+@pytest.mark.parametrize(
+    "response",
+    [
+        BatchCreateResponse.model_validate({"job": JOB, "warning": None}),
+        BatchCreateResponse.model_validate(JOB),
+        BatchJob.model_validate(JOB),
+        BatchJob.model_validate({"job": JOB}),
+    ],
+    ids=["create-wrapped", "create-bare", "job-bare", "job-wrapped"],
+)
 def test_job_of_reads_wrapped_and_bare_answers(response: Any) -> None:
     job = job_of(response)
     assert (job.id, job.status, job.x_model_id) == ("b-1", "IN_PROGRESS", MODEL)
@@ -300,23 +379,32 @@ async def test_round_trip_through_the_sdk_and_emulator(emulator: Emulator, tmp_p
     await adapter.aclose()
 
 
-async def test_upload_redirects_to_a_loopback_storage_url(emulator: Emulator, tmp_path: Path) -> None:
+async def test_upload_redirects_to_a_loopback_storage_url(
+    emulator: Emulator, tmp_path: Path
+) -> None:
     base = emulator.env()["TOGETHER_BASE_URL"]
     headers = {"Authorization": "Bearer emulator-key"}
-    fields = {"purpose": "batch-api", "file_name": "x.jsonl", "file_type": "jsonl",
-              "checksum": "0" * 64}
+    fields = {
+        "purpose": "batch-api",
+        "file_name": "x.jsonl",
+        "file_type": "jsonl",
+        "checksum": "0" * 64,
+    }
     async with httpx.AsyncClient() as http:
-        answer = await http.post(f"{base}/v1/files", headers=headers,
-                                 files={k: (None, v) for k, v in fields.items()})
+        answer = await http.post(
+            f"{base}/v1/files", headers=headers, files={k: (None, v) for k, v in fields.items()}
+        )
         assert answer.status_code == 302
         file_id = answer.headers["X-Together-File-Id"]
         assert answer.headers["Location"] == f"{base}/s3/upload/{file_id}"
         assert (await http.put(answer.headers["Location"], content=b"{}\n")).status_code == 200
         # Checksum mismatch: the file does not become usable.
-        assert (await http.post(f"{base}/v1/files/{file_id}/preprocess", headers=headers)
-                ).status_code == 400
-        assert (await http.post(f"{base}/v1/files", files={"purpose": (None, "batch-api")})
-                ).status_code == 401
+        assert (
+            await http.post(f"{base}/v1/files/{file_id}/preprocess", headers=headers)
+        ).status_code == 400
+        assert (
+            await http.post(f"{base}/v1/files", files={"purpose": (None, "batch-api")})
+        ).status_code == 401
 
 
 async def test_uploading_the_same_file_twice_gives_the_same_id(
@@ -329,14 +417,18 @@ async def test_uploading_the_same_file_twice_gives_the_same_id(
     await adapter.aclose()
 
 
-async def test_upload_of_a_chunk_without_jsonl_extension(emulator: Emulator, tmp_path: Path) -> None:
+async def test_upload_of_a_chunk_without_jsonl_extension(
+    emulator: Emulator, tmp_path: Path
+) -> None:
     adapter = create_provider("together")
     chunk = write_chunk(tmp_path, 1, name="processed.txt", tag="txt")
     file_id = await adapter.upload(chunk)
     client = together.AsyncTogether(api_key="k", base_url=emulator.env()["TOGETHER_BASE_URL"])
     stored = await client.files.retrieve(file_id)
     assert (stored.filename, stored.purpose, stored.file_type) == (
-        "processed.jsonl", "batch-api", "jsonl"
+        "processed.jsonl",
+        "batch-api",
+        "jsonl",
     )
     await client.close()
     await adapter.aclose()
@@ -350,8 +442,10 @@ async def test_create_answers_job_wrapper_and_retrieve_answers_bare(
     base = emulator.env()["TOGETHER_BASE_URL"]
     headers = {"Authorization": "Bearer emulator-key"}
     async with httpx.AsyncClient(headers=headers) as http:
-        created = await http.post(f"{base}/v1/batches", json={
-            "endpoint": CHAT, "input_file_id": file_id, "completion_window": "48h"})
+        created = await http.post(
+            f"{base}/v1/batches",
+            json={"endpoint": CHAT, "input_file_id": file_id, "completion_window": "48h"},
+        )
         assert created.status_code == 201 and set(created.json()) == {"job", "warning"}
         job = created.json()["job"]
         assert job["created_at"].endswith("Z") and job["model_id"] == MODEL
@@ -492,8 +586,9 @@ async def test_find_batch_is_not_supported(emulator: Emulator, tmp_path: Path) -
     adapter = create_provider("together")
     chunk = write_chunk(tmp_path, 1, tag="find")
     file_id = await adapter.upload(chunk)
-    await adapter.create(chunk, file_id=file_id, model=MODEL, endpoint=CHAT,
-                         metadata={"batchling_experiment": "e"})
+    await adapter.create(
+        chunk, file_id=file_id, model=MODEL, endpoint=CHAT, metadata={"batchling_experiment": "e"}
+    )
     assert await adapter.find_batch({"batchling_experiment": "e"}) is None
     await adapter.aclose()
 
