@@ -64,7 +64,7 @@ class ChunkWriter:
 
     def close(self) -> list[BatchRecord]:
         self._finish_current()
-        for temp, record in zip(self._temp_paths, self.records):
+        for temp, record in zip(self._temp_paths, self.records, strict=True):
             temp.replace(record.path)
         return self.records
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,8 +42,13 @@ class BatchlingGroup(click.Group):
 
 
 @click.group(cls=BatchlingGroup)
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), envvar="BATCHLING_DB",
-              help="SQLite database file (default: $BATCHLING_HOME/batchling.db or the user data dir).")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="BATCHLING_DB",
+    help="SQLite database file (default: $BATCHLING_HOME/batchling.db or the user data dir).",
+)
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.version_option(package_name="batchling")
 @click.pass_context
@@ -74,32 +78,73 @@ def _show_experiment(manager: ExperimentManager, name: str, as_json: bool = Fals
 @cli.command()
 @click.option("--name", required=True, help="Unique name of the experiment.")
 @click.option("--model", required=True, help="Model id at the provider, e.g. gpt-4o-mini.")
-@click.option("--provider", default="openai", show_default=True, help="openai, anthropic, gemini, groq, mistral or together.")
-@click.option("--endpoint", default=None, help="Batch endpoint (default: the provider's chat endpoint).")
+@click.option(
+    "--provider",
+    default="openai",
+    show_default=True,
+    help="openai, anthropic, gemini, groq, mistral or together.",
+)
+@click.option(
+    "--endpoint", default=None, help="Batch endpoint (default: the provider's chat endpoint)."
+)
 @click.option("--title", default=None)
 @click.option("--description", default=None)
-@click.option("--raw-file-path", required=True, type=click.Path(path_type=Path),
-              help="JSONL file of requests: one {\"messages\": [...]} object a line.")
-@click.option("--processed-file-path", type=click.Path(path_type=Path), default=None,
-              help="Where to write the provider-formatted batch file.")
-@click.option("--results-file-path", type=click.Path(path_type=Path), default=None,
-              help="Where to write the results JSONL.")
+@click.option(
+    "--raw-file-path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help='JSONL file of requests: one {"messages": [...]} object a line.',
+)
+@click.option(
+    "--processed-file-path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the provider-formatted batch file.",
+)
+@click.option(
+    "--results-file-path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the results JSONL.",
+)
 @click.option("--base-url", default=None, help="Base URL of an OpenAI-compatible service (stored).")
-@click.option("--max-requests-per-batch", type=click.IntRange(min=1), default=None,
-              help="Split into batches of at most this many requests.")
+@click.option(
+    "--max-requests-per-batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Split into batches of at most this many requests.",
+)
 @click.option("--start", "start_now", is_flag=True, help="Start the experiment right away.")
 @click.pass_context
-def create(ctx: click.Context, name: str, model: str, provider: str, endpoint: str | None,
-           title: str | None, description: str | None, raw_file_path: Path,
-           processed_file_path: Path | None, results_file_path: Path | None, base_url: str | None,
-           max_requests_per_batch: int | None, start_now: bool) -> None:
+def create(
+    ctx: click.Context,
+    name: str,
+    model: str,
+    provider: str,
+    endpoint: str | None,
+    title: str | None,
+    description: str | None,
+    raw_file_path: Path,
+    processed_file_path: Path | None,
+    results_file_path: Path | None,
+    base_url: str | None,
+    max_requests_per_batch: int | None,
+    start_now: bool,
+) -> None:
     """Create an experiment from a JSONL file of requests."""
     manager = _manager(ctx)
     manager.create_experiment(
-        name, model=model, provider=provider, endpoint=endpoint, title=title,
-        description=description, raw_file_path=raw_file_path,
-        processed_file_path=processed_file_path, results_file_path=results_file_path,
-        base_url=base_url, max_requests_per_batch=max_requests_per_batch,
+        name,
+        model=model,
+        provider=provider,
+        endpoint=endpoint,
+        title=title,
+        description=description,
+        raw_file_path=raw_file_path,
+        processed_file_path=processed_file_path,
+        results_file_path=results_file_path,
+        base_url=base_url,
+        max_requests_per_batch=max_requests_per_batch,
     )
     if start_now:
         manager.start_experiment(name)
@@ -124,7 +169,11 @@ def status(ctx: click.Context, name: str, as_json: bool) -> None:
     """Poll the provider once and show the experiment (alias: get)."""
     manager = _manager(ctx)
     experiment = manager.retrieve(name)
-    if experiment.batch_count and not experiment.is_finished and experiment.status.value != "created":
+    if (
+        experiment.batch_count
+        and not experiment.is_finished
+        and experiment.status.value != "created"
+    ):
         manager.refresh(name)
     _show_experiment(manager, name, as_json)
 
@@ -152,9 +201,16 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
-              help="Seconds between polls at first (backs off up to 60 s).")
-@click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Give up after this many seconds.")
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.01),
+    default=2.0,
+    show_default=True,
+    help="Seconds between polls at first (backs off up to 60 s).",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), default=None, help="Give up after this many seconds."
+)
 @click.pass_context
 def wait(ctx: click.Context, name: str, poll_interval: float, timeout: float | None) -> None:
     """Wait until the experiment ends, showing its status as it changes."""
@@ -163,9 +219,11 @@ def wait(ctx: click.Context, name: str, poll_interval: float, timeout: float | N
     last: list[str] = []
 
     def on_update(experiment: Any) -> None:
-        line = (f"{experiment.name}: {experiment.status.value} "
-                f"({experiment.request_counts.completed}/{experiment.request_counts.total} done, "
-                f"{experiment.request_counts.failed} failed)")
+        line = (
+            f"{experiment.name}: {experiment.status.value} "
+            f"({experiment.request_counts.completed}/{experiment.request_counts.total} done, "
+            f"{experiment.request_counts.failed} failed)"
+        )
         if not last or last[-1] != line:
             console.print(line)
             last.append(line)
@@ -227,10 +285,25 @@ def delete(ctx: click.Context, name: str, remote: bool, yes: bool) -> None:
 @click.option("--endpoint", default=None, help="Only before start.")
 @click.option("--base-url", default=None, help="Only before start.")
 @click.pass_context
-def update(ctx: click.Context, name: str, **fields: Any) -> None:
+def update(
+    ctx: click.Context,
+    name: str,
+    title: str | None,
+    description: str | None,
+    model: str | None,
+    endpoint: str | None,
+    base_url: str | None,
+) -> None:
     """Change an experiment's title or description, or before start its model and endpoint."""
     manager = _manager(ctx)
-    manager.update_experiment(name, **fields)
+    manager.update_experiment(
+        name,
+        title=title,
+        description=description,
+        model=model,
+        endpoint=endpoint,
+        base_url=base_url,
+    )
     _show_experiment(manager, name)
 
 
@@ -244,16 +317,28 @@ def providers() -> None:
     from batchling.providers import registry
 
     table = Table(title="Providers")
-    for column in ("Provider", "Batch endpoints", "Key variable", "Key set", "Base URL variable",
-                   "Max requests", "Max file", "Discount"):
+    for column in (
+        "Provider",
+        "Batch endpoints",
+        "Key variable",
+        "Key set",
+        "Base URL variable",
+        "Max requests",
+        "Max file",
+        "Discount",
+    ):
         table.add_column(column)
     for name in registry.provider_names():
         info = registry.provider_info(name)
         key_set = any(os.environ.get(var) for var in info.api_key_env)
         table.add_row(
-            info.display_name, "\n".join(sorted(info.endpoints)), "\n".join(info.api_key_env),
-            "[green]yes[/green]" if key_set else "no", "\n".join(info.base_url_env),
-            f"{info.limits.max_requests:,}", f"{info.limits.max_bytes // (1024 * 1024)} MB",
+            info.display_name,
+            "\n".join(sorted(info.endpoints)),
+            "\n".join(info.api_key_env),
+            "[green]yes[/green]" if key_set else "no",
+            "\n".join(info.base_url_env),
+            f"{info.limits.max_requests:,}",
+            f"{info.limits.max_bytes // (1024 * 1024)} MB",
             f"{info.discount:.0%}",
         )
     _console().print(table)
@@ -261,25 +346,39 @@ def providers() -> None:
 
 @cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
-@click.option("--processing-seconds", type=float, default=0.0, show_default=True,
-              help="Time each batch takes to complete.")
-@click.option("--failure-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Fraction of requests answered with an error.")
+@click.option(
+    "--processing-seconds",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Time each batch takes to complete.",
+)
+@click.option(
+    "--failure-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Fraction of requests answered with an error.",
+)
 def emulator(port: int, processing_seconds: float, failure_rate: float) -> None:
     """Serve the offline emulator of the six Batch APIs on 127.0.0.1 (foreground)."""
     from batchling.emulator import Emulator, EmulatorConfig
 
-    server = Emulator(EmulatorConfig(processing_seconds=processing_seconds,
-                                     failure_rate=failure_rate), port=port)
+    server = Emulator(
+        EmulatorConfig(processing_seconds=processing_seconds, failure_rate=failure_rate), port=port
+    )
     for name, value in server.env_for_port(port).items():
         click.echo(f"export {name}={value}")
-    click.echo(f"# batchling emulator listening on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True)
+    click.echo(
+        f"# batchling emulator listening on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True
+    )
     server.run_forever()
 
 
 @cli.command()
-@click.option("--provider", "providers_", multiple=True,
-              help="Run on these providers only (default: all).")
+@click.option(
+    "--provider", "providers_", multiple=True, help="Run on these providers only (default: all)."
+)
 def demo(providers_: tuple[str, ...]) -> None:
     """Run the capitals example end to end on the built-in emulator (no key, no network)."""
     import time
@@ -294,7 +393,9 @@ def demo(providers_: tuple[str, ...]) -> None:
     for name in chosen:
         registry.provider_info(name)
     console = _console()
-    console.print(f"Starting the emulator and running the capitals example on {', '.join(chosen)} ...")
+    console.print(
+        f"Starting the emulator and running the capitals example on {', '.join(chosen)} ..."
+    )
     began = time.perf_counter()
     outcomes = run_demo(chosen)
     for experiment, _ in outcomes:
@@ -304,7 +405,9 @@ def demo(providers_: tuple[str, ...]) -> None:
     for experiment, _ in outcomes:
         table.add_column(f"{experiment.provider}\n{experiment.model}")
     for index, country in enumerate(CAPITALS_QUESTIONS):
-        table.add_row(country, *[(results[index].text or results[index].status) for _, results in outcomes])
+        table.add_row(
+            country, *[(results[index].text or results[index].status) for _, results in outcomes]
+        )
     console.print(table)
     console.print(f"Done in {time.perf_counter() - began:.1f} s.")
 

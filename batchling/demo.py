@@ -23,26 +23,34 @@ DEMO_MODELS = {
 
 def capitals_requests() -> list[RawRequest]:
     return [
-        RawRequest.model_validate({
-            "system_prompt": "You are a helpful geography assistant. Answer in one sentence.",
-            "messages": [{"role": "user", "content": f"What is the capital of {country}?"}],
-            "max_tokens": 50,
-        })
+        RawRequest.model_validate(
+            {
+                "system_prompt": "You are a helpful geography assistant. Answer in one sentence.",
+                "messages": [{"role": "user", "content": f"What is the capital of {country}?"}],
+                "max_tokens": 50,
+            }
+        )
         for country in CAPITALS_QUESTIONS
     ]
 
 
 async def run_capitals(
-    providers: Sequence[str], db_path: Path, poll_interval: float = 0.1,
+    providers: Sequence[str],
+    db_path: Path,
+    poll_interval: float = 0.1,
 ) -> list[tuple[Experiment, list[Result]]]:
     from batchling.manager import AsyncExperimentManager
 
     async with AsyncExperimentManager(db_path) as manager:
+
         async def one(provider: str) -> tuple[Experiment, list[Result]]:
             name = f"capitals-{provider}"
             await manager.create_experiment(
-                name, model=DEMO_MODELS[provider], provider=provider,
-                title="Capitals", description="What is the capital of ...?",
+                name,
+                model=DEMO_MODELS[provider],
+                provider=provider,
+                title="Capitals",
+                description="What is the capital of ...?",
                 raw_requests=capitals_requests(),
             )
             await manager.start_experiment(name)
@@ -52,12 +60,16 @@ async def run_capitals(
         return list(await asyncio.gather(*(one(p) for p in providers)))
 
 
-def run_demo(providers: Sequence[str], processing_seconds: float = 1.0) -> list[tuple[Experiment, list[Result]]]:
+def run_demo(
+    providers: Sequence[str], processing_seconds: float = 1.0
+) -> list[tuple[Experiment, list[Result]]]:
     """Serve the emulator on a free loopback port, point the SDKs at it, run the example."""
     from batchling.emulator import Emulator, EmulatorConfig
 
-    with tempfile.TemporaryDirectory(prefix="batchling-demo-") as home, \
-            Emulator(EmulatorConfig(processing_seconds=processing_seconds)) as emulator:
+    with (
+        tempfile.TemporaryDirectory(prefix="batchling-demo-") as home,
+        Emulator(EmulatorConfig(processing_seconds=processing_seconds)) as emulator,
+    ):
         saved = dict(os.environ)
         os.environ.update(emulator.env())
         os.environ["BATCHLING_HOME"] = home

@@ -11,8 +11,12 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
 STATUS_STYLE = {
-    Status.COMPLETED: "green", Status.FAILED: "red", Status.EXPIRED: "yellow",
-    Status.CANCELLED: "yellow", Status.CANCELLING: "yellow", Status.CREATED: "cyan",
+    Status.COMPLETED: "green",
+    Status.FAILED: "red",
+    Status.EXPIRED: "yellow",
+    Status.CANCELLED: "yellow",
+    Status.CANCELLING: "yellow",
+    Status.CREATED: "cyan",
 }
 
 
@@ -36,8 +40,11 @@ def experiment_panel(experiment: Experiment, batches: Sequence[BatchRecord] = ()
         ("Provider", experiment.provider),
         ("Model", experiment.model),
         ("Endpoint", experiment.endpoint),
-        ("Status", status_text(experiment.status)
-         + (f" (provider: {experiment.provider_status})" if experiment.provider_status else "")),
+        (
+            "Status",
+            status_text(experiment.status)
+            + (f" (provider: {experiment.provider_status})" if experiment.provider_status else ""),
+        ),
         ("Requests", f"{counts.total} total, {counts.completed} completed, {counts.failed} failed"),
         ("Batches", str(experiment.batch_count)),
         ("Processed file", str(experiment.processed_file_path)),
@@ -66,7 +73,10 @@ def experiments_table(experiments: Sequence[Experiment]) -> RenderableType:
         table.add_column(column)
     for e in experiments:
         table.add_row(
-            e.name, e.provider, e.model, status_text(e.status),
+            e.name,
+            e.provider,
+            e.model,
+            status_text(e.status),
             f"{e.request_counts.completed}/{e.request_counts.total}",
             e.created_at.strftime("%Y-%m-%d %H:%M"),
         )

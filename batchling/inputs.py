@@ -27,11 +27,15 @@ def parse_request(data: Any, *, where: str) -> RawRequest:
     if isinstance(data, RawRequest):
         return data
     if not isinstance(data, dict):
-        raise InputError(f"{where}: expected a JSON object with 'messages', got {type(data).__name__}.")
+        raise InputError(
+            f"{where}: expected a JSON object with 'messages', got {type(data).__name__}."
+        )
     try:
         return RawRequest.model_validate(data)
     except ValidationError as error:
-        raise InputError(f"{where} is not a valid request: {describe_validation_error(error)}.") from None
+        raise InputError(
+            f"{where} is not a valid request: {describe_validation_error(error)}."
+        ) from None
 
 
 def read_requests_jsonl(path: Path) -> Iterator[RawRequest]:

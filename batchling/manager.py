@@ -12,11 +12,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from batchling.chunks import ChunkWriter
-from batchling.errors import BatchlingError, ConfigurationError, InputError, InvalidStateError, ProviderError
+from batchling.errors import (
+    BatchlingError,
+    ConfigurationError,
+    InputError,
+    InvalidStateError,
+    ProviderError,
+)
 from batchling.home import default_db_path, experiment_dir
 from batchling.inputs import assign_custom_ids, parse_request, read_requests_jsonl
 from batchling.models import (
-    BatchRecord, Experiment, RawRequest, RequestCounts, Result, ResultError, Status,
+    BatchRecord,
+    Experiment,
+    RawRequest,
+    RequestCounts,
+    Result,
+    ResultError,
+    Status,
 )
 from batchling.providers import registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
@@ -29,7 +41,13 @@ RESULTS_FLUSH_SIZE = 2000
 DEFAULT_POLL_INTERVAL = 2.0
 MAX_POLL_INTERVAL = 60.0
 # Statuses of a running experiment, least advanced first: the experiment shows the slowest batch.
-_PROGRESS_ORDER = [Status.SUBMITTING, Status.VALIDATING, Status.QUEUED, Status.RUNNING, Status.FINALIZING]
+_PROGRESS_ORDER = [
+    Status.SUBMITTING,
+    Status.VALIDATING,
+    Status.QUEUED,
+    Status.RUNNING,
+    Status.FINALIZING,
+]
 UPDATABLE_ALWAYS = {"title", "description"}
 UPDATABLE_BEFORE_START = {"model", "endpoint", "base_url"}
 
@@ -110,7 +128,9 @@ class AsyncExperimentManager:
         except BatchlingError:
             raise
         except Exception as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            message = (
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            )
             message = _redact_keys(message, registry.provider_info(experiment.provider))
             raise ProviderError(
                 f"{experiment.provider} {step} failed for experiment '{experiment.name}': "
@@ -145,7 +165,9 @@ class AsyncExperimentManager:
         if not model or not model.strip():
             raise ConfigurationError("A model is required (--model).")
         if (raw_requests is None) == (raw_file_path is None):
-            raise InputError("Give the requests either as raw_requests or as raw_file_path, not both or neither.")
+            raise InputError(
+                "Give the requests either as raw_requests or as raw_file_path, not both or neither."
+            )
         store = await self.store()
         if await store.find_experiment(experiment_name) is not None:
             from batchling.errors import ExperimentExistsError
@@ -153,28 +175,47 @@ class AsyncExperimentManager:
             raise ExperimentExistsError(experiment_name)
 
         requests = _load_requests(raw_requests, raw_file_path)
-        pairs = list(assign_custom_ids(requests, experiment_name=experiment_name,
-                                       id_pattern=info.limits.custom_id_pattern))
+        pairs = list(
+            assign_custom_ids(
+                requests, experiment_name=experiment_name, id_pattern=info.limits.custom_id_pattern
+            )
+        )
         if not pairs:
             source = f"{raw_file_path}" if raw_file_path else "raw_requests"
             raise InputError(f"No requests in {source}: an experiment needs at least one.")
 
         home = experiment_dir(experiment_name)
-        processed = _prepare_output_path(processed_file_path or home / "processed.jsonl", "processed file")
+        processed = _prepare_output_path(
+            processed_file_path or home / "processed.jsonl", "processed file"
+        )
         results = _prepare_output_path(results_file_path or home / "results.jsonl", "results file")
         options = {
             "max_requests_per_batch": max_requests_per_batch,
             "max_bytes_per_batch": max_bytes_per_batch,
         }
-        chunks, chunk_of = _write_chunks(registry.encoder(provider), pairs, processed,
-                                         model=model, endpoint=endpoint, info=info, options=options)
+        chunks, chunk_of = _write_chunks(
+            registry.encoder(provider),
+            pairs,
+            processed,
+            model=model,
+            endpoint=endpoint,
+            info=info,
+            options=options,
+        )
         now = utcnow()
         experiment = Experiment(
-            name=experiment_name, title=title, description=description, provider=provider,
-            model=model, endpoint=endpoint, base_url=base_url,
+            name=experiment_name,
+            title=title,
+            description=description,
+            provider=provider,
+            model=model,
+            endpoint=endpoint,
+            base_url=base_url,
             request_counts=RequestCounts(total=len(pairs)),
-            processed_file_path=processed, results_file_path=results,
-            created_at=now, updated_at=now,
+            processed_file_path=processed,
+            results_file_path=results,
+            created_at=now,
+            updated_at=now,
         )
         try:
             return await store.create_experiment(
@@ -205,8 +246,10 @@ class AsyncExperimentManager:
         fields = {k: v for k, v in fields.items() if v is not None}
         unknown = set(fields) - UPDATABLE_ALWAYS - UPDATABLE_BEFORE_START
         if unknown:
-            raise ConfigurationError(f"Cannot update {', '.join(sorted(unknown))}: only title, "
-                                     "description, model, endpoint and base_url can change.")
+            raise ConfigurationError(
+                f"Cannot update {', '.join(sorted(unknown))}: only title, "
+                "description, model, endpoint and base_url can change."
+            )
         if set(fields) & UPDATABLE_BEFORE_START and experiment.status != Status.CREATED:
             raise InvalidStateError(
                 f"Experiment '{experiment_name}' has already been started (status "
@@ -221,8 +264,12 @@ class AsyncExperimentManager:
             options = await store.experiment_options(experiment_name)
             pairs = [(cid, req) async for cid, _, req in store.iter_requests(experiment)]
             chunks, chunk_of = _write_chunks(
-                registry.encoder(experiment.provider), pairs, experiment.processed_file_path,
-                model=fields.get("model", experiment.model), endpoint=endpoint, info=info,
+                registry.encoder(experiment.provider),
+                pairs,
+                experiment.processed_file_path,
+                model=fields.get("model", experiment.model),
+                endpoint=endpoint,
+                info=info,
                 options=options,
             )
             await store.replace_batches(experiment, chunks, chunk_of)
@@ -238,8 +285,10 @@ class AsyncExperimentManager:
                 if batch.batch_id or batch.file_id:
                     ref = BatchRef(batch_id=batch.batch_id or "", input_file_id=batch.file_id)
                     snapshot = BatchSnapshot(
-                        status=batch.status, provider_status=batch.provider_status or "",
-                        output_file_id=batch.output_file_id, error_file_id=batch.error_file_id,
+                        status=batch.status,
+                        provider_status=batch.provider_status or "",
+                        output_file_id=batch.output_file_id,
+                        error_file_id=batch.error_file_id,
                     )
                     await self._call(experiment, "delete", provider.delete_remote(ref, snapshot))
         await store.delete_experiment(experiment_name)
@@ -272,13 +321,20 @@ class AsyncExperimentManager:
         await store.update_experiment(experiment_name, status=Status.VALIDATING, start_owner=None)
         return await self.refresh(experiment_name)
 
-    async def _submit_batch(self, experiment: Experiment, provider: Provider, batch: BatchRecord,
-                            metadata_base: dict[str, str]) -> None:
+    async def _submit_batch(
+        self,
+        experiment: Experiment,
+        provider: Provider,
+        batch: BatchRecord,
+        metadata_base: dict[str, str],
+    ) -> None:
         store = await self.store()
         metadata = {**metadata_base, "batchling_chunk": str(batch.chunk)}
         file_id = batch.file_id
         if file_id is None and batch.step != "creating":
-            await store.update_batch(experiment, batch.chunk, step="uploading", status=Status.SUBMITTING)
+            await store.update_batch(
+                experiment, batch.chunk, step="uploading", status=Status.SUBMITTING
+            )
             file_id = await self._call(experiment, "upload", provider.upload(batch.path))
             await store.update_batch(experiment, batch.chunk, step="uploaded", file_id=file_id)
         batch_id = None
@@ -287,12 +343,25 @@ class AsyncExperimentManager:
             batch_id = await self._call(experiment, "lookup", provider.find_batch(metadata))
         if batch_id is None:
             await store.update_batch(experiment, batch.chunk, step="creating")
-            batch_id = await self._call(experiment, "create", provider.create(
-                batch.path, file_id=file_id, model=experiment.model, endpoint=experiment.endpoint,
-                metadata=metadata,
-            ))
-        await store.update_batch(experiment, batch.chunk, step="submitted", batch_id=batch_id,
-                                 status=Status.VALIDATING, submitted_at=utcnow())
+            batch_id = await self._call(
+                experiment,
+                "create",
+                provider.create(
+                    batch.path,
+                    file_id=file_id,
+                    model=experiment.model,
+                    endpoint=experiment.endpoint,
+                    metadata=metadata,
+                ),
+            )
+        await store.update_batch(
+            experiment,
+            batch.chunk,
+            step="submitted",
+            batch_id=batch_id,
+            status=Status.VALIDATING,
+            submitted_at=utcnow(),
+        )
 
     # track
 
@@ -304,16 +373,25 @@ class AsyncExperimentManager:
         pending = [b for b in batches if b.batch_id and not b.status.is_terminal]
         if pending:
             provider = self._provider(experiment)
-            snapshots = await asyncio.gather(*(
-                self._call(experiment, "poll", provider.poll(BatchRef(b.batch_id or "", b.file_id)))
-                for b in pending
-            ))
-            for batch, snapshot in zip(pending, snapshots):
+            snapshots = await asyncio.gather(
+                *(
+                    self._call(
+                        experiment, "poll", provider.poll(BatchRef(b.batch_id or "", b.file_id))
+                    )
+                    for b in pending
+                )
+            )
+            for batch, snapshot in zip(pending, snapshots, strict=True):
                 await store.update_batch(
-                    experiment, batch.chunk, status=snapshot.status,
-                    provider_status=snapshot.provider_status, completed=snapshot.counts.completed,
-                    failed=snapshot.counts.failed, output_file_id=snapshot.output_file_id,
-                    error_file_id=snapshot.error_file_id, errors=snapshot.errors,
+                    experiment,
+                    batch.chunk,
+                    status=snapshot.status,
+                    provider_status=snapshot.provider_status,
+                    completed=snapshot.counts.completed,
+                    failed=snapshot.counts.failed,
+                    output_file_id=snapshot.output_file_id,
+                    error_file_id=snapshot.error_file_id,
+                    errors=snapshot.errors,
                 )
             batches = await store.list_batches(experiment)
         if experiment.status in (Status.CREATED, Status.SUBMITTING) and not pending:
@@ -321,7 +399,10 @@ class AsyncExperimentManager:
         status = combine_status([b.status for b in batches])
         fields: dict[str, Any] = {
             "status": status,
-            "provider_status": ", ".join(sorted({b.provider_status for b in batches if b.provider_status})) or None,
+            "provider_status": ", ".join(
+                sorted({b.provider_status for b in batches if b.provider_status})
+            )
+            or None,
             "completed": sum(b.completed for b in batches),
             "failed": sum(b.failed for b in batches),
         }
@@ -333,8 +414,12 @@ class AsyncExperimentManager:
         return await store.update_experiment(experiment_name, **fields)
 
     async def wait(
-        self, experiment_name: str, *, poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | None = None, on_update: ProgressCallback | None = None,
+        self,
+        experiment_name: str,
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float | None = None,
+        on_update: ProgressCallback | None = None,
     ) -> Experiment:
         """Poll until the experiment ends, backing off gently up to a minute between polls."""
         experiment = await self.retrieve(experiment_name)
@@ -367,12 +452,15 @@ class AsyncExperimentManager:
                 f"Experiment '{experiment_name}' has already ended ({experiment.status}); nothing to cancel."
             )
         if experiment.status == Status.CREATED:
-            return await store.update_experiment(experiment_name, status=Status.CANCELLED,
-                                                 completed_at=utcnow())
+            return await store.update_experiment(
+                experiment_name, status=Status.CANCELLED, completed_at=utcnow()
+            )
         provider = self._provider(experiment)
         for batch in await store.list_batches(experiment):
             if batch.batch_id and not batch.status.is_terminal:
-                await self._call(experiment, "cancel", provider.cancel(BatchRef(batch.batch_id, batch.file_id)))
+                await self._call(
+                    experiment, "cancel", provider.cancel(BatchRef(batch.batch_id, batch.file_id))
+                )
         return await self.refresh(experiment_name)
 
     # results
@@ -408,14 +496,21 @@ class AsyncExperimentManager:
             await self._write_results_file(experiment)
         return experiment
 
-    async def _store_batch_results(self, experiment: Experiment, provider: Provider | None,
-                                   batch: BatchRecord) -> None:
+    async def _store_batch_results(
+        self, experiment: Experiment, provider: Provider | None, batch: BatchRecord
+    ) -> None:
         store = await self.store()
-        if provider is not None and batch.batch_id and (batch.output_file_id or batch.error_file_id or batch.status != Status.FAILED):
+        if (
+            provider is not None
+            and batch.batch_id
+            and (batch.output_file_id or batch.error_file_id or batch.status != Status.FAILED)
+        ):
             ref = BatchRef(batch.batch_id, batch.file_id)
             snapshot = BatchSnapshot(
-                status=batch.status, provider_status=batch.provider_status or "",
-                output_file_id=batch.output_file_id, error_file_id=batch.error_file_id,
+                status=batch.status,
+                provider_status=batch.provider_status or "",
+                output_file_id=batch.output_file_id,
+                error_file_id=batch.error_file_id,
             )
             pending: list[Result] = []
             lines = provider.results(ref, snapshot)
@@ -434,8 +529,11 @@ class AsyncExperimentManager:
         # Requests the provider returned nothing for still get a row saying why.
         reason = _missing_result(batch)
         missing = [
-            Result(custom_id=cid, status=reason.kind if reason.kind in ("expired", "cancelled") else "failed",  # type: ignore[arg-type]
-                   error=reason)
+            Result(
+                custom_id=cid,
+                status=reason.kind if reason.kind in ("expired", "cancelled") else "failed",
+                error=reason,
+            )
             for cid in await store.chunk_custom_ids(experiment, batch.chunk)
         ]
         await store.save_results(experiment, missing, replace=False)
@@ -478,7 +576,9 @@ def _missing_result(batch: BatchRecord) -> ResultError:
     if batch.status == Status.EXPIRED:
         return ResultError(kind="expired", message="The batch expired before this request ran.")
     if batch.status == Status.CANCELLED:
-        return ResultError(kind="cancelled", message="The batch was cancelled before this request ran.")
+        return ResultError(
+            kind="cancelled", message="The batch was cancelled before this request ran."
+        )
     if batch.status == Status.FAILED:
         detail = "; ".join(batch.errors[:3]) or "no detail given"
         return ResultError(kind="provider", message=f"The batch failed at the provider: {detail}")
@@ -492,8 +592,9 @@ def _check_name(name: str) -> None:
         raise InputError(f"Experiment name '{name}' may not contain '/' or '\\'.")
 
 
-def _load_requests(raw_requests: Iterable[RawRequest | dict[str, Any]] | None,
-                   raw_file_path: str | Path | None) -> list[RawRequest]:
+def _load_requests(
+    raw_requests: Iterable[RawRequest | dict[str, Any]] | None, raw_file_path: str | Path | None
+) -> list[RawRequest]:
     if raw_file_path is not None:
         return list(read_requests_jsonl(Path(raw_file_path).expanduser()))
     assert raw_requests is not None
@@ -505,30 +606,45 @@ def _prepare_output_path(path: str | Path, what: str) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputError(f"Cannot create the directory for the {what} {path}: {error.strerror}.") from None
+        raise InputError(
+            f"Cannot create the directory for the {what} {path}: {error.strerror}."
+        ) from None
     if path.is_dir():
         raise InputError(f"The {what} {path} is a directory; give a file path.")
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise InputError(f"The {what} {path} is not writable: choose another path or fix permissions.")
+        raise InputError(
+            f"The {what} {path} is not writable: choose another path or fix permissions."
+        )
     return path
 
 
 def _write_chunks(
-    encoder: Provider, pairs: Sequence[tuple[str, RawRequest]], processed: Path, *, model: str,
-    endpoint: str, info: ProviderInfo, options: dict[str, Any],
+    encoder: Provider,
+    pairs: Sequence[tuple[str, RawRequest]],
+    processed: Path,
+    *,
+    model: str,
+    endpoint: str,
+    info: ProviderInfo,
+    options: dict[str, Any],
 ) -> tuple[list[BatchRecord], dict[str, int]]:
     writer = ChunkWriter(
         processed,
-        max_requests=min(options.get("max_requests_per_batch") or info.limits.max_requests,
-                         info.limits.max_requests),
-        max_bytes=min(options.get("max_bytes_per_batch") or info.limits.max_bytes, info.limits.max_bytes),
+        max_requests=min(
+            options.get("max_requests_per_batch") or info.limits.max_requests,
+            info.limits.max_requests,
+        ),
+        max_bytes=min(
+            options.get("max_bytes_per_batch") or info.limits.max_bytes, info.limits.max_bytes
+        ),
     )
     chunk_of: dict[str, int] = {}
     try:
         for custom_id, request in pairs:
             line = encoder.encode(request, custom_id=custom_id, model=model, endpoint=endpoint)
             chunk_of[custom_id] = writer.add(
-                json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode(), custom_id=custom_id
+                json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode(),
+                custom_id=custom_id,
             )
         return writer.close(), chunk_of
     except BaseException:

@@ -14,7 +14,16 @@ import aiosqlite
 
 from batchling.errors import ExperimentExistsError, ExperimentNotFoundError, StoreError
 from batchling.migrations import MIGRATIONS
-from batchling.models import BatchRecord, Experiment, RawRequest, RequestCounts, Result, ResultError, Status, Usage
+from batchling.models import (
+    BatchRecord,
+    Experiment,
+    RawRequest,
+    RequestCounts,
+    Result,
+    ResultError,
+    Status,
+    Usage,
+)
 
 INSERT_BATCH_SIZE = 2000
 
@@ -44,7 +53,9 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise StoreError(f"Cannot create the database directory {path.parent}: {error.strerror}.") from None
+            raise StoreError(
+                f"Cannot create the database directory {path.parent}: {error.strerror}."
+            ) from None
         if not path.exists():
             # Created 0600 up front so no other user can read it, not even for a moment.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -99,8 +110,11 @@ class Store:
     # experiments
 
     async def create_experiment(
-        self, experiment: Experiment, requests: Iterable[tuple[str, int, RawRequest]],
-        batches: Iterable[BatchRecord], options: dict[str, Any],
+        self,
+        experiment: Experiment,
+        requests: Iterable[tuple[str, int, RawRequest]],
+        batches: Iterable[BatchRecord],
+        options: dict[str, Any],
     ) -> Experiment:
         """Insert the experiment, its requests (custom_id, chunk, request) and planned batches at once."""
         try:
@@ -108,11 +122,22 @@ class Store:
                 """INSERT INTO experiments (name, title, description, provider, model, endpoint,
                    base_url, status, total, processed_file_path, results_file_path, options,
                    created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (experiment.name, experiment.title, experiment.description, experiment.provider,
-                 experiment.model, experiment.endpoint, experiment.base_url,
-                 experiment.status.value, experiment.request_counts.total,
-                 str(experiment.processed_file_path), str(experiment.results_file_path),
-                 json.dumps(options), _ts(experiment.created_at), _ts(experiment.updated_at)),
+                (
+                    experiment.name,
+                    experiment.title,
+                    experiment.description,
+                    experiment.provider,
+                    experiment.model,
+                    experiment.endpoint,
+                    experiment.base_url,
+                    experiment.status.value,
+                    experiment.request_counts.total,
+                    str(experiment.processed_file_path),
+                    str(experiment.results_file_path),
+                    json.dumps(options),
+                    _ts(experiment.created_at),
+                    _ts(experiment.updated_at),
+                ),
             )
         except sqlite3.IntegrityError:
             raise ExperimentExistsError(experiment.name) from None
@@ -120,7 +145,15 @@ class Store:
         try:
             rows: list[tuple[Any, ...]] = []
             for index, (custom_id, chunk, request) in enumerate(requests):
-                rows.append((experiment_id, index, custom_id, chunk, request.model_dump_json(exclude_none=True)))
+                rows.append(
+                    (
+                        experiment_id,
+                        index,
+                        custom_id,
+                        chunk,
+                        request.model_dump_json(exclude_none=True),
+                    )
+                )
                 if len(rows) >= INSERT_BATCH_SIZE:
                     await self.db.executemany("INSERT INTO requests VALUES (?,?,?,?,?)", rows)
                     rows.clear()
@@ -139,7 +172,8 @@ class Store:
     async def find_experiment(self, name: str) -> Experiment | None:
         async with self.db.execute(
             "SELECT e.*, (SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id) AS batch_count "
-            "FROM experiments e WHERE name = ?", (name,)
+            "FROM experiments e WHERE name = ?",
+            (name,),
         ) as cursor:
             row = await cursor.fetchone()
         return _experiment(row) if row is not None else None
@@ -151,7 +185,9 @@ class Store:
         return experiment
 
     async def experiment_options(self, name: str) -> dict[str, Any]:
-        async with self.db.execute("SELECT options FROM experiments WHERE name = ?", (name,)) as cursor:
+        async with self.db.execute(
+            "SELECT options FROM experiments WHERE name = ?", (name,)
+        ) as cursor:
             row = await cursor.fetchone()
         if row is None:
             raise ExperimentNotFoundError(name)
@@ -189,7 +225,8 @@ class Store:
                 raise ExperimentNotFoundError(name)
             status, current = row[0], row[1]
             free = status == Status.CREATED.value or (
-                status == Status.SUBMITTING.value and (current is None or not is_owner_alive(current))
+                status == Status.SUBMITTING.value
+                and (current is None or not is_owner_alive(current))
             )
             if free:
                 await self.db.execute(
@@ -211,10 +248,13 @@ class Store:
 
     # requests and batches
 
-    async def iter_requests(self, experiment: Experiment) -> AsyncIterator[tuple[str, int, RawRequest]]:
+    async def iter_requests(
+        self, experiment: Experiment
+    ) -> AsyncIterator[tuple[str, int, RawRequest]]:
         async with self.db.execute(
             "SELECT r.custom_id, r.chunk, r.body FROM requests r JOIN experiments e ON e.id = r.experiment_id "
-            "WHERE e.name = ? ORDER BY r.idx", (experiment.name,)
+            "WHERE e.name = ? ORDER BY r.idx",
+            (experiment.name,),
         ) as cursor:
             async for row in cursor:
                 yield row[0], row[1], RawRequest.model_validate_json(row[2])
@@ -222,19 +262,22 @@ class Store:
     async def chunk_custom_ids(self, experiment: Experiment, chunk: int) -> list[str]:
         async with self.db.execute(
             "SELECT r.custom_id FROM requests r JOIN experiments e ON e.id = r.experiment_id "
-            "WHERE e.name = ? AND r.chunk = ? ORDER BY r.idx", (experiment.name, chunk)
+            "WHERE e.name = ? AND r.chunk = ? ORDER BY r.idx",
+            (experiment.name, chunk),
         ) as cursor:
             return [row[0] for row in await cursor.fetchall()]
 
     async def list_batches(self, experiment: Experiment) -> list[BatchRecord]:
         async with self.db.execute(
             "SELECT b.* FROM batches b JOIN experiments e ON e.id = b.experiment_id "
-            "WHERE e.name = ? ORDER BY b.chunk", (experiment.name,)
+            "WHERE e.name = ? ORDER BY b.chunk",
+            (experiment.name,),
         ) as cursor:
             return [_batch(row) for row in await cursor.fetchall()]
 
-    async def replace_batches(self, experiment: Experiment, batches: Iterable[BatchRecord],
-                              chunk_of: dict[str, int]) -> None:
+    async def replace_batches(
+        self, experiment: Experiment, batches: Iterable[BatchRecord], chunk_of: dict[str, int]
+    ) -> None:
         """Re-plan the chunks of an experiment that has not started (after an update)."""
         experiment_id = await self._experiment_id(experiment.name)
         await self.db.execute("DELETE FROM batches WHERE experiment_id = ?", (experiment_id,))
@@ -268,8 +311,9 @@ class Store:
 
     # results
 
-    async def save_results(self, experiment: Experiment, results: Iterable[Result], *,
-                           replace: bool = True) -> int:
+    async def save_results(
+        self, experiment: Experiment, results: Iterable[Result], *, replace: bool = True
+    ) -> int:
         """Upsert results by custom id, so a second download never duplicates a row."""
         experiment_id = await self._experiment_id(experiment.name)
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
@@ -314,34 +358,55 @@ def _column_value(value: Any) -> Any:
 
 def _experiment(row: aiosqlite.Row) -> Experiment:
     return Experiment(
-        name=row["name"], title=row["title"], description=row["description"],
-        provider=row["provider"], model=row["model"], endpoint=row["endpoint"],
-        base_url=row["base_url"], status=Status(row["status"]),
+        name=row["name"],
+        title=row["title"],
+        description=row["description"],
+        provider=row["provider"],
+        model=row["model"],
+        endpoint=row["endpoint"],
+        base_url=row["base_url"],
+        status=Status(row["status"]),
         provider_status=row["provider_status"],
-        request_counts=RequestCounts(total=row["total"], completed=row["completed"], failed=row["failed"]),
+        request_counts=RequestCounts(
+            total=row["total"], completed=row["completed"], failed=row["failed"]
+        ),
         batch_count=row["batch_count"],
         processed_file_path=Path(row["processed_file_path"]),
         results_file_path=Path(row["results_file_path"]),
         error=row["error"],
-        created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]),
-        started_at=_dt(row["started_at"]), completed_at=_dt(row["completed_at"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+        started_at=_dt(row["started_at"]),
+        completed_at=_dt(row["completed_at"]),
     )
 
 
 def _batch(row: aiosqlite.Row) -> BatchRecord:
     return BatchRecord(
-        chunk=row["chunk"], path=Path(row["path"]), request_count=row["request_count"],
-        bytes=row["bytes"], step=row["step"], file_id=row["file_id"], batch_id=row["batch_id"],
-        status=Status(row["status"]), provider_status=row["provider_status"],
-        completed=row["completed"], failed=row["failed"], output_file_id=row["output_file_id"],
-        error_file_id=row["error_file_id"], errors=json.loads(row["errors"]),
+        chunk=row["chunk"],
+        path=Path(row["path"]),
+        request_count=row["request_count"],
+        bytes=row["bytes"],
+        step=row["step"],
+        file_id=row["file_id"],
+        batch_id=row["batch_id"],
+        status=Status(row["status"]),
+        provider_status=row["provider_status"],
+        completed=row["completed"],
+        failed=row["failed"],
+        output_file_id=row["output_file_id"],
+        error_file_id=row["error_file_id"],
+        errors=json.loads(row["errors"]),
         results_stored=bool(row["results_stored"]),
     )
 
 
 def _result_row(experiment_id: int, result: Result) -> tuple[Any, ...]:
     return (
-        experiment_id, result.custom_id, result.status, result.text,
+        experiment_id,
+        result.custom_id,
+        result.status,
+        result.text,
         json.dumps(result.parsed) if result.parsed is not None else None,
         result.usage.input_tokens if result.usage else None,
         result.usage.output_tokens if result.usage else None,
@@ -355,14 +420,22 @@ def _result_row(experiment_id: int, result: Result) -> tuple[Any, ...]:
 def _result(row: aiosqlite.Row) -> Result:
     usage = (
         Usage(input_tokens=row["input_tokens"] or 0, output_tokens=row["output_tokens"] or 0)
-        if row["input_tokens"] is not None or row["output_tokens"] is not None else None
+        if row["input_tokens"] is not None or row["output_tokens"] is not None
+        else None
     )
     error = (
-        ResultError(kind=row["error_kind"], message=row["error_message"] or "", code=row["error_code"])
-        if row["error_kind"] else None
+        ResultError(
+            kind=row["error_kind"], message=row["error_message"] or "", code=row["error_code"]
+        )
+        if row["error_kind"]
+        else None
     )
     return Result(
-        custom_id=row["custom_id"], status=row["status"], text=row["text"],
+        custom_id=row["custom_id"],
+        status=row["status"],
+        text=row["text"],
         parsed=json.loads(row["parsed"]) if row["parsed"] is not None else None,
-        usage=usage, error=error, raw=json.loads(row["raw"]) if row["raw"] else None,
+        usage=usage,
+        error=error,
+        raw=json.loads(row["raw"]) if row["raw"] else None,
     )

@@ -21,7 +21,9 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     except RuntimeError:
         return asyncio.run(coroutine)
     # asyncio.run cannot nest inside a running loop (Jupyter): use a private loop in a worker thread.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchling") as pool:
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="batchling"
+    ) as pool:
         return pool.submit(asyncio.run, coroutine).result()
 
 
@@ -39,20 +41,39 @@ class ExperimentManager:
         return run_sync(call())
 
     def create_experiment(
-        self, experiment_name: str, *, model: str, provider: str = "openai",
-        endpoint: str | None = None, title: str | None = None, description: str | None = None,
+        self,
+        experiment_name: str,
+        *,
+        model: str,
+        provider: str = "openai",
+        endpoint: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
         raw_requests: Iterable[RawRequest | dict[str, Any]] | None = None,
-        raw_file_path: str | Path | None = None, processed_file_path: str | Path | None = None,
-        results_file_path: str | Path | None = None, base_url: str | None = None,
-        max_requests_per_batch: int | None = None, max_bytes_per_batch: int | None = None,
+        raw_file_path: str | Path | None = None,
+        processed_file_path: str | Path | None = None,
+        results_file_path: str | Path | None = None,
+        base_url: str | None = None,
+        max_requests_per_batch: int | None = None,
+        max_bytes_per_batch: int | None = None,
     ) -> Experiment:
-        return self._run(lambda m: m.create_experiment(
-            experiment_name, model=model, provider=provider, endpoint=endpoint, title=title,
-            description=description, raw_requests=raw_requests, raw_file_path=raw_file_path,
-            processed_file_path=processed_file_path, results_file_path=results_file_path,
-            base_url=base_url, max_requests_per_batch=max_requests_per_batch,
-            max_bytes_per_batch=max_bytes_per_batch,
-        ))
+        return self._run(
+            lambda m: m.create_experiment(
+                experiment_name,
+                model=model,
+                provider=provider,
+                endpoint=endpoint,
+                title=title,
+                description=description,
+                raw_requests=raw_requests,
+                raw_file_path=raw_file_path,
+                processed_file_path=processed_file_path,
+                results_file_path=results_file_path,
+                base_url=base_url,
+                max_requests_per_batch=max_requests_per_batch,
+                max_bytes_per_batch=max_bytes_per_batch,
+            )
+        )
 
     def start_experiment(self, experiment_name: str) -> Experiment:
         return self._run(lambda m: m.start_experiment(experiment_name))
@@ -63,10 +84,19 @@ class ExperimentManager:
     def refresh(self, experiment_name: str) -> Experiment:
         return self._run(lambda m: m.refresh(experiment_name))
 
-    def wait(self, experiment_name: str, *, poll_interval: float = DEFAULT_POLL_INTERVAL,
-             timeout: float | None = None, on_update: ProgressCallback | None = None) -> Experiment:
-        return self._run(lambda m: m.wait(experiment_name, poll_interval=poll_interval,
-                                          timeout=timeout, on_update=on_update))
+    def wait(
+        self,
+        experiment_name: str,
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float | None = None,
+        on_update: ProgressCallback | None = None,
+    ) -> Experiment:
+        return self._run(
+            lambda m: m.wait(
+                experiment_name, poll_interval=poll_interval, timeout=timeout, on_update=on_update
+            )
+        )
 
     def get_results(self, experiment_name: str) -> list[Result]:
         return self._run(lambda m: m.get_results(experiment_name))

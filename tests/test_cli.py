@@ -22,11 +22,28 @@ def invoke(*args: str, db: Path) -> tuple[int, str]:
 def test_create_start_wait_results_through_the_cli(emulator: Emulator, tmp_path: Path) -> None:
     db = tmp_path / "db.sqlite"
     raw = write_jsonl(tmp_path / "capitals.jsonl", request_dicts(3))
-    code, out = invoke("create", "--name", "caps", "--model", "gpt-4o-mini", "--title", "Capitals",
-                       "--description", "Capital cities", "--provider", "openai",
-                       "--endpoint", "/v1/chat/completions", "--raw-file-path", str(raw),
-                       "--processed-file-path", str(tmp_path / "processed.jsonl"),
-                       "--results-file-path", str(tmp_path / "results.jsonl"), db=db)
+    code, out = invoke(
+        "create",
+        "--name",
+        "caps",
+        "--model",
+        "gpt-4o-mini",
+        "--title",
+        "Capitals",
+        "--description",
+        "Capital cities",
+        "--provider",
+        "openai",
+        "--endpoint",
+        "/v1/chat/completions",
+        "--raw-file-path",
+        str(raw),
+        "--processed-file-path",
+        str(tmp_path / "processed.jsonl"),
+        "--results-file-path",
+        str(tmp_path / "results.jsonl"),
+        db=db,
+    )
     assert code == 0, out
     assert "Experiment caps" in out and "created" in out
     code, out = invoke("start", "caps", db=db)
@@ -38,7 +55,9 @@ def test_create_start_wait_results_through_the_cli(emulator: Emulator, tmp_path:
     code, out = invoke("results", "caps", db=db)
     assert code == 0 and "The capital of France is Paris." in out
     code, out = invoke("results", "caps", "--json", db=db)
-    assert [json.loads(line)["custom_id"] for line in out.splitlines()] == [f"caps-sample-{i}" for i in range(3)]
+    assert [json.loads(line)["custom_id"] for line in out.splitlines()] == [
+        f"caps-sample-{i}" for i in range(3)
+    ]
     code, out = invoke("list", db=db)
     assert "caps" in out
     code, out = invoke("update", "caps", "--title", "New title", db=db)
@@ -49,14 +68,51 @@ def test_create_start_wait_results_through_the_cli(emulator: Emulator, tmp_path:
     assert "No experiments yet" in out
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("start", "ghost"), "No experiment named 'ghost'"),
-    (("create", "--name", "x", "--model", "m", "--provider", "nope", "--raw-file-path", "{raw}"), "Unknown provider 'nope'"),
-    (("create", "--name", "x", "--model", "m", "--endpoint", "/v1/nope", "--raw-file-path", "{raw}"), "does not accept endpoint"),
-    (("create", "--name", "x", "--model", "m", "--raw-file-path", "{bad}"), "line 2: not valid JSON"),
-    (("create", "--name", "x", "--model", "m", "--raw-file-path", "{missing}"), "Requests file not found"),
-])
-def test_user_errors_print_one_line_and_exit_non_zero(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("start", "ghost"), "No experiment named 'ghost'"),
+        (
+            (
+                "create",
+                "--name",
+                "x",
+                "--model",
+                "m",
+                "--provider",
+                "nope",
+                "--raw-file-path",
+                "{raw}",
+            ),
+            "Unknown provider 'nope'",
+        ),
+        (
+            (
+                "create",
+                "--name",
+                "x",
+                "--model",
+                "m",
+                "--endpoint",
+                "/v1/nope",
+                "--raw-file-path",
+                "{raw}",
+            ),
+            "does not accept endpoint",
+        ),
+        (
+            ("create", "--name", "x", "--model", "m", "--raw-file-path", "{bad}"),
+            "line 2: not valid JSON",
+        ),
+        (
+            ("create", "--name", "x", "--model", "m", "--raw-file-path", "{missing}"),
+            "Requests file not found",
+        ),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_non_zero(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
     raw = write_jsonl(tmp_path / "ok.jsonl", request_dicts(1))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages":[{"role":"user","content":"a"}]}\n{nope\n')
@@ -69,17 +125,38 @@ def test_user_errors_print_one_line_and_exit_non_zero(tmp_path: Path, args: tupl
 
 
 def test_debug_flag_shows_the_traceback(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "db.sqlite"), "--debug", "start", "ghost"], obj={})
+    result = CliRunner().invoke(
+        cli, ["--db", str(tmp_path / "db.sqlite"), "--debug", "start", "ghost"], obj={}
+    )
     assert result.exit_code != 0
-    assert result.exception is not None and type(result.exception).__name__ == "ExperimentNotFoundError"
+    assert (
+        result.exception is not None
+        and type(result.exception).__name__ == "ExperimentNotFoundError"
+    )
 
 
-def test_missing_key_through_the_cli_names_the_variable(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_key_through_the_cli_names_the_variable(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = tmp_path / "db.sqlite"
     raw = write_jsonl(tmp_path / "ok.jsonl", request_dicts(1))
     monkeypatch.delenv("OPENAI_API_KEY")
-    result = CliRunner().invoke(cli, ["--db", str(db), "create", "--name", "k", "--model", "m",
-                                      "--raw-file-path", str(raw), "--start"], obj={})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--db",
+            str(db),
+            "create",
+            "--name",
+            "k",
+            "--model",
+            "m",
+            "--raw-file-path",
+            str(raw),
+            "--start",
+        ],
+        obj={},
+    )
     assert result.exit_code != 0 and "OPENAI_API_KEY" in result.output
 
 
@@ -91,16 +168,32 @@ def test_providers_table_never_shows_a_key(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "batchling", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "batchling", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_readme_cli_flow_in_a_real_subprocess(emulator: Emulator, tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "200"}
     raw = write_jsonl(tmp_path / "capitals.jsonl", request_dicts(3))
-    created = _run("create", "--name", "capitals", "--model", "gpt-4o-mini", "--provider", "openai",
-                   "--raw-file-path", str(raw), "--results-file-path", str(tmp_path / "results.jsonl"),
-                   env=env)
+    created = _run(
+        "create",
+        "--name",
+        "capitals",
+        "--model",
+        "gpt-4o-mini",
+        "--provider",
+        "openai",
+        "--raw-file-path",
+        str(raw),
+        "--results-file-path",
+        str(tmp_path / "results.jsonl"),
+        env=env,
+    )
     assert created.returncode == 0, created.stderr
     assert _run("start", "capitals", env=env).returncode == 0
     waited = _run("wait", "capitals", "--poll-interval", "0.05", env=env)
@@ -117,12 +210,16 @@ def test_emulator_command_prints_export_lines() -> None:
 
     lines = exports("http://127.0.0.1:8765")
     assert lines["OPENAI_BASE_URL"] == "http://127.0.0.1:8765/openai/v1"
-    assert all(value.startswith("http://127.0.0.1") or "KEY" in name for name, value in lines.items())
+    assert all(
+        value.startswith("http://127.0.0.1") or "KEY" in name for name, value in lines.items()
+    )
 
 
 def test_help_does_not_import_vendor_sdks() -> None:
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom batchling.cli import cli\n"
-            "CliRunner().invoke(cli, ['--help'])\n"
-            "bad = [m for m in ('openai','anthropic','google.genai','groq','mistralai','together') if m in sys.modules]\n"
-            "assert not bad, bad")
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom batchling.cli import cli\n"
+        "CliRunner().invoke(cli, ['--help'])\n"
+        "bad = [m for m in ('openai','anthropic','google.genai','groq','mistralai','together') if m in sys.modules]\n"
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

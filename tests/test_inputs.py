@@ -14,7 +14,9 @@ ANTHROPIC_IDS = r"^[a-zA-Z0-9_-]{1,64}$"
 
 def test_reads_one_request_per_line_and_skips_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
-    path.write_text('{"messages":[{"role":"user","content":"a"}]}\n\n{"messages":[{"role":"user","content":"b"}]}\n')
+    path.write_text(
+        '{"messages":[{"role":"user","content":"a"}]}\n\n{"messages":[{"role":"user","content":"b"}]}\n'
+    )
     requests = list(read_requests_jsonl(path))
     assert [r.messages[0].content for r in requests] == ["a", "b"]
 
@@ -42,7 +44,9 @@ def test_non_object_line_is_rejected(tmp_path: Path) -> None:
 
 def test_unknown_field_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
-    path.write_text(json.dumps({"messages": [{"role": "user", "content": "a"}], "temprature": 1}) + "\n")
+    path.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "a"}], "temprature": 1}) + "\n"
+    )
     with pytest.raises(InputError, match="temprature"):
         list(read_requests_jsonl(path))
 
@@ -57,7 +61,9 @@ def _requests(*ids: str | None) -> list[RawRequest]:
 
 
 def test_generated_ids_follow_the_experiment_name() -> None:
-    pairs = list(assign_custom_ids(_requests(None, "mine", None), experiment_name="exp", id_pattern=None))
+    pairs = list(
+        assign_custom_ids(_requests(None, "mine", None), experiment_name="exp", id_pattern=None)
+    )
     assert [cid for cid, _ in pairs] == ["exp-sample-0", "mine", "exp-sample-2"]
 
 
@@ -67,7 +73,9 @@ def test_duplicate_ids_are_an_error_naming_both_requests() -> None:
 
 
 def test_generated_ids_are_sanitised_to_the_provider_rule() -> None:
-    pairs = list(assign_custom_ids(_requests(None), experiment_name="my exp.v2", id_pattern=ANTHROPIC_IDS))
+    pairs = list(
+        assign_custom_ids(_requests(None), experiment_name="my exp.v2", id_pattern=ANTHROPIC_IDS)
+    )
     assert pairs[0][0] == "my_exp_v2-sample-0"
     assert sanitize_custom_id("x" * 100, ANTHROPIC_IDS) == "x" * 64
 

@@ -21,14 +21,21 @@ def scan(paths: list[Path], texts: list[str]) -> list[str]:
     return hits + [t[:80] for t in texts if SECRET in t]
 
 
-def test_the_api_key_is_never_written_or_printed(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_api_key_is_never_written_or_printed(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     home = Path(os.environ["BATCHLING_HOME"])
     raw = write_jsonl(tmp_path / "raw.jsonl", request_dicts(3))
     outputs: list[str] = []
-    for args in (["create", "--name", "s", "--model", "m", "--raw-file-path", str(raw), "--start"],
-                 ["wait", "s", "--poll-interval", "0.02"], ["results", "s"], ["status", "s", "--json"],
-                 ["list", "--json"], ["providers"]):
+    for args in (
+        ["create", "--name", "s", "--model", "m", "--raw-file-path", str(raw), "--start"],
+        ["wait", "s", "--poll-interval", "0.02"],
+        ["results", "s"],
+        ["status", "s", "--json"],
+        ["list", "--json"],
+        ["providers"],
+    ):
         result = CliRunner().invoke(cli, args, obj={})
         assert result.exit_code == 0, result.output
         outputs.append(result.output)
@@ -38,8 +45,13 @@ def test_the_api_key_is_never_written_or_printed(emulator: Emulator, tmp_path: P
     with pytest.raises(Exception) as caught:
         manager.start_experiment("fails")
     outputs.append(str(caught.value))
-    proc = subprocess.run([sys.executable, "-m", "batchling", "start", "fails"], env=dict(os.environ),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchling", "start", "fails"],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "resume" in proc.stderr
     outputs += [proc.stdout, proc.stderr]
     files = [p for p in home.rglob("*") if p.is_file()] + list(tmp_path.rglob("*"))

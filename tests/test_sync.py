@@ -9,8 +9,13 @@ from tests.helpers import request_dicts
 
 
 def run_flow(manager: ExperimentManager, name: str) -> list[str | None]:
-    manager.create_experiment(name, model="gpt-4o-mini", provider="openai",
-                              endpoint="/v1/chat/completions", raw_requests=request_dicts(3))
+    manager.create_experiment(
+        name,
+        model="gpt-4o-mini",
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        raw_requests=request_dicts(3),
+    )
     manager.start_experiment(name)
     assert manager.wait(name, poll_interval=0.02).status == Status.COMPLETED
     return [r.text for r in manager.get_results(name)]
@@ -32,5 +37,8 @@ def test_sync_shim_works_inside_a_running_event_loop(emulator: Emulator, tmp_pat
         return run_flow(ExperimentManager(tmp_path / "db.sqlite"), "in-loop")
 
     texts = asyncio.run(notebook_cell())
-    assert texts == ["The capital of France is Paris.", "The capital of Japan is Tokyo.",
-                     "The capital of Kenya is Nairobi."]
+    assert texts == [
+        "The capital of France is Paris.",
+        "The capital of Japan is Tokyo.",
+        "The capital of Kenya is Nairobi.",
+    ]

@@ -7,13 +7,32 @@ import math
 import re
 
 _CAPITALS = {
-    "france": "Paris", "germany": "Berlin", "italy": "Rome", "spain": "Madrid",
-    "portugal": "Lisbon", "japan": "Tokyo", "china": "Beijing", "india": "New Delhi",
-    "brazil": "Brasília", "canada": "Ottawa", "australia": "Canberra", "egypt": "Cairo",
-    "kenya": "Nairobi", "mexico": "Mexico City", "argentina": "Buenos Aires",
-    "united kingdom": "London", "united states": "Washington, D.C.", "russia": "Moscow",
-    "norway": "Oslo", "sweden": "Stockholm", "poland": "Warsaw", "greece": "Athens",
-    "turkey": "Ankara", "nigeria": "Abuja", "south korea": "Seoul", "peru": "Lima",
+    "france": "Paris",
+    "germany": "Berlin",
+    "italy": "Rome",
+    "spain": "Madrid",
+    "portugal": "Lisbon",
+    "japan": "Tokyo",
+    "china": "Beijing",
+    "india": "New Delhi",
+    "brazil": "Brasília",
+    "canada": "Ottawa",
+    "australia": "Canberra",
+    "egypt": "Cairo",
+    "kenya": "Nairobi",
+    "mexico": "Mexico City",
+    "argentina": "Buenos Aires",
+    "united kingdom": "London",
+    "united states": "Washington, D.C.",
+    "russia": "Moscow",
+    "norway": "Oslo",
+    "sweden": "Stockholm",
+    "poland": "Warsaw",
+    "greece": "Athens",
+    "turkey": "Ankara",
+    "nigeria": "Abuja",
+    "south korea": "Seoul",
+    "peru": "Lima",
 }
 _CAPITAL_QUESTION = re.compile(r"capital of ([a-z .'-]+?)\s*[?.!]*$", re.IGNORECASE)
 
@@ -25,7 +44,9 @@ def reply_to(prompt: str) -> str:
         country = match.group(1).strip().removeprefix("the ").strip()
         capital = _CAPITALS.get(country.lower())
         if capital:
-            return f"The capital of {country.title() if country.islower() else country} is {capital}."
+            return (
+                f"The capital of {country.title() if country.islower() else country} is {capital}."
+            )
     digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
     words = prompt.split()
     echo = " ".join(words[:12]) + (" ..." if len(words) > 12 else "")

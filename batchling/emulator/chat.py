@@ -13,7 +13,8 @@ def content_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return "\n".join(
-            str(part.get("text", "")) for part in content
+            str(part.get("text", ""))
+            for part in content
             if isinstance(part, dict) and part.get("type") in ("text", "input_text")
         )
     return ""
@@ -45,12 +46,14 @@ def chat_completion(body: dict[str, Any], *, custom_id: str, created: int) -> di
         "object": "chat.completion",
         "created": created,
         "model": body.get("model", "unknown"),
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": reply},
-            "finish_reason": "length" if truncated else "stop",
-            "logprobs": None,
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply},
+                "finish_reason": "length" if truncated else "stop",
+                "logprobs": None,
+            }
+        ],
         "usage": {
             "prompt_tokens": input_tokens,
             "completion_tokens": output_tokens,
@@ -59,6 +62,11 @@ def chat_completion(body: dict[str, Any], *, custom_id: str, created: int) -> di
     }
 
 
-def error_body(message: str, *, type_: str = "invalid_request_error", code: str | None = None,
-               param: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str,
+    *,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}

@@ -138,21 +138,38 @@ class EmulatorState:
     # files
 
     def save_file(
-        self, provider: str, content: bytes, *, filename: str, purpose: str, prefix: str = "file-",
+        self,
+        provider: str,
+        content: bytes,
+        *,
+        filename: str,
+        purpose: str,
+        prefix: str = "file-",
         extra: dict[str, Any] | None = None,
     ) -> StoredFile:
         file_id = self.new_id(prefix)
         path = self.root / file_id
         path.write_bytes(content)
         stored = StoredFile(
-            id=file_id, provider=provider, filename=filename, purpose=purpose, path=path,
-            bytes=len(content), created_at=int(self.clock()), extra=extra or {},
+            id=file_id,
+            provider=provider,
+            filename=filename,
+            purpose=purpose,
+            path=path,
+            bytes=len(content),
+            created_at=int(self.clock()),
+            extra=extra or {},
         )
         self.files[file_id] = stored
         return stored
 
     def write_jsonl(
-        self, provider: str, lines: list[dict[str, Any]], *, filename: str, purpose: str,
+        self,
+        provider: str,
+        lines: list[dict[str, Any]],
+        *,
+        filename: str,
+        purpose: str,
         prefix: str = "file-",
     ) -> StoredFile:
         content = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
@@ -173,14 +190,24 @@ class EmulatorState:
     # batches
 
     def create_batch(
-        self, provider: str, lines: list[dict[str, Any]], custom_ids: list[str], *,
-        prefix: str = "batch_", metadata: dict[str, Any] | None = None,
+        self,
+        provider: str,
+        lines: list[dict[str, Any]],
+        custom_ids: list[str],
+        *,
+        prefix: str = "batch_",
+        metadata: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> EmulatedBatch:
         now = self.clock()
         batch = EmulatedBatch(
-            id=self.new_id(prefix), provider=provider, lines=lines, custom_ids=custom_ids,
-            created_at=now, metadata=metadata or {}, extra=extra or {},
+            id=self.new_id(prefix),
+            provider=provider,
+            lines=lines,
+            custom_ids=custom_ids,
+            created_at=now,
+            metadata=metadata or {},
+            extra=extra or {},
         )
         batch.phase_times[Phase.VALIDATING.value] = now
         self.batches[batch.id] = batch
@@ -221,12 +248,18 @@ class EmulatorState:
         now = self.clock()
         if batch.cancel_requested_at is not None:
             if now - batch.cancel_requested_at >= self.config.cancel_seconds:
-                self._finish(batch, Phase.CANCELLED, done=self.done_count(batch, batch.cancel_requested_at))
+                self._finish(
+                    batch, Phase.CANCELLED, done=self.done_count(batch, batch.cancel_requested_at)
+                )
             return batch.phase
         elapsed = now - batch.created_at
         seconds = self.config.processing_seconds
         expire_after = self.config.expire_after_seconds
-        if expire_after is not None and elapsed >= expire_after and (seconds <= 0 or expire_after < seconds):
+        if (
+            expire_after is not None
+            and elapsed >= expire_after
+            and (seconds <= 0 or expire_after < seconds)
+        ):
             done = 0 if seconds <= 0 else self.done_count(batch, batch.created_at + expire_after)
             self._finish(batch, Phase.EXPIRED, done=done)
         elif elapsed >= seconds:
@@ -245,8 +278,13 @@ class EmulatorState:
     def _finish(self, batch: EmulatedBatch, phase: Phase, *, done: int) -> None:
         unfinished = "cancelled" if phase == Phase.CANCELLED else "expired"
         batch.outcomes = [
-            ("failed" if is_failure(cid, self.config.failure_rate, self.config.seed) else "succeeded")
-            if index < done else unfinished
+            (
+                "failed"
+                if is_failure(cid, self.config.failure_rate, self.config.seed)
+                else "succeeded"
+            )
+            if index < done
+            else unfinished
             for index, cid in enumerate(batch.custom_ids)
         ]
         self._end(batch, phase)
@@ -283,8 +321,14 @@ class EmulatorState:
                 status = int(fault.kind)
                 headers = {"retry-after": f"{fault.retry_after:g}"} if status == 429 else {}
                 return JSONResponse(
-                    {"error": {"message": f"Emulated fault {status} at {step}",
-                               "type": "emulated_fault", "code": str(status)}},
-                    status_code=status, headers=headers,
+                    {
+                        "error": {
+                            "message": f"Emulated fault {status} at {step}",
+                            "type": "emulated_fault",
+                            "code": str(status),
+                        }
+                    },
+                    status_code=status,
+                    headers=headers,
                 )
         return None

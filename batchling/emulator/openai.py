@@ -15,19 +15,32 @@ from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, Store
 PROVIDER = "openai"
 PREFIX = "/openai"
 ENDPOINTS = {
-    "/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions", "/v1/moderations",
+    "/v1/chat/completions",
+    "/v1/responses",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/v1/moderations",
 }
 EMBEDDING_DIMENSIONS = {"text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 DEFAULT_EMBEDDING_DIMENSIONS = 1536
 
 STATUS = {
-    Phase.VALIDATING: "validating", Phase.RUNNING: "in_progress", Phase.FINALIZING: "finalizing",
-    Phase.CANCELLING: "cancelling", Phase.COMPLETED: "completed", Phase.FAILED: "failed",
-    Phase.EXPIRED: "expired", Phase.CANCELLED: "cancelled",
+    Phase.VALIDATING: "validating",
+    Phase.RUNNING: "in_progress",
+    Phase.FINALIZING: "finalizing",
+    Phase.CANCELLING: "cancelling",
+    Phase.COMPLETED: "completed",
+    Phase.FAILED: "failed",
+    Phase.EXPIRED: "expired",
+    Phase.CANCELLED: "cancelled",
 }
 PHASE_TIMESTAMP = {
-    "running": "in_progress_at", "finalizing": "finalizing_at", "completed": "completed_at",
-    "failed": "failed_at", "expired": "expired_at", "cancelling": "cancelling_at",
+    "running": "in_progress_at",
+    "finalizing": "finalizing_at",
+    "completed": "completed_at",
+    "failed": "failed_at",
+    "expired": "expired_at",
+    "cancelling": "cancelling_at",
     "cancelled": "cancelled_at",
 }
 
@@ -36,18 +49,31 @@ def exports(base: str) -> dict[str, str]:
     return {"OPENAI_BASE_URL": f"{base}{PREFIX}/v1", "OPENAI_API_KEY": "emulator-key"}
 
 
-def error(status: int, message: str, *, type_: str = "invalid_request_error",
-          param: str | None = None, retry: bool = True) -> JSONResponse:
+def error(
+    status: int,
+    message: str,
+    *,
+    type_: str = "invalid_request_error",
+    param: str | None = None,
+    retry: bool = True,
+) -> JSONResponse:
     headers = {} if retry else {"x-should-retry": "false"}
-    return JSONResponse(chat.error_body(message, type_=type_, param=param), status_code=status,
-                        headers=headers)
+    return JSONResponse(
+        chat.error_body(message, type_=type_, param=param), status_code=status, headers=headers
+    )
 
 
 def file_object(stored: StoredFile) -> dict[str, Any]:
     return {
-        "id": stored.id, "object": "file", "bytes": stored.bytes, "created_at": stored.created_at,
-        "filename": stored.filename, "purpose": stored.purpose, "status": "processed",
-        "expires_at": stored.created_at + 30 * 86400, "status_details": None,
+        "id": stored.id,
+        "object": "file",
+        "bytes": stored.bytes,
+        "created_at": stored.created_at,
+        "filename": stored.filename,
+        "purpose": stored.purpose,
+        "status": "processed",
+        "expires_at": stored.created_at + 30 * 86400,
+        "status_details": None,
     }
 
 
@@ -56,13 +82,18 @@ def batch_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
     done = state.done_count(batch) if not batch.phase.terminal else batch.total
     completed = counts["succeeded"] if batch.phase.terminal else done
     obj: dict[str, Any] = {
-        "id": batch.id, "object": "batch", "endpoint": batch.extra["endpoint"],
+        "id": batch.id,
+        "object": "batch",
+        "endpoint": batch.extra["endpoint"],
         "model": batch.extra.get("model"),
         "errors": {"object": "list", "data": batch.errors} if batch.errors else None,
-        "input_file_id": batch.extra["input_file_id"], "completion_window": "24h",
+        "input_file_id": batch.extra["input_file_id"],
+        "completion_window": "24h",
         "status": STATUS[batch.phase],
-        "output_file_id": batch.output_file_id, "error_file_id": batch.error_file_id,
-        "created_at": int(batch.created_at), "expires_at": int(batch.created_at) + 86400,
+        "output_file_id": batch.output_file_id,
+        "error_file_id": batch.error_file_id,
+        "created_at": int(batch.created_at),
+        "expires_at": int(batch.created_at) + 86400,
         "request_counts": {
             "total": batch.total,
             "completed": completed,
@@ -78,7 +109,9 @@ def batch_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
     return obj
 
 
-def _validate_lines(stored: StoredFile, endpoint: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _validate_lines(
+    stored: StoredFile, endpoint: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     lines: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -89,37 +122,93 @@ def _validate_lines(stored: StoredFile, endpoint: str) -> tuple[list[dict[str, A
             try:
                 line = json.loads(raw)
             except json.JSONDecodeError:
-                errors.append({"code": "invalid_json_line", "message": "This line is not parseable as valid JSON.", "param": None, "line": number})
+                errors.append(
+                    {
+                        "code": "invalid_json_line",
+                        "message": "This line is not parseable as valid JSON.",
+                        "param": None,
+                        "line": number,
+                    }
+                )
                 continue
             custom_id = line.get("custom_id") if isinstance(line, dict) else None
             if not isinstance(custom_id, str):
-                errors.append({"code": "missing_required_parameter", "message": "Missing required parameter: 'custom_id'.", "param": "custom_id", "line": number})
+                errors.append(
+                    {
+                        "code": "missing_required_parameter",
+                        "message": "Missing required parameter: 'custom_id'.",
+                        "param": "custom_id",
+                        "line": number,
+                    }
+                )
             elif custom_id in seen:
-                errors.append({"code": "duplicate_custom_id", "message": f"The custom_id '{custom_id}' is duplicated.", "param": "custom_id", "line": number})
+                errors.append(
+                    {
+                        "code": "duplicate_custom_id",
+                        "message": f"The custom_id '{custom_id}' is duplicated.",
+                        "param": "custom_id",
+                        "line": number,
+                    }
+                )
             elif line.get("method") != "POST":
-                errors.append({"code": "invalid_value", "message": "Only POST is supported.", "param": "method", "line": number})
+                errors.append(
+                    {
+                        "code": "invalid_value",
+                        "message": "Only POST is supported.",
+                        "param": "method",
+                        "line": number,
+                    }
+                )
             elif line.get("url") != endpoint:
-                errors.append({"code": "mismatched_url", "message": f"The url '{line.get('url')}' does not match the batch endpoint '{endpoint}'.", "param": "url", "line": number})
+                errors.append(
+                    {
+                        "code": "mismatched_url",
+                        "message": f"The url '{line.get('url')}' does not match the batch endpoint '{endpoint}'.",
+                        "param": "url",
+                        "line": number,
+                    }
+                )
             elif not isinstance(line.get("body"), dict):
-                errors.append({"code": "missing_required_parameter", "message": "Missing required parameter: 'body'.", "param": "body", "line": number})
+                errors.append(
+                    {
+                        "code": "missing_required_parameter",
+                        "message": "Missing required parameter: 'body'.",
+                        "param": "body",
+                        "line": number,
+                    }
+                )
             else:
                 seen.add(custom_id)
                 lines.append(line)
     if not lines and not errors:
-        errors.append({"code": "empty_file", "message": "The input file is empty.", "param": None, "line": None})
+        errors.append(
+            {
+                "code": "empty_file",
+                "message": "The input file is empty.",
+                "param": None,
+                "line": None,
+            }
+        )
     return lines, errors
 
 
-def response_body(endpoint: str, body: dict[str, Any], *, custom_id: str, created: int) -> dict[str, Any]:
+def response_body(
+    endpoint: str, body: dict[str, Any], *, custom_id: str, created: int
+) -> dict[str, Any]:
     if endpoint == "/v1/embeddings":
         inputs = body.get("input")
         inputs = inputs if isinstance(inputs, list) else [inputs]
-        dims = body.get("dimensions") or EMBEDDING_DIMENSIONS.get(body.get("model", ""), DEFAULT_EMBEDDING_DIMENSIONS)
+        dims = body.get("dimensions") or EMBEDDING_DIMENSIONS.get(
+            body.get("model", ""), DEFAULT_EMBEDDING_DIMENSIONS
+        )
         tokens = sum(answers.count_tokens(str(text)) for text in inputs)
         return {
-            "object": "list", "model": body.get("model"),
-            "data": [{"object": "embedding", "index": i, "embedding": answers.embedding(str(text), dims)}
-                     for i, text in enumerate(inputs)],
+            "object": "list",
+            "model": body.get("model"),
+            "data": [
+                {"object": "embedding", "index": i, "embedding": answers.embedding(str(text), dims)}
+                for i, text in enumerate(inputs)
+            ],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
     if endpoint == "/v1/responses":
@@ -128,13 +217,25 @@ def response_body(endpoint: str, body: dict[str, Any], *, custom_id: str, create
         reply = answers.reply_to(text_in)
         in_tokens, out_tokens = answers.count_tokens(text_in), answers.count_tokens(reply)
         return {
-            "id": chat.short_id("resp_", custom_id), "object": "response", "created_at": created,
-            "model": body.get("model"), "status": "completed",
-            "output": [{"type": "message", "id": chat.short_id("msg_", custom_id), "role": "assistant",
-                        "status": "completed",
-                        "content": [{"type": "output_text", "text": reply, "annotations": []}]}],
-            "usage": {"input_tokens": in_tokens, "output_tokens": out_tokens,
-                      "total_tokens": in_tokens + out_tokens},
+            "id": chat.short_id("resp_", custom_id),
+            "object": "response",
+            "created_at": created,
+            "model": body.get("model"),
+            "status": "completed",
+            "output": [
+                {
+                    "type": "message",
+                    "id": chat.short_id("msg_", custom_id),
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": reply, "annotations": []}],
+                }
+            ],
+            "usage": {
+                "input_tokens": in_tokens,
+                "output_tokens": out_tokens,
+                "total_tokens": in_tokens + out_tokens,
+            },
         }
     return chat.chat_completion(body, custom_id=custom_id, created=created)
 
@@ -146,7 +247,7 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
     output: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
-    for index, (line, outcome) in enumerate(zip(batch.lines, batch.outcomes)):
+    for index, (line, outcome) in enumerate(zip(batch.lines, batch.outcomes, strict=True)):
         custom_id = line["custom_id"]
         base = {"id": f"batch_req_{batch.id}_{index}", "custom_id": custom_id}
         if outcome == "succeeded":
@@ -154,20 +255,62 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             u = body.get("usage") or {}
             usage["input_tokens"] += u.get("prompt_tokens", u.get("input_tokens", 0))
             usage["output_tokens"] += u.get("completion_tokens", u.get("output_tokens", 0))
-            output.append({**base, "response": {"status_code": 200, "request_id": f"req_{index}", "body": body}, "error": None})
+            output.append(
+                {
+                    **base,
+                    "response": {"status_code": 200, "request_id": f"req_{index}", "body": body},
+                    "error": None,
+                }
+            )
         elif outcome == "failed":
-            body = chat.error_body(f"Emulated failure for request '{custom_id}'.", type_="server_error", code="emulated_failure")
-            failed.append({**base, "response": {"status_code": 500, "request_id": f"req_{index}", "body": body}, "error": None})
+            body = chat.error_body(
+                f"Emulated failure for request '{custom_id}'.",
+                type_="server_error",
+                code="emulated_failure",
+            )
+            failed.append(
+                {
+                    **base,
+                    "response": {"status_code": 500, "request_id": f"req_{index}", "body": body},
+                    "error": None,
+                }
+            )
         elif outcome == "expired":
-            failed.append({**base, "response": None, "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}})
+            failed.append(
+                {
+                    **base,
+                    "response": None,
+                    "error": {
+                        "code": "batch_expired",
+                        "message": "This request could not be executed before the completion window expired.",
+                    },
+                }
+            )
         else:
-            failed.append({**base, "response": None, "error": {"code": "batch_cancelled", "message": "This request was not executed because the batch was cancelled."}})
+            failed.append(
+                {
+                    **base,
+                    "response": None,
+                    "error": {
+                        "code": "batch_cancelled",
+                        "message": "This request was not executed because the batch was cancelled.",
+                    },
+                }
+            )
     usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
-    batch.extra["usage"] = {**usage, "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
+    batch.extra["usage"] = {
+        **usage,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    }
     if output:
-        batch.output_file_id = state.write_jsonl(PROVIDER, output, filename=f"{batch.id}_output.jsonl", purpose="batch_output").id
+        batch.output_file_id = state.write_jsonl(
+            PROVIDER, output, filename=f"{batch.id}_output.jsonl", purpose="batch_output"
+        ).id
     if failed:
-        batch.error_file_id = state.write_jsonl(PROVIDER, failed, filename=f"{batch.id}_error.jsonl", purpose="batch_output").id
+        batch.error_file_id = state.write_jsonl(
+            PROVIDER, failed, filename=f"{batch.id}_error.jsonl", purpose="batch_output"
+        ).id
 
 
 def routes(state: EmulatorState) -> list[Route]:
@@ -187,9 +330,13 @@ def routes(state: EmulatorState) -> list[Route]:
         if upload_file is None or isinstance(upload_file, str):
             return error(400, "Missing required parameter: 'file'.", param="file", retry=False)
         if not isinstance(purpose, str) or not purpose:
-            return error(400, "Missing required parameter: 'purpose'.", param="purpose", retry=False)
+            return error(
+                400, "Missing required parameter: 'purpose'.", param="purpose", retry=False
+            )
         content = await upload_file.read()
-        stored = state.save_file(PROVIDER, content, filename=upload_file.filename or "upload.jsonl", purpose=purpose)
+        stored = state.save_file(
+            PROVIDER, content, filename=upload_file.filename or "upload.jsonl", purpose=purpose
+        )
         return JSONResponse(file_object(stored))
 
     async def retrieve_file(request: Request) -> Response:
@@ -224,18 +371,31 @@ def routes(state: EmulatorState) -> list[Route]:
         if endpoint not in ENDPOINTS:
             return error(400, f"Invalid endpoint '{endpoint}'.", param="endpoint", retry=False)
         if payload.get("completion_window") != "24h":
-            return error(400, "completion_window must be '24h'.", param="completion_window", retry=False)
+            return error(
+                400, "completion_window must be '24h'.", param="completion_window", retry=False
+            )
         stored = state.get_file(PROVIDER, str(payload.get("input_file_id")))
         if stored is None:
-            return error(400, f"Input file '{payload.get('input_file_id')}' not found.", param="input_file_id", retry=False)
+            return error(
+                400,
+                f"Input file '{payload.get('input_file_id')}' not found.",
+                param="input_file_id",
+                retry=False,
+            )
         metadata = payload.get("metadata") or {}
         if len(metadata) > 16:
             return error(400, "metadata may hold at most 16 pairs.", param="metadata", retry=False)
         lines, errors = _validate_lines(stored, endpoint)
         batch = state.create_batch(
-            PROVIDER, lines, [line["custom_id"] for line in lines], metadata=metadata,
-            extra={"endpoint": endpoint, "input_file_id": stored.id,
-                   "model": (lines[0]["body"].get("model") if lines else None)},
+            PROVIDER,
+            lines,
+            [line["custom_id"] for line in lines],
+            metadata=metadata,
+            extra={
+                "endpoint": endpoint,
+                "input_file_id": stored.id,
+                "model": (lines[0]["body"].get("model") if lines else None),
+            },
         )
         if errors:
             state.fail_batch(batch, errors)
@@ -250,11 +410,15 @@ def routes(state: EmulatorState) -> list[Route]:
         if after:
             batches = [b for b in batches if b.id < after]
         page = [batch_object(state, refreshed(b)) for b in batches[:limit]]
-        return JSONResponse({
-            "object": "list", "data": page,
-            "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None,
-            "has_more": len(batches) > limit,
-        })
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(batches) > limit,
+            }
+        )
 
     async def retrieve_batch(request: Request) -> Response:
         if (fault := await state.before(PROVIDER, "poll")) is not None:
@@ -272,7 +436,9 @@ def routes(state: EmulatorState) -> list[Route]:
             return error(404, "No batch found with that id.", retry=False)
         refreshed(batch)
         if batch.phase.terminal:
-            return error(409, f"Cannot cancel a batch with status '{STATUS[batch.phase]}'.", retry=False)
+            return error(
+                409, f"Cannot cancel a batch with status '{STATUS[batch.phase]}'.", retry=False
+            )
         state.request_cancel(batch)
         return JSONResponse(batch_object(state, refreshed(batch)))
 

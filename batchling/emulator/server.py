@@ -84,7 +84,10 @@ class Emulator:
         sock.bind((LOOPBACK, self._port))
         self._port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self.state), log_level="warning", lifespan="off", access_log=False,
+            create_app(self.state),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
             timeout_keep_alive=30,
         )
         self._server = uvicorn.Server(config)
@@ -121,8 +124,13 @@ class Emulator:
         """Serve in the foreground until interrupted (the `batchling emulator` command)."""
         import uvicorn
 
-        uvicorn.run(create_app(self.state), host=LOOPBACK, port=self._port, log_level="warning",
-                     lifespan="off")
+        uvicorn.run(
+            create_app(self.state),
+            host=LOOPBACK,
+            port=self._port,
+            log_level="warning",
+            lifespan="off",
+        )
 
 
 @contextmanager

@@ -70,7 +70,12 @@ class Provider(Protocol):
         ...
 
     async def create(
-        self, chunk: Path, *, file_id: str | None, model: str, endpoint: str,
+        self,
+        chunk: Path,
+        *,
+        file_id: str | None,
+        model: str,
+        endpoint: str,
         metadata: dict[str, str],
     ) -> str:
         """Create the batch; returns its id."""

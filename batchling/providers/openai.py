@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,8 +21,13 @@ INFO = ProviderInfo(
     api_key_env=("OPENAI_API_KEY",),
     base_url_env=("OPENAI_BASE_URL",),
     endpoints=frozenset(
-        {"/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions",
-         "/v1/moderations"}
+        {
+            "/v1/chat/completions",
+            "/v1/responses",
+            "/v1/embeddings",
+            "/v1/completions",
+            "/v1/moderations",
+        }
     ),
     default_endpoint="/v1/chat/completions",
     limits=BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024),
@@ -84,7 +90,12 @@ class OpenAIProvider:
         return uploaded.id
 
     async def create(
-        self, chunk: Path, *, file_id: str | None, model: str, endpoint: str,
+        self,
+        chunk: Path,
+        *,
+        file_id: str | None,
+        model: str,
+        endpoint: str,
         metadata: dict[str, str],
     ) -> str:
         assert file_id is not None
@@ -118,7 +129,9 @@ class OpenAIProvider:
             provider_status=batch.status,
             counts=RequestCounts(
                 total=counts.total, completed=counts.completed, failed=counts.failed
-            ) if counts else RequestCounts(),
+            )
+            if counts
+            else RequestCounts(),
             output_file_id=batch.output_file_id,
             error_file_id=batch.error_file_id,
             errors=errors,
@@ -145,10 +158,8 @@ class OpenAIProvider:
         if snapshot is not None:
             file_ids += [snapshot.output_file_id, snapshot.error_file_id]
         for file_id in filter(None, file_ids):
-            try:
+            with contextlib.suppress(NotFoundError):
                 await self.client.files.delete(file_id)
-            except NotFoundError:
-                pass
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -100,7 +100,11 @@ def decode_line(line: dict[str, Any]) -> Result:
         kind = _TOP_LEVEL_ERROR_KINDS.get(str(code), "provider")
         return Result(
             custom_id=custom_id,
-            status="expired" if kind == "expired" else "cancelled" if kind == "cancelled" else "failed",
+            status="expired"
+            if kind == "expired"
+            else "cancelled"
+            if kind == "cancelled"
+            else "failed",
             error=ResultError(kind=kind, message=message or str(code), code=code),  # type: ignore[arg-type]
             raw=line,
         )
@@ -119,5 +123,9 @@ def decode_line(line: dict[str, Any]) -> Result:
             raw=line,
         )
     return Result(
-        custom_id=custom_id, status="succeeded", text=chat_text(body), usage=chat_usage(body), raw=line
+        custom_id=custom_id,
+        status="succeeded",
+        text=chat_text(body),
+        usage=chat_usage(body),
+        raw=line,
     )
