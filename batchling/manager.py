@@ -491,6 +491,11 @@ class AsyncExperimentManager:
             for batch in batches:
                 if not batch.results_stored:
                     await self._store_batch_results(experiment, provider, batch)
+            # The stored results are the truth; some providers report only rough progress counts.
+            succeeded, unsuccessful = await store.count_outcomes(experiment)
+            experiment = await store.update_experiment(
+                experiment_name, completed=succeeded, failed=unsuccessful
+            )
             await self._write_results_file(experiment)
         elif not experiment.results_file_path.exists():
             await self._write_results_file(experiment)

@@ -335,6 +335,18 @@ class Store:
             async for row in cursor:
                 yield _result(row)
 
+    async def count_outcomes(self, experiment: Experiment) -> tuple[int, int]:
+        """(succeeded, everything else) among the stored results."""
+        experiment_id = await self._experiment_id(experiment.name)
+        async with self.db.execute(
+            "SELECT COALESCE(SUM(status = 'succeeded'), 0), COUNT(*) FROM results "
+            "WHERE experiment_id = ?",
+            (experiment_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        succeeded, total = (int(row[0]), int(row[1])) if row else (0, 0)
+        return succeeded, total - succeeded
+
     async def count_results(self, experiment: Experiment) -> int:
         experiment_id = await self._experiment_id(experiment.name)
         async with self.db.execute(
