@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -26,6 +28,18 @@ from batchling.models import (
 )
 
 INSERT_BATCH_SIZE = 2000
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _serialized(method: F) -> F:
+    @functools.wraps(method)
+    async def locked(self: Store, *args: Any, **kwargs: Any) -> Any:
+        async with self.write_lock:
+            return await method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
 
 
 def utcnow() -> datetime:
@@ -46,6 +60,8 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db = db
         self.path = path
+        # One connection serves concurrent tasks: writes take turns so transactions never interleave.
+        self.write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -109,6 +125,7 @@ class Store:
 
     # experiments
 
+    @_serialized
     async def create_experiment(
         self,
         experiment: Experiment,
@@ -201,6 +218,7 @@ class Store:
         ) as cursor:
             return [_experiment(row) for row in await cursor.fetchall()]
 
+    @_serialized
     async def update_experiment(self, name: str, **fields: Any) -> Experiment:
         columns = {k: _column_value(v) for k, v in fields.items()}
         columns["updated_at"] = _ts(utcnow())
@@ -213,6 +231,7 @@ class Store:
             raise ExperimentNotFoundError(name)
         return await self.get_experiment(name)
 
+    @_serialized
     async def claim_start(self, name: str, owner: str, is_owner_alive: Any) -> bool:
         """Atomically mark the experiment as being submitted by `owner`; False if someone else is."""
         await self.db.execute("BEGIN IMMEDIATE")
@@ -240,6 +259,7 @@ class Store:
             await self.db.rollback()
             raise
 
+    @_serialized
     async def delete_experiment(self, name: str) -> None:
         cursor = await self.db.execute("DELETE FROM experiments WHERE name = ?", (name,))
         await self.db.commit()
@@ -275,6 +295,7 @@ class Store:
         ) as cursor:
             return [_batch(row) for row in await cursor.fetchall()]
 
+    @_serialized
     async def replace_batches(
         self, experiment: Experiment, batches: Iterable[BatchRecord], chunk_of: dict[str, int]
     ) -> None:
@@ -291,6 +312,7 @@ class Store:
         )
         await self.db.commit()
 
+    @_serialized
     async def update_batch(self, experiment: Experiment, chunk: int, **fields: Any) -> None:
         columns = {k: _column_value(v) for k, v in fields.items()}
         columns["updated_at"] = _ts(utcnow())
@@ -311,6 +333,7 @@ class Store:
 
     # results
 
+    @_serialized
     async def save_results(
         self, experiment: Experiment, results: Iterable[Result], *, replace: bool = True
     ) -> int:
@@ -319,8 +342,10 @@ class Store:
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         rows = [_result_row(experiment_id, r) for r in results]
         await self.db.executemany(f"{verb} INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        await self.db.commit()
         return len(rows)
 
+    @_serialized
     async def commit(self) -> None:
         await self.db.commit()
 

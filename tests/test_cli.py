@@ -223,3 +223,12 @@ def test_help_does_not_import_vendor_sdks() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_demo_runs_the_capitals_example_on_all_six_providers() -> None:
+    result = CliRunner().invoke(cli, ["demo"], obj={}, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    for provider in ("openai", "anthropic", "gemini", "groq", "mistral", "together"):
+        assert f"Experiment capitals-{provider}" in result.output
+    assert result.output.count("completed (provider:") == 6
+    assert result.output.count("The capital of France is Paris.") == 6
