@@ -76,6 +76,15 @@ class Emulator:
     def inject(self, fault: Fault) -> None:
         self.state.inject(fault)
 
+    def hold(self, step: str) -> None:
+        """Make every request of `step` wait (after it is counted) until release(step)."""
+        self.state.held[step] = asyncio.Event()
+
+    def release(self, step: str) -> None:
+        event = self.state.held.pop(step, None)
+        if event is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(event.set)
+
     def start(self) -> Emulator:
         import uvicorn
 
