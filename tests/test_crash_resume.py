@@ -89,3 +89,23 @@ def test_sigkill_at_a_step_then_rerun(emulator: Emulator, tmp_path: Path, provid
         rows = conn.execute("SELECT custom_id, status FROM results").fetchall()
     assert len(rows) == REQUESTS == len({cid for cid, _ in rows})
     assert {status for _, status in rows} == {"succeeded"}
+
+
+def test_two_processes_starting_at_once_submit_exactly_once(emulator: Emulator, tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    raw = write_jsonl(tmp_path / "raw.jsonl", request_dicts(4))
+    finish("create", "--name", "race", "--model", "m", "--raw-file-path", str(raw), db=db)
+    emulator.hold("upload")
+    try:
+        before = emulator.state.calls[("openai", "upload")]
+        first = cli("start", "race", db=db)
+        wait_for_call(emulator, "openai", "upload", before)
+        second = cli("start", "race", db=db)
+        _, err = second.communicate(timeout=60)
+        assert second.returncode != 0 and "being started by another process" in err
+    finally:
+        emulator.release("upload")
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    mine = [b for b in emulator.state.batches.values() if b.custom_ids[0].startswith("race-")]
+    assert len(mine) == 1
