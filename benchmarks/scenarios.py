@@ -1,0 +1,176 @@
+"""The scenarios. Each runs in a fresh interpreter (see child.py) and returns a small dict of
+details; the parent measures the process's wall time, CPU time and peak RSS around it.
+
+The emulator's address comes from the environment (OPENAI_BASE_URL, OPENAI_API_KEY).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.data import ENDPOINT, MODEL, openai_line, raw_request
+
+POLL_INTERVAL = 0.05
+TERMINAL = {"completed", "failed", "expired", "cancelled"}
+
+
+def batchling_e2e(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
+    """create (from the raw JSONL) -> start -> wait -> results in the DB and the results JSONL."""
+    from batchling import AsyncExperimentManager
+
+    async def run() -> dict[str, Any]:
+        phases: dict[str, float] = {}
+        mark = time.perf_counter()
+
+        def phase(name: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            phases[name] = round(now - mark, 4)
+            mark = now
+
+        async with AsyncExperimentManager(db_path=workdir / "batchling.db") as manager:
+            await manager.create_experiment(
+                "bench",
+                model=MODEL,
+                provider="openai",
+                endpoint=ENDPOINT,
+                raw_file_path=raw_path,
+                processed_file_path=workdir / "processed.jsonl",
+                results_file_path=workdir / "results.jsonl",
+            )
+            phase("create")
+            await manager.start_experiment("bench")
+            phase("start")
+            experiment = await manager.wait("bench", poll_interval=POLL_INTERVAL)
+            phase("wait")
+            count = ok = 0
+            async for result in manager.iter_results("bench"):
+                count += 1
+                ok += result.ok
+            phase("results")
+        if count != n or experiment.status != "completed":
+            raise RuntimeError(f"expected {n} results, got {count} ({experiment.status})")
+        lines = sum(1 for _ in (workdir / "results.jsonl").open("rb"))
+        if lines != n:
+            raise RuntimeError(f"results JSONL has {lines} lines, expected {n}")
+        return {"phases": phases, "results": count, "succeeded": ok}
+
+    return asyncio.run(run())
+
+
+def baseline_openai(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
+    """The shortest correct script over the official `openai` SDK alone."""
+    from openai import OpenAI
+
+    client = OpenAI()
+    batch_path = workdir / "baseline-batch.jsonl"
+    with raw_path.open("rb") as source, batch_path.open("w", encoding="utf-8") as sink:
+        for line in source:
+            sink.write(json.dumps(openai_line(json.loads(line))) + "\n")
+    with batch_path.open("rb") as handle:
+        uploaded = client.files.create(file=handle, purpose="batch")
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h"
+    )
+    while batch.status not in TERMINAL:
+        time.sleep(POLL_INTERVAL)
+        batch = client.batches.retrieve(batch.id)
+    if batch.status != "completed" or not batch.output_file_id:
+        raise RuntimeError(f"baseline batch ended {batch.status}")
+    text = client.files.content(batch.output_file_id).text
+    results = [json.loads(line) for line in text.splitlines() if line]
+    if len(results) != n:
+        raise RuntimeError(f"baseline got {len(results)} results, expected {n}")
+    return {"results": len(results)}
+
+
+BLOCK = 100_000
+
+
+def encode_batchling(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
+    """OpenAIProvider.encode (+ the json.dumps the manager does per line) of N RawRequests."""
+    from batchling.models import RawRequest
+    from batchling.providers.openai import OpenAIProvider
+
+    provider = OpenAIProvider(api_key="unused")
+    encode_only = 0.0
+    with_dumps = 0.0
+    for start in range(0, n, BLOCK):
+        stop = min(n, start + BLOCK)
+        requests = [RawRequest.model_validate(raw_request(i)) for i in range(start, stop)]
+        t0 = time.perf_counter()
+        lines = [
+            provider.encode(r, custom_id=f"req-{start + k}", model=MODEL, endpoint=ENDPOINT)
+            for k, r in enumerate(requests)
+        ]
+        t1 = time.perf_counter()
+        for line in lines:
+            json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode()
+        t2 = time.perf_counter()
+        encode_only += t1 - t0
+        with_dumps += t2 - t0
+    return {
+        "timed_seconds": round(with_dumps, 6),
+        "encode_only_seconds": round(encode_only, 6),
+        "per_second": round(n / with_dumps) if with_dumps else None,
+    }
+
+
+def encode_baseline(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
+    """Build the equivalent OpenAI line dicts by hand and serialise them with orjson."""
+    try:
+        import orjson
+
+        dumps: Callable[[Any], bytes] = orjson.dumps
+        serializer = "orjson"
+    except ImportError:  # pragma: no cover - orjson is optional
+
+        def dumps(value: Any) -> bytes:
+            return json.dumps(value, separators=(",", ":")).encode()
+
+        serializer = "json"
+    timed = 0.0
+    for start in range(0, n, BLOCK):
+        raws = [raw_request(i) for i in range(start, min(n, start + BLOCK))]
+        t0 = time.perf_counter()
+        for raw in raws:
+            dumps(openai_line(raw))
+        timed += time.perf_counter() - t0
+    return {
+        "timed_seconds": round(timed, 6),
+        "serializer": serializer,
+        "per_second": round(n / timed) if timed else None,
+    }
+
+
+def make_list_db(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
+    """Setup for the CLI cold start: a DB with n experiments of one request each (not timed)."""
+    from batchling import AsyncExperimentManager
+
+    async def run() -> None:
+        async with AsyncExperimentManager(db_path=workdir / "batchling.db") as manager:
+            for i in range(n):
+                await manager.create_experiment(
+                    f"exp-{i:05d}",
+                    model=MODEL,
+                    provider="openai",
+                    raw_requests=[raw_request(i)],
+                    title=f"Experiment {i}",
+                )
+
+    asyncio.run(run())
+    return {"experiments": n}
+
+
+SCENARIOS: dict[str, Callable[[int, Path, Path], dict[str, Any]]] = {
+    "batchling": batchling_e2e,
+    "baseline-openai": baseline_openai,
+    "encode-batchling": encode_batchling,
+    "encode-baseline": encode_baseline,
+    "make-list-db": make_list_db,
+}
