@@ -114,6 +114,14 @@ def _show_experiment(manager: ExperimentManager, name: str, as_json: bool = Fals
     default=None,
     help="Split into batches of at most this many requests.",
 )
+@click.option(
+    "--response-format",
+    "response_format",
+    default=None,
+    metavar="MODULE:CLASS|SCHEMA.json",
+    help="Ask for JSON matching a pydantic class (module:Class, importable from here) or a "
+    "JSON Schema file; results are validated against it.",
+)
 @click.option("--start", "start_now", is_flag=True, help="Start the experiment right away.")
 @click.pass_context
 def create(
@@ -129,10 +137,14 @@ def create(
     results_file_path: Path | None,
     base_url: str | None,
     max_requests_per_batch: int | None,
+    response_format: str | None,
     start_now: bool,
 ) -> None:
     """Create an experiment from a JSONL file of requests."""
     manager = _manager(ctx)
+    if response_format is not None and "" not in sys.path and str(Path.cwd()) not in sys.path:
+        # `module:Class` names a class in the user's project, as `python -m` would find it.
+        sys.path.insert(0, str(Path.cwd()))
     manager.create_experiment(
         name,
         model=model,
@@ -145,6 +157,7 @@ def create(
         results_file_path=results_file_path,
         base_url=base_url,
         max_requests_per_batch=max_requests_per_batch,
+        response_format=response_format,
     )
     if start_now:
         manager.start_experiment(name)

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
+
 from batchling.chunks import ChunkWriter
 from batchling.errors import (
     BatchlingError,
@@ -33,6 +35,7 @@ from batchling.models import (
 from batchling.providers import registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
 from batchling.store import Store, utcnow
+from batchling.structured import ResponseFormat, parse_output, response_format_from
 
 T = TypeVar("T")
 ProgressCallback = Callable[[Experiment], None]
@@ -50,6 +53,8 @@ _PROGRESS_ORDER = [
 ]
 UPDATABLE_ALWAYS = {"title", "description"}
 UPDATABLE_BEFORE_START = {"model", "endpoint", "base_url"}
+# Response-format classes given at create in this process, by (database, experiment name).
+_RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {}
 
 
 def _owner_id() -> str:
@@ -156,9 +161,14 @@ class AsyncExperimentManager:
         base_url: str | None = None,
         max_requests_per_batch: int | None = None,
         max_bytes_per_batch: int | None = None,
+        response_format: Any = None,
     ) -> Experiment:
-        """Validate and encode the requests, write the provider's input file(s), record it all."""
+        """Validate and encode the requests, write the provider's input file(s), record it all.
+
+        `response_format` (a pydantic class, a JSON Schema dict, a .json schema file or
+        `module:Class`) asks every request for JSON matching it; results are then validated."""
         _check_name(experiment_name)
+        fmt = response_format_from(response_format) if response_format is not None else None
         info = registry.provider_info(provider)
         endpoint = endpoint or info.default_endpoint
         registry.check_endpoint(info, endpoint)
@@ -189,10 +199,12 @@ class AsyncExperimentManager:
             processed_file_path or home / "processed.jsonl", "processed file"
         )
         results = _prepare_output_path(results_file_path or home / "results.jsonl", "results file")
-        options = {
+        options: dict[str, Any] = {
             "max_requests_per_batch": max_requests_per_batch,
             "max_bytes_per_batch": max_bytes_per_batch,
         }
+        if fmt is not None:
+            options["response_format"] = fmt.to_options()
         chunks, chunk_of = _write_chunks(
             registry.encoder(provider),
             pairs,
@@ -201,6 +213,7 @@ class AsyncExperimentManager:
             endpoint=endpoint,
             info=info,
             options=options,
+            response_format=fmt,
         )
         now = utcnow()
         experiment = Experiment(
@@ -218,13 +231,30 @@ class AsyncExperimentManager:
             updated_at=now,
         )
         try:
-            return await store.create_experiment(
+            created = await store.create_experiment(
                 experiment, ((cid, chunk_of[cid], req) for cid, req in pairs), chunks, options
             )
         except BaseException:
             for chunk in chunks:
                 chunk.path.unlink(missing_ok=True)
             raise
+        if fmt is not None and fmt.model is not None:
+            _RESPONSE_MODELS[(str(self.db_path), experiment_name)] = fmt.model
+        else:
+            _RESPONSE_MODELS.pop((str(self.db_path), experiment_name), None)
+        return created
+
+    async def response_format(
+        self, experiment_name: str, response_model: type[BaseModel] | None = None
+    ) -> ResponseFormat | None:
+        """The experiment's response format, with its class: the one given, else the one given
+        at create in this process, else the one importable from the stored path."""
+        store = await self.store()
+        stored = (await store.experiment_options(experiment_name)).get("response_format")
+        if not stored:
+            return None
+        model = response_model or _RESPONSE_MODELS.get((str(self.db_path), experiment_name))
+        return ResponseFormat.from_options(stored, model)
 
     # read
 
@@ -271,6 +301,7 @@ class AsyncExperimentManager:
                 endpoint=endpoint,
                 info=info,
                 options=options,
+                response_format=await self.response_format(experiment_name),
             )
             await store.replace_batches(experiment, chunks, chunk_of)
         return await store.update_experiment(experiment_name, **fields)
@@ -292,6 +323,7 @@ class AsyncExperimentManager:
                     )
                     await self._call(experiment, "delete", provider.delete_remote(ref, snapshot))
         await store.delete_experiment(experiment_name)
+        _RESPONSE_MODELS.pop((str(self.db_path), experiment_name), None)
 
     # start
 
@@ -465,14 +497,34 @@ class AsyncExperimentManager:
 
     # results
 
-    async def get_results(self, experiment_name: str) -> list[Result]:
-        """Download once, store every result row, write the results JSONL file; returns the results."""
-        return [result async for result in self.iter_results(experiment_name)]
+    async def get_results(
+        self, experiment_name: str, response_model: type[BaseModel] | None = None
+    ) -> list[Result]:
+        """Download once, store every result row, write the results JSONL file; returns the results.
 
-    async def iter_results(self, experiment_name: str) -> AsyncIterator[Result]:
+        With a response format, `Result.parsed` holds instances of its class (`response_model`,
+        else the class given at create, else the one importable from the stored path), or
+        plain JSON values when no class is known."""
+        return [result async for result in self.iter_results(experiment_name, response_model)]
+
+    async def iter_results(
+        self, experiment_name: str, response_model: type[BaseModel] | None = None
+    ) -> AsyncIterator[Result]:
         store = await self.store()
         experiment = await self.download_results(experiment_name)
+        fmt = await self.response_format(experiment_name, response_model)
+        model = fmt.model if fmt is not None else None
         async for result in store.iter_results(experiment):
+            if model is not None and result.parsed is not None:
+                try:
+                    result.parsed = model.model_validate(result.parsed)
+                except ValidationError as error:
+                    raise InputError(
+                        f"The stored answer of '{result.custom_id}' does not fit "
+                        f"{model.__name__}: {error.errors()[0]['msg']} at "
+                        f"{'.'.join(str(p) for p in error.errors()[0]['loc']) or '(root)'}. "
+                        "Pass the class the experiment was created with as response_model."
+                    ) from None
             yield result
 
     async def download_results(self, experiment_name: str) -> Experiment:
@@ -488,9 +540,10 @@ class AsyncExperimentManager:
         batches = await store.list_batches(experiment)
         if any(not b.results_stored for b in batches):
             provider = self._provider(experiment) if any(b.batch_id for b in batches) else None
+            fmt = await self.response_format(experiment_name)
             for batch in batches:
                 if not batch.results_stored:
-                    await self._store_batch_results(experiment, provider, batch)
+                    await self._store_batch_results(experiment, provider, batch, fmt)
             # The stored results are the truth; some providers report only rough progress counts.
             succeeded, unsuccessful = await store.count_outcomes(experiment)
             experiment = await store.update_experiment(
@@ -502,7 +555,11 @@ class AsyncExperimentManager:
         return experiment
 
     async def _store_batch_results(
-        self, experiment: Experiment, provider: Provider | None, batch: BatchRecord
+        self,
+        experiment: Experiment,
+        provider: Provider | None,
+        batch: BatchRecord,
+        fmt: ResponseFormat | None = None,
     ) -> None:
         store = await self.store()
         if (
@@ -521,7 +578,7 @@ class AsyncExperimentManager:
             lines = provider.results(ref, snapshot)
             try:
                 async for line in lines:
-                    pending.append(provider.decode(line))
+                    pending.append(_parsed(provider.decode(line), fmt))
                     if len(pending) >= RESULTS_FLUSH_SIZE:
                         await store.save_results(experiment, pending)
                         await store.commit()
@@ -575,6 +632,19 @@ def _redact_keys(text: str, info: ProviderInfo) -> str:
 
 async def _reraise(error: Exception) -> None:
     raise error
+
+
+def _parsed(result: Result, fmt: ResponseFormat | None) -> Result:
+    """A succeeded result checked against the response format: parsed, or failed (kind 'parse')
+    with its raw text kept."""
+    if fmt is None or result.status != "succeeded":
+        return result
+    parsed, problem = parse_output(result.text, fmt)
+    if problem is not None:
+        return result.model_copy(
+            update={"status": "failed", "error": ResultError(kind="parse", message=problem)}
+        )
+    return result.model_copy(update={"parsed": parsed})
 
 
 def _missing_result(batch: BatchRecord) -> ResultError:
@@ -632,6 +702,7 @@ def _write_chunks(
     endpoint: str,
     info: ProviderInfo,
     options: dict[str, Any],
+    response_format: ResponseFormat | None = None,
 ) -> tuple[list[BatchRecord], dict[str, int]]:
     writer = ChunkWriter(
         processed,
@@ -646,7 +717,13 @@ def _write_chunks(
     chunk_of: dict[str, int] = {}
     try:
         for custom_id, request in pairs:
-            line = encoder.encode(request, custom_id=custom_id, model=model, endpoint=endpoint)
+            line = encoder.encode(
+                request,
+                custom_id=custom_id,
+                model=model,
+                endpoint=endpoint,
+                response_format=response_format,
+            )
             chunk_of[custom_id] = writer.add(
                 json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode(),
                 custom_id=custom_id,

@@ -313,6 +313,45 @@ class Store:
         await self.db.commit()
 
     @_serialized
+    async def add_retry_batches(
+        self, experiment: Experiment, batches: Iterable[BatchRecord], chunk_of: dict[str, int]
+    ) -> None:
+        """Append the chunks of a new attempt; each retried request now belongs to its new chunk."""
+        experiment_id = await self._experiment_id(experiment.name)
+        await self.db.executemany(
+            "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes) "
+            "VALUES (?,?,?,?,?)",
+            [(experiment_id, b.chunk, str(b.path), b.request_count, b.bytes) for b in batches],
+        )
+        await self.db.executemany(
+            "UPDATE requests SET chunk = ? WHERE experiment_id = ? AND custom_id = ?",
+            [(chunk, experiment_id, custom_id) for custom_id, chunk in chunk_of.items()],
+        )
+        await self.db.execute(
+            "UPDATE experiments SET status = ?, completed_at = NULL, error = NULL, updated_at = ? "
+            "WHERE id = ?",
+            (Status.CREATED.value, _ts(utcnow()), experiment_id),
+        )
+        await self.db.commit()
+
+    async def unsuccessful_requests(
+        self, experiment: Experiment, kinds: set[str]
+    ) -> list[tuple[str, RawRequest]]:
+        """Requests whose latest result is an error of one of `kinds` (provider, expired, ...)."""
+        experiment_id = await self._experiment_id(experiment.name)
+        marks = ",".join("?" * len(kinds))
+        async with self.db.execute(
+            "SELECT r.custom_id, r.body FROM requests r JOIN results res "
+            "ON res.experiment_id = r.experiment_id AND res.custom_id = r.custom_id "
+            f"WHERE r.experiment_id = ? AND res.status != 'succeeded' AND res.error_kind IN ({marks}) "
+            "ORDER BY r.idx",
+            (experiment_id, *sorted(kinds)),
+        ) as cursor:
+            return [
+                (row[0], RawRequest.model_validate_json(row[1])) for row in await cursor.fetchall()
+            ]
+
+    @_serialized
     async def update_batch(self, experiment: Experiment, chunk: int, **fields: Any) -> None:
         columns = {k: _column_value(v) for k, v in fields.items()}
         columns["updated_at"] = _ts(utcnow())

@@ -8,6 +8,8 @@ from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from batchling.manager import DEFAULT_POLL_INTERVAL, AsyncExperimentManager, ProgressCallback
 from batchling.models import BatchRecord, Experiment, RawRequest, Result
 
@@ -56,6 +58,7 @@ class ExperimentManager:
         base_url: str | None = None,
         max_requests_per_batch: int | None = None,
         max_bytes_per_batch: int | None = None,
+        response_format: Any = None,
     ) -> Experiment:
         return self._run(
             lambda m: m.create_experiment(
@@ -72,6 +75,7 @@ class ExperimentManager:
                 base_url=base_url,
                 max_requests_per_batch=max_requests_per_batch,
                 max_bytes_per_batch=max_bytes_per_batch,
+                response_format=response_format,
             )
         )
 
@@ -98,8 +102,10 @@ class ExperimentManager:
             )
         )
 
-    def get_results(self, experiment_name: str) -> list[Result]:
-        return self._run(lambda m: m.get_results(experiment_name))
+    def get_results(
+        self, experiment_name: str, response_model: type[BaseModel] | None = None
+    ) -> list[Result]:
+        return self._run(lambda m: m.get_results(experiment_name, response_model))
 
     def list_experiments(self) -> list[Experiment]:
         return self._run(lambda m: m.list_experiments())

@@ -83,7 +83,7 @@ def test_sigkill_at_a_step_then_rerun(emulator: Emulator, tmp_path: Path, provid
         finish(rest, name, *(["--poll-interval", "0.05"] if rest == "wait" else []), db=db)
 
     mine = [b for b in emulator.state.batches.values() if b.provider == provider
-            and name in (str(b.metadata) + str(b.extra) + str(getattr(b, "custom_ids", [""])[0]))]
+            and name in (str(b.metadata) + str(b.extra) + str(b.custom_ids[:1]))]
     assert len(mine) == CHUNKS, f"{len(mine)} batches for {CHUNKS} chunks"
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT custom_id, status FROM results").fetchall()
@@ -107,5 +107,5 @@ def test_two_processes_starting_at_once_submit_exactly_once(emulator: Emulator, 
         emulator.release("upload")
     _, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
-    mine = [b for b in emulator.state.batches.values() if b.custom_ids[0].startswith("race-")]
+    mine = [b for b in emulator.state.batches.values() if str(b.custom_ids[:1]).startswith("['race-")]
     assert len(mine) == 1

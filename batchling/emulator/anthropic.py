@@ -120,9 +120,27 @@ def system_text(system: Any) -> str:
     return chat.content_text(system)
 
 
-def message(params: dict[str, Any], *, custom_id: str) -> dict[str, Any]:
+def output_schema(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON Schema of `output_config.format` (or the beta `output_format`), if any."""
+    config = params.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else params.get("output_format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    schema = fmt.get("schema")
+    return schema if isinstance(schema, dict) else None
+
+
+def message(
+    params: dict[str, Any], *, custom_id: str, invalid_json_rate: float = 0.0
+) -> dict[str, Any]:
     messages: list[dict[str, Any]] = params["messages"]
-    reply = answers.reply_to(chat.last_user_text(messages))
+    schema = output_schema(params)
+    if schema is not None:
+        reply = answers.structured_reply(
+            schema, custom_id=custom_id, invalid_json_rate=invalid_json_rate
+        )
+    else:
+        reply = answers.reply_to(chat.last_user_text(messages))
     stop_reason, stop_sequence = "end_turn", None
     found = [(reply.find(s), s) for s in params.get("stop_sequences") or [] if s and s in reply]
     if found:
@@ -162,13 +180,16 @@ def errored(type_: str, message_text: str, *, custom_id: str) -> dict[str, Any]:
     }
 
 
-def result_of(line: dict[str, Any], outcome: str) -> dict[str, Any]:
+def result_of(
+    line: dict[str, Any], outcome: str, *, invalid_json_rate: float = 0.0
+) -> dict[str, Any]:
     custom_id = line["custom_id"]
     if outcome == "succeeded":
         problem = invalid_params(line["params"])
         if problem is not None:
             return errored("invalid_request_error", problem, custom_id=custom_id)
-        return {"type": "succeeded", "message": message(line["params"], custom_id=custom_id)}
+        answer = message(line["params"], custom_id=custom_id, invalid_json_rate=invalid_json_rate)
+        return {"type": "succeeded", "message": answer}
     if outcome == "failed":
         return errored(
             "api_error", f"Emulated failure for request '{custom_id}'.", custom_id=custom_id
@@ -179,7 +200,10 @@ def result_of(line: dict[str, Any], outcome: str) -> dict[str, Any]:
 def render(state: EmulatorState, batch: EmulatedBatch) -> None:
     """Write the results stream of a batch that just ended, and its final request counts."""
     lines = [
-        {"custom_id": line["custom_id"], "result": result_of(line, outcome)}
+        {
+            "custom_id": line["custom_id"],
+            "result": result_of(line, outcome, invalid_json_rate=state.config.invalid_json_rate),
+        }
         for line, outcome in zip(batch.lines, batch.outcomes, strict=True)
     ]
     counts = dict.fromkeys(COUNT_KEYS, 0)

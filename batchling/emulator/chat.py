@@ -35,9 +35,27 @@ def short_id(prefix: str, seed: str) -> str:
     return prefix + hashlib.sha256(seed.encode()).hexdigest()[:16]
 
 
-def chat_completion(body: dict[str, Any], *, custom_id: str, created: int) -> dict[str, Any]:
+def response_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON Schema of an OpenAI-style `response_format: {"type": "json_schema", ...}`."""
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return schema if isinstance(schema, dict) else None
+
+
+def chat_completion(
+    body: dict[str, Any], *, custom_id: str, created: int, invalid_json_rate: float = 0.0
+) -> dict[str, Any]:
     messages = body.get("messages") or []
-    reply = answers.reply_to(last_user_text(messages))
+    schema = response_schema(body)
+    if schema is not None:
+        reply = answers.structured_reply(
+            schema, custom_id=custom_id, invalid_json_rate=invalid_json_rate
+        )
+    else:
+        reply = answers.reply_to(last_user_text(messages))
     reply, truncated = answers.truncate_to_tokens(reply, body.get("max_tokens"))
     input_tokens = prompt_tokens(messages)
     output_tokens = answers.count_tokens(reply)

@@ -56,6 +56,8 @@ class EmulatorConfig:
     cancel_seconds: float = 0.0
     """How long a batch stays `cancelling` before it is `cancelled`."""
     seed: int = 0
+    invalid_json_rate: float = 0.0
+    """Fraction of structured-output requests (chosen by custom id) answered with broken JSON."""
 
 
 @dataclass

@@ -206,10 +206,25 @@ def _cut_at_stop(text: str, stops: Any) -> str:
     return text[:cut] if cut >= 0 else text
 
 
-def generate_content(request: dict[str, Any], *, model: str, key: str) -> dict[str, Any]:
+def response_json_schema(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON Schema of a JSON-mode generationConfig (`responseJsonSchema`), if any."""
+    mime = config.get("responseMimeType", config.get("response_mime_type"))
+    schema = config.get("responseJsonSchema", config.get("response_json_schema"))
+    if mime != "application/json" or not isinstance(schema, dict):
+        return None
+    return schema
+
+
+def generate_content(
+    request: dict[str, Any], *, model: str, key: str, invalid_json_rate: float = 0.0
+) -> dict[str, Any]:
     """A deterministic GenerateContentResponse for one request."""
     config = _generation_config(request)
-    reply = answers.reply_to(last_user_text(request.get("contents") or []))
+    schema = response_json_schema(config)
+    if schema is not None:
+        reply = answers.structured_reply(schema, custom_id=key, invalid_json_rate=invalid_json_rate)
+    else:
+        reply = answers.reply_to(last_user_text(request.get("contents") or []))
     reply, truncated = answers.truncate_to_tokens(
         reply, config.get("maxOutputTokens", config.get("max_output_tokens"))
     )
@@ -319,7 +334,13 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         elif _line_outcome(state, batch, index) == "failed":
             result = {"error": failure(key)}
         else:
-            result = {"response": generate_content(line["request"], model=model, key=key)}
+            response = generate_content(
+                line["request"],
+                model=model,
+                key=key,
+                invalid_json_rate=state.config.invalid_json_rate,
+            )
+            result = {"response": response}
         if batch.extra["inline"]:
             answered.append({**result, "metadata": line.get("metadata") or {}})
         elif "key" in line:

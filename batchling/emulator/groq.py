@@ -157,12 +157,16 @@ def validate_lines(
     return lines, skipped, fatal
 
 
-def response_body(line: dict[str, Any], *, created: int) -> dict[str, Any]:
+def response_body(
+    line: dict[str, Any], *, created: int, invalid_json_rate: float = 0.0
+) -> dict[str, Any]:
     body, custom_id = line["body"], line["custom_id"]
     if line["url"] in AUDIO:
         text = f"Emulated transcription of {body.get('url') or 'the audio'}."
         return {"text": text, "x_groq": {"id": chat.short_id("req_", custom_id)}}
-    completion = chat.chat_completion(body, custom_id=custom_id, created=created)
+    completion = chat.chat_completion(
+        body, custom_id=custom_id, created=created, invalid_json_rate=invalid_json_rate
+    )
     completion["x_groq"] = {"id": chat.short_id("req_", custom_id)}
     return completion
 
@@ -177,7 +181,9 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         base = {"id": f"batch_req_{batch.id}_{index}", "custom_id": custom_id}
         request_id = f"req_{batch.id}_{index}"
         if outcome == "succeeded":
-            body = response_body(line, created=created)
+            body = response_body(
+                line, created=created, invalid_json_rate=state.config.invalid_json_rate
+            )
             response = {"status_code": 200, "request_id": request_id, "body": body}
             output.append({**base, "response": response, "error": None})
         elif outcome == "failed":

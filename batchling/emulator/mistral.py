@@ -138,9 +138,19 @@ def signature(file_id: str) -> str:
 
 
 def chat_answer(
-    body: dict[str, Any], *, custom_id: str, model: str, created: int
+    body: dict[str, Any],
+    *,
+    custom_id: str,
+    model: str,
+    created: int,
+    invalid_json_rate: float = 0.0,
 ) -> dict[str, Any]:
-    answer = chat.chat_completion({"model": model, **body}, custom_id=custom_id, created=created)
+    answer = chat.chat_completion(
+        {"model": model, **body},
+        custom_id=custom_id,
+        created=created,
+        invalid_json_rate=invalid_json_rate,
+    )
     choice = answer["choices"][0]
     choice.pop("logprobs", None)
     choice["message"].update({"tool_calls": None, "prefix": False})
@@ -221,11 +231,23 @@ def message_order_problem(body: dict[str, Any]) -> str | None:
 
 
 def response_body(
-    endpoint: str, body: dict[str, Any], *, custom_id: str, model: str, created: int
+    endpoint: str,
+    body: dict[str, Any],
+    *,
+    custom_id: str,
+    model: str,
+    created: int,
+    invalid_json_rate: float = 0.0,
 ) -> dict[str, Any] | None:
     """The answer of one successful request, or None for an endpoint the emulator cannot answer."""
     if endpoint == "/v1/chat/completions":
-        return chat_answer(body, custom_id=custom_id, model=model, created=created)
+        return chat_answer(
+            body,
+            custom_id=custom_id,
+            model=model,
+            created=created,
+            invalid_json_rate=invalid_json_rate,
+        )
     if endpoint == "/v1/fim/completions":
         return fim_answer(body, custom_id=custom_id, model=model, created=created)
     if endpoint == "/v1/embeddings":
@@ -335,7 +357,12 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             failed.append(_error_line(base, 400, rejection))
         elif outcome == "succeeded":
             body = response_body(
-                endpoint, line["body"], custom_id=custom_id, model=model, created=created
+                endpoint,
+                line["body"],
+                custom_id=custom_id,
+                model=model,
+                created=created,
+                invalid_json_rate=state.config.invalid_json_rate,
             )
             if body is None:
                 message = f"The emulator does not answer requests for {endpoint}."

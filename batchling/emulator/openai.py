@@ -193,7 +193,12 @@ def _validate_lines(
 
 
 def response_body(
-    endpoint: str, body: dict[str, Any], *, custom_id: str, created: int
+    endpoint: str,
+    body: dict[str, Any],
+    *,
+    custom_id: str,
+    created: int,
+    invalid_json_rate: float = 0.0,
 ) -> dict[str, Any]:
     if endpoint == "/v1/embeddings":
         inputs = body.get("input")
@@ -237,7 +242,9 @@ def response_body(
                 "total_tokens": in_tokens + out_tokens,
             },
         }
-    return chat.chat_completion(body, custom_id=custom_id, created=created)
+    return chat.chat_completion(
+        body, custom_id=custom_id, created=created, invalid_json_rate=invalid_json_rate
+    )
 
 
 def render(state: EmulatorState, batch: EmulatedBatch) -> None:
@@ -251,7 +258,13 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         custom_id = line["custom_id"]
         base = {"id": f"batch_req_{batch.id}_{index}", "custom_id": custom_id}
         if outcome == "succeeded":
-            body = response_body(endpoint, line["body"], custom_id=custom_id, created=created)
+            body = response_body(
+                endpoint,
+                line["body"],
+                custom_id=custom_id,
+                created=created,
+                invalid_json_rate=state.config.invalid_json_rate,
+            )
             u = body.get("usage") or {}
             usage["input_tokens"] += u.get("prompt_tokens", u.get("input_tokens", 0))
             usage["output_tokens"] += u.get("completion_tokens", u.get("output_tokens", 0))

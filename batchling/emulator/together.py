@@ -212,11 +212,18 @@ def validate_lines(
 
 
 def response_body(
-    endpoint: str, body: dict[str, Any], *, custom_id: str, created: int
+    endpoint: str,
+    body: dict[str, Any],
+    *,
+    custom_id: str,
+    created: int,
+    invalid_json_rate: float = 0.0,
 ) -> dict[str, Any]:
     if endpoint in AUDIO:
         return {"text": answers.reply_to(str(body.get("file", "")))}
-    return chat.chat_completion(body, custom_id=custom_id, created=created)
+    return chat.chat_completion(
+        body, custom_id=custom_id, created=created, invalid_json_rate=invalid_json_rate
+    )
 
 
 def _shuffled(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -241,7 +248,13 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             message = f"Emulated failure for request '{custom_id}'."
             failed.append({"custom_id": custom_id, "error": {"message": message, "code": FAILURE}})
         else:
-            body = response_body(endpoint, line["body"], custom_id=custom_id, created=created)
+            body = response_body(
+                endpoint,
+                line["body"],
+                custom_id=custom_id,
+                created=created,
+                invalid_json_rate=state.config.invalid_json_rate,
+            )
             output.append({"custom_id": custom_id, "response": {"status_code": 200, "body": body}})
     for lines, kind in ((output, "output"), (failed, "error")):
         if not lines:

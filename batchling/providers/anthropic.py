@@ -8,6 +8,7 @@ is sent with `DEFAULT_MAX_TOKENS` (1024).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import re
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from batchling.models import (
 )
 from batchling.providers import openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -146,6 +148,26 @@ def encode_system(request: RawRequest, *, custom_id: str) -> str | None:
             )
         parts.append(message.text())
     return "\n\n".join(parts) if parts else None
+
+
+def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic's structured outputs want closed objects: every object gets
+    `additionalProperties: false`, optional properties stay optional."""
+    closed: dict[str, Any] = closed_objects(copy.deepcopy(schema))
+    return closed
+
+
+def closed_objects(node: Any) -> Any:
+    if isinstance(node, list):
+        return [closed_objects(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    for key, value in node.items():
+        if key not in ("enum", "const", "default", "examples"):
+            node[key] = closed_objects(value)
+    if node.get("type") == "object" or "properties" in node:
+        node["additionalProperties"] = False
+    return node
 
 
 def encode_params(request: RawRequest, *, custom_id: str, model: str) -> dict[str, Any]:
@@ -310,16 +332,24 @@ class AnthropicProvider:
         return self._client
 
     def encode(
-        self, request: RawRequest, *, custom_id: str, model: str, endpoint: str
+        self,
+        request: RawRequest,
+        *,
+        custom_id: str,
+        model: str,
+        endpoint: str,
+        response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
         if endpoint != MESSAGES_ENDPOINT:
             raise ConfigurationError(
                 f"Anthropic batches take only the '{MESSAGES_ENDPOINT}' endpoint, not '{endpoint}'."
             )
-        return {
-            "custom_id": custom_id,
-            "params": encode_params(request, custom_id=custom_id, model=model),
-        }
+        params = encode_params(request, custom_id=custom_id, model=model)
+        if response_format is not None:
+            params["output_config"] = {
+                "format": {"type": "json_schema", "schema": output_schema(response_format.schema)}
+            }
+        return {"custom_id": custom_id, "params": params}
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)

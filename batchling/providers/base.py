@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from batchling.models import RawRequest, RequestCounts, Result, Status
+from batchling.structured import ResponseFormat
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,16 @@ class Provider(Protocol):
     info: ClassVar[ProviderInfo]
 
     def encode(
-        self, request: RawRequest, *, custom_id: str, model: str, endpoint: str
+        self,
+        request: RawRequest,
+        *,
+        custom_id: str,
+        model: str,
+        endpoint: str,
+        response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
-        """Pure: one RawRequest to one line of the provider's batch input."""
+        """Pure: one RawRequest to one line of the provider's batch input (with the provider's
+        structured-output field when a response format is given)."""
         ...
 
     def decode(self, line: dict[str, Any]) -> Result:

@@ -33,6 +33,7 @@ from batchling.models import (
     Usage,
 )
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     from google import genai
@@ -385,10 +386,21 @@ class GeminiProvider:
         return self._genai.aio
 
     def encode(
-        self, request: RawRequest, *, custom_id: str, model: str, endpoint: str
+        self,
+        request: RawRequest,
+        *,
+        custom_id: str,
+        model: str,
+        endpoint: str,
+        response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
         _check_endpoint(endpoint)
-        return {"key": custom_id, "request": encode_request(request, custom_id=custom_id)}
+        body = encode_request(request, custom_id=custom_id)
+        if response_format is not None:
+            config = body.setdefault("generationConfig", {})
+            config["responseMimeType"] = "application/json"
+            config["responseJsonSchema"] = response_format.schema
+        return {"key": custom_id, "request": body}
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)

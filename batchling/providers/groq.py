@@ -20,6 +20,7 @@ from batchling.models import (
 )
 from batchling.providers import openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     from groq import AsyncGroq
@@ -188,7 +189,13 @@ class GroqProvider:
         return self._client
 
     def encode(
-        self, request: RawRequest, *, custom_id: str, model: str, endpoint: str
+        self,
+        request: RawRequest,
+        *,
+        custom_id: str,
+        model: str,
+        endpoint: str,
+        response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
         if endpoint != CHAT_ENDPOINT:
             raise InputError(
@@ -197,6 +204,9 @@ class GroqProvider:
             )
         body = openai_format.encode_chat_body(request, model=model)
         _check_request(request, body, custom_id)
+        openai_format.add_response_format(
+            body, response_format, endpoint=endpoint, chat_endpoint=CHAT_ENDPOINT
+        )
         return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
 
     def decode(self, line: dict[str, Any]) -> Result:

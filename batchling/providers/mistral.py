@@ -19,6 +19,7 @@ from batchling.models import (
 )
 from batchling.providers import openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     import httpx2
@@ -308,12 +309,19 @@ class MistralProvider:
         return self._client
 
     def encode(
-        self, request: RawRequest, *, custom_id: str, model: str, endpoint: str
+        self,
+        request: RawRequest,
+        *,
+        custom_id: str,
+        model: str,
+        endpoint: str,
+        response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
-        return {
-            "custom_id": custom_id,
-            "body": encode_body(request, custom_id=custom_id, endpoint=endpoint),
-        }
+        body = encode_body(request, custom_id=custom_id, endpoint=endpoint)
+        openai_format.add_response_format(
+            body, response_format, endpoint=endpoint, chat_endpoint=CHAT
+        )
+        return {"custom_id": custom_id, "body": body}
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)

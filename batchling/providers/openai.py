@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from batchling.models import RawRequest, RequestCounts, Result, Status
 from batchling.providers import openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -77,9 +78,18 @@ class OpenAIProvider:
         return self._client
 
     def encode(
-        self, request: RawRequest, *, custom_id: str, model: str, endpoint: str
+        self,
+        request: RawRequest,
+        *,
+        custom_id: str,
+        model: str,
+        endpoint: str,
+        response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
         body = openai_format.encode_chat_body(request, model=model)
+        openai_format.add_response_format(
+            body, response_format, endpoint=endpoint, chat_endpoint=INFO.default_endpoint
+        )
         return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
 
     def decode(self, line: dict[str, Any]) -> Result:

@@ -9,6 +9,7 @@ from typing import Any
 
 from batchling.errors import InputError
 from batchling.models import ImagePart, RawMessage, RawRequest, Result, ResultError, TextPart, Usage
+from batchling.structured import ResponseFormat, strict_json_schema
 
 
 def image_url(part: ImagePart) -> str:
@@ -59,6 +60,29 @@ def encode_chat_body(request: RawRequest, *, model: str) -> dict[str, Any]:
         value = getattr(request, name)
         if value is not None:
             body[name] = value
+    return body
+
+
+def chat_response_format(fmt: ResponseFormat) -> dict[str, Any]:
+    """The chat-completions `response_format` field: a strict json_schema."""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": fmt.name, "schema": strict_json_schema(fmt.schema), "strict": True},
+    }
+
+
+def add_response_format(
+    body: dict[str, Any], fmt: ResponseFormat | None, *, endpoint: str, chat_endpoint: str
+) -> dict[str, Any]:
+    """Set `response_format` on a chat body; other endpoints take no response format."""
+    if fmt is None:
+        return body
+    if endpoint != chat_endpoint:
+        raise InputError(
+            f"A response format (structured output) works with {chat_endpoint} only, "
+            f"not '{endpoint}'."
+        )
+    body["response_format"] = chat_response_format(fmt)
     return body
 
 

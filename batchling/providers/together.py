@@ -15,6 +15,7 @@ from batchling.errors import InputError
 from batchling.models import ImagePart, RawRequest, RequestCounts, Result, Status
 from batchling.providers import openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     from together import AsyncTogether
@@ -69,7 +70,12 @@ def map_status(raw: str) -> Status:
 
 
 def encode_line(
-    request: RawRequest, *, custom_id: str, model: str, endpoint: str
+    request: RawRequest,
+    *,
+    custom_id: str,
+    model: str,
+    endpoint: str,
+    response_format: ResponseFormat | None = None,
 ) -> dict[str, Any]:
     """One Together chat batch line: OpenAI's body, but no `method` or `url`."""
     name = f"Request '{request.id or custom_id}'"
@@ -94,7 +100,12 @@ def encode_line(
                 )
     line = {
         "custom_id": custom_id,
-        "body": openai_format.encode_chat_body(request, model=model),
+        "body": openai_format.add_response_format(
+            openai_format.encode_chat_body(request, model=model),
+            response_format,
+            endpoint=endpoint,
+            chat_endpoint=CHAT,
+        ),
     }
     size = len(json.dumps(line).encode())
     if size > MAX_LINE_BYTES:
@@ -203,9 +214,21 @@ class TogetherProvider:
         return self._client
 
     def encode(
-        self, request: RawRequest, *, custom_id: str, model: str, endpoint: str
+        self,
+        request: RawRequest,
+        *,
+        custom_id: str,
+        model: str,
+        endpoint: str,
+        response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
-        return encode_line(request, custom_id=custom_id, model=model, endpoint=endpoint)
+        return encode_line(
+            request,
+            custom_id=custom_id,
+            model=model,
+            endpoint=endpoint,
+            response_format=response_format,
+        )
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
