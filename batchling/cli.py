@@ -91,9 +91,27 @@ def _show_experiment(manager: ExperimentManager, name: str, as_json: bool = Fals
 @click.option("--description", default=None)
 @click.option(
     "--raw-file-path",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path),
     help='JSONL file of requests: one {"messages": [...]} object a line.',
+)
+@click.option(
+    "--template-file",
+    default=None,
+    type=click.Path(path_type=Path),
+    help='Instead of --raw-file-path: a JSON template, {"messages": [...]} with {column} '
+    "placeholders, filled in once per row of --rows-file.",
+)
+@click.option(
+    "--rows-file",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="The rows for --template-file: a .jsonl, .csv (with a header) or .json file.",
+)
+@click.option(
+    "--id-field",
+    default=None,
+    help="With --rows-file: the column whose value becomes each request's id.",
 )
 @click.option(
     "--processed-file-path",
@@ -132,7 +150,10 @@ def create(
     endpoint: str | None,
     title: str | None,
     description: str | None,
-    raw_file_path: Path,
+    raw_file_path: Path | None,
+    template_file: Path | None,
+    rows_file: Path | None,
+    id_field: str | None,
     processed_file_path: Path | None,
     results_file_path: Path | None,
     base_url: str | None,
@@ -140,7 +161,8 @@ def create(
     response_format: str | None,
     start_now: bool,
 ) -> None:
-    """Create an experiment from a JSONL file of requests."""
+    """Create an experiment from a JSONL file of requests, or from a template and rows."""
+    _check_create_sources(raw_file_path, template_file, rows_file, id_field)
     manager = _manager(ctx)
     if response_format is not None and "" not in sys.path and str(Path.cwd()) not in sys.path:
         # `module:Class` names a class in the user's project, as `python -m` would find it.
@@ -153,6 +175,9 @@ def create(
         title=title,
         description=description,
         raw_file_path=raw_file_path,
+        template=template_file,
+        rows=rows_file,
+        id_field=id_field,
         processed_file_path=processed_file_path,
         results_file_path=results_file_path,
         base_url=base_url,
@@ -162,6 +187,27 @@ def create(
     if start_now:
         manager.start_experiment(name)
     _show_experiment(manager, name)
+
+
+def _check_create_sources(
+    raw_file_path: Path | None,
+    template_file: Path | None,
+    rows_file: Path | None,
+    id_field: str | None,
+) -> None:
+    from batchling.errors import InputError
+
+    if (raw_file_path is None) == (template_file is None):
+        raise InputError(
+            "Give the requests either as --raw-file-path or as --template-file with "
+            "--rows-file, not both or neither."
+        )
+    if (template_file is None) != (rows_file is None):
+        raise InputError("--template-file and --rows-file go together: give both.")
+    if id_field is not None and rows_file is None:
+        raise InputError(
+            "--id-field names a column of --rows-file: give --template-file and --rows-file too."
+        )
 
 
 @cli.command()

@@ -36,6 +36,7 @@ from batchling.providers import registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
 from batchling.store import Store, utcnow
 from batchling.structured import ResponseFormat, parse_output, response_format_from
+from batchling.templates import requests_from_template
 
 T = TypeVar("T")
 ProgressCallback = Callable[[Experiment], None]
@@ -162,9 +163,16 @@ class AsyncExperimentManager:
         max_requests_per_batch: int | None = None,
         max_bytes_per_batch: int | None = None,
         response_format: Any = None,
+        template: Any = None,
+        rows: Any = None,
+        id_field: str | None = None,
     ) -> Experiment:
         """Validate and encode the requests, write the provider's input file(s), record it all.
 
+        The requests are `raw_requests`, or the JSONL file `raw_file_path`, or `template` (a list
+        of messages, a template object or a .json template file) filled in once per row of `rows`
+        (a list of dicts or a .jsonl/.csv/.json file), each request's id taken from the column
+        `id_field` if given.
         `response_format` (a pydantic class, a JSON Schema dict, a .json schema file or
         `module:Class`) asks every request for JSON matching it; results are then validated."""
         _check_name(experiment_name)
@@ -174,24 +182,24 @@ class AsyncExperimentManager:
         registry.check_endpoint(info, endpoint)
         if not model or not model.strip():
             raise ConfigurationError("A model is required (--model).")
-        if (raw_requests is None) == (raw_file_path is None):
-            raise InputError(
-                "Give the requests either as raw_requests or as raw_file_path, not both or neither."
-            )
+        source = _request_source(raw_requests, raw_file_path, template, rows, id_field)
         store = await self.store()
         if await store.find_experiment(experiment_name) is not None:
             from batchling.errors import ExperimentExistsError
 
             raise ExperimentExistsError(experiment_name)
 
-        requests = _load_requests(raw_requests, raw_file_path)
+        requests = (
+            requests_from_template(template, rows, id_field=id_field)
+            if template is not None
+            else _load_requests(raw_requests, raw_file_path)
+        )
         pairs = list(
             assign_custom_ids(
                 requests, experiment_name=experiment_name, id_pattern=info.limits.custom_id_pattern
             )
         )
         if not pairs:
-            source = f"{raw_file_path}" if raw_file_path else "raw_requests"
             raise InputError(f"No requests in {source}: an experiment needs at least one.")
 
         home = experiment_dir(experiment_name)
@@ -665,6 +673,30 @@ def _check_name(name: str) -> None:
         raise InputError("An experiment needs a name (--name).")
     if "/" in name or "\\" in name or name in (".", ".."):
         raise InputError(f"Experiment name '{name}' may not contain '/' or '\\'.")
+
+
+def _request_source(
+    raw_requests: Any, raw_file_path: Any, template: Any, rows: Any, id_field: str | None
+) -> str:
+    """Where the requests come from, for messages; exactly one source must be given."""
+    given = [raw_requests is not None, raw_file_path is not None, template is not None]
+    if sum(given) != 1:
+        raise InputError(
+            "Give the requests in exactly one way: raw_requests, raw_file_path, or template "
+            "with rows."
+        )
+    if (template is None) != (rows is None):
+        raise InputError(
+            "template and rows go together: give both (or neither, and raw_requests or "
+            "raw_file_path)."
+        )
+    if id_field is not None and template is None:
+        raise InputError("id_field names a column of rows: it needs template and rows.")
+    if raw_requests is not None:
+        return "raw_requests"
+    if template is not None:
+        return str(rows) if isinstance(rows, (str, Path)) else "rows"
+    return str(raw_file_path)
 
 
 def _load_requests(

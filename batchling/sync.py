@@ -59,6 +59,9 @@ class ExperimentManager:
         max_requests_per_batch: int | None = None,
         max_bytes_per_batch: int | None = None,
         response_format: Any = None,
+        template: Any = None,
+        rows: Any = None,
+        id_field: str | None = None,
     ) -> Experiment:
         return self._run(
             lambda m: m.create_experiment(
@@ -76,6 +79,9 @@ class ExperimentManager:
                 max_requests_per_batch=max_requests_per_batch,
                 max_bytes_per_batch=max_bytes_per_batch,
                 response_format=response_format,
+                template=template,
+                rows=rows,
+                id_field=id_field,
             )
         )
 

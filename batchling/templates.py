@@ -24,7 +24,7 @@ import csv
 import json
 import string
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,11 @@ def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
     The format and the file's existence are checked at once; the rows are read lazily, and
     errors in them name the file and the line.
     """
+    return (row for _where, row in _read_located_rows(path))
+
+
+def _read_located_rows(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Rows with where each starts in the file ("line 4", "item 2 of the list")."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_ROW_FORMATS:
@@ -63,7 +68,7 @@ def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
         )
     if not path.is_file():
         raise InputError(f"Rows file not found: {path}")
-    readers: dict[str, Callable[[Path], Iterator[dict[str, Any]]]] = {
+    readers: dict[str, Callable[[Path], Iterator[tuple[str, dict[str, Any]]]]] = {
         ".jsonl": _read_jsonl_rows,
         ".csv": _read_csv_rows,
         ".json": _read_json_rows,
@@ -71,7 +76,7 @@ def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
     return readers[suffix](path)
 
 
-def _read_jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:
+def _read_jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
@@ -88,10 +93,10 @@ def _read_jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:
                     f"{path}, line {number}: expected a JSON object (one row), "
                     f"got {_json_type(data)}."
                 )
-            yield data
+            yield f"line {number}", data
 
 
-def _read_csv_rows(path: Path) -> Iterator[dict[str, Any]]:
+def _read_csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -102,6 +107,7 @@ def _read_csv_rows(path: Path) -> Iterator[dict[str, Any]]:
                     "naming the columns."
                 )
             _check_csv_header(path, list(header))
+            start = reader.line_num + 1
             for row in reader:
                 number = reader.line_num
                 if None in row:
@@ -109,7 +115,8 @@ def _read_csv_rows(path: Path) -> Iterator[dict[str, Any]]:
                         f"{path}, line {number}: {len(header) + len(row[None])} values "
                         f"but the header has {len(header)} columns."
                     )
-                yield dict(row)
+                yield f"line {start}", dict(row)
+                start = number + 1
     except UnicodeDecodeError as error:
         raise InputError(f"{path}: not valid UTF-8 text ({error}).") from None
     except csv.Error as error:
@@ -126,7 +133,7 @@ def _check_csv_header(path: Path, header: list[str]) -> None:
         raise InputError(f"{path}, line 1: duplicate header column(s) {names}.")
 
 
-def _read_json_rows(path: Path) -> Iterator[dict[str, Any]]:
+def _read_json_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
         data = json.loads(path.read_bytes())
     except json.JSONDecodeError as error:
@@ -146,7 +153,7 @@ def _read_json_rows(path: Path) -> Iterator[dict[str, Any]]:
                 f"{path}, item {number} of the list: expected a JSON object (one row), "
                 f"got {_json_type(item)}."
             )
-        yield item
+        yield f"item {number} of the list", item
 
 
 def _json_type(value: Any) -> str:
@@ -205,7 +212,7 @@ def _compile(text: str, *, where: str) -> list[_Piece]:
     return pieces
 
 
-def _render(pieces: list[_Piece], row: Mapping[str, Any], *, row_number: int) -> str:
+def _render(pieces: list[_Piece], row: Mapping[str, Any], *, where: str) -> str:
     out: list[str] = []
     for piece in pieces:
         if isinstance(piece, str):
@@ -214,14 +221,13 @@ def _render(pieces: list[_Piece], row: Mapping[str, Any], *, row_number: int) ->
         value = row.get(piece.name)
         if value is None:
             raise InputError(
-                f"row {row_number} has no value for placeholder '{piece.name}'."
-                + _available_columns(row)
+                f"{where} has no value for placeholder '{piece.name}'." + _available_columns(row)
             )
-        out.append(_format_value(value, piece, row_number=row_number))
+        out.append(_format_value(value, piece, where=where))
     return "".join(out)
 
 
-def _format_value(value: Any, field: _Field, *, row_number: int) -> str:
+def _format_value(value: Any, field: _Field, *, where: str) -> str:
     if field.conversion is None and not field.spec and isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
     try:
@@ -230,7 +236,7 @@ def _format_value(value: Any, field: _Field, *, row_number: int) -> str:
         return format(value, field.spec)
     except (ValueError, TypeError) as error:
         raise InputError(
-            f"row {row_number}: cannot format placeholder '{field.name}' "
+            f"{where}: cannot format placeholder '{field.name}' "
             f"with '{field.spec}' (value {value!r}): {error}."
         ) from None
 
@@ -333,6 +339,20 @@ def render_requests(
     ``id``. ``request_fields`` (``max_tokens``, ``temperature``...) are copied to every request.
     Errors name the row, counted from 1.
     """
+    located = ((f"row {number}", row) for number, row in enumerate(rows, start=1))
+    return _render_located(
+        template_messages, located, system_prompt=system_prompt, id_field=id_field, **request_fields
+    )
+
+
+def _render_located(
+    template_messages: Iterable[RawMessage | Mapping[str, Any]],
+    rows: Iterable[tuple[str, Mapping[str, Any]]],
+    *,
+    system_prompt: str | None,
+    id_field: str | None,
+    **request_fields: Any,
+) -> Iterator[RawRequest]:
     compiled = _compile_messages(template_messages)
     system = _compile(system_prompt, where="system prompt") if system_prompt is not None else None
     for name in request_fields:
@@ -351,47 +371,155 @@ def render_requests(
 def _render_rows(
     compiled: list[_CompiledMessage],
     system: list[_Piece] | None,
-    rows: Iterable[Mapping[str, Any]],
+    rows: Iterable[tuple[str, Mapping[str, Any]]],
     *,
     id_field: str | None,
     request_fields: dict[str, Any],
 ) -> Iterator[RawRequest]:
-    for row_number, row in enumerate(rows, start=1):
+    for where, row in rows:
         if not isinstance(row, Mapping):
             raise InputError(
-                f"row {row_number}: expected a mapping of column names to values, "
-                f"got {type(row).__name__}."
+                f"{where}: expected a mapping of column names to values, got {type(row).__name__}."
             )
         data: dict[str, Any] = dict(request_fields)
-        data["messages"] = [_render_message(message, row, row_number) for message in compiled]
+        data["messages"] = [_render_message(message, row, where) for message in compiled]
         if system is not None:
-            data["system_prompt"] = _render(system, row, row_number=row_number)
+            data["system_prompt"] = _render(system, row, where=where)
         if id_field is not None:
             value = row.get(id_field)
             if value is None or (isinstance(value, str) and not value.strip()):
                 raise InputError(
-                    f"row {row_number} has no value for the id field '{id_field}'."
-                    + _available_columns(row)
+                    f"{where} has no value for the id field '{id_field}'." + _available_columns(row)
                 )
             data["id"] = str(value)
         try:
             yield RawRequest.model_validate(data)
         except ValidationError as error:
             raise InputError(
-                f"row {row_number} does not make a valid request: "
-                f"{describe_validation_error(error)}."
+                f"{where} does not make a valid request: {describe_validation_error(error)}."
             ) from None
 
 
 def _render_message(
-    message: _CompiledMessage, row: Mapping[str, Any], row_number: int
+    message: _CompiledMessage, row: Mapping[str, Any], where: str
 ) -> dict[str, Any]:
     if message.text is not None:
-        return {"role": message.role, "content": _render(message.text, row, row_number=row_number)}
+        return {"role": message.role, "content": _render(message.text, row, where=where)}
     content: list[dict[str, Any]] = []
     for _kind, part in message.parts or []:
         if isinstance(part, list):
-            content.append({"type": "text", "text": _render(part, row, row_number=row_number)})
+            content.append({"type": "text", "text": _render(part, row, where=where)})
         else:
             content.append(dict(part))
     return {"role": message.role, "content": content}
+
+
+# --------------------------------------------------------------------------- template files
+
+
+@dataclass(frozen=True)
+class Template:
+    """Template messages, an optional system prompt and fields copied to every request."""
+
+    messages: list[RawMessage | Mapping[str, Any]]
+    system_prompt: str | None = None
+    request_fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+def template_from(value: Any) -> Template:
+    """A Template from a list of messages, a template object (dict) or a template file path."""
+    if isinstance(value, Template):
+        return value
+    if isinstance(value, (str, Path)):
+        return read_template(value)
+    if isinstance(value, Mapping):
+        return _template_from_object(dict(value), where="the template")
+    if isinstance(value, (list, tuple)):
+        return Template(messages=list(value))
+    raise InputError(
+        "template must be a list of messages, a template object with 'messages', or the path "
+        f"of a .json template file, not {type(value).__name__}."
+    )
+
+
+def read_template(path: str | Path) -> Template:
+    """A template file: JSON, either a list of messages or an object shaped like one request
+    (``messages``, optional ``system_prompt``, ``max_tokens``...) whose text holds placeholders."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        hint = (
+            ' A template given as text must be a list of messages, as in [{"role": "user", '
+            '"content": "..."}].'
+            if "{" in str(path)
+            else ""
+        )
+        raise InputError(f"Template file not found: {path}.{hint}")
+    try:
+        data = json.loads(path.read_bytes())
+    except json.JSONDecodeError as error:
+        raise InputError(
+            f"{path}, line {error.lineno}: not valid JSON ({error.msg}). A template file holds "
+            'one JSON object such as {"messages": [{"role": "user", "content": "... {name} ..."}]}.'
+        ) from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not valid UTF-8 text ({error}).") from None
+    if isinstance(data, list):
+        return Template(messages=data)
+    if not isinstance(data, dict):
+        raise InputError(
+            f"{path}: expected a JSON object with 'messages' (or a list of messages), "
+            f"got {_json_type(data)}."
+        )
+    return _template_from_object(data, where=str(path))
+
+
+def _template_from_object(data: dict[str, Any], *, where: str) -> Template:
+    if "messages" not in data:
+        raise InputError(f"{where} has no 'messages': give the template messages as a list.")
+    messages = data.pop("messages")
+    if not isinstance(messages, list):
+        raise InputError(f"{where}: 'messages' must be a list of messages.")
+    system_prompt = data.pop("system_prompt", None)
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise InputError(f"{where}: 'system_prompt' must be a string.")
+    template = Template(messages=messages, system_prompt=system_prompt, request_fields=data)
+    try:
+        _render_located(
+            template.messages,
+            [],
+            system_prompt=template.system_prompt,
+            id_field=None,
+            **template.request_fields,
+        )
+    except InputError as error:
+        raise InputError(f"{where}: {error}") from None
+    return template
+
+
+def requests_from_template(
+    template: Any, rows: Any, *, id_field: str | None = None
+) -> Iterator[RawRequest]:
+    """One request per row: ``template`` as ``template_from`` takes it, ``rows`` a list of
+    mappings or the path of a rows file. Errors from a file name the file and the line."""
+    compiled = template_from(template)
+    located: Iterable[tuple[str, Mapping[str, Any]]]
+    if isinstance(rows, (str, Path)):
+        path = Path(rows).expanduser()
+        located = (
+            (f"{path}, {place} (row {number})", row)
+            for number, (place, row) in enumerate(_read_located_rows(path), start=1)
+        )
+    elif isinstance(rows, Mapping) or not isinstance(rows, Iterable):
+        raise InputError(
+            "rows must be a list of mappings (one per request) or the path of a .jsonl, .csv "
+            f"or .json file, not {type(rows).__name__}."
+        )
+    else:
+        located = ((f"row {number}", row) for number, row in enumerate(rows, start=1))
+    return _render_located(
+        compiled.messages,
+        located,
+        system_prompt=compiled.system_prompt,
+        id_field=id_field,
+        **compiled.request_fields,
+    )
