@@ -307,3 +307,52 @@ def test_missing_rows_file(tmp_path: Path) -> None:
 def test_non_mapping_row_rejected() -> None:
     with pytest.raises(InputError, match=r"row 2: expected a mapping"):
         list(render_requests(TEMPLATE, [make_rows(1)[0], ["x"]]))  # type: ignore[list-item]
+
+
+# template files and rows files together
+
+
+def test_rows_file_errors_name_the_line_where_the_row_starts(tmp_path: Path) -> None:
+    from batchling.templates import requests_from_template
+
+    path = tmp_path / "rows.csv"
+    path.write_text('country,attribute,language\nFrance,"capital\nstill",English\nPeru,capital\n')
+    with pytest.raises(
+        InputError, match=r"rows\.csv, line 4 \(row 2\) has no value for placeholder 'language'"
+    ):
+        list(requests_from_template(TEMPLATE, path))
+
+
+def test_jsonl_rows_skip_blank_lines_but_count_them(tmp_path: Path) -> None:
+    from batchling.templates import requests_from_template
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"country": "a", "attribute": "b", "language": "c"}\n\n{"country": "x"}\n')
+    with pytest.raises(InputError, match=r"rows\.jsonl, line 3 \(row 2\) has no value"):
+        list(requests_from_template(TEMPLATE, path))
+
+
+def test_template_file_object_and_list_forms(tmp_path: Path) -> None:
+    from batchling.templates import read_template, requests_from_template, template_from
+
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"system_prompt": "Be {tone}.", "messages": TEMPLATE, "seed": 3}))
+    template = read_template(path)
+    assert template.system_prompt == "Be {tone}." and dict(template.request_fields) == {"seed": 3}
+    [request] = requests_from_template(path, [dict(make_rows(1)[0], tone="brief")])
+    assert request.system_prompt == "Be brief." and request.seed == 3
+    path.write_text(json.dumps(TEMPLATE))
+    assert read_template(path).messages == TEMPLATE
+    assert template_from(template) is template
+    assert template_from({"messages": TEMPLATE}).messages == TEMPLATE
+
+
+def test_template_object_checks_its_system_prompt_and_messages() -> None:
+    from batchling.templates import template_from
+
+    with pytest.raises(InputError, match=r"'system_prompt' must be a string"):
+        template_from({"messages": TEMPLATE, "system_prompt": 3})
+    with pytest.raises(InputError, match=r"'messages' must be a list"):
+        template_from({"messages": "hi {x}"})
+    with pytest.raises(InputError, match=r"the template: 'id' cannot be given"):
+        template_from({"messages": TEMPLATE, "id": "x"})
