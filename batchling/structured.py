@@ -83,7 +83,8 @@ def format_name(raw: str | None) -> str:
 
 def import_path(model: type[BaseModel] | None) -> str | None:
     """`module:QualName` when importing it gives back the same class, else None."""
-    if model is None or "<locals>" in model.__qualname__:
+    # A class in a script (__main__) or a function cannot be imported back by another process.
+    if model is None or "<locals>" in model.__qualname__ or model.__module__ == "__main__":
         return None
     path = f"{model.__module__}:{model.__qualname__}"
     try:

@@ -418,3 +418,13 @@ async def test_wrong_response_model_is_a_clear_error(
     with pytest.raises(InputError, match="does not fit Other"):
         await manager.get_results("wrong", response_model=Other)
     await manager.delete_experiment("wrong")
+
+
+def test_a_class_defined_in_a_script_is_not_stored_as_importable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    main_class = type("Script", (BaseModel,), {"__module__": "__main__", "__annotations__": {}})
+    monkeypatch.setattr(sys.modules["__main__"], "Script", main_class, raising=False)
+    assert import_path(main_class) is None
