@@ -15,7 +15,12 @@ The system prompt may hold placeholders too. A row that lacks a placeholder's co
 value is null) is an error naming the row (counted from 1) and the field; columns that no
 placeholder uses are ignored.
 
-Only ``read_rows`` touches the file system; the rest is pure.
+A template file is JSON: a list of messages, or an object shaped like one request line without
+``id`` (``messages``, optional ``system_prompt``, ``max_tokens``...). Rows come from a list of
+mappings or from a ``.jsonl``, ``.csv`` or ``.json`` file; errors from a file name its line.
+
+Only ``read_rows``, ``read_template`` and a path given to ``requests_from_template`` touch the
+file system; the rest is pure.
 """
 
 from __future__ import annotations
