@@ -673,6 +673,9 @@ class AsyncExperimentManager:
             experiment.provider, experiment.model, estimate, usages, table=load_price_table()
         )
 
+    async def experiment_costs(self, experiment_names: Iterable[str]) -> list[ExperimentCost]:
+        return [await self.experiment_cost(name) for name in experiment_names]
+
     # compare
 
     async def compare_experiments(

@@ -131,6 +131,10 @@ class ExperimentManager:
     def experiment_cost(self, experiment_name: str) -> ExperimentCost:
         return self._run(lambda m: m.experiment_cost(experiment_name))
 
+    def experiment_costs(self, experiment_names: Iterable[str]) -> list[ExperimentCost]:
+        names = list(experiment_names)
+        return self._run(lambda m: m.experiment_costs(names))
+
     def compare_experiments(
         self,
         targets: Sequence[str | Target],
