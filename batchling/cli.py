@@ -493,6 +493,35 @@ def providers() -> None:
 
 
 @cli.command()
+@click.option("--provider", "only", default=None, help="Show this provider's models only.")
+def prices(only: str | None) -> None:
+    """The batch prices used for cost estimates (USD per million tokens), and where they come from."""
+    from rich.table import Table
+
+    from batchling.pricing import load_price_table, user_prices_path
+
+    table = load_price_table()
+    view = Table(title=f"Batch prices, USD per 1M tokens (as of {table.as_of})")
+    for column in ("Provider", "Model", "Input", "Output", "Long context"):
+        view.add_column(column)
+    for provider, models in table.prices.items():
+        if only is not None and provider != only:
+            continue
+        for model, price in models.items():
+            long = (
+                f"above {price.long_context_above:,} input tokens: "
+                f"{price.long_input:g} / {price.long_output:g}"
+                if price.long_context_above is not None
+                else ""
+            )
+            view.add_row(provider, model, f"{price.input:g}", f"{price.output:g}", long)
+    view.caption = (
+        f"From: {'; '.join(table.sources)}. Override or add models in {user_prices_path()}."
+    )
+    _console().print(view)
+
+
+@cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
 @click.option(
     "--processing-seconds",

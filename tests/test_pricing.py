@@ -263,3 +263,24 @@ def test_format_usd() -> None:
     assert format_usd(1234.5) == "$1,234.50"
     assert format_usd(0.25) == "$0.2500"
     assert format_usd(0.000123) == "$0.000123"
+
+
+def test_the_prices_command_shows_the_table_its_date_and_the_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from batchling.cli import cli
+
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"prices": {"openai": {"ft:acme": {"input": 3, "output": 4}}}}))
+    monkeypatch.setenv("BATCHLING_PRICES", str(path))
+    result = CliRunner().invoke(
+        cli, ["prices", "--provider", "openai"], obj={}, env={"COLUMNS": "300"}
+    )
+    assert result.exit_code == 0, result.output
+    assert f"as of {price_table.AS_OF}" in result.output
+    assert "gpt-4o-mini" in result.output and "0.075" in result.output
+    assert "ft:acme" in result.output
+    assert str(path) in "".join(result.output.split())  # the caption wraps
+    assert "claude" not in result.output
