@@ -336,3 +336,28 @@ def test_export_needs_a_jsonl_or_csv_name(emulator: Emulator, tmp_path: Path) ->
     )
     with pytest.raises(InputError, match=r"\.jsonl or \.csv"):
         write_comparison(comparison, tmp_path / "comparison.txt")
+
+
+async def test_a_database_from_before_studies_is_upgraded_and_costed(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    import aiosqlite
+
+    from batchling.migrations import m001_initial
+
+    path = tmp_path / "old.sqlite"
+    async with AsyncExperimentManager(path) as manager:
+        await manager.create_experiment("old", model="gpt-4o-mini", raw_requests=request_dicts(3))
+        expected = await manager.experiment_cost("old")
+    # Make it look like it was written before studies and stored estimates existed.
+    async with aiosqlite.connect(path) as db:
+        await db.execute("UPDATE experiments SET options = '{}'")
+        await db.execute("DROP INDEX experiments_study")
+        await db.execute("ALTER TABLE experiments DROP COLUMN study")
+        await db.execute("DELETE FROM migrations WHERE name != ?", (m001_initial.__name__,))
+        await db.commit()
+    async with AsyncExperimentManager(path) as manager:
+        (experiment,) = await manager.list_experiments()
+        assert experiment.study is None
+        cost = await manager.experiment_cost("old")
+        assert cost.estimate == expected.estimate and cost.actual is None
