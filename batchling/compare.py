@@ -65,11 +65,12 @@ def default_study_name(now: datetime) -> str:
     return f"compare-{now:%Y%m%d-%H%M%S}"
 
 
-def latency_seconds(experiment: Experiment) -> float | None:
-    """Batch wall time: from start (submission) to the poll that saw the experiment end."""
-    if experiment.started_at is None or experiment.completed_at is None:
+def latency_seconds(experiment: Experiment, submitted_at: datetime | None) -> float | None:
+    """Batch wall time: from the creation of its first batch at the provider to the poll that
+    saw the experiment end."""
+    if submitted_at is None or experiment.completed_at is None:
         return None
-    return (experiment.completed_at - experiment.started_at).total_seconds()
+    return max(0.0, (experiment.completed_at - submitted_at).total_seconds())
 
 
 def prompt_text(request: RawRequest) -> str:

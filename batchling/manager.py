@@ -789,7 +789,9 @@ class AsyncExperimentManager:
                 target=f"{experiment.provider}:{experiment.model}",
                 experiment=experiment,
                 cost=await self.experiment_cost(experiment.name),
-                latency_seconds=latency_seconds(experiment),
+                latency_seconds=latency_seconds(
+                    experiment, await store.first_submitted_at(experiment)
+                ),
                 succeeded=sum(1 for a in answers if a is not None and a.ok),
                 failed=sum(1 for a in answers if a is not None and not a.ok),
             )

@@ -421,6 +421,15 @@ class Store:
         succeeded, total = (int(row[0]), int(row[1])) if row else (0, 0)
         return succeeded, total - succeeded
 
+    async def first_submitted_at(self, experiment: Experiment) -> datetime | None:
+        """When the experiment's first batch was created at the provider."""
+        experiment_id = await self._experiment_id(experiment.name)
+        async with self.db.execute(
+            "SELECT MIN(submitted_at) FROM batches WHERE experiment_id = ?", (experiment_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _dt(row[0]) if row else None
+
     async def iter_usage(self, experiment: Experiment) -> AsyncIterator[Usage]:
         """The token usage the provider reported, one per result that has it."""
         experiment_id = await self._experiment_id(experiment.name)
