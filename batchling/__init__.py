@@ -1,8 +1,10 @@
 """batchling: the universal client for GenAI Batch APIs."""
 
+from batchling.compare import Comparison
 from batchling.errors import (
     BatchlingError,
     ConfigurationError,
+    CostLimitError,
     ExperimentExistsError,
     ExperimentNotFoundError,
     InputError,
@@ -10,6 +12,7 @@ from batchling.errors import (
     MissingApiKeyError,
     ProviderError,
     StoreError,
+    StudyNotFoundError,
 )
 from batchling.manager import AsyncExperimentManager
 from batchling.models import (
@@ -24,14 +27,18 @@ from batchling.models import (
     TextPart,
     Usage,
 )
+from batchling.pricing import ExperimentCost
 from batchling.sync import ExperimentManager
 
 __all__ = [
     "AsyncExperimentManager",
     "BatchRecord",
     "BatchlingError",
+    "Comparison",
     "ConfigurationError",
+    "CostLimitError",
     "Experiment",
+    "ExperimentCost",
     "ExperimentExistsError",
     "ExperimentManager",
     "ExperimentNotFoundError",
@@ -46,6 +53,7 @@ __all__ = [
     "ResultError",
     "Status",
     "StoreError",
+    "StudyNotFoundError",
     "TextPart",
     "Usage",
 ]

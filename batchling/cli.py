@@ -67,12 +67,22 @@ def _manager(ctx: click.Context) -> ExperimentManager:
 
 def _show_experiment(manager: ExperimentManager, name: str, as_json: bool = False) -> None:
     experiment = manager.retrieve(name)
+    cost = manager.experiment_cost(name)
     if as_json:
-        click.echo(experiment.model_dump_json(indent=2))
+        import json
+
+        data = {**experiment.model_dump(mode="json"), "cost": cost.model_dump(mode="json")}
+        click.echo(json.dumps(data, indent=2))
         return
     from batchling.display import experiment_panel
 
-    _console().print(experiment_panel(experiment, manager.list_batches(name)))
+    _console().print(experiment_panel(experiment, manager.list_batches(name), cost))
+
+
+_MAX_COST_HELP = (
+    "Refuse to start (nothing is sent) when the estimated cost in USD is above this, "
+    "or when it cannot be estimated."
+)
 
 
 @cli.command()
@@ -141,6 +151,9 @@ def _show_experiment(manager: ExperimentManager, name: str, as_json: bool = Fals
     "JSON Schema file; results are validated against it.",
 )
 @click.option("--start", "start_now", is_flag=True, help="Start the experiment right away.")
+@click.option(
+    "--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD", help=_MAX_COST_HELP
+)
 @click.pass_context
 def create(
     ctx: click.Context,
@@ -160,9 +173,12 @@ def create(
     max_requests_per_batch: int | None,
     response_format: str | None,
     start_now: bool,
+    max_cost: float | None,
 ) -> None:
     """Create an experiment from a JSONL file of requests, or from a template and rows."""
     _check_create_sources(raw_file_path, template_file, rows_file, id_field)
+    if max_cost is not None and not start_now:
+        raise click.UsageError("--max-cost applies when starting: add --start.")
     manager = _manager(ctx)
     if response_format is not None and "" not in sys.path and str(Path.cwd()) not in sys.path:
         # `module:Class` names a class in the user's project, as `python -m` would find it.
@@ -185,7 +201,7 @@ def create(
         response_format=response_format,
     )
     if start_now:
-        manager.start_experiment(name)
+        manager.start_experiment(name, max_cost=max_cost)
     _show_experiment(manager, name)
 
 
@@ -212,11 +228,14 @@ def _check_create_sources(
 
 @cli.command()
 @click.argument("name")
+@click.option(
+    "--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD", help=_MAX_COST_HELP
+)
 @click.pass_context
-def start(ctx: click.Context, name: str) -> None:
+def start(ctx: click.Context, name: str, max_cost: float | None) -> None:
     """Upload the requests and create the batch(es) at the provider."""
     manager = _manager(ctx)
-    manager.start_experiment(name)
+    manager.start_experiment(name, max_cost=max_cost)
     _show_experiment(manager, name)
 
 
@@ -245,7 +264,8 @@ cli.add_command(status, name="get")
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
     """List experiments, newest first."""
-    experiments = _manager(ctx).list_experiments()
+    manager = _manager(ctx)
+    experiments = manager.list_experiments()
     if as_json:
         for experiment in experiments:
             click.echo(experiment.model_dump_json())
@@ -255,7 +275,8 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         return
     from batchling.display import experiments_table
 
-    _console().print(experiments_table(experiments))
+    costs = manager.experiment_costs(e.name for e in experiments)
+    _console().print(experiments_table(experiments, costs))
 
 
 @cli.command()
@@ -289,6 +310,120 @@ def wait(ctx: click.Context, name: str, poll_interval: float, timeout: float | N
 
     manager.wait(name, poll_interval=poll_interval, timeout=timeout, on_update=on_update)
     _show_experiment(manager, name)
+
+
+@cli.command()
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="PROVIDER:MODEL",
+    help="A provider and model to run the requests on, e.g. openai:gpt-4o-mini (repeat it).",
+)
+@click.option(
+    "--raw-file-path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="JSONL file of requests, run on every target.",
+)
+@click.option(
+    "--study",
+    default=None,
+    help="Name of the study (default: compare-<time>). Alone: show that study again.",
+)
+@click.option(
+    "--response-format",
+    default=None,
+    metavar="MODULE:CLASS|SCHEMA.json",
+    help="Ask every target for JSON matching a pydantic class or a JSON Schema file.",
+)
+@click.option("--title", default=None)
+@click.option("--description", default=None)
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="USD",
+    help="Refuse to start (nothing is sent) when the study's estimated cost in USD is above this, "
+    "or when a target's cost cannot be estimated.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.01),
+    default=2.0,
+    show_default=True,
+    help="Seconds between polls at first (backs off up to 60 s).",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), default=None, help="Give up after this many seconds."
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the comparison to this .jsonl or .csv file.",
+)
+@click.pass_context
+def compare(
+    ctx: click.Context,
+    targets: tuple[str, ...],
+    raw_file_path: Path | None,
+    study: str | None,
+    response_format: str | None,
+    title: str | None,
+    description: str | None,
+    max_cost: float | None,
+    poll_interval: float,
+    timeout: float | None,
+    output: Path | None,
+) -> None:
+    """Run the same requests on several providers and models, and compare the answers.
+
+    One experiment per target is created and started under one study name; when all have
+    ended, the answers are shown side by side with each target's status, latency and cost.
+    Run it again with the same --study to resume; --study alone shows a study again.
+    """
+    from batchling.compare import write_comparison
+    from batchling.display import comparison_summary, comparison_table
+
+    manager = _manager(ctx)
+    console = _console()
+    if not targets:
+        if study is None:
+            raise click.UsageError("Give --target PROVIDER:MODEL (repeat it), or --study NAME.")
+        comparison = manager.get_comparison(study)
+    else:
+        if response_format is not None and str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))
+        seen: dict[str, str] = {}
+
+        def on_update(experiment: Any) -> None:
+            line = (
+                f"{experiment.name}: {experiment.status.value} "
+                f"({experiment.request_counts.completed}/{experiment.request_counts.total} done, "
+                f"{experiment.request_counts.failed} failed)"
+            )
+            if seen.get(experiment.name) != line:
+                console.print(line)
+                seen[experiment.name] = line
+
+        comparison = manager.compare_experiments(
+            list(targets),
+            study=study,
+            raw_file_path=raw_file_path,
+            response_format=response_format,
+            title=title,
+            description=description,
+            max_cost=max_cost,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            on_update=on_update,
+        )
+    console.print(comparison_summary(comparison))
+    console.print(comparison_table(comparison))
+    if output is not None:
+        console.print(f"Comparison written to {write_comparison(comparison, output)}")
+    console.print(f"Show it again with: batchling compare --study {comparison.study}")
 
 
 @cli.command()
@@ -401,6 +536,35 @@ def providers() -> None:
             f"{info.discount:.0%}",
         )
     _console().print(table)
+
+
+@cli.command()
+@click.option("--provider", "only", default=None, help="Show this provider's models only.")
+def prices(only: str | None) -> None:
+    """The batch prices used for cost estimates (USD per million tokens), and where they come from."""
+    from rich.table import Table
+
+    from batchling.pricing import load_price_table, user_prices_path
+
+    table = load_price_table()
+    view = Table(title=f"Batch prices, USD per 1M tokens (as of {table.as_of})")
+    for column in ("Provider", "Model", "Input", "Output", "Long context"):
+        view.add_column(column)
+    for provider, models in table.prices.items():
+        if only is not None and provider != only:
+            continue
+        for model, price in models.items():
+            long = (
+                f"above {price.long_context_above:,} input tokens: "
+                f"{price.long_input:g} / {price.long_output:g}"
+                if price.long_context_above is not None
+                else ""
+            )
+            view.add_row(provider, model, f"{price.input:g}", f"{price.output:g}", long)
+    view.caption = (
+        f"From: {'; '.join(table.sources)}. Override or add models in {user_prices_path()}."
+    )
+    _console().print(view)
 
 
 @cli.command()

@@ -10,6 +10,9 @@ from batchling.models import BatchRecord, Experiment, Result, Status
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from batchling.compare import Comparison
+    from batchling.pricing import ExperimentCost
+
 STATUS_STYLE = {
     Status.COMPLETED: "green",
     Status.FAILED: "red",
@@ -25,7 +28,11 @@ def status_text(status: Status) -> str:
     return f"[{style}]{status.value}[/{style}]"
 
 
-def experiment_panel(experiment: Experiment, batches: Sequence[BatchRecord] = ()) -> RenderableType:
+def experiment_panel(
+    experiment: Experiment,
+    batches: Sequence[BatchRecord] = (),
+    cost: ExperimentCost | None = None,
+) -> RenderableType:
     from rich.panel import Panel
     from rich.table import Table
 
@@ -53,6 +60,10 @@ def experiment_panel(experiment: Experiment, batches: Sequence[BatchRecord] = ()
     ]
     if experiment.base_url:
         rows.append(("Base URL", experiment.base_url))
+    if experiment.study:
+        rows.append(("Study", experiment.study))
+    if cost is not None:
+        rows += cost_rows(cost)
     if experiment.error:
         rows.append(("Error", f"[red]{experiment.error}[/red]"))
     for label, value in rows:
@@ -65,22 +76,75 @@ def experiment_panel(experiment: Experiment, batches: Sequence[BatchRecord] = ()
     return Panel(grid, title=f"Experiment [bold]{experiment.name}[/bold]", expand=False)
 
 
-def experiments_table(experiments: Sequence[Experiment]) -> RenderableType:
+def experiments_table(
+    experiments: Sequence[Experiment], costs: Sequence[ExperimentCost] | None = None
+) -> RenderableType:
     from rich.table import Table
 
     table = Table(title="Experiments")
     for column in ("Name", "Provider", "Model", "Status", "Requests", "Created"):
         table.add_column(column)
-    for e in experiments:
-        table.add_row(
+    if costs is not None:
+        table.add_column("Cost")
+    for index, e in enumerate(experiments):
+        cells = [
             e.name,
             e.provider,
             e.model,
             status_text(e.status),
             f"{e.request_counts.completed}/{e.request_counts.total}",
             e.created_at.strftime("%Y-%m-%d %H:%M"),
-        )
+        ]
+        if costs is not None:
+            cells.append(short_cost(costs[index]))
+        table.add_row(*cells)
     return table
+
+
+def short_cost(cost: ExperimentCost) -> str:
+    """Actual cost when known, else the estimate marked as a ceiling; 'unknown' without a price."""
+    from batchling.pricing import format_usd
+
+    if not cost.priced:
+        return "unknown"
+    if cost.actual is not None:
+        return format_usd(cost.actual.usd)
+    return f"est. <= {format_usd(cost.estimate.usd)}"
+
+
+def cost_rows(cost: ExperimentCost) -> list[tuple[str, str]]:
+    from batchling.pricing import ASSUMED_OUTPUT_TOKENS, format_usd
+
+    estimate = cost.estimate
+    tokens = f"{estimate.input_tokens:,} input + up to {estimate.output_tokens:,} output tokens"
+    if not cost.priced:
+        rows = [
+            (
+                "Cost",
+                f"[yellow]unknown[/yellow]: no price for {cost.provider}:{cost.model} "
+                "(add one to your prices file, see the README's Cost section)",
+            ),
+            ("Estimated tokens", f"{tokens} ({cost.estimate_method})"),
+        ]
+    else:
+        rows = [
+            (
+                "Estimated cost",
+                f"<= {format_usd(estimate.usd)} for {tokens} "
+                f"({cost.estimate_method}; output at max_tokens, {ASSUMED_OUTPUT_TOKENS} when unset; "
+                f"batch prices of {cost.prices_as_of})",
+            )
+        ]
+    if cost.actual is not None:
+        actual = cost.actual
+        rows.append(
+            (
+                "Actual cost",
+                f"{format_usd(actual.usd)} for {actual.input_tokens:,} input + "
+                f"{actual.output_tokens:,} output tokens (as reported by {cost.provider})",
+            )
+        )
+    return rows
 
 
 def results_table(results: Sequence[Result], limit: int = 50) -> RenderableType:
@@ -96,4 +160,69 @@ def results_table(results: Sequence[Result], limit: int = 50) -> RenderableType:
         table.add_row(result.custom_id, f"[{style}]{result.status}[/{style}]", body or "")
     if len(results) > limit:
         table.caption = f"{len(results) - limit} more in the results file"
+    return table
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f} s"
+
+
+def _cell(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def comparison_summary(comparison: Comparison) -> RenderableType:
+    """One row per target: status, counts, latency and cost."""
+    from rich.table import Table
+
+    from batchling.pricing import format_usd
+
+    table = Table(title=f"Study {comparison.study}")
+    for column in ("Target", "Experiment", "Status", "Succeeded", "Failed", "Latency", "Cost"):
+        table.add_column(column)
+    for target in comparison.targets:
+        table.add_row(
+            target.target,
+            target.experiment.name,
+            status_text(target.experiment.status),
+            str(target.succeeded),
+            str(target.failed),
+            _seconds(target.latency_seconds),
+            short_cost(target.cost),
+        )
+    known, unknown = comparison.total_cost
+    table.caption = f"Total: {format_usd(known)}" + (
+        f" + unknown ({unknown} target{'s' if unknown > 1 else ''} without a known price)"
+        if unknown
+        else ""
+    )
+    return table
+
+
+def comparison_table(comparison: Comparison, width: int = 60, limit: int = 50) -> RenderableType:
+    """The answers side by side: one row per request, one column per target."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from batchling.compare import answer_text
+
+    table = Table(title="Answers", show_lines=True)
+    table.add_column("Request")
+    table.add_column("Prompt", overflow="fold")
+    for target in comparison.targets:
+        table.add_column(target.target, overflow="fold")
+    for row in comparison.rows[:limit]:
+        cells = [escape(row.request), escape(_cell(row.prompt, width))]
+        for target in comparison.targets:
+            result = row.answers.get(target.target)
+            if result is None:
+                cells.append(f"[dim]{target.experiment.status.value}[/dim]")
+                continue
+            style = "" if result.ok else "red"
+            text = escape(_cell(answer_text(result), width))
+            cells.append(f"[{style}]{text}[/{style}]" if style else text)
+        table.add_row(*cells)
+    if len(comparison.rows) > limit:
+        table.caption = f"{len(comparison.rows) - limit} more requests: export them with --output"
     return table

@@ -60,3 +60,17 @@ class ProviderError(BatchlingError):
 
 class StoreError(BatchlingError):
     """The local database cannot be opened or is not a batchling database."""
+
+
+class CostLimitError(BatchlingError):
+    """Starting would cost more than the limit the user set, or the cost cannot be estimated."""
+
+    exit_code = 5
+
+
+class StudyNotFoundError(BatchlingError):
+    def __init__(self, study: str) -> None:
+        super().__init__(
+            f"No study named '{study}'. Run 'batchling list' to see experiments and their studies."
+        )
+        self.study = study

@@ -14,12 +14,24 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from batchling.chunks import ChunkWriter
+from batchling.compare import (
+    Comparison,
+    Target,
+    TargetSummary,
+    build_comparison,
+    default_study_name,
+    experiment_name_for,
+    latency_seconds,
+    parse_targets,
+)
 from batchling.errors import (
     BatchlingError,
     ConfigurationError,
+    ExperimentExistsError,
     InputError,
     InvalidStateError,
     ProviderError,
+    StudyNotFoundError,
 )
 from batchling.home import default_db_path, experiment_dir
 from batchling.inputs import assign_custom_ids, parse_request, read_requests_jsonl
@@ -31,6 +43,14 @@ from batchling.models import (
     Result,
     ResultError,
     Status,
+)
+from batchling.pricing import (
+    ExperimentCost,
+    check_cost_limit,
+    estimate_tokens,
+    experiment_cost,
+    load_price_table,
+    token_estimate_from_options,
 )
 from batchling.providers import registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
@@ -166,6 +186,7 @@ class AsyncExperimentManager:
         template: Any = None,
         rows: Any = None,
         id_field: str | None = None,
+        study: str | None = None,
     ) -> Experiment:
         """Validate and encode the requests, write the provider's input file(s), record it all.
 
@@ -174,7 +195,8 @@ class AsyncExperimentManager:
         (a list of dicts or a .jsonl/.csv/.json file), each request's id taken from the column
         `id_field` if given.
         `response_format` (a pydantic class, a JSON Schema dict, a .json schema file or
-        `module:Class`) asks every request for JSON matching it; results are then validated."""
+        `module:Class`) asks every request for JSON matching it; results are then validated.
+        `study` groups it with other experiments (see compare_experiments)."""
         _check_name(experiment_name)
         fmt = response_format_from(response_format) if response_format is not None else None
         info = registry.provider_info(provider)
@@ -185,8 +207,6 @@ class AsyncExperimentManager:
         source = _request_source(raw_requests, raw_file_path, template, rows, id_field)
         store = await self.store()
         if await store.find_experiment(experiment_name) is not None:
-            from batchling.errors import ExperimentExistsError
-
             raise ExperimentExistsError(experiment_name)
 
         requests = (
@@ -213,6 +233,9 @@ class AsyncExperimentManager:
         }
         if fmt is not None:
             options["response_format"] = fmt.to_options()
+        options["token_estimate"] = estimate_tokens(
+            (request for _, request in pairs), endpoint=endpoint
+        ).model_dump()
         chunks, chunk_of = _write_chunks(
             registry.encoder(provider),
             pairs,
@@ -237,6 +260,7 @@ class AsyncExperimentManager:
             results_file_path=results,
             created_at=now,
             updated_at=now,
+            study=study,
         )
         try:
             created = await store.create_experiment(
@@ -335,14 +359,25 @@ class AsyncExperimentManager:
 
     # start
 
-    async def start_experiment(self, experiment_name: str) -> Experiment:
-        """Upload and create every batch. Safe to run again after a crash: nothing is sent twice."""
+    async def start_experiment(
+        self, experiment_name: str, *, max_cost: float | None = None
+    ) -> Experiment:
+        """Upload and create every batch. Safe to run again after a crash: nothing is sent twice.
+
+        With `max_cost` (USD), refuses before sending anything when the estimated cost is above
+        it or cannot be estimated (CostLimitError)."""
         store = await self.store()
         experiment = await store.get_experiment(experiment_name)
         if experiment.status not in (Status.CREATED, Status.SUBMITTING):
             raise InvalidStateError(
                 f"Experiment '{experiment_name}' has already been started (status "
                 f"{experiment.status}). Use 'batchling status {experiment_name}' to follow it."
+            )
+        if max_cost is not None:
+            check_cost_limit(
+                max_cost,
+                [await self.experiment_cost(experiment_name)],
+                afterwards=f"Experiment '{experiment_name}' stays created, not started.",
             )
         provider = self._provider(experiment)
         if not await store.claim_start(experiment_name, _owner_id(), _is_owner_alive):
@@ -627,6 +662,149 @@ class AsyncExperimentManager:
                 f"Cannot write the results file {path}: {error.strerror}. The results are stored; "
                 f"update the path with 'batchling update' or fix permissions, then run results again."
             ) from None
+
+    # cost
+
+    async def experiment_cost(self, experiment_name: str) -> ExperimentCost:
+        """The estimated cost (from the requests) and, once results are stored, the actual cost
+        (from the usage the provider reported). `usd` is None when the model has no known price."""
+        store = await self.store()
+        experiment = await store.get_experiment(experiment_name)
+        estimate = token_estimate_from_options(await store.experiment_options(experiment_name))
+        if estimate is None:
+            requests = [request async for _, _, request in store.iter_requests(experiment)]
+            estimate = estimate_tokens(requests, endpoint=experiment.endpoint)
+        usages = None
+        if await store.count_results(experiment):
+            usages = [usage async for usage in store.iter_usage(experiment)]
+        return experiment_cost(
+            experiment.provider, experiment.model, estimate, usages, table=load_price_table()
+        )
+
+    async def experiment_costs(self, experiment_names: Iterable[str]) -> list[ExperimentCost]:
+        return [await self.experiment_cost(name) for name in experiment_names]
+
+    # compare
+
+    async def compare_experiments(
+        self,
+        targets: Sequence[str | Target],
+        *,
+        study: str | None = None,
+        raw_requests: Iterable[RawRequest | dict[str, Any]] | None = None,
+        raw_file_path: str | Path | None = None,
+        response_format: Any = None,
+        title: str | None = None,
+        description: str | None = None,
+        max_cost: float | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float | None = None,
+        on_update: ProgressCallback | None = None,
+    ) -> Comparison:
+        """Run the same requests on every target (`provider:model`): one experiment each, named
+        `<study>-<provider>-<model>`, created, started, waited for, then compared side by side.
+
+        Run again with the same study to resume. `max_cost` (USD) bounds the study's total
+        estimate: above it, or with a target whose price is unknown, nothing is created or sent."""
+        study = study or default_study_name(utcnow())
+        _check_name(study)
+        chosen = parse_targets(targets)
+        store = await self.store()
+        for target in chosen:
+            registry.resolve_api_key(registry.provider_info(target.provider))
+        existing: dict[Target, Experiment | None] = {}
+        for target in chosen:
+            found = await store.find_experiment(experiment_name_for(study, target))
+            if found is not None and found.study != study:
+                raise ExperimentExistsError(found.name)
+            existing[target] = found
+        missing = [t for t in chosen if existing[t] is None]
+        requests: list[RawRequest] = []
+        if missing:
+            if raw_requests is None and raw_file_path is None:
+                raise InputError(
+                    f"Study '{study}' has no experiment for {', '.join(t.label for t in missing)}: "
+                    "give the requests (raw_file_path or raw_requests) to create them."
+                )
+            requests = _load_requests(raw_requests, raw_file_path)
+        if max_cost is not None:
+            costs = []
+            table = load_price_table()
+            for target in chosen:
+                found = existing[target]
+                if found is not None:
+                    costs.append(await self.experiment_cost(found.name))
+                else:
+                    endpoint = registry.provider_info(target.provider).default_endpoint
+                    estimate = estimate_tokens(requests, endpoint=endpoint)
+                    costs.append(
+                        experiment_cost(target.provider, target.model, estimate, None, table=table)
+                    )
+            check_cost_limit(max_cost, costs, afterwards=f"Study '{study}' was not started.")
+        names = []
+        for target in chosen:
+            name = experiment_name_for(study, target)
+            if existing[target] is None:
+                await self.create_experiment(
+                    name,
+                    model=target.model,
+                    provider=target.provider,
+                    title=title or f"Study {study}",
+                    description=description,
+                    raw_requests=requests,
+                    response_format=response_format,
+                    study=study,
+                )
+            names.append(name)
+        experiments = [await store.get_experiment(name) for name in names]
+        await asyncio.gather(
+            *(
+                self.start_experiment(e.name)
+                for e in experiments
+                if e.status in (Status.CREATED, Status.SUBMITTING)
+            )
+        )
+        await asyncio.gather(
+            *(
+                self.wait(name, poll_interval=poll_interval, timeout=timeout, on_update=on_update)
+                for name in names
+            )
+        )
+        return await self.get_comparison(study)
+
+    async def get_comparison(
+        self, study: str, response_model: type[BaseModel] | None = None
+    ) -> Comparison:
+        """The study's answers side by side (finished experiments only; the others show their
+        status), with each target's status, counts, latency and cost. Does not wait."""
+        store = await self.store()
+        experiments = await store.list_study(study)
+        if not experiments:
+            raise StudyNotFoundError(study)
+        requests: list[RawRequest] = []
+        targets: list[tuple[TargetSummary, list[Result | None]]] = []
+        for experiment in experiments:
+            pairs = [(cid, request) async for cid, _, request in store.iter_requests(experiment)]
+            requests = requests or [request for _, request in pairs]
+            answers: list[Result | None] = [None] * len(pairs)
+            if experiment.is_finished:
+                by_id = {
+                    r.custom_id: r for r in await self.get_results(experiment.name, response_model)
+                }
+                answers = [by_id.get(cid) for cid, _ in pairs]
+                experiment = await store.get_experiment(experiment.name)
+            summary = TargetSummary(
+                target=f"{experiment.provider}:{experiment.model}",
+                experiment=experiment,
+                cost=await self.experiment_cost(experiment.name),
+                latency_seconds=latency_seconds(
+                    experiment, await store.first_submitted_at(experiment)
+                ),
+                succeeded=sum(1 for a in answers if a is not None and a.ok),
+                failed=sum(1 for a in answers if a is not None and not a.ok),
+            )
+            targets.append((summary, answers))
+        return build_comparison(study, requests, targets)
 
 
 def _redact_keys(text: str, info: ProviderInfo) -> str:

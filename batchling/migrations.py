@@ -92,3 +92,14 @@ async def m001_initial(db: aiosqlite.Connection) -> None:
         );
         """
     )
+
+
+@migration
+async def m002_experiment_study(db: aiosqlite.Connection) -> None:
+    """The study (a `compare` run) an experiment belongs to."""
+    await db.executescript(
+        """
+        ALTER TABLE experiments ADD COLUMN study TEXT;
+        CREATE INDEX experiments_study ON experiments(study);
+        """
+    )

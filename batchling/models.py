@@ -123,6 +123,7 @@ class Experiment(BaseModel):
     updated_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    study: str | None = None
 
     @property
     def is_finished(self) -> bool:

@@ -138,7 +138,7 @@ class Store:
             cursor = await self.db.execute(
                 """INSERT INTO experiments (name, title, description, provider, model, endpoint,
                    base_url, status, total, processed_file_path, results_file_path, options,
-                   created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                   created_at, updated_at, study) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                 (
                     experiment.name,
                     experiment.title,
@@ -154,6 +154,7 @@ class Store:
                     json.dumps(options),
                     _ts(experiment.created_at),
                     _ts(experiment.updated_at),
+                    experiment.study,
                 ),
             )
         except sqlite3.IntegrityError:
@@ -215,6 +216,15 @@ class Store:
         async with self.db.execute(
             "SELECT e.*, (SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id) AS batch_count "
             "FROM experiments e ORDER BY e.created_at DESC, e.id DESC"
+        ) as cursor:
+            return [_experiment(row) for row in await cursor.fetchall()]
+
+    async def list_study(self, study: str) -> list[Experiment]:
+        """The experiments of a study, in the order they were created."""
+        async with self.db.execute(
+            "SELECT e.*, (SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id) AS batch_count "
+            "FROM experiments e WHERE e.study = ? ORDER BY e.id",
+            (study,),
         ) as cursor:
             return [_experiment(row) for row in await cursor.fetchall()]
 
@@ -411,6 +421,26 @@ class Store:
         succeeded, total = (int(row[0]), int(row[1])) if row else (0, 0)
         return succeeded, total - succeeded
 
+    async def first_submitted_at(self, experiment: Experiment) -> datetime | None:
+        """When the experiment's first batch was created at the provider."""
+        experiment_id = await self._experiment_id(experiment.name)
+        async with self.db.execute(
+            "SELECT MIN(submitted_at) FROM batches WHERE experiment_id = ?", (experiment_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _dt(row[0]) if row else None
+
+    async def iter_usage(self, experiment: Experiment) -> AsyncIterator[Usage]:
+        """The token usage the provider reported, one per result that has it."""
+        experiment_id = await self._experiment_id(experiment.name)
+        async with self.db.execute(
+            "SELECT COALESCE(input_tokens, 0), COALESCE(output_tokens, 0) FROM results "
+            "WHERE experiment_id = ? AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)",
+            (experiment_id,),
+        ) as cursor:
+            async for row in cursor:
+                yield Usage(input_tokens=row[0], output_tokens=row[1])
+
     async def count_results(self, experiment: Experiment) -> int:
         experiment_id = await self._experiment_id(experiment.name)
         async with self.db.execute(
@@ -454,6 +484,7 @@ def _experiment(row: aiosqlite.Row) -> Experiment:
         updated_at=datetime.fromisoformat(row["updated_at"]),
         started_at=_dt(row["started_at"]),
         completed_at=_dt(row["completed_at"]),
+        study=row["study"],
     )
 
 

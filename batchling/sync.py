@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from batchling.compare import Comparison, Target
 from batchling.manager import DEFAULT_POLL_INTERVAL, AsyncExperimentManager, ProgressCallback
 from batchling.models import BatchRecord, Experiment, RawRequest, Result
+from batchling.pricing import ExperimentCost
 
 T = TypeVar("T")
 
@@ -62,6 +64,7 @@ class ExperimentManager:
         template: Any = None,
         rows: Any = None,
         id_field: str | None = None,
+        study: str | None = None,
     ) -> Experiment:
         return self._run(
             lambda m: m.create_experiment(
@@ -82,11 +85,14 @@ class ExperimentManager:
                 template=template,
                 rows=rows,
                 id_field=id_field,
+                study=study,
             )
         )
 
-    def start_experiment(self, experiment_name: str) -> Experiment:
-        return self._run(lambda m: m.start_experiment(experiment_name))
+    def start_experiment(
+        self, experiment_name: str, *, max_cost: float | None = None
+    ) -> Experiment:
+        return self._run(lambda m: m.start_experiment(experiment_name, max_cost=max_cost))
 
     def retrieve(self, experiment_name: str) -> Experiment:
         return self._run(lambda m: m.retrieve(experiment_name))
@@ -127,3 +133,46 @@ class ExperimentManager:
 
     def delete_experiment(self, experiment_name: str, *, remote: bool = False) -> None:
         self._run(lambda m: m.delete_experiment(experiment_name, remote=remote))
+
+    def experiment_cost(self, experiment_name: str) -> ExperimentCost:
+        return self._run(lambda m: m.experiment_cost(experiment_name))
+
+    def experiment_costs(self, experiment_names: Iterable[str]) -> list[ExperimentCost]:
+        names = list(experiment_names)
+        return self._run(lambda m: m.experiment_costs(names))
+
+    def compare_experiments(
+        self,
+        targets: Sequence[str | Target],
+        *,
+        study: str | None = None,
+        raw_requests: Iterable[RawRequest | dict[str, Any]] | None = None,
+        raw_file_path: str | Path | None = None,
+        response_format: Any = None,
+        title: str | None = None,
+        description: str | None = None,
+        max_cost: float | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float | None = None,
+        on_update: ProgressCallback | None = None,
+    ) -> Comparison:
+        return self._run(
+            lambda m: m.compare_experiments(
+                targets,
+                study=study,
+                raw_requests=raw_requests,
+                raw_file_path=raw_file_path,
+                response_format=response_format,
+                title=title,
+                description=description,
+                max_cost=max_cost,
+                poll_interval=poll_interval,
+                timeout=timeout,
+                on_update=on_update,
+            )
+        )
+
+    def get_comparison(
+        self, study: str, response_model: type[BaseModel] | None = None
+    ) -> Comparison:
+        return self._run(lambda m: m.get_comparison(study, response_model))
