@@ -24,6 +24,7 @@ from batchling.models import (
     TextPart,
     Usage,
 )
+from batchling.retry import RetryOutcome
 from batchling.sync import ExperimentManager
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "RawRequest",
     "Result",
     "ResultError",
+    "RetryOutcome",
     "Status",
     "StoreError",
     "TextPart",

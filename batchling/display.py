@@ -10,6 +10,8 @@ from batchling.models import BatchRecord, Experiment, Result, Status
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from batchling.retry import RetryOutcome
+
 STATUS_STYLE = {
     Status.COMPLETED: "green",
     Status.FAILED: "red",
@@ -57,6 +59,14 @@ def experiment_panel(experiment: Experiment, batches: Sequence[BatchRecord] = ()
         rows.append(("Error", f"[red]{experiment.error}[/red]"))
     for label, value in rows:
         grid.add_row(label, value)
+    attempts = max((b.attempt for b in batches), default=1)
+    if attempts > 1:
+        latest = [b for b in batches if b.attempt == attempts]
+        grid.add_row(
+            "Attempts",
+            f"{attempts} (latest: {sum(b.request_count for b in latest)} requests "
+            f"in {_plural(len(latest), 'batch', 'batches')})",
+        )
     if batches and len(batches) > 1:
         grid.add_row("", "")
         grid.add_row("Batch ids", ", ".join(b.batch_id or "(not submitted)" for b in batches))
@@ -97,3 +107,26 @@ def results_table(results: Sequence[Result], limit: int = 50) -> RenderableType:
     if len(results) > limit:
         table.caption = f"{len(results) - limit} more in the results file"
     return table
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def retry_summary(outcome: RetryOutcome) -> str:
+    """One or two lines: what a retry resubmitted, or that there was nothing to retry."""
+    name = outcome.experiment.name
+    if outcome.nothing_to_retry:
+        return (
+            f"Nothing to retry: experiment '{name}' has no {' / '.join(outcome.kinds)} results "
+            f"({outcome.experiment.request_counts.completed} of "
+            f"{outcome.experiment.request_counts.total} succeeded)."
+        )
+    kinds = ", ".join(f"{count} {kind}" for kind, count in outcome.by_kind.items())
+    verb = "Resumed submitting" if outcome.resumed else "Resubmitted"
+    ids = ", ".join(outcome.batch_ids) or "(not submitted)"
+    return (
+        f"[green]{verb}[/green] {_plural(outcome.requests, 'request', 'requests')} of '{name}' "
+        f"as attempt {outcome.attempt}" + (f" ({kinds})" if kinds else "") + "\n"
+        f"New {_plural(outcome.batches, 'batch', 'batches')}: {ids}"
+    )

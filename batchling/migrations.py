@@ -92,3 +92,9 @@ async def m001_initial(db: aiosqlite.Connection) -> None:
         );
         """
     )
+
+
+@migration
+async def m002_batch_attempts(db: aiosqlite.Connection) -> None:
+    """Which attempt each batch belongs to: 1 for the first run, 2 for the first retry, ..."""
+    await db.execute("ALTER TABLE batches ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1")
