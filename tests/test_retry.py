@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -170,8 +175,8 @@ async def test_expired_batches_keep_finished_results_and_retry_the_rest(
     manager: AsyncExperimentManager, emulator: Emulator, provider: str
 ) -> None:
     name = f"expiring-{provider}"
-    emulator.config.processing_seconds = 1.0
-    emulator.config.expire_after_seconds = 0.5
+    emulator.config.processing_seconds = 0.5
+    emulator.config.expire_after_seconds = 0.25
     first = await run(manager, name, provider)
     assert (await manager.retrieve(name)).status == Status.EXPIRED
     for result in first:
@@ -245,8 +250,8 @@ async def test_only_expired_leaves_the_errors_alone(
     manager: AsyncExperimentManager, emulator: Emulator
 ) -> None:
     emulator.config.failure_rate = 0.5
-    emulator.config.processing_seconds = 2.0
-    emulator.config.expire_after_seconds = 1.0
+    emulator.config.processing_seconds = 1.0
+    emulator.config.expire_after_seconds = 0.5
     first = await run(manager, "tardy", count=8)
     before = kinds(first)
     assert before["expired"] and before["provider"] and before["ok"], before
@@ -466,3 +471,48 @@ def test_sync_shim_retry(emulator: Emulator, tmp_path: Path) -> None:
     # Before the new attempt is downloaded, the counts already merge both attempts.
     assert (finished.request_counts.completed, finished.request_counts.failed) == (COUNT, 0)
     assert [r.ok for r in manager.get_results("sync-retry")] == [True] * COUNT
+
+
+def test_a_killed_retry_is_resumed_by_the_next_one_without_a_second_attempt(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    db = tmp_path / "db.sqlite"
+    manager = ExperimentManager(db)
+    emulator.config.failure_rate = 0.5
+    manager.create_experiment("killed", model="m", raw_requests=request_dicts(COUNT))
+    manager.start_experiment("killed")
+    manager.wait("killed", poll_interval=0.02)
+    failed = sum(not r.ok for r in manager.get_results("killed"))
+    emulator.config.failure_rate = 0.0
+
+    def retry_process() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "batchling", "--db", str(db), "retry", "killed"],
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    emulator.hold("create")
+    try:
+        before = emulator.state.calls[("openai", "create")]
+        victim = retry_process()
+        while emulator.state.calls[("openai", "create")] == before:
+            assert victim.poll() is None, victim.communicate()
+            time.sleep(0.02)
+        rival = retry_process()
+        _, err = rival.communicate(timeout=60)
+        assert rival.returncode != 0 and "being started by another process" in err
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        emulator.release("create")
+
+    assert manager.retrieve("killed").status == Status.SUBMITTING
+    outcome = manager.retry_experiment("killed")
+    assert outcome.resumed and outcome.attempt == 2 and outcome.requests == failed
+    manager.wait("killed", poll_interval=0.02)
+    assert [r.ok for r in manager.get_results("killed")] == [True] * COUNT
+    assert [b.attempt for b in manager.list_batches("killed")] == [1, 2]
+    assert len(emulated_batches(emulator, "killed")) == 2
