@@ -372,7 +372,9 @@ class Store:
         async with self.db.execute(
             "SELECT r.custom_id, r.body FROM requests r JOIN results res "
             "ON res.experiment_id = r.experiment_id AND res.custom_id = r.custom_id "
-            f"WHERE r.experiment_id = ? AND res.status != 'succeeded' AND res.error_kind IN ({marks}) "
+            # An unsuccessful result without a kind counts as a provider error.
+            "WHERE r.experiment_id = ? AND res.status != 'succeeded' "
+            f"AND COALESCE(res.error_kind, 'provider') IN ({marks}) "
             "ORDER BY r.idx",
             (experiment_id, *sorted(kinds)),
         ) as cursor:
@@ -387,10 +389,10 @@ class Store:
         experiment_id = await self._experiment_id(experiment.name)
         marks = ",".join("?" * len(chunks))
         async with self.db.execute(
-            "SELECT res.error_kind, COUNT(*) FROM requests r JOIN results res "
+            "SELECT COALESCE(res.error_kind, 'provider'), COUNT(*) FROM requests r JOIN results res "
             "ON res.experiment_id = r.experiment_id AND res.custom_id = r.custom_id "
-            f"WHERE r.experiment_id = ? AND r.chunk IN ({marks}) AND res.error_kind IS NOT NULL "
-            "GROUP BY res.error_kind",
+            f"WHERE r.experiment_id = ? AND r.chunk IN ({marks}) AND res.status != 'succeeded' "
+            "GROUP BY 1",
             (experiment_id, *chunks),
         ) as cursor:
             return {row[0]: int(row[1]) for row in await cursor.fetchall()}

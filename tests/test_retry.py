@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import BaseModel
 
-from batchling import AsyncExperimentManager, ExperimentManager, Result, Status
+from batchling import AsyncExperimentManager, ExperimentManager, Result, ResultError, Status
 from batchling.cli import cli
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator, EmulatorConfig, Fault
@@ -516,3 +516,27 @@ def test_a_killed_retry_is_resumed_by_the_next_one_without_a_second_attempt(
     assert [r.ok for r in manager.get_results("killed")] == [True] * COUNT
     assert [b.attempt for b in manager.list_batches("killed")] == [1, 2]
     assert len(emulated_batches(emulator, "killed")) == 2
+
+
+async def test_an_unsuccessful_result_without_a_kind_counts_as_an_error(
+    manager: AsyncExperimentManager,
+) -> None:
+    experiment = await manager.create_experiment("bare", model="m", raw_requests=request_dicts(3))
+    store = await manager.store()
+    await store.save_results(
+        experiment,
+        [
+            Result(custom_id="bare-sample-0", status="succeeded", text="ok"),
+            Result(custom_id="bare-sample-1", status="failed"),
+            Result(
+                custom_id="bare-sample-2",
+                status="expired",
+                error=ResultError(kind="expired", message="late"),
+            ),
+        ],
+    )
+    errors = await store.unsuccessful_requests(experiment, {"provider"})
+    assert [cid for cid, _ in errors] == ["bare-sample-1"]
+    everything = await store.unsuccessful_requests(experiment, {"provider", "expired", "parse"})
+    assert [cid for cid, _ in everything] == ["bare-sample-1", "bare-sample-2"]
+    assert await store.error_kinds_in_chunks(experiment, [0]) == {"provider": 1, "expired": 1}
