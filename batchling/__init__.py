@@ -28,6 +28,7 @@ from batchling.models import (
     Usage,
 )
 from batchling.pricing import ExperimentCost
+from batchling.retry import RetryOutcome
 from batchling.sync import ExperimentManager
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "RawRequest",
     "Result",
     "ResultError",
+    "RetryOutcome",
     "Status",
     "StoreError",
     "StudyNotFoundError",

@@ -458,6 +458,32 @@ def cancel(ctx: click.Context, name: str) -> None:
 
 @cli.command()
 @click.argument("name")
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="KIND[,KIND]",
+    help="Retry only these kinds: errors, expired, cancelled, parse (repeat or comma-separate; "
+    "default: all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was resubmitted as JSON.")
+@click.pass_context
+def retry(ctx: click.Context, name: str, only: tuple[str, ...], as_json: bool) -> None:
+    """Submit again, as a new attempt, the requests of a finished experiment that did not succeed."""
+    manager = _manager(ctx)
+    outcome = manager.retry_experiment(name, only=only)
+    if as_json:
+        click.echo(outcome.model_dump_json(indent=2))
+        return
+    from batchling.display import retry_summary
+
+    console = _console()
+    console.print(retry_summary(outcome))
+    if not outcome.nothing_to_retry:
+        _show_experiment(manager, name)
+
+
+@cli.command()
+@click.argument("name")
 @click.option("--remote", is_flag=True, help="Also delete the experiment's files at the provider.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context

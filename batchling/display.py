@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from batchling.compare import Comparison
     from batchling.pricing import ExperimentCost
+    from batchling.retry import RetryOutcome
 
 STATUS_STYLE = {
     Status.COMPLETED: "green",
@@ -68,6 +69,14 @@ def experiment_panel(
         rows.append(("Error", f"[red]{experiment.error}[/red]"))
     for label, value in rows:
         grid.add_row(label, value)
+    attempts = max((b.attempt for b in batches), default=1)
+    if attempts > 1:
+        latest = [b for b in batches if b.attempt == attempts]
+        grid.add_row(
+            "Attempts",
+            f"{attempts} (latest: {sum(b.request_count for b in latest)} requests "
+            f"in {_plural(len(latest), 'batch', 'batches')})",
+        )
     if batches and len(batches) > 1:
         grid.add_row("", "")
         grid.add_row("Batch ids", ", ".join(b.batch_id or "(not submitted)" for b in batches))
@@ -226,3 +235,26 @@ def comparison_table(comparison: Comparison, width: int = 60, limit: int = 50) -
     if len(comparison.rows) > limit:
         table.caption = f"{len(comparison.rows) - limit} more requests: export them with --output"
     return table
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def retry_summary(outcome: RetryOutcome) -> str:
+    """One or two lines: what a retry resubmitted, or that there was nothing to retry."""
+    name = outcome.experiment.name
+    if outcome.nothing_to_retry:
+        return (
+            f"Nothing to retry: experiment '{name}' has no {' / '.join(outcome.kinds)} results "
+            f"({outcome.experiment.request_counts.completed} of "
+            f"{outcome.experiment.request_counts.total} succeeded)."
+        )
+    kinds = ", ".join(f"{count} {kind}" for kind, count in outcome.by_kind.items())
+    verb = "Resumed submitting" if outcome.resumed else "Resubmitted"
+    ids = ", ".join(outcome.batch_ids) or "(not submitted)"
+    return (
+        f"[green]{verb}[/green] {_plural(outcome.requests, 'request', 'requests')} of '{name}' "
+        f"as attempt {outcome.attempt}" + (f" ({kinds})" if kinds else "") + "\n"
+        f"New {_plural(outcome.batches, 'batch', 'batches')}: {ids}"
+    )

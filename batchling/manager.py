@@ -54,6 +54,7 @@ from batchling.pricing import (
 )
 from batchling.providers import registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
+from batchling.retry import RETRY_KINDS, RetryOutcome, kind_names, retry_kinds
 from batchling.store import Store, utcnow
 from batchling.structured import ResponseFormat, parse_output, response_format_from
 from batchling.templates import requests_from_template
@@ -387,7 +388,7 @@ class AsyncExperimentManager:
         metadata_base = {"batchling_experiment": experiment.name[:500]}
         try:
             for batch in await store.list_batches(experiment):
-                if not batch.batch_id:
+                if not batch.batch_id and not batch.results_stored:
                     await self._submit_batch(experiment, provider, batch, metadata_base)
         except BaseException:
             # Stays 'submitting' with its progress recorded; released so a rerun can resume it.
@@ -471,17 +472,23 @@ class AsyncExperimentManager:
             batches = await store.list_batches(experiment)
         if experiment.status in (Status.CREATED, Status.SUBMITTING) and not pending:
             return experiment
-        status = combine_status([b.status for b in batches])
+        # The experiment's status is its latest attempt's; its counts merge every attempt.
+        current = _latest_attempt(batches)
+        status = combine_status([b.status for b in current])
+        settled = [b.chunk for b in batches if b.results_stored]
+        kept_ok, kept_failed = (
+            await store.count_outcomes_in_chunks(experiment, settled) if settled else (0, 0)
+        )
         fields: dict[str, Any] = {
             "status": status,
             "provider_status": ", ".join(
-                sorted({b.provider_status for b in batches if b.provider_status})
+                sorted({b.provider_status for b in current if b.provider_status})
             )
             or None,
-            "completed": sum(b.completed for b in batches),
-            "failed": sum(b.failed for b in batches),
+            "completed": kept_ok + sum(b.completed for b in batches if not b.results_stored),
+            "failed": kept_failed + sum(b.failed for b in batches if not b.results_stored),
         }
-        errors = [e for b in batches for e in b.errors]
+        errors = [e for b in current for e in b.errors]
         if errors:
             fields["error"] = "; ".join(errors[:5])
         if status.is_terminal and experiment.completed_at is None:
@@ -537,6 +544,90 @@ class AsyncExperimentManager:
                     experiment, "cancel", provider.cancel(BatchRef(batch.batch_id, batch.file_id))
                 )
         return await self.refresh(experiment_name)
+
+    # retry
+
+    async def retry_experiment(
+        self, experiment_name: str, *, only: str | Iterable[str] | None = None
+    ) -> RetryOutcome:
+        """Submit again, as a new attempt of the same experiment, the requests that did not succeed.
+
+        `only` narrows it to some of "errors" (provider errors), "expired", "cancelled", "parse"
+        (default: all four). Their new outcomes replace the old ones, so results show each
+        request's latest outcome. Returns what was resubmitted (`requests == 0`: nothing to
+        retry). Safe to run again after a crash: an attempt planned but not fully submitted is
+        resumed, never planned twice."""
+        chosen = retry_kinds(only)
+        store = await self.store()
+        experiment = await store.get_experiment(experiment_name)
+        batches = await store.list_batches(experiment)
+        latest = max((b.attempt for b in batches), default=1)
+        if experiment.status in (Status.CREATED, Status.SUBMITTING):
+            if latest == 1:
+                raise InvalidStateError(
+                    f"Experiment '{experiment_name}' has not been started: run 'batchling start "
+                    f"{experiment_name}' first; retry re-runs what failed once it has ended."
+                )
+            # An earlier retry planned this attempt and was interrupted: submit it, plan nothing.
+            await self.start_experiment(experiment_name)
+            return await self._retry_outcome(experiment_name, chosen, resumed=True)
+        if not experiment.is_finished:
+            raise InvalidStateError(
+                f"Experiment '{experiment_name}' is still {experiment.status}: wait for it to end "
+                f"('batchling wait {experiment_name}'), then retry what did not succeed."
+            )
+        experiment = await self.download_results(experiment_name)
+        pairs = await store.unsuccessful_requests(experiment, {RETRY_KINDS[k] for k in chosen})
+        if not pairs:
+            return RetryOutcome(experiment=experiment, attempt=latest, requests=0, kinds=chosen)
+        attempt = latest + 1
+        processed = experiment.processed_file_path
+        chunks, chunk_of = _write_chunks(
+            registry.encoder(experiment.provider),
+            pairs,
+            processed.with_name(f"{processed.stem}.retry{attempt - 1}{processed.suffix}"),
+            model=experiment.model,
+            endpoint=experiment.endpoint,
+            info=registry.provider_info(experiment.provider),
+            options=await store.experiment_options(experiment_name),
+            response_format=await self.response_format(experiment_name),
+        )
+        offset = max(b.chunk for b in batches) + 1
+        for record in chunks:
+            record.chunk += offset
+        planned = await store.add_retry_batches(
+            experiment,
+            chunks,
+            {cid: chunk + offset for cid, chunk in chunk_of.items()},
+            attempt=attempt,
+        )
+        if not planned:
+            raise InvalidStateError(
+                f"Experiment '{experiment_name}' is being retried by another process right now: "
+                f"follow it with 'batchling status {experiment_name}'."
+            )
+        await self.start_experiment(experiment_name)
+        return await self._retry_outcome(experiment_name, chosen)
+
+    async def _retry_outcome(
+        self, experiment_name: str, chosen: list[str], *, resumed: bool = False
+    ) -> RetryOutcome:
+        """The latest attempt, described from the record (so a resumed retry reports the same)."""
+        store = await self.store()
+        experiment = await store.get_experiment(experiment_name)
+        current = _latest_attempt(await store.list_batches(experiment))
+        # Until the attempt is downloaded, its requests' stored results are those it re-runs.
+        by_kind = await store.error_kinds_in_chunks(experiment, [b.chunk for b in current])
+        return RetryOutcome(
+            experiment=experiment,
+            attempt=current[0].attempt,
+            requests=sum(b.request_count for b in current),
+            by_kind=kind_names(by_kind),
+            batches=len(current),
+            batch_ids=[b.batch_id for b in current if b.batch_id],
+            kinds=chosen,
+            resumed=resumed,
+        )
 
     # results
 
@@ -605,6 +696,7 @@ class AsyncExperimentManager:
         fmt: ResponseFormat | None = None,
     ) -> None:
         store = await self.store()
+        seen: set[str] = set()
         if (
             provider is not None
             and batch.batch_id
@@ -621,7 +713,9 @@ class AsyncExperimentManager:
             lines = provider.results(ref, snapshot)
             try:
                 async for line in lines:
-                    pending.append(_parsed(provider.decode(line), fmt))
+                    result = _parsed(provider.decode(line), fmt)
+                    seen.add(result.custom_id)
+                    pending.append(result)
                     if len(pending) >= RESULTS_FLUSH_SIZE:
                         await store.save_results(experiment, pending)
                         await store.commit()
@@ -631,7 +725,8 @@ class AsyncExperimentManager:
             except Exception as error:
                 await self._call(experiment, "download", _reraise(error))
             await store.save_results(experiment, pending)
-        # Requests the provider returned nothing for still get a row saying why.
+        # Requests the provider returned nothing for still get a row saying why (replacing the
+        # row of an earlier attempt: results show each request's latest outcome).
         reason = _missing_result(batch)
         missing = [
             Result(
@@ -640,8 +735,9 @@ class AsyncExperimentManager:
                 error=reason,
             )
             for cid in await store.chunk_custom_ids(experiment, batch.chunk)
+            if cid not in seen
         ]
-        await store.save_results(experiment, missing, replace=False)
+        await store.save_results(experiment, missing)
         await store.commit()
         await store.update_batch(experiment, batch.chunk, results_stored=1)
 
@@ -834,6 +930,11 @@ def _parsed(result: Result, fmt: ResponseFormat | None) -> Result:
 
 
 def _missing_result(batch: BatchRecord) -> ResultError:
+    if batch.batch_id is None:
+        # Only a cancel before submission ends an experiment with a batch never sent.
+        return ResultError(
+            kind="cancelled", message="The experiment was cancelled before this batch was sent."
+        )
     if batch.status == Status.EXPIRED:
         return ResultError(kind="expired", message="The batch expired before this request ran.")
     if batch.status == Status.CANCELLED:
@@ -844,6 +945,11 @@ def _missing_result(batch: BatchRecord) -> ResultError:
         detail = "; ".join(batch.errors[:3]) or "no detail given"
         return ResultError(kind="provider", message=f"The batch failed at the provider: {detail}")
     return ResultError(kind="provider", message="The provider returned no result for this request.")
+
+
+def _latest_attempt(batches: Sequence[BatchRecord]) -> list[BatchRecord]:
+    latest = max((b.attempt for b in batches), default=1)
+    return [b for b in batches if b.attempt == latest]
 
 
 def _check_name(name: str) -> None:

@@ -103,3 +103,9 @@ async def m002_experiment_study(db: aiosqlite.Connection) -> None:
         CREATE INDEX experiments_study ON experiments(study);
         """
     )
+
+
+@migration
+async def m003_batch_attempts(db: aiosqlite.Connection) -> None:
+    """Which attempt each batch belongs to: 1 for the first run, 2 for the first retry, ..."""
+    await db.execute("ALTER TABLE batches ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1")

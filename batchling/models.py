@@ -178,3 +178,5 @@ class BatchRecord(BaseModel):
     error_file_id: str | None = None
     errors: list[str] = Field(default_factory=list)
     results_stored: bool = False
+    attempt: int = 1
+    """1 for the first run, then one more for each retry."""

@@ -17,6 +17,7 @@ import aiosqlite
 from batchling.errors import ExperimentExistsError, ExperimentNotFoundError, StoreError
 from batchling.migrations import MIGRATIONS
 from batchling.models import (
+    TERMINAL_STATUSES,
     BatchRecord,
     Experiment,
     RawRequest,
@@ -324,25 +325,53 @@ class Store:
 
     @_serialized
     async def add_retry_batches(
-        self, experiment: Experiment, batches: Iterable[BatchRecord], chunk_of: dict[str, int]
-    ) -> None:
-        """Append the chunks of a new attempt; each retried request now belongs to its new chunk."""
+        self,
+        experiment: Experiment,
+        batches: Iterable[BatchRecord],
+        chunk_of: dict[str, int],
+        *,
+        attempt: int,
+    ) -> bool:
+        """Append the chunks of attempt `attempt`; each retried request now belongs to its new chunk.
+
+        The experiment goes back to 'submitting' (so start resumes it, and its model can no
+        longer change). False, with nothing written, if the experiment is no longer finished or
+        already has this attempt: another retry got there first."""
         experiment_id = await self._experiment_id(experiment.name)
-        await self.db.executemany(
-            "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes) "
-            "VALUES (?,?,?,?,?)",
-            [(experiment_id, b.chunk, str(b.path), b.request_count, b.bytes) for b in batches],
-        )
-        await self.db.executemany(
-            "UPDATE requests SET chunk = ? WHERE experiment_id = ? AND custom_id = ?",
-            [(chunk, experiment_id, custom_id) for custom_id, chunk in chunk_of.items()],
-        )
-        await self.db.execute(
-            "UPDATE experiments SET status = ?, completed_at = NULL, error = NULL, updated_at = ? "
-            "WHERE id = ?",
-            (Status.CREATED.value, _ts(utcnow()), experiment_id),
-        )
-        await self.db.commit()
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self.db.execute(
+                "SELECT e.status, (SELECT MAX(b.attempt) FROM batches b WHERE b.experiment_id = e.id) "
+                "FROM experiments e WHERE e.id = ?",
+                (experiment_id,),
+            ) as cursor:
+                row = await cursor.fetchone()
+            assert row is not None
+            if Status(row[0]) not in TERMINAL_STATUSES or (row[1] or 0) >= attempt:
+                await self.db.rollback()
+                return False
+            await self.db.executemany(
+                "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes, attempt) "
+                "VALUES (?,?,?,?,?,?)",
+                [
+                    (experiment_id, b.chunk, str(b.path), b.request_count, b.bytes, attempt)
+                    for b in batches
+                ],
+            )
+            await self.db.executemany(
+                "UPDATE requests SET chunk = ? WHERE experiment_id = ? AND custom_id = ?",
+                [(chunk, experiment_id, custom_id) for custom_id, chunk in chunk_of.items()],
+            )
+            await self.db.execute(
+                "UPDATE experiments SET status = ?, start_owner = NULL, completed_at = NULL, "
+                "error = NULL, updated_at = ? WHERE id = ?",
+                (Status.SUBMITTING.value, _ts(utcnow()), experiment_id),
+            )
+            await self.db.commit()
+            return True
+        except BaseException:
+            await self.db.rollback()
+            raise
 
     async def unsuccessful_requests(
         self, experiment: Experiment, kinds: set[str]
@@ -353,13 +382,46 @@ class Store:
         async with self.db.execute(
             "SELECT r.custom_id, r.body FROM requests r JOIN results res "
             "ON res.experiment_id = r.experiment_id AND res.custom_id = r.custom_id "
-            f"WHERE r.experiment_id = ? AND res.status != 'succeeded' AND res.error_kind IN ({marks}) "
+            # An unsuccessful result without a kind counts as a provider error.
+            "WHERE r.experiment_id = ? AND res.status != 'succeeded' "
+            f"AND COALESCE(res.error_kind, 'provider') IN ({marks}) "
             "ORDER BY r.idx",
             (experiment_id, *sorted(kinds)),
         ) as cursor:
             return [
                 (row[0], RawRequest.model_validate_json(row[1])) for row in await cursor.fetchall()
             ]
+
+    async def error_kinds_in_chunks(
+        self, experiment: Experiment, chunks: list[int]
+    ) -> dict[str, int]:
+        """How many requests of these chunks have a stored result of each error kind."""
+        experiment_id = await self._experiment_id(experiment.name)
+        marks = ",".join("?" * len(chunks))
+        async with self.db.execute(
+            "SELECT COALESCE(res.error_kind, 'provider'), COUNT(*) FROM requests r JOIN results res "
+            "ON res.experiment_id = r.experiment_id AND res.custom_id = r.custom_id "
+            f"WHERE r.experiment_id = ? AND r.chunk IN ({marks}) AND res.status != 'succeeded' "
+            "GROUP BY 1",
+            (experiment_id, *chunks),
+        ) as cursor:
+            return {row[0]: int(row[1]) for row in await cursor.fetchall()}
+
+    async def count_outcomes_in_chunks(
+        self, experiment: Experiment, chunks: list[int]
+    ) -> tuple[int, int]:
+        """(succeeded, everything else) among the stored results of the requests of these chunks."""
+        experiment_id = await self._experiment_id(experiment.name)
+        marks = ",".join("?" * len(chunks))
+        async with self.db.execute(
+            "SELECT COALESCE(SUM(res.status = 'succeeded'), 0), COUNT(*) FROM requests r "
+            "JOIN results res ON res.experiment_id = r.experiment_id AND res.custom_id = r.custom_id "
+            f"WHERE r.experiment_id = ? AND r.chunk IN ({marks})",
+            (experiment_id, *chunks),
+        ) as cursor:
+            row = await cursor.fetchone()
+        succeeded, total = (int(row[0]), int(row[1])) if row else (0, 0)
+        return succeeded, total - succeeded
 
     @_serialized
     async def update_batch(self, experiment: Experiment, chunk: int, **fields: Any) -> None:
@@ -505,6 +567,7 @@ def _batch(row: aiosqlite.Row) -> BatchRecord:
         error_file_id=row["error_file_id"],
         errors=json.loads(row["errors"]),
         results_stored=bool(row["results_stored"]),
+        attempt=row["attempt"],
     )
 
 

@@ -14,6 +14,7 @@ from batchling.compare import Comparison, Target
 from batchling.manager import DEFAULT_POLL_INTERVAL, AsyncExperimentManager, ProgressCallback
 from batchling.models import BatchRecord, Experiment, RawRequest, Result
 from batchling.pricing import ExperimentCost
+from batchling.retry import RetryOutcome
 
 T = TypeVar("T")
 
@@ -118,6 +119,11 @@ class ExperimentManager:
         self, experiment_name: str, response_model: type[BaseModel] | None = None
     ) -> list[Result]:
         return self._run(lambda m: m.get_results(experiment_name, response_model))
+
+    def retry_experiment(
+        self, experiment_name: str, *, only: str | Iterable[str] | None = None
+    ) -> RetryOutcome:
+        return self._run(lambda m: m.retry_experiment(experiment_name, only=only))
 
     def list_experiments(self) -> list[Experiment]:
         return self._run(lambda m: m.list_experiments())

@@ -343,7 +343,7 @@ async def test_a_database_from_before_studies_is_upgraded_and_costed(
 ) -> None:
     import aiosqlite
 
-    from batchling.migrations import m001_initial
+    from batchling.migrations import m002_experiment_study
 
     path = tmp_path / "old.sqlite"
     async with AsyncExperimentManager(path) as manager:
@@ -354,7 +354,7 @@ async def test_a_database_from_before_studies_is_upgraded_and_costed(
         await db.execute("UPDATE experiments SET options = '{}'")
         await db.execute("DROP INDEX experiments_study")
         await db.execute("ALTER TABLE experiments DROP COLUMN study")
-        await db.execute("DELETE FROM migrations WHERE name != ?", (m001_initial.__name__,))
+        await db.execute("DELETE FROM migrations WHERE name = ?", (m002_experiment_study.__name__,))
         await db.commit()
     async with AsyncExperimentManager(path) as manager:
         (experiment,) = await manager.list_experiments()
