@@ -60,3 +60,14 @@ class ProviderError(BatchlingError):
 
 class StoreError(BatchlingError):
     """The local database cannot be opened or is not a batchling database."""
+
+
+class MissingExtraError(ConfigurationError):
+    """An optional dependency (installed through one of batchling's extras) is missing."""
+
+    def __init__(self, what: str, package: str, extra: str) -> None:
+        super().__init__(
+            f"{what} needs {package}, which is not installed: pip install 'batchling[{extra}]'."
+        )
+        self.package = package
+        self.extra = extra
