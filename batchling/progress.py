@@ -6,6 +6,7 @@ rich progress bars, a Jupyter output that updates in place, or plain lines for l
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,9 +157,10 @@ class _JupyterView:
         from rich.console import Console
         from rich.jupyter import JupyterRenderable
 
-        console = Console(record=True, force_jupyter=False, force_terminal=True, width=120)
-        with console.capture():
-            console.print(renderable)
+        console = Console(
+            file=io.StringIO(), record=True, force_jupyter=False, force_terminal=True, width=120
+        )
+        console.print(renderable)
         view = JupyterRenderable(
             console.export_html(inline_styles=True, code_format="<pre>{code}</pre>"),
             console.export_text(),
