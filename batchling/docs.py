@@ -31,7 +31,9 @@ def command_help(command: click.Command, parent: click.Context | None, name: str
 def cli_reference(root: click.Group | None = None) -> str:
     """Markdown: the `--help` of `batchling` and of every subcommand (aliases noted, not repeated)."""
     if root is None:
-        from batchling.cli import cli as root
+        from batchling.cli import cli
+
+        root = cli
     root_ctx = click.Context(
         root, info_name="batchling", terminal_width=HELP_WIDTH, max_content_width=HELP_WIDTH
     )
