@@ -95,10 +95,16 @@ def format_elapsed(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def _provider_status_note(experiment: Experiment) -> str:
+    """The provider's own status, when it says more than the common one."""
+    raw = experiment.provider_status
+    if not raw or raw.lower() == experiment.status.value:
+        return ""
+    return f" ({raw})"
+
+
 def status_label(experiment: Experiment) -> str:
-    if experiment.provider_status and experiment.provider_status != experiment.status.value:
-        return f"{experiment.status.value} ({experiment.provider_status})"
-    return experiment.status.value
+    return experiment.status.value + _provider_status_note(experiment)
 
 
 def watch_line(experiment: Experiment) -> str:
@@ -121,14 +127,11 @@ def watch_table(experiments: list[Experiment], now: datetime | None = None) -> R
     table.add_column("Cost", justify="right")
     for e in experiments:
         counts = e.request_counts
-        status = status_text(e.status)
-        if e.provider_status and e.provider_status != e.status.value:
-            status += f" ({e.provider_status})"
         table.add_row(
             e.name,
             e.provider,
             e.model,
-            status,
+            status_text(e.status) + _provider_status_note(e),
             f"{counts.completed}/{counts.total}",
             str(counts.failed),
             format_elapsed(elapsed_seconds(e, now)),
@@ -191,8 +194,9 @@ class WatchDisplay:
         if self.mode == "live":
             from rich.live import Live
 
+            # Rebuilt at every refresh, so elapsed times keep moving between polls.
             self._live = Live(
-                self._table(), console=self.console, refresh_per_second=4, transient=False
+                console=self.console, get_renderable=self._table, refresh_per_second=2
             )
             self._live.__enter__()
         elif self.mode == "jupyter":
@@ -201,7 +205,6 @@ class WatchDisplay:
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
-            self._live.update(self._table())
             self._live.__exit__(None, None, None)
             self._live = None
 
@@ -218,13 +221,16 @@ class WatchDisplay:
                 if self._lines.get(experiment.name) != line:
                     self._lines[experiment.name] = line
                     self.console.print(line, markup=False, soft_wrap=True)
-            elif self._live is not None:
-                self._live.update(self._table())
-            elif self._jupyter is not None:
-                self._jupyter.show(self._table())
+        # Outside the lock: the live display's own thread takes it to draw the table.
+        if self._live is not None:
+            self._live.refresh()
+        elif self._jupyter is not None:
+            self._jupyter.show(self._table())
 
     def _table(self) -> RenderableType:
-        return watch_table(list(self.experiments.values()))
+        with self._lock:
+            experiments = list(self.experiments.values())
+        return watch_table(experiments)
 
 
 class TransferDisplay:

@@ -97,6 +97,8 @@ def test_watch_line_shows_status_provider_status_and_counts() -> None:
         )
     )
     assert line == "caps: running (in_progress) (4/10 done, 1 failed)"
+    same = experiment(status=Status.RUNNING, provider_status="RUNNING")
+    assert watch_line(same) == "caps: running (0/0 done, 0 failed)"  # nothing more to say
 
 
 def test_elapsed_counts_from_start_and_stops_at_completion() -> None:
