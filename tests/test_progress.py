@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from datetime import datetime, timedelta, timezone
@@ -265,3 +266,33 @@ def test_sync_wait_with_progress_prints_lines_when_not_a_terminal(
     assert "caps: uploaded" in captured.err
     assert "caps: downloaded 3/3 results" in captured.err
     assert manager.on_transfer is None
+
+
+async def test_wait_all_has_every_experiments_poll_in_flight_at_once(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    emulator.state.clock = clock
+    emulator.state.config = EmulatorConfig(processing_seconds=100)
+    names = ["p1", "p2", "p3"]
+    try:
+        async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
+            for name in names:
+                await manager.create_experiment(name, model="m", raw_requests=request_dicts(2))
+                await manager.start_experiment(name)
+            polls = emulator.state.calls[("openai", "poll")]
+            emulator.hold("poll")
+            waiting = asyncio.ensure_future(manager.wait_all(names, poll_interval=0.01))
+            for _ in range(2000):  # until the held polls have arrived (or give up)
+                if emulator.state.calls[("openai", "poll")] - polls >= len(names):
+                    break
+                await asyncio.sleep(0.005)
+            in_flight = emulator.state.calls[("openai", "poll")] - polls
+            clock.now += 1000
+            emulator.release("poll")
+            done = await waiting
+    finally:
+        emulator.release("poll")
+        emulator.state.clock = time.time
+    assert in_flight == len(names)  # sequential polling would have one held poll, not three
+    assert [e.status for e in done] == [Status.COMPLETED] * 3
