@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,27 @@ def cell_text(cell: Any) -> str:
     return "\n".join(parts)
 
 
+def pin_python3_kernel(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernel 'python3' = this interpreter, whatever other 'python3' kernelspecs the machine has
+    (JUPYTER_PATH comes first when Jupyter looks kernels up)."""
+    spec = root / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (batchling tests)",
+                "language": "python",
+            }
+        )
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(root))
+
+
 def test_quickstart_notebook_runs_in_a_kernel_against_the_emulator(
-    emulator: Emulator, tmp_path: Path
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pin_python3_kernel(tmp_path / "jupyter", monkeypatch)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     env = dict(os.environ)  # the emulator's variables and the test's BATCHLING_HOME
     env["PYTHONPATH"] = os.pathsep.join(
