@@ -146,3 +146,14 @@ def test_python_list_filters_match_the_cli(emulator: Emulator, tmp_path: Path) -
 
 def test_the_cli_status_choices_are_the_status_vocabulary() -> None:
     assert list(STATUS_NAMES) == [s.value for s in Status]
+
+
+def test_wait_gives_up_at_the_timeout_with_one_line(
+    slow_emulator: Emulator, tmp_path: Path
+) -> None:
+    db = tmp_path / "db.sqlite"
+    started(db, ("slow", "openai"), ("slower", "openai"))
+    code, out = invoke(db, "wait", "slow", "slower", "--timeout", "0")
+    assert code == 4
+    assert "Error: Experiment 'slow" in out and "still" in out
+    assert ExperimentManager(db).retrieve("slow").status != Status.COMPLETED
