@@ -1,4 +1,4 @@
-"""Developer sessions: `nox -s tests lint types bench`."""
+"""Developer sessions: `nox -s tests lint types docs bench`."""
 
 import nox
 
@@ -23,6 +23,13 @@ def lint(session: nox.Session) -> None:
 def types(session: nox.Session) -> None:
     session.install(".", "mypy")
     session.run("mypy", "batchling")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Regenerate the README's CLI reference (`nox -s docs -- --check` only checks it)."""
+    session.install(".")
+    session.run("python", "-m", "batchling.docs", *session.posargs)
 
 
 @nox.session

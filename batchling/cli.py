@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,6 +16,21 @@ if TYPE_CHECKING:
     from batchling.sync import ExperimentManager
 
 F = TypeVar("F", bound=Callable[..., Any])
+# The status vocabulary, spelled here so `batchling --help` need not import the models.
+STATUS_NAMES = (
+    "created",
+    "submitting",
+    "validating",
+    "queued",
+    "running",
+    "finalizing",
+    "cancelling",
+    "completed",
+    "failed",
+    "expired",
+    "cancelled",
+    "unknown",
+)
 
 
 def _console(stderr: bool = False) -> Console:
@@ -63,6 +79,23 @@ def _manager(ctx: click.Context) -> ExperimentManager:
     from batchling.sync import ExperimentManager
 
     return ExperimentManager(ctx.obj["db_path"])
+
+
+@contextlib.contextmanager
+def _transfers(manager: ExperimentManager, *, lines: bool = True) -> Iterator[None]:
+    """Progress bars for uploads and downloads on a terminal; else a line each (if `lines`)."""
+    from batchling.progress import TransferDisplay
+
+    display = TransferDisplay(_console(stderr=True))
+    if display.mode != "live" and not lines:
+        yield
+        return
+    with display:
+        manager.on_transfer = display.update
+        try:
+            yield
+        finally:
+            manager.on_transfer = None
 
 
 def _show_experiment(manager: ExperimentManager, name: str, as_json: bool = False) -> None:
@@ -201,7 +234,8 @@ def create(
         response_format=response_format,
     )
     if start_now:
-        manager.start_experiment(name, max_cost=max_cost)
+        with _transfers(manager):
+            manager.start_experiment(name, max_cost=max_cost)
     _show_experiment(manager, name)
 
 
@@ -235,7 +269,8 @@ def _check_create_sources(
 def start(ctx: click.Context, name: str, max_cost: float | None) -> None:
     """Upload the requests and create the batch(es) at the provider."""
     manager = _manager(ctx)
-    manager.start_experiment(name, max_cost=max_cost)
+    with _transfers(manager):
+        manager.start_experiment(name, max_cost=max_cost)
     _show_experiment(manager, name)
 
 
@@ -261,17 +296,39 @@ cli.add_command(status, name="get")
 
 @cli.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print the experiments as JSON lines.")
+@click.option("--provider", default=None, help="Only experiments on this provider.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(STATUS_NAMES),
+    help="Only experiments with this status (repeat for several).",
+)
+@click.option("--prefix", "name_prefix", default=None, help="Only names starting with this.")
 @click.pass_context
-def list_(ctx: click.Context, as_json: bool) -> None:
+def list_(
+    ctx: click.Context,
+    as_json: bool,
+    provider: str | None,
+    statuses: tuple[str, ...],
+    name_prefix: str | None,
+) -> None:
     """List experiments, newest first."""
+    filtered = provider is not None or bool(statuses) or name_prefix is not None
     manager = _manager(ctx)
-    experiments = manager.list_experiments()
+    experiments = manager.list_experiments(
+        provider=provider, status=statuses or None, name_prefix=name_prefix
+    )
     if as_json:
         for experiment in experiments:
             click.echo(experiment.model_dump_json())
         return
     if not experiments:
-        click.echo("No experiments yet. Create one with 'batchling create'.")
+        click.echo(
+            "No experiments match these filters."
+            if filtered
+            else "No experiments yet. Create one with 'batchling create'."
+        )
         return
     from batchling.display import experiments_table
 
@@ -279,37 +336,80 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     _console().print(experiments_table(experiments, costs))
 
 
-@cli.command()
-@click.argument("name")
-@click.option(
-    "--poll-interval",
-    type=click.FloatRange(min=0.01),
-    default=2.0,
-    show_default=True,
-    help="Seconds between polls at first (backs off up to 60 s).",
-)
-@click.option(
-    "--timeout", type=click.FloatRange(min=0), default=None, help="Give up after this many seconds."
-)
-@click.pass_context
-def wait(ctx: click.Context, name: str, poll_interval: float, timeout: float | None) -> None:
-    """Wait until the experiment ends, showing its status as it changes."""
-    manager = _manager(ctx)
-    console = _console()
-    last: list[str] = []
+def _follow_options(command: F) -> F:
+    command = click.option(
+        "--plain",
+        is_flag=True,
+        help="One line per change instead of a live table (automatic when not a terminal).",
+    )(command)
+    command = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="Give up after this many seconds.",
+    )(command)
+    return click.option(
+        "--poll-interval",
+        type=click.FloatRange(min=0.01),
+        default=2.0,
+        show_default=True,
+        help="Seconds between polls at first (backs off up to 60 s).",
+    )(command)
 
-    def on_update(experiment: Any) -> None:
-        line = (
-            f"{experiment.name}: {experiment.status.value} "
-            f"({experiment.request_counts.completed}/{experiment.request_counts.total} done, "
-            f"{experiment.request_counts.failed} failed)"
+
+def _follow(
+    manager: ExperimentManager,
+    names: list[str],
+    poll_interval: float,
+    timeout: float | None,
+    plain: bool,
+) -> None:
+    from batchling.progress import WatchDisplay
+
+    with WatchDisplay(_console(), plain=plain) as display:
+        manager.wait_all(
+            names, poll_interval=poll_interval, timeout=timeout, on_update=display.update
         )
-        if not last or last[-1] != line:
-            console.print(line)
-            last.append(line)
 
-    manager.wait(name, poll_interval=poll_interval, timeout=timeout, on_update=on_update)
-    _show_experiment(manager, name)
+
+@cli.command()
+@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@_follow_options
+@click.pass_context
+def wait(
+    ctx: click.Context,
+    names: tuple[str, ...],
+    poll_interval: float,
+    timeout: float | None,
+    plain: bool,
+) -> None:
+    """Wait until the experiment(s) end, polling them concurrently and showing their progress."""
+    manager = _manager(ctx)
+    _follow(manager, list(names), poll_interval, timeout, plain)
+    if len(names) == 1:
+        _show_experiment(manager, names[0])
+
+
+@cli.command()
+@click.option("--provider", default=None, help="Only experiments on this provider.")
+@_follow_options
+@click.pass_context
+def watch(
+    ctx: click.Context,
+    provider: str | None,
+    poll_interval: float,
+    timeout: float | None,
+    plain: bool,
+) -> None:
+    """Follow every active experiment (submitted, not ended) until all have ended."""
+    manager = _manager(ctx)
+    active = [
+        e.name for e in manager.active_experiments() if provider is None or e.provider == provider
+    ]
+    if not active:
+        click.echo("No active experiments.")
+        return
+    _follow(manager, active, poll_interval, timeout, plain)
 
 
 @cli.command()
@@ -433,7 +533,8 @@ def compare(
 def results(ctx: click.Context, name: str, as_json: bool) -> None:
     """Download the results (once), store them and write the results file."""
     manager = _manager(ctx)
-    found = manager.get_results(name)
+    with _transfers(manager, lines=not as_json):
+        found = manager.get_results(name)
     if as_json:
         for result in found:
             click.echo(result.model_dump_json(exclude={"raw"}))
@@ -444,6 +545,42 @@ def results(ctx: click.Context, name: str, as_json: bool) -> None:
     console.print(results_table(found))
     experiment = manager.retrieve(name)
     console.print(f"Results written to {experiment.results_file_path}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "parquet"]),
+    default="jsonl",
+    show_default=True,
+    help="parquet needs pip install 'batchling[pandas]'.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (default: ./NAME.FORMAT); '-' writes jsonl or csv to stdout.",
+)
+@click.pass_context
+def export(ctx: click.Context, name: str, fmt: str, output: Path | None) -> None:
+    """Export one row per request: input, output, parsed fields, status, error, tokens, cost."""
+    manager = _manager(ctx)
+    if output is not None and str(output) == "-":
+        from batchling import export as exporting
+        from batchling.errors import ConfigurationError
+
+        if fmt == "parquet":
+            raise ConfigurationError("Parquet cannot go to stdout: give --output FILE.")
+        rows = manager.export_rows(name)
+        stream = click.get_text_stream("stdout")
+        (exporting.write_jsonl if fmt == "jsonl" else exporting.write_csv)(rows, stream)
+        return
+    with _transfers(manager):
+        path = manager.export(name, fmt, output)
+    click.echo(f"Wrote {manager.retrieve(name).request_counts.total} rows to {path}")
 
 
 @cli.command()

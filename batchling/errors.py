@@ -74,3 +74,14 @@ class StudyNotFoundError(BatchlingError):
             f"No study named '{study}'. Run 'batchling list' to see experiments and their studies."
         )
         self.study = study
+
+
+class MissingExtraError(ConfigurationError):
+    """An optional dependency (installed through one of batchling's extras) is missing."""
+
+    def __init__(self, what: str, package: str, extra: str) -> None:
+        super().__init__(
+            f"{what} needs {package}, which is not installed: pip install 'batchling[{extra}]'."
+        )
+        self.package = package
+        self.extra = extra

@@ -33,6 +33,14 @@ from batchling.errors import (
     ProviderError,
     StudyNotFoundError,
 )
+from batchling.export import (
+    check_format,
+    export_row,
+    input_summary,
+    rows_to_pandas,
+    rows_to_polars,
+    write_rows,
+)
 from batchling.home import default_db_path, experiment_dir
 from batchling.inputs import assign_custom_ids, parse_request, read_requests_jsonl
 from batchling.models import (
@@ -52,6 +60,7 @@ from batchling.pricing import (
     load_price_table,
     token_estimate_from_options,
 )
+from batchling.progress import TransferCallback, TransferMeter
 from batchling.providers import registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
 from batchling.retry import RETRY_KINDS, RetryOutcome, kind_names, retry_kinds
@@ -114,6 +123,9 @@ def combine_status(statuses: Sequence[Status]) -> Status:
 
 class AsyncExperimentManager:
     """Create, start, track and collect experiments. Use as `async with AsyncExperimentManager():`."""
+
+    # Called as uploads (bytes) and downloads (results) progress; see batchling.progress.
+    on_transfer: TransferCallback | None = None
 
     def __init__(self, db_path: str | Path | None = None) -> None:
         self.db_path = Path(db_path).expanduser() if db_path else default_db_path()
@@ -294,8 +306,26 @@ class AsyncExperimentManager:
     async def retrieve(self, experiment_name: str) -> Experiment:
         return await (await self.store()).get_experiment(experiment_name)
 
-    async def list_experiments(self) -> list[Experiment]:
-        return await (await self.store()).list_experiments()
+    async def list_experiments(
+        self,
+        *,
+        provider: str | None = None,
+        status: Status | str | Iterable[Status | str] | None = None,
+        name_prefix: str | None = None,
+    ) -> list[Experiment]:
+        """Experiments, newest first; only those matching every filter given."""
+        experiments = await (await self.store()).list_experiments()
+        return filter_experiments(
+            experiments, provider=provider, status=status, name_prefix=name_prefix
+        )
+
+    async def active_experiments(self) -> list[Experiment]:
+        """Experiments submitted and not yet ended: what `batchling watch` follows."""
+        return [
+            e
+            for e in await (await self.store()).list_experiments()
+            if e.status not in (Status.CREATED, Status.SUBMITTING) and not e.is_finished
+        ]
 
     async def list_batches(self, experiment_name: str) -> list[BatchRecord]:
         store = await self.store()
@@ -387,9 +417,18 @@ class AsyncExperimentManager:
             )
         metadata_base = {"batchling_experiment": experiment.name[:500]}
         try:
-            for batch in await store.list_batches(experiment):
-                if not batch.batch_id and not batch.results_stored:
-                    await self._submit_batch(experiment, provider, batch, metadata_base)
+            to_submit = [
+                b
+                for b in await store.list_batches(experiment)
+                if not b.batch_id and not b.results_stored
+            ]
+            upload = TransferMeter(
+                self.on_transfer, experiment_name, "upload", sum(b.bytes for b in to_submit)
+            )
+            upload.start()
+            for batch in to_submit:
+                await self._submit_batch(experiment, provider, batch, metadata_base)
+                upload.advance(batch.bytes)
         except BaseException:
             # Stays 'submitting' with its progress recorded; released so a rerun can resume it.
             await store.update_experiment(experiment_name, start_owner=None)
@@ -524,6 +563,32 @@ class AsyncExperimentManager:
                 )
             await asyncio.sleep(interval)
             interval = min(interval * 1.5, MAX_POLL_INTERVAL)
+
+    async def wait_all(
+        self,
+        experiment_names: Sequence[str],
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float | None = None,
+        on_update: ProgressCallback | None = None,
+    ) -> list[Experiment]:
+        """Wait for several experiments at once, their polls running concurrently. If one fails
+        (or times out) the others stop waiting and the error is raised."""
+        for name in experiment_names:
+            await self.retrieve(name)
+        tasks = [
+            asyncio.ensure_future(
+                self.wait(name, poll_interval=poll_interval, timeout=timeout, on_update=on_update)
+            )
+            for name in dict.fromkeys(experiment_names)
+        ]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def cancel_experiment(self, experiment_name: str) -> Experiment:
         """Cancel at the provider; what already finished stays available through get_results."""
@@ -675,9 +740,16 @@ class AsyncExperimentManager:
         if any(not b.results_stored for b in batches):
             provider = self._provider(experiment) if any(b.batch_id for b in batches) else None
             fmt = await self.response_format(experiment_name)
+            download = TransferMeter(
+                self.on_transfer, experiment_name, "download", experiment.request_counts.total
+            )
+            download.start()
             for batch in batches:
-                if not batch.results_stored:
-                    await self._store_batch_results(experiment, provider, batch, fmt)
+                if batch.results_stored:
+                    download.advance(batch.request_count)
+                else:
+                    await self._store_batch_results(experiment, provider, batch, fmt, download)
+            download.finish()
             # The stored results are the truth; some providers report only rough progress counts.
             succeeded, unsuccessful = await store.count_outcomes(experiment)
             experiment = await store.update_experiment(
@@ -694,6 +766,7 @@ class AsyncExperimentManager:
         provider: Provider | None,
         batch: BatchRecord,
         fmt: ResponseFormat | None = None,
+        download: TransferMeter | None = None,
     ) -> None:
         store = await self.store()
         seen: set[str] = set()
@@ -716,6 +789,8 @@ class AsyncExperimentManager:
                     result = _parsed(provider.decode(line), fmt)
                     seen.add(result.custom_id)
                     pending.append(result)
+                    if download is not None:
+                        download.advance()
                     if len(pending) >= RESULTS_FLUSH_SIZE:
                         await store.save_results(experiment, pending)
                         await store.commit()
@@ -901,6 +976,68 @@ class AsyncExperimentManager:
             )
             targets.append((summary, answers))
         return build_comparison(study, requests, targets)
+
+    # export
+
+    async def export_rows(self, experiment_name: str) -> list[dict[str, Any]]:
+        """One row per request (downloading the results first if needed): custom id, input
+        summary, output text, parsed fields flattened, status, error, tokens, cost."""
+        store = await self.store()
+        experiment = await self.download_results(experiment_name)
+        inputs = {
+            cid: input_summary(request) async for cid, _, request in store.iter_requests(experiment)
+        }
+        return [
+            export_row(experiment, result, inputs.get(result.custom_id))
+            async for result in store.iter_results(experiment)
+        ]
+
+    async def export(
+        self, experiment_name: str, fmt: str = "jsonl", path: str | Path | None = None
+    ) -> Path:
+        """Write the rows to a jsonl, csv or parquet file (default: ./<name>.<format>)."""
+        target = Path(path or f"{experiment_name}.{fmt}").expanduser()
+        check_format(fmt)
+        rows = await self.export_rows(experiment_name)
+        target = _prepare_output_path(target, "export file")
+        write_rows(rows, target, fmt)
+        return target
+
+    async def to_pandas(self, experiment_name: str) -> Any:
+        """The rows as a pandas DataFrame (pip install 'batchling[pandas]')."""
+        return rows_to_pandas(await self.export_rows(experiment_name))
+
+    async def to_polars(self, experiment_name: str) -> Any:
+        """The rows as a polars DataFrame (pip install 'batchling[polars]')."""
+        return rows_to_polars(await self.export_rows(experiment_name))
+
+
+def filter_experiments(
+    experiments: Iterable[Experiment],
+    *,
+    provider: str | None = None,
+    status: Status | str | Iterable[Status | str] | None = None,
+    name_prefix: str | None = None,
+) -> list[Experiment]:
+    if isinstance(status, (str, Status)):
+        status = [status]
+    wanted = {_status_named(s) for s in status} if status is not None else None
+    return [
+        e
+        for e in experiments
+        if (provider is None or e.provider == provider)
+        and (wanted is None or e.status in wanted)
+        and (name_prefix is None or e.name.startswith(name_prefix))
+    ]
+
+
+def _status_named(value: Status | str) -> Status:
+    try:
+        return Status(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"Unknown status '{value}': choose from {', '.join(s.value for s in Status)}."
+        ) from None
 
 
 def _redact_keys(text: str, info: ProviderInfo) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,8 +13,9 @@ from pydantic import BaseModel
 
 from batchling.compare import Comparison, Target
 from batchling.manager import DEFAULT_POLL_INTERVAL, AsyncExperimentManager, ProgressCallback
-from batchling.models import BatchRecord, Experiment, RawRequest, Result
+from batchling.models import BatchRecord, Experiment, RawRequest, Result, Status
 from batchling.pricing import ExperimentCost
+from batchling.progress import TransferCallback
 from batchling.retry import RetryOutcome
 
 T = TypeVar("T")
@@ -35,12 +37,16 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
 class ExperimentManager:
     """Blocking twin of AsyncExperimentManager: same methods, same arguments, same results."""
 
+    # Called as uploads (bytes) and downloads (results) progress; see batchling.progress.
+    on_transfer: TransferCallback | None = None
+
     def __init__(self, db_path: str | Path | None = None) -> None:
         self.db_path = db_path
 
     def _run(self, operation: Callable[[AsyncExperimentManager], Coroutine[Any, Any, T]]) -> T:
         async def call() -> T:
             async with AsyncExperimentManager(self.db_path) as manager:
+                manager.on_transfer = self.on_transfer
                 return await operation(manager)
 
         return run_sync(call())
@@ -91,9 +97,11 @@ class ExperimentManager:
         )
 
     def start_experiment(
-        self, experiment_name: str, *, max_cost: float | None = None
+        self, experiment_name: str, *, max_cost: float | None = None, progress: bool = False
     ) -> Experiment:
-        return self._run(lambda m: m.start_experiment(experiment_name, max_cost=max_cost))
+        """`progress=True` shows the upload as a progress bar (terminal) or a line."""
+        with self._transfers(progress):
+            return self._run(lambda m: m.start_experiment(experiment_name, max_cost=max_cost))
 
     def retrieve(self, experiment_name: str) -> Experiment:
         return self._run(lambda m: m.retrieve(experiment_name))
@@ -108,25 +116,102 @@ class ExperimentManager:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float | None = None,
         on_update: ProgressCallback | None = None,
+        progress: bool = False,
     ) -> Experiment:
-        return self._run(
-            lambda m: m.wait(
-                experiment_name, poll_interval=poll_interval, timeout=timeout, on_update=on_update
+        """`progress=True` shows a live table (terminal, Jupyter) or a line per change."""
+        return self.wait_all(
+            [experiment_name],
+            poll_interval=poll_interval,
+            timeout=timeout,
+            on_update=on_update,
+            progress=progress,
+        )[0]
+
+    def wait_all(
+        self,
+        experiment_names: Sequence[str],
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float | None = None,
+        on_update: ProgressCallback | None = None,
+        progress: bool = False,
+    ) -> list[Experiment]:
+        with contextlib.ExitStack() as stack:
+            callback = on_update
+            if progress:
+                from batchling.progress import WatchDisplay
+
+                display = stack.enter_context(WatchDisplay())
+                callback = _both(display.update, on_update)
+            return self._run(
+                lambda m: m.wait_all(
+                    experiment_names,
+                    poll_interval=poll_interval,
+                    timeout=timeout,
+                    on_update=callback,
+                )
             )
-        )
 
     def get_results(
-        self, experiment_name: str, response_model: type[BaseModel] | None = None
+        self,
+        experiment_name: str,
+        response_model: type[BaseModel] | None = None,
+        *,
+        progress: bool = False,
     ) -> list[Result]:
-        return self._run(lambda m: m.get_results(experiment_name, response_model))
+        """`progress=True` shows the download as a progress bar (terminal) or a line."""
+        with self._transfers(progress):
+            return self._run(lambda m: m.get_results(experiment_name, response_model))
 
     def retry_experiment(
         self, experiment_name: str, *, only: str | Iterable[str] | None = None
     ) -> RetryOutcome:
         return self._run(lambda m: m.retry_experiment(experiment_name, only=only))
 
-    def list_experiments(self) -> list[Experiment]:
-        return self._run(lambda m: m.list_experiments())
+    def list_experiments(
+        self,
+        *,
+        provider: str | None = None,
+        status: Status | str | Iterable[Status | str] | None = None,
+        name_prefix: str | None = None,
+    ) -> list[Experiment]:
+        return self._run(
+            lambda m: m.list_experiments(provider=provider, status=status, name_prefix=name_prefix)
+        )
+
+    def active_experiments(self) -> list[Experiment]:
+        return self._run(lambda m: m.active_experiments())
+
+    def export_rows(self, experiment_name: str) -> list[dict[str, Any]]:
+        return self._run(lambda m: m.export_rows(experiment_name))
+
+    def export(
+        self, experiment_name: str, fmt: str = "jsonl", path: str | Path | None = None
+    ) -> Path:
+        return self._run(lambda m: m.export(experiment_name, fmt, path))
+
+    def to_pandas(self, experiment_name: str) -> Any:
+        """One row per request as a pandas DataFrame (pip install 'batchling[pandas]')."""
+        return self._run(lambda m: m.to_pandas(experiment_name))
+
+    def to_polars(self, experiment_name: str) -> Any:
+        """One row per request as a polars DataFrame (pip install 'batchling[polars]')."""
+        return self._run(lambda m: m.to_polars(experiment_name))
+
+    @contextlib.contextmanager
+    def _transfers(self, progress: bool) -> Iterator[None]:
+        if not progress:
+            yield
+            return
+        from batchling.progress import TransferDisplay
+
+        before = self.on_transfer
+        with TransferDisplay() as display:
+            self.on_transfer = _both(display.update, before)
+            try:
+                yield
+            finally:
+                self.on_transfer = before
 
     def list_batches(self, experiment_name: str) -> list[BatchRecord]:
         return self._run(lambda m: m.list_batches(experiment_name))
@@ -182,3 +267,14 @@ class ExperimentManager:
         self, study: str, response_model: type[BaseModel] | None = None
     ) -> Comparison:
         return self._run(lambda m: m.get_comparison(study, response_model))
+
+
+def _both(first: Callable[[T], None], second: Callable[[T], None] | None) -> Callable[[T], None]:
+    if second is None:
+        return first
+
+    def call(value: T) -> None:
+        first(value)
+        second(value)
+
+    return call

@@ -1,0 +1,178 @@
+"""Results as table rows (one per request) and the files and data frames made from them.
+
+Row building is pure; pandas, polars and pyarrow are imported only when a frame or a parquet
+file is asked for, with an error naming the extra to install when they are missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from pydantic import BaseModel
+
+from batchling.errors import ConfigurationError, MissingExtraError
+from batchling.models import Experiment, ImagePart, RawRequest, Result
+
+ExportFormat = Literal["jsonl", "csv", "parquet"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("jsonl", "csv", "parquet")
+INPUT_SUMMARY_CHARS = 300
+PARSED_PREFIX = "parsed."
+BASE_COLUMNS = (
+    "experiment",
+    "provider",
+    "model",
+    "custom_id",
+    "status",
+    "input",
+    "output",
+    "error_kind",
+    "error_message",
+    "error_code",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+)
+
+
+def input_summary(request: RawRequest, limit: int = INPUT_SUMMARY_CHARS) -> str:
+    """The last user message as text (images as [image]), cut to `limit` characters."""
+    message = next((m for m in reversed(request.messages) if m.role == "user"), None)
+    message = message or request.messages[-1]
+    if isinstance(message.content, str):
+        text = message.content
+    else:
+        text = " ".join(
+            "[image]" if isinstance(part, ImagePart) else part.text for part in message.content
+        )
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def flatten_parsed(value: Any) -> dict[str, Any]:
+    """Structured output as columns: objects become `parsed.<field>` (nested: `parsed.a.b`);
+    lists stay one value; a non-object answer is the single column `parsed`."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        return {"parsed": value}
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: dict[str, Any]) -> None:
+        for key, item in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(item, dict) and item:
+                walk(name + ".", item)
+            else:
+                flat[name] = item
+
+    walk(PARSED_PREFIX, value)
+    return flat
+
+
+def export_row(experiment: Experiment, result: Result, input_text: str | None) -> dict[str, Any]:
+    """One request's row. `cost` stays None until batchling prices results."""
+    row: dict[str, Any] = {
+        "experiment": experiment.name,
+        "provider": experiment.provider,
+        "model": experiment.model,
+        "custom_id": result.custom_id,
+        "status": result.status,
+        "input": input_text,
+        "output": result.text,
+        "error_kind": result.error.kind if result.error else None,
+        "error_message": result.error.message if result.error else None,
+        "error_code": result.error.code if result.error else None,
+        "input_tokens": result.usage.input_tokens if result.usage else None,
+        "output_tokens": result.usage.output_tokens if result.usage else None,
+        "cost": None,
+    }
+    row.update(flatten_parsed(result.parsed))
+    return row
+
+
+def columns_of(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """The base columns, then every parsed column in order of first appearance."""
+    columns = list(BASE_COLUMNS)
+    seen = set(columns)
+    for row in rows:
+        for key in row:
+            if key not in seen:
+                seen.add(key)
+                columns.append(key)
+    return columns
+
+
+def write_jsonl(rows: Sequence[dict[str, Any]], handle: IO[str]) -> None:
+    columns = columns_of(rows)
+    for row in rows:
+        handle.write(json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False) + "\n")
+
+
+def write_csv(rows: Sequence[dict[str, Any]], handle: IO[str]) -> None:
+    columns = columns_of(rows)
+    writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: _csv_cell(row.get(c)) for c in columns})
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else value
+
+
+def write_parquet(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingExtraError("Exporting to parquet", "pyarrow", "pandas") from None
+    columns = columns_of(rows)
+    table = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
+    pq.write_table(table, path)
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigurationError(
+            f"Unknown export format '{fmt}': choose one of {', '.join(EXPORT_FORMATS)}."
+        )
+
+
+def write_rows(rows: Sequence[dict[str, Any]], path: Path, fmt: str) -> None:
+    """Write rows to `path` in one of EXPORT_FORMATS."""
+    check_format(fmt)
+    if fmt == "parquet":
+        write_parquet(rows, path)
+        return
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        (write_jsonl if fmt == "jsonl" else write_csv)(rows, handle)
+
+
+def rows_to_pandas(rows: Sequence[dict[str, Any]]) -> Any:
+    try:
+        import pandas as pd
+    except ImportError:
+        raise MissingExtraError("A pandas DataFrame", "pandas", "pandas") from None
+    return pd.DataFrame.from_records(list(rows), columns=columns_of(rows))
+
+
+def rows_to_polars(rows: Sequence[dict[str, Any]]) -> Any:
+    try:
+        import polars as pl
+    except ImportError:
+        raise MissingExtraError("A polars DataFrame", "polars", "polars") from None
+    columns = columns_of(rows)
+    return pl.DataFrame(
+        [{c: row.get(c) for c in columns} for row in rows],
+        schema=columns if not rows else None,
+        infer_schema_length=None,
+        strict=False,
+    )

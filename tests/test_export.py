@@ -1,0 +1,236 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from pydantic import BaseModel
+
+from batchling import ExperimentManager, RawRequest, Result
+from batchling.cli import cli
+from batchling.emulator import Emulator, EmulatorConfig
+from batchling.errors import ConfigurationError, MissingExtraError
+from batchling.export import (
+    BASE_COLUMNS,
+    columns_of,
+    export_row,
+    flatten_parsed,
+    input_summary,
+    rows_to_pandas,
+    write_csv,
+    write_rows,
+)
+from batchling.models import Experiment, ResultError, Usage
+from tests.helpers import request_dicts
+
+
+class City(BaseModel):
+    name: str
+    population: int
+
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+EXPERIMENT = Experiment(
+    name="caps",
+    provider="openai",
+    model="gpt-4o-mini",
+    endpoint="/v1/chat/completions",
+    processed_file_path=Path("p.jsonl"),
+    results_file_path=Path("r.jsonl"),
+    created_at=T0,
+    updated_at=T0,
+)
+
+
+def finished_experiment(
+    tmp_path: Path, name: str = "caps", count: int = 4, **create: object
+) -> ExperimentManager:
+    manager = ExperimentManager(tmp_path / "db.sqlite")
+    manager.create_experiment(
+        name, model="gpt-4o-mini", raw_requests=request_dicts(count, with_ids=True), **create
+    )
+    manager.start_experiment(name)
+    manager.wait(name, poll_interval=0.01)
+    return manager
+
+
+# pure row building
+
+
+def test_input_summary_is_the_last_user_message_flattened_and_cut() -> None:
+    request = RawRequest.model_validate(
+        {
+            "system_prompt": "Be brief.",
+            "messages": [
+                {"role": "user", "content": "first question"},
+                {"role": "assistant", "content": "an answer"},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is\n  in"},
+                        {"type": "image", "url": "https://example.com/a.png"},
+                    ],
+                },
+            ],
+        }
+    )
+    assert input_summary(request) == "What is in [image]"
+    long = RawRequest.model_validate({"messages": [{"role": "user", "content": "x" * 500}]})
+    summary = input_summary(long, limit=20)
+    assert len(summary) == 20 and summary.endswith("…")
+
+
+def test_parsed_objects_become_dotted_columns() -> None:
+    assert flatten_parsed({"name": "Paris", "where": {"country": "France", "eu": True}}) == {
+        "parsed.name": "Paris",
+        "parsed.where.country": "France",
+        "parsed.where.eu": True,
+    }
+    assert flatten_parsed(City(name="Nairobi", population=5)) == {
+        "parsed.name": "Nairobi",
+        "parsed.population": 5,
+    }
+    assert flatten_parsed([1, 2]) == {"parsed": [1, 2]}
+    assert flatten_parsed({"tags": ["a", "b"], "empty": {}}) == {
+        "parsed.tags": ["a", "b"],
+        "parsed.empty": {},
+    }
+    assert flatten_parsed(None) == {}
+
+
+def test_export_row_carries_status_error_tokens_and_no_cost_yet() -> None:
+    failed = Result(
+        custom_id="q1",
+        status="failed",
+        error=ResultError(kind="provider", message="overloaded", code="529"),
+    )
+    row = export_row(EXPERIMENT, failed, "What?")
+    assert row["status"] == "failed" and row["output"] is None
+    assert (row["error_kind"], row["error_message"], row["error_code"]) == (
+        "provider",
+        "overloaded",
+        "529",
+    )
+    assert row["input_tokens"] is None and row["cost"] is None
+    ok = Result(
+        custom_id="q0",
+        status="succeeded",
+        text="Paris",
+        usage=Usage(input_tokens=3, output_tokens=1),
+    )
+    row = export_row(EXPERIMENT, ok, "Capital?")
+    assert (row["input_tokens"], row["output_tokens"], row["output"]) == (3, 1, "Paris")
+    assert list(row)[: len(BASE_COLUMNS)] == list(BASE_COLUMNS)
+
+
+def test_columns_are_the_base_then_parsed_fields_in_first_seen_order() -> None:
+    rows = [{"a": 1, "parsed.x": 1}, {"parsed.y": 2, "parsed.x": 3}]
+    assert columns_of(rows)[len(BASE_COLUMNS) :] == ["a", "parsed.x", "parsed.y"]
+
+
+def test_csv_cells_hold_lists_as_json_and_missing_values_empty() -> None:
+    buffer = io.StringIO()
+    write_csv([{"custom_id": "a", "parsed.tags": ["x", "y"]}, {"custom_id": "b"}], buffer)
+    rows = list(csv.DictReader(io.StringIO(buffer.getvalue())))
+    assert json.loads(rows[0]["parsed.tags"]) == ["x", "y"]
+    assert rows[1]["parsed.tags"] == "" and rows[1]["cost"] == ""
+
+
+def test_unknown_format_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="Unknown export format 'xlsx'"):
+        write_rows([], tmp_path / "out.xlsx", "xlsx")
+
+
+def test_missing_extra_names_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'batchling\[pandas\]'"):
+        rows_to_pandas([])
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(MissingExtraError, match="parquet needs pyarrow"):
+        write_rows([], tmp_path / "x.parquet", "parquet")
+    monkeypatch.setitem(sys.modules, "polars", None)
+    from batchling.export import rows_to_polars
+
+    with pytest.raises(MissingExtraError, match=r"batchling\[polars\]"):
+        rows_to_polars([])
+
+
+# round trips through the emulator
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_export_round_trip_reads_back_one_row_per_request(
+    emulator: Emulator, tmp_path: Path, fmt: str
+) -> None:
+    emulator.state.config = EmulatorConfig(failure_rate=0.5)
+    manager = finished_experiment(tmp_path, count=8)
+    path = manager.export("caps", fmt, tmp_path / f"out.{fmt}")
+    frame = {
+        "jsonl": lambda: pd.read_json(path, lines=True, dtype=False),
+        "csv": lambda: pd.read_csv(path, keep_default_na=False, dtype=str),
+        "parquet": lambda: pd.read_parquet(path),
+    }[fmt]()
+    results = manager.get_results("caps")
+    assert list(frame.columns) == list(BASE_COLUMNS)
+    assert list(frame["custom_id"]) == [f"q{i}" for i in range(8)]
+    assert list(frame["status"]) == [r.status for r in results]
+    assert {"succeeded", "failed"} <= set(frame["status"])
+    assert frame["input"].iloc[0] == "What is the capital of France?"
+    succeeded = frame[frame["status"] == "succeeded"]
+    failed = frame[frame["status"] == "failed"]
+    assert all(str(text).startswith("The capital of") for text in succeeded["output"])
+    assert all(str(message) for message in failed["error_message"])
+    assert int(succeeded["input_tokens"].iloc[0]) > 0
+
+
+def test_to_pandas_and_to_polars_flatten_structured_outputs(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    manager = finished_experiment(tmp_path, count=3, response_format=City)
+    frame = manager.to_pandas("caps")
+    assert len(frame) == 3
+    assert {"parsed.name", "parsed.population"} <= set(frame.columns)
+    assert frame["parsed.population"].map(lambda v: isinstance(v, int)).all()
+    polars_frame = manager.to_polars("caps")
+    assert isinstance(polars_frame, pl.DataFrame)
+    assert polars_frame.height == 3
+    assert polars_frame["custom_id"].to_list() == ["q0", "q1", "q2"]
+    assert polars_frame["parsed.name"].to_list() == frame["parsed.name"].to_list()
+
+
+def test_export_before_the_end_says_to_wait(emulator: Emulator, tmp_path: Path) -> None:
+    from batchling.errors import InvalidStateError
+
+    manager = ExperimentManager(tmp_path / "db.sqlite")
+    manager.create_experiment("early", model="m", raw_requests=request_dicts(1))
+    with pytest.raises(InvalidStateError, match="not finished"):
+        manager.to_pandas("early")
+
+
+def test_cli_export_writes_a_file_or_stdout(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finished_experiment(tmp_path, count=2)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    db = ["--db", str(tmp_path / "db.sqlite")]
+    result = runner.invoke(cli, [*db, "export", "caps", "--format", "csv"], obj={})
+    assert result.exit_code == 0, result.output
+    assert f"Wrote 2 rows to {tmp_path / 'caps.csv'}" in result.output
+    assert len(pd.read_csv(tmp_path / "caps.csv")) == 2
+    result = runner.invoke(cli, [*db, "export", "caps", "-o", "-"], obj={})
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["custom_id"] for line in lines] == ["q0", "q1"]
+    result = runner.invoke(cli, [*db, "export", "caps", "--format", "parquet", "-o", "-"], obj={})
+    assert result.exit_code == 2 and "Parquet cannot go to stdout" in result.output
+    result = runner.invoke(cli, [*db, "export", "caps", "--format", "xml"], obj={})
+    assert result.exit_code == 2 and "xml" in result.output
