@@ -14,7 +14,9 @@ from batchling.errors import (
 from batchling.manager import AsyncExperimentManager
 from batchling.models import (
     BatchRecord,
+    DocumentPart,
     Experiment,
+    GenerationParams,
     ImagePart,
     RawMessage,
     RawRequest,
@@ -31,10 +33,12 @@ __all__ = [
     "BatchRecord",
     "BatchlingError",
     "ConfigurationError",
+    "DocumentPart",
     "Experiment",
     "ExperimentExistsError",
     "ExperimentManager",
     "ExperimentNotFoundError",
+    "GenerationParams",
     "ImagePart",
     "InputError",
     "InvalidStateError",

@@ -22,10 +22,16 @@ from batchling.errors import (
     ProviderError,
 )
 from batchling.home import default_db_path, experiment_dir
-from batchling.inputs import assign_custom_ids, parse_request, read_requests_jsonl
+from batchling.inputs import (
+    assign_custom_ids,
+    generation_defaults,
+    parse_request,
+    read_requests_jsonl,
+)
 from batchling.models import (
     BatchRecord,
     Experiment,
+    GenerationParams,
     RawRequest,
     RequestCounts,
     Result,
@@ -162,11 +168,13 @@ class AsyncExperimentManager:
         max_requests_per_batch: int | None = None,
         max_bytes_per_batch: int | None = None,
         response_format: Any = None,
+        generation: GenerationParams | dict[str, Any] | None = None,
     ) -> Experiment:
         """Validate and encode the requests, write the provider's input file(s), record it all.
 
         `response_format` (a pydantic class, a JSON Schema dict, a .json schema file or
-        `module:Class`) asks every request for JSON matching it; results are then validated."""
+        `module:Class`) asks every request for JSON matching it; results are then validated.
+        `generation` (temperature, max_tokens, reasoning, ...) fills what a request leaves unset."""
         _check_name(experiment_name)
         fmt = response_format_from(response_format) if response_format is not None else None
         info = registry.provider_info(provider)
@@ -184,7 +192,8 @@ class AsyncExperimentManager:
 
             raise ExperimentExistsError(experiment_name)
 
-        requests = _load_requests(raw_requests, raw_file_path)
+        defaults = generation_defaults(generation)
+        requests = [r.with_defaults(defaults) for r in _load_requests(raw_requests, raw_file_path)]
         pairs = list(
             assign_custom_ids(
                 requests, experiment_name=experiment_name, id_pattern=info.limits.custom_id_pattern

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from batchling.manager import DEFAULT_POLL_INTERVAL, AsyncExperimentManager, ProgressCallback
-from batchling.models import BatchRecord, Experiment, RawRequest, Result
+from batchling.models import BatchRecord, Experiment, GenerationParams, RawRequest, Result
 
 T = TypeVar("T")
 
@@ -59,6 +59,7 @@ class ExperimentManager:
         max_requests_per_batch: int | None = None,
         max_bytes_per_batch: int | None = None,
         response_format: Any = None,
+        generation: GenerationParams | dict[str, Any] | None = None,
     ) -> Experiment:
         return self._run(
             lambda m: m.create_experiment(
@@ -76,6 +77,7 @@ class ExperimentManager:
                 max_requests_per_batch=max_requests_per_batch,
                 max_bytes_per_batch=max_bytes_per_batch,
                 response_format=response_format,
+                generation=generation,
             )
         )
 
