@@ -188,6 +188,12 @@ def test_a_media_part_needs_exactly_one_source_and_data_needs_its_type() -> None
         RawRequest.model_validate(ask({"type": "video", "url": IMAGE_URL}))
 
 
+def test_a_remote_url_without_an_image_extension_is_taken_as_it_is() -> None:
+    for provider in ("openai", "anthropic", "groq", "mistral", "together"):
+        line = encode(provider, ask({"type": "image", "url": "https://x/image.php?id=3"}))
+        assert "https://x/image.php?id=3" in str(media_of(provider, line))
+
+
 def test_parts_without_a_type_are_text_or_images() -> None:
     request = RawRequest.model_validate(
         {"messages": [{"role": "user", "content": [{"text": "hi"}, {"url": IMAGE_URL}]}]}
@@ -267,6 +273,8 @@ def test_a_file_of_unknown_type_needs_a_media_type(tmp_path: Path) -> None:
         ("openai", {"type": "image", "url": "ftp://host/cat.png"}, "neither an http"),
         ("openai", {"type": "image", "data": "not base64!", "media_type": "image/png"}, "base64"),
         ("mistral", {"type": "document", "url": "data:text/plain;base64,aGk="}, "text/plain"),
+        ("anthropic", {"type": "document", "url": "https://x/notes.txt"}, "text/plain"),
+        ("openai", {"type": "image", "url": "https://x/scan.bmp"}, "image/bmp"),
     ],
 )
 def test_unsupported_types_and_malformed_sources_are_clear_errors(

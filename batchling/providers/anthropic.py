@@ -111,6 +111,7 @@ def encode_document(part: DocumentPart, where: str) -> dict[str, Any]:
     content.require_type(media, DOCUMENT_MEDIA_TYPES, provider="Anthropic", where=where)
     source: dict[str, Any]
     if media.url is not None:
+        content.require_type(media, frozenset({content.PDF}), provider="Anthropic", where=where)
         source = {"type": "url", "url": media.url}
     elif media.media_type == content.PLAIN_TEXT:
         text = base64.b64decode(media.data or "").decode("utf-8", errors="replace")

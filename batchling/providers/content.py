@@ -116,8 +116,16 @@ def _from_url(part: MediaPart, url: str, where: str) -> Media:
             "as 'path' instead."
         )
     name = PurePosixPath(urllib.parse.urlparse(url).path).name or None
-    media_type = part.media_type or (mimetypes.guess_type(name)[0] if name else None)
-    return Media(part.type, media_type, url=url, filename=name)
+    return Media(part.type, part.media_type or _remote_type(name), url=url, filename=name)
+
+
+def _remote_type(name: str | None) -> str | None:
+    """A URL's type from its extension, when that names an image or a document: a page like
+    `image.php?id=3` says nothing of what it serves."""
+    guessed = mimetypes.guess_type(name)[0] if name else None
+    if guessed and (guessed.startswith("image/") or guessed in (PDF, PLAIN_TEXT)):
+        return guessed
+    return None
 
 
 def _checked_base64(data: str, where: str) -> str:
