@@ -307,7 +307,7 @@ def test_gemini_takes_urls_of_its_own_files_api() -> None:
         encode("gemini", ask({"type": "document", "url": uri}))
 
 
-@pytest.mark.parametrize("provider", ["anthropic", "mistral"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq", "mistral", "together"])
 def test_images_in_assistant_messages_are_refused(provider: str) -> None:
     data = {
         "messages": [
@@ -317,6 +317,18 @@ def test_images_in_assistant_messages_are_refused(provider: str) -> None:
         ]
     }
     with pytest.raises(InputError, match="only in user messages"):
+        encode(provider, data)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_images_in_system_messages_are_refused(provider: str) -> None:
+    data = {
+        "messages": [
+            {"role": "system", "content": [{"type": "image", "url": PNG_DATA_URL}]},
+            {"role": "user", "content": "hi"},
+        ]
+    }
+    with pytest.raises(InputError, match="user message"):
         encode(provider, data)
 
 

@@ -10,6 +10,7 @@ from batchling.models import (
     DocumentPart,
     ImagePart,
     MediaPart,
+    RawMessage,
     RawRequest,
     Result,
     ResultError,
@@ -88,17 +89,32 @@ def encode_messages(
     *,
     custom_id: str | None = None,
     encode_part: content.PartEncoder = openai_part,
+    provider: str = "OpenAI",
 ) -> list[dict[str, Any]]:
     name = content.request_name(request.id, custom_id or "?")
     messages: list[dict[str, Any]] = []
     if request.system_prompt:
         messages.append({"role": "system", "content": request.system_prompt})
     for index, message in enumerate(request.messages):
+        _check_media_role(message, index, name=name, provider=provider)
         encoded = encode_content(
             message.content, name=name, message_index=index, encode_part=encode_part
         )
         messages.append({"role": message.role, "content": encoded})
     return messages
+
+
+def _check_media_role(message: RawMessage, index: int, *, name: str, provider: str) -> None:
+    """Chat APIs take images and files in user messages only (system and assistant: text)."""
+    if message.role == "user" or isinstance(message.content, str):
+        return
+    for part_index, part in enumerate(message.content):
+        if not isinstance(part, TextPart):
+            raise InputError(
+                f"{content.part_where(name, index, part_index)}: {provider} takes images and "
+                f"documents only in user messages, not in a '{message.role}' message. Move it "
+                "to a user message."
+            )
 
 
 def reasoning_effort(request: RawRequest, *, provider: str, custom_id: str) -> str | None:
@@ -121,7 +137,9 @@ def encode_chat_body(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": model,
-        "messages": encode_messages(request, custom_id=custom_id, encode_part=encode_part),
+        "messages": encode_messages(
+            request, custom_id=custom_id, encode_part=encode_part, provider=provider
+        ),
     }
     if request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
