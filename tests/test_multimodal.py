@@ -624,3 +624,27 @@ async def test_invalid_experiment_defaults_are_a_clear_error(
             raw_requests=[{"messages": [{"role": "user", "content": "hi"}]}],
             generation={"reasoning": 100},
         )
+
+
+def test_cli_create_takes_generation_settings(emulator: Emulator, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from batchling.cli import cli
+
+    raw = tmp_path / "requests.jsonl"
+    raw.write_text('{"id": "a", "messages": [{"role": "user", "content": "hi"}]}\n')
+    processed = tmp_path / "processed.jsonl"
+    args = ["--db", str(tmp_path / "db.sqlite"), "create", "--name", "cli-params"]
+    args += ["--model", "gemini-x", "--provider", "gemini", "--raw-file-path", str(raw)]
+    args += ["--processed-file-path", str(processed)]
+    args += ["--set", "temperature=0.3", "--set", "reasoning=2048", "--set", "stop=END"]
+    result = CliRunner().invoke(cli, args, obj={})
+    assert result.exit_code == 0, result.output
+    config = read_jsonl(processed)[0]["request"]["generationConfig"]
+    assert config == {
+        "temperature": 0.3,
+        "stopSequences": ["END"],
+        "thinkingConfig": {"thinkingBudget": 2048},
+    }
+    bad = CliRunner().invoke(cli, [*args[:4], "cli-bad", *args[5:-6], "--set", "oops"], obj={})
+    assert bad.exit_code != 0 and "is not NAME=VALUE" in bad.output
