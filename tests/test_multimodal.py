@@ -273,6 +273,8 @@ def test_a_file_of_unknown_type_needs_a_media_type(tmp_path: Path) -> None:
         ("openai", {"type": "image", "url": "ftp://host/cat.png"}, "neither an http"),
         ("openai", {"type": "image", "data": "not base64!", "media_type": "image/png"}, "base64"),
         ("mistral", {"type": "document", "url": "data:text/plain;base64,aGk="}, "text/plain"),
+        ("openai", {"type": "image", "url": "data:;base64,aGk="}, "names no type"),
+        ("groq", {"type": "document", "path": "PDF"}, "Groq batches take no document parts"),
         ("anthropic", {"type": "document", "url": "https://x/notes.txt"}, "text/plain"),
         ("openai", {"type": "image", "url": "https://x/scan.bmp"}, "image/bmp"),
     ],

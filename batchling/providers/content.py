@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import mimetypes
 import re
 import urllib.parse
@@ -65,9 +66,7 @@ def resolve(part: MediaPart, where: str) -> Media:
     else:
         media = _from_url(part, str(part.url), where)
     if isinstance(part, DocumentPart) and part.filename:
-        media = Media(
-            kind, media.media_type, url=media.url, data=media.data, filename=part.filename
-        )
+        media = dataclasses.replace(media, filename=part.filename)
     if (
         isinstance(part, ImagePart)
         and media.media_type
@@ -108,7 +107,9 @@ def _from_url(part: MediaPart, url: str, where: str) -> Media:
             payload = _checked_base64(payload, where)
         else:
             payload = base64.b64encode(urllib.parse.unquote_to_bytes(payload)).decode()
-        media_type = part.media_type or match["media_type"] or None
+        media_type = part.media_type or match["media_type"]
+        if not media_type:
+            raise InputError(f"{where}: the data URL names no type; set 'media_type'.")
         return Media(part.type, media_type, data=payload)
     if not url.startswith(("http://", "https://")):
         raise InputError(
@@ -132,7 +133,9 @@ def _checked_base64(data: str, where: str) -> str:
     try:
         base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise InputError(f"{where}: the base64 data is not valid base64.") from None
+        raise InputError(
+            f"{where}: the data is not valid base64. Check 'data' (or the data URL)."
+        ) from None
     return data
 
 
@@ -146,20 +149,10 @@ def require_type(media: Media, accepted: frozenset[str], *, provider: str, where
     )
 
 
-def refuse_remote(media: Media, *, provider: str, where: str) -> None:
-    if media.is_remote:
-        raise InputError(
-            f"{where}: {provider} batches cannot fetch {media.kind}s from a URL "
-            f"({str(media.url)[:80]}). Download it and give it as a local 'path' (or base64 "
-            "'data')."
-        )
-
-
-def unsupported(part: MediaPart, *, provider: str, where: str, hint: str = "") -> InputError:
+def unsupported(part: MediaPart, *, provider: str, where: str) -> InputError:
     return InputError(
-        f"{where}: {provider} batches take no {part.type} parts"
-        + (f"; {hint}" if hint else ". Remove it or use a provider that does")
-        + "."
+        f"{where}: {provider} batches take no {part.type} parts. Remove it, or use a provider "
+        "that takes them (see the README's multimodal table)."
     )
 
 
