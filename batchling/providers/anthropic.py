@@ -88,8 +88,7 @@ def map_status(raw: str, *, cancel_initiated: bool = False, expired: int = 0) ->
 # encode
 
 
-def encode_image(part: ImagePart, *, custom_id: str, where: str | None = None) -> dict[str, Any]:
-    where = where or f"Request '{custom_id}'"
+def encode_image(part: ImagePart, where: str) -> dict[str, Any]:
     if part.detail not in (None, "auto"):
         raise InputError(
             f"{where}: Anthropic has no image 'detail' setting "
@@ -127,7 +126,7 @@ def encode_document(part: DocumentPart, where: str) -> dict[str, Any]:
 def encode_media(part: MediaPart, where: str) -> dict[str, Any]:
     if isinstance(part, DocumentPart):
         return encode_document(part, where)
-    return encode_image(part, custom_id="", where=where)
+    return encode_image(part, where)
 
 
 def encode_content(
