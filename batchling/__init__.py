@@ -17,7 +17,9 @@ from batchling.errors import (
 from batchling.manager import AsyncExperimentManager
 from batchling.models import (
     BatchRecord,
+    DocumentPart,
     Experiment,
+    GenerationParams,
     ImagePart,
     RawMessage,
     RawRequest,
@@ -38,11 +40,13 @@ __all__ = [
     "Comparison",
     "ConfigurationError",
     "CostLimitError",
+    "DocumentPart",
     "Experiment",
     "ExperimentCost",
     "ExperimentExistsError",
     "ExperimentManager",
     "ExperimentNotFoundError",
+    "GenerationParams",
     "ImagePart",
     "InputError",
     "InvalidStateError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -73,6 +74,20 @@ def cli(ctx: click.Context, db_path: Path | None, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["db_path"] = db_path
     ctx.obj["debug"] = debug
+
+
+def generation_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`--set name=value` pairs; a value is read as JSON when it is JSON, else as a string."""
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"'{pair}' is not NAME=VALUE, e.g. temperature=0.2.")
+        try:
+            settings[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[name.strip()] = value
+    return settings
 
 
 def _manager(ctx: click.Context) -> ExperimentManager:
@@ -183,6 +198,15 @@ _MAX_COST_HELP = (
     help="Ask for JSON matching a pydantic class (module:Class, importable from here) or a "
     "JSON Schema file; results are validated against it.",
 )
+@click.option(
+    "--set",
+    "generation",
+    multiple=True,
+    metavar="NAME=VALUE",
+    callback=lambda ctx, param, value: generation_settings(value),
+    help="A generation setting for every request that leaves it unset (repeatable): "
+    "temperature, top_p, max_tokens, stop, seed, reasoning. E.g. --set reasoning=low.",
+)
 @click.option("--start", "start_now", is_flag=True, help="Start the experiment right away.")
 @click.option(
     "--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD", help=_MAX_COST_HELP
@@ -205,6 +229,7 @@ def create(
     base_url: str | None,
     max_requests_per_batch: int | None,
     response_format: str | None,
+    generation: dict[str, Any],
     start_now: bool,
     max_cost: float | None,
 ) -> None:
@@ -232,6 +257,7 @@ def create(
         base_url=base_url,
         max_requests_per_batch=max_requests_per_batch,
         response_format=response_format,
+        generation=generation or None,
     )
     if start_now:
         with _transfers(manager):

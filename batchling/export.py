@@ -15,7 +15,7 @@ from typing import IO, Any, Literal
 from pydantic import BaseModel
 
 from batchling.errors import ConfigurationError, MissingExtraError
-from batchling.models import Experiment, ImagePart, RawRequest, Result
+from batchling.models import Experiment, RawRequest, Result, TextPart
 
 ExportFormat = Literal["jsonl", "csv", "parquet"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("jsonl", "csv", "parquet")
@@ -39,14 +39,16 @@ BASE_COLUMNS = (
 
 
 def input_summary(request: RawRequest, limit: int = INPUT_SUMMARY_CHARS) -> str:
-    """The last user message as text (images as [image]), cut to `limit` characters."""
+    """The last user message as text (images as [image], documents as [document]), cut to
+    `limit` characters."""
     message = next((m for m in reversed(request.messages) if m.role == "user"), None)
     message = message or request.messages[-1]
     if isinstance(message.content, str):
         text = message.content
     else:
         text = " ".join(
-            "[image]" if isinstance(part, ImagePart) else part.text for part in message.content
+            part.text if isinstance(part, TextPart) else f"[{part.type}]"
+            for part in message.content
         )
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from batchling.errors import InputError
-from batchling.models import RawRequest
+from batchling.models import GenerationParams, RawRequest
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -35,6 +35,19 @@ def parse_request(data: Any, *, where: str) -> RawRequest:
     except ValidationError as error:
         raise InputError(
             f"{where} is not a valid request: {describe_validation_error(error)}."
+        ) from None
+
+
+def generation_defaults(value: GenerationParams | dict[str, Any] | None) -> GenerationParams | None:
+    """An experiment's generation settings, checked like a request's."""
+    if value is None or isinstance(value, GenerationParams):
+        return value
+    try:
+        return GenerationParams.model_validate(value)
+    except ValidationError as error:
+        raise InputError(
+            f"The experiment's generation settings are not valid: "
+            f"{describe_validation_error(error)}."
         ) from None
 
 

@@ -42,10 +42,16 @@ from batchling.export import (
     write_rows,
 )
 from batchling.home import default_db_path, experiment_dir
-from batchling.inputs import assign_custom_ids, parse_request, read_requests_jsonl
+from batchling.inputs import (
+    assign_custom_ids,
+    generation_defaults,
+    parse_request,
+    read_requests_jsonl,
+)
 from batchling.models import (
     BatchRecord,
     Experiment,
+    GenerationParams,
     RawRequest,
     RequestCounts,
     Result,
@@ -200,6 +206,7 @@ class AsyncExperimentManager:
         rows: Any = None,
         id_field: str | None = None,
         study: str | None = None,
+        generation: GenerationParams | dict[str, Any] | None = None,
     ) -> Experiment:
         """Validate and encode the requests, write the provider's input file(s), record it all.
 
@@ -209,7 +216,8 @@ class AsyncExperimentManager:
         `id_field` if given.
         `response_format` (a pydantic class, a JSON Schema dict, a .json schema file or
         `module:Class`) asks every request for JSON matching it; results are then validated.
-        `study` groups it with other experiments (see compare_experiments)."""
+        `study` groups it with other experiments (see compare_experiments).
+        `generation` (temperature, max_tokens, reasoning, ...) fills what a request leaves unset."""
         _check_name(experiment_name)
         fmt = response_format_from(response_format) if response_format is not None else None
         info = registry.provider_info(provider)
@@ -222,11 +230,15 @@ class AsyncExperimentManager:
         if await store.find_experiment(experiment_name) is not None:
             raise ExperimentExistsError(experiment_name)
 
-        requests = (
-            requests_from_template(template, rows, id_field=id_field)
-            if template is not None
-            else _load_requests(raw_requests, raw_file_path)
-        )
+        defaults = generation_defaults(generation)
+        requests = [
+            r.with_defaults(defaults)
+            for r in (
+                requests_from_template(template, rows, id_field=id_field)
+                if template is not None
+                else _load_requests(raw_requests, raw_file_path)
+            )
+        ]
         pairs = list(
             assign_custom_ids(
                 requests, experiment_name=experiment_name, id_pattern=info.limits.custom_id_pattern

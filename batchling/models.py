@@ -5,9 +5,19 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictInt,
+    Tag,
+    field_validator,
+    model_validator,
+)
+from typing_extensions import Self
 
 
 class Status(str, enum.Enum):
@@ -43,17 +53,63 @@ class TextPart(BaseModel):
     text: str
 
 
-class ImagePart(BaseModel):
-    """An image given as an http(s) URL, a data URL, or a local file path."""
+class _MediaPart(BaseModel):
+    """Bytes given one of three ways: `url` (http(s) or a data URL), a local `path` (read and
+    base64-encoded when the request is encoded), or base64 `data` with its `media_type`."""
 
     model_config = ConfigDict(extra="forbid")
-    type: Literal["image"] = "image"
     url: str | None = None
     path: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        given = [name for name in ("url", "path", "data") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(
+                f"{self.type_name()} part needs exactly one of 'url', 'path' or 'data'"
+                + (f", got {' and '.join(given)}" if given else "")
+            )
+        if self.data and not self.media_type:
+            raise ValueError(f"{self.type_name()} part with 'data' needs its 'media_type'")
+        return self
+
+    @classmethod
+    def type_name(cls) -> str:
+        """'an image' or 'a document', for messages."""
+        name = str(cls.model_fields["type"].default)
+        return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+class ImagePart(_MediaPart):
+    """An image given as an http(s) URL, a data URL, a local file path, or base64 data."""
+
+    type: Literal["image"] = "image"
     detail: Literal["auto", "low", "high"] | None = None
 
 
-ContentPart = TextPart | ImagePart
+class DocumentPart(_MediaPart):
+    """A document (a PDF, or plain text where the provider takes it), given like an image."""
+
+    type: Literal["document"] = "document"
+    filename: str | None = None
+
+
+def _part_type(value: Any) -> str:
+    """A part's `type`; a dict without one is text when it has 'text', else an image."""
+    if isinstance(value, dict):
+        return str(value.get("type") or ("text" if "text" in value else "image"))
+    return str(getattr(value, "type", ""))
+
+
+ContentPart = Annotated[
+    Annotated[TextPart, Tag("text")]
+    | Annotated[ImagePart, Tag("image")]
+    | Annotated[DocumentPart, Tag("document")],
+    Discriminator(_part_type),
+]
+MediaPart = ImagePart | DocumentPart
 
 
 class RawMessage(BaseModel):
@@ -75,18 +131,57 @@ class RawMessage(BaseModel):
         return "\n".join(part.text for part in self.content if isinstance(part, TextPart))
 
 
-class RawRequest(BaseModel):
-    """One request, the same for every provider. Provider adapters encode it into their format."""
+ReasoningLevel = Literal["low", "medium", "high"]
+MAX_TEMPERATURE = 2.0
+
+
+class GenerationParams(BaseModel):
+    """How to generate: on a request, or as an experiment's defaults for all its requests.
+
+    `reasoning` is a level ("low", "medium", "high") or a thinking budget in tokens; each
+    provider adapter maps it (README, "Multimodal inputs and generation parameters")."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str | None = None
-    system_prompt: str | None = None
-    messages: list[RawMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, gt=0)
-    temperature: float | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, ge=0, le=MAX_TEMPERATURE)
     top_p: float | None = Field(default=None, ge=0, le=1)
     stop: list[str] | None = None
     seed: int | None = None
+    reasoning: ReasoningLevel | Annotated[StrictInt, Field(ge=0)] | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not all(value):
+            raise ValueError("stop sequences must not be empty strings")
+        return value
+
+
+GENERATION_FIELDS = tuple(GenerationParams.model_fields)
+
+
+class RawRequest(GenerationParams):
+    """One request, the same for every provider. Provider adapters encode it into their format."""
+
+    id: str | None = None
+    system_prompt: str | None = None
+    messages: list[RawMessage] = Field(min_length=1)
+
+    def with_defaults(self, defaults: GenerationParams | None) -> RawRequest:
+        """This request, with each generation setting it leaves unset taken from `defaults`."""
+        if defaults is None:
+            return self
+        unset = {
+            name: getattr(defaults, name)
+            for name in GENERATION_FIELDS
+            if getattr(self, name) is None and getattr(defaults, name) is not None
+        }
+        return self.model_copy(update=unset) if unset else self
 
     @field_validator("id")
     @classmethod

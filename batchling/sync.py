@@ -13,7 +13,14 @@ from pydantic import BaseModel
 
 from batchling.compare import Comparison, Target
 from batchling.manager import DEFAULT_POLL_INTERVAL, AsyncExperimentManager, ProgressCallback
-from batchling.models import BatchRecord, Experiment, RawRequest, Result, Status
+from batchling.models import (
+    BatchRecord,
+    Experiment,
+    GenerationParams,
+    RawRequest,
+    Result,
+    Status,
+)
 from batchling.pricing import ExperimentCost
 from batchling.progress import TransferCallback
 from batchling.retry import RetryOutcome
@@ -72,6 +79,7 @@ class ExperimentManager:
         rows: Any = None,
         id_field: str | None = None,
         study: str | None = None,
+        generation: GenerationParams | dict[str, Any] | None = None,
     ) -> Experiment:
         return self._run(
             lambda m: m.create_experiment(
@@ -93,6 +101,7 @@ class ExperimentManager:
                 rows=rows,
                 id_field=id_field,
                 study=study,
+                generation=generation,
             )
         )
 

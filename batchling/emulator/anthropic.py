@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat
+from batchling.emulator import answers, chat, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase
 
 PROVIDER = "anthropic"
@@ -113,7 +113,7 @@ def invalid_params(params: dict[str, Any]) -> str | None:
         not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1
     ):
         return "temperature: Input should be a number between 0 and 1"
-    return None
+    return media.anthropic_problem(params)
 
 
 def system_text(system: Any) -> str:

@@ -56,7 +56,9 @@ def chat_completion(
         )
     else:
         reply = answers.reply_to(last_user_text(messages))
-    reply, truncated = answers.truncate_to_tokens(reply, body.get("max_tokens"))
+    reply, truncated = answers.truncate_to_tokens(
+        reply, body.get("max_completion_tokens", body.get("max_tokens"))
+    )
     input_tokens = prompt_tokens(messages)
     output_tokens = answers.count_tokens(reply)
     return {

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat
+from batchling.emulator import answers, chat, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
 PROVIDER = "gemini"
@@ -191,7 +191,7 @@ def request_problem(request: Any) -> str | None:
             return "* GenerateContentRequest.contents.parts: contents.parts must not be empty.\n"
         if content.get("role", "user") not in VALID_ROLES:
             return "Please use a valid role: user, model."
-    return None
+    return media.gemini_problem(request)
 
 
 def _generation_config(request: dict[str, Any]) -> dict[str, Any]:

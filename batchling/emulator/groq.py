@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import chat
+from batchling.emulator import chat, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
 from batchling.emulator.openai import PHASE_TIMESTAMP, STATUS, error
 
@@ -171,6 +171,12 @@ def response_body(
     return completion
 
 
+def invalid_parts(line: dict[str, Any]) -> str | None:
+    if line.get("url") != "/v1/chat/completions":
+        return None
+    return media.openai_chat_problem(line["body"], files=False)
+
+
 def render(state: EmulatorState, batch: EmulatedBatch) -> None:
     """Write the output and error files of a batch that just ended (order is not promised)."""
     created = int(state.clock())
@@ -180,7 +186,11 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         custom_id = line["custom_id"]
         base = {"id": f"batch_req_{batch.id}_{index}", "custom_id": custom_id}
         request_id = f"req_{batch.id}_{index}"
-        if outcome == "succeeded":
+        if outcome == "succeeded" and (problem := invalid_parts(line)) is not None:
+            body = chat.error_body(problem, code="invalid_value")
+            response = {"status_code": 400, "request_id": f"req_{index}", "body": body}
+            failed.append({**base, "response": response, "error": None})
+        elif outcome == "succeeded":
             body = response_body(
                 line, created=created, invalid_json_rate=state.config.invalid_json_rate
             )

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat
+from batchling.emulator import answers, chat, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
 PROVIDER = "mistral"
@@ -593,6 +593,10 @@ def routes(state: EmulatorState) -> list[Route]:
                     rejected[index] = _error_body(
                         problem, "invalid_request_message_order", MESSAGE_ORDER_CODE
                     )
+                elif (
+                    problem := media.openai_chat_problem(line["body"], files=False, documents=True)
+                ) is not None:
+                    rejected[index] = _error_body(problem, "invalid_request_error", "3051")
         batch = state.create_batch(
             PROVIDER,
             lines,

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat
+from batchling.emulator import answers, chat, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
 PROVIDER = "openai"
@@ -247,6 +247,12 @@ def response_body(
     )
 
 
+def invalid_parts(line: dict[str, Any]) -> str | None:
+    if line.get("url") != "/v1/chat/completions":
+        return None
+    return media.openai_chat_problem(line["body"], files=True)
+
+
 def render(state: EmulatorState, batch: EmulatedBatch) -> None:
     """Write the output and error files of a batch that just ended."""
     created = int(state.clock())
@@ -257,7 +263,11 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
     for index, (line, outcome) in enumerate(zip(batch.lines, batch.outcomes, strict=True)):
         custom_id = line["custom_id"]
         base = {"id": f"batch_req_{batch.id}_{index}", "custom_id": custom_id}
-        if outcome == "succeeded":
+        if outcome == "succeeded" and (problem := invalid_parts(line)) is not None:
+            body = chat.error_body(problem, code="invalid_value")
+            response = {"status_code": 400, "request_id": f"req_{index}", "body": body}
+            failed.append({**base, "response": response, "error": None})
+        elif outcome == "succeeded":
             body = response_body(
                 endpoint,
                 line["body"],

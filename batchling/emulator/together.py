@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat
+from batchling.emulator import answers, chat, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
 PROVIDER = "together"
@@ -244,6 +244,9 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             continue
         if custom_id in oversize:
             failed.append({"custom_id": custom_id, "error": TOO_LARGE})
+        elif endpoint == CHAT and (problem := media.openai_chat_problem(line["body"], files=False)):
+            body = chat.error_body(problem, code="invalid_value")
+            failed.append({"custom_id": custom_id, "response": {"status_code": 400, "body": body}})
         elif outcome == "failed":
             message = f"Emulated failure for request '{custom_id}'."
             failed.append({"custom_id": custom_id, "error": {"message": message, "code": FAILURE}})

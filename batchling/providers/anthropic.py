@@ -7,17 +7,19 @@ is sent with `DEFAULT_MAX_TOKENS` (1024).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import json
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchling.errors import ConfigurationError, InputError
 from batchling.models import (
+    DocumentPart,
     ImagePart,
+    MediaPart,
     RawMessage,
     RawRequest,
     RequestCounts,
@@ -27,7 +29,7 @@ from batchling.models import (
     TextPart,
     Usage,
 )
-from batchling.providers import openai_format
+from batchling.providers import content
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
 from batchling.structured import ResponseFormat
 
@@ -65,7 +67,11 @@ TIMEOUT_SECONDS = 120.0
 DEFAULT_MAX_TOKENS = 1024
 MAX_TEMPERATURE = 1.0
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-_DATA_URL = re.compile(r"^data:(?P<media_type>[\w.+/-]+);base64,(?P<data>.*)$", re.DOTALL)
+DOCUMENT_MEDIA_TYPES = frozenset({"application/pdf", "text/plain"})
+# `reasoning` levels as extended-thinking budgets (in tokens); 1024 is Anthropic's minimum.
+THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+MIN_THINKING_BUDGET = 1024
+MIN_THINKING_TOP_P = 0.95
 
 
 def map_status(raw: str, *, cancel_initiated: bool = False, expired: int = 0) -> Status:
@@ -82,49 +88,66 @@ def map_status(raw: str, *, cancel_initiated: bool = False, expired: int = 0) ->
 # encode
 
 
-def encode_image(part: ImagePart, *, custom_id: str) -> dict[str, Any]:
+def encode_image(part: ImagePart, where: str) -> dict[str, Any]:
     if part.detail not in (None, "auto"):
         raise InputError(
-            f"Request '{custom_id}': Anthropic has no image 'detail' setting "
+            f"{where}: Anthropic has no image 'detail' setting "
             f"(got '{part.detail}'). Remove 'detail' from the image part."
         )
-    url = openai_format.image_url(part)
-    match = _DATA_URL.match(url)
-    if match is None:
-        if not url.startswith(("http://", "https://")):
-            raise InputError(
-                f"Request '{custom_id}': image '{url[:60]}' is neither an http(s) URL, "
-                "a base64 data URL nor a local file."
-            )
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    media_type = match["media_type"]
-    if media_type not in IMAGE_MEDIA_TYPES:
-        accepted = ", ".join(sorted(IMAGE_MEDIA_TYPES))
-        raise InputError(
-            f"Request '{custom_id}': Anthropic does not take images of type '{media_type}'. "
-            f"Convert it to one of {accepted}."
-        )
+    media = content.resolve(part, where)
+    content.require_type(media, IMAGE_MEDIA_TYPES, provider="Anthropic", where=where)
+    if media.url is not None:
+        return {"type": "image", "source": {"type": "url", "url": media.url}}
     return {
         "type": "image",
-        "source": {"type": "base64", "media_type": media_type, "data": match["data"]},
+        "source": {"type": "base64", "media_type": media.media_type, "data": media.data},
     }
 
 
-def encode_content(message: RawMessage, *, custom_id: str) -> str | list[dict[str, Any]]:
+def encode_document(part: DocumentPart, where: str) -> dict[str, Any]:
+    """PDFs by URL or base64; plain text as a text source (Anthropic wants it decoded)."""
+    media = content.resolve(part, where)
+    content.require_type(media, DOCUMENT_MEDIA_TYPES, provider="Anthropic", where=where)
+    source: dict[str, Any]
+    if media.url is not None:
+        content.require_type(media, frozenset({content.PDF}), provider="Anthropic", where=where)
+        source = {"type": "url", "url": media.url}
+    elif media.media_type == content.PLAIN_TEXT:
+        text = base64.b64decode(media.data or "").decode("utf-8", errors="replace")
+        source = {"type": "text", "media_type": content.PLAIN_TEXT, "data": text}
+    else:
+        source = {"type": "base64", "media_type": content.PDF, "data": media.data}
+    block: dict[str, Any] = {"type": "document", "source": source}
+    if part.filename:
+        block["title"] = part.filename
+    return block
+
+
+def encode_media(part: MediaPart, where: str) -> dict[str, Any]:
+    if isinstance(part, DocumentPart):
+        return encode_document(part, where)
+    return encode_image(part, where)
+
+
+def encode_content(
+    message: RawMessage, *, custom_id: str, message_index: int = 0
+) -> str | list[dict[str, Any]]:
     if isinstance(message.content, str):
         return message.content
-    blocks: list[dict[str, Any]] = []
-    for part in message.content:
-        if isinstance(part, TextPart):
-            blocks.append({"type": "text", "text": part.text})
-        elif message.role == "assistant":
-            raise InputError(
-                f"Request '{custom_id}': Anthropic takes images only in user messages. "
-                "Move the image to a user message."
-            )
-        else:
-            blocks.append(encode_image(part, custom_id=custom_id))
-    return blocks
+    if message.role == "assistant" and any(
+        not isinstance(part, TextPart) for part in message.content
+    ):
+        raise InputError(
+            f"Request '{custom_id}': Anthropic takes images and documents only in user "
+            "messages. Move them to a user message."
+        )
+    return content.encode_parts(
+        message.content,
+        message_index,
+        name=f"Request '{custom_id}'",
+        text=lambda part: {"type": "text", "text": part.text},
+        media=encode_media,
+    )
 
 
 def encode_system(request: RawRequest, *, custom_id: str) -> str | None:
@@ -141,10 +164,11 @@ def encode_system(request: RawRequest, *, custom_id: str) -> str | None:
                 "conversation. Move the system message to the start or into 'system_prompt'."
             )
         if not isinstance(message.content, str) and any(
-            isinstance(part, ImagePart) for part in message.content
+            not isinstance(part, TextPart) for part in message.content
         ):
             raise InputError(
-                f"Request '{custom_id}': a system message cannot hold images on Anthropic."
+                f"Request '{custom_id}': a system message cannot hold images or documents on "
+                "Anthropic. Move them to a user message."
             )
         parts.append(message.text())
     return "\n\n".join(parts) if parts else None
@@ -184,8 +208,8 @@ def encode_params(request: RawRequest, *, custom_id: str, model: str) -> dict[st
         "model": model,
         "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
         "messages": [
-            {"role": m.role, "content": encode_content(m, custom_id=custom_id)}
-            for m in request.messages
+            {"role": m.role, "content": encode_content(m, custom_id=custom_id, message_index=i)}
+            for i, m in enumerate(request.messages)
             if m.role != "system"
         ],
     }
@@ -200,7 +224,47 @@ def encode_params(request: RawRequest, *, custom_id: str, model: str) -> dict[st
         params["top_p"] = request.top_p
     if request.stop:
         params["stop_sequences"] = request.stop
+    if request.reasoning is not None:
+        add_thinking(params, request, custom_id=custom_id)
     return params
+
+
+def thinking_budget(reasoning: str | int, *, custom_id: str) -> int:
+    """A level as its budget (THINKING_BUDGETS); a budget as it is, once checked."""
+    if isinstance(reasoning, str):
+        return THINKING_BUDGETS[reasoning]
+    if reasoning < MIN_THINKING_BUDGET:
+        raise InputError(
+            f"Request '{custom_id}': Anthropic's thinking budget starts at "
+            f"{MIN_THINKING_BUDGET} tokens (got reasoning={reasoning}). Raise it, or leave "
+            "'reasoning' out to run without extended thinking."
+        )
+    return reasoning
+
+
+def add_thinking(params: dict[str, Any], request: RawRequest, *, custom_id: str) -> None:
+    """Extended thinking: `max_tokens` must exceed the budget, and sampling stays default."""
+    assert request.reasoning is not None
+    budget = thinking_budget(request.reasoning, custom_id=custom_id)
+    where = f"Request '{custom_id}'"
+    if request.max_tokens is None:
+        params["max_tokens"] = budget + DEFAULT_MAX_TOKENS
+    elif request.max_tokens <= budget:
+        raise InputError(
+            f"{where}: with extended thinking Anthropic needs max_tokens above the thinking "
+            f"budget ({budget}), got {request.max_tokens}. Raise max_tokens or lower 'reasoning'."
+        )
+    if request.temperature is not None:
+        raise InputError(
+            f"{where}: Anthropic's extended thinking does not take a temperature. Remove "
+            "'temperature' or 'reasoning'."
+        )
+    if request.top_p is not None and request.top_p < MIN_THINKING_TOP_P:
+        raise InputError(
+            f"{where}: with extended thinking Anthropic takes top_p from {MIN_THINKING_TOP_P} "
+            f"to 1 (got {request.top_p:g}). Raise top_p or remove it."
+        )
+    params["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
 
 # decode

@@ -9,9 +9,7 @@ batches are experimental in the SDK and take another request shape).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import mimetypes
 import os
 import random
 import tempfile
@@ -22,7 +20,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from batchling.errors import ConfigurationError, InputError
 from batchling.models import (
+    ContentPart,
     ImagePart,
+    MediaPart,
     RawMessage,
     RawRequest,
     RequestCounts,
@@ -32,6 +32,7 @@ from batchling.models import (
     TextPart,
     Usage,
 )
+from batchling.providers import content
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
 from batchling.structured import ResponseFormat
 
@@ -91,6 +92,7 @@ LIST_PAGE_SIZE = 100
 JSONL_MIME_TYPE = "application/jsonl"
 DISPLAY_NAME_PREFIX = "batchling:"
 ROLE_NAMES = {"user": "user", "assistant": "model"}
+FILES_API_URL = "https://generativelanguage.googleapis.com/"
 
 T = TypeVar("T")
 
@@ -102,48 +104,42 @@ def map_status(raw: str) -> Status:
 # encode
 
 
-def _image_part(part: ImagePart, custom_id: str) -> dict[str, Any]:
-    if part.detail not in (None, "auto"):
+def _media_part(part: MediaPart, where: str) -> dict[str, Any]:
+    """Bytes go inline; a URL only when it names a file already in Gemini's Files API."""
+    if isinstance(part, ImagePart) and part.detail not in (None, "auto"):
         raise InputError(
-            f"Request '{custom_id}': Gemini has no per-image 'detail' setting; "
+            f"{where}: Gemini has no per-image 'detail' setting; "
             f"remove detail='{part.detail}' from the image part."
         )
-    if part.path:
-        path = Path(part.path).expanduser()
-        if not path.is_file():
-            raise InputError(f"Request '{custom_id}': image file not found: {path}")
-        mime = mimetypes.guess_type(path.name)[0]
-        if mime is None:
-            raise InputError(
-                f"Request '{custom_id}': cannot tell the image type of {path}; "
-                "use a file with a known extension (.png, .jpg, .webp, ...)."
-            )
-        data = base64.b64encode(path.read_bytes()).decode()
-        return {"inlineData": {"mimeType": mime, "data": data}}
-    if part.url and part.url.startswith("data:"):
-        header, sep, payload = part.url[len("data:") :].partition(",")
-        if not sep:
-            raise InputError(f"Request '{custom_id}': malformed data URL in an image part.")
-        mime, _, encoding = header.partition(";")
-        if encoding != "base64":
-            payload = base64.b64encode(urllib.parse.unquote_to_bytes(payload)).decode()
-        return {"inlineData": {"mimeType": mime or "application/octet-stream", "data": payload}}
-    if part.url:
-        # The batch input takes inline bytes; gemini.md documents no URL fetching for batches.
+    media = content.resolve(part, where)
+    if media.url is None:
+        return {"inlineData": {"mimeType": media.media_type, "data": media.data}}
+    if not media.url.startswith(FILES_API_URL):
+        # The batch input takes inline bytes; gemini.md documents no fetching of other URLs.
         raise InputError(
-            f"Request '{custom_id}': Gemini batch requests cannot fetch images from URLs "
-            f"({part.url[:80]}); download the image and give it as a local 'path' or a data URL."
+            f"{where}: Gemini batch requests cannot fetch {media.kind}s from URLs "
+            f"({media.url[:80]}); download it and give it as a local 'path' or a data URL "
+            f"(URLs of files uploaded to Gemini's Files API, {FILES_API_URL}..., are taken)."
         )
-    raise InputError(f"Request '{custom_id}': an image part needs a 'url' or a 'path'.")
+    if media.media_type is None:
+        raise InputError(
+            f"{where}: Gemini needs the type of the file at {media.url[:80]}; set 'media_type'."
+        )
+    return {"fileData": {"mimeType": media.media_type, "fileUri": media.url}}
 
 
-def _parts(content: str | list[TextPart | ImagePart], custom_id: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content}]
-    return [
-        {"text": part.text} if isinstance(part, TextPart) else _image_part(part, custom_id)
-        for part in content
-    ]
+def _parts(
+    content_: str | list[ContentPart], custom_id: str, message_index: int = 0
+) -> list[dict[str, Any]]:
+    if isinstance(content_, str):
+        return [{"text": content_}]
+    return content.encode_parts(
+        content_,
+        message_index,
+        name=f"Request '{custom_id}'",
+        text=lambda part: {"text": part.text},
+        media=_media_part,
+    )
 
 
 def _system_parts(request: RawRequest, custom_id: str) -> list[dict[str, Any]]:
@@ -151,11 +147,11 @@ def _system_parts(request: RawRequest, custom_id: str) -> list[dict[str, Any]]:
     parts = [{"text": request.system_prompt}] if request.system_prompt else []
     for message in _leading_system_messages(request.messages):
         if not isinstance(message.content, str) and any(
-            isinstance(p, ImagePart) for p in message.content
+            not isinstance(p, TextPart) for p in message.content
         ):
             raise InputError(
                 f"Request '{custom_id}': Gemini's system instruction takes text only; "
-                "move the image to a user message."
+                "move the image or document to a user message."
             )
         parts.append({"text": message.text()})
     return parts
@@ -171,16 +167,19 @@ def _leading_system_messages(messages: list[RawMessage]) -> list[RawMessage]:
 
 
 def _contents(request: RawRequest, custom_id: str) -> list[dict[str, Any]]:
-    conversation = request.messages[len(_leading_system_messages(request.messages)) :]
+    first = len(_leading_system_messages(request.messages))
     contents = []
-    for message in conversation:
+    for index, message in enumerate(request.messages[first:], start=first):
         if message.role == "system":
             raise InputError(
                 f"Request '{custom_id}': Gemini takes system instructions only before the "
                 "conversation; move this system message to 'system_prompt' or to the start."
             )
         contents.append(
-            {"role": ROLE_NAMES[message.role], "parts": _parts(message.content, custom_id)}
+            {
+                "role": ROLE_NAMES[message.role],
+                "parts": _parts(message.content, custom_id, index),
+            }
         )
     if not contents:
         raise InputError(
@@ -202,7 +201,16 @@ def _generation_config(request: RawRequest) -> dict[str, Any]:
         config["stopSequences"] = list(request.stop)
     if request.seed is not None:
         config["seed"] = request.seed
+    if request.reasoning is not None:
+        config["thinkingConfig"] = thinking_config(request.reasoning)
     return config
+
+
+def thinking_config(reasoning: str | int) -> dict[str, Any]:
+    """A level as `thinkingLevel` (Gemini 3), a budget as `thinkingBudget` (0 turns it off)."""
+    if isinstance(reasoning, str):
+        return {"thinkingLevel": reasoning.upper()}
+    return {"thinkingBudget": reasoning}
 
 
 def encode_request(request: RawRequest, *, custom_id: str) -> dict[str, Any]:

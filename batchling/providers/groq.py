@@ -69,6 +69,7 @@ MAX_BASE64_REQUEST_BYTES = 4 * 1024 * 1024
 # Top-level error codes of error-file lines that mean "not run", beyond OpenAI's two.
 _EXPIRED_CODES = {"batch_expired", "request_expired", "expired"}
 _CANCELLED_CODES = {"batch_cancelled", "batch_canceled", "cancelled", "canceled"}
+GROQ_PART = openai_format.images_only_part("Groq")
 _WINDOW = re.compile(r"^(\d+)([hd])$")
 
 
@@ -202,7 +203,9 @@ class GroqProvider:
                 f"Request '{custom_id}': batchling sends Groq batches to {CHAT_ENDPOINT} only, "
                 f"not '{endpoint}'."
             )
-        body = openai_format.encode_chat_body(request, model=model)
+        body = openai_format.encode_chat_body(
+            request, model=model, custom_id=custom_id, provider="Groq", encode_part=GROQ_PART
+        )
         _check_request(request, body, custom_id)
         openai_format.add_response_format(
             body, response_format, endpoint=endpoint, chat_endpoint=CHAT_ENDPOINT

@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchling.errors import ConfigurationError, InputError
 from batchling.models import (
+    GENERATION_FIELDS,
+    DocumentPart,
     ImagePart,
+    MediaPart,
     RawMessage,
     RawRequest,
     RequestCounts,
@@ -17,7 +20,7 @@ from batchling.models import (
     ResultError,
     Status,
 )
-from batchling.providers import openai_format
+from batchling.providers import content, openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
 from batchling.structured import ResponseFormat
 
@@ -79,7 +82,9 @@ LIST_PARAMETERS = frozenset(
         "order_by",
     }
 )
-_GENERATION_FIELDS = ("max_tokens", "temperature", "top_p", "stop", "seed")
+_GENERATION_FIELDS = GENERATION_FIELDS
+# Mistral reads documents (PDFs) from `document_url` parts; images are OpenAI-style.
+DOCUMENT_TYPES = frozenset({content.PDF})
 _TOP_LEVEL_ERROR_KINDS = {
     "batch_expired": "expired",
     "timeout_exceeded": "expired",
@@ -121,11 +126,27 @@ def check_message_order(request: RawRequest, custom_id: str) -> None:
 def _check_parts(message: RawMessage, name: str) -> None:
     if message.role == "user" or isinstance(message.content, str):
         return
-    if any(isinstance(part, ImagePart) for part in message.content):
+    if any(isinstance(part, (ImagePart, DocumentPart)) for part in message.content):
         raise InputError(
-            f"{name}: Mistral takes images only in user messages, not in a '{message.role}' "
-            "message. Move the image to a user message."
+            f"{name}: Mistral takes images only in user messages (documents too), not in a "
+            f"'{message.role}' message. Move them to a user message."
         )
+
+
+def mistral_part(part: MediaPart, where: str) -> dict[str, Any]:
+    """Images as `image_url`, documents as `document_url` (an http(s) URL or a data URL)."""
+    media = content.resolve(part, where)
+    if isinstance(part, ImagePart):
+        content.require_type(media, content.COMMON_IMAGE_TYPES, provider="Mistral", where=where)
+        return openai_format.image_url_part(part, where)
+    content.require_type(media, DOCUMENT_TYPES, provider="Mistral", where=where)
+    encoded: dict[str, Any] = {
+        "type": "document_url",
+        "document_url": media.url or media.data_url,
+    }
+    if media.filename:
+        encoded["document_name"] = media.filename
+    return encoded
 
 
 def encode_chat_body(request: RawRequest, custom_id: str) -> dict[str, Any]:
@@ -134,7 +155,11 @@ def encode_chat_body(request: RawRequest, custom_id: str) -> dict[str, Any]:
     for message in request.messages:
         _check_parts(message, name)
     # The model is set on the job, so the body leaves it out.
-    body: dict[str, Any] = {"messages": openai_format.encode_messages(request)}
+    body: dict[str, Any] = {
+        "messages": openai_format.encode_messages(
+            request, custom_id=custom_id, encode_part=mistral_part
+        )
+    }
     if request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
     for name_ in ("temperature", "top_p", "stop"):
@@ -143,6 +168,9 @@ def encode_chat_body(request: RawRequest, custom_id: str) -> dict[str, Any]:
             body[name_] = value
     if request.seed is not None:
         body["random_seed"] = request.seed
+    effort = openai_format.reasoning_effort(request, provider="Mistral", custom_id=custom_id)
+    if effort is not None:
+        body["reasoning_effort"] = effort
     return body
 
 
@@ -156,9 +184,11 @@ def _check_text_only(request: RawRequest, custom_id: str, endpoint: str) -> None
         )
     for message in request.messages:
         if not isinstance(message.content, str) and any(
-            isinstance(part, ImagePart) for part in message.content
+            isinstance(part, (ImagePart, DocumentPart)) for part in message.content
         ):
-            raise InputError(f"{name}: {endpoint} takes no images; remove the image parts.")
+            raise InputError(
+                f"{name}: {endpoint} takes no images or documents; remove those parts."
+            )
 
 
 def _input_texts(request: RawRequest, custom_id: str, endpoint: str) -> list[str]:

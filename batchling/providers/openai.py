@@ -56,6 +56,13 @@ def map_status(raw: str) -> Status:
     return STATUS_MAP.get(raw, Status.UNKNOWN)
 
 
+def use_max_completion_tokens(body: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI deprecated `max_tokens`, and its reasoning models refuse it."""
+    if "max_tokens" in body:
+        body["max_completion_tokens"] = body.pop("max_tokens")
+    return body
+
+
 class OpenAIProvider:
     info: ClassVar[ProviderInfo] = INFO
 
@@ -86,7 +93,9 @@ class OpenAIProvider:
         endpoint: str,
         response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
-        body = openai_format.encode_chat_body(request, model=model)
+        body = use_max_completion_tokens(
+            openai_format.encode_chat_body(request, model=model, custom_id=custom_id)
+        )
         openai_format.add_response_format(
             body, response_format, endpoint=endpoint, chat_endpoint=INFO.default_endpoint
         )

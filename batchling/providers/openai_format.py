@@ -2,64 +2,154 @@
 
 from __future__ import annotations
 
-import base64
-import mimetypes
-from pathlib import Path
 from typing import Any
 
 from batchling.errors import InputError
-from batchling.models import ImagePart, RawMessage, RawRequest, Result, ResultError, TextPart, Usage
+from batchling.models import (
+    ContentPart,
+    DocumentPart,
+    ImagePart,
+    MediaPart,
+    RawMessage,
+    RawRequest,
+    Result,
+    ResultError,
+    TextPart,
+    Usage,
+)
+from batchling.providers import content
 from batchling.structured import ResponseFormat, strict_json_schema
 
+OPENAI_IMAGE_TYPES = content.COMMON_IMAGE_TYPES
 
-def image_url(part: ImagePart) -> str:
+
+def image_url(part: ImagePart, where: str = "An image part") -> str:
     """An image part as a URL: http(s) and data URLs as they are, local files as data URLs."""
-    if part.url:
-        return part.url
-    if part.path:
-        path = Path(part.path).expanduser()
-        if not path.is_file():
-            raise InputError(f"Image file not found: {path}")
-        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
-    raise InputError("An image part needs a 'url' or a 'path'.")
+    media = content.resolve(part, where)
+    return media.url or media.data_url
 
 
-def encode_content(content: str | list[TextPart | ImagePart]) -> str | list[dict[str, Any]]:
-    if isinstance(content, str):
-        return content
-    parts: list[dict[str, Any]] = []
-    for part in content:
-        if isinstance(part, TextPart):
-            parts.append({"type": "text", "text": part.text})
-        else:
-            image: dict[str, Any] = {"url": image_url(part)}
-            if part.detail:
-                image["detail"] = part.detail
-            parts.append({"type": "image_url", "image_url": image})
-    return parts
+def image_url_part(part: ImagePart, where: str) -> dict[str, Any]:
+    image: dict[str, Any] = {"url": image_url(part, where)}
+    if part.detail:
+        image["detail"] = part.detail
+    return {"type": "image_url", "image_url": image}
 
 
-def encode_messages(request: RawRequest) -> list[dict[str, Any]]:
+def openai_part(part: MediaPart, where: str) -> dict[str, Any]:
+    """OpenAI chat: images as `image_url` parts, PDFs as `file` parts holding a data URL."""
+    media = content.resolve(part, where)
+    if isinstance(part, ImagePart):
+        content.require_type(media, OPENAI_IMAGE_TYPES, provider="OpenAI", where=where)
+        return image_url_part(part, where)
+    if media.is_remote:
+        raise InputError(
+            f"{where}: OpenAI chat completions take PDFs as file data, not from a URL "
+            f"({str(media.url)[:80]}). Download it and give it as a local 'path'."
+        )
+    content.require_type(media, frozenset({content.PDF}), provider="OpenAI", where=where)
+    filename = media.filename or "document.pdf"
+    return {"type": "file", "file": {"filename": filename, "file_data": media.data_url}}
+
+
+def images_only_part(provider: str) -> content.PartEncoder:
+    """The chat part encoder of an OpenAI-compatible provider that takes images, no documents."""
+
+    def encode(part: MediaPart, where: str) -> dict[str, Any]:
+        if isinstance(part, DocumentPart):
+            raise content.unsupported(part, provider=provider, where=where)
+        content.require_type(
+            content.resolve(part, where), content.COMMON_IMAGE_TYPES, provider=provider, where=where
+        )
+        return image_url_part(part, where)
+
+    return encode
+
+
+def _text_part(part: TextPart) -> dict[str, Any]:
+    return {"type": "text", "text": part.text}
+
+
+def encode_content(
+    content_: str | list[ContentPart],
+    *,
+    name: str = "A request",
+    message_index: int = 0,
+    encode_part: content.PartEncoder = openai_part,
+) -> str | list[dict[str, Any]]:
+    if isinstance(content_, str):
+        return content_
+    return content.encode_parts(
+        content_, message_index, name=name, text=_text_part, media=encode_part
+    )
+
+
+def encode_messages(
+    request: RawRequest,
+    *,
+    custom_id: str | None = None,
+    encode_part: content.PartEncoder = openai_part,
+    provider: str = "OpenAI",
+) -> list[dict[str, Any]]:
+    name = content.request_name(request.id, custom_id or "?")
     messages: list[dict[str, Any]] = []
     if request.system_prompt:
         messages.append({"role": "system", "content": request.system_prompt})
-    messages.extend(_encode_message(m) for m in request.messages)
+    for index, message in enumerate(request.messages):
+        _check_media_role(message, index, name=name, provider=provider)
+        encoded = encode_content(
+            message.content, name=name, message_index=index, encode_part=encode_part
+        )
+        messages.append({"role": message.role, "content": encoded})
     return messages
 
 
-def _encode_message(message: RawMessage) -> dict[str, Any]:
-    return {"role": message.role, "content": encode_content(message.content)}
+def _check_media_role(message: RawMessage, index: int, *, name: str, provider: str) -> None:
+    """Chat APIs take images and files in user messages only (system and assistant: text)."""
+    if message.role == "user" or isinstance(message.content, str):
+        return
+    for part_index, part in enumerate(message.content):
+        if not isinstance(part, TextPart):
+            raise InputError(
+                f"{content.part_where(name, index, part_index)}: {provider} takes images and "
+                f"documents only in user messages, not in a '{message.role}' message. Move it "
+                "to a user message."
+            )
 
 
-def encode_chat_body(request: RawRequest, *, model: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": model, "messages": encode_messages(request)}
+def reasoning_effort(request: RawRequest, *, provider: str, custom_id: str) -> str | None:
+    """`reasoning` as the `reasoning_effort` level the OpenAI-compatible APIs take."""
+    if request.reasoning is None or isinstance(request.reasoning, str):
+        return request.reasoning
+    raise InputError(
+        f"{content.request_name(request.id, custom_id)}: {provider} takes 'reasoning' as a level "
+        f"('low', 'medium' or 'high'), not a token budget ({request.reasoning}). Give a level."
+    )
+
+
+def encode_chat_body(
+    request: RawRequest,
+    *,
+    model: str,
+    custom_id: str | None = None,
+    provider: str = "OpenAI",
+    encode_part: content.PartEncoder = openai_part,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": encode_messages(
+            request, custom_id=custom_id, encode_part=encode_part, provider=provider
+        ),
+    }
     if request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
     for name in ("temperature", "top_p", "stop", "seed"):
         value = getattr(request, name)
         if value is not None:
             body[name] = value
+    effort = reasoning_effort(request, provider=provider, custom_id=custom_id or "?")
+    if effort is not None:
+        body["reasoning_effort"] = effort
     return body
 
 

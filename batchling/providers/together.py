@@ -60,6 +60,7 @@ UPLOAD_BACKOFF_SECONDS = 1.0
 MAX_CUSTOM_ID_CHARS = 64
 # A bigger line passes validation and then fails at run time, after the batch was paid for.
 MAX_LINE_BYTES = 10 * 1024 * 1024
+TOGETHER_PART = openai_format.images_only_part("Together")
 
 
 def map_status(raw: str) -> Status:
@@ -101,7 +102,13 @@ def encode_line(
     line = {
         "custom_id": custom_id,
         "body": openai_format.add_response_format(
-            openai_format.encode_chat_body(request, model=model),
+            openai_format.encode_chat_body(
+                request,
+                model=model,
+                custom_id=custom_id,
+                provider="Together",
+                encode_part=TOGETHER_PART,
+            ),
             response_format,
             endpoint=endpoint,
             chat_endpoint=CHAT,

@@ -167,7 +167,10 @@ def test_encode_refuses_more_than_four_stop_sequences() -> None:
 
 
 def test_encode_refuses_a_temperature_above_two() -> None:
-    raw = request({"messages": [{"role": "user", "content": "hi"}], "temperature": 2.5})
+    # RawRequest itself caps temperature at 2; the adapter's own check is a second line.
+    raw = request({"messages": [{"role": "user", "content": "hi"}]}).model_copy(
+        update={"temperature": 2.5}
+    )
     with pytest.raises(InputError, match=r"Request 'hot'.*temperature from 0 to 2"):
         provider().encode(raw, custom_id="hot", model=MODEL, endpoint=CHAT)
 

@@ -41,7 +41,7 @@ def test_encode_chat_line_matches_the_batch_format() -> None:
         "url": CHAT,
         "body": {
             "model": "gpt-x",
-            "max_tokens": 50,
+            "max_completion_tokens": 50,
             "temperature": 0.2,
             "seed": 7,
             "messages": [
