@@ -92,3 +92,8 @@ async def m001_initial(db: aiosqlite.Connection) -> None:
         );
         """
     )
+
+
+@migration
+async def m002_result_embedding(db: aiosqlite.Connection) -> None:
+    await db.execute("ALTER TABLE results ADD COLUMN embedding TEXT")

@@ -19,6 +19,7 @@ from batchling.models import (
 )
 from batchling.providers import openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.providers.embedding_input import embedding_text, refuse_response_format
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -178,7 +179,9 @@ def _input_texts(request: RawRequest, custom_id: str, endpoint: str) -> list[str
 def encode_body(request: RawRequest, *, custom_id: str, endpoint: str) -> dict[str, Any]:
     if endpoint == CHAT:
         return encode_chat_body(request, custom_id)
-    if endpoint in (EMBEDDINGS, MODERATIONS):
+    if endpoint == EMBEDDINGS:
+        return {"input": [embedding_text(request, custom_id=custom_id, endpoint=endpoint)]}
+    if endpoint == MODERATIONS:
         return {"input": _input_texts(request, custom_id, endpoint)}
     if endpoint == CHAT_MODERATIONS:
         # A conversation to classify may well end with the assistant's reply: no order rules.
@@ -240,13 +243,15 @@ def decode_line(line: dict[str, Any]) -> Result:
             raw=line,
         )
     body = body if isinstance(body, dict) else {}
-    return Result(
-        custom_id=custom_id,
-        status="succeeded",
-        text=openai_format.chat_text(body),
-        usage=openai_format.chat_usage(body),
-        raw=line,
-    )
+    return Result(custom_id=custom_id, status="succeeded", raw=line, **_success_fields(body))
+
+
+def _success_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """Moderation answers go to `parsed` (one `{categories, category_scores}` per input)."""
+    moderations = body.get("results")
+    if isinstance(moderations, list) and "choices" not in body:
+        return {"parsed": moderations, "usage": openai_format.chat_usage(body)}
+    return openai_format.success_fields(body)
 
 
 def _http_client() -> httpx2.AsyncClient:
@@ -317,6 +322,8 @@ class MistralProvider:
         endpoint: str,
         response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
+        if endpoint == EMBEDDINGS:
+            refuse_response_format(response_format, endpoint=endpoint)
         body = encode_body(request, custom_id=custom_id, endpoint=endpoint)
         openai_format.add_response_format(
             body, response_format, endpoint=endpoint, chat_endpoint=CHAT

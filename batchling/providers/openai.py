@@ -11,25 +11,23 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from batchling.models import RawRequest, RequestCounts, Result, Status
 from batchling.providers import openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.providers.embedding_input import embedding_text, refuse_response_format
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
+
+RESPONSES = "/v1/responses"
+EMBEDDINGS = "/v1/embeddings"
 
 INFO = ProviderInfo(
     name="openai",
     display_name="OpenAI",
     api_key_env=("OPENAI_API_KEY",),
     base_url_env=("OPENAI_BASE_URL",),
-    endpoints=frozenset(
-        {
-            "/v1/chat/completions",
-            "/v1/responses",
-            "/v1/embeddings",
-            "/v1/completions",
-            "/v1/moderations",
-        }
-    ),
+    # Only the endpoints batchling encodes; the service also takes completions, moderations,
+    # images and videos.
+    endpoints=frozenset({"/v1/chat/completions", "/v1/responses", "/v1/embeddings"}),
     default_endpoint="/v1/chat/completions",
     limits=BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024),
     sdk="openai",
@@ -54,6 +52,25 @@ FIND_BATCH_SCAN_LIMIT = 1000
 
 def map_status(raw: str) -> Status:
     return STATUS_MAP.get(raw, Status.UNKNOWN)
+
+
+def encode_body(
+    request: RawRequest,
+    *,
+    custom_id: str,
+    model: str,
+    endpoint: str,
+    fmt: ResponseFormat | None,
+) -> dict[str, Any]:
+    """The body of a /v1/responses or /v1/embeddings line."""
+    if endpoint == EMBEDDINGS:
+        refuse_response_format(fmt, endpoint=endpoint)
+        text = embedding_text(request, custom_id=custom_id, endpoint=endpoint)
+        return openai_format.encode_embeddings_body(text, model=model)
+    body = openai_format.encode_responses_body(request, model=model, custom_id=custom_id)
+    if fmt is not None:
+        body["text"] = openai_format.responses_text_format(fmt)
+    return body
 
 
 class OpenAIProvider:
@@ -86,6 +103,11 @@ class OpenAIProvider:
         endpoint: str,
         response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
+        if endpoint in (RESPONSES, EMBEDDINGS):
+            body = encode_body(
+                request, custom_id=custom_id, model=model, endpoint=endpoint, fmt=response_format
+            )
+            return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
         body = openai_format.encode_chat_body(request, model=model)
         openai_format.add_response_format(
             body, response_format, endpoint=endpoint, chat_endpoint=INFO.default_endpoint
