@@ -174,7 +174,9 @@ def _texts(value: Any) -> list[str]:
 
 def embeddings_answer(body: dict[str, Any], *, custom_id: str, model: str) -> dict[str, Any]:
     inputs = _texts(body.get("input"))
-    dimensions = body.get("output_dimension") or EMBEDDING_DIMENSIONS
+    dimensions = body.get("output_dimension") or answers.embedding_dimensions(
+        body.get("model") or model, EMBEDDING_DIMENSIONS
+    )
     tokens = sum(answers.count_tokens(text) for text in inputs)
     return {
         "id": chat.short_id("embd-", custom_id),

@@ -21,7 +21,6 @@ ENDPOINTS = {
     "/v1/completions",
     "/v1/moderations",
 }
-EMBEDDING_DIMENSIONS = {"text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 DEFAULT_EMBEDDING_DIMENSIONS = 1536
 
 STATUS = {
@@ -192,6 +191,16 @@ def _validate_lines(
     return lines, errors
 
 
+def responses_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON Schema of a Responses API `text: {"format": {"type": "json_schema", ...}}`."""
+    text = body.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    schema = fmt.get("schema")
+    return schema if isinstance(schema, dict) else None
+
+
 def response_body(
     endpoint: str,
     body: dict[str, Any],
@@ -203,8 +212,8 @@ def response_body(
     if endpoint == "/v1/embeddings":
         inputs = body.get("input")
         inputs = inputs if isinstance(inputs, list) else [inputs]
-        dims = body.get("dimensions") or EMBEDDING_DIMENSIONS.get(
-            body.get("model", ""), DEFAULT_EMBEDDING_DIMENSIONS
+        dims = body.get("dimensions") or answers.embedding_dimensions(
+            body.get("model"), DEFAULT_EMBEDDING_DIMENSIONS
         )
         tokens = sum(answers.count_tokens(str(text)) for text in inputs)
         return {
@@ -219,14 +228,27 @@ def response_body(
     if endpoint == "/v1/responses":
         prompt = body.get("input")
         text_in = prompt if isinstance(prompt, str) else chat.last_user_text(prompt or [])
-        reply = answers.reply_to(text_in)
-        in_tokens, out_tokens = answers.count_tokens(text_in), answers.count_tokens(reply)
+        schema = responses_schema(body)
+        if schema is not None:
+            reply = answers.structured_reply(
+                schema, custom_id=custom_id, invalid_json_rate=invalid_json_rate
+            )
+        else:
+            reply = answers.reply_to(text_in)
+        reply, truncated = answers.truncate_to_tokens(reply, body.get("max_output_tokens"))
+        in_tokens = answers.count_tokens(str(body.get("instructions") or "")) + (
+            answers.count_tokens(text_in)
+            if isinstance(prompt, str)
+            else chat.prompt_tokens([m for m in prompt or [] if isinstance(m, dict)])
+        )
+        out_tokens = answers.count_tokens(reply)
         return {
             "id": chat.short_id("resp_", custom_id),
             "object": "response",
             "created_at": created,
             "model": body.get("model"),
-            "status": "completed",
+            "status": "incomplete" if truncated else "completed",
+            "incomplete_details": {"reason": "max_output_tokens"} if truncated else None,
             "output": [
                 {
                     "type": "message",

@@ -1,0 +1,253 @@
+"""Endpoints beyond chat, end to end through the real SDKs over the emulator: OpenAI
+/v1/responses and /v1/embeddings, Gemini embedContent, Mistral embeddings and moderations."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from batchling import AsyncExperimentManager, Status
+from batchling.emulator import Emulator
+from batchling.errors import ConfigurationError, InputError
+from batchling.providers import registry
+from tests.helpers import read_jsonl
+
+TEXTS = ["the cat sat on the mat", "a dog barked", "the cat sat on the mat"]
+
+
+class Capital(BaseModel):
+    country: str
+    city: str
+
+
+@pytest.fixture
+async def manager(tmp_path: Path):  # type: ignore[no-untyped-def]
+    async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
+        yield manager
+
+
+def texts_as_requests(texts: list[str]) -> list[dict[str, Any]]:
+    return [{"messages": [{"role": "user", "content": text}]} for text in texts]
+
+
+async def run(manager: AsyncExperimentManager, name: str, **create: Any) -> list[Any]:
+    await manager.create_experiment(name, **create)
+    await manager.start_experiment(name)
+    finished = await manager.wait(name, poll_interval=0.02)
+    assert finished.status == Status.COMPLETED, finished.error
+    return await manager.get_results(name)
+
+
+@pytest.mark.parametrize(
+    ("provider", "endpoint", "model", "dimensions"),
+    [
+        ("openai", "/v1/embeddings", "text-embedding-3-small", 1536),
+        ("openai", "/v1/embeddings", "text-embedding-3-large", 3072),
+        ("gemini", "embedContent", "gemini-embedding-001", 3072),
+        ("mistral", "/v1/embeddings", "mistral-embed", 1024),
+    ],
+)
+async def test_embeddings_end_to_end_give_deterministic_vectors_of_the_model_size(
+    manager: AsyncExperimentManager,
+    emulator: Emulator,
+    tmp_path: Path,
+    provider: str,
+    endpoint: str,
+    model: str,
+    dimensions: int,
+) -> None:
+    results_path = tmp_path / "results.jsonl"
+    results = await run(
+        manager,
+        "emb",
+        provider=provider,
+        endpoint=endpoint,
+        model=model,
+        raw_requests=texts_as_requests(TEXTS),
+        results_file_path=results_path,
+    )
+    assert [r.status for r in results] == ["succeeded"] * 3
+    vectors = [r.embedding for r in results]
+    assert all(v is not None and len(v) == dimensions for v in vectors)
+    assert vectors[0] == vectors[2] and vectors[0] != vectors[1]
+    assert math.isclose(sum(x * x for x in vectors[0]), 1.0, rel_tol=1e-3)
+    assert all(r.text is None for r in results)
+    exported = read_jsonl(results_path)
+    assert [line["embedding"] for line in exported] == vectors
+    # Stored, not re-downloaded: a second read comes from the database.
+    again = await manager.get_results("emb")
+    assert [r.embedding for r in again] == vectors
+
+
+async def test_embedding_vectors_survive_a_new_manager(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    db = tmp_path / "db.sqlite"
+    async with AsyncExperimentManager(db) as manager:
+        first = await run(
+            manager,
+            "emb",
+            provider="openai",
+            endpoint="/v1/embeddings",
+            model="text-embedding-3-small",
+            raw_requests=texts_as_requests(TEXTS[:1]),
+        )
+    async with AsyncExperimentManager(db) as manager:
+        second = await manager.get_results("emb")
+    assert second[0].embedding == first[0].embedding
+    with sqlite3.connect(db) as connection:
+        names = [row[0] for row in connection.execute("SELECT name FROM migrations")]
+    assert "m002_result_embedding" in names
+
+
+async def test_openai_responses_end_to_end_answers_text(
+    manager: AsyncExperimentManager, emulator: Emulator
+) -> None:
+    results = await run(
+        manager,
+        "resp",
+        provider="openai",
+        endpoint="/v1/responses",
+        model="gpt-4o-mini",
+        raw_requests=[
+            {
+                "system_prompt": "Answer briefly.",
+                "messages": [{"role": "user", "content": "What is the capital of France?"}],
+                "max_tokens": 50,
+            }
+        ],
+    )
+    assert results[0].ok and results[0].text is not None and "Paris" in results[0].text
+    assert results[0].usage is not None and results[0].usage.output_tokens > 0
+    assert results[0].embedding is None
+
+
+async def test_openai_responses_with_a_pydantic_response_format_are_parsed(
+    manager: AsyncExperimentManager, emulator: Emulator, tmp_path: Path
+) -> None:
+    experiment = await manager.create_experiment(
+        "resp-structured",
+        provider="openai",
+        endpoint="/v1/responses",
+        model="gpt-4o-mini",
+        raw_requests=texts_as_requests(["Name a capital.", "Another one."]),
+        response_format=Capital,
+    )
+    line = read_jsonl(experiment.processed_file_path)[0]
+    fmt = line["body"]["text"]["format"]
+    assert fmt["type"] == "json_schema" and fmt["strict"] is True and fmt["name"]
+    assert fmt["schema"]["additionalProperties"] is False
+    await manager.start_experiment("resp-structured")
+    await manager.wait("resp-structured", poll_interval=0.02)
+    results = await manager.get_results("resp-structured")
+    assert all(isinstance(r.parsed, Capital) for r in results)
+
+
+@pytest.mark.parametrize(
+    ("provider", "endpoint", "model"),
+    [
+        ("openai", "/v1/embeddings", "text-embedding-3-small"),
+        ("gemini", "embedContent", "gemini-embedding-001"),
+        ("mistral", "/v1/embeddings", "mistral-embed"),
+    ],
+)
+async def test_embeddings_with_a_response_format_fail_before_anything_is_sent(
+    manager: AsyncExperimentManager,
+    emulator: Emulator,
+    tmp_path: Path,
+    provider: str,
+    endpoint: str,
+    model: str,
+) -> None:
+    before = len(emulator.state.list_batches(provider))
+    with pytest.raises(InputError, match="does not apply to"):
+        await manager.create_experiment(
+            "bad",
+            provider=provider,
+            endpoint=endpoint,
+            model=model,
+            raw_requests=texts_as_requests(["x"]),
+            response_format=Capital,
+        )
+    assert await manager.list_experiments() == []
+    assert len(emulator.state.list_batches(provider)) == before
+
+
+@pytest.mark.parametrize("provider", ["openai", "gemini", "mistral"])
+async def test_an_embeddings_request_with_two_messages_is_an_input_error(
+    manager: AsyncExperimentManager, emulator: Emulator, provider: str
+) -> None:
+    endpoint = "embedContent" if provider == "gemini" else "/v1/embeddings"
+    two = [{"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}]
+    with pytest.raises(InputError, match="exactly one user message"):
+        await manager.create_experiment(
+            "bad", provider=provider, endpoint=endpoint, model="m", raw_requests=two
+        )
+
+
+@pytest.mark.parametrize(
+    ("provider", "endpoint"),
+    [
+        ("openai", "/v1/completions"),
+        ("openai", "/v1/moderations"),
+        ("openai", "/v1/images/generations"),
+        ("anthropic", "/v1/embeddings"),
+        ("gemini", "/v1/embeddings"),
+        ("groq", "/v1/embeddings"),
+        ("groq", "/v1/responses"),
+        ("mistral", "/v1/ocr"),
+        ("mistral", "/v1/responses"),
+        ("together", "/v1/embeddings"),
+    ],
+)
+async def test_an_endpoint_the_adapter_does_not_encode_is_refused_at_create(
+    manager: AsyncExperimentManager, emulator: Emulator, provider: str, endpoint: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="does not accept endpoint") as caught:
+        await manager.create_experiment(
+            "bad",
+            provider=provider,
+            endpoint=endpoint,
+            model="m",
+            raw_requests=texts_as_requests(["x"]),
+        )
+    assert endpoint in str(caught.value)
+    assert await manager.list_experiments() == []
+
+
+def test_every_listed_endpoint_encodes_a_plain_request() -> None:
+    """No provider lists an endpoint that its encode cannot build."""
+    from batchling.models import RawRequest
+
+    request = RawRequest.model_validate({"messages": [{"role": "user", "content": "hello"}]})
+    for name in registry.provider_names():
+        info = registry.provider_info(name)
+        for endpoint in info.endpoints:
+            line = registry.encoder(name).encode(
+                request, custom_id="a", model="m", endpoint=endpoint
+            )
+            assert line, (name, endpoint)
+
+
+async def test_mistral_moderations_end_to_end_put_the_categories_in_parsed(
+    manager: AsyncExperimentManager, emulator: Emulator, tmp_path: Path
+) -> None:
+    results_path = tmp_path / "results.jsonl"
+    results = await run(
+        manager,
+        "mod",
+        provider="mistral",
+        endpoint="/v1/moderations",
+        model="mistral-moderation-latest",
+        raw_requests=texts_as_requests(["hello there"]),
+        results_file_path=results_path,
+    )
+    assert results[0].ok
+    assert isinstance(results[0].parsed, list) and len(results[0].parsed) == 1
+    assert set(results[0].parsed[0]) == {"categories", "category_scores"}
+    assert read_jsonl(results_path)[0]["parsed"] == results[0].parsed
