@@ -84,9 +84,7 @@ async def test_embeddings_end_to_end_give_deterministic_vectors_of_the_model_siz
     assert [r.embedding for r in again] == vectors
 
 
-async def test_embedding_vectors_survive_a_new_manager(
-    emulator: Emulator, tmp_path: Path
-) -> None:
+async def test_embedding_vectors_survive_a_new_manager(emulator: Emulator, tmp_path: Path) -> None:
     db = tmp_path / "db.sqlite"
     async with AsyncExperimentManager(db) as manager:
         first = await run(

@@ -165,7 +165,11 @@ def _responses_content(message: RawMessage) -> str | list[dict[str, Any]]:
             parts.append({"type": "input_text", "text": part.text})
         else:
             parts.append(
-                {"type": "input_image", "image_url": image_url(part), "detail": part.detail or "auto"}
+                {
+                    "type": "input_image",
+                    "image_url": image_url(part),
+                    "detail": part.detail or "auto",
+                }
             )
     return parts
 
@@ -180,9 +184,7 @@ def encode_responses_body(request: RawRequest, *, model: str, custom_id: str) ->
         )
     body: dict[str, Any] = {
         "model": model,
-        "input": [
-            {"role": m.role, "content": _responses_content(m)} for m in request.messages
-        ],
+        "input": [{"role": m.role, "content": _responses_content(m)} for m in request.messages],
     }
     if request.system_prompt:
         body["instructions"] = request.system_prompt
