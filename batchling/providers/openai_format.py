@@ -156,13 +156,15 @@ def _responses_content(message: RawMessage) -> str | list[dict[str, Any]]:
     if isinstance(message.content, str):
         return message.content
     if message.role == "assistant":
-        if any(isinstance(part, ImagePart) for part in message.content):
-            raise InputError("/v1/responses takes images only in user or system messages.")
+        if not all(isinstance(part, TextPart) for part in message.content):
+            raise InputError("/v1/responses takes only text in assistant messages.")
         return message.text()
     parts: list[dict[str, Any]] = []
     for part in message.content:
         if isinstance(part, TextPart):
             parts.append({"type": "input_text", "text": part.text})
+        elif not isinstance(part, ImagePart):
+            raise InputError(f"/v1/responses: batchling cannot send a '{part.type}' part yet.")
         else:
             parts.append(
                 {
