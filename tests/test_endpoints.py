@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from pathlib import Path
@@ -249,3 +250,70 @@ async def test_mistral_moderations_end_to_end_put_the_categories_in_parsed(
     assert isinstance(results[0].parsed, list) and len(results[0].parsed) == 1
     assert set(results[0].parsed[0]) == {"categories", "category_scores"}
     assert read_jsonl(results_path)[0]["parsed"] == results[0].parsed
+
+
+async def test_gemini_embedding_batch_carries_the_metadata_and_is_found_again(
+    manager: AsyncExperimentManager, emulator: Emulator
+) -> None:
+    await manager.create_experiment(
+        "gem-emb",
+        provider="gemini",
+        endpoint="embedContent",
+        model="gemini-embedding-001",
+        raw_requests=texts_as_requests(["x"]),
+    )
+    await manager.start_experiment("gem-emb")
+    (batch,) = await manager.list_batches("gem-emb")
+    emulated = emulator.state.get_batch("gemini", batch.batch_id.removeprefix("batches/"))
+    assert emulated is not None and emulated.extra["embed"] is True
+    assert emulated.extra["display_name"].startswith("batchling:")
+    provider = registry.create_provider("gemini", base_url=None)
+    try:
+        metadata = gemini_metadata(emulated.extra["display_name"])
+        assert await provider.find_batch(metadata) == batch.batch_id
+    finally:
+        await provider.aclose()
+
+
+def gemini_metadata(display_name: str) -> dict[str, str]:
+    from batchling.providers.gemini import decode_display_name
+
+    decoded = decode_display_name(display_name)
+    assert decoded is not None
+    return decoded
+
+
+def test_cli_embeddings_results_show_the_vector_size_and_export_it(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from batchling.cli import cli
+
+    db = tmp_path / "db.sqlite"
+    raw = tmp_path / "texts.jsonl"
+    raw.write_text('{"messages": [{"role": "user", "content": "a cat"}]}\n')
+
+    def invoke(*args: str) -> str:
+        outcome = CliRunner().invoke(cli, ["--db", str(db), *args], obj={}, catch_exceptions=False)
+        assert outcome.exit_code == 0, outcome.output
+        return outcome.output
+
+    invoke(
+        "create",
+        "--name",
+        "vec",
+        "--provider",
+        "openai",
+        "--endpoint",
+        "/v1/embeddings",
+        "--model",
+        "text-embedding-3-large",
+        "--raw-file-path",
+        str(raw),
+    )
+    invoke("start", "vec")
+    invoke("wait", "vec", "--poll-interval", "0.02")
+    assert "3072 dimensions" in invoke("results", "vec")
+    (line,) = [json.loads(row) for row in invoke("results", "vec", "--json").splitlines()]
+    assert len(line["embedding"]) == 3072 and line["text"] is None
