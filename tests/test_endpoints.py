@@ -193,7 +193,6 @@ async def test_an_embeddings_request_with_two_messages_is_an_input_error(
     ("provider", "endpoint"),
     [
         ("openai", "/v1/completions"),
-        ("openai", "/v1/moderations"),
         ("openai", "/v1/images/generations"),
         ("anthropic", "/v1/embeddings"),
         ("gemini", "/v1/embeddings"),
@@ -233,22 +232,34 @@ def test_every_listed_endpoint_encodes_a_plain_request() -> None:
             assert line, (name, endpoint)
 
 
-async def test_mistral_moderations_end_to_end_put_the_categories_in_parsed(
-    manager: AsyncExperimentManager, emulator: Emulator, tmp_path: Path
+@pytest.mark.parametrize(
+    ("provider", "model", "keys"),
+    [
+        ("openai", "omni-moderation-latest", {"flagged", "categories", "category_scores"}),
+        ("mistral", "mistral-moderation-latest", {"categories", "category_scores"}),
+    ],
+)
+async def test_moderations_end_to_end_put_the_verdicts_in_parsed(
+    manager: AsyncExperimentManager,
+    emulator: Emulator,
+    tmp_path: Path,
+    provider: str,
+    model: str,
+    keys: set[str],
 ) -> None:
     results_path = tmp_path / "results.jsonl"
     results = await run(
         manager,
         "mod",
-        provider="mistral",
+        provider=provider,
         endpoint="/v1/moderations",
-        model="mistral-moderation-latest",
+        model=model,
         raw_requests=texts_as_requests(["hello there"]),
         results_file_path=results_path,
     )
     assert results[0].ok
     assert isinstance(results[0].parsed, list) and len(results[0].parsed) == 1
-    assert set(results[0].parsed[0]) == {"categories", "category_scores"}
+    assert set(results[0].parsed[0]) == keys
     assert read_jsonl(results_path)[0]["parsed"] == results[0].parsed
 
 

@@ -22,6 +22,21 @@ ENDPOINTS = {
     "/v1/moderations",
 }
 DEFAULT_EMBEDDING_DIMENSIONS = 1536
+MODERATION_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
 
 STATUS = {
     Phase.VALIDATING: "validating",
@@ -191,6 +206,22 @@ def _validate_lines(
     return lines, errors
 
 
+def moderation_body(body: dict[str, Any], *, custom_id: str) -> dict[str, Any]:
+    """Nothing is ever flagged: one clean verdict per input text."""
+    given = body.get("input")
+    count = len(given) if isinstance(given, list) else 1
+    verdict = {
+        "flagged": False,
+        "categories": dict.fromkeys(MODERATION_CATEGORIES, False),
+        "category_scores": dict.fromkeys(MODERATION_CATEGORIES, 0.0),
+    }
+    return {
+        "id": chat.short_id("modr-", custom_id),
+        "model": body.get("model"),
+        "results": [verdict] * count,
+    }
+
+
 def responses_schema(body: dict[str, Any]) -> dict[str, Any] | None:
     """The JSON Schema of a Responses API `text: {"format": {"type": "json_schema", ...}}`."""
     text = body.get("text")
@@ -225,6 +256,8 @@ def response_body(
             ],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+    if endpoint == "/v1/moderations":
+        return moderation_body(body, custom_id=custom_id)
     if endpoint == "/v1/responses":
         prompt = body.get("input")
         text_in = prompt if isinstance(prompt, str) else chat.last_user_text(prompt or [])

@@ -40,6 +40,6 @@ def embedding_text(request: RawRequest, *, custom_id: str, endpoint: str) -> str
 def refuse_response_format(fmt: ResponseFormat | None, *, endpoint: str) -> None:
     if fmt is not None:
         raise InputError(
-            f"A response format (structured output) does not apply to {endpoint}: "
-            "embeddings return vectors, not text. Create the experiment without one."
+            f"A response format (structured output) does not apply to {endpoint}: it answers "
+            "vectors or verdicts, not text. Create the experiment without one."
         )

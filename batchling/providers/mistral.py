@@ -243,15 +243,9 @@ def decode_line(line: dict[str, Any]) -> Result:
             raw=line,
         )
     body = body if isinstance(body, dict) else {}
-    return Result(custom_id=custom_id, status="succeeded", raw=line, **_success_fields(body))
-
-
-def _success_fields(body: dict[str, Any]) -> dict[str, Any]:
-    """Moderation answers go to `parsed` (one `{categories, category_scores}` per input)."""
-    moderations = body.get("results")
-    if isinstance(moderations, list) and "choices" not in body:
-        return {"parsed": moderations, "usage": openai_format.chat_usage(body)}
-    return openai_format.success_fields(body)
+    return Result(
+        custom_id=custom_id, status="succeeded", raw=line, **openai_format.success_fields(body)
+    )
 
 
 def _http_client() -> httpx2.AsyncClient:
@@ -322,7 +316,7 @@ class MistralProvider:
         endpoint: str,
         response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
-        if endpoint == EMBEDDINGS:
+        if endpoint != CHAT:
             refuse_response_format(response_format, endpoint=endpoint)
         body = encode_body(request, custom_id=custom_id, endpoint=endpoint)
         openai_format.add_response_format(

@@ -19,15 +19,15 @@ if TYPE_CHECKING:
 
 RESPONSES = "/v1/responses"
 EMBEDDINGS = "/v1/embeddings"
+MODERATIONS = "/v1/moderations"
 
 INFO = ProviderInfo(
     name="openai",
     display_name="OpenAI",
     api_key_env=("OPENAI_API_KEY",),
     base_url_env=("OPENAI_BASE_URL",),
-    # Only the endpoints batchling encodes; the service also takes completions, moderations,
-    # images and videos.
-    endpoints=frozenset({"/v1/chat/completions", "/v1/responses", "/v1/embeddings"}),
+    # Only the endpoints batchling encodes; the service also takes completions, images, videos.
+    endpoints=frozenset({"/v1/chat/completions", RESPONSES, EMBEDDINGS, MODERATIONS}),
     default_endpoint="/v1/chat/completions",
     limits=BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024),
     sdk="openai",
@@ -62,7 +62,11 @@ def encode_body(
     endpoint: str,
     fmt: ResponseFormat | None,
 ) -> dict[str, Any]:
-    """The body of a /v1/responses or /v1/embeddings line."""
+    """The body of a /v1/responses, /v1/embeddings or /v1/moderations line."""
+    if endpoint == MODERATIONS:
+        refuse_response_format(fmt, endpoint=endpoint)
+        texts = openai_format.moderation_texts(request, custom_id=custom_id, endpoint=endpoint)
+        return {"model": model, "input": texts}
     if endpoint == EMBEDDINGS:
         refuse_response_format(fmt, endpoint=endpoint)
         text = embedding_text(request, custom_id=custom_id, endpoint=endpoint)
@@ -103,7 +107,7 @@ class OpenAIProvider:
         endpoint: str,
         response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
-        if endpoint in (RESPONSES, EMBEDDINGS):
+        if endpoint in (RESPONSES, EMBEDDINGS, MODERATIONS):
             body = encode_body(
                 request, custom_id=custom_id, model=model, endpoint=endpoint, fmt=response_format
             )

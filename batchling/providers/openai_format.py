@@ -211,6 +211,26 @@ def responses_text_format(fmt: ResponseFormat) -> dict[str, Any]:
     }
 
 
+def moderation_texts(request: RawRequest, *, custom_id: str, endpoint: str) -> list[str]:
+    """The texts a moderations request classifies: one per user message, text only."""
+    name = f"Request '{request.id or custom_id}'"
+    extra = sorted(set(request.model_dump(exclude_none=True)) - {"id", "messages"})
+    if extra:
+        raise InputError(f"{name}: {endpoint} classifies text only; remove {', '.join(extra)}.")
+    texts = []
+    for message in request.messages:
+        if message.role != "user":
+            raise InputError(
+                f"{name}: {endpoint} takes only user text, not a '{message.role}' message."
+            )
+        if not isinstance(message.content, str) and not all(
+            isinstance(part, TextPart) for part in message.content
+        ):
+            raise InputError(f"{name}: {endpoint} takes text only; remove the non-text parts.")
+        texts.append(message.text())
+    return texts
+
+
 def encode_embeddings_body(text: str, *, model: str) -> dict[str, Any]:
     return {"model": model, "input": text}
 
@@ -242,9 +262,15 @@ def embedding_vector(body: dict[str, Any]) -> list[float] | None:
 
 
 def success_fields(body: dict[str, Any]) -> dict[str, Any]:
-    """Text, embedding and usage of a successful body, whichever endpoint answered it."""
+    """Text, embedding or moderation verdicts, and usage, whichever endpoint answered the body.
+
+    Moderation verdicts (one `{categories, category_scores, ...}` per input) go to `parsed`.
+    """
     if body.get("object") == "response":
         return {"text": responses_text(body), "usage": chat_usage(body)}
+    verdicts = body.get("results")
+    if isinstance(verdicts, list) and "choices" not in body:
+        return {"parsed": verdicts, "usage": chat_usage(body)}
     vector = embedding_vector(body)
     if vector is not None:
         return {"embedding": vector, "usage": chat_usage(body)}

@@ -33,7 +33,7 @@ def encode(raw: RawRequest, endpoint: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def test_endpoints_are_those_batchling_encodes() -> None:
-    assert INFO.endpoints == {"/v1/chat/completions", RESPONSES, EMBEDDINGS}
+    assert INFO.endpoints == {"/v1/chat/completions", RESPONSES, EMBEDDINGS, "/v1/moderations"}
 
 
 def test_encode_responses_line_maps_system_prompt_and_max_tokens() -> None:
@@ -213,3 +213,40 @@ def test_decode_embeddings_error_line_is_a_failure_without_vector() -> None:
     result = decode_line(line)
     assert result.status == "failed" and result.embedding is None
     assert result.error is not None and result.error.message == "Input too long"
+
+
+def test_encode_moderations_line_has_one_input_per_user_message() -> None:
+    raw = request(messages=[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
+    line = OpenAIProvider(api_key="").encode(
+        raw, custom_id="m1", model="omni-moderation-latest", endpoint="/v1/moderations"
+    )
+    assert line["url"] == "/v1/moderations"
+    assert line["body"] == {"model": "omni-moderation-latest", "input": ["a", "b"]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"max_tokens": 3}, "remove max_tokens"),
+        ({"messages": [{"role": "assistant", "content": "x"}]}, "not a 'assistant' message"),
+    ],
+)
+def test_encode_moderations_refuses_what_it_cannot_classify(
+    fields: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(InputError, match=match):
+        encode(request(**fields), "/v1/moderations")
+
+
+def test_decode_moderations_line_puts_the_verdicts_in_parsed() -> None:
+    verdict = {"flagged": False, "categories": {"hate": False}, "category_scores": {"hate": 0.0}}
+    line = {
+        "custom_id": "m1",
+        "response": {
+            "status_code": 200,
+            "body": {"id": "modr-1", "model": "omni-moderation-latest", "results": [verdict]},
+        },
+        "error": None,
+    }
+    result = decode_line(line)
+    assert result.ok and result.parsed == [verdict] and result.text is None
