@@ -328,3 +328,21 @@ def test_cli_embeddings_results_show_the_vector_size_and_export_it(
     assert "3072 dimensions" in invoke("results", "vec")
     (line,) = [json.loads(row) for row in invoke("results", "vec", "--json").splitlines()]
     assert len(line["embedding"]) == 3072 and line["text"] is None
+
+
+def test_embeddings_example_runs_against_the_emulator(emulator: Emulator) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).parent.parent / "examples" / "embeddings_sync.py"
+    completed = subprocess.run(
+        [sys.executable, str(script)],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "sentence-vectors: completed" in completed.stdout
+    assert "3 vectors of 1536 dimensions" in completed.stdout
