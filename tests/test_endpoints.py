@@ -346,3 +346,32 @@ def test_embeddings_example_runs_against_the_emulator(emulator: Emulator) -> Non
     assert completed.returncode == 0, completed.stderr
     assert "sentence-vectors: completed" in completed.stdout
     assert "3 vectors of 1536 dimensions" in completed.stdout
+
+
+async def test_a_database_from_before_embeddings_is_migrated_and_keeps_its_results(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    import aiosqlite
+
+    from batchling.migrations import MIGRATIONS
+
+    db = tmp_path / "db.sqlite"
+    async with AsyncExperimentManager(db) as manager:
+        await run(
+            manager,
+            "old",
+            provider="openai",
+            model="gpt-4o-mini",
+            raw_requests=texts_as_requests(["What is the capital of France?"]),
+        )
+    # Rewind the file to the schema before m002: drop the column and forget the migration.
+    async with aiosqlite.connect(db) as connection:
+        await connection.execute("ALTER TABLE results DROP COLUMN embedding")
+        await connection.execute("DELETE FROM migrations WHERE name = 'm002_result_embedding'")
+        await connection.commit()
+    async with AsyncExperimentManager(db) as manager:
+        (result,) = await manager.get_results("old")
+    assert result.text == "The capital of France is Paris." and result.embedding is None
+    with sqlite3.connect(db) as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM migrations")}
+    assert names == {name for name, _ in MIGRATIONS}
