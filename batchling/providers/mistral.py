@@ -19,7 +19,7 @@ from batchling.models import (
 )
 from batchling.providers import openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
-from batchling.providers.embedding_input import embedding_text, refuse_response_format
+from batchling.providers.text_input import embedding_text, refuse_response_format
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:

@@ -11,7 +11,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from batchling.models import RawRequest, RequestCounts, Result, Status
 from batchling.providers import openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
-from batchling.providers.embedding_input import embedding_text, refuse_response_format
+from batchling.providers.text_input import (
+    embedding_text,
+    moderation_texts,
+    refuse_response_format,
+)
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -65,7 +69,7 @@ def encode_body(
     """The body of a /v1/responses, /v1/embeddings or /v1/moderations line."""
     if endpoint == MODERATIONS:
         refuse_response_format(fmt, endpoint=endpoint)
-        texts = openai_format.moderation_texts(request, custom_id=custom_id, endpoint=endpoint)
+        texts = moderation_texts(request, custom_id=custom_id, endpoint=endpoint)
         return {"model": model, "input": texts}
     if endpoint == EMBEDDINGS:
         refuse_response_format(fmt, endpoint=endpoint)

@@ -149,22 +149,24 @@ def decode_line(line: dict[str, Any]) -> Result:
     return Result(custom_id=custom_id, status="succeeded", raw=line, **success_fields(body))
 
 
-# /v1/responses and /v1/embeddings
+# /v1/responses, /v1/embeddings, /v1/moderations
 
 
-def _responses_content(message: RawMessage) -> str | list[dict[str, Any]]:
+def _responses_content(message: RawMessage, name: str) -> str | list[dict[str, Any]]:
     if isinstance(message.content, str):
         return message.content
     if message.role == "assistant":
         if not all(isinstance(part, TextPart) for part in message.content):
-            raise InputError("/v1/responses takes only text in assistant messages.")
+            raise InputError(f"{name}: /v1/responses takes only text in assistant messages.")
         return message.text()
     parts: list[dict[str, Any]] = []
     for part in message.content:
         if isinstance(part, TextPart):
             parts.append({"type": "input_text", "text": part.text})
         elif not isinstance(part, ImagePart):
-            raise InputError(f"/v1/responses: batchling cannot send a '{part.type}' part yet.")
+            raise InputError(
+                f"{name}: batchling cannot send a '{part.type}' part to /v1/responses."
+            )
         else:
             parts.append(
                 {
@@ -178,15 +180,18 @@ def _responses_content(message: RawMessage) -> str | list[dict[str, Any]]:
 
 def encode_responses_body(request: RawRequest, *, model: str, custom_id: str) -> dict[str, Any]:
     """A Responses API body: the system prompt as `instructions`, the messages as `input`."""
-    unsupported = [name for name in ("stop", "seed") if getattr(request, name) is not None]
+    name = f"Request '{request.id or custom_id}'"
+    unsupported = [field for field in ("stop", "seed") if getattr(request, field) is not None]
     if unsupported:
         raise InputError(
-            f"Request '{request.id or custom_id}': /v1/responses has no "
-            f"{' or '.join(unsupported)}; remove it or use /v1/chat/completions."
+            f"{name}: /v1/responses has no {' or '.join(unsupported)}; "
+            "remove it or use /v1/chat/completions."
         )
     body: dict[str, Any] = {
         "model": model,
-        "input": [{"role": m.role, "content": _responses_content(m)} for m in request.messages],
+        "input": [
+            {"role": m.role, "content": _responses_content(m, name)} for m in request.messages
+        ],
     }
     if request.system_prompt:
         body["instructions"] = request.system_prompt
@@ -209,26 +214,6 @@ def responses_text_format(fmt: ResponseFormat) -> dict[str, Any]:
             "strict": True,
         }
     }
-
-
-def moderation_texts(request: RawRequest, *, custom_id: str, endpoint: str) -> list[str]:
-    """The texts a moderations request classifies: one per user message, text only."""
-    name = f"Request '{request.id or custom_id}'"
-    extra = sorted(set(request.model_dump(exclude_none=True)) - {"id", "messages"})
-    if extra:
-        raise InputError(f"{name}: {endpoint} classifies text only; remove {', '.join(extra)}.")
-    texts = []
-    for message in request.messages:
-        if message.role != "user":
-            raise InputError(
-                f"{name}: {endpoint} takes only user text, not a '{message.role}' message."
-            )
-        if not isinstance(message.content, str) and not all(
-            isinstance(part, TextPart) for part in message.content
-        ):
-            raise InputError(f"{name}: {endpoint} takes text only; remove the non-text parts.")
-        texts.append(message.text())
-    return texts
 
 
 def encode_embeddings_body(text: str, *, model: str) -> dict[str, Any]:

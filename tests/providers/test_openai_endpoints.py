@@ -250,3 +250,16 @@ def test_decode_moderations_line_puts_the_verdicts_in_parsed() -> None:
     }
     result = decode_line(line)
     assert result.ok and result.parsed == [verdict] and result.text is None
+
+
+def test_encode_responses_refuses_an_image_in_an_assistant_turn_naming_the_request() -> None:
+    raw = request(
+        id="q7",
+        messages=[
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "image", "url": "https://a/b.png"}]},
+            {"role": "user", "content": "and?"},
+        ],
+    )
+    with pytest.raises(InputError, match="Request 'q7': /v1/responses takes only text"):
+        encode(raw, RESPONSES)
