@@ -263,3 +263,42 @@ def test_encode_responses_refuses_an_image_in_an_assistant_turn_naming_the_reque
     )
     with pytest.raises(InputError, match="Request 'q7': /v1/responses takes only text"):
         encode(raw, RESPONSES)
+
+
+def test_encoded_bodies_fit_the_openai_sdks_own_request_types() -> None:
+    """Every key batchling sends is one the SDK's typed params know (none dropped on validation)."""
+    from openai.types import embedding_create_params, moderation_create_params
+    from openai.types.responses import response_create_params
+    from pydantic import TypeAdapter
+
+    full = request(
+        system_prompt="s",
+        max_tokens=5,
+        temperature=0.1,
+        top_p=0.5,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "hi"},
+                    {"type": "image", "url": "https://a/b.png"},
+                ],
+            },
+            {"role": "assistant", "content": "x"},
+            {"role": "user", "content": "y"},
+        ],
+    )
+    plain = request(messages=[{"role": "user", "content": "hi"}])
+    cases = [
+        (
+            response_create_params.ResponseCreateParamsNonStreaming,
+            encode(full, RESPONSES, response_format=response_format_from(Person))["body"],
+        ),
+        (embedding_create_params.EmbeddingCreateParams, encode(plain, EMBEDDINGS)["body"]),
+        (
+            moderation_create_params.ModerationCreateParams,
+            encode(plain, "/v1/moderations")["body"],
+        ),
+    ]
+    for params, body in cases:
+        assert TypeAdapter(params).validate_python(body) == body
