@@ -218,7 +218,7 @@ def embed_content(request: dict[str, Any], *, model: str) -> dict[str, Any]:
         dimensions = answers.embedding_dimensions(model, DEFAULT_EMBEDDING_DIMENSIONS)
     return {
         "embedding": {"values": answers.embedding(text, dimensions)},
-        "tokenCount": answers.count_tokens(text),
+        "usageMetadata": {"promptTokenCount": answers.count_tokens(text)},
     }
 
 

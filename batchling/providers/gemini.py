@@ -307,7 +307,9 @@ def decode_line(line: dict[str, Any]) -> Result:
         )
     vector = _embedding_values(response)
     if vector is not None:
-        tokens = response.get("tokenCount")
+        # usageMetadata per the REST reference; the SDK's own type calls it tokenCount.
+        tokens = (response.get("usageMetadata") or {}).get("promptTokenCount")
+        tokens = response.get("tokenCount") if tokens is None else tokens
         return Result(
             custom_id=custom_id,
             status="succeeded",

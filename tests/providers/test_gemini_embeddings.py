@@ -56,6 +56,16 @@ def test_decode_file_embedding_line() -> None:
     assert result.usage is not None and result.usage.input_tokens == 2
 
 
+def test_decode_embedding_usage_from_usage_metadata() -> None:
+    result = decode_line(
+        {
+            "key": "e1",
+            "response": {"embedding": {"values": [1.0]}, "usageMetadata": {"promptTokenCount": 5}},
+        }
+    )
+    assert result.usage is not None and result.usage.input_tokens == 5
+
+
 def test_decode_inline_embedding_response_takes_the_key_from_metadata() -> None:
     result = decode_line(
         {"metadata": {"key": "e7"}, "response": {"embeddings": [{"values": [1, 0]}]}}
