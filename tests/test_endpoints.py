@@ -235,7 +235,11 @@ def test_every_listed_endpoint_encodes_a_plain_request() -> None:
 @pytest.mark.parametrize(
     ("provider", "model", "keys"),
     [
-        ("openai", "omni-moderation-latest", {"flagged", "categories", "category_scores"}),
+        (
+            "openai",
+            "omni-moderation-latest",
+            {"flagged", "categories", "category_scores", "category_applied_input_types"},
+        ),
         ("mistral", "mistral-moderation-latest", {"categories", "category_scores"}),
     ],
 )
