@@ -125,6 +125,15 @@ def test_mistral_embeddings_and_moderations_answers_fit_their_schemas() -> None:
     assert problems("mistral", "ModerationResponse", moderations) == []
 
 
+def test_mistral_ocr_answer_fits_the_ocr_response_schema() -> None:
+    answer = mistral.ocr_answer(
+        {"document": {"type": "image_url", "image_url": "https://a/b.png"}},
+        custom_id="a",
+        model="mistral-ocr-latest",
+    )
+    assert problems("mistral", "OCRResponse", answer) == []
+
+
 def test_the_check_catches_a_broken_answer() -> None:
     body = openai.response_body(
         "/v1/embeddings",

@@ -198,7 +198,7 @@ async def test_an_embeddings_request_with_two_messages_is_an_input_error(
         ("gemini", "/v1/embeddings"),
         ("groq", "/v1/embeddings"),
         ("groq", "/v1/responses"),
-        ("mistral", "/v1/ocr"),
+        ("mistral", "/v1/fim/completions"),
         ("mistral", "/v1/responses"),
         ("together", "/v1/embeddings"),
     ],
@@ -222,10 +222,14 @@ def test_every_listed_endpoint_encodes_a_plain_request() -> None:
     """No provider lists an endpoint that its encode cannot build."""
     from batchling.models import RawRequest
 
-    request = RawRequest.model_validate({"messages": [{"role": "user", "content": "hello"}]})
+    text = RawRequest.model_validate({"messages": [{"role": "user", "content": "hello"}]})
+    image = RawRequest.model_validate(
+        {"messages": [{"role": "user", "content": [{"type": "image", "url": "https://a/b.png"}]}]}
+    )
     for name in registry.provider_names():
         info = registry.provider_info(name)
         for endpoint in info.endpoints:
+            request = image if endpoint == "/v1/ocr" else text
             line = registry.encoder(name).encode(
                 request, custom_id="a", model="m", endpoint=endpoint
             )
@@ -379,3 +383,22 @@ async def test_a_database_from_before_embeddings_is_migrated_and_keeps_its_resul
     with sqlite3.connect(db) as connection:
         names = {row[0] for row in connection.execute("SELECT name FROM migrations")}
     assert names == {name for name, _ in MIGRATIONS}
+
+
+async def test_mistral_ocr_end_to_end_gives_the_pages_markdown_as_text(
+    manager: AsyncExperimentManager, emulator: Emulator, tmp_path: Path
+) -> None:
+    scan = tmp_path / "scan.png"
+    scan.write_bytes(b"\x89PNG\r\n\x1a\n fake image bytes")
+    images = [{"type": "image", "path": str(scan)}, {"type": "image", "url": "https://a/b.png"}]
+    results = await run(
+        manager,
+        "ocr",
+        provider="mistral",
+        endpoint="/v1/ocr",
+        model="mistral-ocr-latest",
+        raw_requests=[{"messages": [{"role": "user", "content": [image]}]} for image in images],
+    )
+    assert [r.status for r in results] == ["succeeded", "succeeded"]
+    texts = [r.text or "" for r in results]
+    assert all(t.startswith("# Emulated OCR") for t in texts) and texts[0] != texts[1]

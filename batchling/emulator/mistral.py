@@ -211,6 +211,27 @@ def moderation_answer(
     }
 
 
+def ocr_answer(body: dict[str, Any], *, custom_id: str, model: str) -> dict[str, Any]:
+    """One page of markdown that names the document it was given, so answers differ per input."""
+    document = body.get("document")
+    document = document if isinstance(document, dict) else {}
+    source = str(document.get("image_url") or document.get("document_url") or "")
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    return {
+        "pages": [
+            {
+                "index": 0,
+                "markdown": f"# Emulated OCR\n\nDocument {digest}.",
+                "images": [],
+                "dimensions": {"dpi": 200, "height": 2200, "width": 1700},
+            }
+        ],
+        "model": body.get("model") or model,
+        "document_annotation": None,
+        "usage_info": {"pages_processed": 1, "doc_size_bytes": len(source)},
+    }
+
+
 def message_order_problem(body: dict[str, Any]) -> str | None:
     """Mistral's own check of a chat body, failing that one request with error 3230."""
     messages = body.get("messages")
@@ -254,6 +275,8 @@ def response_body(
         return fim_answer(body, custom_id=custom_id, model=model, created=created)
     if endpoint == "/v1/embeddings":
         return embeddings_answer(body, custom_id=custom_id, model=model)
+    if endpoint == "/v1/ocr":
+        return ocr_answer(body, custom_id=custom_id, model=model)
     if endpoint in ("/v1/moderations", "/v1/chat/moderations"):
         conversations = endpoint == "/v1/chat/moderations"
         return moderation_answer(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from pydantic import BaseModel
 
@@ -73,3 +76,62 @@ def test_decode_moderations_line_puts_the_results_in_parsed() -> None:
     }
     result = decode_line(line)
     assert result.ok and result.parsed == [verdict] and result.embedding is None
+
+
+def test_encode_ocr_sends_the_one_image_as_an_image_url_chunk(tmp_path: Path) -> None:
+    scan = tmp_path / "scan.png"
+    scan.write_bytes(b"png-bytes")
+    provider = MistralProvider(api_key="")
+    for part, expected in [
+        ({"type": "image", "url": "https://a/b.png"}, "https://a/b.png"),
+        ({"type": "image", "path": str(scan)}, "data:image/png;base64,cG5nLWJ5dGVz"),
+    ]:
+        raw = RawRequest.model_validate({"messages": [{"role": "user", "content": [part]}]})
+        line = provider.encode(raw, custom_id="o1", model="mistral-ocr-latest", endpoint="/v1/ocr")
+        assert line == {
+            "custom_id": "o1",
+            "body": {"document": {"type": "image_url", "image_url": expected}},
+        }
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": "read this"}],
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "read"},
+                    {"type": "image", "url": "https://a/b.png"},
+                ],
+            }
+        ],
+    ],
+)
+def test_encode_ocr_refuses_anything_but_one_image(messages: list[dict[str, Any]]) -> None:
+    raw = RawRequest.model_validate({"messages": messages})
+    with pytest.raises(InputError, match="reads one image"):
+        MistralProvider(api_key="").encode(
+            raw, custom_id="o1", model="mistral-ocr-latest", endpoint="/v1/ocr"
+        )
+
+
+def test_decode_ocr_line_joins_the_pages_markdown() -> None:
+    line = {
+        "custom_id": "o1",
+        "response": {
+            "status_code": 200,
+            "body": {
+                "pages": [
+                    {"index": 0, "markdown": "# Title", "images": [], "dimensions": None},
+                    {"index": 1, "markdown": "Body text.", "images": [], "dimensions": None},
+                ],
+                "model": "mistral-ocr-latest",
+                "usage_info": {"pages_processed": 2},
+            },
+        },
+        "error": None,
+    }
+    result = decode_line(line)
+    assert result.ok and result.text == "# Title\n\nBody text." and result.embedding is None
