@@ -166,6 +166,8 @@ def results_table(results: Sequence[Result], limit: int = 50) -> RenderableType:
     for result in results[:limit]:
         style = "green" if result.ok else "red"
         body = result.text if result.ok else (result.error.message if result.error else "")
+        if result.ok and result.embedding is not None:
+            body = f"embedding, {len(result.embedding)} dimensions"
         table.add_row(result.custom_id, f"[{style}]{result.status}[/{style}]", body or "")
     if len(results) > limit:
         table.caption = f"{len(results) - limit} more in the results file"

@@ -109,3 +109,8 @@ async def m002_experiment_study(db: aiosqlite.Connection) -> None:
 async def m003_batch_attempts(db: aiosqlite.Connection) -> None:
     """Which attempt each batch belongs to: 1 for the first run, 2 for the first retry, ..."""
     await db.execute("ALTER TABLE batches ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1")
+
+
+@migration
+async def m004_result_embedding(db: aiosqlite.Connection) -> None:
+    await db.execute("ALTER TABLE results ADD COLUMN embedding TEXT")

@@ -246,6 +246,7 @@ class Result(BaseModel):
     status: ResultStatus
     text: str | None = None
     parsed: Any = None
+    embedding: list[float] | None = None
     usage: Usage | None = None
     error: ResultError | None = None
     raw: dict[str, Any] | None = None

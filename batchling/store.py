@@ -452,7 +452,9 @@ class Store:
         experiment_id = await self._experiment_id(experiment.name)
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         rows = [_result_row(experiment_id, r) for r in results]
-        await self.db.executemany(f"{verb} INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        columns = ", ".join(RESULT_COLUMNS)
+        marks = ",".join("?" * len(RESULT_COLUMNS))
+        await self.db.executemany(f"{verb} INTO results ({columns}) VALUES ({marks})", rows)
         await self.db.commit()
         return len(rows)
 
@@ -571,6 +573,23 @@ def _batch(row: aiosqlite.Row) -> BatchRecord:
     )
 
 
+# Named, so that a column added by a later migration never shifts the others.
+RESULT_COLUMNS = (
+    "experiment_id",
+    "custom_id",
+    "status",
+    "text",
+    "parsed",
+    "input_tokens",
+    "output_tokens",
+    "error_kind",
+    "error_message",
+    "error_code",
+    "raw",
+    "embedding",
+)
+
+
 def _result_row(experiment_id: int, result: Result) -> tuple[Any, ...]:
     return (
         experiment_id,
@@ -584,6 +603,7 @@ def _result_row(experiment_id: int, result: Result) -> tuple[Any, ...]:
         result.error.message if result.error else None,
         result.error.code if result.error else None,
         json.dumps(result.raw, separators=(",", ":")) if result.raw is not None else None,
+        json.dumps(result.embedding) if result.embedding is not None else None,
     )
 
 
@@ -608,4 +628,5 @@ def _result(row: aiosqlite.Row) -> Result:
         usage=usage,
         error=error,
         raw=json.loads(row["raw"]) if row["raw"] else None,
+        embedding=json.loads(row["embedding"]) if row["embedding"] else None,
     )

@@ -355,11 +355,11 @@ async def test_invalid_schema_fails_before_anything_is_written(
     assert await manager.list_experiments() == []
 
 
-def test_openai_rejects_a_response_format_off_chat() -> None:
+def test_openai_rejects_a_response_format_on_embeddings() -> None:
     from batchling.models import RawRequest
 
     request = RawRequest.model_validate({"messages": [{"role": "user", "content": "hi"}]})
-    with pytest.raises(InputError, match="chat/completions only"):
+    with pytest.raises(InputError, match="does not apply to /v1/embeddings"):
         registry.encoder("openai").encode(
             request,
             custom_id="a",

@@ -1,6 +1,7 @@
 """Gemini Developer API batch protocol (shared/providers/gemini.md), served under /gemini.
 
-Covers the resumable Files upload, `models/{m}:batchGenerateContent` (file and inline input),
+Covers the resumable Files upload, `models/{m}:batchGenerateContent` and
+`models/{m}:asyncBatchEmbedContent` (file and inline input),
 batches get/list/cancel/delete as long-running Operations, file get/list/delete/download.
 Any `/{version}/` segment is accepted (the SDK defaults to v1, the docs use v1beta).
 """
@@ -27,6 +28,11 @@ PREFIX = "/gemini"
 API_KEY_HEADER = "x-goog-api-key"
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch"
 OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatchOutput"
+EMBED_BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.EmbedContentBatch"
+EMBED_OUTPUT_TYPE = (
+    "type.googleapis.com/google.ai.generativelanguage.v1beta.EmbedContentBatchOutput"
+)
+DEFAULT_EMBEDDING_DIMENSIONS = 3072
 FILE_TTL_SECONDS = 48 * 3600
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -194,6 +200,28 @@ def request_problem(request: Any) -> str | None:
     return media.gemini_problem(request)
 
 
+def embed_request_problem(request: Any) -> str | None:
+    """The message Gemini gives an EmbedContentRequest it refuses, or None when it is fine."""
+    if not isinstance(request, dict):
+        return "Invalid JSON payload: 'request' must be an EmbedContentRequest object."
+    content = request.get("content")
+    if not isinstance(content, dict) or not content.get("parts"):
+        return "* EmbedContentRequest.content: content is not specified\n"
+    return None
+
+
+def embed_content(request: dict[str, Any], *, model: str) -> dict[str, Any]:
+    """A deterministic EmbedContentResponse: a unit vector seeded by the content's text."""
+    text = _parts_text((request.get("content") or {}).get("parts"))
+    dimensions = request.get("outputDimensionality") or request.get("output_dimensionality")
+    if not isinstance(dimensions, int) or dimensions <= 0:
+        dimensions = answers.embedding_dimensions(model, DEFAULT_EMBEDDING_DIMENSIONS)
+    return {
+        "embedding": {"values": answers.embedding(text, dimensions)},
+        "usageMetadata": {"promptTokenCount": answers.count_tokens(text)},
+    }
+
+
 def _generation_config(request: dict[str, Any]) -> dict[str, Any]:
     config = request.get("generationConfig") or request.get("generation_config") or {}
     return config if isinstance(config, dict) else {}
@@ -291,8 +319,9 @@ def batch_stats(state: EmulatorState, batch: EmulatedBatch) -> dict[str, str]:
 def operation(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
     """A batch as the long-running Operation every batches call answers with."""
     updated = max(batch.phase_times.values(), default=batch.created_at)
+    embed = batch.extra.get("embed", False)
     metadata: dict[str, Any] = {
-        "@type": BATCH_TYPE,
+        "@type": EMBED_BATCH_TYPE if embed else BATCH_TYPE,
         "name": batch_name(batch),
         "model": batch.extra["model"],
         "createTime": rfc3339(batch.created_at),
@@ -314,7 +343,7 @@ def operation(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
     output = batch.extra.get("output")
     if output is not None:
         metadata["output"] = output
-        op["response"] = {"@type": OUTPUT_TYPE, **output}
+        op["response"] = {"@type": EMBED_OUTPUT_TYPE if embed else OUTPUT_TYPE, **output}
     if batch.phase == Phase.FAILED and batch.errors:
         op["error"] = batch.errors[0]
     return op
@@ -333,6 +362,8 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             }
         elif _line_outcome(state, batch, index) == "failed":
             result = {"error": failure(key)}
+        elif batch.extra.get("embed", False):
+            result = {"response": embed_content(line["request"], model=model)}
         else:
             response = generate_content(
                 line["request"],
@@ -562,15 +593,13 @@ def routes(state: EmulatorState) -> list[Route]:
 
     async def model_call(request: Request) -> Response:
         model, _, method = request.path_params["target"].rpartition(":")
-        if method != "batchGenerateContent":
+        if method not in ("batchGenerateContent", "asyncBatchEmbedContent"):
             if (fault := await state.before(PROVIDER, "create")) is not None:
                 return fault
-            if method == "asyncBatchEmbedContent":
-                return error(501, "The emulator does not serve embedding batches.")
             return error(404, f"Method models/{model}:{method} not found.")
-        return await create_batch(request, model)
+        return await create_batch(request, model, embed=method == "asyncBatchEmbedContent")
 
-    async def create_batch(request: Request, model: str) -> Response:
+    async def create_batch(request: Request, model: str, *, embed: bool) -> Response:
         if (fault := await state.before(PROVIDER, "create")) is not None:
             return fault
         if not has_api_key(request):
@@ -596,6 +625,7 @@ def routes(state: EmulatorState) -> list[Route]:
                 "or requests must be set.\n",
             )
         problem: str | None = None
+        problem_of = embed_request_problem if embed else request_problem
         if file_name is not None:
             stored = state.get_file(PROVIDER, bare_file_id(str(file_name)))
             if stored is None:
@@ -624,10 +654,11 @@ def routes(state: EmulatorState) -> list[Route]:
                 ),
                 "input_config": input_spec,
                 "inline": file_name is None,
+                "embed": embed,
                 "invalid": {
                     i: p
                     for i, line in enumerate(lines)
-                    if (p := request_problem(line.get("request"))) is not None
+                    if (p := problem_of(line.get("request"))) is not None
                 },
             },
         )

@@ -174,7 +174,9 @@ def _texts(value: Any) -> list[str]:
 
 def embeddings_answer(body: dict[str, Any], *, custom_id: str, model: str) -> dict[str, Any]:
     inputs = _texts(body.get("input"))
-    dimensions = body.get("output_dimension") or EMBEDDING_DIMENSIONS
+    dimensions = body.get("output_dimension") or answers.embedding_dimensions(
+        body.get("model") or model, EMBEDDING_DIMENSIONS
+    )
     tokens = sum(answers.count_tokens(text) for text in inputs)
     return {
         "id": chat.short_id("embd-", custom_id),
@@ -206,6 +208,27 @@ def moderation_answer(
         "id": chat.short_id("mod-", custom_id),
         "model": body.get("model") or model,
         "results": [result] * count,
+    }
+
+
+def ocr_answer(body: dict[str, Any], *, custom_id: str, model: str) -> dict[str, Any]:
+    """One page of markdown that names the document it was given, so answers differ per input."""
+    document = body.get("document")
+    document = document if isinstance(document, dict) else {}
+    source = str(document.get("image_url") or document.get("document_url") or "")
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    return {
+        "pages": [
+            {
+                "index": 0,
+                "markdown": f"# Emulated OCR\n\nDocument {digest}.",
+                "images": [],
+                "dimensions": {"dpi": 200, "height": 2200, "width": 1700},
+            }
+        ],
+        "model": body.get("model") or model,
+        "document_annotation": None,
+        "usage_info": {"pages_processed": 1, "doc_size_bytes": len(source)},
     }
 
 
@@ -252,6 +275,8 @@ def response_body(
         return fim_answer(body, custom_id=custom_id, model=model, created=created)
     if endpoint == "/v1/embeddings":
         return embeddings_answer(body, custom_id=custom_id, model=model)
+    if endpoint == "/v1/ocr":
+        return ocr_answer(body, custom_id=custom_id, model=model)
     if endpoint in ("/v1/moderations", "/v1/chat/moderations"):
         conversations = endpoint == "/v1/chat/moderations"
         return moderation_answer(

@@ -21,8 +21,22 @@ ENDPOINTS = {
     "/v1/completions",
     "/v1/moderations",
 }
-EMBEDDING_DIMENSIONS = {"text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 DEFAULT_EMBEDDING_DIMENSIONS = 1536
+MODERATION_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
 
 STATUS = {
     Phase.VALIDATING: "validating",
@@ -192,6 +206,90 @@ def _validate_lines(
     return lines, errors
 
 
+def moderation_body(body: dict[str, Any], *, custom_id: str) -> dict[str, Any]:
+    """Nothing is ever flagged: one clean verdict per input text."""
+    given = body.get("input")
+    count = len(given) if isinstance(given, list) else 1
+    verdict = {
+        "flagged": False,
+        "categories": dict.fromkeys(MODERATION_CATEGORIES, False),
+        "category_scores": dict.fromkeys(MODERATION_CATEGORIES, 0.0),
+        "category_applied_input_types": {name: ["text"] for name in MODERATION_CATEGORIES},
+    }
+    return {
+        "id": chat.short_id("modr-", custom_id),
+        "model": body.get("model"),
+        "results": [verdict] * count,
+    }
+
+
+def responses_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON Schema of a Responses API `text: {"format": {"type": "json_schema", ...}}`."""
+    text = body.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    schema = fmt.get("schema")
+    return schema if isinstance(schema, dict) else None
+
+
+def responses_body(
+    body: dict[str, Any], *, custom_id: str, created: int, invalid_json_rate: float = 0.0
+) -> dict[str, Any]:
+    """A Response object with every field the OpenAPI spec requires."""
+    prompt = body.get("input")
+    text_in = prompt if isinstance(prompt, str) else chat.last_user_text(prompt or [])
+    schema = responses_schema(body)
+    if schema is not None:
+        reply = answers.structured_reply(
+            schema, custom_id=custom_id, invalid_json_rate=invalid_json_rate
+        )
+    else:
+        reply = answers.reply_to(text_in)
+    reply, truncated = answers.truncate_to_tokens(reply, body.get("max_output_tokens"))
+    in_tokens = answers.count_tokens(str(body.get("instructions") or "")) + (
+        answers.count_tokens(text_in)
+        if isinstance(prompt, str)
+        else chat.prompt_tokens([m for m in prompt or [] if isinstance(m, dict)])
+    )
+    out_tokens = answers.count_tokens(reply)
+    text_part = {"type": "output_text", "text": reply, "annotations": [], "logprobs": []}
+    return {
+        "id": chat.short_id("resp_", custom_id),
+        "object": "response",
+        "created_at": created,
+        "model": body.get("model"),
+        "status": "incomplete" if truncated else "completed",
+        "incomplete_details": {"reason": "max_output_tokens"} if truncated else None,
+        "error": None,
+        "instructions": body.get("instructions"),
+        "metadata": body.get("metadata") or {},
+        "temperature": body.get("temperature", 1.0),
+        "top_p": body.get("top_p", 1.0),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "tools": [],
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "output": [
+            {
+                "type": "message",
+                "id": chat.short_id("msg_", custom_id),
+                "role": "assistant",
+                "status": "incomplete" if truncated else "completed",
+                "content": [text_part],
+            }
+        ],
+        "usage": {
+            "input_tokens": in_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": out_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": in_tokens + out_tokens,
+        },
+    }
+
+
 def response_body(
     endpoint: str,
     body: dict[str, Any],
@@ -203,8 +301,8 @@ def response_body(
     if endpoint == "/v1/embeddings":
         inputs = body.get("input")
         inputs = inputs if isinstance(inputs, list) else [inputs]
-        dims = body.get("dimensions") or EMBEDDING_DIMENSIONS.get(
-            body.get("model", ""), DEFAULT_EMBEDDING_DIMENSIONS
+        dims = body.get("dimensions") or answers.embedding_dimensions(
+            body.get("model"), DEFAULT_EMBEDDING_DIMENSIONS
         )
         tokens = sum(answers.count_tokens(str(text)) for text in inputs)
         return {
@@ -216,32 +314,12 @@ def response_body(
             ],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+    if endpoint == "/v1/moderations":
+        return moderation_body(body, custom_id=custom_id)
     if endpoint == "/v1/responses":
-        prompt = body.get("input")
-        text_in = prompt if isinstance(prompt, str) else chat.last_user_text(prompt or [])
-        reply = answers.reply_to(text_in)
-        in_tokens, out_tokens = answers.count_tokens(text_in), answers.count_tokens(reply)
-        return {
-            "id": chat.short_id("resp_", custom_id),
-            "object": "response",
-            "created_at": created,
-            "model": body.get("model"),
-            "status": "completed",
-            "output": [
-                {
-                    "type": "message",
-                    "id": chat.short_id("msg_", custom_id),
-                    "role": "assistant",
-                    "status": "completed",
-                    "content": [{"type": "output_text", "text": reply, "annotations": []}],
-                }
-            ],
-            "usage": {
-                "input_tokens": in_tokens,
-                "output_tokens": out_tokens,
-                "total_tokens": in_tokens + out_tokens,
-            },
-        }
+        return responses_body(
+            body, custom_id=custom_id, created=created, invalid_json_rate=invalid_json_rate
+        )
     return chat.chat_completion(
         body, custom_id=custom_id, created=created, invalid_json_rate=invalid_json_rate
     )

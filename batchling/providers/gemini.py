@@ -2,8 +2,9 @@
 
 Requests go as a JSONL file of `{"key", "request": GenerateContentRequest}` lines uploaded with the
 resumable Files API; the batch's `displayName` carries batchling's metadata so that `find_batch`
-can recognise a batch after a crash. Only `generateContent` batches are supported (embedding
-batches are experimental in the SDK and take another request shape).
+can recognise a batch after a crash. Two endpoints: `generateContent` (models/{m}:batchGenerateContent)
+and `embedContent` (models/{m}:asyncBatchEmbedContent, which the SDK marks experimental), whose
+lines are `{"key", "request": EmbedContentRequest}`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import random
 import tempfile
 import urllib.parse
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -34,13 +36,16 @@ from batchling.models import (
 )
 from batchling.providers import content
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.providers.text_input import embedding_text, refuse_response_format
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     from google import genai
+    from google.genai import types as genai_types
     from google.genai.client import AsyncClient
 
 GENERATE_CONTENT = "generateContent"
+EMBED_CONTENT = "embedContent"
 
 INFO = ProviderInfo(
     name="gemini",
@@ -48,7 +53,7 @@ INFO = ProviderInfo(
     api_key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
     base_url_env=("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"),
     # The endpoint names the model method each line is run with (models/{m}:batchGenerateContent).
-    endpoints=frozenset({GENERATE_CONTENT}),
+    endpoints=frozenset({GENERATE_CONTENT, EMBED_CONTENT}),
     default_endpoint=GENERATE_CONTENT,
     # gemini.md gives no request-count limit, only the 2 GB input file; the count bounds one
     # chunk's download and polling work.
@@ -225,7 +230,23 @@ def encode_request(request: RawRequest, *, custom_id: str) -> dict[str, Any]:
     return body
 
 
+def encode_embed_request(request: RawRequest, *, custom_id: str) -> dict[str, Any]:
+    """One RawRequest as an EmbedContentRequest: its single user text as the content."""
+    text = embedding_text(request, custom_id=custom_id, endpoint=EMBED_CONTENT)
+    return {"content": {"parts": [{"text": text}]}}
+
+
 # decode
+
+
+def _embedding_values(response: dict[str, Any]) -> list[float] | None:
+    """The vector of an EmbedContentResponse (`embedding.values`, or the first of `embeddings`)."""
+    embedding = response.get("embedding")
+    if not isinstance(embedding, dict):
+        many = response.get("embeddings")
+        embedding = many[0] if isinstance(many, list) and many else None
+    values = embedding.get("values") if isinstance(embedding, dict) else None
+    return [float(v) for v in values] if isinstance(values, list) else None
 
 
 def _response_text(response: dict[str, Any]) -> str | None:
@@ -291,6 +312,18 @@ def decode_line(line: dict[str, Any]) -> Result:
             error=ResultError(
                 kind="parse", message="The result line has neither 'response' nor 'error'."
             ),
+        )
+    vector = _embedding_values(response)
+    if vector is not None:
+        # usageMetadata per the REST reference; the SDK's own type calls it tokenCount.
+        tokens = (response.get("usageMetadata") or {}).get("promptTokenCount")
+        tokens = response.get("tokenCount") if tokens is None else tokens
+        return Result(
+            custom_id=custom_id,
+            status="succeeded",
+            embedding=vector,
+            usage=Usage(input_tokens=int(tokens)) if isinstance(tokens, int | str) else None,
+            raw=line,
         )
     feedback = response.get("promptFeedback") or {}
     if not response.get("candidates") and feedback.get("blockReason"):
@@ -403,6 +436,9 @@ class GeminiProvider:
         response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
         _check_endpoint(endpoint)
+        if endpoint == EMBED_CONTENT:
+            refuse_response_format(response_format, endpoint=endpoint)
+            return {"key": custom_id, "request": encode_embed_request(request, custom_id=custom_id)}
         body = encode_request(request, custom_id=custom_id)
         if response_format is not None:
             config = body.setdefault("generationConfig", {})
@@ -436,14 +472,31 @@ class GeminiProvider:
         _check_endpoint(endpoint)
         if file_id is None:
             raise ConfigurationError("Gemini batches need an uploaded input file: upload first.")
-        job = await self.client.batches.create(
-            model=model,
-            src=file_id,
-            config={"display_name": encode_display_name(metadata)},
-        )
+        if endpoint == EMBED_CONTENT:
+            job = await self._create_embeddings(file_id, model=model, metadata=metadata)
+        else:
+            job = await self.client.batches.create(
+                model=model,
+                src=file_id,
+                config={"display_name": encode_display_name(metadata)},
+            )
         if not job.name:
             raise RuntimeError("Gemini answered the batch creation without a batch name.")
         return job.name
+
+    async def _create_embeddings(
+        self, file_id: str, *, model: str, metadata: dict[str, str]
+    ) -> genai_types.BatchJob:
+        from google.genai import _common
+
+        # The SDK warns on every call that the method is experimental; batchling documents it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", _common.ExperimentalWarning)
+            return await self.client.batches.create_embeddings(
+                model=model,
+                src={"file_name": file_id},
+                config={"display_name": encode_display_name(metadata)},
+            )
 
     async def find_batch(self, metadata: dict[str, str]) -> str | None:
         seen = 0

@@ -22,6 +22,7 @@ from batchling.models import (
 )
 from batchling.providers import content, openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.providers.text_input import embedding_text, refuse_response_format
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -32,13 +33,14 @@ CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 MODERATIONS = "/v1/moderations"
 CHAT_MODERATIONS = "/v1/chat/moderations"
+OCR = "/v1/ocr"
 
 INFO = ProviderInfo(
     name="mistral",
     display_name="Mistral",
     api_key_env=("MISTRAL_API_KEY",),
     base_url_env=("MISTRAL_BASE_URL",),
-    endpoints=frozenset({CHAT, EMBEDDINGS, MODERATIONS, CHAT_MODERATIONS}),
+    endpoints=frozenset({CHAT, EMBEDDINGS, MODERATIONS, CHAT_MODERATIONS, OCR}),
     default_endpoint=CHAT,
     # The docs disagree (1,000,000 in the batch guide, 100,000 and 512 MB under "known
     # limitations"): take the smaller figures, and MB as decimal to stay under either reading.
@@ -205,15 +207,40 @@ def _input_texts(request: RawRequest, custom_id: str, endpoint: str) -> list[str
     return [message.text() for message in request.messages]
 
 
+def ocr_document(request: RawRequest, custom_id: str) -> dict[str, Any]:
+    """The image an OCR request reads: the single image part of its single user message."""
+    name = _request_name(request, custom_id)
+    extra = sorted(set(request.model_dump(exclude_none=True)) - {"id", "messages"})
+    if extra:
+        raise InputError(f"{name}: {OCR} reads one image; remove {', '.join(extra)}.")
+    content = request.messages[0].content
+    if (
+        len(request.messages) != 1
+        or request.messages[0].role != "user"
+        or isinstance(content, str)
+        or len(content) != 1
+        or not isinstance(content[0], ImagePart)
+    ):
+        raise InputError(
+            f"{name}: {OCR} reads one image: give one user message whose content is a single "
+            "image part (a URL, a data URL or a local path)."
+        )
+    return {"type": "image_url", "image_url": openai_format.image_url(content[0])}
+
+
 def encode_body(request: RawRequest, *, custom_id: str, endpoint: str) -> dict[str, Any]:
     if endpoint == CHAT:
         return encode_chat_body(request, custom_id)
-    if endpoint in (EMBEDDINGS, MODERATIONS):
+    if endpoint == EMBEDDINGS:
+        return {"input": [embedding_text(request, custom_id=custom_id, endpoint=endpoint)]}
+    if endpoint == MODERATIONS:
         return {"input": _input_texts(request, custom_id, endpoint)}
     if endpoint == CHAT_MODERATIONS:
         # A conversation to classify may well end with the assistant's reply: no order rules.
         _check_text_only(request, custom_id, endpoint)
         return {"input": openai_format.encode_messages(request)}
+    if endpoint == OCR:
+        return {"document": ocr_document(request, custom_id)}
     accepted = ", ".join(sorted(INFO.endpoints))
     raise ConfigurationError(
         f"batchling cannot encode requests for Mistral endpoint '{endpoint}'. Use one of: "
@@ -270,12 +297,13 @@ def decode_line(line: dict[str, Any]) -> Result:
             raw=line,
         )
     body = body if isinstance(body, dict) else {}
+    pages = body.get("pages")
+    if isinstance(pages, list):
+        # An OCR answer: the text is the pages' markdown, in page order.
+        markdown = [p.get("markdown") or "" for p in pages if isinstance(p, dict)]
+        return Result(custom_id=custom_id, status="succeeded", text="\n\n".join(markdown), raw=line)
     return Result(
-        custom_id=custom_id,
-        status="succeeded",
-        text=openai_format.chat_text(body),
-        usage=openai_format.chat_usage(body),
-        raw=line,
+        custom_id=custom_id, status="succeeded", raw=line, **openai_format.success_fields(body)
     )
 
 
@@ -347,6 +375,8 @@ class MistralProvider:
         endpoint: str,
         response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
+        if endpoint != CHAT:
+            refuse_response_format(response_format, endpoint=endpoint)
         body = encode_body(request, custom_id=custom_id, endpoint=endpoint)
         openai_format.add_response_format(
             body, response_format, endpoint=endpoint, chat_endpoint=CHAT

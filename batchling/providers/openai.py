@@ -11,25 +11,27 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from batchling.models import RawRequest, RequestCounts, Result, Status
 from batchling.providers import openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.providers.text_input import (
+    embedding_text,
+    moderation_texts,
+    refuse_response_format,
+)
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
+
+RESPONSES = "/v1/responses"
+EMBEDDINGS = "/v1/embeddings"
+MODERATIONS = "/v1/moderations"
 
 INFO = ProviderInfo(
     name="openai",
     display_name="OpenAI",
     api_key_env=("OPENAI_API_KEY",),
     base_url_env=("OPENAI_BASE_URL",),
-    endpoints=frozenset(
-        {
-            "/v1/chat/completions",
-            "/v1/responses",
-            "/v1/embeddings",
-            "/v1/completions",
-            "/v1/moderations",
-        }
-    ),
+    # Only the endpoints batchling encodes; the service also takes completions, images, videos.
+    endpoints=frozenset({"/v1/chat/completions", RESPONSES, EMBEDDINGS, MODERATIONS}),
     default_endpoint="/v1/chat/completions",
     limits=BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024),
     sdk="openai",
@@ -63,6 +65,29 @@ def use_max_completion_tokens(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def encode_body(
+    request: RawRequest,
+    *,
+    custom_id: str,
+    model: str,
+    endpoint: str,
+    fmt: ResponseFormat | None,
+) -> dict[str, Any]:
+    """The body of a /v1/responses, /v1/embeddings or /v1/moderations line."""
+    if endpoint == MODERATIONS:
+        refuse_response_format(fmt, endpoint=endpoint)
+        texts = moderation_texts(request, custom_id=custom_id, endpoint=endpoint)
+        return {"model": model, "input": texts}
+    if endpoint == EMBEDDINGS:
+        refuse_response_format(fmt, endpoint=endpoint)
+        text = embedding_text(request, custom_id=custom_id, endpoint=endpoint)
+        return openai_format.encode_embeddings_body(text, model=model)
+    body = openai_format.encode_responses_body(request, model=model, custom_id=custom_id)
+    if fmt is not None:
+        body["text"] = openai_format.responses_text_format(fmt)
+    return body
+
+
 class OpenAIProvider:
     info: ClassVar[ProviderInfo] = INFO
 
@@ -93,6 +118,11 @@ class OpenAIProvider:
         endpoint: str,
         response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
+        if endpoint in (RESPONSES, EMBEDDINGS, MODERATIONS):
+            body = encode_body(
+                request, custom_id=custom_id, model=model, endpoint=endpoint, fmt=response_format
+            )
+            return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
         body = use_max_completion_tokens(
             openai_format.encode_chat_body(request, model=model, custom_id=custom_id)
         )

@@ -236,10 +236,117 @@ def decode_line(line: dict[str, Any]) -> Result:
             ),
             raw=line,
         )
-    return Result(
-        custom_id=custom_id,
-        status="succeeded",
-        text=chat_text(body),
-        usage=chat_usage(body),
-        raw=line,
-    )
+    return Result(custom_id=custom_id, status="succeeded", raw=line, **success_fields(body))
+
+
+# /v1/responses, /v1/embeddings, /v1/moderations
+
+
+def _responses_content(message: RawMessage, name: str) -> str | list[dict[str, Any]]:
+    if isinstance(message.content, str):
+        return message.content
+    if message.role == "assistant":
+        if not all(isinstance(part, TextPart) for part in message.content):
+            raise InputError(f"{name}: /v1/responses takes only text in assistant messages.")
+        return message.text()
+    parts: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, TextPart):
+            parts.append({"type": "input_text", "text": part.text})
+        elif not isinstance(part, ImagePart):
+            raise InputError(
+                f"{name}: batchling cannot send a '{part.type}' part to /v1/responses."
+            )
+        else:
+            parts.append(
+                {
+                    "type": "input_image",
+                    "image_url": image_url(part),
+                    "detail": part.detail or "auto",
+                }
+            )
+    return parts
+
+
+def encode_responses_body(request: RawRequest, *, model: str, custom_id: str) -> dict[str, Any]:
+    """A Responses API body: the system prompt as `instructions`, the messages as `input`."""
+    name = f"Request '{request.id or custom_id}'"
+    unsupported = [field for field in ("stop", "seed") if getattr(request, field) is not None]
+    if unsupported:
+        raise InputError(
+            f"{name}: /v1/responses has no {' or '.join(unsupported)}; "
+            "remove it or use /v1/chat/completions."
+        )
+    body: dict[str, Any] = {
+        "model": model,
+        "input": [
+            {"role": m.role, "content": _responses_content(m, name)} for m in request.messages
+        ],
+    }
+    if request.system_prompt:
+        body["instructions"] = request.system_prompt
+    if request.max_tokens is not None:
+        body["max_output_tokens"] = request.max_tokens
+    for name in ("temperature", "top_p"):
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = value
+    return body
+
+
+def responses_text_format(fmt: ResponseFormat) -> dict[str, Any]:
+    """The Responses API `text` field: a strict json_schema format (flat, unlike chat's)."""
+    return {
+        "format": {
+            "type": "json_schema",
+            "name": fmt.name,
+            "schema": strict_json_schema(fmt.schema),
+            "strict": True,
+        }
+    }
+
+
+def encode_embeddings_body(text: str, *, model: str) -> dict[str, Any]:
+    return {"model": model, "input": text}
+
+
+def responses_text(body: dict[str, Any]) -> str | None:
+    """The answer of a Responses API body: the output_text parts of its message items."""
+    texts = [
+        part["text"]
+        for item in body.get("output") or []
+        if isinstance(item, dict) and item.get("type") == "message"
+        for part in item.get("content") or []
+        if isinstance(part, dict)
+        and part.get("type") == "output_text"
+        and isinstance(part.get("text"), str)
+    ]
+    return "".join(texts) if texts else None
+
+
+def embedding_vector(body: dict[str, Any]) -> list[float] | None:
+    """The first vector of an embeddings body (`{"object": "list", "data": [...]}`)."""
+    data = body.get("data")
+    if body.get("object") != "list" or not isinstance(data, list) or not data:
+        return None
+    first = data[0]
+    vector = first.get("embedding") if isinstance(first, dict) else None
+    if not isinstance(vector, list):
+        return None
+    return [float(value) for value in vector]
+
+
+def success_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """Text, embedding or moderation verdicts, and usage, whichever endpoint answered the body.
+
+    Moderation verdicts (one `{categories, category_scores, ...}` per input) go to `parsed`.
+    """
+    if body.get("object") == "response":
+        return {"text": responses_text(body), "usage": chat_usage(body)}
+    verdicts = body.get("results")
+    if isinstance(verdicts, list) and "choices" not in body:
+        return {"parsed": verdicts, "usage": chat_usage(body)}
+    vector = embedding_vector(body)
+    if vector is not None:
+        return {"embedding": vector, "usage": chat_usage(body)}
+    return {"text": chat_text(body), "usage": chat_usage(body)}

@@ -171,8 +171,8 @@ def test_encode_embeddings_and_moderations() -> None:
 
 
 def test_encode_for_an_endpoint_it_cannot_build_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match="/v1/ocr"):
-        encode(request(), "/v1/ocr")
+    with pytest.raises(ConfigurationError, match="/v1/fim/completions"):
+        encode(request(), "/v1/fim/completions")
 
 
 def test_info_settings() -> None:
