@@ -392,7 +392,9 @@ def _follow(
 ) -> None:
     from batchling.progress import WatchDisplay
 
-    with WatchDisplay(_console(), plain=plain) as display:
+    costs = manager.experiment_costs(names)
+    estimates = {name: cost.estimate.usd for name, cost in zip(names, costs, strict=True)}
+    with WatchDisplay(_console(), plain=plain, estimates=estimates) as display:
         manager.wait_all(
             names, poll_interval=poll_interval, timeout=timeout, on_update=display.update
         )

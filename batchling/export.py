@@ -78,7 +78,7 @@ def flatten_parsed(value: Any) -> dict[str, Any]:
 
 
 def export_row(experiment: Experiment, result: Result, input_text: str | None) -> dict[str, Any]:
-    """One request's row. `cost` stays None until batchling prices results."""
+    """One request's row. `cost` is filled in by the manager, which knows the price table."""
     row: dict[str, Any] = {
         "experiment": experiment.name,
         "provider": experiment.provider,

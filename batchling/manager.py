@@ -999,10 +999,14 @@ class AsyncExperimentManager:
         inputs = {
             cid: input_summary(request) async for cid, _, request in store.iter_requests(experiment)
         }
-        return [
-            export_row(experiment, result, inputs.get(result.custom_id))
-            async for result in store.iter_results(experiment)
-        ]
+        price = load_price_table().lookup(experiment.provider, experiment.model)
+        rows = []
+        async for result in store.iter_results(experiment):
+            row = export_row(experiment, result, inputs.get(result.custom_id))
+            if price is not None and result.usage is not None:
+                row["cost"] = price.cost(result.usage.input_tokens, result.usage.output_tokens)
+            rows.append(row)
+        return rows
 
     async def export(
         self, experiment_name: str, fmt: str = "jsonl", path: str | Path | None = None

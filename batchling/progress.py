@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
@@ -116,7 +116,22 @@ def watch_line(experiment: Experiment) -> str:
     )
 
 
-def watch_table(experiments: list[Experiment], now: datetime | None = None) -> RenderableType:
+def cost_so_far(experiment: Experiment, estimate_usd: float | None) -> str:
+    """The estimate scaled by the share of requests done, marked `~`: usage is only known
+    once results are downloaded, so while a batch runs this is the best honest figure."""
+    if estimate_usd is None:
+        return "unknown"
+    counts = experiment.request_counts
+    done = counts.completed + counts.failed
+    share = min(done / counts.total, 1.0) if counts.total else 0.0
+    return f"~${estimate_usd * share:,.4f}"
+
+
+def watch_table(
+    experiments: list[Experiment],
+    now: datetime | None = None,
+    estimates: Mapping[str, float | None] | None = None,
+) -> RenderableType:
     from rich.table import Table
 
     from batchling.display import status_text
@@ -135,7 +150,7 @@ def watch_table(experiments: list[Experiment], now: datetime | None = None) -> R
             f"{counts.completed}/{counts.total}",
             str(counts.failed),
             format_elapsed(elapsed_seconds(e, now)),
-            "-",
+            cost_so_far(e, estimates[e.name]) if estimates and e.name in estimates else "-",
         )
     return table
 
@@ -177,13 +192,20 @@ class _JupyterView:
 class WatchDisplay:
     """Shows experiments as polls come in: pass `update` as the `on_update` callback of wait."""
 
-    def __init__(self, console: Console | None = None, *, plain: bool = False) -> None:
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        plain: bool = False,
+        estimates: Mapping[str, float | None] | None = None,
+    ) -> None:
         if console is None:
             from rich.console import Console
 
             console = Console(highlight=False)
         self.console = console
         self.mode = choose_mode(console, plain)
+        self.estimates = dict(estimates or {})
         self.experiments: dict[str, Experiment] = {}
         self._lines: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -230,19 +252,26 @@ class WatchDisplay:
     def _table(self) -> RenderableType:
         with self._lock:
             experiments = list(self.experiments.values())
-        return watch_table(experiments)
+        return watch_table(experiments, estimates=self.estimates)
 
 
 class TransferDisplay:
     """Progress bars for uploads and downloads; one plain line per finished transfer otherwise."""
 
-    def __init__(self, console: Console | None = None, *, plain: bool = False) -> None:
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        plain: bool = False,
+        estimates: Mapping[str, float | None] | None = None,
+    ) -> None:
         if console is None:
             from rich.console import Console
 
             console = Console(highlight=False, stderr=True)
         self.console = console
         self.mode = choose_mode(console, plain)
+        self.estimates = dict(estimates or {})
         self._progress: Any = None
         self._tasks: dict[tuple[str, Direction], Any] = {}
         self._lock = threading.Lock()

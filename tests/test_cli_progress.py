@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from batchling import ExperimentManager, Status
+from batchling import Experiment, ExperimentManager, Status
 from batchling.cli import STATUS_NAMES, cli
 from batchling.emulator import Emulator, EmulatorConfig
 from tests.helpers import request_dicts
@@ -157,3 +157,16 @@ def test_wait_gives_up_at_the_timeout_with_one_line(
     assert code == 4
     assert "Error: Experiment 'slow" in out and "still" in out
     assert ExperimentManager(db).retrieve("slow").status != Status.COMPLETED
+
+
+def test_cost_so_far_scales_the_estimate_by_the_share_done() -> None:
+    from batchling.models import RequestCounts
+    from batchling.progress import cost_so_far
+
+    experiment = Experiment.model_construct(
+        name="x", request_counts=RequestCounts(total=4, completed=1, failed=1)
+    )
+    assert cost_so_far(experiment, 2.0) == "~$1.0000"
+    assert cost_so_far(experiment, None) == "unknown"
+    empty = Experiment.model_construct(name="y", request_counts=RequestCounts())
+    assert cost_so_far(empty, 2.0) == "~$0.0000"

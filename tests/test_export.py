@@ -234,3 +234,25 @@ def test_cli_export_writes_a_file_or_stdout(
     assert result.exit_code == 2 and "Parquet cannot go to stdout" in result.output
     result = runner.invoke(cli, [*db, "export", "caps", "--format", "xml"], obj={})
     assert result.exit_code == 2 and "xml" in result.output
+
+
+def test_export_prices_each_row_from_its_reported_usage(emulator: Emulator, tmp_path: Path) -> None:
+    from batchling.pricing import load_price_table
+
+    manager = finished_experiment(tmp_path)
+    price = load_price_table().lookup("openai", "gpt-4o-mini")
+    assert price is not None
+    rows = manager.export_rows("caps")
+    for row in rows:
+        assert row["cost"] == pytest.approx(price.cost(row["input_tokens"], row["output_tokens"]))
+        assert row["cost"] > 0
+    total = sum(row["cost"] for row in rows)
+    assert total == pytest.approx(manager.experiment_cost("caps").actual.usd)  # type: ignore[union-attr]
+
+
+def test_export_of_an_unpriced_model_leaves_cost_empty(emulator: Emulator, tmp_path: Path) -> None:
+    manager = ExperimentManager(tmp_path / "db.sqlite")
+    manager.create_experiment("odd", model="my-finetune", raw_requests=request_dicts(2))
+    manager.start_experiment("odd")
+    manager.wait("odd", poll_interval=0.01)
+    assert [row["cost"] for row in manager.export_rows("odd")] == [None, None]
