@@ -21,6 +21,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from batchling.emulator.answers import is_failure
+from batchling.emulator.connection import NoResponse, client_gone, drop_connection
 
 
 class Phase(str, enum.Enum):
@@ -62,7 +63,13 @@ class EmulatorConfig:
 
 @dataclass
 class Fault:
-    """An injected HTTP fault: `kind` is an HTTP status (429, 500, 503) or 'slow'."""
+    """An injected fault at a lifecycle step (upload, create, poll, download, ...).
+
+    `kind` is an HTTP status (429 with `retry_after`, 500, 503, ...), 'drop' (the TCP connection
+    is closed without any response) or 'slow' (the request waits `slow_seconds` before it is
+    handled; if the client gave up meanwhile it is never handled, as behind a gateway timeout).
+    It hits the next `times` matching requests.
+    """
 
     step: str
     kind: int | str
@@ -317,9 +324,11 @@ class EmulatorState:
         for fault in self.faults:
             if fault.step == step and fault.times > 0 and fault.provider in (None, provider):
                 fault.times -= 1
+                if fault.kind == "drop":
+                    return await drop_connection()
                 if fault.kind == "slow":
                     await asyncio.sleep(fault.slow_seconds)
-                    return None
+                    return NoResponse() if client_gone() else None
                 status = int(fault.kind)
                 headers = {"retry-after": f"{fault.retry_after:g}"} if status == 429 else {}
                 return JSONResponse(

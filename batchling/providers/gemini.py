@@ -32,6 +32,7 @@ from batchling.models import (
     TextPart,
     Usage,
 )
+from batchling.providers import client_settings
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
 from batchling.structured import ResponseFormat
 
@@ -79,13 +80,11 @@ STATUS_MAP: dict[str, Status] = {
 }
 
 # google-genai retries nothing and has no timeout unless told (README "Retries and timeouts").
-RETRY_ATTEMPTS = 5
 RETRY_INITIAL_DELAY = 0.5
 RETRY_MAX_DELAY = 8.0
 RETRY_JITTER = 0.25
 UPLOAD_ATTEMPTS = 3
 RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
-TIMEOUT_MS = 120_000
 FIND_BATCH_SCAN_LIMIT = 1000
 LIST_PAGE_SIZE = 100
 JSONL_MIME_TYPE = "application/jsonl"
@@ -373,9 +372,9 @@ class GeminiProvider:
                 api_key=self._api_key,
                 http_options=types.HttpOptions(
                     base_url=self._base_url,
-                    timeout=TIMEOUT_MS,
+                    timeout=int(client_settings.timeout_seconds() * 1000),
                     retry_options=types.HttpRetryOptions(
-                        attempts=RETRY_ATTEMPTS,
+                        attempts=client_settings.max_retries() + 1,
                         initial_delay=RETRY_INITIAL_DELAY,
                         max_delay=RETRY_MAX_DELAY,
                         exp_base=2,
@@ -412,7 +411,7 @@ class GeminiProvider:
                 file=chunk,
                 config={"mime_type": JSONL_MIME_TYPE, "display_name": chunk.name},
             ),
-            attempts=UPLOAD_ATTEMPTS,
+            attempts=min(UPLOAD_ATTEMPTS, client_settings.max_retries() + 1),
         )
         return uploaded.name
 
@@ -543,8 +542,9 @@ def _is_transient(error: Exception) -> bool:
     )
 
 
-async def _retrying(call: Callable[[], Awaitable[T]], *, attempts: int = RETRY_ATTEMPTS) -> T:
+async def _retrying(call: Callable[[], Awaitable[T]], *, attempts: int | None = None) -> T:
     """Retry the SDK calls that google-genai does not retry itself (upload bytes, download)."""
+    attempts = attempts or client_settings.max_retries() + 1
     for attempt in range(1, attempts + 1):
         try:
             return await call()
