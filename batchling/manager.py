@@ -150,7 +150,7 @@ class AsyncExperimentManager:
             again = f"'batchling {command} {experiment.name}'" if command else "the same command"
             raise ProviderError(
                 f"{experiment.provider} {step} failed for experiment '{experiment.name}': "
-                f"{type(error).__name__}: {message[:300]}. Nothing was lost: run {again} "
+                f"{type(error).__name__}: {message[:300].rstrip('.')}. Nothing was lost: run {again} "
                 "again to resume."
             ) from error
 

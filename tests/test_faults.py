@@ -105,7 +105,9 @@ async def create(manager: AsyncExperimentManager, provider: str, name: str) -> N
 
 async def finish(manager: AsyncExperimentManager, name: str, *, started: bool = False) -> None:
     if not started:
-        await manager.start_experiment(name)
+        experiment = await manager.start_experiment(name)
+        # Set by start's first poll: a poll failure there would be forgiven, not retried.
+        assert experiment.provider_status
     await manager.wait(name, poll_interval=0.01)
 
 
@@ -204,7 +206,7 @@ def test_a_drop_fault_closes_the_connection_without_any_response(emulator: Emula
 
     emulator.inject(Fault(step="poll", kind="drop", provider="openai"))
     with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
-        httpx.get(f"{emulator.base_url}/v1/batches/batch_x", timeout=5)
+        httpx.get(f"{emulator.base_url}/openai/v1/batches/batch_x", timeout=5)
     assert emulator.state.faults[0].times == 0
 
 
@@ -215,7 +217,7 @@ def test_a_slow_request_the_client_gave_up_on_is_never_handled(emulator: Emulato
     files_before = len(emulator.state.files)
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(
-            f"{emulator.base_url}/v1/files",
+            f"{emulator.base_url}/openai/v1/files",
             files={"file": ("a.jsonl", b"{}\n")},
             data={"purpose": "batch"},
             headers={"authorization": "Bearer k"},
@@ -224,7 +226,7 @@ def test_a_slow_request_the_client_gave_up_on_is_never_handled(emulator: Emulato
     emulator.inject(Fault(step="list", kind="slow", provider="openai", slow_seconds=0.6))
     # Served after the first request's wait is over: by then it was dropped, not handled.
     listed = httpx.get(
-        f"{emulator.base_url}/v1/batches", headers={"authorization": "Bearer k"}, timeout=5
+        f"{emulator.base_url}/openai/v1/batches", headers={"authorization": "Bearer k"}, timeout=5
     )
     assert listed.status_code == 200
     assert len(emulator.state.files) == files_before

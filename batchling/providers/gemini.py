@@ -427,10 +427,13 @@ class GeminiProvider:
         _check_endpoint(endpoint)
         if file_id is None:
             raise ConfigurationError("Gemini batches need an uploaded input file: upload first.")
-        job = await self.client.batches.create(
-            model=model,
-            src=file_id,
-            config={"display_name": encode_display_name(metadata)},
+        job = await _retrying(
+            lambda: self.client.batches.create(
+                model=model,
+                src=file_id,
+                config={"display_name": encode_display_name(metadata)},
+            ),
+            retry_if=_is_disconnect,
         )
         if not job.name:
             raise RuntimeError("Gemini answered the batch creation without a batch name.")
@@ -459,7 +462,9 @@ class GeminiProvider:
         api_client = getattr(self.client, "_api_client", None)
         if api_client is None or not hasattr(api_client, "async_request"):
             return await self._poll_typed(name)
-        response = await api_client.async_request("get", name, {}, None)
+        response = await _retrying(
+            lambda: api_client.async_request("get", name, {}, None), retry_if=_is_disconnect
+        )
         return snapshot_from_operation(json.loads(response.body) if response.body else {})
 
     async def _poll_typed(self, name: str) -> BatchSnapshot:
@@ -495,7 +500,10 @@ class GeminiProvider:
         from google.genai import errors
 
         try:
-            await self.client.batches.cancel(name=batch_name(ref.batch_id))
+            await _retrying(
+                lambda: self.client.batches.cancel(name=batch_name(ref.batch_id)),
+                retry_if=_is_disconnect,
+            )
         except errors.ClientError as error:
             # A batch that ended meanwhile cannot be cancelled; there is nothing left to stop.
             if error.status != "FAILED_PRECONDITION":
@@ -542,14 +550,30 @@ def _is_transient(error: Exception) -> bool:
     )
 
 
-async def _retrying(call: Callable[[], Awaitable[T]], *, attempts: int | None = None) -> T:
-    """Retry the SDK calls that google-genai does not retry itself (upload bytes, download)."""
+def _is_disconnect(error: Exception) -> bool:
+    """A connection closed without an answer: google-genai retries timeouts and refused
+    connections, but not this."""
+    return any(
+        cls.__module__.split(".")[0] in {"httpx", "httpx2"}
+        and cls.__name__ in {"ReadError", "WriteError", "RemoteProtocolError"}
+        for cls in type(error).__mro__
+    )
+
+
+async def _retrying(
+    call: Callable[[], Awaitable[T]],
+    *,
+    attempts: int | None = None,
+    retry_if: Callable[[Exception], bool] = _is_transient,
+) -> T:
+    """Retry what google-genai does not retry itself: the upload's bytes, the download, and
+    (with retry_if=_is_disconnect) dropped connections on the other calls."""
     attempts = attempts or client_settings.max_retries() + 1
     for attempt in range(1, attempts + 1):
         try:
             return await call()
         except Exception as error:
-            if attempt == attempts or not _is_transient(error):
+            if attempt == attempts or not retry_if(error):
                 raise
             delay = min(RETRY_MAX_DELAY, RETRY_INITIAL_DELAY * 2 ** (attempt - 1))
             await asyncio.sleep(delay + random.uniform(0, RETRY_JITTER))
