@@ -230,3 +230,39 @@ def test_a_slow_request_the_client_gave_up_on_is_never_handled(emulator: Emulato
     )
     assert listed.status_code == 200
     assert len(emulator.state.files) == files_before
+
+
+PROVIDER_JSON_ERRORS = {
+    "openai": "line 2: This line is not parseable as valid JSON.",
+    "gemini": "Invalid JSON in the input file at line 2.",
+    "groq": "line 2: This line is not parseable as valid JSON.",
+    "mistral": "Invalid JSON line in the input file.",
+    "together": "Line 2: not valid JSON.",
+}
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDER_JSON_ERRORS))
+def test_a_batch_the_provider_fails_is_reported_with_the_providers_errors(
+    emulator: Emulator, provider: str
+) -> None:
+    from batchling import ExperimentManager
+
+    manager = ExperimentManager()
+    manager.create_experiment(
+        "v",
+        model=MODELS[provider],
+        provider=provider,
+        raw_requests=[{"id": "q0", "messages": [{"role": "user", "content": question(0)}]}],
+    )
+    # A line the provider's validation rejects, which batchling's own encoder would never write.
+    chunk = manager.list_batches("v")[0].path
+    chunk.write_bytes(chunk.read_bytes() + b"this is not JSON\n")
+    manager.start_experiment("v")
+    experiment = manager.wait("v", poll_interval=0.01)
+    expected = PROVIDER_JSON_ERRORS[provider]
+    assert experiment.status == Status.FAILED and experiment.error == expected
+    status = CliRunner().invoke(cli, ["status", "v", "--json"])
+    assert status.exit_code == 0 and expected in status.output and '"failed"' in status.output
+    [result] = manager.get_results("v")
+    assert result.custom_id == "q0" and result.status == "failed" and result.error is not None
+    assert result.error.kind == "provider" and expected in result.error.message
