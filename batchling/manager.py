@@ -551,6 +551,11 @@ class AsyncExperimentManager:
         experiment = await store.get_experiment(experiment_name)
         if not experiment.is_finished:
             experiment = await self.refresh(experiment_name)
+        if experiment.status in (Status.CREATED, Status.SUBMITTING):
+            raise InvalidStateError(
+                f"Experiment '{experiment_name}' has not been started: "
+                f"run 'batchling start {experiment_name}'."
+            )
         if not experiment.is_finished:
             raise InvalidStateError(
                 f"Experiment '{experiment_name}' is not finished yet (status {experiment.status}). "
