@@ -13,9 +13,12 @@ from contextvars import ContextVar
 from typing import Any
 
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _cycle: ContextVar[Any] = ContextVar("batchling_emulator_cycle", default=None)
+_receive: ContextVar[ReplayableReceive | None] = ContextVar(
+    "batchling_emulator_receive", default=None
+)
 # Loop turns to wait for uvicorn to notice the close, so it does not answer 500 after all.
 _DISCONNECT_TURNS = 100
 
@@ -27,11 +30,34 @@ class ConnectionAccess:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        replayable = ReplayableReceive(receive)
         token = _cycle.set(getattr(send, "__self__", None))
+        receive_token = _receive.set(replayable)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive if scope["type"] != "http" else replayable, send)
         finally:
+            _receive.reset(receive_token)
             _cycle.reset(token)
+
+
+class ReplayableReceive:
+    """The request's `receive`, able to read the whole body early and hand it out again later."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._buffered: list[Message] = []
+
+    async def read_body(self) -> None:
+        while True:
+            message = await self._receive()
+            self._buffered.append(message)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                return
+
+    async def __call__(self) -> Message:
+        if self._buffered:
+            return self._buffered.pop(0)
+        return await self._receive()
 
 
 class NoResponse(Response):
@@ -61,3 +87,10 @@ async def drop_connection() -> NoResponse:
 def client_gone() -> bool:
     """True when the client closed the connection of the current request (e.g. timed out)."""
     return bool(getattr(_cycle.get(), "disconnected", False))
+
+
+async def read_request_body() -> None:
+    """Receive the whole request body now, as a server does before it starts the work."""
+    replayable = _receive.get()
+    if replayable is not None:
+        await replayable.read_body()
