@@ -44,8 +44,8 @@ class ChunkWriter:
         size = len(line) + 1
         if size > self.max_bytes:
             raise InputError(
-                f"Request '{custom_id}' is {size:,} bytes once encoded, over the provider's "
-                f"{self.max_bytes:,}-byte batch file limit. Shorten it or leave it out."
+                f"Request '{custom_id}' is {size:,} bytes once encoded, over the "
+                f"{self.max_bytes:,}-byte limit per batch file. Shorten it or leave it out."
             )
         current = self.records[-1] if self.records else None
         if (

@@ -51,10 +51,15 @@ class BatchlingGroup(click.Group):
         except BatchlingError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            _console(stderr=True).print(f"[red]Error:[/red] {error}", markup=True, soft_wrap=True)
+            from rich.markup import escape
+
+            # escape: messages quote user text and patterns like [a-z], which are not markup.
+            _console(stderr=True).print(f"[red]Error:[/red] {escape(str(error))}", soft_wrap=True)
             sys.exit(error.exit_code)
         except TimeoutError as error:
-            _console(stderr=True).print(f"[red]Error:[/red] {error}", soft_wrap=True)
+            from rich.markup import escape
+
+            _console(stderr=True).print(f"[red]Error:[/red] {escape(str(error))}", soft_wrap=True)
             sys.exit(4)
 
 

@@ -90,6 +90,15 @@ _PROGRESS_ORDER = [
 ]
 UPDATABLE_ALWAYS = {"title", "description"}
 UPDATABLE_BEFORE_START = {"model", "endpoint", "base_url"}
+# The command that resumes after a provider call of each step failed for good.
+_RESUME_COMMANDS = {
+    "upload": "start",
+    "lookup": "start",
+    "create": "start",
+    "poll": "wait",
+    "download": "results",
+    "cancel": "cancel",
+}
 # Response-format classes given at create in this process, by (database, experiment name).
 _RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {}
 
@@ -177,9 +186,11 @@ class AsyncExperimentManager:
                 str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             )
             message = _redact_keys(message, registry.provider_info(experiment.provider))
+            command = _RESUME_COMMANDS.get(step)
+            again = f"'batchling {command} {experiment.name}'" if command else "the same command"
             raise ProviderError(
                 f"{experiment.provider} {step} failed for experiment '{experiment.name}': "
-                f"{type(error).__name__}: {message[:300]}. Nothing was lost: run the same command "
+                f"{type(error).__name__}: {message[:300].rstrip('.')}. Nothing was lost: run {again} "
                 "again to resume."
             ) from error
 
@@ -427,7 +438,11 @@ class AsyncExperimentManager:
             raise InvalidStateError(
                 f"Experiment '{experiment_name}' is being started by another process right now."
             )
-        metadata_base = {"batchling_experiment": experiment.name[:500]}
+        metadata_base = {
+            "batchling_experiment": experiment.name[:500],
+            # Tells this experiment's batches from those of an earlier one with the same name.
+            "batchling_created": experiment.created_at.strftime("%Y%m%dT%H%M%S%f"),
+        }
         try:
             to_submit = [
                 b
@@ -446,7 +461,11 @@ class AsyncExperimentManager:
             await store.update_experiment(experiment_name, start_owner=None)
             raise
         await store.update_experiment(experiment_name, status=Status.VALIDATING, start_owner=None)
-        return await self.refresh(experiment_name)
+        try:
+            return await self.refresh(experiment_name)
+        except ProviderError:
+            # Everything is submitted and recorded; a failed first poll is for 'wait' to redo.
+            return await store.get_experiment(experiment_name)
 
     async def _submit_batch(
         self,
@@ -743,6 +762,11 @@ class AsyncExperimentManager:
         experiment = await store.get_experiment(experiment_name)
         if not experiment.is_finished:
             experiment = await self.refresh(experiment_name)
+        if experiment.status in (Status.CREATED, Status.SUBMITTING):
+            raise InvalidStateError(
+                f"Experiment '{experiment_name}' has not been started: "
+                f"run 'batchling start {experiment_name}'."
+            )
         if not experiment.is_finished:
             raise InvalidStateError(
                 f"Experiment '{experiment_name}' is not finished yet (status {experiment.status}). "

@@ -207,11 +207,15 @@ def test_to_pandas_and_to_polars_flatten_structured_outputs(
     assert polars_frame["parsed.name"].to_list() == frame["parsed.name"].to_list()
 
 
-def test_export_before_the_end_says_to_wait(emulator: Emulator, tmp_path: Path) -> None:
+def test_export_before_the_end_says_what_to_run(emulator: Emulator, tmp_path: Path) -> None:
     from batchling.errors import InvalidStateError
 
+    emulator.state.config = EmulatorConfig(processing_seconds=30)
     manager = ExperimentManager(tmp_path / "db.sqlite")
     manager.create_experiment("early", model="m", raw_requests=request_dicts(1))
+    with pytest.raises(InvalidStateError, match="has not been started: run 'batchling start"):
+        manager.to_pandas("early")
+    manager.start_experiment("early")
     with pytest.raises(InvalidStateError, match="not finished"):
         manager.to_pandas("early")
 

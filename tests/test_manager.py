@@ -278,7 +278,7 @@ async def test_results_before_completion_is_refused(
 ) -> None:
     emulator.config.processing_seconds = 30
     await manager.create_experiment("early", model="m", raw_requests=request_dicts(1))
-    with pytest.raises(InvalidStateError, match="not finished"):
+    with pytest.raises(InvalidStateError, match="has not been started: run 'batchling start"):
         await manager.get_results("early")
     await manager.start_experiment("early")
     with pytest.raises(InvalidStateError, match="not finished yet"):
@@ -353,7 +353,7 @@ async def test_a_failed_start_can_be_resumed_without_a_second_batch(
 
     emulator.inject(Fault(step="create", kind=400, times=1))
     await manager.create_experiment("resume", model="m", raw_requests=request_dicts(3))
-    with pytest.raises(ProviderError, match="run the same command again to resume"):
+    with pytest.raises(ProviderError, match="run 'batchling start resume' again to resume"):
         await manager.start_experiment("resume")
     assert (await manager.retrieve("resume")).status == Status.SUBMITTING
     uploads = emulator.state.calls[("openai", "upload")]

@@ -1,59 +1,116 @@
+"""The API keys used in the tests never reach the database, the experiment files, any CLI output
+(--debug tracebacks included) or the logs, on any of the six providers."""
+
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from batchling import ExperimentManager
 from batchling.cli import cli
 from batchling.emulator import Emulator, Fault
 from tests.helpers import request_dicts, write_jsonl
 
-SECRET = "sk-test-SECRET-0123456789abcdef"
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-3-5-haiku-latest",
+    "gemini": "gemini-2.0-flash",
+    "groq": "llama-3.1-8b-instant",
+    "mistral": "mistral-small-latest",
+    "together": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+}
+KEY_VARIABLE = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "together": "TOGETHER_API_KEY",
+}
+SECRETS = {p: f"sk-{p}-SECRET-0123456789abcdef" for p in MODELS}
+# The SDKs' own debug logging, switched on, so that their log lines are scanned too.
+SDK_LOG_VARIABLES = ("OPENAI_LOG", "ANTHROPIC_LOG", "GROQ_LOG", "TOGETHER_LOG")
 
 
-def scan(paths: list[Path], texts: list[str]) -> list[str]:
-    hits = [str(p) for p in paths if p.is_file() and SECRET.encode() in p.read_bytes()]
-    return hits + [t[:80] for t in texts if SECRET in t]
+def hits(paths: list[Path], texts: list[str]) -> list[str]:
+    found = []
+    for secret in SECRETS.values():
+        found += [f"{p}" for p in paths if p.is_file() and secret.encode() in p.read_bytes()]
+        found += [t[:120] for t in texts if secret in t]
+    return found
 
 
-def test_the_api_key_is_never_written_or_printed(
-    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def invoke(args: list[str], outputs: list[str], *, ok: bool = True) -> None:
+    result = CliRunner().invoke(cli, args, obj={})
+    outputs.append(result.output)
+    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        outputs.append("".join(traceback.format_exception(*result.exc_info)))
+    assert (result.exit_code == 0) == ok, result.output
+
+
+@pytest.mark.parametrize("provider", sorted(MODELS))
+def test_the_api_key_is_never_written_logged_or_printed(
+    emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    provider: str,
 ) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv(KEY_VARIABLE[provider], SECRETS[provider])
+    for name in SDK_LOG_VARIABLES:
+        monkeypatch.setenv(name, "debug")
+    monkeypatch.setenv("BATCHLING_MAX_RETRIES", "0")
+    caplog.set_level(logging.DEBUG)
     home = Path(os.environ["BATCHLING_HOME"])
     raw = write_jsonl(tmp_path / "raw.jsonl", request_dicts(3))
     outputs: list[str] = []
+    model = MODELS[provider]
+    create = ["create", "--model", model, "--provider", provider, "--raw-file-path", str(raw)]
     for args in (
-        ["create", "--name", "s", "--model", "m", "--raw-file-path", str(raw), "--start"],
+        [*create, "--name", "s", "--start"],
         ["wait", "s", "--poll-interval", "0.02"],
         ["results", "s"],
-        ["status", "s", "--json"],
+        ["--debug", "status", "s", "--json"],
+        ["results", "s", "--json"],
         ["list", "--json"],
         ["providers"],
+        [*create, "--name", "f"],
     ):
-        result = CliRunner().invoke(cli, args, obj={})
-        assert result.exit_code == 0, result.output
-        outputs.append(result.output)
-    emulator.inject(Fault(step="upload", kind=400, times=2))
-    manager = ExperimentManager()
-    manager.create_experiment("fails", model="m", raw_requests=request_dicts(1))
-    with pytest.raises(Exception) as caught:
-        manager.start_experiment("fails")
-    outputs.append(str(caught.value))
+        invoke(args, outputs)
+    emulator.inject(Fault(step="create", kind=401, times=10, provider=provider))
+    invoke(["start", "f"], outputs, ok=False)
+    invoke(["--debug", "start", "f"], outputs, ok=False)
+    assert any("create failed" in o for o in outputs)
+    outputs += [r.getMessage() for r in caplog.records] + [caplog.text]
+    assert caplog.records, "nothing was logged: the log scan would prove nothing"
+    files = [p for p in home.rglob("*") if p.is_file()] + list(tmp_path.rglob("*"))
+    assert any(p.name.startswith("batchling.db") for p in files)
+    assert any(p.name == "results.jsonl" for p in files)
+    assert hits(files, outputs) == []
+
+
+def test_a_debug_traceback_from_a_real_process_shows_no_key(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for provider, secret in SECRETS.items():
+        monkeypatch.setenv(KEY_VARIABLE[provider], secret)
+    raw = write_jsonl(tmp_path / "raw.jsonl", request_dicts(1))
+    invoke(["create", "--name", "p", "--model", "m", "--raw-file-path", str(raw)], [])
+    emulator.inject(Fault(step="upload", kind=400, times=10))
     proc = subprocess.run(
-        [sys.executable, "-m", "batchling", "start", "fails"],
-        env=dict(os.environ),
+        [sys.executable, "-m", "batchling", "--debug", "start", "p"],
+        env={**os.environ, "OPENAI_LOG": "debug"},
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert proc.returncode != 0 and "resume" in proc.stderr
-    outputs += [proc.stdout, proc.stderr]
-    files = [p for p in home.rglob("*") if p.is_file()] + list(tmp_path.rglob("*"))
-    assert any(p.name.startswith("batchling.db") for p in files)
-    assert scan(files, outputs) == []
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+    assert "'batchling start p' again to resume" in proc.stderr
+    files = [p for p in Path(os.environ["BATCHLING_HOME"]).rglob("*") if p.is_file()]
+    assert hits(files, [proc.stdout, proc.stderr]) == []

@@ -21,6 +21,12 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from batchling.emulator.answers import is_failure
+from batchling.emulator.connection import (
+    NoResponse,
+    client_gone,
+    drop_connection,
+    read_request_body,
+)
 
 
 class Phase(str, enum.Enum):
@@ -62,7 +68,14 @@ class EmulatorConfig:
 
 @dataclass
 class Fault:
-    """An injected HTTP fault: `kind` is an HTTP status (429, 500, 503) or 'slow'."""
+    """An injected fault at a lifecycle step (upload, create, poll, download, ...).
+
+    `kind` is an HTTP status (429 with `retry_after`, 500, 503, ...), 'drop' (the TCP connection
+    is closed without any response) or 'slow' (the request waits `slow_seconds` before it is
+    handled; if the client gave up meanwhile it is never handled, as behind a gateway timeout,
+    unless `handle_abandoned`, as a server that finishes work nobody waits for any more).
+    It hits the next `times` matching requests.
+    """
 
     step: str
     kind: int | str
@@ -70,6 +83,7 @@ class Fault:
     provider: str | None = None
     retry_after: float = 0.1
     slow_seconds: float = 5.0
+    handle_abandoned: bool = False
 
 
 @dataclass
@@ -317,9 +331,13 @@ class EmulatorState:
         for fault in self.faults:
             if fault.step == step and fault.times > 0 and fault.provider in (None, provider):
                 fault.times -= 1
+                if fault.kind == "drop":
+                    return await drop_connection()
                 if fault.kind == "slow":
+                    if fault.handle_abandoned:
+                        await read_request_body()
                     await asyncio.sleep(fault.slow_seconds)
-                    return None
+                    return NoResponse() if client_gone() and not fault.handle_abandoned else None
                 status = int(fault.kind)
                 headers = {"retry-after": f"{fault.retry_after:g}"} if status == 429 else {}
                 return JSONResponse(

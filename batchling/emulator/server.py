@@ -15,6 +15,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from batchling.emulator.connection import ConnectionAccess
 from batchling.emulator.engine import EmulatorConfig, EmulatorState, Fault
 
 PROVIDER_MODULES = ("openai", "anthropic", "gemini", "groq", "mistral", "together")
@@ -93,7 +94,7 @@ class Emulator:
         sock.bind((LOOPBACK, self._port))
         self._port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self.state),
+            ConnectionAccess(create_app(self.state)),
             log_level="warning",
             lifespan="off",
             access_log=False,
@@ -134,7 +135,7 @@ class Emulator:
         import uvicorn
 
         uvicorn.run(
-            create_app(self.state),
+            ConnectionAccess(create_app(self.state)),
             host=LOOPBACK,
             port=self._port,
             log_level="warning",

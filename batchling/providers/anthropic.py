@@ -29,7 +29,7 @@ from batchling.models import (
     TextPart,
     Usage,
 )
-from batchling.providers import content
+from batchling.providers import client_settings, content
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
 from batchling.structured import ResponseFormat
 
@@ -62,8 +62,6 @@ STATUS_MAP: dict[str, Status] = {
     "ended": Status.COMPLETED,
 }
 
-MAX_RETRIES = 5
-TIMEOUT_SECONDS = 120.0
 DEFAULT_MAX_TOKENS = 1024
 MAX_TEMPERATURE = 1.0
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -390,8 +388,8 @@ class AnthropicProvider:
             self._client = AsyncAnthropic(
                 api_key=self._api_key,
                 base_url=self._base_url,
-                max_retries=MAX_RETRIES,
-                timeout=TIMEOUT_SECONDS,
+                max_retries=client_settings.max_retries(),
+                timeout=client_settings.timeout_seconds(),
             )
         return self._client
 

@@ -34,7 +34,7 @@ from batchling.models import (
     TextPart,
     Usage,
 )
-from batchling.providers import content
+from batchling.providers import client_settings, content
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
 from batchling.providers.text_input import embedding_text, refuse_response_format
 from batchling.structured import ResponseFormat
@@ -85,13 +85,11 @@ STATUS_MAP: dict[str, Status] = {
 }
 
 # google-genai retries nothing and has no timeout unless told (README "Retries and timeouts").
-RETRY_ATTEMPTS = 5
 RETRY_INITIAL_DELAY = 0.5
 RETRY_MAX_DELAY = 8.0
 RETRY_JITTER = 0.25
 UPLOAD_ATTEMPTS = 3
 RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
-TIMEOUT_MS = 120_000
 FIND_BATCH_SCAN_LIMIT = 1000
 LIST_PAGE_SIZE = 100
 JSONL_MIME_TYPE = "application/jsonl"
@@ -414,9 +412,9 @@ class GeminiProvider:
                 api_key=self._api_key,
                 http_options=types.HttpOptions(
                     base_url=self._base_url,
-                    timeout=TIMEOUT_MS,
+                    timeout=int(client_settings.timeout_seconds() * 1000),
                     retry_options=types.HttpRetryOptions(
-                        attempts=RETRY_ATTEMPTS,
+                        attempts=client_settings.max_retries() + 1,
                         initial_delay=RETRY_INITIAL_DELAY,
                         max_delay=RETRY_MAX_DELAY,
                         exp_base=2,
@@ -456,7 +454,7 @@ class GeminiProvider:
                 file=chunk,
                 config={"mime_type": JSONL_MIME_TYPE, "display_name": chunk.name},
             ),
-            attempts=UPLOAD_ATTEMPTS,
+            attempts=min(UPLOAD_ATTEMPTS, client_settings.max_retries() + 1),
         )
         return uploaded.name
 
@@ -473,12 +471,18 @@ class GeminiProvider:
         if file_id is None:
             raise ConfigurationError("Gemini batches need an uploaded input file: upload first.")
         if endpoint == EMBED_CONTENT:
-            job = await self._create_embeddings(file_id, model=model, metadata=metadata)
+            job = await _retrying(
+                lambda: self._create_embeddings(file_id, model=model, metadata=metadata),
+                retry_if=_is_disconnect,
+            )
         else:
-            job = await self.client.batches.create(
-                model=model,
-                src=file_id,
-                config={"display_name": encode_display_name(metadata)},
+            job = await _retrying(
+                lambda: self.client.batches.create(
+                    model=model,
+                    src=file_id,
+                    config={"display_name": encode_display_name(metadata)},
+                ),
+                retry_if=_is_disconnect,
             )
         if not job.name:
             raise RuntimeError("Gemini answered the batch creation without a batch name.")
@@ -521,7 +525,9 @@ class GeminiProvider:
         api_client = getattr(self.client, "_api_client", None)
         if api_client is None or not hasattr(api_client, "async_request"):
             return await self._poll_typed(name)
-        response = await api_client.async_request("get", name, {}, None)
+        response = await _retrying(
+            lambda: api_client.async_request("get", name, {}, None), retry_if=_is_disconnect
+        )
         return snapshot_from_operation(json.loads(response.body) if response.body else {})
 
     async def _poll_typed(self, name: str) -> BatchSnapshot:
@@ -557,7 +563,10 @@ class GeminiProvider:
         from google.genai import errors
 
         try:
-            await self.client.batches.cancel(name=batch_name(ref.batch_id))
+            await _retrying(
+                lambda: self.client.batches.cancel(name=batch_name(ref.batch_id)),
+                retry_if=_is_disconnect,
+            )
         except errors.ClientError as error:
             # A batch that ended meanwhile cannot be cancelled; there is nothing left to stop.
             if error.status != "FAILED_PRECONDITION":
@@ -604,13 +613,30 @@ def _is_transient(error: Exception) -> bool:
     )
 
 
-async def _retrying(call: Callable[[], Awaitable[T]], *, attempts: int = RETRY_ATTEMPTS) -> T:
-    """Retry the SDK calls that google-genai does not retry itself (upload bytes, download)."""
+def _is_disconnect(error: Exception) -> bool:
+    """A connection closed without an answer: google-genai retries timeouts and refused
+    connections, but not this."""
+    return any(
+        cls.__module__.split(".")[0] in {"httpx", "httpx2"}
+        and cls.__name__ in {"ReadError", "WriteError", "RemoteProtocolError"}
+        for cls in type(error).__mro__
+    )
+
+
+async def _retrying(
+    call: Callable[[], Awaitable[T]],
+    *,
+    attempts: int | None = None,
+    retry_if: Callable[[Exception], bool] = _is_transient,
+) -> T:
+    """Retry what google-genai does not retry itself: the upload's bytes, the download, and
+    (with retry_if=_is_disconnect) dropped connections on the other calls."""
+    attempts = attempts or client_settings.max_retries() + 1
     for attempt in range(1, attempts + 1):
         try:
             return await call()
         except Exception as error:
-            if attempt == attempts or not _is_transient(error):
+            if attempt == attempts or not retry_if(error):
                 raise
             delay = min(RETRY_MAX_DELAY, RETRY_INITIAL_DELAY * 2 ** (attempt - 1))
             await asyncio.sleep(delay + random.uniform(0, RETRY_JITTER))

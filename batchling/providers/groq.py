@@ -18,7 +18,7 @@ from batchling.models import (
     ResultStatus,
     Status,
 )
-from batchling.providers import openai_format
+from batchling.providers import client_settings, openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
 from batchling.structured import ResponseFormat
 
@@ -52,8 +52,6 @@ STATUS_MAP: dict[str, Status] = {
     "cancelled": Status.CANCELLED,
 }
 
-MAX_RETRIES = 5
-TIMEOUT_SECONDS = 120.0
 # Groq takes windows from 24h to 7d; a longer one is less likely to expire under load.
 COMPLETION_WINDOW = "24h"
 MIN_WINDOW_HOURS = 24
@@ -184,8 +182,8 @@ class GroqProvider:
             self._client = AsyncGroq(
                 api_key=self._api_key,
                 base_url=self._base_url,
-                max_retries=MAX_RETRIES,
-                timeout=TIMEOUT_SECONDS,
+                max_retries=client_settings.max_retries(),
+                timeout=client_settings.timeout_seconds(),
             )
         return self._client
 

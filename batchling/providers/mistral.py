@@ -20,7 +20,7 @@ from batchling.models import (
     ResultError,
     Status,
 )
-from batchling.providers import content, openai_format
+from batchling.providers import client_settings, content, openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
 from batchling.providers.text_input import embedding_text, refuse_response_format
 from batchling.structured import ResponseFormat
@@ -58,7 +58,6 @@ STATUS_MAP: dict[str, Status] = {
     "CANCELLED": Status.CANCELLED,
 }
 
-TIMEOUT_MS = 120_000
 # The SDK retries nothing by default; this mirrors the Stainless SDKs' schedule. Retries stop
 # after BACKOFF_MAX_ELAPSED_MS rather than after a count (the SDK has no count).
 BACKOFF_INITIAL_MS = 500
@@ -357,7 +356,7 @@ class MistralProvider:
                 api_key=self._api_key,
                 # The SDK reads no base-URL variable: the registry's MISTRAL_BASE_URL goes here.
                 server_url=self._base_url,
-                timeout_ms=TIMEOUT_MS,
+                timeout_ms=int(client_settings.timeout_seconds() * 1000),
                 # Without retry_connection_errors a dropped connection is not retried.
                 retry_config=RetryConfig("backoff", backoff, retry_connection_errors=True),
                 async_client=self._http,

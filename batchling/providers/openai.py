@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchling.models import RawRequest, RequestCounts, Result, Status
-from batchling.providers import openai_format
+from batchling.providers import client_settings, openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
 from batchling.providers.text_input import (
     embedding_text,
@@ -48,8 +48,6 @@ STATUS_MAP: dict[str, Status] = {
     "cancelled": Status.CANCELLED,
 }
 
-MAX_RETRIES = 5
-TIMEOUT_SECONDS = 120.0
 # How far back find_batch looks for a batch whose creation was interrupted.
 FIND_BATCH_SCAN_LIMIT = 1000
 
@@ -104,8 +102,8 @@ class OpenAIProvider:
             self._client = AsyncOpenAI(
                 api_key=self._api_key,
                 base_url=self._base_url,
-                max_retries=MAX_RETRIES,
-                timeout=TIMEOUT_SECONDS,
+                max_retries=client_settings.max_retries(),
+                timeout=client_settings.timeout_seconds(),
             )
         return self._client
 

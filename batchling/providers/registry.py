@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 
 from batchling.errors import ConfigurationError, MissingApiKeyError
+from batchling.providers import client_settings
 from batchling.providers.base import Provider, ProviderInfo
 
 _ADAPTERS: dict[str, str] = {
@@ -68,6 +69,9 @@ def create_provider(
     """An adapter ready to talk to the provider, with its key and base URL from the environment."""
     adapter = _adapter_class(name)
     api_key = resolve_api_key(adapter.info, env)
+    # Read when the SDK client is built, at the first call: a bad value must fail before that.
+    client_settings.timeout_seconds()
+    client_settings.max_retries()
     return adapter(api_key=api_key, base_url=resolve_base_url(adapter.info, base_url, env))  # type: ignore[call-arg]
 
 

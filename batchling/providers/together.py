@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchling.errors import InputError
 from batchling.models import ImagePart, RawRequest, RequestCounts, Result, Status
-from batchling.providers import openai_format
+from batchling.providers import client_settings, openai_format
 from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
 from batchling.structured import ResponseFormat
 
@@ -52,8 +52,6 @@ STATUS_MAP: dict[str, Status] = {
     "CANCELLED": Status.CANCELLED,
 }
 
-MAX_RETRIES = 5
-TIMEOUT_SECONDS = 120.0
 # The storage PUT of an upload goes through the SDK's bare httpx client, which never retries.
 UPLOAD_ATTEMPTS = 4
 UPLOAD_BACKOFF_SECONDS = 1.0
@@ -215,8 +213,8 @@ class TogetherProvider:
             self._client = AsyncTogether(
                 api_key=self._api_key,
                 base_url=self._base_url,
-                max_retries=MAX_RETRIES,
-                timeout=TIMEOUT_SECONDS,
+                max_retries=client_settings.max_retries(),
+                timeout=client_settings.timeout_seconds(),
             )
         return self._client
 
@@ -241,6 +239,7 @@ class TogetherProvider:
         return decode_line(line)
 
     async def upload(self, chunk: Path) -> str | None:
+        attempts = min(UPLOAD_ATTEMPTS, client_settings.max_retries() + 1)
         attempt = 1
         while True:
             try:
@@ -252,7 +251,7 @@ class TogetherProvider:
                     )
                 return uploaded.id
             except Exception as error:
-                if attempt >= UPLOAD_ATTEMPTS or not _is_transient_upload_error(error):
+                if attempt >= attempts or not _is_transient_upload_error(error):
                     raise
             await asyncio.sleep(UPLOAD_BACKOFF_SECONDS * 2 ** (attempt - 1))
             attempt += 1
