@@ -263,7 +263,6 @@ class TransferDisplay:
         console: Console | None = None,
         *,
         plain: bool = False,
-        estimates: Mapping[str, float | None] | None = None,
     ) -> None:
         if console is None:
             from rich.console import Console
@@ -271,7 +270,6 @@ class TransferDisplay:
             console = Console(highlight=False, stderr=True)
         self.console = console
         self.mode = choose_mode(console, plain)
-        self.estimates = dict(estimates or {})
         self._progress: Any = None
         self._tasks: dict[tuple[str, Direction], Any] = {}
         self._lock = threading.Lock()
