@@ -261,7 +261,9 @@ def test_encode_responses_refuses_an_image_in_an_assistant_turn_naming_the_reque
             {"role": "user", "content": "and?"},
         ],
     )
-    with pytest.raises(InputError, match="Request 'q7': /v1/responses takes only text"):
+    with pytest.raises(
+        InputError, match=r"Request 'q7', messages\[1\]\.content\[0\]: .*only in user"
+    ):
         encode(raw, RESPONSES)
 
 
