@@ -126,7 +126,7 @@ def openai_responses_problem(body: dict[str, Any]) -> str | None:
     generation parameters, with OpenAI's wording."""
     for name in RESPONSES_UNKNOWN:
         if name in body:
-            return f"Unsupported parameter: '{name}'."
+            return f"Unknown parameter: '{name}'."
     reasoning = body.get("reasoning")
     if reasoning is not None:
         effort = reasoning.get("effort") if isinstance(reasoning, dict) else None

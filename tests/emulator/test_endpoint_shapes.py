@@ -46,7 +46,7 @@ def test_well_formed_responses_parts_and_reasoning_pass() -> None:
         ),
         (
             responses_body({"type": "input_text", "text": "x"}, seed=3),
-            "Unsupported parameter: 'seed'",
+            "Unknown parameter: 'seed'",
         ),
         (
             responses_body({"type": "input_text", "text": "x"}, reasoning={"effort": 1024}),
