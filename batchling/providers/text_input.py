@@ -4,7 +4,8 @@ An embeddings request is a RawRequest with exactly one user message whose conten
 string or text parts): that text is embedded into one vector (`Result.embedding`). A moderations
 request classifies the text of each of its user messages. Anything meant for generation (system
 prompt, assistant turns, images, sampling settings) is refused before anything is sent, rather
-than silently dropped.
+than silently dropped. The embedding options (`dimensions`, `task_type`) go only where the
+provider's `ProviderInfo.embedding_options` says its endpoint takes them.
 """
 
 from __future__ import annotations
