@@ -21,6 +21,8 @@ ExportFormat = Literal["jsonl", "csv", "parquet"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("jsonl", "csv", "parquet")
 INPUT_SUMMARY_CHARS = 300
 PARSED_PREFIX = "parsed."
+# Present only when some result is a vector; a list in JSONL and parquet, JSON text in CSV.
+EMBEDDING_COLUMN = "embedding"
 BASE_COLUMNS = (
     "experiment",
     "provider",
@@ -94,13 +96,19 @@ def export_row(experiment: Experiment, result: Result, input_text: str | None) -
         "output_tokens": result.usage.output_tokens if result.usage else None,
         "cost": None,
     }
+    if result.embedding is not None:
+        row[EMBEDDING_COLUMN] = result.embedding
     row.update(flatten_parsed(result.parsed))
     return row
 
 
 def columns_of(rows: Iterable[dict[str, Any]]) -> list[str]:
-    """The base columns, then every parsed column in order of first appearance."""
+    """The base columns, the embedding when there is one, then every parsed column in order
+    of first appearance."""
+    rows = list(rows)
     columns = list(BASE_COLUMNS)
+    if any(EMBEDDING_COLUMN in row for row in rows):
+        columns.append(EMBEDDING_COLUMN)
     seen = set(columns)
     for row in rows:
         for key in row:

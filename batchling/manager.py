@@ -69,6 +69,7 @@ from batchling.pricing import (
 from batchling.progress import TransferCallback, TransferMeter
 from batchling.providers import registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
+from batchling.providers.text_input import check_embedding_options
 from batchling.retry import RETRY_KINDS, RetryOutcome, kind_names, retry_kinds
 from batchling.store import Store, utcnow
 from batchling.structured import ResponseFormat, parse_output, response_format_from
@@ -257,6 +258,8 @@ class AsyncExperimentManager:
         )
         if not pairs:
             raise InputError(f"No requests in {source}: an experiment needs at least one.")
+        for custom_id, request in pairs:
+            check_embedding_options(request, info=info, endpoint=endpoint, custom_id=custom_id)
 
         home = experiment_dir(experiment_name)
         processed = _prepare_output_path(

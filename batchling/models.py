@@ -139,7 +139,8 @@ class GenerationParams(BaseModel):
     """How to generate: on a request, or as an experiment's defaults for all its requests.
 
     `reasoning` is a level ("low", "medium", "high") or a thinking budget in tokens; each
-    provider adapter maps it (README, "Multimodal inputs and generation parameters")."""
+    provider adapter maps it (README, "Multimodal inputs and generation parameters").
+    `dimensions` and `task_type` apply to embeddings endpoints (README, "Endpoints beyond chat")."""
 
     model_config = ConfigDict(extra="forbid")
     max_tokens: int | None = Field(default=None, gt=0)
@@ -148,6 +149,9 @@ class GenerationParams(BaseModel):
     stop: list[str] | None = None
     seed: int | None = None
     reasoning: ReasoningLevel | Annotated[StrictInt, Field(ge=0)] | None = None
+    # Embeddings only: the vector size, and the task the vector is for (Gemini).
+    dimensions: int | None = Field(default=None, gt=0)
+    task_type: str | None = Field(default=None, min_length=1)
 
     @field_validator("stop", mode="before")
     @classmethod

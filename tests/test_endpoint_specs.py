@@ -143,3 +143,71 @@ def test_the_check_catches_a_broken_answer() -> None:
     )
     del body["data"][0]["embedding"]
     assert problems("openai", "CreateEmbeddingResponse", body)
+
+
+def test_encoded_option_and_part_bodies_fit_the_request_schemas(tmp_path: Path) -> None:
+    """What batchling sends for responses parts and reasoning, embedding options and OCR of PDFs
+    fits each provider's request schema."""
+    from batchling.models import RawRequest
+    from batchling.providers import registry
+
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(b"%PDF-1.4")
+
+    def body(provider: str, endpoint: str, model: str, **fields: Any) -> dict[str, Any]:
+        fields.setdefault("messages", [{"role": "user", "content": "hello"}])
+        line = registry.encoder(provider).encode(
+            RawRequest.model_validate(fields), custom_id="a", model=model, endpoint=endpoint
+        )
+        encoded: dict[str, Any] = line.get("body", line.get("request"))
+        return encoded
+
+    parts = [
+        {"type": "text", "text": "Read these."},
+        {"type": "image", "url": "https://a/b.png"},
+        {"type": "document", "path": str(pdf)},
+        {"type": "document", "url": "https://a/b.pdf"},
+    ]
+    responses = body(
+        "openai",
+        "/v1/responses",
+        "o4-mini",
+        messages=[{"role": "user", "content": parts}],
+        reasoning="high",
+        max_tokens=50,
+    )
+    # The spec's `input` union is ambiguous (a message fits two of its oneOf branches), so the
+    # parts are checked one by one and the rest of the body with a plain-text input.
+    schemas = {
+        "input_text": "InputTextContent",
+        "input_image": "InputImageContent",
+        "input_file": "InputFileContent",
+    }
+    sent = responses["input"][0]["content"]
+    kinds = [part["type"] for part in sent]
+    assert kinds == ["input_text", "input_image", "input_file", "input_file"]
+    for part in sent:
+        assert problems("openai", schemas[part["type"]], part) == []
+    assert problems("openai", "CreateResponse", {**responses, "input": "hello"}) == []
+    assert problems("openai", "Reasoning", responses["reasoning"]) == []
+    assert problems("openai", "Reasoning", {"effort": 2048})
+    embeddings = body("openai", "/v1/embeddings", "text-embedding-3-small", dimensions=64)
+    assert problems("openai", "CreateEmbeddingRequest", embeddings) == []
+    gemini_embed = body(
+        "gemini", "embedContent", "gemini-embedding-001", dimensions=64, task_type="CLUSTERING"
+    )
+    assert problems("gemini", "EmbedContentRequest", gemini_embed) == []
+    mistral_embed = body("mistral", "/v1/embeddings", "codestral-embed", dimensions=64)
+    assert problems("mistral", "EmbeddingRequest", {"model": "m", **mistral_embed}) == []
+    for document in (
+        {"type": "document", "path": str(pdf)},
+        {"type": "document", "url": "https://a/b.pdf"},
+    ):
+        ocr = body(
+            "mistral",
+            "/v1/ocr",
+            "mistral-ocr-latest",
+            messages=[{"role": "user", "content": [document]}],
+        )
+        assert problems("mistral", "OCRRequest", {"model": "m", **ocr}) == []
+    assert problems("gemini", "EmbedContentRequest", {**gemini_embed, "taskType": "SEARCH"})

@@ -218,6 +218,8 @@ def test_export_before_the_end_says_what_to_run(emulator: Emulator, tmp_path: Pa
     manager.start_experiment("early")
     with pytest.raises(InvalidStateError, match="not finished"):
         manager.to_pandas("early")
+    manager.cancel_experiment("early")  # leave no running batch on the shared emulator
+    manager.wait("early", poll_interval=0.01)
 
 
 def test_cli_export_writes_a_file_or_stdout(
@@ -260,3 +262,45 @@ def test_export_of_an_unpriced_model_leaves_cost_empty(emulator: Emulator, tmp_p
     manager.start_experiment("odd")
     manager.wait("odd", poll_interval=0.01)
     assert [row["cost"] for row in manager.export_rows("odd")] == [None, None]
+
+
+def test_embedding_rows_carry_the_vector_after_the_base_columns() -> None:
+    vector = Result(custom_id="e0", status="succeeded", embedding=[0.6, -0.8])
+    failed = Result(custom_id="e1", status="failed", error=ResultError(message="boom"))
+    rows = [export_row(EXPERIMENT, r, "a cat") for r in (failed, vector)]
+    assert rows[1]["embedding"] == [0.6, -0.8] and "embedding" not in rows[0]
+    assert columns_of(rows) == [*BASE_COLUMNS, "embedding"]
+    chat_row = export_row(EXPERIMENT, Result(custom_id="q", status="succeeded", text="hi"), "x")
+    assert "embedding" not in columns_of([chat_row])
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_embedding_export_round_trip_reads_back_the_vectors(
+    emulator: Emulator, tmp_path: Path, fmt: str
+) -> None:
+    manager = ExperimentManager(tmp_path / "db.sqlite")
+    manager.create_experiment(
+        "vec",
+        provider="openai",
+        endpoint="/v1/embeddings",
+        model="text-embedding-3-small",
+        raw_requests=[
+            {"messages": [{"role": "user", "content": text}]} for text in ("a cat", "a dog")
+        ],
+        generation={"dimensions": 8},
+    )
+    manager.start_experiment("vec")
+    manager.wait("vec", poll_interval=0.01)
+    vectors = [r.embedding for r in manager.get_results("vec")]
+    assert all(v is not None and len(v) == 8 for v in vectors)
+    path = manager.export("vec", fmt, tmp_path / f"vec.{fmt}")
+    if fmt == "jsonl":
+        read = [json.loads(line)["embedding"] for line in path.read_text().splitlines()]
+    elif fmt == "csv":
+        with path.open(newline="") as handle:
+            read = [json.loads(row["embedding"]) for row in csv.DictReader(handle)]
+    else:
+        read = [list(v) for v in pd.read_parquet(path)["embedding"]]
+    assert read == vectors
+    frame = manager.to_polars("vec")
+    assert frame["embedding"].to_list() == vectors

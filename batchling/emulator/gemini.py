@@ -200,6 +200,21 @@ def request_problem(request: Any) -> str | None:
     return media.gemini_problem(request)
 
 
+EMBEDDING_TASK_TYPES = frozenset(
+    {
+        "TASK_TYPE_UNSPECIFIED",
+        "RETRIEVAL_QUERY",
+        "RETRIEVAL_DOCUMENT",
+        "SEMANTIC_SIMILARITY",
+        "CLASSIFICATION",
+        "CLUSTERING",
+        "QUESTION_ANSWERING",
+        "FACT_VERIFICATION",
+        "CODE_RETRIEVAL_QUERY",
+    }
+)
+
+
 def embed_request_problem(request: Any) -> str | None:
     """The message Gemini gives an EmbedContentRequest it refuses, or None when it is fine."""
     if not isinstance(request, dict):
@@ -207,6 +222,15 @@ def embed_request_problem(request: Any) -> str | None:
     content = request.get("content")
     if not isinstance(content, dict) or not content.get("parts"):
         return "* EmbedContentRequest.content: content is not specified\n"
+    task_type = request.get("taskType", request.get("task_type"))
+    if task_type is not None and task_type not in EMBEDDING_TASK_TYPES:
+        return (
+            f"Invalid value at 'request.task_type' (type.googleapis.com/"
+            f'google.ai.generativelanguage.v1beta.TaskType), "{task_type}"'
+        )
+    dimensions = request.get("outputDimensionality", request.get("output_dimensionality"))
+    if dimensions is not None and (not isinstance(dimensions, int) or dimensions < 1):
+        return "* EmbedContentRequest.output_dimensionality: must be a positive number\n"
     return None
 
 

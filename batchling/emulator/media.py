@@ -116,6 +116,75 @@ def _openai_part_problem(part: dict[str, Any], kind: str, where: str) -> str | N
     return f"Invalid document URL: '{where}.document_url'. Expected a URL or a PDF data URL."
 
 
+RESPONSES_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh"})
+# Chat-completions parameters a Responses API body refuses by name.
+RESPONSES_UNKNOWN = ("stop", "seed", "max_tokens", "max_completion_tokens", "reasoning_effort")
+
+
+def openai_responses_problem(body: dict[str, Any]) -> str | None:
+    """A Responses API body: its input parts (`input_text`, `input_image`, `input_file`) and
+    generation parameters, with OpenAI's wording."""
+    for name in RESPONSES_UNKNOWN:
+        if name in body:
+            return f"Unknown parameter: '{name}'."
+    reasoning = body.get("reasoning")
+    if reasoning is not None:
+        effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+        if effort not in RESPONSES_EFFORTS:
+            supported = ", ".join(f"'{e}'" for e in sorted(RESPONSES_EFFORTS))
+            return f"Invalid value: '{effort}'. Supported values are: {supported}."
+    items = body.get("input")
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        parts = item.get("content") if isinstance(item, dict) else None
+        if not isinstance(parts, list):
+            continue
+        for j, part in enumerate(parts):
+            problem = _responses_part_problem(part, f"input[{i}].content[{j}]")
+            if problem is not None:
+                return problem
+    return None
+
+
+def _responses_part_problem(part: Any, where: str) -> str | None:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "input_text":
+        ok = isinstance(part.get("text"), str)
+        return None if ok else f"Missing required parameter: '{where}.text'."
+    if kind == "input_image":
+        if part.get("file_id"):
+            return None
+        return _image_url_problem(part.get("image_url"), f"{where}.image_url")
+    if kind == "input_file":
+        if part.get("file_id") or _is_http(part.get("file_url")):
+            return None
+        if data_url_type(str(part.get("file_data", ""))) != PDF or not part.get("filename"):
+            return (
+                f"Invalid file data: '{where}.file_data'. Expected a base64-encoded data URL "
+                "with an application/pdf MIME type and a 'filename'."
+            )
+        return None
+    supported = "'input_file', 'input_image', 'input_text'"
+    return f"Invalid value: '{kind}'. Supported values are: {supported}."
+
+
+def mistral_ocr_problem(body: dict[str, Any]) -> str | None:
+    """A /v1/ocr body's `document`: an `image_url` or a `document_url` chunk (URL or data URL)."""
+    document = body.get("document")
+    kind = document.get("type") if isinstance(document, dict) else None
+    if kind == "image_url":
+        image = document.get("image_url") if isinstance(document, dict) else None
+        url = image.get("url") if isinstance(image, dict) else image
+        return _image_url_problem(url, "document.image_url")
+    if kind == "document_url":
+        url = document.get("document_url") if isinstance(document, dict) else None
+        if _is_http(url) or data_url_type(str(url)) == PDF:
+            return None
+        return "Invalid document URL: 'document.document_url'. Expected a URL or a PDF data URL."
+    if kind == "file":
+        return None
+    return f"Invalid value: '{kind}'. Supported values are: 'document_url', 'file', 'image_url'."
+
+
 def anthropic_problem(params: dict[str, Any]) -> str | None:
     """Anthropic's image and document blocks, and its extended-thinking rules."""
     for i, message in enumerate(params.get("messages") or []):

@@ -622,6 +622,10 @@ def routes(state: EmulatorState) -> list[Route]:
                     problem := media.openai_chat_problem(line["body"], files=False, documents=True)
                 ) is not None:
                     rejected[index] = _error_body(problem, "invalid_request_error", "3051")
+        if endpoint == "/v1/ocr":
+            for index, line in enumerate(lines):
+                if (problem := media.mistral_ocr_problem(line["body"])) is not None:
+                    rejected[index] = _error_body(problem, "invalid_request_error", "3051")
         batch = state.create_batch(
             PROVIDER,
             lines,

@@ -267,6 +267,7 @@ def responses_body(
         "temperature": body.get("temperature", 1.0),
         "top_p": body.get("top_p", 1.0),
         "max_output_tokens": body.get("max_output_tokens"),
+        "reasoning": body.get("reasoning"),
         "tools": [],
         "tool_choice": "auto",
         "parallel_tool_calls": True,
@@ -325,10 +326,31 @@ def response_body(
     )
 
 
+# Embedding models that give vectors of one size only.
+FIXED_SIZE_EMBEDDING_MODELS = frozenset({"text-embedding-ada-002"})
+
+
 def invalid_parts(line: dict[str, Any]) -> str | None:
-    if line.get("url") != "/v1/chat/completions":
+    url = line.get("url")
+    body = line["body"]
+    if url == "/v1/responses":
+        return media.openai_responses_problem(body)
+    if url == "/v1/embeddings":
+        return embeddings_problem(body)
+    if url != "/v1/chat/completions":
         return None
-    return media.openai_chat_problem(line["body"], files=True)
+    return media.openai_chat_problem(body, files=True)
+
+
+def embeddings_problem(body: dict[str, Any]) -> str | None:
+    dimensions = body.get("dimensions")
+    if dimensions is None:
+        return None
+    if body.get("model") in FIXED_SIZE_EMBEDDING_MODELS:
+        return "This model does not support specifying dimensions."
+    if not isinstance(dimensions, int) or dimensions < 1:
+        return f"Invalid value for 'dimensions' = {dimensions}. Must be a positive integer."
+    return None
 
 
 def render(state: EmulatorState, batch: EmulatedBatch) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -31,6 +31,8 @@ class ProviderInfo:
     limits: BatchLimits
     discount: float = 0.5
     sdk: str = ""
+    # Embeddings endpoint -> the embedding options (`dimensions`, `task_type`) it takes.
+    embedding_options: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

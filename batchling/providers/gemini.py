@@ -59,6 +59,18 @@ INFO = ProviderInfo(
     # chunk's download and polling work.
     limits=BatchLimits(max_requests=100_000, max_bytes=2_000_000_000),
     sdk="google-genai",
+    embedding_options={EMBED_CONTENT: frozenset({"dimensions", "task_type"})},
+)
+# The EmbedContentRequest task types (proto enum TaskType), checked before a batch is sent.
+EMBEDDING_TASK_TYPES = (
+    "RETRIEVAL_QUERY",
+    "RETRIEVAL_DOCUMENT",
+    "SEMANTIC_SIMILARITY",
+    "CLASSIFICATION",
+    "CLUSTERING",
+    "QUESTION_ANSWERING",
+    "FACT_VERIFICATION",
+    "CODE_RETRIEVAL_QUERY",
 )
 
 # The REST API sends BATCH_STATE_*; the SDK's typed objects hand out JOB_STATE_*. Both are mapped.
@@ -230,8 +242,28 @@ def encode_request(request: RawRequest, *, custom_id: str) -> dict[str, Any]:
 
 def encode_embed_request(request: RawRequest, *, custom_id: str) -> dict[str, Any]:
     """One RawRequest as an EmbedContentRequest: its single user text as the content."""
-    text = embedding_text(request, custom_id=custom_id, endpoint=EMBED_CONTENT)
-    return {"content": {"parts": [{"text": text}]}}
+    text = embedding_text(
+        request,
+        custom_id=custom_id,
+        endpoint=EMBED_CONTENT,
+        accepts=INFO.embedding_options[EMBED_CONTENT],
+    )
+    body: dict[str, Any] = {"content": {"parts": [{"text": text}]}}
+    if request.task_type is not None:
+        body["taskType"] = embedding_task_type(request.task_type, request.id or custom_id)
+    if request.dimensions is not None:
+        body["outputDimensionality"] = request.dimensions
+    return body
+
+
+def embedding_task_type(task_type: str, name: str) -> str:
+    upper = task_type.strip().upper()
+    if upper not in EMBEDDING_TASK_TYPES:
+        raise InputError(
+            f"Request '{name}': Gemini has no embedding task_type '{task_type}'. Use one of: "
+            f"{', '.join(EMBEDDING_TASK_TYPES)}."
+        )
+    return upper
 
 
 # decode

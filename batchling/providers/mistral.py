@@ -46,6 +46,8 @@ INFO = ProviderInfo(
     # limitations"): take the smaller figures, and MB as decimal to stay under either reading.
     limits=BatchLimits(max_requests=100_000, max_bytes=512_000_000),
     sdk="mistralai",
+    # `output_dimension` is taken by models that offer it (codestral-embed), not mistral-embed.
+    embedding_options={EMBEDDINGS: frozenset({"dimensions"})},
 )
 
 STATUS_MAP: dict[str, Status] = {
@@ -207,31 +209,44 @@ def _input_texts(request: RawRequest, custom_id: str, endpoint: str) -> list[str
 
 
 def ocr_document(request: RawRequest, custom_id: str) -> dict[str, Any]:
-    """The image an OCR request reads: the single image part of its single user message."""
+    """What an OCR request reads: the single image or PDF part of its single user message."""
     name = _request_name(request, custom_id)
     extra = sorted(set(request.model_dump(exclude_none=True)) - {"id", "messages"})
     if extra:
-        raise InputError(f"{name}: {OCR} reads one image; remove {', '.join(extra)}.")
-    content = request.messages[0].content
+        raise InputError(f"{name}: {OCR} reads one image or PDF; remove {', '.join(extra)}.")
+    content_ = request.messages[0].content
     if (
         len(request.messages) != 1
         or request.messages[0].role != "user"
-        or isinstance(content, str)
-        or len(content) != 1
-        or not isinstance(content[0], ImagePart)
+        or isinstance(content_, str)
+        or len(content_) != 1
+        or not isinstance(content_[0], (ImagePart, DocumentPart))
     ):
         raise InputError(
-            f"{name}: {OCR} reads one image: give one user message whose content is a single "
-            "image part (a URL, a data URL or a local path)."
+            f"{name}: {OCR} reads one image or PDF: give one user message whose content is a "
+            "single image or document part (a URL, a data URL or a local path)."
         )
-    return {"type": "image_url", "image_url": openai_format.image_url(content[0])}
+    part = content_[0]
+    where = content.part_where(name, 0, 0)
+    if isinstance(part, ImagePart):
+        return {"type": "image_url", "image_url": openai_format.image_url(part, where)}
+    return mistral_part(part, where)
 
 
 def encode_body(request: RawRequest, *, custom_id: str, endpoint: str) -> dict[str, Any]:
     if endpoint == CHAT:
         return encode_chat_body(request, custom_id)
     if endpoint == EMBEDDINGS:
-        return {"input": [embedding_text(request, custom_id=custom_id, endpoint=endpoint)]}
+        text = embedding_text(
+            request,
+            custom_id=custom_id,
+            endpoint=endpoint,
+            accepts=INFO.embedding_options[endpoint],
+        )
+        body: dict[str, Any] = {"input": [text]}
+        if request.dimensions is not None:
+            body["output_dimension"] = request.dimensions
+        return body
     if endpoint == MODERATIONS:
         return {"input": _input_texts(request, custom_id, endpoint)}
     if endpoint == CHAT_MODERATIONS:

@@ -35,6 +35,8 @@ INFO = ProviderInfo(
     default_endpoint="/v1/chat/completions",
     limits=BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024),
     sdk="openai",
+    # `dimensions` shortens text-embedding-3 vectors; older models refuse it.
+    embedding_options={EMBEDDINGS: frozenset({"dimensions"})},
 )
 
 STATUS_MAP: dict[str, Status] = {
@@ -78,8 +80,15 @@ def encode_body(
         return {"model": model, "input": texts}
     if endpoint == EMBEDDINGS:
         refuse_response_format(fmt, endpoint=endpoint)
-        text = embedding_text(request, custom_id=custom_id, endpoint=endpoint)
-        return openai_format.encode_embeddings_body(text, model=model)
+        text = embedding_text(
+            request,
+            custom_id=custom_id,
+            endpoint=endpoint,
+            accepts=INFO.embedding_options[endpoint],
+        )
+        return openai_format.encode_embeddings_body(
+            text, model=model, dimensions=request.dimensions
+        )
     body = openai_format.encode_responses_body(request, model=model, custom_id=custom_id)
     if fmt is not None:
         body["text"] = openai_format.responses_text_format(fmt)

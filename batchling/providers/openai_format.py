@@ -242,35 +242,48 @@ def decode_line(line: dict[str, Any]) -> Result:
 # /v1/responses, /v1/embeddings, /v1/moderations
 
 
-def _responses_content(message: RawMessage, name: str) -> str | list[dict[str, Any]]:
+def responses_part(part: MediaPart, where: str) -> dict[str, Any]:
+    """Responses API parts: images as `input_image` (URL or data URL), PDFs as `input_file`
+    (a remote `file_url`, or the bytes as a `file_data` data URL with a filename)."""
+    media = content.resolve(part, where)
+    if isinstance(part, ImagePart):
+        content.require_type(media, OPENAI_IMAGE_TYPES, provider="OpenAI", where=where)
+        return {
+            "type": "input_image",
+            "image_url": media.url or media.data_url,
+            "detail": part.detail or "auto",
+        }
+    content.require_type(media, frozenset({content.PDF}), provider="OpenAI", where=where)
+    if media.url is not None:
+        return {"type": "input_file", "file_url": media.url}
+    filename = media.filename or "document.pdf"
+    return {"type": "input_file", "filename": filename, "file_data": media.data_url}
+
+
+def _input_text_part(part: TextPart) -> dict[str, Any]:
+    return {"type": "input_text", "text": part.text}
+
+
+def _responses_content(message: RawMessage, index: int, name: str) -> str | list[dict[str, Any]]:
     if isinstance(message.content, str):
         return message.content
-    if message.role == "assistant":
-        if not all(isinstance(part, TextPart) for part in message.content):
-            raise InputError(f"{name}: /v1/responses takes only text in assistant messages.")
+    _check_media_role(message, index, name=name, provider="OpenAI /v1/responses")
+    if message.role != "user":
         return message.text()
-    parts: list[dict[str, Any]] = []
-    for part in message.content:
-        if isinstance(part, TextPart):
-            parts.append({"type": "input_text", "text": part.text})
-        elif not isinstance(part, ImagePart):
-            raise InputError(
-                f"{name}: batchling cannot send a '{part.type}' part to /v1/responses."
-            )
-        else:
-            parts.append(
-                {
-                    "type": "input_image",
-                    "image_url": image_url(part),
-                    "detail": part.detail or "auto",
-                }
-            )
-    return parts
+    return content.encode_parts(
+        message.content, index, name=name, text=_input_text_part, media=responses_part
+    )
+
+
+def responses_reasoning(request: RawRequest, *, custom_id: str) -> dict[str, Any] | None:
+    """`reasoning` as the Responses API's `{"effort": level}`."""
+    effort = reasoning_effort(request, provider="OpenAI /v1/responses", custom_id=custom_id)
+    return {"effort": effort} if effort is not None else None
 
 
 def encode_responses_body(request: RawRequest, *, model: str, custom_id: str) -> dict[str, Any]:
     """A Responses API body: the system prompt as `instructions`, the messages as `input`."""
-    name = f"Request '{request.id or custom_id}'"
+    name = content.request_name(request.id, custom_id)
     unsupported = [field for field in ("stop", "seed") if getattr(request, field) is not None]
     if unsupported:
         raise InputError(
@@ -280,17 +293,21 @@ def encode_responses_body(request: RawRequest, *, model: str, custom_id: str) ->
     body: dict[str, Any] = {
         "model": model,
         "input": [
-            {"role": m.role, "content": _responses_content(m, name)} for m in request.messages
+            {"role": m.role, "content": _responses_content(m, index, name)}
+            for index, m in enumerate(request.messages)
         ],
     }
     if request.system_prompt:
         body["instructions"] = request.system_prompt
     if request.max_tokens is not None:
         body["max_output_tokens"] = request.max_tokens
-    for name in ("temperature", "top_p"):
-        value = getattr(request, name)
+    for field in ("temperature", "top_p"):
+        value = getattr(request, field)
         if value is not None:
-            body[name] = value
+            body[field] = value
+    reasoning = responses_reasoning(request, custom_id=custom_id)
+    if reasoning is not None:
+        body["reasoning"] = reasoning
     return body
 
 
@@ -306,8 +323,13 @@ def responses_text_format(fmt: ResponseFormat) -> dict[str, Any]:
     }
 
 
-def encode_embeddings_body(text: str, *, model: str) -> dict[str, Any]:
-    return {"model": model, "input": text}
+def encode_embeddings_body(
+    text: str, *, model: str, dimensions: int | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "input": text}
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    return body
 
 
 def responses_text(body: dict[str, Any]) -> str | None:

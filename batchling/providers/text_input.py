@@ -4,21 +4,58 @@ An embeddings request is a RawRequest with exactly one user message whose conten
 string or text parts): that text is embedded into one vector (`Result.embedding`). A moderations
 request classifies the text of each of its user messages. Anything meant for generation (system
 prompt, assistant turns, images, sampling settings) is refused before anything is sent, rather
-than silently dropped.
+than silently dropped. The embedding options (`dimensions`, `task_type`) go only where the
+provider's `ProviderInfo.embedding_options` says its endpoint takes them.
 """
 
 from __future__ import annotations
 
 from batchling.errors import InputError
 from batchling.models import RawRequest, TextPart
+from batchling.providers.base import ProviderInfo
 from batchling.structured import ResponseFormat
 
 _ALLOWED_FIELDS = frozenset({"id", "messages"})
+EMBEDDING_OPTIONS = ("dimensions", "task_type")
 
 
-def embedding_text(request: RawRequest, *, custom_id: str, endpoint: str) -> str:
+def check_embedding_options(
+    request: RawRequest, *, info: ProviderInfo, endpoint: str, custom_id: str
+) -> None:
+    """Refuse `dimensions` or `task_type` where the endpoint would silently drop them."""
+    accepted = info.embedding_options.get(endpoint, frozenset())
+    given = [f for f in EMBEDDING_OPTIONS if getattr(request, f) is not None and f not in accepted]
+    if not given:
+        return
     name = f"Request '{request.id or custom_id}'"
-    extra = sorted(set(request.model_dump(exclude_none=True)) - _ALLOWED_FIELDS)
+    options = " and ".join(given)
+    if endpoint in info.embedding_options:
+        takes = ", ".join(sorted(accepted)) or "no embedding options"
+        raise InputError(
+            f"{name}: {info.display_name} {endpoint} takes no {options} (it takes: {takes}); "
+            "remove it."
+        )
+    embedders = ", ".join(sorted(info.embedding_options)) or "none"
+    raise InputError(
+        f"{name}: {options} appl{'y' if len(given) > 1 else 'ies'} to embeddings only "
+        f"({info.display_name}: {embedders}), not to {endpoint}; remove it."
+    )
+
+
+def embedding_text(
+    request: RawRequest,
+    *,
+    custom_id: str,
+    endpoint: str,
+    accepts: frozenset[str] = frozenset(),
+) -> str:
+    """The one text to embed; `accepts` names the embedding options the endpoint takes."""
+    name = f"Request '{request.id or custom_id}'"
+    given = set(request.model_dump(exclude_none=True))
+    refused = sorted((given & set(EMBEDDING_OPTIONS)) - accepts)
+    if refused:
+        raise InputError(f"{name}: {endpoint} takes no {' or '.join(refused)}; remove it.")
+    extra = sorted(given - _ALLOWED_FIELDS - set(EMBEDDING_OPTIONS))
     if extra:
         raise InputError(
             f"{name}: {endpoint} embeds one text and takes no generation settings; "

@@ -79,3 +79,44 @@ def test_decode_embedding_error_line() -> None:
     )
     assert result.status == "failed" and result.embedding is None
     assert result.error is not None and result.error.code == "INVALID_ARGUMENT"
+
+
+def encode_with(**fields: Any) -> dict[str, Any]:
+    raw = RawRequest.model_validate({"messages": [{"role": "user", "content": "doc"}], **fields})
+    return GeminiProvider(api_key="").encode(
+        raw, custom_id="e1", model="gemini-embedding-001", endpoint=EMBED_CONTENT
+    )
+
+
+def test_encode_embed_maps_task_type_and_dimensions_to_the_proto_json_fields() -> None:
+    line = encode_with(task_type="retrieval_document", dimensions=768)
+    assert line["request"] == {
+        "content": {"parts": [{"text": "doc"}]},
+        "taskType": "RETRIEVAL_DOCUMENT",
+        "outputDimensionality": 768,
+    }
+
+
+def test_encode_embed_lines_are_embed_content_configs_the_sdk_knows() -> None:
+    from google.genai import types
+
+    request = encode_with(task_type="CLUSTERING", dimensions=8)["request"]
+    config = types.EmbedContentConfig.model_validate(
+        {"task_type": request["taskType"], "output_dimensionality": request["outputDimensionality"]}
+    )
+    assert config.task_type == "CLUSTERING" and config.output_dimensionality == 8
+
+
+def test_encode_embed_refuses_an_unknown_task_type_listing_the_known_ones() -> None:
+    with pytest.raises(InputError, match=r"no embedding task_type 'search'.*RETRIEVAL_QUERY"):
+        encode_with(task_type="search")
+
+
+def test_gemini_chat_refuses_embedding_options() -> None:
+    from batchling.providers.text_input import check_embedding_options
+
+    raw = RawRequest.model_validate(
+        {"messages": [{"role": "user", "content": "x"}], "task_type": "CLUSTERING"}
+    )
+    with pytest.raises(InputError, match=r"task_type applies to embeddings only.*embedContent"):
+        check_embedding_options(raw, info=INFO, endpoint="generateContent", custom_id="c1")

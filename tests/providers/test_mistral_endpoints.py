@@ -135,3 +135,66 @@ def test_decode_ocr_line_joins_the_pages_markdown() -> None:
     }
     result = decode_line(line)
     assert result.ok and result.text == "# Title\n\nBody text." and result.embedding is None
+
+
+def test_encode_embeddings_passes_dimensions_as_output_dimension() -> None:
+    raw = RawRequest.model_validate(
+        {"messages": [{"role": "user", "content": "embed me"}], "dimensions": 512}
+    )
+    line = MistralProvider(api_key="").encode(
+        raw, custom_id="e1", model="codestral-embed", endpoint="/v1/embeddings"
+    )
+    assert line["body"] == {"input": ["embed me"], "output_dimension": 512}
+    from mistralai.client.models import EmbeddingRequest
+
+    sent = EmbeddingRequest.model_validate({"model": "codestral-embed", **line["body"]})
+    assert sent.output_dimension == 512
+
+
+def test_encode_embeddings_refuses_a_task_type() -> None:
+    raw = RawRequest.model_validate(
+        {"messages": [{"role": "user", "content": "x"}], "task_type": "CLUSTERING"}
+    )
+    with pytest.raises(InputError, match="/v1/embeddings takes no task_type"):
+        MistralProvider(api_key="").encode(
+            raw, custom_id="e1", model="mistral-embed", endpoint="/v1/embeddings"
+        )
+
+
+def test_encode_ocr_sends_a_pdf_as_a_document_url_chunk(tmp_path: Path) -> None:
+    from mistralai.client.models import OCRRequest
+
+    scan = tmp_path / "invoice.pdf"
+    scan.write_bytes(b"%PDF-1.7")
+    provider = MistralProvider(api_key="")
+    for part, expected in [
+        (
+            {"type": "document", "url": "https://a/b.pdf"},
+            {"type": "document_url", "document_url": "https://a/b.pdf", "document_name": "b.pdf"},
+        ),
+        (
+            {"type": "document", "path": str(scan)},
+            {
+                "type": "document_url",
+                "document_url": "data:application/pdf;base64,JVBERi0xLjc=",
+                "document_name": "invoice.pdf",
+            },
+        ),
+    ]:
+        raw = RawRequest.model_validate({"messages": [{"role": "user", "content": [part]}]})
+        line = provider.encode(raw, custom_id="o1", model="mistral-ocr-latest", endpoint="/v1/ocr")
+        assert line["body"] == {"document": expected}
+        sent = OCRRequest.model_validate({"model": "mistral-ocr-latest", **line["body"]})
+        assert sent.document.type == "document_url"
+
+
+def test_encode_ocr_refuses_a_document_that_is_not_a_pdf(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("words")
+    raw = RawRequest.model_validate(
+        {"messages": [{"role": "user", "content": [{"type": "document", "path": str(notes)}]}]}
+    )
+    with pytest.raises(InputError, match=r"content\[0\]: Mistral does not take documents"):
+        MistralProvider(api_key="").encode(
+            raw, custom_id="o1", model="mistral-ocr-latest", endpoint="/v1/ocr"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -261,7 +262,9 @@ def test_encode_responses_refuses_an_image_in_an_assistant_turn_naming_the_reque
             {"role": "user", "content": "and?"},
         ],
     )
-    with pytest.raises(InputError, match="Request 'q7': /v1/responses takes only text"):
+    with pytest.raises(
+        InputError, match=r"Request 'q7', messages\[1\]\.content\[0\]: .*only in user"
+    ):
         encode(raw, RESPONSES)
 
 
@@ -302,3 +305,116 @@ def test_encoded_bodies_fit_the_openai_sdks_own_request_types() -> None:
     ]
     for params, body in cases:
         assert TypeAdapter(params).validate_python(body) == body
+
+
+@pytest.mark.parametrize("level", ["low", "medium", "high"])
+def test_encode_responses_maps_a_reasoning_level_to_the_effort_object(level: str) -> None:
+    body = encode(request(reasoning=level, max_tokens=100), RESPONSES)["body"]
+    assert body["reasoning"] == {"effort": level}
+    assert body["max_output_tokens"] == 100
+    assert "reasoning_effort" not in body and "max_tokens" not in body
+
+
+def test_encode_responses_refuses_a_thinking_budget_naming_the_request() -> None:
+    with pytest.raises(InputError, match=r"Request 'r1': OpenAI /v1/responses takes .* level"):
+        encode(request(id="r1", reasoning=2048), RESPONSES)
+
+
+def test_encode_responses_documents_are_input_file_parts(tmp_path: Path) -> None:
+    report = tmp_path / "report.pdf"
+    report.write_bytes(b"%PDF-1.4 tiny")
+    pixel = "data:image/png;base64,iVBORw0KGgo="
+    raw = request(
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Compare these."},
+                    {"type": "document", "path": str(report)},
+                    {"type": "document", "url": "https://example.com/paper.pdf"},
+                    {"type": "image", "url": pixel},
+                ],
+            }
+        ]
+    )
+    parts = encode(raw, RESPONSES)["body"]["input"][0]["content"]
+    assert parts == [
+        {"type": "input_text", "text": "Compare these."},
+        {
+            "type": "input_file",
+            "filename": "report.pdf",
+            "file_data": "data:application/pdf;base64,JVBERi0xLjQgdGlueQ==",
+        },
+        {"type": "input_file", "file_url": "https://example.com/paper.pdf"},
+        {"type": "input_image", "image_url": pixel, "detail": "auto"},
+    ]
+
+
+def test_encode_responses_refuses_a_document_that_is_not_a_pdf(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("plain")
+    raw = request(
+        messages=[{"role": "user", "content": [{"type": "document", "path": str(notes)}]}]
+    )
+    with pytest.raises(InputError, match=r"content\[0\]: OpenAI does not take documents of type"):
+        encode(raw, RESPONSES)
+
+
+def test_responses_bodies_with_reasoning_and_files_fit_the_sdk_types(tmp_path: Path) -> None:
+    from openai.types.responses import response_create_params
+    from pydantic import TypeAdapter
+
+    report = tmp_path / "report.pdf"
+    report.write_bytes(b"%PDF-1.4")
+    raw = request(
+        reasoning="low",
+        temperature=0.2,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "document", "path": str(report)},
+                    {"type": "document", "url": "https://a/b.pdf"},
+                    {"type": "image", "url": "https://a/b.png", "detail": "high"},
+                ],
+            }
+        ],
+    )
+    body = encode(raw, RESPONSES)["body"]
+    params = TypeAdapter(response_create_params.ResponseCreateParamsNonStreaming)
+    assert params.validate_python(body) == body
+
+
+def test_encode_embeddings_passes_dimensions() -> None:
+    from openai.types import embedding_create_params
+    from pydantic import TypeAdapter
+
+    body = encode(request(dimensions=256), EMBEDDINGS)["body"]
+    assert body == {"model": "gpt-x", "input": "Give a name", "dimensions": 256}
+    params = TypeAdapter(embedding_create_params.EmbeddingCreateParams)
+    assert params.validate_python(body) == body
+
+
+def test_encode_embeddings_refuses_a_task_type_openai_lacks() -> None:
+    with pytest.raises(InputError, match="/v1/embeddings takes no task_type"):
+        encode(request(task_type="RETRIEVAL_QUERY"), EMBEDDINGS)
+
+
+@pytest.mark.parametrize("endpoint", ["/v1/chat/completions", RESPONSES, "/v1/moderations"])
+def test_embedding_options_on_an_endpoint_that_is_not_embeddings_are_refused(
+    endpoint: str,
+) -> None:
+    from batchling.providers.text_input import check_embedding_options
+
+    with pytest.raises(InputError, match=r"Request 'd1': dimensions applies to embeddings only"):
+        check_embedding_options(
+            request(id="d1", dimensions=64), info=INFO, endpoint=endpoint, custom_id="c"
+        )
+    check_embedding_options(request(dimensions=64), info=INFO, endpoint=EMBEDDINGS, custom_id="c")
+
+
+def test_dimensions_must_be_positive() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="dimensions"):
+        request(dimensions=0)

@@ -1,0 +1,90 @@
+"""The emulator refuses Responses, embeddings and OCR bodies the way the providers do."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from batchling.emulator import media
+from batchling.emulator.gemini import embed_request_problem
+from batchling.emulator.openai import embeddings_problem
+
+PDF_DATA = "data:application/pdf;base64,JVBERi0="
+
+
+def responses_body(*parts: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"model": "m", "input": [{"role": "user", "content": list(parts)}], **fields}
+
+
+def test_well_formed_responses_parts_and_reasoning_pass() -> None:
+    body = responses_body(
+        {"type": "input_text", "text": "hi"},
+        {"type": "input_image", "image_url": "https://a/b.png", "detail": "auto"},
+        {"type": "input_file", "filename": "a.pdf", "file_data": PDF_DATA},
+        {"type": "input_file", "file_url": "https://a/b.pdf"},
+        reasoning={"effort": "high"},
+    )
+    assert media.openai_responses_problem(body) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            responses_body({"type": "image_url", "image_url": "https://a"}),
+            "Invalid value: 'image_url'",
+        ),
+        (
+            responses_body({"type": "input_image", "image_url": PDF_DATA}),
+            "input\\[0\\].content\\[0\\].image_url",
+        ),
+        (
+            responses_body({"type": "input_file", "file_data": PDF_DATA}),
+            "Invalid file data",
+        ),
+        (
+            responses_body({"type": "input_text", "text": "x"}, seed=3),
+            "Unknown parameter: 'seed'",
+        ),
+        (
+            responses_body({"type": "input_text", "text": "x"}, reasoning={"effort": 1024}),
+            "Invalid value: '1024'",
+        ),
+    ],
+)
+def test_malformed_responses_bodies_are_refused(body: dict[str, Any], message: str) -> None:
+    problem = media.openai_responses_problem(body)
+    assert problem is not None
+    assert re.search(message, problem), problem
+
+
+def test_embeddings_dimensions_are_refused_on_a_fixed_size_model() -> None:
+    assert embeddings_problem({"model": "text-embedding-3-small", "dimensions": 8}) is None
+    assert embeddings_problem({"model": "text-embedding-3-small"}) is None
+    problem = embeddings_problem({"model": "text-embedding-ada-002", "dimensions": 8})
+    assert problem == "This model does not support specifying dimensions."
+
+
+def test_gemini_embed_requests_with_an_unknown_task_type_are_refused() -> None:
+    content = {"parts": [{"text": "x"}]}
+    assert embed_request_problem({"content": content, "taskType": "CLUSTERING"}) is None
+    problem = embed_request_problem({"content": content, "taskType": "SEARCH"})
+    assert problem is not None and "task_type" in problem and "SEARCH" in problem
+    assert embed_request_problem({"content": content, "outputDimensionality": 0}) is not None
+
+
+@pytest.mark.parametrize(
+    ("document", "ok"),
+    [
+        ({"type": "document_url", "document_url": "https://a/b.pdf"}, True),
+        ({"type": "document_url", "document_url": PDF_DATA}, True),
+        ({"type": "document_url", "document_url": "data:image/png;base64,aGk="}, False),
+        ({"type": "image_url", "image_url": "data:image/png;base64,aGk="}, True),
+        ({"type": "image_url", "image_url": PDF_DATA}, False),
+        ({"type": "text", "text": "x"}, False),
+    ],
+)
+def test_mistral_ocr_documents_are_checked(document: dict[str, Any], ok: bool) -> None:
+    assert (media.mistral_ocr_problem({"document": document}) is None) is ok
