@@ -336,6 +336,13 @@ cli.add_command(status, name="get")
     help="Only experiments with this status (repeat for several).",
 )
 @click.option("--prefix", "name_prefix", default=None, help="Only names starting with this.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="Show at most this many (the newest); 0 shows all.",
+)
 @click.pass_context
 def list_(
     ctx: click.Context,
@@ -343,6 +350,7 @@ def list_(
     provider: str | None,
     statuses: tuple[str, ...],
     name_prefix: str | None,
+    limit: int,
 ) -> None:
     """List experiments, newest first."""
     filtered = provider is not None or bool(statuses) or name_prefix is not None
@@ -350,6 +358,9 @@ def list_(
     experiments = manager.list_experiments(
         provider=provider, status=statuses or None, name_prefix=name_prefix
     )
+    matching = len(experiments)
+    if limit:
+        experiments = experiments[:limit]
     if as_json:
         for experiment in experiments:
             click.echo(experiment.model_dump_json())
@@ -365,6 +376,11 @@ def list_(
 
     costs = manager.experiment_costs(e.name for e in experiments)
     _console().print(experiments_table(experiments, costs))
+    if matching > len(experiments):
+        click.echo(
+            f"Showing the newest {len(experiments)} of {matching} experiments "
+            "(--limit N for more, --limit 0 for all)."
+        )
 
 
 def _follow_options(command: F) -> F:

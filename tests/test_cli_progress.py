@@ -133,6 +133,23 @@ def test_list_filters_by_provider_status_and_prefix(
     assert code == 2 and "'done' is not one of" in out
 
 
+def test_list_shows_the_newest_up_to_the_limit_and_says_how_many_more(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    manager = ExperimentManager(db)
+    for name in ("first", "second", "third"):
+        manager.create_experiment(name, model="gpt-4o-mini", raw_requests=request_dicts(1))
+    code, out = invoke(db, "list", "--limit", "2")
+    assert code == 0, out
+    assert "third" in out and "second" in out and "first" not in out
+    assert "Showing the newest 2 of 3 experiments" in out
+    code, out = invoke(db, "list", "--limit", "0")
+    assert code == 0 and "first" in out and "Showing" not in out
+    code, out = invoke(db, "list", "--json", "--limit", "1")
+    assert [json.loads(line)["name"] for line in out.splitlines()] == ["third"]
+    code, out = invoke(db, "list", "--limit", "-1")
+    assert code == 2
+
+
 def test_python_list_filters_match_the_cli(emulator: Emulator, tmp_path: Path) -> None:
     from batchling.errors import ConfigurationError
 
