@@ -209,7 +209,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         return
     from batchling.display import experiments_table
 
-    _console().print(experiments_table(experiments))
+    _console().print(experiments_table(experiments), soft_wrap=True)
 
 
 @cli.command()

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from batchling.errors import InputError
@@ -47,7 +48,7 @@ def read_requests_jsonl(path: Path) -> Iterator[RawRequest]:
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw)
+                data = orjson.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise InputError(
                     f"{path}, line {number}: not valid JSON ({error}). Each line must be one JSON object."

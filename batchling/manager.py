@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from batchling.chunks import ChunkWriter
@@ -609,7 +609,7 @@ class AsyncExperimentManager:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with temp.open("w", encoding="utf-8") as handle:
-                async for result in store.iter_results(experiment):
+                async for result in store.iter_results(experiment, with_raw=False):
                     handle.write(result.model_dump_json(exclude={"raw"}) + "\n")
             temp.replace(path)
         except OSError as error:
@@ -724,10 +724,8 @@ def _write_chunks(
                 endpoint=endpoint,
                 response_format=response_format,
             )
-            chunk_of[custom_id] = writer.add(
-                json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode(),
-                custom_id=custom_id,
-            )
+            # orjson writes the same compact UTF-8 JSON as json.dumps(ensure_ascii=False), ~10x faster.
+            chunk_of[custom_id] = writer.add(orjson.dumps(line), custom_id=custom_id)
         return writer.close(), chunk_of
     except BaseException:
         writer.abort()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+import orjson
 
 from batchling.errors import ExperimentExistsError, ExperimentNotFoundError, StoreError
 from batchling.migrations import MIGRATIONS
@@ -28,6 +29,17 @@ from batchling.models import (
 )
 
 INSERT_BATCH_SIZE = 2000
+RESULT_COLUMNS_BUT_RAW = (
+    "custom_id",
+    "status",
+    "text",
+    "parsed",
+    "input_tokens",
+    "output_tokens",
+    "error_kind",
+    "error_message",
+    "error_code",
+)
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -388,16 +400,19 @@ class Store:
     async def commit(self) -> None:
         await self.db.commit()
 
-    async def iter_results(self, experiment: Experiment) -> AsyncIterator[Result]:
-        """Results in request order."""
+    async def iter_results(
+        self, experiment: Experiment, *, with_raw: bool = True
+    ) -> AsyncIterator[Result]:
+        """Results in request order; without `raw` (the biggest column) when with_raw is False."""
+        columns = "res.*" if with_raw else ", ".join(f"res.{c}" for c in RESULT_COLUMNS_BUT_RAW)
         async with self.db.execute(
-            "SELECT res.* FROM results res JOIN requests r "
+            f"SELECT {columns} FROM results res JOIN requests r "
             "ON r.experiment_id = res.experiment_id AND r.custom_id = res.custom_id "
             "JOIN experiments e ON e.id = res.experiment_id WHERE e.name = ? ORDER BY r.idx",
             (experiment.name,),
         ) as cursor:
             async for row in cursor:
-                yield _result(row)
+                yield _result(row, with_raw)
 
     async def count_outcomes(self, experiment: Experiment) -> tuple[int, int]:
         """(succeeded, everything else) among the stored results."""
@@ -489,11 +504,11 @@ def _result_row(experiment_id: int, result: Result) -> tuple[Any, ...]:
         result.error.kind if result.error else None,
         result.error.message if result.error else None,
         result.error.code if result.error else None,
-        json.dumps(result.raw, separators=(",", ":")) if result.raw is not None else None,
+        orjson.dumps(result.raw).decode() if result.raw is not None else None,
     )
 
 
-def _result(row: aiosqlite.Row) -> Result:
+def _result(row: aiosqlite.Row, with_raw: bool = True) -> Result:
     usage = (
         Usage(input_tokens=row["input_tokens"] or 0, output_tokens=row["output_tokens"] or 0)
         if row["input_tokens"] is not None or row["output_tokens"] is not None
@@ -513,5 +528,5 @@ def _result(row: aiosqlite.Row) -> Result:
         parsed=json.loads(row["parsed"]) if row["parsed"] is not None else None,
         usage=usage,
         error=error,
-        raw=json.loads(row["raw"]) if row["raw"] else None,
+        raw=orjson.loads(row["raw"]) if with_raw and row["raw"] else None,
     )
