@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -184,15 +184,16 @@ class AsyncExperimentManager:
 
             raise ExperimentExistsError(experiment_name)
 
+        # One streaming pass (read, check, encode, write chunks, insert in one transaction) keeps
+        # memory flat whatever the number of requests; any error rolls it all back.
         requests = _load_requests(raw_requests, raw_file_path)
-        pairs = list(
-            assign_custom_ids(
-                requests, experiment_name=experiment_name, id_pattern=info.limits.custom_id_pattern
-            )
+        pairs = assign_custom_ids(
+            requests,
+            experiment_name=experiment_name,
+            id_pattern=info.limits.custom_id_pattern,
+            check_unique=False,  # the database's unique index checks ids without a dict of them
         )
-        if not pairs:
-            source = f"{raw_file_path}" if raw_file_path else "raw_requests"
-            raise InputError(f"No requests in {source}: an experiment needs at least one.")
+        source = f"{raw_file_path}" if raw_file_path else "raw_requests"
 
         home = experiment_dir(experiment_name)
         processed = _prepare_output_path(
@@ -205,15 +206,15 @@ class AsyncExperimentManager:
         }
         if fmt is not None:
             options["response_format"] = fmt.to_options()
-        chunks, chunk_of = _write_chunks(
+        writer = _chunk_writer(processed, info, options)
+        rows = _encoded_rows(
             registry.encoder(provider),
             pairs,
-            processed,
+            writer,
             model=model,
             endpoint=endpoint,
-            info=info,
-            options=options,
             response_format=fmt,
+            source=source,
         )
         now = utcnow()
         experiment = Experiment(
@@ -224,18 +225,17 @@ class AsyncExperimentManager:
             model=model,
             endpoint=endpoint,
             base_url=base_url,
-            request_counts=RequestCounts(total=len(pairs)),
+            request_counts=RequestCounts(total=0),  # counted by the store as rows go in
             processed_file_path=processed,
             results_file_path=results,
             created_at=now,
             updated_at=now,
         )
         try:
-            created = await store.create_experiment(
-                experiment, ((cid, chunk_of[cid], req) for cid, req in pairs), chunks, options
-            )
+            created = await store.create_experiment(experiment, rows, _closed(writer), options)
         except BaseException:
-            for chunk in chunks:
+            writer.abort()
+            for chunk in writer.records:
                 chunk.path.unlink(missing_ok=True)
             raise
         if fmt is not None and fmt.model is not None:
@@ -669,11 +669,59 @@ def _check_name(name: str) -> None:
 
 def _load_requests(
     raw_requests: Iterable[RawRequest | dict[str, Any]] | None, raw_file_path: str | Path | None
-) -> list[RawRequest]:
+) -> Iterator[RawRequest]:
     if raw_file_path is not None:
-        return list(read_requests_jsonl(Path(raw_file_path).expanduser()))
+        path = Path(raw_file_path).expanduser()
+        if not path.is_file():
+            raise InputError(f"Requests file not found: {path}")
+        return read_requests_jsonl(path)
     assert raw_requests is not None
-    return [parse_request(r, where=f"raw_requests[{i}]") for i, r in enumerate(raw_requests)]
+    return (parse_request(r, where=f"raw_requests[{i}]") for i, r in enumerate(raw_requests))
+
+
+def _chunk_writer(processed: Path, info: ProviderInfo, options: dict[str, Any]) -> ChunkWriter:
+    return ChunkWriter(
+        processed,
+        max_requests=min(
+            options.get("max_requests_per_batch") or info.limits.max_requests,
+            info.limits.max_requests,
+        ),
+        max_bytes=min(
+            options.get("max_bytes_per_batch") or info.limits.max_bytes, info.limits.max_bytes
+        ),
+    )
+
+
+def _encoded_rows(
+    encoder: Provider,
+    pairs: Iterable[tuple[str, RawRequest]],
+    writer: ChunkWriter,
+    *,
+    model: str,
+    endpoint: str,
+    response_format: ResponseFormat | None,
+    source: str,
+) -> Iterator[tuple[str, int, RawRequest]]:
+    """Encode each request into the writer's chunk files as it comes; yields (custom_id, chunk,
+    request) for the store. Raises InputError at the end when there was no request at all."""
+    count = 0
+    for custom_id, request in pairs:
+        line = encoder.encode(
+            request,
+            custom_id=custom_id,
+            model=model,
+            endpoint=endpoint,
+            response_format=response_format,
+        )
+        count += 1
+        yield custom_id, writer.add(orjson.dumps(line), custom_id=custom_id), request
+    if not count:
+        raise InputError(f"No requests in {source}: an experiment needs at least one.")
+
+
+def _closed(writer: ChunkWriter) -> Iterator[BatchRecord]:
+    """The writer's chunks, finished when the store asks for them (after the last request)."""
+    yield from writer.close()
 
 
 def _prepare_output_path(path: str | Path, what: str) -> Path:
@@ -704,16 +752,7 @@ def _write_chunks(
     options: dict[str, Any],
     response_format: ResponseFormat | None = None,
 ) -> tuple[list[BatchRecord], dict[str, int]]:
-    writer = ChunkWriter(
-        processed,
-        max_requests=min(
-            options.get("max_requests_per_batch") or info.limits.max_requests,
-            info.limits.max_requests,
-        ),
-        max_bytes=min(
-            options.get("max_bytes_per_batch") or info.limits.max_bytes, info.limits.max_bytes
-        ),
-    )
+    writer = _chunk_writer(processed, info, options)
     chunk_of: dict[str, int] = {}
     try:
         for custom_id, request in pairs:

@@ -16,6 +16,7 @@ import aiosqlite
 import orjson
 
 from batchling.errors import ExperimentExistsError, ExperimentNotFoundError, StoreError
+from batchling.inputs import duplicate_id_error
 from batchling.migrations import MIGRATIONS
 from batchling.models import (
     BatchRecord,
@@ -173,7 +174,9 @@ class Store:
         experiment_id = cursor.lastrowid
         try:
             rows: list[tuple[Any, ...]] = []
+            total = 0
             for index, (custom_id, chunk, request) in enumerate(requests):
+                total += 1
                 rows.append(
                     (
                         experiment_id,
@@ -184,10 +187,14 @@ class Store:
                     )
                 )
                 if len(rows) >= INSERT_BATCH_SIZE:
-                    await self.db.executemany("INSERT INTO requests VALUES (?,?,?,?,?)", rows)
+                    await self._insert_requests(rows)
                     rows.clear()
             if rows:
-                await self.db.executemany("INSERT INTO requests VALUES (?,?,?,?,?)", rows)
+                await self._insert_requests(rows)
+            # The requests may be streamed: the experiment's total is what was inserted.
+            await self.db.execute(
+                "UPDATE experiments SET total = ? WHERE id = ?", (total, experiment_id)
+            )
             await self.db.executemany(
                 "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes) VALUES (?,?,?,?,?)",
                 [(experiment_id, b.chunk, str(b.path), b.request_count, b.bytes) for b in batches],
@@ -197,6 +204,25 @@ class Store:
             await self.db.rollback()
             raise
         return await self.get_experiment(experiment.name)
+
+    async def _insert_requests(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert (experiment_id, idx, custom_id, chunk, body) rows; a repeated custom id raises
+        the same InputError as inputs.assign_custom_ids, naming both requests."""
+        try:
+            await self.db.executemany("INSERT INTO requests VALUES (?,?,?,?,?)", rows)
+        except sqlite3.IntegrityError:
+            # executemany stopped at the first repeat; the rows before it are in, so the first row
+            # of this batch that has an earlier twin is the one.
+            for experiment_id, index, custom_id, *_ in rows:
+                async with self.db.execute(
+                    "SELECT MIN(idx) FROM requests WHERE experiment_id = ? AND custom_id = ? "
+                    "AND idx < ?",
+                    (experiment_id, custom_id, index),
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is not None and row[0] is not None:
+                    raise duplicate_id_error(custom_id, int(row[0]), index) from None
+            raise
 
     async def find_experiment(self, name: str) -> Experiment | None:
         async with self.db.execute(
