@@ -48,6 +48,15 @@ def read_requests_jsonl(path: Path) -> Iterator[RawRequest]:
             if not raw.strip():
                 continue
             try:
+                # The fast path: pydantic parses and checks in one go. Anything it refuses goes
+                # through the slow path below, which says precisely what is wrong.
+                request = RawRequest.model_validate_json(raw)
+            except ValidationError:
+                pass
+            else:
+                yield request
+                continue
+            try:
                 data = orjson.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise InputError(
