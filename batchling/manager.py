@@ -575,18 +575,25 @@ class AsyncExperimentManager:
                 error_file_id=batch.error_file_id,
             )
             pending: list[Result] = []
+            saving: asyncio.Task[int] | None = None
             lines = provider.results(ref, snapshot)
             try:
                 async for line in lines:
                     pending.append(_parsed(provider.decode(line), fmt))
                     if len(pending) >= RESULTS_FLUSH_SIZE:
-                        await store.save_results(experiment, pending)
-                        await store.commit()
-                        pending.clear()
+                        # Each block is stored (and committed) in SQLite's thread while the next
+                        # one is downloaded and decoded here.
+                        if saving is not None:
+                            await saving
+                        saving = asyncio.create_task(store.save_results(experiment, pending))
+                        pending = []
             except BatchlingError:
                 raise
             except Exception as error:
                 await self._call(experiment, "download", _reraise(error))
+            finally:
+                if saving is not None:
+                    await saving
             await store.save_results(experiment, pending)
         # Requests the provider returned nothing for still get a row saying why.
         reason = _missing_result(batch)
@@ -596,7 +603,7 @@ class AsyncExperimentManager:
                 status=reason.kind if reason.kind in ("expired", "cancelled") else "failed",
                 error=reason,
             )
-            for cid in await store.chunk_custom_ids(experiment, batch.chunk)
+            for cid in await store.chunk_ids_without_result(experiment, batch.chunk)
         ]
         await store.save_results(experiment, missing, replace=False)
         await store.commit()

@@ -327,6 +327,17 @@ class Store:
         ) as cursor:
             return [row[0] for row in await cursor.fetchall()]
 
+    async def chunk_ids_without_result(self, experiment: Experiment, chunk: int) -> list[str]:
+        """The chunk's custom ids that have no stored result yet, in request order."""
+        async with self.db.execute(
+            "SELECT r.custom_id FROM requests r JOIN experiments e ON e.id = r.experiment_id "
+            "LEFT JOIN results res ON res.experiment_id = r.experiment_id "
+            "AND res.custom_id = r.custom_id "
+            "WHERE e.name = ? AND r.chunk = ? AND res.custom_id IS NULL ORDER BY r.idx",
+            (experiment.name, chunk),
+        ) as cursor:
+            return [row[0] for row in await cursor.fetchall()]
+
     async def list_batches(self, experiment: Experiment) -> list[BatchRecord]:
         async with self.db.execute(
             "SELECT b.* FROM batches b JOIN experiments e ON e.id = b.experiment_id "
