@@ -615,9 +615,9 @@ class AsyncExperimentManager:
         temp = path.with_name(path.name + ".partial")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with temp.open("w", encoding="utf-8") as handle:
-                async for result in store.iter_results(experiment, with_raw=False):
-                    handle.write(result.model_dump_json(exclude={"raw"}) + "\n")
+            with temp.open("wb") as handle:
+                async for line in store.iter_result_lines(experiment):
+                    handle.write(line + b"\n")
             temp.replace(path)
         except OSError as error:
             with contextlib.suppress(OSError):

@@ -439,11 +439,21 @@ class Store:
     async def commit(self) -> None:
         await self.db.commit()
 
-    async def iter_results(
-        self, experiment: Experiment, *, with_raw: bool = True
-    ) -> AsyncIterator[Result]:
-        """Results in request order; without `raw` (the biggest column) when with_raw is False."""
-        columns = "res.*" if with_raw else ", ".join(f"res.{c}" for c in RESULT_COLUMNS_BUT_RAW)
+    async def iter_results(self, experiment: Experiment) -> AsyncIterator[Result]:
+        """Results in request order."""
+        async with self.db.execute(
+            "SELECT res.* FROM results res JOIN requests r "
+            "ON r.experiment_id = res.experiment_id AND r.custom_id = res.custom_id "
+            "JOIN experiments e ON e.id = res.experiment_id WHERE e.name = ? ORDER BY r.idx",
+            (experiment.name,),
+        ) as cursor:
+            async for row in cursor:
+                yield _result(row)
+
+    async def iter_result_lines(self, experiment: Experiment) -> AsyncIterator[bytes]:
+        """The results file's lines (each Result's JSON without `raw`), in request order, built
+        straight from the rows: no model per row, which halves the cost of writing the file."""
+        columns = ", ".join(f"res.{c}" for c in RESULT_COLUMNS_BUT_RAW)
         async with self.db.execute(
             f"SELECT {columns} FROM results res JOIN requests r "
             "ON r.experiment_id = res.experiment_id AND r.custom_id = res.custom_id "
@@ -451,7 +461,7 @@ class Store:
             (experiment.name,),
         ) as cursor:
             async for row in cursor:
-                yield _result(row, with_raw)
+                yield _result_line(row)
 
     async def count_outcomes(self, experiment: Experiment) -> tuple[int, int]:
         """(succeeded, everything else) among the stored results."""
@@ -547,7 +557,35 @@ def _result_row(experiment_id: int, result: Result) -> tuple[Any, ...]:
     )
 
 
-def _result(row: aiosqlite.Row, with_raw: bool = True) -> Result:
+def _result_line(row: aiosqlite.Row) -> bytes:
+    """`_result(row).model_dump_json(exclude={"raw"})`, ~5x faster (a test holds them equal)."""
+    usage = (
+        {"input_tokens": row["input_tokens"] or 0, "output_tokens": row["output_tokens"] or 0}
+        if row["input_tokens"] is not None or row["output_tokens"] is not None
+        else None
+    )
+    error = (
+        {
+            "kind": row["error_kind"],
+            "message": row["error_message"] or "",
+            "code": row["error_code"],
+        }
+        if row["error_kind"]
+        else None
+    )
+    return orjson.dumps(
+        {
+            "custom_id": row["custom_id"],
+            "status": row["status"],
+            "text": row["text"],
+            "parsed": orjson.loads(row["parsed"]) if row["parsed"] is not None else None,
+            "usage": usage,
+            "error": error,
+        }
+    )
+
+
+def _result(row: aiosqlite.Row) -> Result:
     usage = (
         Usage(input_tokens=row["input_tokens"] or 0, output_tokens=row["output_tokens"] or 0)
         if row["input_tokens"] is not None or row["output_tokens"] is not None
@@ -567,5 +605,5 @@ def _result(row: aiosqlite.Row, with_raw: bool = True) -> Result:
         parsed=json.loads(row["parsed"]) if row["parsed"] is not None else None,
         usage=usage,
         error=error,
-        raw=orjson.loads(row["raw"]) if with_raw and row["raw"] else None,
+        raw=orjson.loads(row["raw"]) if row["raw"] else None,
     )
