@@ -445,6 +445,17 @@ class AsyncExperimentManager:
             fields["completed_at"] = utcnow()
         return await store.update_experiment(experiment_name, **fields)
 
+    async def refresh_many(self, experiment_names: Sequence[str] | None = None) -> list[Experiment]:
+        """Refresh the named experiments (default: every running one) concurrently; one client per
+        provider serves them all. Returns them in the order given (or newest first)."""
+        if experiment_names is None:
+            experiment_names = [
+                e.name
+                for e in await self.list_experiments()
+                if not e.is_finished and e.status not in (Status.CREATED, Status.SUBMITTING)
+            ]
+        return list(await asyncio.gather(*(self.refresh(name) for name in experiment_names)))
+
     async def wait(
         self,
         experiment_name: str,

@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small settings for smoke runs")
     parser.add_argument("--no-peers", action="store_true", help="skip batchata / curator")
     parser.add_argument("--no-cli", action="store_true", help="skip the CLI cold start")
+    parser.add_argument("--no-poll", action="store_true", help="skip polling running experiments")
+    parser.add_argument("--poll-experiments", type=int, default=None, help="default 60")
     parser.add_argument("--encode-n", type=int, default=None, help="default 1,000,000")
     parser.add_argument("--cli-experiments", type=int, default=None, help="default 1,000")
     parser.add_argument("--cli-runs", type=int, default=None, help="default 5")
@@ -47,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.encode_n = max(args.sizes) if args.quick else 1_000_000
     if args.cli_experiments is None:
         args.cli_experiments = 20 if args.quick else 1000
+    if args.poll_experiments is None:
+        args.poll_experiments = 12 if args.quick else 60
     if args.cli_runs is None:
         args.cli_runs = 1 if args.quick else 5
     return args
@@ -160,6 +164,32 @@ def run_encode(args: argparse.Namespace, root: Path, env: dict[str, str], log: A
     return rows
 
 
+def run_poll(args: argparse.Namespace, root: Path, env: dict[str, str], log: Any) -> list[dict]:
+    """Poll running experiments across the six providers, the emulator adding 50 ms per call."""
+    from batchling.emulator import Emulator, EmulatorConfig
+    from benchmarks.scenarios import POLL_LATENCY_S
+
+    n = args.poll_experiments
+    config = EmulatorConfig(processing_seconds=24 * 3600.0, latency_seconds=POLL_LATENCY_S)
+    with Emulator(config) as emulator:
+        log(f"polling {n} running experiments (6 providers, +{POLL_LATENCY_S * 1000:.0f} ms) ...")
+        m, details = run_scenario(
+            "poll",
+            n,
+            root / "poll",
+            root / "unused.jsonl",
+            {
+                **env,
+                **emulator.env(),
+            },
+        )
+    result = row(f"poll {n} running experiments (median round)", n, m, details)
+    result["wall_s"] = details["median_round_s"]
+    result["process_wall_s"] = round(m.wall_s, 3)
+    result["cpu_s"] = round(m.cpu_s, 3)
+    return [result]
+
+
 def batchling_command() -> list[str]:
     script = shutil.which("batchling")
     return [script] if script else [sys.executable, "-m", "batchling"]
@@ -234,13 +264,15 @@ def render(report: dict[str, Any]) -> None:
     table = Table(title="batchling benchmarks (child process: wall, CPU, peak RSS)")
     for column in ("scenario", "N", "wall s", "CPU s", "peak RSS MB", "x baseline wall"):
         table.add_column(column, justify="left" if column == "scenario" else "right")
-    groups = [report["scenarios"], report["encode"], report["cli"]]
+    groups = [report["scenarios"], report["encode"], report["cli"], report.get("poll", [])]
     for group in groups:
         for r in group:
             ratio = r.get("ratio_to_baseline_wall")
             table.add_row(
                 r["scenario"],
-                f"{r['n']:,}" if not r["scenario"].startswith(("python", "batchling ")) else "",
+                f"{r['n']:,}"
+                if not r["scenario"].startswith(("python", "batchling ", "poll"))
+                else "",
                 f"{r['wall_s']:.3f}",
                 f"{r['cpu_s']:.3f}",
                 f"{r['peak_rss_mb']:.1f}" if r["peak_rss_mb"] is not None else "-",
@@ -288,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         e2e = run_e2e(args, root, env, log)
         encode = run_encode(args, root, env, log)
         cli = [] if args.no_cli else run_cli(args, root, env, log)
+        poll = [] if args.no_poll else run_poll(args, root, env, log)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if args.no_peers:
@@ -309,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": e2e["rows"],
         "encode": encode,
         "cli": cli,
+        "poll": poll,
         "peers": e2e["peers"],
         "profiles": e2e["profiles"],
         "notes": notes,
