@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -174,6 +175,7 @@ class Store:
         except sqlite3.IntegrityError:
             raise ExperimentExistsError(experiment.name) from None
         experiment_id = cursor.lastrowid
+        inserting: asyncio.Task[None] | None = None
         try:
             rows: list[tuple[Any, ...]] = []
             total = 0
@@ -189,8 +191,14 @@ class Store:
                     )
                 )
                 if len(rows) >= INSERT_BATCH_SIZE:
-                    await self._insert_requests(rows)
-                    rows.clear()
+                    # Inserted in SQLite's thread while the next rows are read and encoded here.
+                    if inserting is not None:
+                        await inserting
+                    inserting = asyncio.create_task(self._insert_requests(rows))
+                    await asyncio.sleep(0)  # let it hand the rows to the thread before we go on
+                    rows = []
+            if inserting is not None:
+                await inserting
             if rows:
                 await self._insert_requests(rows)
             # The requests may be streamed: the experiment's total is what was inserted.
@@ -203,6 +211,9 @@ class Store:
             )
             await self.db.commit()
         except BaseException:
+            if inserting is not None:
+                with contextlib.suppress(BaseException):
+                    await inserting
             await self.db.rollback()
             raise
         return await self.get_experiment(experiment.name)

@@ -93,7 +93,9 @@ BLOCK = 100_000
 
 
 def encode_batchling(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
-    """OpenAIProvider.encode (+ the json.dumps the manager does per line) of N RawRequests."""
+    """OpenAIProvider.encode (+ the orjson.dumps the manager does per line) of N RawRequests."""
+    import orjson
+
     from batchling.models import RawRequest
     from batchling.providers.openai import OpenAIProvider
 
@@ -110,7 +112,7 @@ def encode_batchling(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
         ]
         t1 = time.perf_counter()
         for line in lines:
-            json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode()
+            orjson.dumps(line)
         t2 = time.perf_counter()
         encode_only += t1 - t0
         with_dumps += t2 - t0
