@@ -41,7 +41,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--encode-n", type=int, default=None, help="default 1,000,000")
     parser.add_argument("--cli-experiments", type=int, default=None, help="default 1,000")
     parser.add_argument("--cli-runs", type=int, default=None, help="default 5")
-    parser.add_argument("--profile", action="store_true", help="cProfile e2e at the largest N")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile e2e at N=100,000 (else the largest N)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each e2e scenario below N=1,000,000, alternating; the median wall is kept",
+    )
     parser.add_argument("--output", type=Path, default=None, help="JSON file (or directory)")
     args = parser.parse_args(argv)
     args.sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
@@ -95,10 +103,18 @@ def row(scenario: str, n: int, m: Measurement, details: dict[str, Any]) -> dict[
 
 
 def add_ratios(rows: list[dict[str, Any]], baseline: str) -> None:
-    walls = {r["n"]: r["wall_s"] for r in rows if r["scenario"] == baseline}
+    bases = {r["n"]: r for r in rows if r["scenario"] == baseline}
     for r in rows:
-        base = walls.get(r["n"])
-        r["ratio_to_baseline_wall"] = round(r["wall_s"] / base, 2) if base else None
+        base = bases.get(r["n"])
+        r["ratio_to_baseline_wall"] = round(r["wall_s"] / base["wall_s"], 2) if base else None
+        if base and base.get("cpu_s"):
+            r["ratio_to_baseline_cpu"] = round(r["cpu_s"] / base["cpu_s"], 2)
+        if base and "all_wall_s" in r and "all_wall_s" in base:
+            # Run i of each scenario ran back to back: their ratio is the least noisy comparison.
+            r["paired_wall_ratios"] = [
+                round(mine / theirs, 2)
+                for mine, theirs in zip(r["all_wall_s"], base["all_wall_s"], strict=True)
+            ]
 
 
 def top_functions(path: Path, limit: int = 15) -> list[dict[str, Any]]:
@@ -130,11 +146,23 @@ def run_e2e(args: argparse.Namespace, root: Path, env: dict[str, str], log: Any)
         raw = write_raw_jsonl(root / f"n{n}" / "raw.jsonl", n)
         with Emulator(EmulatorConfig(processing_seconds=0.0)) as emulator:
             scenario_env = {**env, **emulator.env()}
+            repeats = args.repeat if n < 1_000_000 else 1
+            runs: dict[str, list[tuple[Measurement, dict[str, Any]]]] = {name: [] for name in E2E}
+            for attempt in range(repeats):
+                for name in E2E:
+                    log(f"[N={n}] {name} (run {attempt + 1}/{repeats}) ...")
+                    runs[name].append(
+                        run_scenario(name, n, root / f"n{n}" / name, raw, scenario_env)
+                    )
             for name in E2E:
-                log(f"[N={n}] {name} ...")
-                m, details = run_scenario(name, n, root / f"n{n}" / name, raw, scenario_env)
-                rows.append(row(name, n, m, details))
-            if args.profile and n == max(args.sizes):
+                ordered = sorted(runs[name], key=lambda run: run[0].wall_s)
+                m, details = ordered[len(ordered) // 2]
+                r = row(name, n, m, details)
+                r["all_wall_s"] = [round(run[0].wall_s, 3) for run in runs[name]]
+                r["all_cpu_s"] = [round(run[0].cpu_s, 3) for run in runs[name]]
+                rows.append(r)
+            profile_n = 100_000 if 100_000 in args.sizes else max(args.sizes)
+            if args.profile and n == profile_n:
                 for name in E2E:
                     log(f"[N={n}] {name} under cProfile ...")
                     prof = root / f"{name}-{n}.prof"
