@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,6 +87,9 @@ class ExperimentManager:
 
     def refresh(self, experiment_name: str) -> Experiment:
         return self._run(lambda m: m.refresh(experiment_name))
+
+    def refresh_many(self, experiment_names: Sequence[str] | None = None) -> list[Experiment]:
+        return self._run(lambda m: m.refresh_many(experiment_names))
 
     def wait(
         self,

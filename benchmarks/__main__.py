@@ -151,9 +151,9 @@ def run_e2e(args: argparse.Namespace, root: Path, env: dict[str, str], log: Any)
             for attempt in range(repeats):
                 for name in E2E:
                     log(f"[N={n}] {name} (run {attempt + 1}/{repeats}) ...")
-                    runs[name].append(
-                        run_scenario(name, n, root / f"n{n}" / name, raw, scenario_env)
-                    )
+                    workdir = root / f"n{n}" / f"{name}-{attempt}"
+                    runs[name].append(run_scenario(name, n, workdir, raw, scenario_env))
+                    shutil.rmtree(workdir, ignore_errors=True)
             for name in E2E:
                 ordered = sorted(runs[name], key=lambda run: run[0].wall_s)
                 m, details = ordered[len(ordered) // 2]
