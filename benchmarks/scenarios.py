@@ -100,22 +100,23 @@ def encode_batchling(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
     from batchling.providers.openai import OpenAIProvider
 
     provider = OpenAIProvider(api_key="unused")
+    encode = provider.encode
     encode_only = 0.0
     with_dumps = 0.0
     for start in range(0, n, BLOCK):
         stop = min(n, start + BLOCK)
         requests = [RawRequest.model_validate(raw_request(i)) for i in range(start, stop)]
+        ids = [f"req-{i}" for i in range(start, stop)]
+        # As in the manager: each line is encoded, serialised and let go (not kept in a list).
         t0 = time.perf_counter()
-        lines = [
-            provider.encode(r, custom_id=f"req-{start + k}", model=MODEL, endpoint=ENDPOINT)
-            for k, r in enumerate(requests)
-        ]
+        for custom_id, request in zip(ids, requests, strict=True):
+            orjson.dumps(encode(request, custom_id=custom_id, model=MODEL, endpoint=ENDPOINT))
         t1 = time.perf_counter()
-        for line in lines:
-            orjson.dumps(line)
+        for custom_id, request in zip(ids, requests, strict=True):
+            encode(request, custom_id=custom_id, model=MODEL, endpoint=ENDPOINT)
         t2 = time.perf_counter()
-        encode_only += t1 - t0
-        with_dumps += t2 - t0
+        with_dumps += t1 - t0
+        encode_only += t2 - t1
     return {
         "timed_seconds": round(with_dumps, 6),
         "encode_only_seconds": round(encode_only, 6),

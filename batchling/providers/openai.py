@@ -88,10 +88,11 @@ class OpenAIProvider:
         response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
         body = openai_format.encode_chat_body(request, model=model)
-        openai_format.add_response_format(
-            body, response_format, endpoint=endpoint, chat_endpoint=INFO.default_endpoint
-        )
-        return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
+        if response_format is not None:
+            openai_format.add_response_format(
+                body, response_format, endpoint=endpoint, chat_endpoint=INFO.default_endpoint
+            )
+        return {"custom_id": custom_id, "method": "POST", "url": endpoint, "body": body}
 
     def decode(self, line: dict[str, Any]) -> Result:
         return openai_format.decode_line(line)

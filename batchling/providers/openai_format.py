@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from batchling.errors import InputError
-from batchling.models import ImagePart, RawMessage, RawRequest, Result, ResultError, TextPart, Usage
+from batchling.models import ImagePart, RawRequest, Result, ResultError, TextPart, Usage
 from batchling.structured import ResponseFormat, strict_json_schema
 
 
@@ -40,26 +40,49 @@ def encode_content(content: str | list[TextPart | ImagePart]) -> str | list[dict
     return parts
 
 
+# encode_messages and encode_chat_body run once per request (a million times for a big
+# experiment): plain attribute tests, no helper call for the common string content.
+
+
 def encode_messages(request: RawRequest) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    if request.system_prompt:
-        messages.append({"role": "system", "content": request.system_prompt})
-    messages.extend(_encode_message(m) for m in request.messages)
+    messages: list[dict[str, Any]] = (
+        [{"role": "system", "content": request.system_prompt}] if request.system_prompt else []
+    )
+    for message in request.messages:
+        content = message.content
+        messages.append(
+            {
+                "role": message.role,
+                "content": content if isinstance(content, str) else encode_content(content),
+            }
+        )
     return messages
 
 
-def _encode_message(message: RawMessage) -> dict[str, Any]:
-    return {"role": message.role, "content": encode_content(message.content)}
-
-
 def encode_chat_body(request: RawRequest, *, model: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": model, "messages": encode_messages(request)}
+    # encode_messages inlined: a call per request is ~10% of the encode.
+    messages: list[dict[str, Any]] = (
+        [{"role": "system", "content": request.system_prompt}] if request.system_prompt else []
+    )
+    for message in request.messages:
+        content = message.content
+        messages.append(
+            {
+                "role": message.role,
+                "content": content if isinstance(content, str) else encode_content(content),
+            }
+        )
+    body: dict[str, Any] = {"model": model, "messages": messages}
     if request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
-    for name in ("temperature", "top_p", "stop", "seed"):
-        value = getattr(request, name)
-        if value is not None:
-            body[name] = value
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop is not None:
+        body["stop"] = request.stop
+    if request.seed is not None:
+        body["seed"] = request.seed
     return body
 
 
