@@ -78,3 +78,27 @@ async def test_bad_line_late_in_the_file_leaves_nothing(
         )
     assert _count(manager.db_path, "experiments") == 0
     assert list(processed.parent.iterdir()) == []
+
+
+def test_gc_pause_nests_and_restores() -> None:
+    import gc
+
+    from batchling.manager import _gc_paused
+
+    assert gc.isenabled()
+    outer = _gc_paused()
+    inner = _gc_paused()
+    outer.__enter__()
+    inner.__enter__()
+    assert not gc.isenabled()
+    outer.__exit__(None, None, None)  # the first one out leaves it paused for the other
+    assert not gc.isenabled()
+    inner.__exit__(None, None, None)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _gc_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: stays off
+    finally:
+        gc.enable()
