@@ -15,14 +15,8 @@ from tests.helpers import question, request_dicts
 PROVIDERS = ["openai", "anthropic", "gemini", "groq", "mistral", "together"]
 # Gemini returns no results for a batch that did not succeed; the others keep finished work.
 KEEPS_PARTIAL_RESULTS = {"openai", "anthropic", "groq", "mistral", "together"}
-PROGRESS = [
-    Status.SUBMITTING,
-    Status.VALIDATING,
-    Status.QUEUED,
-    Status.RUNNING,
-    Status.FINALIZING,
-    Status.COMPLETED,
-]
+PROGRESS = [Status.SUBMITTING, Status.VALIDATING, Status.QUEUED, Status.RUNNING, Status.FINALIZING,
+            Status.COMPLETED]
 
 pytestmark = pytest.mark.parametrize("provider", PROVIDERS)
 
@@ -33,24 +27,16 @@ async def manager(tmp_path: Path):  # type: ignore[no-untyped-def]
         yield manager
 
 
-async def run(
-    manager: AsyncExperimentManager,
-    provider: str,
-    count: int,
-    name: str = "conf",
-    poll: float = 0.02,
-) -> Experiment:
-    await manager.create_experiment(
-        name, model=DEMO_MODELS[provider], provider=provider, raw_requests=request_dicts(count)
-    )
+async def run(manager: AsyncExperimentManager, provider: str, count: int, name: str = "conf",
+              poll: float = 0.02) -> Experiment:
+    await manager.create_experiment(name, model=DEMO_MODELS[provider], provider=provider,
+                                    raw_requests=request_dicts(count))
     await manager.start_experiment(name)
     return await manager.wait(name, poll_interval=poll)
 
 
 @pytest.mark.parametrize("count", [3, 2000])
-async def test_round_trip(
-    manager: AsyncExperimentManager, emulator: Emulator, provider: str, count: int
-) -> None:
+async def test_round_trip(manager: AsyncExperimentManager, emulator: Emulator, provider: str, count: int) -> None:
     finished = await run(manager, provider, count)
     assert finished.status == Status.COMPLETED
     results = await manager.get_results("conf")
@@ -62,14 +48,11 @@ async def test_round_trip(
         assert result.usage is not None and result.usage.output_tokens > 0
 
 
-async def test_status_transitions_in_order(
-    manager: AsyncExperimentManager, emulator: Emulator, provider: str
-) -> None:
+async def test_status_transitions_in_order(manager: AsyncExperimentManager, emulator: Emulator, provider: str) -> None:
     emulator.config.processing_seconds = 1.0
     seen: list[Status] = []
-    await manager.create_experiment(
-        "steps", model=DEMO_MODELS[provider], provider=provider, raw_requests=request_dicts(5)
-    )
+    await manager.create_experiment("steps", model=DEMO_MODELS[provider], provider=provider,
+                                    raw_requests=request_dicts(5))
     seen.append((await manager.start_experiment("steps")).status)
     await manager.wait("steps", poll_interval=0.05, on_update=lambda e: seen.append(e.status))
     distinct = [s for i, s in enumerate(seen) if i == 0 or s != seen[i - 1]]
@@ -94,13 +77,10 @@ async def test_per_request_failures_keep_the_provider_message(
     assert counted.request_counts.completed == 30 - len(failed)
 
 
-async def test_cancel_mid_run(
-    manager: AsyncExperimentManager, emulator: Emulator, provider: str
-) -> None:
+async def test_cancel_mid_run(manager: AsyncExperimentManager, emulator: Emulator, provider: str) -> None:
     emulator.config.processing_seconds = 2.0
-    await manager.create_experiment(
-        "stop", model=DEMO_MODELS[provider], provider=provider, raw_requests=request_dicts(40)
-    )
+    await manager.create_experiment("stop", model=DEMO_MODELS[provider], provider=provider,
+                                    raw_requests=request_dicts(40))
     await manager.start_experiment("stop")
     await asyncio.sleep(1.0)
     await manager.cancel_experiment("stop")

@@ -24,13 +24,9 @@ REQUESTS = 12
 
 
 def cli(*args: str, db: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "batchling", "--db", str(db), *args],
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return subprocess.Popen([sys.executable, "-m", "batchling", "--db", str(db), *args],
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def finish(*args: str, db: Path) -> str:
@@ -51,42 +47,24 @@ def wait_for_call(emulator: Emulator, provider: str, step: str, before: int) -> 
 # Anthropic and Together batches carry no metadata, so a batch created by a request whose
 # client died before reading the answer cannot be found again: those steps are not covered there.
 CASES = [
-    ("openai", "upload", "start"),
-    ("openai", "create", "start"),
-    ("openai", "poll", "wait"),
+    ("openai", "upload", "start"), ("openai", "create", "start"), ("openai", "poll", "wait"),
     ("openai", "download", "results"),
-    ("gemini", "upload", "start"),
-    ("gemini", "create", "start"),
-    ("gemini", "poll", "wait"),
+    ("gemini", "upload", "start"), ("gemini", "create", "start"), ("gemini", "poll", "wait"),
     ("gemini", "download", "results"),
-    ("anthropic", "poll", "wait"),
-    ("anthropic", "download", "results"),
+    ("anthropic", "poll", "wait"), ("anthropic", "download", "results"),
 ]
 
 
 @pytest.mark.parametrize(("provider", "step", "command"), CASES)
-def test_sigkill_at_a_step_then_rerun(
-    emulator: Emulator, tmp_path: Path, provider: str, step: str, command: str
-) -> None:
+def test_sigkill_at_a_step_then_rerun(emulator: Emulator, tmp_path: Path, provider: str, step: str,
+                                      command: str) -> None:
     db = tmp_path / "db.sqlite"
     name = f"kill-{provider}-{step}"
     if step == "poll":
         emulator.config.processing_seconds = 2.0
     raw = write_jsonl(tmp_path / "raw.jsonl", request_dicts(REQUESTS))
-    finish(
-        "create",
-        "--name",
-        name,
-        "--model",
-        DEMO_MODELS[provider],
-        "--provider",
-        provider,
-        "--raw-file-path",
-        str(raw),
-        "--max-requests-per-batch",
-        str(REQUESTS // CHUNKS),
-        db=db,
-    )
+    finish("create", "--name", name, "--model", DEMO_MODELS[provider], "--provider", provider,
+           "--raw-file-path", str(raw), "--max-requests-per-batch", str(REQUESTS // CHUNKS), db=db)
     steps = ["start", "wait", "results"]
     for earlier in steps[: steps.index(command)]:
         finish(earlier, name, *(["--poll-interval", "0.05"] if earlier == "wait" else []), db=db)
@@ -94,24 +72,18 @@ def test_sigkill_at_a_step_then_rerun(
     emulator.hold(step)
     try:
         before = emulator.state.calls[(provider, step)]
-        victim = cli(
-            command, name, *(["--poll-interval", "0.05"] if command == "wait" else []), db=db
-        )
+        victim = cli(command, name, *(["--poll-interval", "0.05"] if command == "wait" else []), db=db)
         wait_for_call(emulator, provider, step, before)
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
     finally:
         emulator.release(step)
 
-    for rest in steps[steps.index(command) :]:
+    for rest in steps[steps.index(command):]:
         finish(rest, name, *(["--poll-interval", "0.05"] if rest == "wait" else []), db=db)
 
-    mine = [
-        b
-        for b in emulator.state.batches.values()
-        if b.provider == provider
-        and name in (str(b.metadata) + str(b.extra) + str(b.custom_ids[:1]))
-    ]
+    mine = [b for b in emulator.state.batches.values() if b.provider == provider
+            and name in (str(b.metadata) + str(b.extra) + str(b.custom_ids[:1]))]
     assert len(mine) == CHUNKS, f"{len(mine)} batches for {CHUNKS} chunks"
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT custom_id, status FROM results").fetchall()
@@ -119,9 +91,7 @@ def test_sigkill_at_a_step_then_rerun(
     assert {status for _, status in rows} == {"succeeded"}
 
 
-def test_two_processes_starting_at_once_submit_exactly_once(
-    emulator: Emulator, tmp_path: Path
-) -> None:
+def test_two_processes_starting_at_once_submit_exactly_once(emulator: Emulator, tmp_path: Path) -> None:
     db = tmp_path / "db.sqlite"
     raw = write_jsonl(tmp_path / "raw.jsonl", request_dicts(4))
     finish("create", "--name", "race", "--model", "m", "--raw-file-path", str(raw), db=db)
@@ -137,7 +107,5 @@ def test_two_processes_starting_at_once_submit_exactly_once(
         emulator.release("upload")
     _, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
-    mine = [
-        b for b in emulator.state.batches.values() if str(b.custom_ids[:1]).startswith("['race-")
-    ]
+    mine = [b for b in emulator.state.batches.values() if str(b.custom_ids[:1]).startswith("['race-")]
     assert len(mine) == 1
