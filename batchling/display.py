@@ -100,7 +100,7 @@ def experiments_table(
             e.name,
             e.provider,
             e.model,
-            status_text(e.status),
+            e.status.value,
             f"{e.request_counts.completed}/{e.request_counts.total}",
             e.created_at.strftime("%Y-%m-%d %H:%M"),
         ]

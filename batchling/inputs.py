@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from batchling.errors import InputError
@@ -60,7 +61,16 @@ def read_requests_jsonl(path: Path) -> Iterator[RawRequest]:
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw)
+                # The fast path: pydantic parses and checks in one go. Anything it refuses goes
+                # through the slow path below, which says precisely what is wrong.
+                request = RawRequest.model_validate_json(raw)
+            except ValidationError:
+                pass
+            else:
+                yield request
+                continue
+            try:
+                data = orjson.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise InputError(
                     f"{path}, line {number}: not valid JSON ({error}). Each line must be one JSON object."
@@ -80,10 +90,23 @@ def sanitize_custom_id(custom_id: str, pattern: str | None) -> str:
     return cleaned
 
 
+def duplicate_id_error(custom_id: str, first: int, second: int) -> InputError:
+    return InputError(
+        f"Duplicate request id '{custom_id}' (requests {first} and {second}). "
+        "Request ids must be unique within an experiment."
+    )
+
+
 def assign_custom_ids(
-    requests: Iterable[RawRequest], *, experiment_name: str, id_pattern: str | None
+    requests: Iterable[RawRequest],
+    *,
+    experiment_name: str,
+    id_pattern: str | None,
+    check_unique: bool = True,
 ) -> Iterator[tuple[str, RawRequest]]:
-    """(custom_id, request) pairs: the user's id when given, else a generated one. Ids are unique."""
+    """(custom_id, request) pairs: the user's id when given, else a generated one. Ids are unique
+    (checked here, or with check_unique=False by the caller, e.g. the database's unique index,
+    which needs no memory per request)."""
     seen: dict[str, int] = {}
     for index, request in enumerate(requests):
         if request.id is not None:
@@ -95,10 +118,8 @@ def assign_custom_ids(
                 )
         else:
             custom_id = sanitize_custom_id(generated_custom_id(experiment_name, index), id_pattern)
-        if custom_id in seen:
-            raise InputError(
-                f"Duplicate request id '{custom_id}' (requests {seen[custom_id]} and {index}). "
-                "Request ids must be unique within an experiment."
-            )
-        seen[custom_id] = index
+        if check_unique:
+            if custom_id in seen:
+                raise duplicate_id_error(custom_id, seen[custom_id], index)
+            seen[custom_id] = index
         yield custom_id, request

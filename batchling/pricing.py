@@ -230,6 +230,29 @@ def estimate_request_tokens(
     return tokens, output
 
 
+class TokenTally:
+    """The token estimate of requests counted one at a time, as they stream into an experiment."""
+
+    def __init__(self, *, endpoint: str = "") -> None:
+        self.endpoint = endpoint
+        self._count, method = token_counter()
+        self.estimate = TokenEstimate(method=method)
+
+    def add(self, request: RawRequest) -> None:
+        tokens_in, tokens_out = estimate_request_tokens(
+            request, endpoint=self.endpoint, count=self._count
+        )
+        self.estimate.requests += 1
+        self.estimate.input_tokens += tokens_in
+        self.estimate.output_tokens += tokens_out
+        if tokens_in > LARGE_REQUEST_TOKENS:
+            self.estimate.large_requests.append((tokens_in, tokens_out))
+
+    def options(self) -> dict[str, Any]:
+        """What the experiment stores under its options once every request went by."""
+        return {"token_estimate": self.estimate.model_dump()}
+
+
 def estimate_tokens(requests: Iterable[RawRequest], *, endpoint: str = "") -> TokenEstimate:
     count, method = token_counter()
     per_request = [estimate_request_tokens(r, endpoint=endpoint, count=count) for r in requests]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -13,8 +14,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+import orjson
 
 from batchling.errors import ExperimentExistsError, ExperimentNotFoundError, StoreError
+from batchling.inputs import duplicate_id_error
 from batchling.migrations import MIGRATIONS
 from batchling.models import (
     TERMINAL_STATUSES,
@@ -29,6 +32,19 @@ from batchling.models import (
 )
 
 INSERT_BATCH_SIZE = 2000
+ITER_CHUNK_SIZE = 1000
+RESULT_COLUMNS_BUT_RAW = (
+    "custom_id",
+    "status",
+    "text",
+    "parsed",
+    "input_tokens",
+    "output_tokens",
+    "error_kind",
+    "error_message",
+    "error_code",
+    "embedding",
+)
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -78,7 +94,8 @@ class Store:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         db = None
         try:
-            db = await aiosqlite.connect(path)
+            # Rows cross from aiosqlite's thread in chunks: 64 at a time costs a thread hop per 64.
+            db = await aiosqlite.connect(path, iter_chunk_size=ITER_CHUNK_SIZE)
             db.row_factory = aiosqlite.Row
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA foreign_keys=ON")
@@ -133,8 +150,11 @@ class Store:
         requests: Iterable[tuple[str, int, RawRequest]],
         batches: Iterable[BatchRecord],
         options: dict[str, Any],
+        *,
+        late_options: Callable[[], dict[str, Any]] | None = None,
     ) -> Experiment:
-        """Insert the experiment, its requests (custom_id, chunk, request) and planned batches at once."""
+        """Insert the experiment, its requests (custom_id, chunk, request) and planned batches at once.
+        `late_options` adds options known only once the requests have streamed by."""
         try:
             cursor = await self.db.execute(
                 """INSERT INTO experiments (name, title, description, provider, model, endpoint,
@@ -161,9 +181,12 @@ class Store:
         except sqlite3.IntegrityError:
             raise ExperimentExistsError(experiment.name) from None
         experiment_id = cursor.lastrowid
+        inserting: asyncio.Task[None] | None = None
         try:
             rows: list[tuple[Any, ...]] = []
+            total = 0
             for index, (custom_id, chunk, request) in enumerate(requests):
+                total += 1
                 rows.append(
                     (
                         experiment_id,
@@ -174,19 +197,54 @@ class Store:
                     )
                 )
                 if len(rows) >= INSERT_BATCH_SIZE:
-                    await self.db.executemany("INSERT INTO requests VALUES (?,?,?,?,?)", rows)
-                    rows.clear()
+                    # Inserted in SQLite's thread while the next rows are read and encoded here.
+                    if inserting is not None:
+                        await inserting
+                    inserting = asyncio.create_task(self._insert_requests(rows))
+                    await asyncio.sleep(0)  # let it hand the rows to the thread before we go on
+                    rows = []
+            if inserting is not None:
+                await inserting
             if rows:
-                await self.db.executemany("INSERT INTO requests VALUES (?,?,?,?,?)", rows)
+                await self._insert_requests(rows)
+            # The requests may be streamed: the experiment's total is what was inserted.
+            if late_options is not None:
+                options = {**options, **late_options()}
+            await self.db.execute(
+                "UPDATE experiments SET total = ?, options = ? WHERE id = ?",
+                (total, json.dumps(options), experiment_id),
+            )
             await self.db.executemany(
                 "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes) VALUES (?,?,?,?,?)",
                 [(experiment_id, b.chunk, str(b.path), b.request_count, b.bytes) for b in batches],
             )
             await self.db.commit()
         except BaseException:
+            if inserting is not None:
+                with contextlib.suppress(BaseException):
+                    await inserting
             await self.db.rollback()
             raise
         return await self.get_experiment(experiment.name)
+
+    async def _insert_requests(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert (experiment_id, idx, custom_id, chunk, body) rows; a repeated custom id raises
+        the same InputError as inputs.assign_custom_ids, naming both requests."""
+        try:
+            await self.db.executemany("INSERT INTO requests VALUES (?,?,?,?,?)", rows)
+        except sqlite3.IntegrityError:
+            # executemany stopped at the first repeat; the rows before it are in, so the first row
+            # of this batch that has an earlier twin is the one.
+            for experiment_id, index, custom_id, *_ in rows:
+                async with self.db.execute(
+                    "SELECT MIN(idx) FROM requests WHERE experiment_id = ? AND custom_id = ? "
+                    "AND idx < ?",
+                    (experiment_id, custom_id, index),
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is not None and row[0] is not None:
+                    raise duplicate_id_error(custom_id, int(row[0]), index) from None
+            raise
 
     async def find_experiment(self, name: str) -> Experiment | None:
         async with self.db.execute(
@@ -473,6 +531,19 @@ class Store:
             async for row in cursor:
                 yield _result(row)
 
+    async def iter_result_lines(self, experiment: Experiment) -> AsyncIterator[bytes]:
+        """The results file's lines (each Result's JSON without `raw`), in request order, built
+        straight from the rows: no model per row, which halves the cost of writing the file."""
+        columns = ", ".join(f"res.{c}" for c in RESULT_COLUMNS_BUT_RAW)
+        async with self.db.execute(
+            f"SELECT {columns} FROM results res JOIN requests r "
+            "ON r.experiment_id = res.experiment_id AND r.custom_id = res.custom_id "
+            "JOIN experiments e ON e.id = res.experiment_id WHERE e.name = ? ORDER BY r.idx",
+            (experiment.name,),
+        ) as cursor:
+            async for row in cursor:
+                yield _result_line(row)
+
     async def count_outcomes(self, experiment: Experiment) -> tuple[int, int]:
         """(succeeded, everything else) among the stored results."""
         experiment_id = await self._experiment_id(experiment.name)
@@ -602,8 +673,37 @@ def _result_row(experiment_id: int, result: Result) -> tuple[Any, ...]:
         result.error.kind if result.error else None,
         result.error.message if result.error else None,
         result.error.code if result.error else None,
-        json.dumps(result.raw, separators=(",", ":")) if result.raw is not None else None,
-        json.dumps(result.embedding) if result.embedding is not None else None,
+        orjson.dumps(result.raw).decode() if result.raw is not None else None,
+        orjson.dumps(result.embedding).decode() if result.embedding is not None else None,
+    )
+
+
+def _result_line(row: aiosqlite.Row) -> bytes:
+    """`_result(row).model_dump_json(exclude={"raw"})`, ~5x faster (a test holds them equal)."""
+    usage = (
+        {"input_tokens": row["input_tokens"] or 0, "output_tokens": row["output_tokens"] or 0}
+        if row["input_tokens"] is not None or row["output_tokens"] is not None
+        else None
+    )
+    error = (
+        {
+            "kind": row["error_kind"],
+            "message": row["error_message"] or "",
+            "code": row["error_code"],
+        }
+        if row["error_kind"]
+        else None
+    )
+    return orjson.dumps(
+        {
+            "custom_id": row["custom_id"],
+            "status": row["status"],
+            "text": row["text"],
+            "parsed": orjson.loads(row["parsed"]) if row["parsed"] is not None else None,
+            "embedding": orjson.loads(row["embedding"]) if row["embedding"] else None,
+            "usage": usage,
+            "error": error,
+        }
     )
 
 
@@ -627,6 +727,6 @@ def _result(row: aiosqlite.Row) -> Result:
         parsed=json.loads(row["parsed"]) if row["parsed"] is not None else None,
         usage=usage,
         error=error,
-        raw=json.loads(row["raw"]) if row["raw"] else None,
-        embedding=json.loads(row["embedding"]) if row["embedding"] else None,
+        raw=orjson.loads(row["raw"]) if row["raw"] else None,
+        embedding=orjson.loads(row["embedding"]) if row["embedding"] else None,
     )

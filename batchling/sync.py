@@ -118,6 +118,9 @@ class ExperimentManager:
     def refresh(self, experiment_name: str) -> Experiment:
         return self._run(lambda m: m.refresh(experiment_name))
 
+    def refresh_many(self, experiment_names: Sequence[str] | None = None) -> list[Experiment]:
+        return self._run(lambda m: m.refresh_many(experiment_names))
+
     def wait(
         self,
         experiment_name: str,

@@ -43,5 +43,8 @@ def test_benchmark_harness_smoke(tmp_path: Path) -> None:
     assert scenarios["batchling"]["details"]["results"] == 50
     assert scenarios["baseline-openai"]["ratio_to_baseline_wall"] == 1.0
     assert len(report["cli"]) == 3
+    (poll,) = report["poll"]
+    assert poll["details"]["experiments"] == 12 and len(poll["details"]["rounds_s"]) == 5
+    assert poll["wall_s"] == poll["details"]["median_round_s"] > 0.05  # 50 ms emulator latency
     text = output.read_text()
     assert "OPENAI_API_KEY" not in text and "127.0.0.1" not in text

@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import enum
 import itertools
-import json
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from starlette.responses import JSONResponse, Response
 
 from batchling.emulator.answers import is_failure
@@ -101,14 +101,14 @@ class StoredFile:
         with self.path.open("rb") as handle:
             for raw in handle:
                 if raw.strip():
-                    yield json.loads(raw)
+                    yield orjson.loads(raw)
 
 
 @dataclass
 class EmulatedBatch:
     id: str
     provider: str
-    lines: list[dict[str, Any]]
+    lines: Sequence[dict[str, Any]]
     custom_ids: list[str]
     created_at: float
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -182,14 +182,32 @@ class EmulatorState:
     def write_jsonl(
         self,
         provider: str,
-        lines: list[dict[str, Any]],
+        lines: Iterable[dict[str, Any]],
         *,
         filename: str,
         purpose: str,
         prefix: str = "file-",
     ) -> StoredFile:
-        content = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
-        return self.save_file(provider, content, filename=filename, purpose=purpose, prefix=prefix)
+        """Stream the lines to a new stored file (never all in memory)."""
+        file_id = self.new_id(prefix)
+        path = self.root / file_id
+        size = 0
+        with path.open("wb", buffering=1024 * 1024) as handle:
+            for line in lines:
+                data = orjson.dumps(line) + b"\n"
+                handle.write(data)
+                size += len(data)
+        stored = StoredFile(
+            id=file_id,
+            provider=provider,
+            filename=filename,
+            purpose=purpose,
+            path=path,
+            bytes=size,
+            created_at=int(self.clock()),
+        )
+        self.files[file_id] = stored
+        return stored
 
     def get_file(self, provider: str, file_id: str) -> StoredFile | None:
         stored = self.files.get(file_id)
@@ -208,7 +226,7 @@ class EmulatorState:
     def create_batch(
         self,
         provider: str,
-        lines: list[dict[str, Any]],
+        lines: Sequence[dict[str, Any]],
         custom_ids: list[str],
         *,
         prefix: str = "batch_",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -123,10 +124,36 @@ def batch_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
     return obj
 
 
+class StoredLines(Sequence[dict[str, Any]]):
+    """The valid lines of an input file, read again from disk whenever iterated: a batch of a
+    million requests is not held in memory."""
+
+    def __init__(self, stored: StoredFile, custom_ids: list[str]) -> None:
+        self.stored = stored
+        self.custom_ids = custom_ids
+
+    def __len__(self) -> int:
+        return len(self.custom_ids)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        # Only iterated for batches whose every line was valid (others fail without output).
+        return self.stored.iter_lines()
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        lines = list(self)
+        return lines[index]
+
+
 def _validate_lines(
     stored: StoredFile, endpoint: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    lines: list[dict[str, Any]] = []
+) -> tuple[StoredLines, list[dict[str, Any]], str | None]:
+    """(the valid lines, the errors, the first line's model), streaming through the file."""
+    custom_ids: list[str] = []
+    model: str | None = None
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
     with stored.path.open("rb") as handle:
@@ -134,8 +161,8 @@ def _validate_lines(
             if not raw.strip():
                 continue
             try:
-                line = json.loads(raw)
-            except json.JSONDecodeError:
+                line = orjson.loads(raw)
+            except orjson.JSONDecodeError:
                 errors.append(
                     {
                         "code": "invalid_json_line",
@@ -193,8 +220,10 @@ def _validate_lines(
                 )
             else:
                 seen.add(custom_id)
-                lines.append(line)
-    if not lines and not errors:
+                if not custom_ids:
+                    model = line["body"].get("model")
+                custom_ids.append(custom_id)
+    if not custom_ids and not errors:
         errors.append(
             {
                 "code": "empty_file",
@@ -203,7 +232,7 @@ def _validate_lines(
                 "line": None,
             }
         )
-    return lines, errors
+    return StoredLines(stored, custom_ids), errors, model
 
 
 def moderation_body(body: dict[str, Any], *, custom_id: str) -> dict[str, Any]:
@@ -357,17 +386,20 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
     """Write the output and error files of a batch that just ended."""
     created = int(state.clock())
     endpoint = batch.extra["endpoint"]
-    output: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
     usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
-    for index, (line, outcome) in enumerate(zip(batch.lines, batch.outcomes, strict=True)):
-        custom_id = line["custom_id"]
-        base = {"id": f"batch_req_{batch.id}_{index}", "custom_id": custom_id}
-        if outcome == "succeeded" and (problem := invalid_parts(line)) is not None:
-            body = chat.error_body(problem, code="invalid_value")
-            response = {"status_code": 400, "request_id": f"req_{index}", "body": body}
-            failed.append({**base, "response": response, "error": None})
-        elif outcome == "succeeded":
+    # Parts the API would refuse: checked once, so both files agree (few, so held by index).
+    refused = {
+        index: problem
+        for index, (line, outcome) in enumerate(zip(batch.lines, batch.outcomes, strict=True))
+        if outcome == "succeeded" and (problem := invalid_parts(line)) is not None
+    }
+
+    # Both files are streamed to disk line by line; only the outcomes are held in memory.
+    def output() -> Iterator[dict[str, Any]]:
+        for index, (line, outcome) in enumerate(zip(batch.lines, batch.outcomes, strict=True)):
+            if outcome != "succeeded" or index in refused:
+                continue
+            custom_id = line["custom_id"]
             body = response_body(
                 endpoint,
                 line["body"],
@@ -378,62 +410,77 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             u = body.get("usage") or {}
             usage["input_tokens"] += u.get("prompt_tokens", u.get("input_tokens", 0))
             usage["output_tokens"] += u.get("completion_tokens", u.get("output_tokens", 0))
-            output.append(
-                {
-                    **base,
-                    "response": {"status_code": 200, "request_id": f"req_{index}", "body": body},
+            yield {
+                "id": f"batch_req_{batch.id}_{index}",
+                "custom_id": custom_id,
+                "response": {"status_code": 200, "request_id": f"req_{index}", "body": body},
+                "error": None,
+            }
+
+    def failed() -> Iterator[dict[str, Any]]:
+        for index, (custom_id, outcome) in enumerate(
+            zip(batch.custom_ids, batch.outcomes, strict=True)
+        ):
+            if index in refused:
+                body = chat.error_body(refused[index], code="invalid_value")
+                yield {
+                    "id": f"batch_req_{batch.id}_{index}",
+                    "custom_id": custom_id,
+                    "response": {"status_code": 400, "request_id": f"req_{index}", "body": body},
                     "error": None,
                 }
-            )
-        elif outcome == "failed":
-            body = chat.error_body(
-                f"Emulated failure for request '{custom_id}'.",
-                type_="server_error",
-                code="emulated_failure",
-            )
-            failed.append(
-                {
-                    **base,
-                    "response": {"status_code": 500, "request_id": f"req_{index}", "body": body},
-                    "error": None,
-                }
-            )
-        elif outcome == "expired":
-            failed.append(
-                {
-                    **base,
-                    "response": None,
-                    "error": {
-                        "code": "batch_expired",
-                        "message": "This request could not be executed before the completion window expired.",
-                    },
-                }
-            )
-        else:
-            failed.append(
-                {
-                    **base,
-                    "response": None,
-                    "error": {
-                        "code": "batch_cancelled",
-                        "message": "This request was not executed because the batch was cancelled.",
-                    },
-                }
-            )
+            elif outcome != "succeeded":
+                yield _failed_line(batch, index, custom_id, outcome)
+
+    if any(
+        outcome == "succeeded" and index not in refused
+        for index, outcome in enumerate(batch.outcomes)
+    ):
+        batch.output_file_id = state.write_jsonl(
+            PROVIDER, output(), filename=f"{batch.id}_output.jsonl", purpose="batch_output"
+        ).id
+    if refused or any(outcome != "succeeded" for outcome in batch.outcomes):
+        batch.error_file_id = state.write_jsonl(
+            PROVIDER, failed(), filename=f"{batch.id}_error.jsonl", purpose="batch_output"
+        ).id
     usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
     batch.extra["usage"] = {
         **usage,
         "input_tokens_details": {"cached_tokens": 0},
         "output_tokens_details": {"reasoning_tokens": 0},
     }
-    if output:
-        batch.output_file_id = state.write_jsonl(
-            PROVIDER, output, filename=f"{batch.id}_output.jsonl", purpose="batch_output"
-        ).id
-    if failed:
-        batch.error_file_id = state.write_jsonl(
-            PROVIDER, failed, filename=f"{batch.id}_error.jsonl", purpose="batch_output"
-        ).id
+
+
+def _failed_line(batch: EmulatedBatch, index: int, custom_id: str, outcome: str) -> dict[str, Any]:
+    base = {"id": f"batch_req_{batch.id}_{index}", "custom_id": custom_id}
+    if outcome == "failed":
+        body = chat.error_body(
+            f"Emulated failure for request '{custom_id}'.",
+            type_="server_error",
+            code="emulated_failure",
+        )
+        return {
+            **base,
+            "response": {"status_code": 500, "request_id": f"req_{index}", "body": body},
+            "error": None,
+        }
+    if outcome == "expired":
+        return {
+            **base,
+            "response": None,
+            "error": {
+                "code": "batch_expired",
+                "message": "This request could not be executed before the completion window expired.",
+            },
+        }
+    return {
+        **base,
+        "response": None,
+        "error": {
+            "code": "batch_cancelled",
+            "message": "This request was not executed because the batch was cancelled.",
+        },
+    }
 
 
 def routes(state: EmulatorState) -> list[Route]:
@@ -508,17 +555,13 @@ def routes(state: EmulatorState) -> list[Route]:
         metadata = payload.get("metadata") or {}
         if len(metadata) > 16:
             return error(400, "metadata may hold at most 16 pairs.", param="metadata", retry=False)
-        lines, errors = _validate_lines(stored, endpoint)
+        lines, errors, model = _validate_lines(stored, endpoint)
         batch = state.create_batch(
             PROVIDER,
             lines,
-            [line["custom_id"] for line in lines],
+            lines.custom_ids,
             metadata=metadata,
-            extra={
-                "endpoint": endpoint,
-                "input_file_id": stored.id,
-                "model": (lines[0]["body"].get("model") if lines else None),
-            },
+            extra={"endpoint": endpoint, "input_file_id": stored.id, "model": model},
         )
         if errors:
             state.fail_batch(batch, errors)

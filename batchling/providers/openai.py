@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import orjson
 
 from batchling.models import RawRequest, RequestCounts, Result, Status
 from batchling.providers import client_settings, openai_format
@@ -202,7 +203,7 @@ class OpenAIProvider:
             async with self.client.files.with_streaming_response.content(file_id) as response:
                 async for line in response.iter_lines():
                     if line.strip():
-                        yield json.loads(line)
+                        yield orjson.loads(line)
 
     async def cancel(self, ref: BatchRef) -> None:
         await self.client.batches.cancel(ref.batch_id)

@@ -96,6 +96,9 @@ def encode_messages(
     if request.system_prompt:
         messages.append({"role": "system", "content": request.system_prompt})
     for index, message in enumerate(request.messages):
+        if isinstance(message.content, str):  # the common case, kept cheap: runs per request
+            messages.append({"role": message.role, "content": message.content})
+            continue
         _check_media_role(message, index, name=name, provider=provider)
         encoded = encode_content(
             message.content, name=name, message_index=index, encode_part=encode_part

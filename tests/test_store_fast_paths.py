@@ -1,0 +1,78 @@
+"""The store's fast paths must say exactly what the pydantic models say."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from batchling.models import Experiment, RawRequest, Result, ResultError, Usage
+from batchling.store import Store
+
+RESULTS = [
+    Result(
+        custom_id="ok",
+        status="succeeded",
+        text="Paris, é ✓",
+        usage=Usage(input_tokens=3, output_tokens=4),
+        raw={"a": 1},
+    ),
+    Result(custom_id="no-usage", status="succeeded", text=None),
+    Result(custom_id="vector", status="succeeded", embedding=[0.25, -0.5, 1e-07]),
+    Result(
+        custom_id="parsed",
+        status="succeeded",
+        text='{"city": "Paris", "score": 0.5}',
+        parsed={"city": "Paris", "score": 0.5, "tags": ["a", None], "n": 10**12},
+    ),
+    Result(
+        custom_id="bad",
+        status="failed",
+        error=ResultError(kind="provider", message="HTTP 500", code="500"),
+        usage=Usage(input_tokens=0, output_tokens=0),
+    ),
+    Result(custom_id="late", status="expired", error=ResultError(kind="expired", message="")),
+    Result(
+        custom_id="broken",
+        status="failed",
+        text="{oops",
+        error=ResultError(kind="parse", message="x"),
+    ),
+]
+
+
+@pytest.fixture
+async def stored(tmp_path: Path):  # type: ignore[no-untyped-def]
+    store = await Store.open(tmp_path / "db.sqlite")
+    now = datetime.now(timezone.utc)
+    experiment = Experiment(
+        name="e",
+        provider="openai",
+        model="m",
+        endpoint="/v1/chat/completions",
+        processed_file_path=tmp_path / "p.jsonl",
+        results_file_path=tmp_path / "r.jsonl",
+        created_at=now,
+        updated_at=now,
+    )
+    request = RawRequest.model_validate({"messages": [{"role": "user", "content": "x"}]})
+    experiment = await store.create_experiment(
+        experiment, ((cid, 0, request) for cid in [*(r.custom_id for r in RESULTS), "none"]), [], {}
+    )
+    await store.save_results(experiment, RESULTS)
+    yield store, experiment
+    await store.close()
+
+
+async def test_result_lines_equal_the_models_json_without_raw(stored) -> None:  # type: ignore[no-untyped-def]
+    store, experiment = stored
+    lines = [line async for line in store.iter_result_lines(experiment)]
+    expected = [r.model_dump_json(exclude={"raw"}).encode() for r in RESULTS]
+    assert lines == expected
+    assert [r async for r in store.iter_results(experiment)] == RESULTS
+
+
+async def test_total_is_the_number_of_requests_streamed_in(stored) -> None:  # type: ignore[no-untyped-def]
+    _, experiment = stored
+    assert experiment.request_counts.total == len(RESULTS) + 1
