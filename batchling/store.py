@@ -424,6 +424,15 @@ class Store:
         return succeeded, total - succeeded
 
     @_serialized
+    async def recorded_batch_ids(self, provider: str) -> frozenset[str]:
+        """Every batch id recorded for this provider, in any experiment."""
+        async with self.db.execute(
+            "SELECT b.batch_id FROM batches b JOIN experiments e ON e.id = b.experiment_id "
+            "WHERE e.provider = ? AND b.batch_id IS NOT NULL",
+            (provider,),
+        ) as cursor:
+            return frozenset(row[0] for row in await cursor.fetchall())
+
     async def update_batch(self, experiment: Experiment, chunk: int, **fields: Any) -> None:
         columns = {k: _column_value(v) for k, v in fields.items()}
         columns["updated_at"] = _ts(utcnow())
@@ -570,6 +579,7 @@ def _batch(row: aiosqlite.Row) -> BatchRecord:
         errors=json.loads(row["errors"]),
         results_stored=bool(row["results_stored"]),
         attempt=row["attempt"],
+        updated_at=_dt(row["updated_at"]),
     )
 
 

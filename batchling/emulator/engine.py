@@ -127,6 +127,8 @@ class EmulatorState:
         self.calls: Counter[tuple[str, str]] = Counter()
         self.requests_seen: list[tuple[str, str, dict[str, str]]] = []
         self.held: dict[str, asyncio.Event] = {}
+        self.in_flight = 0
+        """Requests being handled right now, including those whose client has gone away."""
         self._ids = itertools.count(1)
         self.clock: Callable[[], float] = time.time
 

@@ -8,13 +8,20 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchling.errors import InputError
 from batchling.models import ImagePart, RawRequest, RequestCounts, Result, Status
 from batchling.providers import openai_format
-from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.providers.base import (
+    BatchLimits,
+    BatchRef,
+    BatchSnapshot,
+    CreateHint,
+    ProviderInfo,
+)
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -240,7 +247,9 @@ class TogetherProvider:
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
 
-    async def upload(self, chunk: Path) -> str | None:
+    async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
+        # `name` is not sent: the service answers a second upload of the same file name and
+        # content with the file it already holds, so an upload is never stored twice.
         attempt = 1
         while True:
             try:
@@ -278,9 +287,23 @@ class TogetherProvider:
         self._request_totals[job.id] = await asyncio.to_thread(count_lines, chunk)
         return job.id
 
-    async def find_batch(self, metadata: dict[str, str]) -> str | None:
-        # Together batch jobs carry no metadata (neither the create call nor the job object has
-        # a field for it), so a batch cannot be recognised from the metadata alone.
+    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
+        return None  # uploads are deduplicated by the service (see upload)
+
+    async def find_batch(
+        self, metadata: dict[str, str], hint: CreateHint | None = None
+    ) -> str | None:
+        # Together batch jobs carry no metadata, but each names its input file, which was
+        # uploaded for this chunk alone and recorded before the creation started.
+        if hint is None or hint.input_file_id is None:
+            return None
+        for job in await self.client.batches.list():
+            if (
+                job.input_file_id == hint.input_file_id
+                and job.id is not None
+                and job.id not in hint.exclude
+            ):
+                return job.id
         return None
 
     async def poll(self, ref: BatchRef) -> BatchSnapshot:
