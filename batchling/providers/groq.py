@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -223,7 +224,11 @@ class GroqProvider:
         return decode_line(line)
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
-        uploaded = await self.client.files.create(file=(name or chunk.name, chunk), purpose="batch")
+        # The Groq SDK reads a bare path, but not a path inside a (name, content) tuple.
+        content = await asyncio.to_thread(chunk.read_bytes)
+        uploaded = await self.client.files.create(
+            file=(name or chunk.name, content), purpose="batch"
+        )
         if not uploaded.id:
             raise ProviderError(f"Groq answered the upload of {chunk.name} without a file id.")
         return uploaded.id
