@@ -423,7 +423,6 @@ class Store:
         succeeded, total = (int(row[0]), int(row[1])) if row else (0, 0)
         return succeeded, total - succeeded
 
-    @_serialized
     async def recorded_batch_ids(self, provider: str) -> frozenset[str]:
         """Every batch id recorded for this provider, in any experiment."""
         async with self.db.execute(
@@ -433,6 +432,7 @@ class Store:
         ) as cursor:
             return frozenset(row[0] for row in await cursor.fetchall())
 
+    @_serialized
     async def update_batch(self, experiment: Experiment, chunk: int, **fields: Any) -> None:
         columns = {k: _column_value(v) for k, v in fields.items()}
         columns["updated_at"] = _ts(utcnow())
