@@ -84,12 +84,20 @@ def create(name: str, provider: str, tmp_path: Path, db: Path, chunks: int = CHU
 
 
 def kill_while_held(
-    emulator: Emulator, provider: str, step: str, command: str, *, name: str, db: Path
+    emulator: Emulator,
+    provider: str,
+    step: str,
+    command: str,
+    *,
+    name: str,
+    db: Path,
+    after: int = 0,
 ) -> None:
-    """Start `command`, SIGKILL it once held at `step`, then let the server finish the request."""
-    emulator.hold(step)
+    """Start `command`, SIGKILL it once held at `step` (after `after` calls of it passed), then
+    let the server finish the held request."""
+    emulator.hold(step, after=after)
     try:
-        before = emulator.state.calls[(provider, step)]
+        before = emulator.state.calls[(provider, step)] + after
         victim = cli(
             command, name, *(["--poll-interval", "0.05"] if command == "wait" else []), db=db
         )
@@ -129,28 +137,30 @@ def assert_every_result_once(db: Path) -> None:
     assert {status for _, status in rows} == {"succeeded"}
 
 
-# (provider, held step, command killed, what the server completes after the kill).
+# (provider, held step, command killed, what the server completes after the kill, calls of the
+# step let through before the hold).
 CASES = [
-    ("openai", "upload", "start", "file"),
-    ("openai", "create", "start", "batch"),
-    ("openai", "poll", "wait", None),
-    ("openai", "download", "results", None),
-    ("gemini", "upload", "start", None),  # the upload session's start: no file yet
-    ("gemini", "upload_bytes", "start", "file"),
-    ("gemini", "create", "start", "batch"),
-    ("gemini", "poll", "wait", None),
-    ("gemini", "download", "results", None),
-    ("anthropic", "create", "start", "batch"),
-    ("anthropic", "poll", "wait", None),
-    ("anthropic", "download", "results", None),
-    ("together", "upload", "start", None),  # the upload's first call: nothing stored yet
-    ("together", "create", "start", "batch"),
-    ("groq", "upload", "start", "file"),
-    ("mistral", "upload", "start", "file"),
+    ("openai", "upload", "start", "file", 0),
+    ("openai", "create", "start", "batch", 0),
+    ("openai", "poll", "wait", None, 0),
+    ("openai", "download", "results", None, 0),
+    ("gemini", "upload", "start", None, 0),  # the upload session's start: no file yet
+    ("gemini", "upload_bytes", "start", "file", 0),
+    ("gemini", "create", "start", "batch", 0),
+    ("gemini", "poll", "wait", None, 0),
+    ("gemini", "download", "results", None, 0),
+    ("anthropic", "create", "start", "batch", 0),
+    ("anthropic", "poll", "wait", None, 0),
+    ("anthropic", "download", "results", None, 0),
+    ("together", "upload", "start", None, 0),  # the upload's first call: nothing stored yet
+    ("together", "upload", "start", "file", 2),  # its last call: the file is complete
+    ("together", "create", "start", "batch", 0),
+    ("groq", "upload", "start", "file", 0),
+    ("mistral", "upload", "start", "file", 0),
 ]
 
 
-@pytest.mark.parametrize(("provider", "step", "command", "orphan"), CASES)
+@pytest.mark.parametrize(("provider", "step", "command", "orphan", "after"), CASES)
 def test_sigkill_at_a_step_then_rerun(
     emulator: Emulator,
     tmp_path: Path,
@@ -158,16 +168,17 @@ def test_sigkill_at_a_step_then_rerun(
     step: str,
     command: str,
     orphan: str | None,
+    after: int,
 ) -> None:
     db = tmp_path / "db.sqlite"
-    name = f"kill-{provider}-{step}"
+    name = f"kill-{provider}-{step}-{after}"
     if step == "poll":
         emulator.config.processing_seconds = 2.0
     create(name, provider, tmp_path, db)
     for earlier in STEPS[: STEPS.index(command)]:
         finish(earlier, name, db=db)
 
-    kill_while_held(emulator, provider, step, command, name=name, db=db)
+    kill_while_held(emulator, provider, step, command, name=name, db=db, after=after)
     if orphan == "batch":  # the window this test is for: made at the provider, never recorded
         assert len(my_batches(emulator, provider, name)) == 1
     if orphan == "file":

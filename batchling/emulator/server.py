@@ -110,8 +110,10 @@ class Emulator:
     def inject(self, fault: Fault) -> None:
         self.state.inject(fault)
 
-    def hold(self, step: str) -> None:
-        """Make every request of `step` wait (after it is counted) until release(step)."""
+    def hold(self, step: str, *, after: int = 0) -> None:
+        """Make every request of `step` wait (after it is counted) until release(step); with
+        `after`, only once that many have passed (a Together upload is three calls, say)."""
+        self.state.let_through[step] = after
         self.state.held[step] = asyncio.Event()
 
     def release(self, step: str) -> None:
