@@ -468,6 +468,8 @@ class AsyncExperimentManager:
                 f"Batch '{adopt}' is already recorded for a chunk of an experiment: it cannot "
                 f"be adopted by '{experiment.name}'."
             )
+        # The batch must exist at the provider: a mistyped id is refused before it is recorded.
+        await self._call(experiment, "lookup", self._provider(experiment).poll(BatchRef(adopt)))
 
     async def _submit_batch(
         self,

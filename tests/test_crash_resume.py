@@ -219,6 +219,8 @@ def test_anthropic_several_candidates_create_nothing_until_one_is_adopted(
     assert "--adopt" in refused.stderr
     assert len(emulator.state.batches) == batches_before
 
+    mistyped = run("start", name, "--adopt", "msgbatch_mistyped", db=db)
+    assert mistyped.returncode != 0 and "NotFoundError" in mistyped.stderr
     finish("start", name, "--adopt", orphan, db=db)
     finish("wait", name, db=db)
     finish("results", name, db=db)
