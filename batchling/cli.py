@@ -296,12 +296,19 @@ def _check_create_sources(
 @click.option(
     "--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD", help=_MAX_COST_HELP
 )
+@click.option(
+    "--adopt",
+    default=None,
+    metavar="BATCH_ID",
+    help="Record this provider batch for the chunk whose creation was interrupted, when "
+    "batchling found several that could be it.",
+)
 @click.pass_context
-def start(ctx: click.Context, name: str, max_cost: float | None) -> None:
+def start(ctx: click.Context, name: str, max_cost: float | None, adopt: str | None) -> None:
     """Upload the requests and create the batch(es) at the provider."""
     manager = _manager(ctx)
     with _transfers(manager):
-        manager.start_experiment(name, max_cost=max_cost)
+        manager.start_experiment(name, max_cost=max_cost, adopt=adopt)
     _show_experiment(manager, name)
 
 

@@ -85,3 +85,14 @@ class MissingExtraError(ConfigurationError):
         )
         self.package = package
         self.extra = extra
+
+
+class AmbiguousBatchError(BatchlingError):
+    """A batch creation was interrupted before its id was recorded, and several batches at the
+    provider could be the one it made: batchling will not guess, nor create another."""
+
+    def __init__(self, candidates: list[str], message: str | None = None) -> None:
+        super().__init__(
+            message or f"Several batches could be the one being created: {', '.join(candidates)}."
+        )
+        self.candidates = candidates

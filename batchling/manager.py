@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from batchling import resume
 from batchling.chunks import ChunkWriter
 from batchling.compare import (
     Comparison,
@@ -26,6 +27,7 @@ from batchling.compare import (
     parse_targets,
 )
 from batchling.errors import (
+    AmbiguousBatchError,
     BatchlingError,
     ConfigurationError,
     ExperimentExistsError,
@@ -419,12 +421,13 @@ class AsyncExperimentManager:
     # start
 
     async def start_experiment(
-        self, experiment_name: str, *, max_cost: float | None = None
+        self, experiment_name: str, *, max_cost: float | None = None, adopt: str | None = None
     ) -> Experiment:
         """Upload and create every batch. Safe to run again after a crash: nothing is sent twice.
 
         With `max_cost` (USD), refuses before sending anything when the estimated cost is above
-        it or cannot be estimated (CostLimitError)."""
+        it or cannot be estimated (CostLimitError). `adopt` names the provider batch to record for
+        the chunk whose creation was interrupted, when batchling cannot tell which one it is."""
         store = await self.store()
         experiment = await store.get_experiment(experiment_name)
         if experiment.status not in (Status.CREATED, Status.SUBMITTING):
@@ -457,9 +460,12 @@ class AsyncExperimentManager:
             upload = TransferMeter(
                 self.on_transfer, experiment_name, "upload", sum(b.bytes for b in to_submit)
             )
+            if adopt is not None:
+                await self._check_adoptable(experiment, to_submit, adopt)
             upload.start()
             for batch in to_submit:
-                await self._submit_batch(experiment, provider, batch, metadata_base)
+                await self._submit_batch(experiment, provider, batch, metadata_base, adopt)
+                adopt = None if batch.step == "creating" else adopt
                 upload.advance(batch.bytes)
         except BaseException:
             # Stays 'submitting' with its progress recorded; released so a rerun can resume it.
@@ -472,39 +478,87 @@ class AsyncExperimentManager:
             # Everything is submitted and recorded; a failed first poll is for 'wait' to redo.
             return await store.get_experiment(experiment_name)
 
+    async def _check_adoptable(
+        self, experiment: Experiment, to_submit: list[BatchRecord], adopt: str
+    ) -> None:
+        store = await self.store()
+        if not any(b.step == "creating" for b in to_submit):
+            raise InvalidStateError(
+                f"Experiment '{experiment.name}' has no batch whose creation was interrupted: "
+                "there is nothing to adopt. Run the command again without --adopt."
+            )
+        if adopt in await store.recorded_batch_ids(experiment.provider):
+            raise InvalidStateError(
+                f"Batch '{adopt}' is already recorded for a chunk of an experiment: it cannot "
+                f"be adopted by '{experiment.name}'."
+            )
+        # The batch must exist at the provider: a mistyped id is refused before it is recorded.
+        await self._call(experiment, "lookup", self._provider(experiment).poll(BatchRef(adopt)))
+
     async def _submit_batch(
         self,
         experiment: Experiment,
         provider: Provider,
         batch: BatchRecord,
         metadata_base: dict[str, str],
+        adopt: str | None = None,
     ) -> None:
         store = await self.store()
         metadata = {**metadata_base, "batchling_chunk": str(batch.chunk)}
         file_id = batch.file_id
         if file_id is None and batch.step != "creating":
-            await store.update_batch(
-                experiment, batch.chunk, step="uploading", status=Status.SUBMITTING
-            )
-            file_id = await self._call(experiment, "upload", provider.upload(batch.path))
+            name = resume.upload_name(experiment, batch)
+            if batch.step == "uploading" and batch.updated_at is not None:
+                # A previous run may have uploaded the file and died before recording its id.
+                file_id = await self._call(
+                    experiment,
+                    "lookup",
+                    provider.find_file(
+                        name, batch.path.stat().st_size, batch.updated_at - resume.CLOCK_SKEW
+                    ),
+                )
+            if file_id is None:
+                await store.update_batch(
+                    experiment, batch.chunk, step="uploading", status=Status.SUBMITTING
+                )
+                file_id = await self._call(
+                    experiment, "upload", provider.upload(batch.path, name=name)
+                )
             await store.update_batch(experiment, batch.chunk, step="uploaded", file_id=file_id)
         batch_id = None
         if batch.step == "creating":
             # A previous run may have created the batch and died before recording its id.
-            batch_id = await self._call(experiment, "lookup", provider.find_batch(metadata))
+            recorded = await store.recorded_batch_ids(experiment.provider)
+            hint = resume.create_hint(batch, file_id, recorded)
+            try:
+                batch_id = adopt or await self._call(
+                    experiment, "lookup", provider.find_batch(metadata, hint)
+                )
+            except AmbiguousBatchError as error:
+                raise AmbiguousBatchError(
+                    error.candidates, resume.ambiguous(experiment, batch, error)
+                ) from None
         if batch_id is None:
             await store.update_batch(experiment, batch.chunk, step="creating")
-            batch_id = await self._call(
-                experiment,
-                "create",
-                provider.create(
-                    batch.path,
-                    file_id=file_id,
-                    model=experiment.model,
-                    endpoint=experiment.endpoint,
-                    metadata=metadata,
-                ),
-            )
+            try:
+                batch_id = await self._call(
+                    experiment,
+                    "create",
+                    provider.create(
+                        batch.path,
+                        file_id=file_id,
+                        model=experiment.model,
+                        endpoint=experiment.endpoint,
+                        metadata=metadata,
+                    ),
+                )
+            except ProviderError as error:
+                if resume.refused(error.__cause__):
+                    # The provider answered no: there is no orphan batch for a rerun to look for.
+                    await store.update_batch(
+                        experiment, batch.chunk, step="uploaded" if file_id else "pending"
+                    )
+                raise
         await store.update_batch(
             experiment,
             batch.chunk,

@@ -280,3 +280,5 @@ class BatchRecord(BaseModel):
     results_stored: bool = False
     attempt: int = 1
     """1 for the first run, then one more for each retry."""
+    updated_at: datetime | None = None
+    """When the row last changed: while a step is in progress, when that step started."""

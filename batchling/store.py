@@ -481,6 +481,15 @@ class Store:
         succeeded, total = (int(row[0]), int(row[1])) if row else (0, 0)
         return succeeded, total - succeeded
 
+    async def recorded_batch_ids(self, provider: str) -> frozenset[str]:
+        """Every batch id recorded for this provider, in any experiment."""
+        async with self.db.execute(
+            "SELECT b.batch_id FROM batches b JOIN experiments e ON e.id = b.experiment_id "
+            "WHERE e.provider = ? AND b.batch_id IS NOT NULL",
+            (provider,),
+        ) as cursor:
+            return frozenset(row[0] for row in await cursor.fetchall())
+
     @_serialized
     async def update_batch(self, experiment: Experiment, chunk: int, **fields: Any) -> None:
         columns = {k: _column_value(v) for k, v in fields.items()}
@@ -641,6 +650,7 @@ def _batch(row: aiosqlite.Row) -> BatchRecord:
         errors=json.loads(row["errors"]),
         results_stored=bool(row["results_stored"]),
         attempt=row["attempt"],
+        updated_at=_dt(row["updated_at"]),
     )
 
 

@@ -106,11 +106,18 @@ class ExperimentManager:
         )
 
     def start_experiment(
-        self, experiment_name: str, *, max_cost: float | None = None, progress: bool = False
+        self,
+        experiment_name: str,
+        *,
+        max_cost: float | None = None,
+        progress: bool = False,
+        adopt: str | None = None,
     ) -> Experiment:
         """`progress=True` shows the upload as a progress bar (terminal) or a line."""
         with self._transfers(progress):
-            return self._run(lambda m: m.start_experiment(experiment_name, max_cost=max_cost))
+            return self._run(
+                lambda m: m.start_experiment(experiment_name, max_cost=max_cost, adopt=adopt)
+            )
 
     def retrieve(self, experiment_name: str) -> Experiment:
         return self._run(lambda m: m.retrieve(experiment_name))

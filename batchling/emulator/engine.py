@@ -141,6 +141,10 @@ class EmulatorState:
         self.calls: Counter[tuple[str, str]] = Counter()
         self.requests_seen: list[tuple[str, str, dict[str, str]]] = []
         self.held: dict[str, asyncio.Event] = {}
+        self.let_through: Counter[str] = Counter()
+        """How many more requests of a held step pass before the hold applies."""
+        self.in_flight = 0
+        """Requests being handled right now, including those whose client has gone away."""
         self._ids = itertools.count(1)
         self.clock: Callable[[], float] = time.time
 
@@ -344,7 +348,9 @@ class EmulatorState:
         if self.config.latency_seconds:
             await asyncio.sleep(self.config.latency_seconds)
         held = self.held.get(step)
-        if held is not None:
+        if held is not None and self.let_through[step] > 0:
+            self.let_through[step] -= 1
+        elif held is not None:
             await held.wait()
         for fault in self.faults:
             if fault.step == step and fault.times > 0 and fault.provider in (None, provider):

@@ -519,6 +519,8 @@ def routes(state: EmulatorState) -> list[Route]:
 
     async def upload_data(request: Request) -> Response:
         # No API key here, as with Google: the upload id is the credential.
+        if (fault := await state.before(PROVIDER, "upload_bytes")) is not None:
+            return fault
         session = uploads.get(request.query_params["upload_id"])
         # Every answer carries X-Goog-Upload-Status, else the SDK resends the chunk after sleeps.
         final = {"X-Goog-Upload-Status": "final"}

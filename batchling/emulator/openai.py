@@ -509,6 +509,32 @@ def routes(state: EmulatorState) -> list[Route]:
         )
         return JSONResponse(file_object(stored))
 
+    async def list_files(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "list")) is not None:
+            return fault
+        limit = max(1, min(10_000, int(request.query_params.get("limit", 10_000))))
+        after = request.query_params.get("after")
+        purpose = request.query_params.get("purpose")
+        files = sorted(
+            (f for f in state.files.values() if f.provider == PROVIDER),
+            key=lambda f: f.id,
+            reverse=request.query_params.get("order", "desc") == "desc",
+        )
+        files = [f for f in files if not purpose or f.purpose == purpose]
+        if after:
+            ids = [f.id for f in files]
+            files = files[ids.index(after) + 1 :] if after in ids else []
+        page = [file_object(f) for f in files[:limit]]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(files) > limit,
+            }
+        )
+
     async def retrieve_file(request: Request) -> Response:
         if (fault := await state.before(PROVIDER, "file")) is not None:
             return fault
@@ -610,6 +636,7 @@ def routes(state: EmulatorState) -> list[Route]:
 
     return [
         Route("/v1/files", upload, methods=["POST"]),
+        Route("/v1/files", list_files, methods=["GET"]),
         Route("/v1/files/{file_id}", retrieve_file, methods=["GET"]),
         Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
         Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),

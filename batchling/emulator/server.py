@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from batchling.emulator.connection import ConnectionAccess
 from batchling.emulator.engine import EmulatorConfig, EmulatorState, Fault
@@ -31,10 +32,43 @@ def provider_modules() -> list[ModuleType]:
     return modules
 
 
+class WholeRequests:
+    """Reads each request's whole body before handling it, as a real server does.
+
+    A request held (EmulatorState.hold) after its client was killed then still completes once
+    released, so the "done at the provider, answer never read" window is real in tests.
+    """
+
+    def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received: list[Message] = []
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return received.pop(0) if received else await receive()
+
+        self.state.in_flight += 1
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            self.state.in_flight -= 1
+
+
 def create_app(state: EmulatorState) -> Starlette:
     mounts = [Mount(module.PREFIX, routes=module.routes(state)) for module in provider_modules()]
     app = Starlette(routes=mounts)
     app.state.emulator = state
+    app.add_middleware(WholeRequests, state=state)
     return app
 
 
@@ -77,8 +111,10 @@ class Emulator:
     def inject(self, fault: Fault) -> None:
         self.state.inject(fault)
 
-    def hold(self, step: str) -> None:
-        """Make every request of `step` wait (after it is counted) until release(step)."""
+    def hold(self, step: str, *, after: int = 0) -> None:
+        """Make every request of `step` wait (after it is counted) until release(step); with
+        `after`, only once that many have passed (a Together upload is three calls, say)."""
+        self.state.let_through[step] = after
         self.state.held[step] = asyncio.Event()
 
     def release(self, step: str) -> None:

@@ -12,10 +12,11 @@ import contextlib
 import copy
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from batchling.errors import ConfigurationError, InputError
+from batchling.errors import AmbiguousBatchError, ConfigurationError, InputError
 from batchling.models import (
     DocumentPart,
     ImagePart,
@@ -30,7 +31,13 @@ from batchling.models import (
     Usage,
 )
 from batchling.providers import client_settings, content
-from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.providers.base import (
+    BatchLimits,
+    BatchRef,
+    BatchSnapshot,
+    CreateHint,
+    ProviderInfo,
+)
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -62,6 +69,8 @@ STATUS_MAP: dict[str, Status] = {
     "ended": Status.COMPLETED,
 }
 
+# How many batches, newest first, find_batch looks at for one whose creation was interrupted.
+FIND_BATCH_SCAN_LIMIT = 1000
 DEFAULT_MAX_TOKENS = 1024
 MAX_TEMPERATURE = 1.0
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -416,8 +425,11 @@ class AnthropicProvider:
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
 
-    async def upload(self, chunk: Path) -> str | None:
+    async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         return None
+
+    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
+        return None  # requests go inline: there are no input files
 
     async def create(
         self,
@@ -433,10 +445,37 @@ class AnthropicProvider:
         batch = await self.client.messages.batches.create(requests=requests)
         return batch.id
 
-    async def find_batch(self, metadata: dict[str, str]) -> str | None:
-        # Anthropic batches carry no metadata (nor any other caller-chosen field), so a batch
-        # whose creation was interrupted cannot be told apart from any other batch.
-        return None
+    async def find_batch(
+        self, metadata: dict[str, str], hint: CreateHint | None = None
+    ) -> str | None:
+        # Anthropic batches carry no metadata (nor any other caller-chosen field): a batch whose
+        # creation was interrupted is recognised by when it was made and how many requests it
+        # holds, among those no other chunk has recorded and nobody has cancelled.
+        if hint is None or hint.created_after is None or hint.request_count is None:
+            return None
+        candidates: list[str] = []
+        seen = 0
+        async for batch in self.client.messages.batches.list(limit=100):  # newest first
+            if batch.created_at < hint.created_after or seen >= FIND_BATCH_SCAN_LIMIT:
+                break
+            seen += 1
+            counts = batch.request_counts
+            total = (
+                counts.processing
+                + counts.succeeded
+                + counts.errored
+                + counts.canceled
+                + counts.expired
+            )
+            if (
+                total == hint.request_count
+                and batch.cancel_initiated_at is None
+                and batch.id not in hint.exclude
+            ):
+                candidates.append(batch.id)
+        if len(candidates) > 1:
+            raise AmbiguousBatchError(candidates)
+        return candidates[0] if candidates else None
 
     async def poll(self, ref: BatchRef) -> BatchSnapshot:
         return snapshot_of(await self.client.messages.batches.retrieve(ref.batch_id))

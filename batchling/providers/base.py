@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -43,6 +44,19 @@ class BatchRef:
     input_file_id: str | None = None
 
 
+@dataclass(frozen=True)
+class CreateHint:
+    """What the core knows of a batch creation that may have happened: for providers whose
+    batches carry no metadata, the only ways to recognise it again."""
+
+    input_file_id: str | None = None
+    request_count: int | None = None
+    created_after: datetime | None = None
+    """When the creation was recorded as started, less a margin for clock differences."""
+    exclude: frozenset[str] = frozenset()
+    """Batch ids already recorded for other chunks: never this one."""
+
+
 @dataclass
 class BatchSnapshot:
     """One poll's answer, already mapped onto the common vocabulary."""
@@ -75,8 +89,14 @@ class Provider(Protocol):
         """Pure: one line of the provider's output (or error) file to a Result."""
         ...
 
-    async def upload(self, chunk: Path) -> str | None:
-        """Upload one input file; returns its file id, or None where requests go inline."""
+    async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
+        """Upload one input file (named `name` at the provider where it takes a name); returns
+        its file id, or None where requests go inline."""
+        ...
+
+    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
+        """The id of an input file uploaded as `name` with `size` bytes since `created_after`,
+        where the provider can list files: an upload whose answer was never read."""
         ...
 
     async def create(
@@ -91,8 +111,11 @@ class Provider(Protocol):
         """Create the batch; returns its id."""
         ...
 
-    async def find_batch(self, metadata: dict[str, str]) -> str | None:
-        """The id of a batch created with this metadata, if the provider can tell."""
+    async def find_batch(
+        self, metadata: dict[str, str], hint: CreateHint | None = None
+    ) -> str | None:
+        """The id of a batch created with this metadata (or, where batches carry none, matching
+        the hint), if the provider can tell. Raises AmbiguousBatchError when several could be."""
         ...
 
     async def poll(self, ref: BatchRef) -> BatchSnapshot: ...

@@ -17,6 +17,7 @@ import tempfile
 import urllib.parse
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -35,7 +36,13 @@ from batchling.models import (
     Usage,
 )
 from batchling.providers import client_settings, content
-from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.providers.base import (
+    BatchLimits,
+    BatchRef,
+    BatchSnapshot,
+    CreateHint,
+    ProviderInfo,
+)
 from batchling.providers.text_input import embedding_text, refuse_response_format
 from batchling.structured import ResponseFormat
 
@@ -479,16 +486,31 @@ class GeminiProvider:
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
 
-    async def upload(self, chunk: Path) -> str | None:
+    async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         # The SDK retries the upload start, not the POST of the bytes: a failed one restarts.
         uploaded = await _retrying(
             lambda: self.client.files.upload(
                 file=chunk,
-                config={"mime_type": JSONL_MIME_TYPE, "display_name": chunk.name},
+                config={"mime_type": JSONL_MIME_TYPE, "display_name": name or chunk.name},
             ),
             attempts=min(UPLOAD_ATTEMPTS, client_settings.max_retries() + 1),
         )
         return uploaded.name
+
+    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
+        seen = 0
+        async for stored in await self.client.files.list(config={"page_size": LIST_PAGE_SIZE}):
+            if (
+                stored.display_name == name
+                and stored.size_bytes == size
+                and stored.name
+                and (stored.create_time is None or stored.create_time >= created_after)
+            ):
+                return stored.name
+            seen += 1
+            if seen >= FIND_BATCH_SCAN_LIMIT:
+                break
+        return None
 
     async def create(
         self,
@@ -534,7 +556,9 @@ class GeminiProvider:
                 config={"display_name": encode_display_name(metadata)},
             )
 
-    async def find_batch(self, metadata: dict[str, str]) -> str | None:
+    async def find_batch(
+        self, metadata: dict[str, str], hint: CreateHint | None = None
+    ) -> str | None:
         seen = 0
         pager = await self.client.batches.list(config={"page_size": LIST_PAGE_SIZE})
         async for job in pager:

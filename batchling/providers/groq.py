@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,7 +21,13 @@ from batchling.models import (
     Status,
 )
 from batchling.providers import client_settings, openai_format
-from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.providers.base import (
+    BatchLimits,
+    BatchRef,
+    BatchSnapshot,
+    CreateHint,
+    ProviderInfo,
+)
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -213,8 +221,12 @@ class GroqProvider:
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
 
-    async def upload(self, chunk: Path) -> str | None:
-        uploaded = await self.client.files.create(file=chunk, purpose="batch")
+    async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
+        # The Groq SDK reads a bare path, but not a path inside a (name, content) tuple.
+        content = await asyncio.to_thread(chunk.read_bytes)
+        uploaded = await self.client.files.create(
+            file=(name or chunk.name, content), purpose="batch"
+        )
         if not uploaded.id:
             raise ProviderError(f"Groq answered the upload of {chunk.name} without a file id.")
         return uploaded.id
@@ -237,7 +249,21 @@ class GroqProvider:
         )
         return batch.id
 
-    async def find_batch(self, metadata: dict[str, str]) -> str | None:
+    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
+        since = created_after.timestamp()
+        for stored in (await self.client.files.list()).data:
+            if (
+                stored.filename == name
+                and stored.bytes == size
+                and (stored.created_at or 0) >= since
+                and stored.id
+            ):
+                return stored.id
+        return None
+
+    async def find_batch(
+        self, metadata: dict[str, str], hint: CreateHint | None = None
+    ) -> str | None:
         seen = 0
         cursor: str | None = None
         while True:

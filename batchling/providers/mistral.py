@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,7 +22,13 @@ from batchling.models import (
     Status,
 )
 from batchling.providers import client_settings, content, openai_format
-from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.providers.base import (
+    BatchLimits,
+    BatchRef,
+    BatchSnapshot,
+    CreateHint,
+    ProviderInfo,
+)
 from batchling.providers.text_input import embedding_text, refuse_response_format
 from batchling.structured import ResponseFormat
 
@@ -400,12 +407,32 @@ class MistralProvider:
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
 
-    async def upload(self, chunk: Path) -> str | None:
+    async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         with chunk.open("rb") as handle:
             uploaded = await self.client.files.upload_async(
-                file={"file_name": chunk.name, "content": handle}, purpose="batch"
+                file={"file_name": name or chunk.name, "content": handle}, purpose="batch"
             )
         return uploaded.id
+
+    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
+        since = created_after.timestamp()
+        page = 0
+        while page * FIND_BATCH_PAGE_SIZE < FIND_BATCH_SCAN_LIMIT:
+            listing = await self.client.files.list_async(
+                page=page, page_size=FIND_BATCH_PAGE_SIZE, purpose="batch", search=name
+            )
+            files = listing.data or []
+            for stored in files:
+                if (
+                    stored.filename == name
+                    and stored.size_bytes == size
+                    and stored.created_at >= since
+                ):
+                    return stored.id
+            if len(files) < FIND_BATCH_PAGE_SIZE:
+                return None
+            page += 1
+        return None
 
     async def create(
         self,
@@ -426,7 +453,9 @@ class MistralProvider:
         )
         return job.id
 
-    async def find_batch(self, metadata: dict[str, str]) -> str | None:
+    async def find_batch(
+        self, metadata: dict[str, str], hint: CreateHint | None = None
+    ) -> str | None:
         # The server-side filter narrows the scan where it can be expressed; the match is
         # checked here either way, since the API documents no semantics for it.
         query = metadata if metadata and not (set(metadata) & LIST_PARAMETERS) else None

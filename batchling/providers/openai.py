@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -11,7 +12,13 @@ import orjson
 
 from batchling.models import RawRequest, RequestCounts, Result, Status
 from batchling.providers import client_settings, openai_format
-from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.providers.base import (
+    BatchLimits,
+    BatchRef,
+    BatchSnapshot,
+    CreateHint,
+    ProviderInfo,
+)
 from batchling.providers.text_input import (
     embedding_text,
     moderation_texts,
@@ -142,8 +149,8 @@ class OpenAIProvider:
     def decode(self, line: dict[str, Any]) -> Result:
         return openai_format.decode_line(line)
 
-    async def upload(self, chunk: Path) -> str | None:
-        uploaded = await self.client.files.create(file=chunk, purpose="batch")
+    async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
+        uploaded = await self.client.files.create(file=(name or chunk.name, chunk), purpose="batch")
         return uploaded.id
 
     async def create(
@@ -164,7 +171,18 @@ class OpenAIProvider:
         )
         return batch.id
 
-    async def find_batch(self, metadata: dict[str, str]) -> str | None:
+    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
+        since = created_after.timestamp()
+        async for stored in self.client.files.list(purpose="batch", order="desc", limit=100):
+            if stored.created_at < since:
+                break
+            if stored.filename == name and stored.bytes == size:
+                return stored.id
+        return None
+
+    async def find_batch(
+        self, metadata: dict[str, str], hint: CreateHint | None = None
+    ) -> str | None:
         seen = 0
         async for batch in self.client.batches.list(limit=100):
             if batch.metadata and all(batch.metadata.get(k) == v for k, v in metadata.items()):

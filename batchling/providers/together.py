@@ -8,13 +8,20 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchling.errors import InputError
 from batchling.models import ImagePart, RawRequest, RequestCounts, Result, Status
 from batchling.providers import client_settings, openai_format
-from batchling.providers.base import BatchLimits, BatchRef, BatchSnapshot, ProviderInfo
+from batchling.providers.base import (
+    BatchLimits,
+    BatchRef,
+    BatchSnapshot,
+    CreateHint,
+    ProviderInfo,
+)
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -168,15 +175,20 @@ def snapshot_of(job: BatchJob, total: int | None) -> BatchSnapshot:
 
 
 @contextmanager
-def jsonl_path(chunk: Path) -> Iterator[Path]:
-    """The SDK picks the file type from the extension and takes only .jsonl for batches."""
-    if chunk.suffix == ".jsonl":
+def jsonl_path(chunk: Path, name: str | None = None) -> Iterator[Path]:
+    """The chunk under the file name to upload it as (the SDK sends the path's name, and picks
+    the file type from the extension: only .jsonl for batches)."""
+    wanted = name or (chunk.name if chunk.suffix == ".jsonl" else f"{chunk.stem}.jsonl")
+    if wanted == chunk.name:
         yield chunk
         return
     with tempfile.TemporaryDirectory(prefix="batchling-together-") as folder:
-        copy = Path(folder) / f"{chunk.stem}.jsonl"
-        shutil.copyfile(chunk, copy)
-        yield copy
+        link = Path(folder) / wanted
+        try:
+            link.symlink_to(chunk.resolve())
+        except OSError:
+            shutil.copyfile(chunk, link)
+        yield link
 
 
 def count_lines(chunk: Path) -> int:
@@ -238,12 +250,14 @@ class TogetherProvider:
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
 
-    async def upload(self, chunk: Path) -> str | None:
+    async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
+        # Sent as the file's name: the service answers a second upload of the same file name and
+        # content with the file it already holds, so an upload is never stored twice.
         attempts = min(UPLOAD_ATTEMPTS, client_settings.max_retries() + 1)
         attempt = 1
         while True:
             try:
-                with jsonl_path(chunk) as path:
+                with jsonl_path(chunk, name) as path:
                     # check=False: our encoder wrote every line, and the SDK's check re-reads
                     # the whole file synchronously on the event loop.
                     uploaded = await self.client.files.upload(
@@ -277,9 +291,23 @@ class TogetherProvider:
         self._request_totals[job.id] = await asyncio.to_thread(count_lines, chunk)
         return job.id
 
-    async def find_batch(self, metadata: dict[str, str]) -> str | None:
-        # Together batch jobs carry no metadata (neither the create call nor the job object has
-        # a field for it), so a batch cannot be recognised from the metadata alone.
+    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
+        return None  # uploads are deduplicated by the service (see upload)
+
+    async def find_batch(
+        self, metadata: dict[str, str], hint: CreateHint | None = None
+    ) -> str | None:
+        # Together batch jobs carry no metadata, but each names its input file, which was
+        # uploaded for this chunk alone and recorded before the creation started.
+        if hint is None or hint.input_file_id is None:
+            return None
+        for job in await self.client.batches.list():
+            if (
+                job.input_file_id == hint.input_file_id
+                and job.id is not None
+                and job.id not in hint.exclude
+            ):
+                return job.id
         return None
 
     async def poll(self, ref: BatchRef) -> BatchSnapshot:
