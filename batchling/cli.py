@@ -362,12 +362,15 @@ def list_(
     """List experiments, newest first."""
     filtered = provider is not None or bool(statuses) or name_prefix is not None
     manager = _manager(ctx)
-    experiments = manager.list_experiments(
-        provider=provider, status=statuses or None, name_prefix=name_prefix
-    )
-    matching = len(experiments)
-    if limit:
-        experiments = experiments[:limit]
+    if filtered:
+        experiments = manager.list_experiments(
+            provider=provider, status=statuses or None, name_prefix=name_prefix
+        )
+        matching = len(experiments)
+        experiments = experiments[:limit] if limit else experiments
+    else:
+        experiments = manager.list_experiments(limit=limit or None)
+        matching = manager.count_experiments() if limit else len(experiments)
     if as_json:
         for experiment in experiments:
             click.echo(experiment.model_dump_json())
@@ -382,7 +385,7 @@ def list_(
     from batchling.display import experiments_table
 
     costs = manager.experiment_costs(e.name for e in experiments)
-    _console().print(experiments_table(experiments, costs))
+    _console().print(experiments_table(experiments, costs), soft_wrap=True)
     if matching > len(experiments):
         click.echo(
             f"Showing the newest {len(experiments)} of {matching} experiments "

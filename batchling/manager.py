@@ -63,6 +63,7 @@ from batchling.models import (
 )
 from batchling.pricing import (
     ExperimentCost,
+    PriceTable,
     TokenTally,
     check_cost_limit,
     estimate_tokens,
@@ -342,12 +343,22 @@ class AsyncExperimentManager:
         provider: str | None = None,
         status: Status | str | Iterable[Status | str] | None = None,
         name_prefix: str | None = None,
+        limit: int | None = None,
     ) -> list[Experiment]:
-        """Experiments, newest first; only those matching every filter given."""
-        experiments = await (await self.store()).list_experiments()
-        return filter_experiments(
-            experiments, provider=provider, status=status, name_prefix=name_prefix
+        """Experiments, newest first; only those matching every filter given; at most `limit`."""
+        store = await self.store()
+        if provider is None and status is None and name_prefix is None:
+            return await store.list_experiments(limit=limit)
+        experiments = filter_experiments(
+            await store.list_experiments(),
+            provider=provider,
+            status=status,
+            name_prefix=name_prefix,
         )
+        return experiments[:limit] if limit else experiments
+
+    async def count_experiments(self) -> int:
+        return await (await self.store()).count_experiments()
 
     async def active_experiments(self) -> list[Experiment]:
         """Experiments submitted and not yet ended: what `batchling watch` follows."""
@@ -952,7 +963,9 @@ class AsyncExperimentManager:
 
     # cost
 
-    async def experiment_cost(self, experiment_name: str) -> ExperimentCost:
+    async def experiment_cost(
+        self, experiment_name: str, *, table: PriceTable | None = None
+    ) -> ExperimentCost:
         """The estimated cost (from the requests) and, once results are stored, the actual cost
         (from the usage the provider reported). `usd` is None when the model has no known price."""
         store = await self.store()
@@ -965,11 +978,16 @@ class AsyncExperimentManager:
         if await store.count_results(experiment):
             usages = [usage async for usage in store.iter_usage(experiment)]
         return experiment_cost(
-            experiment.provider, experiment.model, estimate, usages, table=load_price_table()
+            experiment.provider,
+            experiment.model,
+            estimate,
+            usages,
+            table=table or load_price_table(),
         )
 
     async def experiment_costs(self, experiment_names: Iterable[str]) -> list[ExperimentCost]:
-        return [await self.experiment_cost(name) for name in experiment_names]
+        table = load_price_table()
+        return [await self.experiment_cost(name, table=table) for name in experiment_names]
 
     # compare
 

@@ -48,7 +48,7 @@ TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.EXPIRED, 
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     type: Literal["text"] = "text"
     text: str
 
@@ -57,7 +57,7 @@ class _MediaPart(BaseModel):
     """Bytes given one of three ways: `url` (http(s) or a data URL), a local `path` (read and
     base64-encoded when the request is encoded), or base64 `data` with its `media_type`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     url: str | None = None
     path: str | None = None
     data: str | None = None
@@ -113,7 +113,7 @@ MediaPart = ImagePart | DocumentPart
 
 
 class RawMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     role: Literal["system", "user", "assistant"]
     content: str | list[ContentPart] = Field(union_mode="left_to_right")
 
@@ -142,7 +142,7 @@ class GenerationParams(BaseModel):
     provider adapter maps it (README, "Multimodal inputs and generation parameters").
     `dimensions` and `task_type` apply to embeddings endpoints (README, "Endpoints beyond chat")."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     max_tokens: int | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=MAX_TEMPERATURE)
     top_p: float | None = Field(default=None, ge=0, le=1)

@@ -271,12 +271,18 @@ class Store:
         options: dict[str, Any] = json.loads(row[0])
         return options
 
-    async def list_experiments(self) -> list[Experiment]:
+    async def list_experiments(self, *, limit: int | None = None) -> list[Experiment]:
         async with self.db.execute(
             "SELECT e.*, (SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id) AS batch_count "
-            "FROM experiments e ORDER BY e.created_at DESC, e.id DESC"
+            "FROM experiments e ORDER BY e.created_at DESC, e.id DESC LIMIT ?",
+            (limit or -1,),
         ) as cursor:
             return [_experiment(row) for row in await cursor.fetchall()]
+
+    async def count_experiments(self) -> int:
+        async with self.db.execute("SELECT COUNT(*) FROM experiments") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
     async def list_study(self, study: str) -> list[Experiment]:
         """The experiments of a study, in the order they were created."""

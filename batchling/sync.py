@@ -193,10 +193,16 @@ class ExperimentManager:
         provider: str | None = None,
         status: Status | str | Iterable[Status | str] | None = None,
         name_prefix: str | None = None,
+        limit: int | None = None,
     ) -> list[Experiment]:
         return self._run(
-            lambda m: m.list_experiments(provider=provider, status=status, name_prefix=name_prefix)
+            lambda m: m.list_experiments(
+                provider=provider, status=status, name_prefix=name_prefix, limit=limit
+            )
         )
+
+    def count_experiments(self) -> int:
+        return self._run(lambda m: m.count_experiments())
 
     def active_experiments(self) -> list[Experiment]:
         return self._run(lambda m: m.active_experiments())
