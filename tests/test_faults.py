@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from batchling import AsyncExperimentManager, resume
 from batchling.cli import cli
 from batchling.emulator import Emulator, Fault
-from batchling.errors import ProviderError
+from batchling.errors import AmbiguousBatchError, ProviderError
 from batchling.models import Status
 from tests.helpers import question
 
@@ -312,3 +312,22 @@ async def test_a_create_answered_400_is_not_retried(emulator: Emulator, provider
         emulator.state.faults.clear()
         await finish(manager, "bad")
         assert len(await manager.list_batches("bad")) == 1
+
+
+async def test_an_unanswered_anthropic_create_that_several_batches_could_be_makes_no_other(
+    emulator: Emulator,
+) -> None:
+    async with AsyncExperimentManager() as manager:
+        # Two batches of the same size made meanwhile and recorded nowhere (their records gone).
+        for name in ("other-1", "other-2"):
+            await create(manager, "anthropic", name)
+            await manager.start_experiment(name)
+            await manager.delete_experiment(name)
+        await create(manager, "anthropic", "mine")
+        emulator.inject(fault("anthropic", "create", "drop", times=1000))
+        calls_before = emulator.state.calls[("anthropic", "create")]
+        with pytest.raises(AmbiguousBatchError, match="--adopt BATCH_ID"):
+            await manager.start_experiment("mine")
+        [batch] = await manager.list_batches("mine")
+    assert emulator.state.calls[("anthropic", "create")] - calls_before == 1
+    assert batch.step == "creating" and batch.batch_id is None
