@@ -8,6 +8,7 @@ import gc
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,7 +73,7 @@ from batchling.pricing import (
     token_estimate_from_options,
 )
 from batchling.progress import TransferCallback, TransferMeter
-from batchling.providers import registry
+from batchling.providers import client_settings, registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
 from batchling.providers.text_input import check_embedding_options
 from batchling.retry import RETRY_KINDS, RetryOutcome, kind_names, retry_kinds
@@ -550,9 +551,33 @@ class AsyncExperimentManager:
                     error.candidates, resume.ambiguous(experiment, batch, error)
                 ) from None
         if batch_id is None:
+            batch_id = await self._create_batch(experiment, provider, batch, file_id, metadata)
+        await store.update_batch(
+            experiment,
+            batch.chunk,
+            step="submitted",
+            batch_id=batch_id,
+            status=Status.VALIDATING,
+            submitted_at=utcnow(),
+        )
+
+    async def _create_batch(
+        self,
+        experiment: Experiment,
+        provider: Provider,
+        batch: BatchRecord,
+        file_id: str | None,
+        metadata: dict[str, str],
+    ) -> str:
+        """Create the chunk's batch, never twice: the SDKs make a single attempt, and a creation
+        that went unanswered (timeout, dropped connection) is looked for before another one."""
+        store = await self.store()
+        attempts = client_settings.max_retries() + 1
+        for attempt in range(1, attempts + 1):
+            started = utcnow()
             await store.update_batch(experiment, batch.chunk, step="creating")
             try:
-                batch_id = await self._call(
+                return await self._call(
                     experiment,
                     "create",
                     provider.create(
@@ -564,20 +589,50 @@ class AsyncExperimentManager:
                     ),
                 )
             except ProviderError as error:
-                if resume.refused(error.__cause__):
+                cause = error.__cause__
+                if resume.refused(cause):
+                    if attempt < attempts and resume.worth_retrying(cause):
+                        await asyncio.sleep(resume.retry_delay(cause, attempt))
+                        continue
                     # The provider answered no: there is no orphan batch for a rerun to look for.
                     await store.update_batch(
                         experiment, batch.chunk, step="uploaded" if file_id else "pending"
                     )
-                raise
-        await store.update_batch(
-            experiment,
-            batch.chunk,
-            step="submitted",
-            batch_id=batch_id,
-            status=Status.VALIDATING,
-            submitted_at=utcnow(),
-        )
+                    raise
+                if attempt == attempts:
+                    raise  # left 'creating': a rerun looks for it first
+            found = await self._find_unanswered_create(
+                experiment, provider, batch, file_id, metadata, started
+            )
+            if found is not None:
+                return found
+        raise AssertionError("unreachable")
+
+    async def _find_unanswered_create(
+        self,
+        experiment: Experiment,
+        provider: Provider,
+        batch: BatchRecord,
+        file_id: str | None,
+        metadata: dict[str, str],
+        started: datetime,
+    ) -> str | None:
+        """Look for a batch the provider may have made although the creation went unanswered,
+        over about two client timeouts, since it may finish the request after the client gave up."""
+        store = await self.store()
+        for delay in resume.settle_delays(client_settings.timeout_seconds()):
+            await asyncio.sleep(delay)
+            recorded = await store.recorded_batch_ids(experiment.provider)
+            hint = resume.create_hint(batch, file_id, recorded, started)
+            try:
+                found = await self._call(experiment, "lookup", provider.find_batch(metadata, hint))
+            except AmbiguousBatchError as error:
+                raise AmbiguousBatchError(
+                    error.candidates, resume.ambiguous(experiment, batch, error)
+                ) from None
+            if found is not None:
+                return found
+        return None
 
     # track
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
 
 from batchling.errors import AmbiguousBatchError
 from batchling.models import BatchRecord, Experiment
@@ -13,6 +15,14 @@ from batchling.providers.base import CreateHint
 CLOCK_SKEW = timedelta(minutes=5)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
+# The manager's own retries of a batch creation (the SDKs make one attempt at it).
+RETRY_INITIAL_DELAY = 0.5
+RETRY_MAX_DELAY = 30.0
+RETRY_AFTER_MAX = 120.0
+# After a creation went unanswered, look for it at these fractions of the client timeout (after
+# a first look at once): a server may finish a request about a timeout after the client gave up.
+SETTLE_FRACTIONS = (0.1, 0.15, 0.25, 0.5, 1.0)
+
 
 def upload_name(experiment: Experiment, batch: BatchRecord) -> str:
     """The name a chunk is uploaded under: unique per experiment and chunk, so it can be found
@@ -21,20 +31,81 @@ def upload_name(experiment: Experiment, batch: BatchRecord) -> str:
     return f"batchling-{_UNSAFE.sub('_', experiment.name)[:100]}-{created}-{batch.chunk}.jsonl"
 
 
-def refused(error: BaseException | None) -> bool:
-    """Whether the provider answered a call with an error status (so it made nothing), as
-    opposed to a timeout or a dropped connection, after which it may have made something."""
+def status_of(error: BaseException | None) -> int | None:
+    """The HTTP status the provider answered with, or None if it never answered."""
     status = getattr(error, "status_code", None)
     if status is None:
         status = getattr(error, "code", None)  # google-genai's APIError
-    return isinstance(status, int) and 400 <= status < 600
+    return status if isinstance(status, int) and 400 <= status < 600 else None
 
 
-def create_hint(batch: BatchRecord, file_id: str | None, recorded: frozenset[str]) -> CreateHint:
+def refused(error: BaseException | None) -> bool:
+    """Whether the provider answered a call with an error status (so it made nothing), as
+    opposed to a timeout or a dropped connection, after which it may have made something."""
+    return status_of(error) is not None
+
+
+def worth_retrying(error: BaseException | None) -> bool:
+    """An answered error that may pass: rate limited or the provider's own failure."""
+    status = status_of(error)
+    return status is not None and (status == 429 or status >= 500)
+
+
+def retry_delay(error: BaseException | None, attempt: int) -> float:
+    """How long to wait before attempt `attempt + 1`: the provider's Retry-After if it gave one,
+    else exponential backoff."""
+    asked = retry_after(error)
+    if asked is not None:
+        return min(asked, RETRY_AFTER_MAX)
+    backoff: float = RETRY_INITIAL_DELAY * 2.0 ** (attempt - 1)
+    return min(RETRY_MAX_DELAY, backoff)
+
+
+def retry_after(error: BaseException | None) -> float | None:
+    """The Retry-After header of the response an SDK error carries (seconds or an HTTP date)."""
+    for holder in (getattr(error, "response", None), getattr(error, "raw_response", None), error):
+        headers: Any = getattr(holder, "headers", None)
+        if headers is None or not hasattr(headers, "get"):
+            continue
+        value = headers.get("retry-after") or headers.get("Retry-After")
+        if value:
+            return parse_retry_after(str(value))
+    return None
+
+
+def parse_retry_after(value: str, now: datetime | None = None) -> float | None:
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN is no answer
+
+
+def settle_delays(timeout: float) -> list[float]:
+    """The waits between looks for a creation that went unanswered: 0 first, about two client
+    timeouts in all."""
+    return [0.0, *(fraction * timeout for fraction in SETTLE_FRACTIONS)]
+
+
+def create_hint(
+    batch: BatchRecord,
+    file_id: str | None,
+    recorded: frozenset[str],
+    started: datetime | None = None,
+) -> CreateHint:
+    """`started`: when the creation was recorded as started, if newer than the record read."""
+    since = started or batch.updated_at
     return CreateHint(
         input_file_id=file_id,
         request_count=batch.request_count,
-        created_after=batch.updated_at - CLOCK_SKEW if batch.updated_at else None,
+        created_after=since - CLOCK_SKEW if since else None,
         exclude=recorded,
     )
 

@@ -442,7 +442,10 @@ class AnthropicProvider:
     ) -> str:
         with chunk.open("rb") as handle:
             requests = [json.loads(raw) for raw in handle if raw.strip()]
-        batch = await self.client.messages.batches.create(requests=requests)
+        # One attempt: a retry of a creation that went unanswered could make a second batch;
+        # the manager retries, after looking for the first (see AsyncExperimentManager).
+        once = self.client.with_options(max_retries=0)
+        batch = await once.messages.batches.create(requests=requests)
         return batch.id
 
     async def find_batch(

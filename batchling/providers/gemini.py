@@ -524,19 +524,13 @@ class GeminiProvider:
         _check_endpoint(endpoint)
         if file_id is None:
             raise ConfigurationError("Gemini batches need an uploaded input file: upload first.")
+        # One attempt: a retry of a creation that went unanswered could make a second batch;
+        # the manager retries, after looking for the first (see AsyncExperimentManager).
         if endpoint == EMBED_CONTENT:
-            job = await _retrying(
-                lambda: self._create_embeddings(file_id, model=model, metadata=metadata),
-                retry_if=_is_disconnect,
-            )
+            job = await self._create_embeddings(file_id, model=model, metadata=metadata)
         else:
-            job = await _retrying(
-                lambda: self.client.batches.create(
-                    model=model,
-                    src=file_id,
-                    config={"display_name": encode_display_name(metadata)},
-                ),
-                retry_if=_is_disconnect,
+            job = await self.client.batches.create(
+                model=model, src=file_id, config=_create_config(metadata)
             )
         if not job.name:
             raise RuntimeError("Gemini answered the batch creation without a batch name.")
@@ -551,9 +545,7 @@ class GeminiProvider:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", _common.ExperimentalWarning)
             return await self.client.batches.create_embeddings(
-                model=model,
-                src={"file_name": file_id},
-                config={"display_name": encode_display_name(metadata)},
+                model=model, src={"file_name": file_id}, config=_create_config(metadata)
             )
 
     async def find_batch(
@@ -677,6 +669,15 @@ def _is_disconnect(error: Exception) -> bool:
         and cls.__name__ in {"ReadError", "WriteError", "RemoteProtocolError"}
         for cls in type(error).__mro__
     )
+
+
+def _create_config(metadata: dict[str, str]) -> Any:
+    """A batch creation's config: its display name, and a single attempt (the per-call retry
+    options replace the client's)."""
+    return {
+        "display_name": encode_display_name(metadata),
+        "http_options": {"retry_options": {"attempts": 1}},
+    }
 
 
 async def _retrying(

@@ -241,7 +241,9 @@ class GroqProvider:
         metadata: dict[str, str],
     ) -> str:
         assert file_id is not None
-        batch = await self.client.batches.create(
+        # One attempt: a retry of a creation that went unanswered could make a second batch;
+        # the manager retries, after looking for the first (see AsyncExperimentManager).
+        batch = await self.client.with_options(max_retries=0).batches.create(
             input_file_id=file_id,
             endpoint=endpoint,  # type: ignore[arg-type]
             completion_window=self._completion_window,

@@ -35,6 +35,7 @@ from batchling.structured import ResponseFormat
 if TYPE_CHECKING:
     import httpx2
     from mistralai.client import Mistral
+    from mistralai.client.utils import RetryConfig
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -346,6 +347,13 @@ def _http_client() -> httpx2.AsyncClient:
     return RetryableDisconnects(follow_redirects=True)
 
 
+def _no_retry() -> RetryConfig:
+    from mistralai.client.utils import BackoffStrategy, RetryConfig
+
+    backoff = BackoffStrategy(BACKOFF_INITIAL_MS, BACKOFF_MAX_MS, BACKOFF_EXPONENT, 0)
+    return RetryConfig("none", backoff, retry_connection_errors=False)
+
+
 def _is_not_found(exc: Exception) -> bool:
     return getattr(exc, "status_code", None) == 404
 
@@ -444,12 +452,15 @@ class MistralProvider:
         metadata: dict[str, str],
     ) -> str:
         assert file_id is not None
+        # One attempt: a retry of a creation that went unanswered could make a second batch;
+        # the manager retries, after looking for the first (see AsyncExperimentManager).
         job = await self.client.batch.jobs.create_async(
             input_files=[file_id],
             endpoint=endpoint,  # type: ignore[arg-type]
             model=model,
             metadata=metadata,
             timeout_hours=JOB_TIMEOUT_HOURS,
+            retries=_no_retry(),
         )
         return job.id
 

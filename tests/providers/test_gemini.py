@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
+from google.genai import errors as genai_errors
 
 from batchling.emulator import Emulator, Fault
 from batchling.errors import ConfigurationError, InputError, MissingApiKeyError
@@ -560,7 +562,7 @@ async def test_transient_poll_faults_are_retried_by_the_client_config(
     await adapter.aclose()
 
 
-@pytest.mark.parametrize("step", ["upload", "create", "poll", "list", "download"])
+@pytest.mark.parametrize("step", ["upload", "poll", "list", "download"])
 async def test_transient_faults_are_retried_at_every_step(
     emulator: Emulator,
     tmp_path: Path,
@@ -580,6 +582,22 @@ async def test_transient_faults_are_retried_at_every_step(
     results = await collect(adapter, ref, snapshot)
     assert [r.text for r in results] == [PARIS] * 2
     assert emulator.state.calls[("gemini", step)] - before >= 3
+    await adapter.aclose()
+
+
+@pytest.mark.parametrize("kind", [503, "drop"])
+async def test_a_batch_creation_is_attempted_once(
+    emulator: Emulator, tmp_path: Path, kind: int | str
+) -> None:
+    # A retried creation could make a second batch: the manager retries, after looking for it.
+    adapter = create_provider("gemini")
+    chunk = write_chunk(tmp_path, 1)
+    file_id = await adapter.upload(chunk)
+    emulator.inject(Fault(step="create", kind=kind, times=1))
+    before = emulator.state.calls[("gemini", "create")]
+    with pytest.raises((genai_errors.APIError, httpx.HTTPError, httpx2.HTTPError)):
+        await adapter.create(chunk, file_id=file_id, model=MODEL, endpoint=ENDPOINT, metadata={})
+    assert emulator.state.calls[("gemini", "create")] - before == 1
     await adapter.aclose()
 
 

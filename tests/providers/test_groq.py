@@ -602,7 +602,7 @@ async def test_delete_remote_removes_files_and_ignores_missing(
 
 @pytest.mark.parametrize(
     ("step", "kind"),
-    [("poll", 503), ("poll", 429), ("upload", 503), ("create", 429), ("download", 500)],
+    [("poll", 503), ("poll", 429), ("upload", 503), ("download", 500)],
 )
 async def test_transient_faults_are_retried(
     emulator: Emulator, tmp_path: Path, step: str, kind: int
@@ -615,6 +615,21 @@ async def test_transient_faults_are_retried(
     results = await collect(adapter, ref, snapshot)
     assert results["r0"].text == "The capital of France is Paris."
     assert emulator.state.calls[("groq", step)] - before >= 2
+    await adapter.aclose()
+
+
+async def test_a_batch_creation_is_attempted_once(emulator: Emulator, tmp_path: Path) -> None:
+    # A retried creation could make a second batch: the manager retries, after looking for it.
+    from groq import RateLimitError
+
+    adapter = live()
+    chunk = write_chunk(tmp_path, [question(0)])
+    file_id = await adapter.upload(chunk)
+    emulator.inject(Fault(step="create", kind=429, times=1, retry_after=0.05))
+    before = emulator.state.calls[("groq", "create")]
+    with pytest.raises(RateLimitError):
+        await adapter.create(chunk, file_id=file_id, model=MODEL, endpoint=CHAT, metadata={})
+    assert emulator.state.calls[("groq", "create")] - before == 1
     await adapter.aclose()
 
 

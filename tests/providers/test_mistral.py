@@ -457,7 +457,7 @@ async def test_status_transitions_in_order(emulator: Emulator, tmp_path: Path) -
     await provider.aclose()
 
 
-@pytest.mark.parametrize(("step", "kind"), [("poll", 503), ("poll", 429), ("create", 503)])
+@pytest.mark.parametrize(("step", "kind"), [("poll", 503), ("poll", 429)])
 async def test_transient_faults_are_retried(
     emulator: Emulator, tmp_path: Path, step: str, kind: int
 ) -> None:
@@ -472,6 +472,19 @@ async def test_transient_faults_are_retried(
         await provider.poll(ref)
     assert emulator.state.calls[("mistral", step)] - before == 2
     assert (await provider.poll(ref)).status == Status.COMPLETED
+    await provider.aclose()
+
+
+async def test_a_batch_creation_is_attempted_once(emulator: Emulator, tmp_path: Path) -> None:
+    # A retried creation could make a second batch: the manager retries, after looking for it.
+    from mistralai.client.errors import SDKError
+
+    provider = mistral()
+    emulator.inject(Fault(step="create", kind=503, times=1, provider="mistral"))
+    before = emulator.state.calls[("mistral", "create")]
+    with pytest.raises(SDKError, match="503"):
+        await submit(provider, write_chunk(tmp_path / "c.jsonl", [FRANCE]))
+    assert emulator.state.calls[("mistral", "create")] - before == 1
     await provider.aclose()
 
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import openai
 import pytest
 
 from batchling.emulator import Emulator, Fault
@@ -234,10 +235,16 @@ async def test_round_trip_through_the_sdk_and_emulator(emulator: Emulator, tmp_p
 async def test_transient_faults_are_retried(emulator: Emulator, tmp_path: Path) -> None:
     adapter = create_provider("openai")
     emulator.inject(Fault(step="upload", kind=503, times=1))
-    emulator.inject(Fault(step="create", kind=429, times=2, retry_after=0.05))
+    emulator.inject(Fault(step="create", kind=429, times=1, retry_after=0.05))
     chunk = _chunk(tmp_path, 1)
+    before = emulator.state.calls[("openai", "upload")]
     file_id = await adapter.upload(chunk)
+    assert emulator.state.calls[("openai", "upload")] - before == 2
+    # A retried creation could make a second batch: the manager retries, after looking for it.
+    before = emulator.state.calls[("openai", "create")]
+    with pytest.raises(openai.RateLimitError):
+        await adapter.create(chunk, file_id=file_id, model="m", endpoint=CHAT, metadata={})
+    assert emulator.state.calls[("openai", "create")] - before == 1
     batch_id = await adapter.create(chunk, file_id=file_id, model="m", endpoint=CHAT, metadata={})
     assert batch_id.startswith("batch_")
-    assert emulator.state.calls[("openai", "create")] >= 3
     await adapter.aclose()

@@ -596,7 +596,6 @@ async def test_find_batch_is_not_supported(emulator: Emulator, tmp_path: Path) -
 async def test_transient_faults_are_retried(emulator: Emulator, tmp_path: Path) -> None:
     adapter = create_provider("together")
     emulator.inject(Fault(step="upload", kind=503, times=1))
-    emulator.inject(Fault(step="create", kind=429, times=2, retry_after=0.05))
     ref = await submit(adapter, write_chunk(tmp_path, 1, tag="fault"))
     emulator.inject(Fault(step="poll", kind=503, times=1))
     emulator.inject(Fault(step="poll", kind=429, times=1, retry_after=0.05))
@@ -604,6 +603,19 @@ async def test_transient_faults_are_retried(emulator: Emulator, tmp_path: Path) 
     snapshot = await wait_terminal(adapter, ref)
     assert snapshot.status == Status.COMPLETED
     assert emulator.state.calls[("together", "poll")] - polls_before >= 3
+    await adapter.aclose()
+
+
+async def test_a_batch_creation_is_attempted_once(emulator: Emulator, tmp_path: Path) -> None:
+    # A retried creation could make a second batch: the manager retries, after looking for it.
+    adapter = create_provider("together")
+    chunk = write_chunk(tmp_path, 1, tag="once")
+    file_id = await adapter.upload(chunk)
+    emulator.inject(Fault(step="create", kind=429, times=1, retry_after=0.05))
+    before = emulator.state.calls[("together", "create")]
+    with pytest.raises(together.RateLimitError):
+        await adapter.create(chunk, file_id=file_id, model=MODEL, endpoint=CHAT, metadata={})
+    assert emulator.state.calls[("together", "create")] - before == 1
     await adapter.aclose()
 
 
