@@ -1432,19 +1432,19 @@ def _write_chunks(
     options: dict[str, Any],
     response_format: ResponseFormat | None = None,
 ) -> tuple[list[BatchRecord], dict[str, int]]:
+    """Encode requests already stored (re-encoding after an update, or a retry) into chunks."""
     writer = _chunk_writer(processed, info, options)
-    chunk_of: dict[str, int] = {}
     try:
-        for custom_id, request in pairs:
-            line = encoder.encode(
-                request,
-                custom_id=custom_id,
-                model=model,
-                endpoint=endpoint,
-                response_format=response_format,
-            )
-            # orjson writes the same compact UTF-8 JSON as json.dumps(ensure_ascii=False), ~10x faster.
-            chunk_of[custom_id] = writer.add(orjson.dumps(line), custom_id=custom_id)
+        rows = _encoded_rows(
+            encoder,
+            pairs,
+            writer,
+            model=model,
+            endpoint=endpoint,
+            response_format=response_format,
+            source="the stored requests",
+        )
+        chunk_of = {custom_id: chunk for custom_id, chunk, _ in rows}
         return writer.close(), chunk_of
     except BaseException:
         writer.abort()

@@ -33,18 +33,6 @@ from batchling.models import (
 
 INSERT_BATCH_SIZE = 2000
 ITER_CHUNK_SIZE = 1000
-RESULT_COLUMNS_BUT_RAW = (
-    "custom_id",
-    "status",
-    "text",
-    "parsed",
-    "input_tokens",
-    "output_tokens",
-    "error_kind",
-    "error_message",
-    "error_code",
-    "embedding",
-)
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -675,6 +663,8 @@ RESULT_COLUMNS = (
     "raw",
     "embedding",
 )
+# What the results file needs of a row: everything but the link to the experiment and `raw`.
+RESULT_COLUMNS_BUT_RAW = tuple(c for c in RESULT_COLUMNS if c not in ("experiment_id", "raw"))
 
 
 def _result_row(experiment_id: int, result: Result) -> tuple[Any, ...]:
