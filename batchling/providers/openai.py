@@ -66,13 +66,6 @@ def map_status(raw: str) -> Status:
     return STATUS_MAP.get(raw, Status.UNKNOWN)
 
 
-def use_max_completion_tokens(body: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI deprecated `max_tokens`, and its reasoning models refuse it."""
-    if "max_tokens" in body:
-        body["max_completion_tokens"] = body.pop("max_tokens")
-    return body
-
-
 def encode_body(
     request: RawRequest,
     *,
@@ -138,13 +131,15 @@ class OpenAIProvider:
                 request, custom_id=custom_id, model=model, endpoint=endpoint, fmt=response_format
             )
             return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
-        body = use_max_completion_tokens(
-            openai_format.encode_chat_body(request, model=model, custom_id=custom_id)
+        # OpenAI deprecated `max_tokens` for chat, and its reasoning models refuse it.
+        body = openai_format.encode_chat_body(
+            request, model=model, custom_id=custom_id, max_tokens_field="max_completion_tokens"
         )
-        openai_format.add_response_format(
-            body, response_format, endpoint=endpoint, chat_endpoint=INFO.default_endpoint
-        )
-        return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
+        if response_format is not None:
+            openai_format.add_response_format(
+                body, response_format, endpoint=endpoint, chat_endpoint=INFO.default_endpoint
+            )
+        return {"custom_id": custom_id, "method": "POST", "url": endpoint, "body": body}
 
     def decode(self, line: dict[str, Any]) -> Result:
         return openai_format.decode_line(line)
