@@ -540,16 +540,9 @@ class AsyncExperimentManager:
         batch_id = None
         if batch.step == "creating":
             # A previous run may have created the batch and died before recording its id.
-            recorded = await store.recorded_batch_ids(experiment.provider)
-            hint = resume.create_hint(batch, file_id, recorded)
-            try:
-                batch_id = adopt or await self._call(
-                    experiment, "lookup", provider.find_batch(metadata, hint)
-                )
-            except AmbiguousBatchError as error:
-                raise AmbiguousBatchError(
-                    error.candidates, resume.ambiguous(experiment, batch, error)
-                ) from None
+            batch_id = adopt or await self._find_created_batch(
+                experiment, provider, batch, file_id, metadata
+            )
         if batch_id is None:
             batch_id = await self._create_batch(experiment, provider, batch, file_id, metadata)
         await store.update_batch(
@@ -619,20 +612,34 @@ class AsyncExperimentManager:
     ) -> str | None:
         """Look for a batch the provider may have made although the creation went unanswered,
         over about two client timeouts, since it may finish the request after the client gave up."""
-        store = await self.store()
         for delay in resume.settle_delays(client_settings.timeout_seconds()):
             await asyncio.sleep(delay)
-            recorded = await store.recorded_batch_ids(experiment.provider)
-            hint = resume.create_hint(batch, file_id, recorded, started)
-            try:
-                found = await self._call(experiment, "lookup", provider.find_batch(metadata, hint))
-            except AmbiguousBatchError as error:
-                raise AmbiguousBatchError(
-                    error.candidates, resume.ambiguous(experiment, batch, error)
-                ) from None
+            found = await self._find_created_batch(
+                experiment, provider, batch, file_id, metadata, started
+            )
             if found is not None:
                 return found
         return None
+
+    async def _find_created_batch(
+        self,
+        experiment: Experiment,
+        provider: Provider,
+        batch: BatchRecord,
+        file_id: str | None,
+        metadata: dict[str, str],
+        started: datetime | None = None,
+    ) -> str | None:
+        """The provider's batch for this chunk that no record holds yet, if there is one."""
+        store = await self.store()
+        recorded = await store.recorded_batch_ids(experiment.provider)
+        hint = resume.create_hint(batch, file_id, recorded, started)
+        try:
+            return await self._call(experiment, "lookup", provider.find_batch(metadata, hint))
+        except AmbiguousBatchError as error:
+            raise AmbiguousBatchError(
+                error.candidates, resume.ambiguous(experiment, batch, error)
+            ) from None
 
     # track
 
