@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,6 +39,13 @@ def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
+
+
+def _styled_output() -> bool:
+    """Whether rich would style stdout; when not, plain text is printed without importing it."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty() or bool(os.environ.get("FORCE_COLOR"))
 
 
 class BatchlingGroup(click.Group):
@@ -382,10 +390,15 @@ def list_(
             else "No experiments yet. Create one with 'batchling create'."
         )
         return
-    from batchling.display import experiments_table
-
     costs = manager.experiment_costs(e.name for e in experiments)
-    _console().print(experiments_table(experiments, costs), soft_wrap=True)
+    if _styled_output():
+        from batchling.display import experiments_table
+
+        _console().print(experiments_table(experiments, costs), soft_wrap=True)
+    else:
+        from batchling.display import experiments_table_plain
+
+        click.echo(experiments_table_plain(experiments, costs))
     if matching > len(experiments):
         click.echo(
             f"Showing the newest {len(experiments)} of {matching} experiments "

@@ -85,13 +85,11 @@ def experiment_panel(
     return Panel(grid, title=f"Experiment [bold]{experiment.name}[/bold]", expand=False)
 
 
-def experiments_table(
+def experiments_table_segments(
     experiments: Sequence[Experiment], costs: Sequence[ExperimentCost] | None = None
-) -> RenderableType:
-    """Aligned columns built as one Text: a rich Table measures and wraps every cell, which
-    takes ~0.5 s for 1,000 experiments; this takes ~30 ms and prints the same information."""
-    from rich.text import Text
-
+) -> list[tuple[str, str | None]]:
+    """The experiments table as (text, style) pieces: aligned columns, no rich Table (which
+    measures and wraps every cell: ~0.5 s for 1,000 experiments, against ~30 ms here)."""
     header = ["Name", "Provider", "Model", "Status", "Requests", "Created"]
     rows = [
         [
@@ -109,20 +107,39 @@ def experiments_table(
         for row, cost in zip(rows, costs, strict=True):
             row.append(short_cost(cost))
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    text = Text()
-    text.append("Experiments\n", style="italic")
-    text.append(
-        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip() + "\n",
-        style="bold",
-    )
-    text.append("  ".join("─" * w for w in widths) + "\n", style="dim")
+    segments: list[tuple[str, str | None]] = [
+        ("Experiments\n", "italic"),
+        (
+            "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip() + "\n",
+            "bold",
+        ),
+        ("  ".join("─" * w for w in widths) + "\n", "dim"),
+    ]
     for row, experiment in zip(rows, experiments, strict=True):
         for index, (cell, width) in enumerate(zip(row, widths, strict=True)):
             style = STATUS_STYLE.get(experiment.status, "blue") if index == 3 else None
-            text.append(cell.ljust(width) if index < len(row) - 1 else cell, style=style)
-            text.append("\n" if index == len(row) - 1 else "  ")
+            segments.append((cell.ljust(width) if index < len(row) - 1 else cell, style))
+            segments.append(("\n" if index == len(row) - 1 else "  ", None))
+    return segments
+
+
+def experiments_table(
+    experiments: Sequence[Experiment], costs: Sequence[ExperimentCost] | None = None
+) -> RenderableType:
+    from rich.text import Text
+
+    text = Text()
+    for piece, style in experiments_table_segments(experiments, costs):
+        text.append(piece, style=style)
     text.rstrip()
     return text
+
+
+def experiments_table_plain(
+    experiments: Sequence[Experiment], costs: Sequence[ExperimentCost] | None = None
+) -> str:
+    """The same table without styles, for output that is not a terminal: rich is not imported."""
+    return "".join(piece for piece, _ in experiments_table_segments(experiments, costs)).rstrip()
 
 
 def short_cost(cost: ExperimentCost) -> str:

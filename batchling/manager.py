@@ -10,23 +10,13 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from batchling import resume
 from batchling.chunks import ChunkWriter
-from batchling.compare import (
-    Comparison,
-    Target,
-    TargetSummary,
-    build_comparison,
-    default_study_name,
-    experiment_name_for,
-    latency_seconds,
-    parse_targets,
-)
 from batchling.errors import (
     AmbiguousBatchError,
     BatchlingError,
@@ -36,14 +26,6 @@ from batchling.errors import (
     InvalidStateError,
     ProviderError,
     StudyNotFoundError,
-)
-from batchling.export import (
-    check_format,
-    export_row,
-    input_summary,
-    rows_to_pandas,
-    rows_to_polars,
-    write_rows,
 )
 from batchling.home import default_db_path, experiment_dir
 from batchling.inputs import (
@@ -76,10 +58,13 @@ from batchling.progress import TransferCallback, TransferMeter
 from batchling.providers import client_settings, registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
 from batchling.providers.text_input import check_embedding_options
-from batchling.retry import RETRY_KINDS, RetryOutcome, kind_names, retry_kinds
 from batchling.store import Store, utcnow
 from batchling.structured import ResponseFormat, parse_output, response_format_from
-from batchling.templates import requests_from_template
+
+if TYPE_CHECKING:
+    # Imported where used: `batchling list` and `status` need none of them.
+    from batchling.compare import Comparison, Target
+    from batchling.retry import RetryOutcome
 
 T = TypeVar("T")
 ProgressCallback = Callable[[Experiment], None]
@@ -251,11 +236,12 @@ class AsyncExperimentManager:
         # One streaming pass (read, check, encode, write chunks, insert in one transaction) keeps
         # memory flat whatever the number of requests; any error rolls it all back.
         defaults = generation_defaults(generation)
-        requests = (
-            requests_from_template(template, rows, id_field=id_field)
-            if template is not None
-            else _load_requests(raw_requests, raw_file_path)
-        )
+        if template is not None:
+            from batchling.templates import requests_from_template
+
+            requests = requests_from_template(template, rows, id_field=id_field)
+        else:
+            requests = _load_requests(raw_requests, raw_file_path)
         tally = TokenTally(endpoint=endpoint)
         pairs = _checked(
             assign_custom_ids(
@@ -796,6 +782,8 @@ class AsyncExperimentManager:
         request's latest outcome. Returns what was resubmitted (`requests == 0`: nothing to
         retry). Safe to run again after a crash: an attempt planned but not fully submitted is
         resumed, never planned twice."""
+        from batchling.retry import RETRY_KINDS, RetryOutcome, retry_kinds
+
         chosen = retry_kinds(only)
         store = await self.store()
         experiment = await store.get_experiment(experiment_name)
@@ -852,6 +840,8 @@ class AsyncExperimentManager:
         self, experiment_name: str, chosen: list[str], *, resumed: bool = False
     ) -> RetryOutcome:
         """The latest attempt, described from the record (so a resumed retry reports the same)."""
+        from batchling.retry import RetryOutcome, kind_names
+
         store = await self.store()
         experiment = await store.get_experiment(experiment_name)
         current = _latest_attempt(await store.list_batches(experiment))
@@ -1048,8 +1038,21 @@ class AsyncExperimentManager:
         )
 
     async def experiment_costs(self, experiment_names: Iterable[str]) -> list[ExperimentCost]:
+        names = list(experiment_names)
         table = load_price_table()
-        return [await self.experiment_cost(name, table=table) for name in experiment_names]
+        inputs = await (await self.store()).cost_inputs(names)
+        costs = []
+        for name in names:
+            found = inputs.get(name)
+            estimate = token_estimate_from_options(found.options) if found else None
+            if found is None or estimate is None or found.has_results:
+                # Usage to add up, an estimate to make, or a name to report as unknown.
+                costs.append(await self.experiment_cost(name, table=table))
+            else:
+                costs.append(
+                    experiment_cost(found.provider, found.model, estimate, None, table=table)
+                )
+        return costs
 
     # compare
 
@@ -1073,6 +1076,8 @@ class AsyncExperimentManager:
 
         Run again with the same study to resume. `max_cost` (USD) bounds the study's total
         estimate: above it, or with a target whose price is unknown, nothing is created or sent."""
+        from batchling.compare import default_study_name, experiment_name_for, parse_targets
+
         study = study or default_study_name(utcnow())
         _check_name(study)
         chosen = parse_targets(targets)
@@ -1144,6 +1149,8 @@ class AsyncExperimentManager:
     ) -> Comparison:
         """The study's answers side by side (finished experiments only; the others show their
         status), with each target's status, counts, latency and cost. Does not wait."""
+        from batchling.compare import TargetSummary, build_comparison, latency_seconds
+
         store = await self.store()
         experiments = await store.list_study(study)
         if not experiments:
@@ -1178,6 +1185,8 @@ class AsyncExperimentManager:
     async def export_rows(self, experiment_name: str) -> list[dict[str, Any]]:
         """One row per request (downloading the results first if needed): custom id, input
         summary, output text, parsed fields flattened, status, error, tokens, cost."""
+        from batchling.export import export_row, input_summary
+
         store = await self.store()
         experiment = await self.download_results(experiment_name)
         inputs = {
@@ -1196,6 +1205,8 @@ class AsyncExperimentManager:
         self, experiment_name: str, fmt: str = "jsonl", path: str | Path | None = None
     ) -> Path:
         """Write the rows to a jsonl, csv or parquet file (default: ./<name>.<format>)."""
+        from batchling.export import check_format, write_rows
+
         target = Path(path or f"{experiment_name}.{fmt}").expanduser()
         check_format(fmt)
         rows = await self.export_rows(experiment_name)
@@ -1205,10 +1216,14 @@ class AsyncExperimentManager:
 
     async def to_pandas(self, experiment_name: str) -> Any:
         """The rows as a pandas DataFrame (pip install 'batchling[pandas]')."""
+        from batchling.export import rows_to_pandas
+
         return rows_to_pandas(await self.export_rows(experiment_name))
 
     async def to_polars(self, experiment_name: str) -> Any:
         """The rows as a polars DataFrame (pip install 'batchling[polars]')."""
+        from batchling.export import rows_to_polars
+
         return rows_to_polars(await self.export_rows(experiment_name))
 
 

@@ -196,6 +196,8 @@ class RawRequest(GenerationParams):
 
 
 class RequestCounts(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     total: int = 0
     completed: int = 0
     failed: int = 0
@@ -203,6 +205,8 @@ class RequestCounts(BaseModel):
 
 class Experiment(BaseModel):
     """A user's unit of work: a set of requests run on one provider and model."""
+
+    model_config = ConfigDict(defer_build=True)
 
     name: str
     title: str | None = None
@@ -230,6 +234,8 @@ class Experiment(BaseModel):
 
 
 class Usage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     input_tokens: int = 0
     output_tokens: int = 0
 
@@ -238,6 +244,8 @@ ResultStatus = Literal["succeeded", "failed", "expired", "cancelled"]
 
 
 class ResultError(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     kind: Literal["provider", "expired", "cancelled", "parse"] = "provider"
     message: str
     code: str | None = None
@@ -245,6 +253,8 @@ class ResultError(BaseModel):
 
 class Result(BaseModel):
     """One request's outcome, in the same shape whatever the provider."""
+
+    model_config = ConfigDict(defer_build=True)
 
     custom_id: str
     status: ResultStatus
@@ -262,6 +272,8 @@ class Result(BaseModel):
 
 class BatchRecord(BaseModel):
     """One chunk of an experiment and what the provider said of it, as stored locally."""
+
+    model_config = ConfigDict(defer_build=True)
 
     chunk: int
     path: Path

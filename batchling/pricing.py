@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from batchling import price_table
 from batchling.errors import ConfigurationError, CostLimitError
@@ -201,6 +201,8 @@ def token_counter() -> tuple[Callable[[str], int], str]:
 
 
 class TokenEstimate(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -271,6 +273,8 @@ def estimate_tokens(requests: Iterable[RawRequest], *, endpoint: str = "") -> To
 class CostFigure(BaseModel):
     """Tokens and their price; `usd` is None when the model has no known price."""
 
+    model_config = ConfigDict(defer_build=True)
+
     input_tokens: int = 0
     output_tokens: int = 0
     usd: float | None = None
@@ -278,6 +282,8 @@ class CostFigure(BaseModel):
 
 class ExperimentCost(BaseModel):
     """An experiment's estimated cost (before start) and actual cost (once results are stored)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     provider: str
     model: str

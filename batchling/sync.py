@@ -7,11 +7,10 @@ import concurrent.futures
 import contextlib
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
-from batchling.compare import Comparison, Target
 from batchling.manager import DEFAULT_POLL_INTERVAL, AsyncExperimentManager, ProgressCallback
 from batchling.models import (
     BatchRecord,
@@ -22,8 +21,11 @@ from batchling.models import (
     Status,
 )
 from batchling.pricing import ExperimentCost
-from batchling.progress import TransferCallback
-from batchling.retry import RetryOutcome
+
+if TYPE_CHECKING:
+    from batchling.compare import Comparison, Target
+    from batchling.progress import TransferCallback
+    from batchling.retry import RetryOutcome
 
 T = TypeVar("T")
 

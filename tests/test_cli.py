@@ -225,6 +225,26 @@ def test_help_does_not_import_vendor_sdks() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_help_imports_neither_the_manager_nor_pydantic() -> None:
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom batchling.cli import cli\n"
+        "CliRunner().invoke(cli, ['--help'])\n"
+        "bad = [m for m in ('batchling.manager', 'batchling.models', 'pydantic', 'rich.console') "
+        "if m in sys.modules]\nassert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_public_name_resolves_lazily_and_a_misspelt_one_is_an_error() -> None:
+    import batchling
+
+    for name in batchling.__all__:
+        assert getattr(batchling, name).__name__ == name
+    assert set(batchling.__all__) <= set(dir(batchling))
+    with pytest.raises(AttributeError, match="ExperimentManagr"):
+        batchling.ExperimentManagr  # noqa: B018
+
+
 def test_demo_runs_the_capitals_example_on_all_six_providers() -> None:
     result = CliRunner().invoke(cli, ["demo"], obj={}, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output

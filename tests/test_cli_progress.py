@@ -150,6 +150,26 @@ def test_list_shows_the_newest_up_to_the_limit_and_says_how_many_more(tmp_path: 
     assert code == 2
 
 
+def test_list_prints_the_same_table_styled_on_a_terminal_and_plain_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db.sqlite"
+    manager = ExperimentManager(db)
+    for name in ("first", "second"):
+        manager.create_experiment(name, model="gpt-4o-mini", raw_requests=request_dicts(2))
+    code, plain = invoke(db, "list")
+    assert code == 0
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    code, styled = invoke(db, "list")
+    assert code == 0 and "\x1b[" in styled and "\x1b[" not in plain
+    from rich.text import Text
+
+    assert Text.from_ansi(styled).plain.rstrip() == plain.rstrip()
+    lines = plain.splitlines()
+    assert lines[1].split() == ["Name", "Provider", "Model", "Status", "Requests", "Created", "Cost"]
+    assert lines[3].startswith("second  openai") and "created" in lines[3] and "0/2" in lines[3]
+
+
 def test_python_list_filters_match_the_cli(emulator: Emulator, tmp_path: Path) -> None:
     from batchling.errors import ConfigurationError
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from batchling import ExperimentManager, RawRequest, Result
 from batchling.cli import cli
 from batchling.emulator import Emulator, EmulatorConfig
-from batchling.errors import ConfigurationError, MissingExtraError
+from batchling.errors import ConfigurationError, ExperimentNotFoundError, MissingExtraError
 from batchling.export import (
     BASE_COLUMNS,
     columns_of,
@@ -304,3 +304,23 @@ def test_embedding_export_round_trip_reads_back_the_vectors(
     assert read == vectors
     frame = manager.to_polars("vec")
     assert frame["embedding"].to_list() == vectors
+
+
+def test_costs_of_many_experiments_match_each_one_costed_alone(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    manager = ExperimentManager(tmp_path / "db.sqlite")
+    manager.create_experiment("done", model="gpt-4o-mini", raw_requests=request_dicts(3))
+    manager.start_experiment("done")
+    manager.wait("done", poll_interval=0.01)
+    manager.get_results("done")
+    manager.create_experiment("fresh", model="gpt-4o-mini", raw_requests=request_dicts(2))
+    manager.create_experiment("odd", model="my-finetune", raw_requests=request_dicts(2))
+    names = ["fresh", "done", "odd"]
+    together = manager.experiment_costs(names)
+    assert together == [manager.experiment_cost(name) for name in names]
+    assert together[1].actual is not None and together[1].actual.usd
+    assert together[0].actual is None and together[0].estimate.usd
+    assert not together[2].priced
+    with pytest.raises(ExperimentNotFoundError, match="nope"):
+        manager.experiment_costs(["done", "nope"])
