@@ -311,7 +311,11 @@ def render(report: dict[str, Any]) -> None:
     console.print(table)
     for peer in report["peers"]:
         if peer["ran"]:
-            console.print(f"peer {peer['peer']}: N={peer['n']:,} wall {peer['wall_s']} s")
+            console.print(
+                f"peer {peer['peer']}: N={peer['n']:,} wall {peer['wall_s']} s, "
+                f"CPU {peer['cpu_s']} s, peak RSS {peer['peak_rss_mb']} MB "
+                f"(Python {peer.get('python', '?')})"
+            )
         else:
             console.print(f"peer {peer['peer']}: not run: {peer['reason']}")
     for note in report["notes"]:
