@@ -233,22 +233,53 @@ def estimate_request_tokens(
 
 
 class TokenTally:
-    """The token estimate of requests counted one at a time, as they stream into an experiment."""
+    """The token estimate of requests counted one at a time, as they stream into an experiment.
+    Plain counters: this runs once per request, where a model's attribute writes would show."""
 
     def __init__(self, *, endpoint: str = "") -> None:
         self.endpoint = endpoint
-        self._count, method = token_counter()
-        self.estimate = TokenEstimate(method=method)
+        self._count, self._method = token_counter()
+        self._input_only = bool(_INPUT_ONLY.search(endpoint))
+        self._approximate = self._count is _approximate_tokens
+        self.requests = self.input_tokens = self.output_tokens = 0
+        self.large_requests: list[tuple[int, int]] = []
 
     def add(self, request: RawRequest) -> None:
-        tokens_in, tokens_out = estimate_request_tokens(
-            request, endpoint=self.endpoint, count=self._count
+        tokens = self._plain_text_tokens(request) if self._approximate else None
+        if tokens is None:
+            tokens, tokens_out = estimate_request_tokens(
+                request, endpoint=self.endpoint, count=self._count
+            )
+        else:
+            tokens_out = 0 if self._input_only else request.max_tokens or ASSUMED_OUTPUT_TOKENS
+        self.requests += 1
+        self.input_tokens += tokens
+        self.output_tokens += tokens_out
+        if tokens > LARGE_REQUEST_TOKENS:
+            self.large_requests.append((tokens, tokens_out))
+
+    @staticmethod
+    def _plain_text_tokens(request: RawRequest) -> int | None:
+        """estimate_request_tokens' approximation for a text-only request, inlined; None when a
+        message has parts."""
+        system = request.system_prompt
+        tokens = -(-len(system) // CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS if system else 0
+        for message in request.messages:
+            content = message.content
+            if type(content) is not str:
+                return None
+            tokens += MESSAGE_OVERHEAD_TOKENS - (-len(content) // CHARS_PER_TOKEN)
+        return tokens
+
+    @property
+    def estimate(self) -> TokenEstimate:
+        return TokenEstimate(
+            requests=self.requests,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            method=self._method,
+            large_requests=self.large_requests,
         )
-        self.estimate.requests += 1
-        self.estimate.input_tokens += tokens_in
-        self.estimate.output_tokens += tokens_out
-        if tokens_in > LARGE_REQUEST_TOKENS:
-            self.estimate.large_requests.append((tokens_in, tokens_out))
 
     def options(self) -> dict[str, Any]:
         """What the experiment stores under its options once every request went by."""

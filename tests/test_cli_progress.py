@@ -166,7 +166,15 @@ def test_list_prints_the_same_table_styled_on_a_terminal_and_plain_elsewhere(
 
     assert Text.from_ansi(styled).plain.rstrip() == plain.rstrip()
     lines = plain.splitlines()
-    assert lines[1].split() == ["Name", "Provider", "Model", "Status", "Requests", "Created", "Cost"]
+    assert lines[1].split() == [
+        "Name",
+        "Provider",
+        "Model",
+        "Status",
+        "Requests",
+        "Created",
+        "Cost",
+    ]
     assert lines[3].startswith("second  openai") and "created" in lines[3] and "0/2" in lines[3]
 
 

@@ -17,8 +17,10 @@ from batchling.pricing import (
     APPROXIMATION,
     ASSUMED_OUTPUT_TOKENS,
     IMAGE_TOKENS,
+    LARGE_REQUEST_TOKENS,
     MESSAGE_OVERHEAD_TOKENS,
     ModelPrice,
+    TokenTally,
     actual_cost,
     builtin_table,
     check_cost_limit,
@@ -128,6 +130,35 @@ def test_images_count_and_embeddings_have_no_output() -> None:
     estimate = estimate_tokens([image], endpoint="/v1/embeddings")
     assert estimate.input_tokens == 1 + MESSAGE_OVERHEAD_TOKENS + IMAGE_TOKENS
     assert estimate.output_tokens == 0
+
+
+@pytest.mark.parametrize("endpoint", ["/v1/chat/completions", "/v1/embeddings"])
+def test_the_streaming_tally_counts_like_the_estimate(endpoint: str) -> None:
+    requests = [
+        request("q" * (i * 7 % 23 + 1), system="s" * (i % 3 * 5), max_tokens=50 if i % 2 else None)
+        for i in range(40)
+    ]
+    requests.append(
+        RawRequest.model_validate(
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "abcd"},
+                            {"type": "image", "url": "https://example.com/a.png"},
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    big = request("w" * (4 * LARGE_REQUEST_TOKENS + 8))
+    tally = TokenTally(endpoint=endpoint)
+    for item in [*requests, big]:
+        tally.add(item)
+    assert tally.estimate == estimate_tokens([*requests, big], endpoint=endpoint)
+    assert tally.estimate.large_requests and tally.options()["token_estimate"]["requests"] == 42
 
 
 def test_a_tokenizer_is_used_when_one_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:

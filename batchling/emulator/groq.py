@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from batchling.emulator import chat, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
-from batchling.emulator.openai import PHASE_TIMESTAMP, STATUS, error
+from batchling.emulator.openai import MAX_REQUESTS, PHASE_TIMESTAMP, STATUS, error
 
 PROVIDER = "groq"
 PREFIX = "/groq"
@@ -145,6 +145,16 @@ def validate_lines(
             else:
                 seen.add(line["custom_id"])
                 lines.append(line)
+    if len(lines) > MAX_REQUESTS:
+        fatal.append(
+            {
+                "code": "too_many_tasks",
+                "message": f"The input file holds {len(lines):,} requests; "
+                f"a batch takes at most {MAX_REQUESTS:,}.",
+                "param": None,
+                "line": None,
+            }
+        )
     if not lines and not fatal:
         fatal.append(
             {

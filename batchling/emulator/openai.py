@@ -148,6 +148,10 @@ class StoredLines(Sequence[dict[str, Any]]):
         return lines[index]
 
 
+# A batch input file holds at most this many requests (OpenAI and Groq alike).
+MAX_REQUESTS = 50_000
+
+
 def _validate_lines(
     stored: StoredFile, endpoint: str
 ) -> tuple[StoredLines, list[dict[str, Any]], str | None]:
@@ -223,6 +227,16 @@ def _validate_lines(
                 if not custom_ids:
                     model = line["body"].get("model")
                 custom_ids.append(custom_id)
+    if len(custom_ids) > MAX_REQUESTS:
+        errors.append(
+            {
+                "code": "too_many_tasks",
+                "message": f"The batch input file holds {len(custom_ids):,} requests; "
+                f"a batch takes at most {MAX_REQUESTS:,}.",
+                "param": None,
+                "line": None,
+            }
+        )
     if not custom_ids and not errors:
         errors.append(
             {

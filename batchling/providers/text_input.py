@@ -23,6 +23,8 @@ def check_embedding_options(
     request: RawRequest, *, info: ProviderInfo, endpoint: str, custom_id: str
 ) -> None:
     """Refuse `dimensions` or `task_type` where the endpoint would silently drop them."""
+    if request.dimensions is None and request.task_type is None:
+        return  # the common case, checked once per request
     accepted = info.embedding_options.get(endpoint, frozenset())
     given = [f for f in EMBEDDING_OPTIONS if getattr(request, f) is not None and f not in accepted]
     if not given:
