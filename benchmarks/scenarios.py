@@ -72,6 +72,15 @@ def baseline_openai(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
     and submitted, then each polled, downloaded and every line parsed."""
     from openai import OpenAI
 
+    phases: dict[str, float] = {}
+    mark = time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = round(now - mark, 4)
+        mark = now
+
     client = OpenAI()
     paths: list[Path] = []
     with raw_path.open("rb") as source:
@@ -86,6 +95,7 @@ def baseline_openai(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
             sink.write(json.dumps(openai_line(json.loads(line))) + "\n")
         if sink is not None:
             sink.close()
+    phase("write")
     batches = []
     for path in paths:
         with path.open("rb") as handle:
@@ -95,6 +105,7 @@ def baseline_openai(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
                 input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h"
             )
         )
+    phase("upload+create")
     results = []
     for batch in batches:
         while batch.status not in TERMINAL:
@@ -104,9 +115,10 @@ def baseline_openai(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
             raise RuntimeError(f"baseline batch ended {batch.status}: {batch.errors}")
         text = client.files.content(batch.output_file_id).text
         results += [json.loads(line) for line in text.splitlines() if line]
+    phase("poll+download+parse")
     if len(results) != n:
         raise RuntimeError(f"baseline got {len(results)} results, expected {n}")
-    return {"results": len(results), "batches": len(batches)}
+    return {"phases": phases, "results": len(results), "batches": len(batches)}
 
 
 BLOCK = 100_000
