@@ -58,6 +58,13 @@ from batchling.progress import TransferCallback, TransferMeter
 from batchling.providers import client_settings, registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
 from batchling.providers.text_input import check_embedding_options
+from batchling.results_file import (
+    ChunkLines,
+    join_parts,
+    part_path,
+    remove_parts,
+    write_lines,
+)
 from batchling.store import Store, utcnow
 from batchling.structured import ResponseFormat, parse_output, response_format_from
 
@@ -913,21 +920,31 @@ class AsyncExperimentManager:
                 self.on_transfer, experiment_name, "download", experiment.request_counts.total
             )
             download.start()
-            # Results are acyclic and held 2,000 at a time: the cyclic GC would only rescan them
-            # (~20% of the CPU of a big download), so it pauses meanwhile.
-            with _gc_paused():
-                for batch in batches:
-                    if batch.results_stored:
-                        download.advance(batch.request_count)
-                    else:
-                        await self._store_batch_results(experiment, provider, batch, fmt, download)
-            download.finish()
-            # The stored results are the truth; some providers report only rough progress counts.
-            succeeded, unsuccessful = await store.count_outcomes(experiment)
-            experiment = await store.update_experiment(
-                experiment_name, completed=succeeded, failed=unsuccessful
+            # A single attempt downloaded at once can have its results file written as it
+            # downloads (results_file.ChunkLines); anything else merges outcomes from the store.
+            parts: list[ChunkLines] | None = (
+                [] if all(not b.results_stored and b.attempt == 1 for b in batches) else None
             )
-            await self._write_results_file(experiment)
+            try:
+                # Results are acyclic and held 2,000 at a time: the cyclic GC would only rescan
+                # them (~20% of the CPU of a big download), so it pauses meanwhile.
+                with _gc_paused():
+                    for batch in batches:
+                        if batch.results_stored:
+                            download.advance(batch.request_count)
+                        else:
+                            await self._store_batch_results(
+                                experiment, provider, batch, fmt, download, parts
+                            )
+                download.finish()
+                # The stored results are the truth; some providers report only rough counts.
+                succeeded, unsuccessful = await store.count_outcomes(experiment)
+                experiment = await store.update_experiment(
+                    experiment_name, completed=succeeded, failed=unsuccessful
+                )
+                await self._write_results_file(experiment, parts)
+            finally:
+                remove_parts(experiment.results_file_path)
         elif not experiment.results_file_path.exists():
             await self._write_results_file(experiment)
         return experiment
@@ -939,9 +956,15 @@ class AsyncExperimentManager:
         batch: BatchRecord,
         fmt: ResponseFormat | None = None,
         download: TransferMeter | None = None,
+        parts: list[ChunkLines] | None = None,
     ) -> None:
         store = await self.store()
         seen: set[str] = set()
+        expected = await store.chunk_custom_ids(experiment, batch.chunk)
+        lines_out = None
+        if parts is not None:
+            lines_out = ChunkLines(part_path(experiment.results_file_path, batch.chunk), expected)
+            parts.append(lines_out)
         if (
             provider is not None
             and batch.batch_id
@@ -962,6 +985,8 @@ class AsyncExperimentManager:
                     result = _parsed(provider.decode(line), fmt)
                     seen.add(result.custom_id)
                     pending.append(result)
+                    if lines_out is not None:
+                        lines_out.add(result)
                     if download is not None:
                         download.advance()
                     if len(pending) >= RESULTS_FLUSH_SIZE:
@@ -988,22 +1013,30 @@ class AsyncExperimentManager:
                 status=reason.kind if reason.kind in ("expired", "cancelled") else "failed",
                 error=reason,
             )
-            for cid in await store.chunk_custom_ids(experiment, batch.chunk)
+            for cid in expected
             if cid not in seen
         ]
+        if lines_out is not None:
+            lines_out.close()
         await store.save_results(experiment, missing)
         await store.commit()
         await store.update_batch(experiment, batch.chunk, results_stored=1)
 
-    async def _write_results_file(self, experiment: Experiment) -> None:
+    async def _write_results_file(
+        self, experiment: Experiment, parts: list[ChunkLines] | None = None
+    ) -> None:
+        """From the parts written as the results downloaded when every one is complete, else
+        from the store."""
         store = await self.store()
         path = experiment.results_file_path
         temp = path.with_name(path.name + ".partial")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with temp.open("wb") as handle:
-                async for line in store.iter_result_lines(experiment):
-                    handle.write(line + b"\n")
+                if parts and all(part.complete for part in parts):
+                    join_parts(parts, handle)
+                else:
+                    await write_lines(store.iter_result_lines(experiment), handle)
             temp.replace(path)
         except OSError as error:
             with contextlib.suppress(OSError):

@@ -1,0 +1,92 @@
+"""The results JSONL file: one line per request, in request order, each the request's latest
+Result without `raw`.
+
+It is built from the store, or, for an experiment's first and only download, from the download
+itself: each chunk's lines go to a part file while its results arrive in request order (they
+usually do), and the parts are joined at the end, which spares reading every row back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import IO
+
+from batchling.models import Result
+
+_WITHOUT_RAW = {"raw"}
+
+
+def file_line(result: Result) -> bytes:
+    """The results file's line of one result (a test holds it equal to the store's)."""
+    return Result.__pydantic_serializer__.to_json(result, exclude=_WITHOUT_RAW)
+
+
+def part_path(results_path: Path, chunk: int) -> Path:
+    return results_path.with_name(f"{results_path.name}.chunk{chunk:04d}.partial")
+
+
+def remove_parts(results_path: Path) -> None:
+    for stale in results_path.parent.glob(f"{results_path.name}.chunk*.partial"):
+        stale.unlink(missing_ok=True)
+
+
+class ChunkLines:
+    """A chunk's lines as its results download, kept only while they follow `expected` (the
+    chunk's custom ids in request order); `complete` once every expected id came, in order."""
+
+    def __init__(self, path: Path, expected: Sequence[str]) -> None:
+        self.path = path
+        self._expected = expected
+        self._next = 0
+        self._handle: IO[bytes] | None = None
+        try:
+            self._handle = path.open("wb", buffering=1024 * 1024)
+        except OSError:
+            self._ok = False  # the file is then built from the store, which reports the error
+        else:
+            self._ok = True
+
+    def add(self, result: Result) -> None:
+        if not self._ok:
+            return
+        index = self._next
+        if index >= len(self._expected) or self._expected[index] != result.custom_id:
+            self.discard()
+            return
+        self._next = index + 1
+        try:
+            self._handle.write(file_line(result) + b"\n")  # type: ignore[union-attr]
+        except OSError:
+            self.discard()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            try:
+                self._handle.close()
+            except OSError:
+                self.discard()
+
+    @property
+    def complete(self) -> bool:
+        return self._ok and self._next == len(self._expected)
+
+    def discard(self) -> None:
+        self._ok = False
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+        self.path.unlink(missing_ok=True)
+
+
+def join_parts(parts: Sequence[ChunkLines], sink: IO[bytes]) -> None:
+    for part in parts:
+        with part.path.open("rb") as source:
+            shutil.copyfileobj(source, sink, 1024 * 1024)
+
+
+async def write_lines(lines: AsyncIterator[bytes], sink: IO[bytes]) -> None:
+    async for line in lines:
+        sink.write(line + b"\n")
