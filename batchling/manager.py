@@ -252,7 +252,7 @@ class AsyncExperimentManager:
         tally = TokenTally(endpoint=endpoint)
         pairs = _checked(
             assign_custom_ids(
-                (r.with_defaults(defaults) for r in requests),
+                requests if defaults is None else (r.with_defaults(defaults) for r in requests),
                 experiment_name=experiment_name,
                 id_pattern=info.limits.custom_id_pattern,
                 check_unique=False,  # the database's unique index checks ids without a dict of them

@@ -169,6 +169,7 @@ class Store:
         except sqlite3.IntegrityError:
             raise ExperimentExistsError(experiment.name) from None
         experiment_id = cursor.lastrowid
+        to_json = RawRequest.__pydantic_serializer__.to_json
         inserting: asyncio.Task[None] | None = None
         try:
             rows: list[tuple[Any, ...]] = []
@@ -181,7 +182,8 @@ class Store:
                         index,
                         custom_id,
                         chunk,
-                        request.model_dump_json(exclude_none=True),
+                        # The serializer itself: model_dump_json adds ~40% per request here.
+                        to_json(request, exclude_none=True).decode(),
                     )
                 )
                 if len(rows) >= INSERT_BATCH_SIZE:
