@@ -137,7 +137,8 @@ def plain_chat_body(
 ) -> dict[str, Any] | None:
     """The chat body of a request in the common shape (text messages only, no `reasoning`), or
     None for any other request: the body `encode_chat_body` makes, with no helper call, since it
-    runs once per request (a million times for a big experiment)."""
+    runs once per request (a million times for a big experiment). A field `encode_chat_body`
+    learns to map must be mapped here too (tests/providers/test_line_encoder.py lists them)."""
     # Pydantic models are slow to read attribute by attribute (a `__getattr__` hook keeps the
     # interpreter off its fast path); their fields sit in `__dict__`, read once here.
     fields = request.__dict__

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from batchling.errors import InputError
-from batchling.models import RawRequest
+from batchling.models import RawMessage, RawRequest
 from batchling.providers import openai_format, registry
 from batchling.providers.openai import CHAT, EMBEDDINGS, OpenAIProvider
 from batchling.structured import ResponseFormat
@@ -157,3 +157,13 @@ def test_plain_chat_body_takes_text_only_requests_without_reasoning() -> None:
     assert openai_format.plain_chat_body(reasoning, "m", "max_tokens") is None
     assert openai_format.plain_chat_body(parts, "m", "max_tokens") is None
     assert openai_format.encode_chat_body(reasoning, model="m")["reasoning_effort"] == "high"
+
+
+def test_plain_chat_body_knows_every_request_field() -> None:
+    # A field added to RawRequest or RawMessage and mapped in encode_chat_body must be mapped in
+    # plain_chat_body too (or make it return None), else plain requests would silently drop it.
+    assert set(RawRequest.model_fields) == {
+        *("max_tokens", "temperature", "top_p", "stop", "seed", "reasoning"),
+        *("dimensions", "task_type", "id", "system_prompt", "messages"),
+    }
+    assert set(RawMessage.model_fields) == {"role", "content"}
