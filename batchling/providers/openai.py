@@ -135,27 +135,20 @@ class OpenAIProvider:
         response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
         if endpoint in (RESPONSES, EMBEDDINGS, MODERATIONS):
-            return openai_format.encode_line(
-                encode_body(
-                    request,
-                    custom_id=custom_id,
-                    model=model,
-                    endpoint=endpoint,
-                    fmt=response_format,
-                ),
-                custom_id=custom_id,
-                endpoint=endpoint,
+            body = encode_body(
+                request, custom_id=custom_id, model=model, endpoint=endpoint, fmt=response_format
             )
-        body = openai_format.plain_chat_body(request, model, CHAT_MAX_TOKENS)
-        if body is None:
-            body = openai_format.encode_chat_body(
+            return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
+        chat_body = openai_format.plain_chat_body(request, model, CHAT_MAX_TOKENS)
+        if chat_body is None:
+            chat_body = openai_format.encode_chat_body(
                 request, model=model, custom_id=custom_id, max_tokens_field=CHAT_MAX_TOKENS
             )
         if response_format is not None:
             openai_format.add_response_format(
-                body, response_format, endpoint=endpoint, chat_endpoint=CHAT
+                chat_body, response_format, endpoint=endpoint, chat_endpoint=CHAT
             )
-        return {"custom_id": custom_id, "method": "POST", "url": endpoint, "body": body}
+        return {"custom_id": custom_id, "method": "POST", "url": endpoint, "body": chat_body}
 
     def line_encoder(
         self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
