@@ -1425,14 +1425,9 @@ def _encoded_rows(
     """Encode each request into the writer's chunk files as it comes; yields (custom_id, chunk,
     request) for the store. Raises InputError at the end when there was no request at all."""
     count = 0
+    encode = encoder.line_encoder(model=model, endpoint=endpoint, response_format=response_format)
     for custom_id, request in pairs:
-        line = encoder.encode(
-            request,
-            custom_id=custom_id,
-            model=model,
-            endpoint=endpoint,
-            response_format=response_format,
-        )
+        line = encode(request, custom_id)
         count += 1
         yield custom_id, writer.add(orjson.dumps(line), custom_id=custom_id), request
     if not count:

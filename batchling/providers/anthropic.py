@@ -36,7 +36,9 @@ from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
     CreateHint,
+    LineEncoder,
     ProviderInfo,
+    bound_encode,
 )
 from batchling.structured import ResponseFormat
 
@@ -421,6 +423,11 @@ class AnthropicProvider:
                 "format": {"type": "json_schema", "schema": output_schema(response_format.schema)}
             }
         return {"custom_id": custom_id, "params": params}
+
+    def line_encoder(
+        self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
+    ) -> LineEncoder:
+        return bound_encode(self, model=model, endpoint=endpoint, response_format=response_format)
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -69,6 +69,27 @@ class BatchSnapshot:
     errors: list[str] = field(default_factory=list)
 
 
+LineEncoder = Callable[[RawRequest, str], dict[str, Any]]
+"""(request, custom_id) -> one line of the provider's batch input."""
+
+
+def bound_encode(
+    provider: Provider, *, model: str, endpoint: str, response_format: ResponseFormat | None
+) -> LineEncoder:
+    """The plain `line_encoder`: each request through `provider.encode`."""
+
+    def encode_line(request: RawRequest, custom_id: str) -> dict[str, Any]:
+        return provider.encode(
+            request,
+            custom_id=custom_id,
+            model=model,
+            endpoint=endpoint,
+            response_format=response_format,
+        )
+
+    return encode_line
+
+
 class Provider(Protocol):
     info: ClassVar[ProviderInfo]
 
@@ -83,6 +104,14 @@ class Provider(Protocol):
     ) -> dict[str, Any]:
         """Pure: one RawRequest to one line of the provider's batch input (with the provider's
         structured-output field when a response format is given)."""
+        ...
+
+    def line_encoder(
+        self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
+    ) -> LineEncoder:
+        """`encode` with one experiment's model, endpoint and response format bound: what the
+        manager calls once per request. Lines it returns may share parts that are the same for
+        every request (the response format): serialise them, don't modify them."""
         ...
 
     def decode(self, line: dict[str, Any]) -> Result:

@@ -41,7 +41,9 @@ from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
     CreateHint,
+    LineEncoder,
     ProviderInfo,
+    bound_encode,
 )
 from batchling.providers.text_input import embedding_text, refuse_response_format
 from batchling.structured import ResponseFormat
@@ -482,6 +484,11 @@ class GeminiProvider:
             config["responseMimeType"] = "application/json"
             config["responseJsonSchema"] = response_format.schema
         return {"key": custom_id, "request": body}
+
+    def line_encoder(
+        self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
+    ) -> LineEncoder:
+        return bound_encode(self, model=model, endpoint=endpoint, response_format=response_format)
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)

@@ -26,7 +26,9 @@ from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
     CreateHint,
+    LineEncoder,
     ProviderInfo,
+    bound_encode,
 )
 from batchling.structured import ResponseFormat
 
@@ -217,6 +219,11 @@ class GroqProvider:
             body, response_format, endpoint=endpoint, chat_endpoint=CHAT_ENDPOINT
         )
         return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
+
+    def line_encoder(
+        self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
+    ) -> LineEncoder:
+        return bound_encode(self, model=model, endpoint=endpoint, response_format=response_format)
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +18,9 @@ from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
     CreateHint,
+    LineEncoder,
     ProviderInfo,
+    bound_encode,
 )
 from batchling.providers.text_input import (
     embedding_text,
@@ -29,6 +32,7 @@ from batchling.structured import ResponseFormat
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
+CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
 EMBEDDINGS = "/v1/embeddings"
 MODERATIONS = "/v1/moderations"
@@ -39,8 +43,8 @@ INFO = ProviderInfo(
     api_key_env=("OPENAI_API_KEY",),
     base_url_env=("OPENAI_BASE_URL",),
     # Only the endpoints batchling encodes; the service also takes completions, images, videos.
-    endpoints=frozenset({"/v1/chat/completions", RESPONSES, EMBEDDINGS, MODERATIONS}),
-    default_endpoint="/v1/chat/completions",
+    endpoints=frozenset({CHAT, RESPONSES, EMBEDDINGS, MODERATIONS}),
+    default_endpoint=CHAT,
     limits=BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024),
     sdk="openai",
     # `dimensions` shortens text-embedding-3 vectors; older models refuse it.
@@ -60,6 +64,10 @@ STATUS_MAP: dict[str, Status] = {
 
 # How far back find_batch looks for a batch whose creation was interrupted.
 FIND_BATCH_SCAN_LIMIT = 1000
+
+
+# OpenAI deprecated `max_tokens` for chat, and its reasoning models refuse it.
+CHAT_MAX_TOKENS = "max_completion_tokens"
 
 
 def map_status(raw: str) -> Status:
@@ -131,15 +139,44 @@ class OpenAIProvider:
                 request, custom_id=custom_id, model=model, endpoint=endpoint, fmt=response_format
             )
             return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
-        # OpenAI deprecated `max_tokens` for chat, and its reasoning models refuse it.
-        body = openai_format.encode_chat_body(
-            request, model=model, custom_id=custom_id, max_tokens_field="max_completion_tokens"
-        )
+        chat_body = openai_format.plain_chat_body(request, model, CHAT_MAX_TOKENS)
+        if chat_body is None:
+            chat_body = openai_format.encode_chat_body(
+                request, model=model, custom_id=custom_id, max_tokens_field=CHAT_MAX_TOKENS
+            )
         if response_format is not None:
             openai_format.add_response_format(
-                body, response_format, endpoint=endpoint, chat_endpoint=INFO.default_endpoint
+                chat_body, response_format, endpoint=endpoint, chat_endpoint=CHAT
             )
-        return {"custom_id": custom_id, "method": "POST", "url": endpoint, "body": body}
+        return {"custom_id": custom_id, "method": "POST", "url": endpoint, "body": chat_body}
+
+    def line_encoder(
+        self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
+    ) -> LineEncoder:
+        if endpoint != CHAT:
+            return bound_encode(
+                self, model=model, endpoint=endpoint, response_format=response_format
+            )
+        # Made once for the experiment (it deep-copies the schema), at the first request as
+        # `encode` makes it: a schema it refuses fails there, not before.
+        format_field = (
+            functools.cache(functools.partial(openai_format.chat_response_format, response_format))
+            if response_format is not None
+            else None
+        )
+        plain_chat_body = openai_format.plain_chat_body
+
+        def encode_chat_line(request: RawRequest, custom_id: str) -> dict[str, Any]:
+            body = plain_chat_body(request, model, CHAT_MAX_TOKENS)
+            if body is None:
+                body = openai_format.encode_chat_body(
+                    request, model=model, custom_id=custom_id, max_tokens_field=CHAT_MAX_TOKENS
+                )
+            if format_field is not None:
+                body["response_format"] = format_field()
+            return {"custom_id": custom_id, "method": "POST", "url": endpoint, "body": body}
+
+        return encode_chat_line
 
     def decode(self, line: dict[str, Any]) -> Result:
         return openai_format.decode_line(line)

@@ -20,7 +20,9 @@ from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
     CreateHint,
+    LineEncoder,
     ProviderInfo,
+    bound_encode,
 )
 from batchling.structured import ResponseFormat
 
@@ -246,6 +248,11 @@ class TogetherProvider:
             endpoint=endpoint,
             response_format=response_format,
         )
+
+    def line_encoder(
+        self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
+    ) -> LineEncoder:
+        return bound_encode(self, model=model, endpoint=endpoint, response_format=response_format)
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
