@@ -41,6 +41,7 @@ class ChunkLines:
         self.path = path
         self._expected = expected
         self._next = 0
+        self.complete = False
         self._handle: IO[bytes] | None = None
         try:
             self._handle = path.open("wb", buffering=1024 * 1024)
@@ -63,18 +64,18 @@ class ChunkLines:
             self.discard()
 
     def close(self) -> None:
+        """Ends the part; `complete` says whether it holds every expected line."""
+        self.complete = self._ok and self._next == len(self._expected)
+        # A chunk's ids are let go here: parts of every chunk live until the file is joined.
+        self._expected = ()
         if self._handle is not None:
             try:
                 self._handle.close()
             except OSError:
                 self.discard()
 
-    @property
-    def complete(self) -> bool:
-        return self._ok and self._next == len(self._expected)
-
     def discard(self) -> None:
-        self._ok = False
+        self._ok = self.complete = False
         if self._handle is not None:
             with contextlib.suppress(OSError):
                 self._handle.close()
