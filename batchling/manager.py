@@ -63,7 +63,6 @@ from batchling.results_file import (
     join_parts,
     part_path,
     remove_parts,
-    write_lines,
 )
 from batchling.store import Store, utcnow
 from batchling.structured import ResponseFormat, parse_output, response_format_from
@@ -1036,7 +1035,8 @@ class AsyncExperimentManager:
                 if parts and all(part.complete for part in parts):
                     join_parts(parts, handle)
                 else:
-                    await write_lines(store.iter_result_lines(experiment), handle)
+                    async for line in store.iter_result_lines(experiment):
+                        handle.write(line + b"\n")
             temp.replace(path)
         except OSError as error:
             with contextlib.suppress(OSError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -86,8 +86,3 @@ def join_parts(parts: Sequence[ChunkLines], sink: IO[bytes]) -> None:
     for part in parts:
         with part.path.open("rb") as source:
             shutil.copyfileobj(source, sink, 1024 * 1024)
-
-
-async def write_lines(lines: AsyncIterator[bytes], sink: IO[bytes]) -> None:
-    async for line in lines:
-        sink.write(line + b"\n")

@@ -20,21 +20,28 @@ TERMINAL = {"completed", "failed", "expired", "cancelled"}
 MAX_REQUESTS_PER_BATCH = 50_000
 
 
+def phase_timer() -> tuple[dict[str, float], Callable[[str], None]]:
+    """(phases, phase): `phase(name)` records the seconds since the previous call (or since
+    this one) under `name`."""
+    phases: dict[str, float] = {}
+    mark = time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = round(now - mark, 4)
+        mark = now
+
+    return phases, phase
+
+
 def batchling_e2e(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
     """create (from the raw JSONL) -> start -> wait -> results in the DB and the results JSONL
     (the issue's definition; reading them back is `iter_results`, not part of it)."""
     from batchling import AsyncExperimentManager
 
     async def run() -> dict[str, Any]:
-        phases: dict[str, float] = {}
-        mark = time.perf_counter()
-
-        def phase(name: str) -> None:
-            nonlocal mark
-            now = time.perf_counter()
-            phases[name] = round(now - mark, 4)
-            mark = now
-
+        phases, phase = phase_timer()
         async with AsyncExperimentManager(db_path=workdir / "batchling.db") as manager:
             await manager.create_experiment(
                 "bench",
@@ -72,15 +79,7 @@ def baseline_openai(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
     and submitted, then each polled, downloaded and every line parsed."""
     from openai import OpenAI
 
-    phases: dict[str, float] = {}
-    mark = time.perf_counter()
-
-    def phase(name: str) -> None:
-        nonlocal mark
-        now = time.perf_counter()
-        phases[name] = round(now - mark, 4)
-        mark = now
-
+    phases, phase = phase_timer()
     client = OpenAI()
     paths: list[Path] = []
     with raw_path.open("rb") as source:
