@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import socket
@@ -58,6 +59,7 @@ from batchling.progress import TransferCallback, TransferMeter
 from batchling.providers import client_settings, registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
 from batchling.providers.text_input import check_embedding_options
+from batchling.records import ResultRecord, record_of
 from batchling.results_file import (
     ChunkLines,
     join_parts,
@@ -976,16 +978,19 @@ class AsyncExperimentManager:
                 output_file_id=batch.output_file_id,
                 error_file_id=batch.error_file_id,
             )
-            pending: list[Result] = []
+            pending: list[ResultRecord] = []
             saving: asyncio.Task[int] | None = None
             lines = provider.results(ref, snapshot)
+            decode = provider.decode_record
+            if fmt is not None:
+                decode = functools.partial(_parsed_record, provider, fmt)
             try:
                 async for line in lines:
-                    result = _parsed(provider.decode(line), fmt)
-                    seen.add(result.custom_id)
-                    pending.append(result)
+                    record = decode(line)
+                    seen.add(record.custom_id)
+                    pending.append(record)
                     if lines_out is not None:
-                        lines_out.add(result)
+                        lines_out.add(record)
                     if download is not None:
                         download.advance()
                     if len(pending) >= RESULTS_FLUSH_SIZE:
@@ -993,7 +998,7 @@ class AsyncExperimentManager:
                         # one is downloaded and decoded here.
                         if saving is not None:
                             await saving
-                        saving = asyncio.create_task(store.save_results(experiment, pending))
+                        saving = asyncio.create_task(store.save_records(experiment, pending))
                         pending = []
             except BatchlingError:
                 raise
@@ -1002,7 +1007,7 @@ class AsyncExperimentManager:
             finally:
                 if saving is not None:
                     await saving
-            await store.save_results(experiment, pending)
+            await store.save_records(experiment, pending)
         # Requests the provider returned nothing for still get a row saying why (replacing the
         # row of an earlier attempt: results show each request's latest outcome).
         reason = _missing_result(batch)
@@ -1320,17 +1325,18 @@ async def _reraise(error: Exception) -> None:
     raise error
 
 
-def _parsed(result: Result, fmt: ResponseFormat | None) -> Result:
+def _parsed_record(provider: Provider, fmt: ResponseFormat, line: dict[str, Any]) -> ResultRecord:
     """A succeeded result checked against the response format: parsed, or failed (kind 'parse')
     with its raw text kept."""
-    if fmt is None or result.status != "succeeded":
-        return result
-    parsed, problem = parse_output(result.text, fmt)
-    if problem is not None:
-        return result.model_copy(
-            update={"status": "failed", "error": ResultError(kind="parse", message=problem)}
-        )
-    return result.model_copy(update={"parsed": parsed})
+    result = provider.decode(line)
+    if result.status == "succeeded":
+        parsed, problem = parse_output(result.text, fmt)
+        if problem is not None:
+            error = ResultError(kind="parse", message=problem)
+            result = result.model_copy(update={"status": "failed", "error": error})
+        else:
+            result = result.model_copy(update={"parsed": parsed})
+    return record_of(result)
 
 
 def _missing_result(batch: BatchRecord) -> ResultError:

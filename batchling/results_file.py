@@ -14,14 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from batchling.models import Result
-
-_WITHOUT_RAW = {"raw"}
-
-
-def file_line(result: Result) -> bytes:
-    """The results file's line of one result (a test holds it equal to the store's)."""
-    return Result.__pydantic_serializer__.to_json(result, exclude=_WITHOUT_RAW)
+from batchling.records import ResultRecord, record_line
 
 
 def part_path(results_path: Path, chunk: int) -> Path:
@@ -50,16 +43,16 @@ class ChunkLines:
         else:
             self._ok = True
 
-    def add(self, result: Result) -> None:
+    def add(self, record: ResultRecord) -> None:
         if not self._ok:
             return
         index = self._next
-        if index >= len(self._expected) or self._expected[index] != result.custom_id:
+        if index >= len(self._expected) or self._expected[index] != record.custom_id:
             self.discard()
             return
         self._next = index + 1
         try:
-            self._handle.write(file_line(result) + b"\n")  # type: ignore[union-attr]
+            self._handle.write(record_line(record) + b"\n")  # type: ignore[union-attr]
         except OSError:
             self.discard()
 

@@ -30,6 +30,7 @@ from batchling.models import (
     Status,
     Usage,
 )
+from batchling.records import ResultRecord, record_line, record_of
 
 INSERT_BATCH_SIZE = 2000
 ITER_CHUNK_SIZE = 1000
@@ -525,19 +526,28 @@ class Store:
 
     # results
 
-    @_serialized
     async def save_results(
         self, experiment: Experiment, results: Iterable[Result], *, replace: bool = True
+    ) -> int:
+        return await self.save_records(experiment, map(record_of, results), replace=replace)
+
+    @_serialized
+    async def save_records(
+        self, experiment: Experiment, records: Iterable[ResultRecord], *, replace: bool = True
     ) -> int:
         """Upsert results by custom id, so a second download never duplicates a row."""
         experiment_id = await self._experiment_id(experiment.name)
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-        rows = [_result_row(experiment_id, r) for r in results]
-        columns = ", ".join(RESULT_COLUMNS)
-        marks = ",".join("?" * len(RESULT_COLUMNS))
-        await self.db.executemany(f"{verb} INTO results ({columns}) VALUES ({marks})", rows)
+        records = records if isinstance(records, list) else list(records)
+        # The experiment's id goes into the statement (an int from the DB), so each record is
+        # bound as it is, without a new tuple per row.
+        marks = ",".join("?" * len(ResultRecord._fields))
+        await self.db.executemany(
+            f"{verb} INTO results ({', '.join(RESULT_COLUMNS)}) VALUES ({int(experiment_id)},{marks})",
+            records,
+        )
         await self.db.commit()
-        return len(rows)
+        return len(records)
 
     @_serialized
     async def commit(self) -> None:
@@ -557,7 +567,7 @@ class Store:
     async def iter_result_lines(self, experiment: Experiment) -> AsyncIterator[bytes]:
         """The results file's lines (each Result's JSON without `raw`), in request order, built
         straight from the rows: no model per row, which halves the cost of writing the file."""
-        columns = ", ".join(f"res.{c}" for c in RESULT_COLUMNS_BUT_RAW)
+        columns = ", ".join("NULL" if c == "raw" else f"res.{c}" for c in ResultRecord._fields)
         async with self.db.execute(
             f"SELECT {columns} FROM results res JOIN requests r "
             "ON r.experiment_id = res.experiment_id AND r.custom_id = res.custom_id "
@@ -565,7 +575,7 @@ class Store:
             (experiment.name,),
         ) as cursor:
             async for row in cursor:
-                yield _result_line(row)
+                yield record_line(ResultRecord._make(row))
 
     async def count_outcomes(self, experiment: Experiment) -> tuple[int, int]:
         """(succeeded, everything else) among the stored results."""
@@ -676,68 +686,7 @@ class CostInputs(NamedTuple):
 
 
 # Named, so that a column added by a later migration never shifts the others.
-RESULT_COLUMNS = (
-    "experiment_id",
-    "custom_id",
-    "status",
-    "text",
-    "parsed",
-    "input_tokens",
-    "output_tokens",
-    "error_kind",
-    "error_message",
-    "error_code",
-    "raw",
-    "embedding",
-)
-# What the results file needs of a row: everything but the link to the experiment and `raw`.
-RESULT_COLUMNS_BUT_RAW = tuple(c for c in RESULT_COLUMNS if c not in ("experiment_id", "raw"))
-
-
-def _result_row(experiment_id: int, result: Result) -> tuple[Any, ...]:
-    return (
-        experiment_id,
-        result.custom_id,
-        result.status,
-        result.text,
-        json.dumps(result.parsed) if result.parsed is not None else None,
-        result.usage.input_tokens if result.usage else None,
-        result.usage.output_tokens if result.usage else None,
-        result.error.kind if result.error else None,
-        result.error.message if result.error else None,
-        result.error.code if result.error else None,
-        orjson.dumps(result.raw).decode() if result.raw is not None else None,
-        orjson.dumps(result.embedding).decode() if result.embedding is not None else None,
-    )
-
-
-def _result_line(row: aiosqlite.Row) -> bytes:
-    """`_result(row).model_dump_json(exclude={"raw"})`, ~5x faster (a test holds them equal)."""
-    usage = (
-        {"input_tokens": row["input_tokens"] or 0, "output_tokens": row["output_tokens"] or 0}
-        if row["input_tokens"] is not None or row["output_tokens"] is not None
-        else None
-    )
-    error = (
-        {
-            "kind": row["error_kind"],
-            "message": row["error_message"] or "",
-            "code": row["error_code"],
-        }
-        if row["error_kind"]
-        else None
-    )
-    return orjson.dumps(
-        {
-            "custom_id": row["custom_id"],
-            "status": row["status"],
-            "text": row["text"],
-            "parsed": orjson.loads(row["parsed"]) if row["parsed"] is not None else None,
-            "embedding": orjson.loads(row["embedding"]) if row["embedding"] else None,
-            "usage": usage,
-            "error": error,
-        }
-    )
+RESULT_COLUMNS = ("experiment_id", *ResultRecord._fields)
 
 
 def _result(row: aiosqlite.Row) -> Result:

@@ -10,7 +10,8 @@ import pytest
 from batchling import AsyncExperimentManager
 from batchling.emulator import Emulator, EmulatorConfig, Fault
 from batchling.errors import ProviderError
-from batchling.results_file import ChunkLines, file_line, part_path
+from batchling.records import record_line, record_of
+from batchling.results_file import ChunkLines, part_path
 from batchling.store import Store
 from tests.helpers import request_dicts
 from tests.test_store_fast_paths import RESULTS, stored  # noqa: F401  (fixture)
@@ -19,7 +20,7 @@ from tests.test_store_fast_paths import RESULTS, stored  # noqa: F401  (fixture)
 async def test_a_line_is_the_stores_line(stored) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     store, experiment = stored
     from_store = [line async for line in store.iter_result_lines(experiment)]
-    assert [file_line(r) for r in RESULTS] == from_store
+    assert [record_line(record_of(r)) for r in RESULTS] == from_store
 
 
 def parts_left(results: Path) -> list[Path]:
@@ -101,13 +102,13 @@ async def test_a_failed_download_leaves_no_part_file(
 
 
 def test_chunk_lines_keep_only_complete_in_order_parts(tmp_path: Path) -> None:
-    first, second = RESULTS[0], RESULTS[1]
+    first, second = record_of(RESULTS[0]), record_of(RESULTS[1])
     in_order = ChunkLines(part_path(tmp_path / "r.jsonl", 0), [first.custom_id, second.custom_id])
     in_order.add(first)
     in_order.add(second)
     in_order.close()
     assert in_order.complete
-    assert in_order.path.read_bytes() == file_line(first) + b"\n" + file_line(second) + b"\n"
+    assert in_order.path.read_bytes() == record_line(first) + b"\n" + record_line(second) + b"\n"
 
     swapped = ChunkLines(part_path(tmp_path / "r.jsonl", 1), [first.custom_id, second.custom_id])
     swapped.add(second)
@@ -135,7 +136,7 @@ def test_a_closed_part_lets_go_of_its_chunks_ids(tmp_path: Path) -> None:
     before = sys.getrefcount(expected)
     part = ChunkLines(part_path(tmp_path / "r.jsonl", 0), expected)
     assert sys.getrefcount(expected) == before + 1
-    part.add(RESULTS[0])
+    part.add(record_of(RESULTS[0]))
     part.close()
     assert part.complete
     assert sys.getrefcount(expected) == before

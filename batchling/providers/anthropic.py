@@ -40,6 +40,7 @@ from batchling.providers.base import (
     ProviderInfo,
     bound_encode,
 )
+from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -431,6 +432,9 @@ class AnthropicProvider:
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
+
+    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
+        return record_of(self.decode(line))
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         return None

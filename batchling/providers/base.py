@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from batchling.models import RawRequest, RequestCounts, Result, Status
+from batchling.records import ResultRecord
 from batchling.structured import ResponseFormat
 
 
@@ -116,6 +117,11 @@ class Provider(Protocol):
 
     def decode(self, line: dict[str, Any]) -> Result:
         """Pure: one line of the provider's output (or error) file to a Result."""
+        ...
+
+    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
+        """`record_of(decode(line))`, what the manager stores: an adapter may build the common
+        lines' records directly, which is the download's hot path."""
         ...
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:

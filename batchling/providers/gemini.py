@@ -46,6 +46,7 @@ from batchling.providers.base import (
     bound_encode,
 )
 from batchling.providers.text_input import embedding_text, refuse_response_format
+from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -492,6 +493,9 @@ class GeminiProvider:
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
+
+    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
+        return record_of(self.decode(line))
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         # The SDK retries the upload start, not the POST of the bytes: a failed one restarts.

@@ -30,6 +30,7 @@ from batchling.providers.base import (
     ProviderInfo,
     bound_encode,
 )
+from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -227,6 +228,9 @@ class GroqProvider:
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
+
+    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
+        return openai_format.chat_record(line) or record_of(self.decode(line))
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         # The Groq SDK reads a bare path, but not a path inside a (name, content) tuple.

@@ -32,6 +32,7 @@ from batchling.providers.base import (
     bound_encode,
 )
 from batchling.providers.text_input import embedding_text, refuse_response_format
+from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -421,6 +422,9 @@ class MistralProvider:
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
+
+    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
+        return record_of(self.decode(line))
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         with chunk.open("rb") as handle:

@@ -27,6 +27,7 @@ from batchling.providers.text_input import (
     moderation_texts,
     refuse_response_format,
 )
+from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -180,6 +181,9 @@ class OpenAIProvider:
 
     def decode(self, line: dict[str, Any]) -> Result:
         return openai_format.decode_line(line)
+
+    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
+        return openai_format.chat_record(line) or record_of(self.decode(line))
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         uploaded = await self.client.files.create(file=(name or chunk.name, chunk), purpose="batch")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from batchling.errors import InputError
 from batchling.models import (
     ContentPart,
@@ -18,6 +20,7 @@ from batchling.models import (
     Usage,
 )
 from batchling.providers import content
+from batchling.records import ResultRecord
 from batchling.structured import ResponseFormat, strict_json_schema
 
 OPENAI_IMAGE_TYPES = content.COMMON_IMAGE_TYPES
@@ -289,6 +292,46 @@ def decode_line(line: dict[str, Any]) -> Result:
             raw=line,
         )
     return Result(custom_id=custom_id, status="succeeded", raw=line, **success_fields(body))
+
+
+def chat_record(line: dict[str, Any]) -> ResultRecord | None:
+    """`record_of(decode_line(line))` of a successful chat completion, the bulk of a big download,
+    built without a Result (a third of the cost); None for any other line (a test holds the two
+    equal)."""
+    response = line.get("response")
+    if line.get("error") or type(response) is not dict:
+        return None
+    body = response.get("body")
+    custom_id = line.get("custom_id")
+    if (
+        type(body) is not dict
+        or body.get("object") != "chat.completion"
+        or "choices" not in body
+        or type(custom_id) is not str
+        or type(response.get("status_code", 200)) is not int
+        or response.get("status_code", 200) >= 400
+    ):
+        return None
+    usage = body.get("usage")
+    input_tokens = output_tokens = None
+    if isinstance(usage, dict):
+        input_tokens = usage.get("prompt_tokens") or usage.get("input_tokens") or 0
+        output_tokens = usage.get("completion_tokens") or usage.get("output_tokens") or 0
+        if type(input_tokens) is not int or type(output_tokens) is not int:
+            return None  # pydantic's lax coercion, or its error, belong to the Result path
+    return ResultRecord(
+        custom_id,
+        "succeeded",
+        chat_text(body),
+        None,
+        input_tokens,
+        output_tokens,
+        None,
+        None,
+        None,
+        orjson.dumps(line).decode(),
+        None,
+    )
 
 
 # /v1/responses, /v1/embeddings, /v1/moderations

@@ -1,0 +1,75 @@
+"""A Result flattened the way it is stored and written: the download's hot path carries these
+instead of models (a pydantic Result, then its row and its file line cost ~9 us a line; a record
+and its line ~3 us)."""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+import orjson
+
+from batchling.models import Result
+
+
+class ResultRecord(NamedTuple):
+    """A Result's fields as the store keeps them: `parsed`, `raw` and `embedding` as JSON text."""
+
+    custom_id: str
+    status: str
+    text: str | None
+    parsed: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    error_kind: str | None
+    error_message: str | None
+    error_code: str | None
+    raw: str | None
+    embedding: str | None
+
+
+def record_of(result: Result) -> ResultRecord:
+    usage, error = result.usage, result.error
+    return ResultRecord(
+        result.custom_id,
+        result.status,
+        result.text,
+        json.dumps(result.parsed) if result.parsed is not None else None,
+        usage.input_tokens if usage else None,
+        usage.output_tokens if usage else None,
+        error.kind if error else None,
+        error.message if error else None,
+        error.code if error else None,
+        orjson.dumps(result.raw).decode() if result.raw is not None else None,
+        orjson.dumps(result.embedding).decode() if result.embedding is not None else None,
+    )
+
+
+def record_line(record: ResultRecord) -> bytes:
+    """The results file's line: `Result.model_dump_json(exclude={"raw"})` of the record's Result,
+    ~5x faster (a test holds them equal)."""
+    usage = (
+        {"input_tokens": record.input_tokens or 0, "output_tokens": record.output_tokens or 0}
+        if record.input_tokens is not None or record.output_tokens is not None
+        else None
+    )
+    error = (
+        {
+            "kind": record.error_kind,
+            "message": record.error_message or "",
+            "code": record.error_code,
+        }
+        if record.error_kind
+        else None
+    )
+    return orjson.dumps(
+        {
+            "custom_id": record.custom_id,
+            "status": record.status,
+            "text": record.text,
+            "parsed": orjson.loads(record.parsed) if record.parsed is not None else None,
+            "embedding": orjson.loads(record.embedding) if record.embedding else None,
+            "usage": usage,
+            "error": error,
+        }
+    )
