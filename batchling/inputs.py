@@ -6,13 +6,15 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import ValidationError
 
 from batchling.errors import InputError
 from batchling.models import GenerationParams, RawRequest
+
+T = TypeVar("T")
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -52,8 +54,18 @@ def generation_defaults(value: GenerationParams | dict[str, Any] | None) -> Gene
         ) from None
 
 
+SourcedRequest = tuple[RawRequest, "str | None"]
+"""A request and its JSON as the user wrote it, when that text is exactly this request (stored as
+is, which spares serialising it again); None when it must be serialised."""
+
+
 def read_requests_jsonl(path: Path) -> Iterator[RawRequest]:
     """Stream RawRequests from a JSONL file; errors name the file and the line."""
+    return (request for request, _ in read_request_lines(path))
+
+
+def read_request_lines(path: Path) -> Iterator[SourcedRequest]:
+    """Stream (request, its line) from a JSONL file; errors name the file and the line."""
     if not path.is_file():
         raise InputError(f"Requests file not found: {path}")
     with path.open("rb") as handle:
@@ -67,7 +79,7 @@ def read_requests_jsonl(path: Path) -> Iterator[RawRequest]:
             except ValidationError:
                 pass
             else:
-                yield request
+                yield request, raw.strip().decode()
                 continue
             try:
                 data = orjson.loads(raw)
@@ -75,7 +87,7 @@ def read_requests_jsonl(path: Path) -> Iterator[RawRequest]:
                 raise InputError(
                     f"{path}, line {number}: not valid JSON ({error}). Each line must be one JSON object."
                 ) from None
-            yield parse_request(data, where=f"{path}, line {number}")
+            yield parse_request(data, where=f"{path}, line {number}"), None
 
 
 def generated_custom_id(experiment_name: str, index: int) -> str:
@@ -98,17 +110,17 @@ def duplicate_id_error(custom_id: str, first: int, second: int) -> InputError:
 
 
 def assign_custom_ids(
-    requests: Iterable[RawRequest],
+    requests: Iterable[tuple[RawRequest, T]],
     *,
     experiment_name: str,
     id_pattern: str | None,
     check_unique: bool = True,
-) -> Iterator[tuple[str, RawRequest]]:
-    """(custom_id, request) pairs: the user's id when given, else a generated one. Ids are unique
-    (checked here, or with check_unique=False by the caller, e.g. the database's unique index,
-    which needs no memory per request)."""
+) -> Iterator[tuple[str, RawRequest, T]]:
+    """(custom_id, request, extra) for each (request, extra): the user's id when given, else a
+    generated one. Ids are unique (checked here, or with check_unique=False by the caller, e.g.
+    the database's unique index, which needs no memory per request)."""
     seen: dict[str, int] = {}
-    for index, request in enumerate(requests):
+    for index, (request, extra) in enumerate(requests):
         if request.id is not None:
             custom_id = request.id
             if id_pattern is not None and not re.fullmatch(id_pattern, custom_id):
@@ -122,4 +134,4 @@ def assign_custom_ids(
             if custom_id in seen:
                 raise duplicate_id_error(custom_id, seen[custom_id], index)
             seen[custom_id] = index
-        yield custom_id, request
+        yield custom_id, request, extra

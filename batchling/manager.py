@@ -30,10 +30,11 @@ from batchling.errors import (
 )
 from batchling.home import default_db_path, experiment_dir
 from batchling.inputs import (
+    SourcedRequest,
     assign_custom_ids,
     generation_defaults,
     parse_request,
-    read_requests_jsonl,
+    read_request_lines,
 )
 from batchling.models import (
     BatchRecord,
@@ -247,13 +248,18 @@ class AsyncExperimentManager:
         if template is not None:
             from batchling.templates import requests_from_template
 
-            requests = requests_from_template(template, rows, id_field=id_field)
+            requests: Iterator[SourcedRequest] = (
+                (request, None)
+                for request in requests_from_template(template, rows, id_field=id_field)
+            )
         else:
             requests = _load_requests(raw_requests, raw_file_path)
+        if defaults is not None:
+            requests = ((r.with_defaults(defaults), None) for r, _ in requests)
         tally = TokenTally(endpoint=endpoint)
         pairs = _checked(
             assign_custom_ids(
-                requests if defaults is None else (r.with_defaults(defaults) for r in requests),
+                requests,
                 experiment_name=experiment_name,
                 id_pattern=info.limits.custom_id_pattern,
                 check_unique=False,  # the database's unique index checks ids without a dict of them
@@ -1136,7 +1142,7 @@ class AsyncExperimentManager:
                     f"Study '{study}' has no experiment for {', '.join(t.label for t in missing)}: "
                     "give the requests (raw_file_path or raw_requests) to create them."
                 )
-            requests = list(_load_requests(raw_requests, raw_file_path))
+            requests = [request for request, _ in _load_requests(raw_requests, raw_file_path)]
         if max_cost is not None:
             costs = []
             table = load_price_table()
@@ -1395,14 +1401,16 @@ def _request_source(
 
 def _load_requests(
     raw_requests: Iterable[RawRequest | dict[str, Any]] | None, raw_file_path: str | Path | None
-) -> Iterator[RawRequest]:
+) -> Iterator[SourcedRequest]:
     if raw_file_path is not None:
         path = Path(raw_file_path).expanduser()
         if not path.is_file():
             raise InputError(f"Requests file not found: {path}")
-        return read_requests_jsonl(path)
+        return read_request_lines(path)
     assert raw_requests is not None
-    return (parse_request(r, where=f"raw_requests[{i}]") for i, r in enumerate(raw_requests))
+    return (
+        (parse_request(r, where=f"raw_requests[{i}]"), None) for i, r in enumerate(raw_requests)
+    )
 
 
 def _chunk_writer(processed: Path, info: ProviderInfo, options: dict[str, Any]) -> ChunkWriter:
@@ -1420,39 +1428,40 @@ def _chunk_writer(processed: Path, info: ProviderInfo, options: dict[str, Any]) 
 
 def _encoded_rows(
     encoder: Provider,
-    pairs: Iterable[tuple[str, RawRequest]],
+    requests: Iterable[tuple[str, RawRequest, str | None]],
     writer: ChunkWriter,
     *,
     model: str,
     endpoint: str,
     response_format: ResponseFormat | None,
     source: str,
-) -> Iterator[tuple[str, int, RawRequest]]:
-    """Encode each request into the writer's chunk files as it comes; yields (custom_id, chunk,
-    request) for the store. Raises InputError at the end when there was no request at all."""
+) -> Iterator[tuple[str, int, RawRequest, str | None]]:
+    """Encode each (custom_id, request, its JSON if known) into the writer's chunk files as it
+    comes; yields them with their chunk for the store. Raises InputError at the end when there
+    was no request at all."""
     count = 0
     encode = encoder.line_encoder(model=model, endpoint=endpoint, response_format=response_format)
-    for custom_id, request in pairs:
+    for custom_id, request, text in requests:
         line = encode(request, custom_id)
         count += 1
-        yield custom_id, writer.add(orjson.dumps(line), custom_id=custom_id), request
+        yield custom_id, writer.add(orjson.dumps(line), custom_id=custom_id), request, text
     if not count:
         raise InputError(f"No requests in {source}: an experiment needs at least one.")
 
 
 def _checked(
-    pairs: Iterable[tuple[str, RawRequest]],
+    requests: Iterable[tuple[str, RawRequest, str | None]],
     *,
     info: ProviderInfo,
     endpoint: str,
     tally: TokenTally,
-) -> Iterator[tuple[str, RawRequest]]:
+) -> Iterator[tuple[str, RawRequest, str | None]]:
     """Checks that need the custom id, and the token count for the cost estimate, as requests
     stream by."""
-    for custom_id, request in pairs:
-        check_embedding_options(request, info=info, endpoint=endpoint, custom_id=custom_id)
-        tally.add(request)
-        yield custom_id, request
+    for item in requests:
+        check_embedding_options(item[1], info=info, endpoint=endpoint, custom_id=item[0])
+        tally.add(item[1])
+        yield item
 
 
 def _closed(writer: ChunkWriter) -> Iterator[BatchRecord]:
@@ -1493,14 +1502,14 @@ def _write_chunks(
     try:
         rows = _encoded_rows(
             encoder,
-            pairs,
+            ((custom_id, request, None) for custom_id, request in pairs),
             writer,
             model=model,
             endpoint=endpoint,
             response_format=response_format,
             source="the stored requests",
         )
-        chunk_of = {custom_id: chunk for custom_id, chunk, _ in rows}
+        chunk_of = {custom_id: chunk for custom_id, chunk, *_ in rows}
         return writer.close(), chunk_of
     except BaseException:
         writer.abort()

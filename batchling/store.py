@@ -136,13 +136,14 @@ class Store:
     async def create_experiment(
         self,
         experiment: Experiment,
-        requests: Iterable[tuple[str, int, RawRequest]],
+        requests: Iterable[tuple[str, int, RawRequest, str | None]],
         batches: Iterable[BatchRecord],
         options: dict[str, Any],
         *,
         late_options: Callable[[], dict[str, Any]] | None = None,
     ) -> Experiment:
-        """Insert the experiment, its requests (custom_id, chunk, request) and planned batches at once.
+        """Insert the experiment, its requests (custom_id, chunk, request, its JSON text when the
+        caller has it) and planned batches at once.
         `late_options` adds options known only once the requests have streamed by."""
         try:
             cursor = await self.db.execute(
@@ -175,18 +176,12 @@ class Store:
         try:
             rows: list[tuple[Any, ...]] = []
             total = 0
-            for index, (custom_id, chunk, request) in enumerate(requests):
+            for index, (custom_id, chunk, request, text) in enumerate(requests):
                 total += 1
-                rows.append(
-                    (
-                        experiment_id,
-                        index,
-                        custom_id,
-                        chunk,
-                        # The serializer itself: model_dump_json adds ~40% per request here.
-                        to_json(request, exclude_none=True).decode(),
-                    )
-                )
+                if text is None:
+                    # The serializer itself: model_dump_json adds ~40% per request here.
+                    text = to_json(request, exclude_none=True).decode()
+                rows.append((experiment_id, index, custom_id, chunk, text))
                 if len(rows) >= INSERT_BATCH_SIZE:
                     # Inserted in SQLite's thread while the next rows are read and encoded here.
                     if inserting is not None:

@@ -56,15 +56,15 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         list(read_requests_jsonl(tmp_path / "nope.jsonl"))
 
 
-def _requests(*ids: str | None) -> list[RawRequest]:
-    return [RawRequest(id=i, messages=[{"role": "user", "content": "x"}]) for i in ids]  # type: ignore[list-item]
+def _requests(*ids: str | None) -> list[tuple[RawRequest, None]]:
+    return [(RawRequest(id=i, messages=[{"role": "user", "content": "x"}]), None) for i in ids]  # type: ignore[list-item]
 
 
 def test_generated_ids_follow_the_experiment_name() -> None:
     pairs = list(
         assign_custom_ids(_requests(None, "mine", None), experiment_name="exp", id_pattern=None)
     )
-    assert [cid for cid, _ in pairs] == ["exp-sample-0", "mine", "exp-sample-2"]
+    assert [cid for cid, *_ in pairs] == ["exp-sample-0", "mine", "exp-sample-2"]
 
 
 def test_duplicate_ids_are_an_error_naming_both_requests() -> None:

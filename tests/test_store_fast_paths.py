@@ -58,7 +58,10 @@ async def stored(tmp_path: Path):  # type: ignore[no-untyped-def]
     )
     request = RawRequest.model_validate({"messages": [{"role": "user", "content": "x"}]})
     experiment = await store.create_experiment(
-        experiment, ((cid, 0, request) for cid in [*(r.custom_id for r in RESULTS), "none"]), [], {}
+        experiment,
+        ((cid, 0, request, None) for cid in [*(r.custom_id for r in RESULTS), "none"]),
+        [],
+        {},
     )
     await store.save_results(experiment, RESULTS)
     yield store, experiment
