@@ -78,7 +78,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 ProgressCallback = Callable[[Experiment], None]
 
-RESULTS_FLUSH_SIZE = 2000
+# Results stored per statement: fewer, bigger blocks hand SQLite's thread more work per GIL
+# handoff (100,000 results: 1.8 s at 2,000, 1.5 s at 7,500; 20,000 no faster, +50 MB peak).
+RESULTS_FLUSH_SIZE = 7500
 DEFAULT_POLL_INTERVAL = 2.0
 MAX_POLL_INTERVAL = 60.0
 # Statuses of a running experiment, least advanced first: the experiment shows the slowest batch.

@@ -1,0 +1,84 @@
+"""Requests and results go into SQLite in blocks, as one JSON array SQLite unpacks; rows SQLite's
+JSON could not carry (a NUL character), and SQLite without JSON functions, take executemany.
+Every path stores the same thing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batchling import AsyncExperimentManager
+from batchling.errors import InputError
+from batchling.models import Result, ResultError, Usage
+from batchling.store import INSERT_BATCH_SIZE, Store
+from tests.test_store_fast_paths import RESULTS
+
+ODD_RESULTS = [
+    *RESULTS,
+    Result(custom_id="nul", status="succeeded", text="before\x00after", raw={"t": "a\x00b"}),
+    Result(
+        custom_id="big",
+        status="failed",
+        text='😀 \u2028 \\u0000 "quoted"',
+        usage=Usage(input_tokens=2**40, output_tokens=0),
+        error=ResultError(kind="provider", message="line\nbreak", code="x"),
+    ),
+]
+
+
+def requests_for(results: list[Result]) -> list[dict[str, object]]:
+    return [
+        {"id": r.custom_id, "messages": [{"role": "user", "content": f"q\x00{r.custom_id}"}]}
+        for r in results
+    ]
+
+
+@pytest.mark.parametrize("json_rows", [True, False])
+async def test_every_value_comes_back_as_it_went_in(tmp_path: Path, json_rows: bool) -> None:
+    async with AsyncExperimentManager(db_path=tmp_path / "db") as manager:
+        store = await manager.store()
+        store.json_rows = json_rows
+        experiment = await manager.create_experiment(
+            "e", model="m", raw_requests=requests_for(ODD_RESULTS)
+        )
+        # Each result alone (the NUL one falls back) and all at once.
+        for result in ODD_RESULTS:
+            await store.save_results(experiment, [result])
+        assert [r async for r in store.iter_results(experiment)] == ODD_RESULTS
+        await store.save_results(experiment, ODD_RESULTS)
+        assert [r async for r in store.iter_results(experiment)] == ODD_RESULTS
+        stored = [request async for _, _, request in store.iter_requests(experiment)]
+    assert [(r.id, r.messages[0].content) for r in stored] == [
+        (r.custom_id, f"q\x00{r.custom_id}") for r in ODD_RESULTS
+    ]
+
+
+async def test_a_later_row_of_one_block_replaces_an_earlier(tmp_path: Path) -> None:
+    async with AsyncExperimentManager(db_path=tmp_path / "db") as manager:
+        store = await manager.store()
+        experiment = await manager.create_experiment(
+            "e", model="m", raw_requests=requests_for(RESULTS)
+        )
+        first = Result(custom_id="ok", status="failed", error=ResultError(message="first"))
+        await store.save_results(experiment, [first, RESULTS[0]])
+        saved = [r async for r in store.iter_results(experiment)]
+    assert saved == [RESULTS[0]]
+
+
+async def test_a_repeated_id_within_one_block_names_both_requests(tmp_path: Path) -> None:
+    rows = [{"id": f"r{i}", "messages": [{"role": "user", "content": "q"}]} for i in range(40)]
+    rows[30]["id"] = "r7"
+    async with AsyncExperimentManager(db_path=tmp_path / "db") as manager:
+        with pytest.raises(InputError, match=r"Duplicate request id 'r7' \(requests 7 and 30\)"):
+            await manager.create_experiment("e", model="m", raw_requests=rows)
+        assert await manager.list_experiments() == []
+    assert INSERT_BATCH_SIZE > 40
+
+
+async def test_sqlite_s_json_functions_are_detected(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db")
+    try:
+        assert store.json_rows  # SQLite >= 3.38 here; older builds take executemany
+    finally:
+        await store.close()
