@@ -81,6 +81,8 @@ ProgressCallback = Callable[[Experiment], None]
 # Results stored per statement: fewer, bigger blocks hand SQLite's thread more work per GIL
 # handoff (100,000 results: 1.8 s at 2,000, 1.5 s at 7,500; 20,000 no faster, +50 MB peak).
 RESULTS_FLUSH_SIZE = 7500
+RESULTS_FLUSH_BYTES = 8 * 1024 * 1024
+"""...or fewer when the results are big (embeddings: ~60 KB of JSON a vector of 3,072)."""
 DEFAULT_POLL_INTERVAL = 2.0
 MAX_POLL_INTERVAL = 60.0
 # Statuses of a running experiment, least advanced first: the experiment shows the slowest batch.
@@ -987,6 +989,7 @@ class AsyncExperimentManager:
                 error_file_id=batch.error_file_id,
             )
             pending: list[ResultRecord] = []
+            pending_bytes = 0
             saving: asyncio.Task[int] | None = None
             lines = provider.results(ref, snapshot)
             decode = provider.decode_record
@@ -997,17 +1000,18 @@ class AsyncExperimentManager:
                     record = decode(line)
                     seen.add(record.custom_id)
                     pending.append(record)
+                    pending_bytes += len(record.raw or "") + len(record.embedding or "")
                     if lines_out is not None:
                         lines_out.add(record)
                     if download is not None:
                         download.advance()
-                    if len(pending) >= RESULTS_FLUSH_SIZE:
+                    if len(pending) >= RESULTS_FLUSH_SIZE or pending_bytes >= RESULTS_FLUSH_BYTES:
                         # Each block is stored (and committed) in SQLite's thread while the next
                         # one is downloaded and decoded here.
                         if saving is not None:
                             await saving
                         saving = asyncio.create_task(store.save_records(experiment, pending))
-                        pending = []
+                        pending, pending_bytes = [], 0
             except BatchlingError:
                 raise
             except Exception as error:

@@ -33,6 +33,8 @@ from batchling.models import (
 from batchling.records import ResultRecord, record_line, record_of
 
 INSERT_BATCH_SIZE = 10_000
+INSERT_BATCH_BYTES = 8 * 1024 * 1024
+"""A block of requests is inserted at whichever comes first (requests with images are big)."""
 ITER_CHUNK_SIZE = 1000
 
 
@@ -186,14 +188,16 @@ class Store:
         inserting: asyncio.Task[None] | None = None
         try:
             rows: list[tuple[Any, ...]] = []
-            total = 0
+            total = size = 0
             for index, (custom_id, chunk, request, text) in enumerate(requests):
                 total += 1
                 if text is None:
                     # The serializer itself: model_dump_json adds ~40% per request here.
                     text = to_json(request, exclude_none=True).decode()
                 rows.append((experiment_id, index, custom_id, chunk, text))
-                if len(rows) >= INSERT_BATCH_SIZE:
+                size += len(text)
+                if len(rows) >= INSERT_BATCH_SIZE or size >= INSERT_BATCH_BYTES:
+                    size = 0
                     # Inserted in SQLite's thread while the next rows are read and encoded here.
                     if inserting is not None:
                         await inserting

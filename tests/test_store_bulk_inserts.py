@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from batchling import AsyncExperimentManager
+from batchling.emulator import Emulator
 from batchling.errors import InputError
 from batchling.models import Result, ResultError, Usage
 from batchling.store import INSERT_BATCH_SIZE, Store
+from tests.helpers import request_dicts
 from tests.test_store_fast_paths import RESULTS
 
 ODD_RESULTS = [
@@ -82,3 +84,51 @@ async def test_sqlite_s_json_functions_are_detected(tmp_path: Path) -> None:
         assert store.json_rows  # SQLite >= 3.38 here; older builds take executemany
     finally:
         await store.close()
+
+
+async def test_big_requests_are_inserted_in_smaller_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block holds at most INSERT_BATCH_BYTES of request text (images make requests big)."""
+    import batchling.store
+
+    monkeypatch.setattr(batchling.store, "INSERT_BATCH_BYTES", 1000)
+    blocks: list[int] = []
+    insert = Store._insert_requests
+
+    async def counting(self: Store, rows: list[tuple[object, ...]]) -> None:
+        blocks.append(len(rows))
+        await insert(self, rows)
+
+    monkeypatch.setattr(Store, "_insert_requests", counting)
+    rows = [{"messages": [{"role": "user", "content": "x" * 300}]} for _ in range(20)]
+    async with AsyncExperimentManager(db_path=tmp_path / "db") as manager:
+        experiment = await manager.create_experiment("e", model="m", raw_requests=rows)
+    assert experiment.request_counts.total == 20
+    assert sum(blocks) == 20 and max(blocks) <= 3 < len(blocks)
+
+
+async def test_big_results_are_stored_in_smaller_blocks(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block holds at most RESULTS_FLUSH_BYTES of raw JSON and vectors (embeddings are big)."""
+    import batchling.manager
+
+    monkeypatch.setattr(batchling.manager, "RESULTS_FLUSH_BYTES", 2000)
+    blocks: list[int] = []
+    save = Store.save_records
+
+    async def counting(self: Store, experiment: object, records: list[object], **kw: object) -> int:
+        records = list(records)
+        if records:
+            blocks.append(len(records))
+        return await save(self, experiment, records, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "save_records", counting)
+    async with AsyncExperimentManager(db_path=tmp_path / "db") as manager:
+        await manager.create_experiment("e", model="gpt-4o-mini", raw_requests=request_dicts(12))
+        await manager.start_experiment("e")
+        await manager.wait("e", poll_interval=0.01)
+        experiment = await manager.download_results("e")
+    assert experiment.request_counts.completed == 12
+    assert sum(blocks) == 12 and 1 < max(blocks) < 12
