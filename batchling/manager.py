@@ -937,7 +937,7 @@ class AsyncExperimentManager:
                 [] if all(not b.results_stored and b.attempt == 1 for b in batches) else None
             )
             try:
-                # Results are acyclic and held 2,000 at a time: the cyclic GC would only rescan
+                # Results are acyclic and held 7,500 at a time: the cyclic GC would only rescan
                 # them (~20% of the CPU of a big download), so it pauses meanwhile.
                 with _gc_paused():
                     for batch in batches:
