@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -233,11 +232,12 @@ class GroqProvider:
         return openai_format.chat_record(line) or record_of(self.decode(line))
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
-        # The Groq SDK reads a bare path, but not a path inside a (name, content) tuple.
-        content = await asyncio.to_thread(chunk.read_bytes)
-        uploaded = await self.client.files.create(
-            file=(name or chunk.name, content), purpose="batch"
-        )
+        # An open file is streamed from disk (and rewound by httpx for a retry), where a path
+        # would be read whole into memory first.
+        with chunk.open("rb") as handle:
+            uploaded = await self.client.files.create(
+                file=(name or chunk.name, handle), purpose="batch"
+            )
         if not uploaded.id:
             raise ProviderError(f"Groq answered the upload of {chunk.name} without a file id.")
         return uploaded.id

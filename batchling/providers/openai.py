@@ -186,7 +186,12 @@ class OpenAIProvider:
         return openai_format.chat_record(line) or record_of(self.decode(line))
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
-        uploaded = await self.client.files.create(file=(name or chunk.name, chunk), purpose="batch")
+        # An open file is streamed from disk (and rewound by httpx for a retry); a path would be
+        # read whole into memory first (a chunk may be 200 MB).
+        with chunk.open("rb") as handle:
+            uploaded = await self.client.files.create(
+                file=(name or chunk.name, handle), purpose="batch"
+            )
         return uploaded.id
 
     async def create(
