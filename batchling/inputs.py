@@ -54,7 +54,7 @@ def generation_defaults(value: GenerationParams | dict[str, Any] | None) -> Gene
         ) from None
 
 
-SourcedRequest = tuple[RawRequest, "str | None"]
+SourcedRequest = tuple[RawRequest, str | None]
 """A request and its JSON as the user wrote it, when that text is exactly this request (stored as
 is, which spares serialising it again); None when it must be serialised."""
 
