@@ -258,7 +258,10 @@ class Store:
         if not rows:
             return
         width = len(rows[0])
-        payload = orjson.dumps(rows, default=tuple) if self.json_rows else b""
+        try:
+            payload = orjson.dumps(rows, default=tuple) if self.json_rows else b""
+        except orjson.JSONEncodeError:
+            payload = b""  # text JSON cannot carry (lone surrogates): executemany says what
         # SQLite's JSON strings end at a NUL character: rows holding one are bound one by one.
         if payload and b"\\u0000" not in payload:
             picks = ", ".join(f"value->>{i}" for i in range(width))

@@ -132,3 +132,16 @@ async def test_big_results_are_stored_in_smaller_blocks(
         experiment = await manager.download_results("e")
     assert experiment.request_counts.completed == 12
     assert sum(blocks) == 12 and 1 < max(blocks) < 12
+
+
+async def test_text_json_cannot_carry_gets_the_same_error_as_before(tmp_path: Path) -> None:
+    """A lone surrogate (which a provider's JSON may spell as an escape) fails the UTF-8
+    encoding either way: the JSON path steps aside so the error is sqlite3's, as before."""
+    async with AsyncExperimentManager(db_path=tmp_path / "db") as manager:
+        store = await manager.store()
+        experiment = await manager.create_experiment(
+            "e", model="m", raw_requests=requests_for(RESULTS)
+        )
+        odd = Result(custom_id="ok", status="succeeded", text="a\ud800b")
+        with pytest.raises(UnicodeEncodeError):
+            await store.save_results(experiment, [odd])
