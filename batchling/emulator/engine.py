@@ -27,6 +27,7 @@ from batchling.emulator.connection import (
     drop_connection,
     read_request_body,
 )
+from batchling.emulator.recording import Exchange
 
 
 class Phase(str, enum.Enum):
@@ -144,6 +145,8 @@ class EmulatorState:
         self.let_through: Counter[str] = Counter()
         """How many more requests of a held step pass before the hold applies."""
         self.in_flight = 0
+        self.recording: list[Exchange] | None = None
+        """Every HTTP exchange served, while a list (see recording.Recorder)."""
         """Requests being handled right now, including those whose client has gone away."""
         self._ids = itertools.count(1)
         self.clock: Callable[[], float] = time.time
