@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -362,3 +363,134 @@ def test_lifecycle_reaches_every_documented_step(
     retrieves = [s for s in seen if s.startswith("GET") and re.search(r"\}$", s)]
     lists = [s for s in seen if s.startswith("GET") and not re.search(r"\}$", s)]
     assert cancels and retrieves and lists, sorted(seen)
+
+
+def content_examples(provider: str, template: str) -> list[Any]:
+    """The documented lines of a results/content operation's first media type with examples."""
+    operation = check_of(provider).document["paths"][template]["get"]
+    for media in operation["responses"]["200"]["content"].values():
+        for example in media.get("examples", {}).values():
+            return jsonl(example["value"].encode())
+    raise AssertionError(f"no example for GET {template}")
+
+
+@pytest.mark.parametrize(
+    ("provider", "template"),
+    [("openai", "/v1/files/{file_id}/content"), ("groq", "/openai/v1/files/{file_id}/content")],
+)
+def test_documented_output_line_decodes(provider: str, template: str) -> None:
+    [line] = content_examples(provider, template)
+    result = registry.encoder(provider).decode(line)
+    assert result.custom_id == "request-2" and result.ok
+    assert result.text == "2 + 2 equals 4."
+    assert result.usage is not None
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (24, 15)
+
+
+def test_documented_anthropic_results_decode_to_the_four_outcomes() -> None:
+    lines = content_examples("anthropic", "/v1/messages/batches/{message_batch_id}/results")
+    results = [registry.encoder("anthropic").decode(line) for line in lines]
+    assert [r.status for r in results] == ["succeeded", "failed", "cancelled", "expired"]
+    assert results[0].text and results[0].usage is not None
+    assert results[1].error is not None and results[1].error.message
+
+
+def example_server(provider: str) -> Any:
+    """An httpx transport that answers every operation of the provider's spec with the spec's
+    own documented example (as Prism's static mode does), for the adapter to decode."""
+    import httpx
+
+    check = check_of(provider)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        operation = check.operation(request.method, request.url.path)
+        assert operation is not None, f"{request.method} {request.url.path} is not in the spec"
+        for kind, media in operation.spec["responses"]["200"]["content"].items():
+            for example in media.get("examples", {}).values():
+                value = example["value"]
+                if isinstance(value, str):
+                    return httpx.Response(200, content=value.encode(), headers={"content-type": kind})
+                return httpx.Response(200, json=value)
+        raise AssertionError(f"no documented example for {operation.method} {operation.template}")
+
+    return httpx.MockTransport(answer)
+
+
+PREFIX = {"openai": "/v1", "groq": "/openai/v1"}
+
+
+@pytest.mark.parametrize("provider", ["openai", "groq"])
+async def test_adapter_decodes_the_documented_answers_of_every_step(
+    provider: str, tmp_path: Path
+) -> None:
+    """Upload, create, poll, list, download and cancel, each answered with the spec's example."""
+    import httpx
+
+    http = httpx.AsyncClient(transport=example_server(provider))
+    adapter: Any = registry.encoder(provider)
+    if provider == "openai":
+        from openai import AsyncOpenAI
+
+        adapter._client = AsyncOpenAI(
+            api_key="k", base_url="http://spec.invalid/v1", http_client=http, max_retries=0
+        )
+    else:
+        from groq import AsyncGroq
+
+        adapter._client = AsyncGroq(
+            api_key="k", base_url="http://spec.invalid", http_client=http, max_retries=0
+        )
+    chunk = tmp_path / "chunk.jsonl"
+    chunk.write_text('{"custom_id": "request-2"}\n')
+    try:
+        file_id = await adapter.upload(chunk)
+        assert file_id == "file-abc123"
+        batch_id = await adapter.create(
+            chunk, file_id=file_id, model="m", endpoint="/v1/chat/completions", metadata={}
+        )
+        assert batch_id == "batch_abc123"
+        snapshot = await adapter.poll(BatchRef(batch_id, file_id))
+        documented = check_of(provider).operation("GET", f"{PREFIX[provider]}/batches/b")
+        assert documented is not None
+        [example] = documented.spec["responses"]["200"]["content"]["application/json"][
+            "examples"
+        ].values()
+        assert snapshot.provider_status == example["value"]["status"]
+        assert snapshot.status.value == example["value"]["status"]
+        assert snapshot.counts.total == example["value"]["request_counts"]["total"]
+        since = datetime(2020, 1, 1, tzinfo=timezone.utc)
+        assert await adapter.find_file("salesOverview.pdf", 175, since) == "file-abc123"
+        snapshot.output_file_id = "file-abc123"
+        lines = [line async for line in adapter.results(BatchRef(batch_id), snapshot)]
+        assert lines and all(adapter.decode(line).text == "2 + 2 equals 4." for line in lines)
+        await adapter.cancel(BatchRef(batch_id))
+    finally:
+        await adapter.aclose()
+
+
+def test_the_check_catches_a_broken_answer_and_an_unknown_route(
+    traffic: dict[str, Traffic],
+) -> None:
+    check = check_of("openai")
+    created = next(
+        e for e in traffic["openai"].exchanges if e.method == "POST" and e.path.endswith("/batches")
+    )
+    path, _ = spec_path("openai", created.path)
+    operation = check.operation("POST", path)
+    assert operation is not None and check.exchange_problems(operation, created, path) == []
+    answer = json.loads(created.response_body)
+    del answer["input_file_id"]
+    broken = Exchange(
+        created.method,
+        created.path,
+        created.query,
+        created.request_headers,
+        created.request_body,
+        created.status,
+        created.response_headers,
+        json.dumps(answer).encode(),
+    )
+    assert check.exchange_problems(operation, broken, path) == [
+        "response 200: (root): 'input_file_id' is a required property"
+    ]
+    assert check.operation("POST", "/v1/batches/b/pause") is None
