@@ -803,6 +803,66 @@ def prices(only: str | None) -> None:
 
 
 @cli.command()
+@click.argument("providers_", metavar="[PROVIDER]...", nargs=-1)
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Run the smallest real batch (2 short requests) on each named provider with a key.",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="PROVIDER=MODEL",
+    help="With --live: this model instead of the provider's cheapest.",
+)
+@click.option("--yes", "-y", is_flag=True, help="With --live: do not ask before spending.")
+@click.option("--poll-interval", type=click.FloatRange(min=0), default=10.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    help="Seconds to wait for each batch to finish; then it is cancelled.",
+)
+@click.pass_context
+def doctor(
+    ctx: click.Context,
+    providers_: tuple[str, ...],
+    live: bool,
+    models: tuple[str, ...],
+    yes: bool,
+    poll_interval: float,
+    timeout: float,
+) -> None:
+    """What batchling would use here: versions, keys set (never their values), base URLs,
+    database, emulator. With --live, check each named provider's real batch lifecycle against
+    what batchling expects, in a form to paste into a bug report."""
+    import asyncio
+
+    from batchling import doctor as checks
+
+    if not live:
+        if providers_:
+            raise click.UsageError("Name providers only with --live.")
+        click.echo(checks.format_sections(checks.offline_report(ctx.obj["db_path"])))
+        return
+    if not providers_:
+        raise click.UsageError("--live needs providers, e.g. 'batchling doctor --live openai'.")
+    plan = checks.live_plan(providers_, checks.parse_models(models))
+    click.echo(checks.format_plan(plan))
+    to_run = [check for check in plan if check.skipped is None]
+    if to_run and not yes:
+        click.confirm("Run these batches?", abort=True)
+    reports = asyncio.run(checks.run_live(plan, poll_interval=poll_interval, timeout=timeout))
+    click.echo("\n" + checks.live_header())
+    for report in reports:
+        click.echo("\n" + checks.format_live(report))
+    if not all(report.ok or report.skipped for report in reports):
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
 @click.option(
     "--processing-seconds",
