@@ -45,17 +45,16 @@ DOCTOR_QUESTIONS = ("What is 2 + 2? Answer with the number only.", "Say OK and n
 MAX_TOKENS = 16
 CUSTOM_IDS = ("doctor-1", "doctor-2")
 
-# The id forms the providers document; a different one is noted, not a stop.
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# The id forms the providers document (Mistral's and Together's specs: format uuid). Another form
+# is noted, not a stop: batchling keeps ids as opaque strings.
 ID_FORMS: dict[str, dict[str, str]] = {
     "openai": {"file": r"file-\w+", "batch": r"batch_\w+"},
     "anthropic": {"batch": r"msgbatch_\w+"},
     "gemini": {"file": r"files/[\w-]+", "batch": r"batches/[\w-]+"},
     "groq": {"file": r"file_\w+", "batch": r"batch_\w+"},
-    "mistral": {
-        "file": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-        "batch": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-    },
-    "together": {"file": r"file-[\w-]+", "batch": r"[\w-]+"},
+    "mistral": {"file": _UUID, "batch": _UUID},
+    "together": {"file": r"file-[\w-]+", "batch": _UUID},
 }
 EMULATOR_DEFAULT_URL = "http://127.0.0.1:8765"
 """Where `batchling emulator` serves by default."""
