@@ -10,6 +10,7 @@ stopping at the first surprise with the raw answer, keys redacted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import json
 import os
@@ -115,9 +116,10 @@ def offline_report(db_path: Path | None, env: Mapping[str, str] | None = None) -
         info = registry.provider_info(name)
         key = next((var for var in info.api_key_env if env.get(var)), None)
         base_url = registry.resolve_base_url(info, env=env)
-        if base_url and (urlsplit(base_url).hostname or "") in LOOPBACK_HOSTS:
-            parts = urlsplit(base_url)
-            loopback.add(f"{parts.scheme}://{parts.netloc}")
+        parts = urlsplit(base_url or "")
+        if parts.hostname in LOOPBACK_HOSTS:
+            port = f":{parts.port}" if parts.port else ""
+            loopback.add(f"{parts.scheme}://{parts.hostname}{port}")
         providers.add(
             name,
             f"{info.sdk} {_version(info.sdk)}; "
@@ -270,6 +272,8 @@ def raw_of(value: Any) -> str:
         return f"{value.__class__.__name__}: {value}"
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
     try:
         return json.dumps(value, indent=2, default=str)
     except (TypeError, ValueError):
