@@ -172,8 +172,8 @@ def request(index: int) -> RawRequest:
 
 
 async def run_lifecycle(provider: Provider, emulator: Emulator, tmp_path: Path) -> None:
-    """upload, create, poll, list (files and batches), download, then create, cancel, poll and
-    download a second batch, and delete what the first left."""
+    """upload, create, poll, list (files and batches), download (one success, one failure),
+    then create, cancel, poll and download a second batch, and delete what the first left."""
     info = provider.info
     model = DEMO_MODELS[info.name]
     chunk = tmp_path / f"{info.name}-0.jsonl"
@@ -185,6 +185,8 @@ async def run_lifecycle(provider: Provider, emulator: Emulator, tmp_path: Path) 
     started = datetime.now(timezone.utc) - timedelta(minutes=1)
     metadata = {"batchling_experiment": "specs", "batchling_chunk": "0"}
 
+    # r0 fails and r1 succeeds (chosen by custom id): output and error lines are both checked.
+    emulator.config.failure_rate = 0.5
     file_id = await provider.upload(chunk, name=chunk.name)
     batch_id = await provider.create(
         chunk, file_id=file_id, model=model, endpoint=info.default_endpoint, metadata=metadata
@@ -197,7 +199,10 @@ async def run_lifecycle(provider: Provider, emulator: Emulator, tmp_path: Path) 
     hint = CreateHint(input_file_id=file_id, request_count=2, created_after=started)
     assert await provider.find_batch(metadata, hint) == batch_id
     downloaded = [line async for line in provider.results(ref, snapshot)]
-    assert len(downloaded) == 2
+    statuses = {
+        provider.decode(line).custom_id: provider.decode(line).status for line in downloaded
+    }
+    assert statuses == {"r0": "failed", "r1": "succeeded"}
 
     emulator.config.processing_seconds = 3600
     second = await provider.create(
@@ -259,60 +264,56 @@ def reason_for(table: dict[str, list[tuple[str, str]]], provider: str, problem: 
     return None
 
 
-def line_problems(provider: str, exchange: Exchange, path: str) -> list[str]:
-    """The batch input lines the adapters upload and the output lines the emulator serves,
-    where the provider documents their shape."""
-    found: list[str] = []
+def batch_file(provider: str, exchange: Exchange, path: str) -> tuple[str, list[Any]] | None:
+    """("input" | "output", its lines) when the exchange carries a batch file whose lines the
+    provider documents (Anthropic's go inline and come back through the spec's x-line-schema;
+    Together documents none)."""
+    multipart = provider in {"openai", "groq", "mistral"}
+    if multipart and exchange.method == "POST" and path.endswith("/v1/files"):
+        return "input", jsonl(multipart_file(exchange))
+    if exchange.method == "GET" and provider in {"openai", "groq"} and path.endswith("/content"):
+        return "output", jsonl(exchange.response_body)
+    if provider == "gemini" and exchange.method == "POST" and "upload_id=" in exchange.query:
+        return "input", jsonl(exchange.request_body)
+    if provider == "gemini" and exchange.method == "GET" and path.endswith(":download"):
+        return "output", jsonl(exchange.response_body)
+    return None
+
+
+def line_parts(
+    provider: str, kind: str, line: dict[str, Any]
+) -> list[tuple[str, Any, SpecCheck, str]]:
+    """(what, value, spec, schema) for each part of one batch file line to check."""
     if provider in {"openai", "groq"}:
-        lines = openai_lines()
-        if exchange.method == "POST" and path.endswith("/v1/files"):
-            for number, line in enumerate(jsonl(multipart_file(exchange)), 1):
-                found += [
-                    f"input line {number}: {p}"
-                    for p in lines.schema_problems(line, "BatchRequestInput")
-                ]
-                if provider == "openai":
-                    found += [
-                        f"input line {number} body: {p}"
-                        for p in lines.schema_problems(line["body"], "CreateChatCompletionRequest")
-                    ]
-        if path.endswith("/content"):
-            for number, line in enumerate(jsonl(exchange.response_body), 1):
-                found += [
-                    f"output line {number}: {p}"
-                    for p in lines.schema_problems(line, "BatchRequestOutput")
-                ]
-                response = line.get("response") or {}
-                # Groq's chat bodies are its own (no `refusal`, an `x_groq`): only the envelope.
-                if provider == "openai" and response.get("status_code") == 200:
-                    found += [
-                        f"output line {number} body: {p}"
-                        for p in lines.schema_problems(
-                            response["body"], "CreateChatCompletionResponse"
-                        )
-                    ]
-    elif provider == "mistral" and exchange.method == "POST" and path == "/v1/files":
-        for number, line in enumerate(jsonl(multipart_file(exchange)), 1):
-            found += [
-                f"input line {number}: {p}"
-                for p in check_of(provider).schema_problems(line, "BatchRequest")
-            ]
-    elif provider == "gemini":
-        check = check_of(provider)
-        if exchange.method == "POST" and "upload_id=" in exchange.query:
-            for number, line in enumerate(jsonl(exchange.request_body), 1):
-                found += [
-                    f"input line {number} request: {p}"
-                    for p in check.schema_problems(line.get("request"), "GenerateContentRequest")
-                ]
-        if path.startswith("/download/"):
-            for number, line in enumerate(jsonl(exchange.response_body), 1):
-                kind = "GenerateContentResponse" if "response" in line else "Status"
-                value = line.get("response", line.get("error"))
-                found += [
-                    f"output line {number} {kind}: {p}" for p in check.schema_problems(value, kind)
-                ]
-    return found
+        envelope = "BatchRequestInput" if kind == "input" else "BatchRequestOutput"
+        parts = [("line", line, openai_lines(), envelope)]
+        # Groq's chat bodies are its own (no `refusal`, an `x_groq`): only the envelope.
+        if provider == "openai" and kind == "input":
+            parts.append(("body", line["body"], openai_lines(), "CreateChatCompletionRequest"))
+        response = line.get("response") or {}
+        if provider == "openai" and response.get("status_code") == 200:
+            parts.append(("body", response["body"], openai_lines(), "CreateChatCompletionResponse"))
+        return parts
+    if provider == "mistral":
+        return [("line", line, check_of(provider), "BatchRequest")]
+    if kind == "input":
+        return [("request", line.get("request"), check_of(provider), "GenerateContentRequest")]
+    if "response" in line:
+        return [("response", line["response"], check_of(provider), "GenerateContentResponse")]
+    return [("error", line.get("error"), check_of(provider), "Status")]
+
+
+def line_problems(provider: str, exchange: Exchange, path: str) -> list[str]:
+    found = batch_file(provider, exchange, path)
+    if found is None:
+        return []
+    kind, lines = found
+    return [
+        f"{kind} line {number} {what}: {problem}"
+        for number, line in enumerate(lines, 1)
+        for what, value, check, schema in line_parts(provider, kind, line)
+        for problem in check.schema_problems(value, schema)
+    ]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -409,7 +410,9 @@ def example_server(provider: str) -> Any:
             for example in media.get("examples", {}).values():
                 value = example["value"]
                 if isinstance(value, str):
-                    return httpx.Response(200, content=value.encode(), headers={"content-type": kind})
+                    return httpx.Response(
+                        200, content=value.encode(), headers={"content-type": kind}
+                    )
                 return httpx.Response(200, json=value)
         raise AssertionError(f"no documented example for {operation.method} {operation.template}")
 
@@ -494,3 +497,23 @@ def test_the_check_catches_a_broken_answer_and_an_unknown_route(
         "response 200: (root): 'input_file_id' is a required property"
     ]
     assert check.operation("POST", "/v1/batches/b/pause") is None
+
+
+@pytest.mark.parametrize(
+    ("provider", "kinds"),
+    [
+        ("openai", {"input", "output"}),
+        ("groq", {"input", "output"}),
+        ("mistral", {"input"}),
+        ("gemini", {"input", "output"}),
+    ],
+)
+def test_lifecycle_batch_files_are_checked_line_by_line(
+    traffic: dict[str, Traffic], provider: str, kinds: set[str]
+) -> None:
+    seen = set()
+    for exchange in traffic[provider].exchanges:
+        found = batch_file(provider, exchange, spec_path(provider, exchange.path)[0])
+        if found is not None and found[1]:
+            seen.add(found[0])
+    assert seen == kinds
