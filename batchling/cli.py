@@ -817,13 +817,19 @@ def prices(only: str | None) -> None:
     help="With --live: this model instead of the provider's cheapest.",
 )
 @click.option("--yes", "-y", is_flag=True, help="With --live: do not ask before spending.")
-@click.option("--poll-interval", type=click.FloatRange(min=0), default=10.0, show_default=True)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="With --live: seconds between polls.",
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0),
     default=3600.0,
     show_default=True,
-    help="Seconds to wait for each batch to finish; then it is cancelled.",
+    help="With --live: seconds to wait for each batch to finish; then it is cancelled.",
 )
 @click.pass_context
 def doctor(
@@ -854,7 +860,14 @@ def doctor(
     to_run = [check for check in plan if check.skipped is None]
     if to_run and not yes:
         click.confirm("Run these batches?", abort=True)
-    reports = asyncio.run(checks.run_live(plan, poll_interval=poll_interval, timeout=timeout))
+
+    def progress(provider: str, step: checks.Step) -> None:
+        verdict = "ok" if step.ok else "SURPRISE"
+        click.echo(f"{provider}: {step.name} {verdict} ({step.seconds:.1f} s)", err=True)
+
+    reports = asyncio.run(
+        checks.run_live(plan, poll_interval=poll_interval, timeout=timeout, on_step=progress)
+    )
     click.echo("\n" + checks.live_header())
     for report in reports:
         click.echo("\n" + checks.format_live(report))

@@ -333,7 +333,6 @@ class LiveCheck:
             for request, custom_id in zip(doctor_requests(), CUSTOM_IDS, strict=True)
         ]
         chunk.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-        created_after = datetime.now(timezone.utc) - timedelta(minutes=5)
         file_id = await provider.upload(chunk, name=chunk.name)
         self.end(
             file_id or "no file (requests go inline with the batch)",
@@ -342,6 +341,7 @@ class LiveCheck:
         )
 
         self.begin("create")
+        created_after = datetime.now(timezone.utc) - timedelta(minutes=1)
         metadata = {"batchling_doctor": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")}
         batch_id = await provider.create(
             chunk, file_id=file_id, model=model, endpoint=endpoint, metadata=metadata
@@ -562,8 +562,16 @@ async def run_live(
     poll_interval: float,
     timeout: float,
     env: Mapping[str, str] | None = None,
+    on_step: Callable[[str, Step], None] | None = None,
 ) -> list[LiveReport]:
-    """The planned checks, all providers at once (each waits on its own batch)."""
+    """The planned checks, all providers at once (each waits on its own batch); `on_step` hears
+    of each step as it ends, with its provider's name."""
+
+    def progress(provider: str) -> Callable[[Step], None] | None:
+        if on_step is None:
+            return None
+        return lambda step: on_step(provider, step)
+
     return list(
         await asyncio.gather(
             *(
@@ -573,6 +581,7 @@ async def run_live(
                     poll_interval=poll_interval,
                     timeout=timeout,
                     env=env,
+                    on_step=progress(check.provider),
                 )
                 for check in plan
             )

@@ -319,3 +319,20 @@ def test_every_provider_has_a_doctor_model_with_a_price() -> None:
     for name in PROVIDERS:
         assert doctor.cost_estimate(name, doctor.DOCTOR_MODELS[name]) is not None, name
 
+
+
+def test_live_names_an_unknown_provider_before_anything_is_sent(keyed: Emulator) -> None:
+    before = batches_created(keyed)
+    result = live("--yes", "openai", "nope")
+    assert result.exit_code == 2
+    assert "Unknown provider 'nope'" in result.output
+    assert batches_created(keyed) == before
+
+
+def test_live_tells_each_step_as_it_ends(keyed: Emulator) -> None:
+    result = CliRunner().invoke(
+        cli, ["doctor", "--live", "--yes", "--poll-interval", "0.02", "together"]
+    )
+    assert result.exit_code == 0, result.output
+    for step in ("upload", "create", "poll", "list", "download", "clean up"):
+        assert f"together: {step} ok (" in result.stderr
