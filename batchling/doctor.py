@@ -10,8 +10,10 @@ stopping at the first surprise with the raw answer, keys redacted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import http.client
+import importlib
 import json
 import os
 import platform
@@ -20,7 +22,8 @@ import sqlite3
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from importlib import metadata
@@ -32,8 +35,9 @@ from batchling.models import TERMINAL_STATUSES, RawRequest, Status
 from batchling.providers import registry
 from batchling.providers.base import BatchRef, BatchSnapshot, CreateHint, Provider
 
-# The cheapest current chat model per provider in price_table.BATCH_PRICES (as of 2025-11-25),
-# leaving out reasoning models: 16 output tokens may all go to thinking and leave no answer.
+# Per provider, the cheapest chat model of the current generation in price_table.BATCH_PRICES
+# (as of 2025-11-25), leaving out reasoning models, whose 16 output tokens may all go to thinking:
+# older claude-3 haikus and gemini-2.0-flash-lite cost less but are a generation behind.
 DOCTOR_MODELS = {
     "openai": "gpt-4.1-nano",
     "anthropic": "claude-haiku-4-5",
@@ -280,6 +284,46 @@ def raw_of(value: Any) -> str:
         return repr(value)
 
 
+_ANSWERS: ContextVar[list[Any] | None] = ContextVar("batchling_doctor_answers", default=None)
+KEPT_ANSWERS = 3
+
+
+@contextlib.contextmanager
+def recording_answers() -> Iterator[None]:
+    """While open, a task that set `_ANSWERS` keeps the last HTTP answers its SDK received.
+
+    The adapters own their SDK clients, and a surprise in a successful answer (an unknown status,
+    a batch without results) is seen after the SDK parsed it: the raw answer is only at the
+    transport. Every SDK here sends through httpx's AsyncClient (mistralai through its httpx2
+    fork); other tasks' requests pass through untouched.
+    """
+    patched: list[tuple[Any, Any]] = []
+    for name in ("httpx", "httpx2"):
+        try:
+            client_class = importlib.import_module(name).AsyncClient
+        except ImportError:
+            continue
+        original = client_class.send
+
+        async def send(
+            self: Any, request: Any, *args: Any, _send: Any = original, **kw: Any
+        ) -> Any:
+            response = await _send(self, request, *args, **kw)
+            answers = _ANSWERS.get()
+            if answers is not None:
+                answers.append(response)
+                del answers[:-KEPT_ANSWERS]
+            return response
+
+        client_class.send = send
+        patched.append((client_class, original))
+    try:
+        yield
+    finally:
+        for client_class, original in patched:
+            client_class.send = original
+
+
 def _id_note(provider: str, kind: str, value: str | None) -> list[str]:
     form = ID_FORMS.get(provider, {}).get(kind)
     if value is None or form is None or re.fullmatch(form, value):
@@ -288,7 +332,7 @@ def _id_note(provider: str, kind: str, value: str | None) -> list[str]:
 
 
 class LiveCheck:
-    """One provider's lifecycle, one step at a time; each step ends in `done` or a Surprise."""
+    """One provider's lifecycle, one step at a time; each step ends in `end` or a Surprise."""
 
     def __init__(
         self,
@@ -445,6 +489,8 @@ async def live_check(
         report.skipped = f"no key ({' or '.join(info.api_key_env)} not set)"
         return report
     secrets = secrets_in(env)
+    answers: list[Any] = []
+    _ANSWERS.set(answers)
     provider = registry.create_provider(provider_name, env=env)
     check = LiveCheck(
         provider, report, poll_interval=poll_interval, timeout=timeout, on_step=on_step
@@ -457,11 +503,23 @@ async def live_check(
     except Exception as error:
         surprise = error if isinstance(error, Surprise) else Surprise(_error_text(error), error)
         check.end(redact(surprise.seen, secrets), "", ok=False)
-        if surprise.raw is not None:
-            report.raw = redact(raw_of(surprise.raw), secrets)
+        raw = [raw_of(surprise.raw)] if surprise.raw is not None else []
+        if isinstance(surprise.raw, BatchSnapshot):
+            raw = [f"as batchling read it:\n{raw[0]}"]
+        # A successful answer batchling did not expect: show it as it came.
+        if (surprise.raw is None or isinstance(surprise.raw, BatchSnapshot)) and answers:
+            raw.append(f"the last HTTP answer:\n{raw_of(_Answered(answers[-1]))}")
+        report.raw = redact("\n\n".join(raw), secrets) if raw else None
     finally:
         await provider.aclose()
     return report
+
+
+@dataclass
+class _Answered:
+    """An HTTP response, shown by `raw_of` as an SDK error's response is."""
+
+    response: Any
 
 
 def _error_text(error: BaseException) -> str:
@@ -572,8 +630,8 @@ async def run_live(
             return None
         return lambda step: on_step(provider, step)
 
-    return list(
-        await asyncio.gather(
+    with recording_answers():
+        reports = await asyncio.gather(
             *(
                 live_check(
                     check.provider,
@@ -586,7 +644,7 @@ async def run_live(
                 for check in plan
             )
         )
-    )
+    return list(reports)
 
 
 def parse_models(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -267,6 +267,7 @@ def test_live_reports_an_expired_batch_with_the_statuses_met(keyed: Emulator) ->
     assert "- poll [SURPRISE" in result.output
     assert "ended " in result.output and "expired (expired)" in result.output
     assert "raw response:" in result.output and '"provider_status": "expired"' in result.output
+    assert "the last HTTP answer:" in result.output and '"status":"expired"' in result.output
 
 
 def test_live_reports_failed_requests_with_their_lines(keyed: Emulator) -> None:
@@ -292,10 +293,25 @@ async def test_live_stops_at_a_status_batchling_does_not_know(
     from batchling.providers import openai
 
     monkeypatch.delitem(openai.STATUS_MAP, "completed")
-    report = await doctor.live_check("openai", poll_interval=0.02)
+    with doctor.recording_answers():
+        report = await doctor.live_check("openai", poll_interval=0.02)
     assert [s.name for s in report.steps] == ["upload", "create", "poll"]
     assert "status 'completed', which batchling does not know" in report.steps[-1].seen
     assert report.raw is not None and '"provider_status": "completed"' in report.raw
+    # What the provider sent, as it came: the batch object of the last poll, key redacted.
+    http_answer = report.raw.split("the last HTTP answer:")[1]
+    assert "GET http://127.0.0.1:" in http_answer and "HTTP 200" in http_answer
+    assert '"status":"completed"' in http_answer.replace(" ", "")
+    assert_no_secret(report.raw)
+
+
+def test_recording_answers_leaves_other_tasks_and_the_clients_as_they_were() -> None:
+    import httpx
+
+    send = httpx.AsyncClient.send
+    with doctor.recording_answers():
+        assert httpx.AsyncClient.send is not send
+    assert httpx.AsyncClient.send is send
 
 
 def test_live_notes_ids_of_another_form_without_stopping(keyed: Emulator) -> None:
