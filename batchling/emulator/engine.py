@@ -145,9 +145,9 @@ class EmulatorState:
         self.let_through: Counter[str] = Counter()
         """How many more requests of a held step pass before the hold applies."""
         self.in_flight = 0
+        """Requests being handled right now, including those whose client has gone away."""
         self.recording: list[Exchange] | None = None
         """Every HTTP exchange served, while a list (see recording.Recorder)."""
-        """Requests being handled right now, including those whose client has gone away."""
         self._ids = itertools.count(1)
         self.clock: Callable[[], float] = time.time
 
