@@ -862,8 +862,7 @@ def doctor(
         click.confirm("Run these batches?", abort=True)
 
     def progress(provider: str, step: checks.Step) -> None:
-        verdict = "ok" if step.ok else "SURPRISE"
-        click.echo(f"{provider}: {step.name} {verdict} ({step.seconds:.1f} s)", err=True)
+        click.echo(checks.progress_line(provider, step), err=True)
 
     reports = asyncio.run(
         checks.run_live(plan, poll_interval=poll_interval, timeout=timeout, on_step=progress)

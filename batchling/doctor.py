@@ -528,6 +528,12 @@ def _error_text(error: BaseException) -> str:
     return f"{prefix}{error.__class__.__name__}: {str(error)[:500]}"
 
 
+def progress_line(provider: str, step: Step) -> str:
+    """One line as a step ends; it names the ids, so an interrupted check can be cleaned up."""
+    verdict = "ok" if step.ok else "SURPRISE"
+    return f"{provider}: {step.name} {verdict} ({step.seconds:.1f} s): {step.seen[:100]}"
+
+
 def format_live(report: LiveReport) -> str:
     """Pasteable into a bug report: plain text, no colour, keys already redacted."""
     out = [f"## {report.provider}: model {report.model}, {report.sdk}, base URL {report.base_url}"]
