@@ -138,8 +138,7 @@ def openai_lines() -> SpecCheck:
     schemas = {**full["components"]["schemas"]}
     for name in ("BatchRequestInput", "BatchRequestOutput"):
         schemas[name] = lines[name]
-    converted = SpecCheck({"openapi": "3.0.0", "components": {"schemas": schemas}})
-    return converted
+    return SpecCheck({"openapi": "3.0.0", "components": {"schemas": schemas}})
 
 
 @dataclass
@@ -225,6 +224,7 @@ def traffic(
     emulator_server: Emulator, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Traffic]:
     """One recorded lifecycle per provider, shared by the checks below."""
+    require_specs()
     recorded: dict[str, Traffic] = {}
     with pytest.MonkeyPatch.context() as patch:
         for variable, value in emulator_server.env().items():
