@@ -253,11 +253,22 @@ def redact(text: str, secrets: list[str]) -> str:
 
 
 def secrets_in(env: Mapping[str, str]) -> list[str]:
-    """Every API key value the providers could read from this environment."""
-    found = []
-    for name in registry.provider_names():
-        found += [env[var] for var in registry.provider_info(name).api_key_env if env.get(var)]
-    return found
+    """Every API key value the providers could read from this environment, and any other
+    variable named like a key or token (ANTHROPIC_AUTH_TOKEN, ...)."""
+    names = {
+        var
+        for name in registry.provider_names()
+        for var in registry.provider_info(name).api_key_env
+    }
+    found = [env[var] for var in names if env.get(var)]
+    # Short values of look-alike variables (a TOKEN=1) would blank out ordinary text.
+    return found + [
+        value
+        for var, value in env.items()
+        if var not in names
+        and re.search(r"(API_KEY|TOKEN|SECRET)$", var.upper())
+        and len(value) >= 8
+    ]
 
 
 def raw_of(value: Any) -> str:

@@ -352,3 +352,15 @@ def test_live_tells_each_step_as_it_ends(keyed: Emulator) -> None:
     assert result.exit_code == 0, result.output
     for step in ("upload", "create", "poll", "list", "download", "clean up"):
         assert f"together: {step} ok (" in result.stderr
+
+
+def test_every_key_or_token_in_the_environment_is_redacted() -> None:
+    env = {
+        "OPENAI_API_KEY": "sk-a",
+        "ANTHROPIC_AUTH_TOKEN": "tok-bbbbbbbb",
+        "MAX_TOKEN": "1",
+        "HOME": "/root",
+    }
+    secrets = doctor.secrets_in(env)
+    assert sorted(secrets) == ["sk-a", "tok-bbbbbbbb"]
+    assert doctor.redact("sk-a tok-bbbbbbbb /root 1", secrets) == "[redacted] [redacted] /root 1"
