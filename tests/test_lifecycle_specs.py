@@ -44,6 +44,8 @@ class Undescribed:
     method: str
     path: str
     reason: str
+    answer: str | None = None
+    """The spec's schema the JSON answer must fit all the same, where it has one."""
 
 
 UNDESCRIBED = {
@@ -72,6 +74,7 @@ UNDESCRIBED = {
             "POST",
             r"/v1/files/[^/]+/preprocess",
             "together 3.1's upload ends here; not in the spec",
+            answer="FileResponse",
         ),
     ],
     "anthropic": [
@@ -93,7 +96,13 @@ KNOWN_DIVERGENCES = {
         ),
     ],
     "mistral": [(r"is not a 'uuid'", "issue 12 item 10: Mistral ids are UUIDs")],
-    "together": [(r"is not a 'uuid'", "issue 12 item 10: Together batch ids are UUIDs")],
+    "together": [
+        (r"is not a 'uuid'", "issue 12 item 10: Together batch ids are UUIDs"),
+        (
+            r"'Processed' is a required property",
+            "issue 12 item 10: Together's required file fields",
+        ),
+    ],
 }
 
 # Where the spec is not the authority: the official SDK says otherwise, and wins (DESIGN.md).
@@ -261,11 +270,11 @@ def traffic(
     return recorded
 
 
-def undescribed(provider: str, method: str, path: str) -> bool:
-    return any(
-        route.method == method and re.fullmatch(route.path, path)
-        for route in UNDESCRIBED.get(provider, [])
-    )
+def undescribed(provider: str, method: str, path: str) -> Undescribed | None:
+    for route in UNDESCRIBED.get(provider, []):
+        if route.method == method and re.fullmatch(route.path, path):
+            return route
+    return None
 
 
 def reason_for(table: dict[str, list[tuple[str, str]]], provider: str, problem: str) -> str | None:
@@ -338,7 +347,11 @@ def test_lifecycle_traffic_fits_the_published_spec(
         path, notes = spec_path(provider, exchange.path)
         label = f"{exchange.method} {exchange.path}"
         found = list(notes)
-        if not undescribed(provider, exchange.method, path):
+        route = undescribed(provider, exchange.method, path)
+        if route is not None and route.answer is not None:
+            answer = json.loads(exchange.response_body)
+            found += [f"answer: {p}" for p in check.schema_problems(answer, route.answer)]
+        if route is None:
             operation = check.operation(exchange.method, path)
             if operation is None:
                 found.append(f"no operation {exchange.method} {path} in {SPEC_OF[provider].file}")
