@@ -55,6 +55,7 @@ UNDESCRIBED = {
             r"/upload/v1(beta)?/files",
             "media upload (resumable protocol): the discovery document has it as mediaUpload, "
             "which the conversion drops (gemini-converted.yaml x-local-patches)",
+            answer="CreateFileResponse",
         ),
         Undescribed(
             "GET",
