@@ -152,7 +152,8 @@ def database_facts(path: Path) -> list[tuple[str, str]]:
     facts = [("file mode", f"{mode:04o}" + (" (readable by others)" if mode & 0o077 else ""))]
     try:
         # Read-only: the doctor must not migrate or lock a database another process uses.
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2) as db:
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=2)) as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             journal = db.execute("PRAGMA journal_mode").fetchone()[0]
     except sqlite3.Error as error:

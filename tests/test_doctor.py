@@ -127,7 +127,7 @@ def test_offline_report_never_probes_a_remote_host(monkeypatch: pytest.MonkeyPat
 
 
 def test_offline_report_of_the_database(tmp_path: Path) -> None:
-    path = tmp_path / "db" / "batchling.db"
+    path = tmp_path / "my db #1" / "batchling?.db"
     result = CliRunner().invoke(cli, ["--db", str(path), "doctor"])
     assert "not created yet" in result.output
 
