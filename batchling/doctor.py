@@ -406,7 +406,13 @@ class LiveCheck:
         ref = BatchRef(batch_id, file_id)
 
         self.begin("poll")
-        snapshot = await self.poll_to_the_end(ref)
+        try:
+            snapshot = await self.poll_to_the_end(ref)
+        except asyncio.CancelledError:
+            # Interrupted (Ctrl-C): the batch would run on, and cost, unseen.
+            with contextlib.suppress(Exception):
+                await self.provider.cancel(ref)
+            raise
 
         self.begin("list")
         hint = CreateHint(

@@ -364,3 +364,19 @@ def test_every_key_or_token_in_the_environment_is_redacted() -> None:
     secrets = doctor.secrets_in(env)
     assert sorted(secrets) == ["sk-a", "tok-bbbbbbbb"]
     assert doctor.redact("sk-a tok-bbbbbbbb /root 1", secrets) == "[redacted] [redacted] /root 1"
+
+
+async def test_an_interrupted_live_check_cancels_its_batch(keyed: Emulator) -> None:
+    keyed.config.processing_seconds = 3600
+    created: asyncio.Queue[str] = asyncio.Queue()
+
+    def heard(step: doctor.Step) -> None:
+        if step.name == "create":
+            created.put_nowait(step.seen)
+
+    check = asyncio.create_task(doctor.live_check("groq", poll_interval=0.02, on_step=heard))
+    batch_id = await created.get()
+    check.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await check
+    assert keyed.state.batches[batch_id].cancel_requested_at is not None
