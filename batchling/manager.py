@@ -1003,6 +1003,7 @@ class AsyncExperimentManager:
         store = await self.store()
         seen: set[str] = set()
         expected = await store.chunk_custom_ids(experiment, batch.chunk)
+        reason = _missing_result(batch)
         lines_out = None
         if parts is not None:
             lines_out = ChunkLines(part_path(experiment.results_file_path, batch.chunk), expected)
@@ -1046,14 +1047,21 @@ class AsyncExperimentManager:
             except BatchlingError:
                 raise
             except Exception as error:
-                await self._call(experiment, "download", _reraise(error))
+                if resume.status_of(error) != 404:
+                    await self._call(experiment, "download", _reraise(error))
+                # Results gone (past their retention): keep what came, mark the rest to retry.
+                reason = ResultError(
+                    kind="provider",
+                    message=f"{experiment.provider} no longer has the results of batch "
+                    f"{batch.batch_id} (deleted, or past its retention): submit this request "
+                    f"again with 'batchling retry {experiment.name}'.",
+                )
             finally:
                 if saving is not None:
                     await saving
             await store.save_records(experiment, pending)
         # Requests the provider returned nothing for still get a row saying why (replacing the
         # row of an earlier attempt: results show each request's latest outcome).
-        reason = _missing_result(batch)
         missing = [
             Result(
                 custom_id=cid,

@@ -130,6 +130,27 @@ async def test_a_forgotten_chunk_keeps_the_other_chunks_results_and_retry_reruns
     assert (experiment.request_counts.completed, experiment.request_counts.failed) == (4, 0)
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_results_gone_before_the_download_are_marked_to_retry_and_retry_recovers_them(
+    manager: AsyncExperimentManager, emulator: Emulator, provider: str
+) -> None:
+    ended = await started(manager, "late", provider, 3)
+    assert ended.status == Status.COMPLETED
+    (batch,) = await manager.list_batches("late")
+    forget(emulator, batch.batch_id)
+
+    results = await manager.get_results("late")
+    assert len(results) == 3 and not any(r.ok for r in results)
+    assert all(
+        r.error and r.error.kind == "provider" and "no longer has the results" in r.error.message
+        for r in results
+    )
+    assert (await manager.retrieve("late")).request_counts.failed == 3
+    assert (await manager.retry_experiment("late")).requests == 3
+    await manager.wait("late", poll_interval=0.01)
+    assert [r.ok for r in await manager.get_results("late")] == [True] * 3
+
+
 async def test_cancelling_a_forgotten_batch_records_it_failed(
     manager: AsyncExperimentManager, emulator: Emulator
 ) -> None:

@@ -265,9 +265,13 @@ class EmulatorState:
         return [b for b in self.batches.values() if b.provider == provider]
 
     def forget_batch(self, batch_id: str) -> None:
-        """Lose a batch, as a provider does past its retention or an emulator on restart: every
-        call about it then answers 404."""
-        self.batches.pop(batch_id, None)
+        """Lose a batch and its results, as a provider does past its retention or an emulator
+        on restart: every call about them then answers 404."""
+        batch = self.batches.pop(batch_id, None)
+        if batch is not None:
+            for file_id in (batch.output_file_id, batch.error_file_id):
+                if file_id:
+                    self.delete_file(batch.provider, file_id)
 
     def request_fails(self, batch: EmulatedBatch, custom_id: str) -> bool:
         """Whether this request of this batch is answered with an error (about failure_rate)."""
