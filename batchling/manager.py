@@ -464,8 +464,9 @@ class AsyncExperimentManager:
         except ConfigurationError as error:
             # Keeps the class (MissingApiKeyError...) and says the record exists, so the user
             # does not create it again.
+            state = "not started" if experiment.status == Status.CREATED else "not all submitted"
             error.args = (
-                f"{error} Experiment '{experiment_name}' is saved but not started: once that is "
+                f"{error} Experiment '{experiment_name}' is saved but {state}: once that is "
                 f"fixed, run 'batchling start {experiment_name}'.",
             )
             raise
@@ -722,6 +723,7 @@ class AsyncExperimentManager:
         return BatchSnapshot(
             status=Status.FAILED,
             provider_status="not found",
+            counts=RequestCounts(total=batch.request_count, failed=batch.request_count),
             errors=[
                 f"{experiment.provider} no longer knows batch {batch.batch_id} (deleted, past its "
                 "retention, or an emulator restarted): its requests did not run; submit them "

@@ -209,7 +209,7 @@ def test_watch_follows_the_others_and_shows_the_forgotten_one_failed(
         cli, ["--db", str(db), "watch", "--plain", "--poll-interval", "0.02"], obj={}
     )
     assert result.exit_code == 0, result.output
-    assert "gone: failed (not found)" in result.output
+    assert "gone: failed (not found) (0/2 done, 2 failed)" in result.output
     assert "fine: completed" in result.output
     status = runner.invoke(cli, ["--db", str(db), "status", "gone", "--json"], obj={})
     assert "no longer knows batch" in status.output
