@@ -146,3 +146,23 @@ def test_a_cost_limit_on_create_start_names_the_command_that_starts_it(
         out.split()
     )
     assert invoke("start", "dear", db=db)[0] == 0
+
+
+def test_cli_start_without_a_key_names_the_command_and_create_again_points_to_it(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db.sqlite"
+    raw = write_jsonl(tmp_path / "requests.jsonl", request_dicts(2))
+    create = ["create", "--name", "caps", "--model", "gpt-4o-mini", "--raw-file-path", str(raw)]
+    without_keys("openai", monkeypatch)
+    assert invoke(*create, db=db)[0] == 0
+
+    code, out = invoke("start", "caps", db=db)
+    assert code == MissingApiKeyError.exit_code
+    assert "OPENAI_API_KEY" in out and "run 'batchling start caps'" in " ".join(out.split())
+    code, out = invoke(*create, db=db)
+    assert code == 1 and "never started: start it with 'batchling start caps'" in " ".join(
+        out.split()
+    )
+    monkeypatch.setenv("OPENAI_API_KEY", "emulator-key")
+    assert invoke("start", "caps", db=db)[0] == 0
