@@ -207,6 +207,7 @@ async def run_lifecycle(provider: Provider, emulator: Emulator, tmp_path: Path) 
 
     # r0 fails and r1 succeeds (chosen by custom id): output and error lines are both checked.
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     file_id = await provider.upload(chunk, name=chunk.name)
     batch_id = await provider.create(
         chunk, file_id=file_id, model=model, endpoint=info.default_endpoint, metadata=metadata
