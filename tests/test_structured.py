@@ -50,7 +50,7 @@ class Person(BaseModel):
 
 MODELS = {
     "openai": "gpt-4o-mini",
-    "anthropic": "claude-x",
+    "anthropic": "claude-haiku-4-5",
     "gemini": "gemini-x",
     "groq": "llama-3.1-8b-instant",
     "mistral": "mistral-small-latest",
