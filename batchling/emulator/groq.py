@@ -33,6 +33,18 @@ MAX_LIST_IDS = 200
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 CANCELLED_MESSAGE = "This request was not executed because the batch was cancelled."
 _WINDOW = re.compile(r"^(\d+)([hd])$")
+# https://console.groq.com/docs/structured-outputs ("Supported Models", 2026-12-06): strict mode
+# on the gpt-oss family only; best-effort json_schema also on Kimi K2 and Llama 4.
+STRICT_JSON_SCHEMA_MODELS = frozenset(
+    {"openai/gpt-oss-20b", "openai/gpt-oss-120b", "openai/gpt-oss-safeguard-20b"}
+)
+JSON_SCHEMA_MODELS = STRICT_JSON_SCHEMA_MODELS | {
+    "moonshotai/kimi-k2-instruct-0905",
+    "meta-llama/llama-4-maverick-17b-128e-instruct",
+    "meta-llama/llama-4-scout-17b-16e-instruct",
+}
+# The live 400 as integrators quote it (e.g. llama-3.3-70b-versatile, strict or not).
+NO_JSON_SCHEMA = "This model does not support response format `json_schema`."
 
 
 def exports(base: str) -> dict[str, str]:
@@ -187,6 +199,21 @@ def invalid_parts(line: dict[str, Any]) -> str | None:
     return media.openai_chat_problem(line["body"], files=False)
 
 
+def response_format_problem(line: dict[str, Any]) -> str | None:
+    """Groq refuses json_schema on models without it, and strict mode off the gpt-oss family."""
+    body = line["body"]
+    response_format = body.get("response_format")
+    if line.get("url") != CHAT or not isinstance(response_format, dict):
+        return None
+    if response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    strict = isinstance(spec, dict) and spec.get("strict") is True
+    model = body.get("model")
+    allowed = STRICT_JSON_SCHEMA_MODELS if strict else JSON_SCHEMA_MODELS
+    return None if model in allowed else NO_JSON_SCHEMA
+
+
 def render(state: EmulatorState, batch: EmulatedBatch) -> None:
     """Write the output and error files of a batch that just ended (order is not promised)."""
     created = int(state.clock())
@@ -199,6 +226,10 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         if outcome == "succeeded" and (problem := invalid_parts(line)) is not None:
             body = chat.error_body(problem, code="invalid_value")
             response = {"status_code": 400, "request_id": f"req_{index}", "body": body}
+            failed.append({**base, "response": response, "error": None})
+        elif outcome == "succeeded" and (refused := response_format_problem(line)) is not None:
+            body = chat.error_body(refused, param="response_format")
+            response = {"status_code": 400, "request_id": request_id, "body": body}
             failed.append({**base, "response": response, "error": None})
         elif outcome == "succeeded":
             body = response_body(

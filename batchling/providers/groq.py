@@ -74,6 +74,16 @@ MAX_STOP_SEQUENCES = 4
 MAX_TEMPERATURE = 2.0
 MAX_BASE64_REQUEST_BYTES = 4 * 1024 * 1024
 
+# Models that run `json_schema` with `strict: true`, as of 2026-12-06, per Groq's structured
+# outputs page (https://console.groq.com/docs/structured-outputs, "Supported Models"): the
+# gpt-oss family. Others get JSON object mode, the schema in the instructions, and validation here.
+STRICT_JSON_SCHEMA_MODELS = frozenset(
+    {"openai/gpt-oss-20b", "openai/gpt-oss-120b", "openai/gpt-oss-safeguard-20b"}
+)
+JSON_MODE_INSTRUCTIONS = (
+    "Answer with one JSON object and nothing else. It must validate against this JSON Schema:\n"
+)
+
 # Top-level error codes of error-file lines that mean "not run", beyond OpenAI's two.
 _EXPIRED_CODES = {"batch_expired", "request_expired", "expired"}
 _CANCELLED_CODES = {"batch_cancelled", "batch_canceled", "cancelled", "canceled"}
@@ -91,6 +101,26 @@ def window_hours(window: str) -> int | None:
         return None
     hours = int(match.group(1)) * (24 if match.group(2) == "d" else 1)
     return hours if MIN_WINDOW_HOURS <= hours <= MAX_WINDOW_HOURS else None
+
+
+def supports_strict_json_schema(model: str) -> bool:
+    return model in STRICT_JSON_SCHEMA_MODELS
+
+
+def add_response_format(body: dict[str, Any], fmt: ResponseFormat | None) -> None:
+    """Strict json_schema where the model has it; JSON object mode with the schema as a first
+    system message elsewhere (the manager validates every answer against the full schema)."""
+    if fmt is None:
+        return
+    if supports_strict_json_schema(str(body["model"])):
+        body["response_format"] = openai_format.chat_response_format(fmt)
+        return
+    body["response_format"] = {"type": "json_object"}
+    schema = json.dumps(fmt.schema)
+    body["messages"] = [
+        {"role": "system", "content": JSON_MODE_INSTRUCTIONS + schema},
+        *body["messages"],
+    ]
 
 
 def _check_request(request: RawRequest, body: dict[str, Any], custom_id: str) -> None:
@@ -215,9 +245,7 @@ class GroqProvider:
             request, model=model, custom_id=custom_id, provider="Groq", encode_part=GROQ_PART
         )
         _check_request(request, body, custom_id)
-        openai_format.add_response_format(
-            body, response_format, endpoint=endpoint, chat_endpoint=CHAT_ENDPOINT
-        )
+        add_response_format(body, response_format)
         return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
 
     def line_encoder(
