@@ -443,6 +443,8 @@ def routes(state: EmulatorState) -> list[Route]:
             return _not_found("Batch")
         refreshed(batch)
         if batch.phase.terminal:
+            # No Groq-specific report found: OpenAI's 409 (see emulator/openai.py), whose API
+            # Groq's batches copy (https://console.groq.com/docs/batch).
             return error(
                 409, f"Cannot cancel a batch with status '{STATUS[batch.phase]}'.", retry=False
             )

@@ -696,6 +696,8 @@ def routes(state: EmulatorState) -> list[Route]:
             return batch
         refreshed(batch)
         if batch.phase.terminal:
+            # No public report of the live answer found; the 400 of Mistral's other refusals
+            # (its spec, shared/specs/mistral.yaml, lists only the 200 for /cancel).
             return error(400, f"Cannot cancel a batch job with status {STATUS[batch.phase]}.")
         state.request_cancel(batch)
         return JSONResponse(batch_object(state, refreshed(batch)))

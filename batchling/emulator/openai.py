@@ -642,6 +642,8 @@ def routes(state: EmulatorState) -> list[Route]:
             return error(404, "No batch found with that id.", retry=False)
         refreshed(batch)
         if batch.phase.terminal:
+            # The live 409 as integrators quote it (BerriAI/litellm tests/batches_tests, a
+            # ConflictError "Cannot cancel a batch with status 'completed'.", code and param null).
             return error(
                 409, f"Cannot cancel a batch with status '{STATUS[batch.phase]}'.", retry=False
             )

@@ -349,7 +349,15 @@ class GroqProvider:
                         yield json.loads(line)
 
     async def cancel(self, ref: BatchRef) -> None:
-        await self.client.batches.cancel(ref.batch_id)
+        from groq import BadRequestError, ConflictError
+
+        try:
+            await self.client.batches.cancel(ref.batch_id)
+        except (BadRequestError, ConflictError):
+            # A batch that ended between our last poll and the cancel has nothing to cancel
+            # (409 "Cannot cancel a batch with status 'completed'."): its results stay.
+            if not (await self.poll(ref)).status.is_terminal:
+                raise
 
     async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
         from groq import NotFoundError

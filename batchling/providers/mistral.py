@@ -532,7 +532,17 @@ class MistralProvider:
                 await response.aclose()
 
     async def cancel(self, ref: BatchRef) -> None:
-        await self.client.batch.jobs.cancel_async(job_id=ref.batch_id)
+        from mistralai.client.errors import SDKError
+
+        try:
+            await self.client.batch.jobs.cancel_async(job_id=ref.batch_id)
+        except SDKError as exc:
+            # A job that ended between our last poll and the cancel has nothing to cancel: its
+            # results stay. Any other refusal (an unknown job, a 404) is raised.
+            if _is_not_found(exc) or not 400 <= exc.status_code < 500:
+                raise
+            if not (await self.poll(ref)).status.is_terminal:
+                raise
 
     async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
         from mistralai.client.errors import SDKError

@@ -267,7 +267,15 @@ class OpenAIProvider:
                         yield orjson.loads(line)
 
     async def cancel(self, ref: BatchRef) -> None:
-        await self.client.batches.cancel(ref.batch_id)
+        from openai import BadRequestError, ConflictError
+
+        try:
+            await self.client.batches.cancel(ref.batch_id)
+        except (BadRequestError, ConflictError):
+            # A batch that ended between our last poll and the cancel has nothing to cancel
+            # (409 "Cannot cancel a batch with status 'completed'."): its results stay.
+            if not (await self.poll(ref)).status.is_terminal:
+                raise
 
     async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
         from openai import NotFoundError

@@ -465,17 +465,14 @@ async def test_cancel_mid_run_keeps_finished_results(emulator: Emulator, tmp_pat
     await adapter.aclose()
 
 
-async def test_cancel_of_a_finished_batch_is_refused_without_retries(
+async def test_cancel_of_a_finished_batch_is_refused_once_and_shrugged_off(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    import groq
-
     adapter = live()
     ref = await submit(adapter, write_chunk(tmp_path, ["hi"]))
     await wait_terminal(adapter, ref)
     before = emulator.state.calls[("groq", "cancel")]
-    with pytest.raises(groq.ConflictError):
-        await adapter.cancel(ref)
+    await adapter.cancel(ref)
     assert emulator.state.calls[("groq", "cancel")] == before + 1
     await adapter.aclose()
 
