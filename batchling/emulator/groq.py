@@ -44,6 +44,9 @@ JSON_SCHEMA_MODELS = STRICT_JSON_SCHEMA_MODELS | {
     "meta-llama/llama-4-scout-17b-16e-instruct",
 }
 # The live 400 as integrators quote it (e.g. llama-3.3-70b-versatile, strict or not).
+# "Input file: up to 50,000 lines and 200MB" (https://console.groq.com/docs/batch), refused as
+# OpenAI refuses it (see emulator/openai.py).
+MAX_BATCH_FILE_BYTES = 200_000_000
 NO_JSON_SCHEMA = "This model does not support response format `json_schema`."
 
 
@@ -307,6 +310,8 @@ def routes(state: EmulatorState) -> list[Route]:
                 retry=False,
             )
         content = await upload_file.read()
+        if len(content) > MAX_BATCH_FILE_BYTES:
+            return error(400, "File is too large.", retry=False)
         stored = state.save_file(
             PROVIDER,
             content,

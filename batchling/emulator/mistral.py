@@ -37,7 +37,8 @@ ENDPOINTS = frozenset(
 )
 PURPOSES = frozenset({"fine-tune", "batch", "ocr", "agentic_safety"})
 VISIBILITIES = frozenset({"workspace", "user"})
-MAX_FILE_BYTES = 512 * 1024 * 1024
+# "512 MB" (https://docs.mistral.ai/capabilities/batch/, known limitations): decimal.
+MAX_FILE_BYTES = 512_000_000
 MAX_REQUESTS = 100_000
 EMBEDDING_DIMENSIONS = 1024
 MODERATION_CATEGORIES = (

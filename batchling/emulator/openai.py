@@ -150,6 +150,10 @@ class StoredLines(Sequence[dict[str, Any]]):
 
 # A batch input file holds at most this many requests (OpenAI and Groq alike).
 MAX_REQUESTS = 50_000
+# Files API reference (https://platform.openai.com/docs/api-reference/files/create): "The Batch
+# API only supports .jsonl files up to 200 MB in size"; the live refusal is a 400 "File is too
+# large." (quoted in bespokelabsai/curator#111).
+MAX_BATCH_FILE_BYTES = 200_000_000
 
 
 def _validate_lines(
@@ -518,6 +522,8 @@ def routes(state: EmulatorState) -> list[Route]:
                 400, "Missing required parameter: 'purpose'.", param="purpose", retry=False
             )
         content = await upload_file.read()
+        if purpose == "batch" and len(content) > MAX_BATCH_FILE_BYTES:
+            return error(400, "File is too large.", retry=False)
         stored = state.save_file(
             PROVIDER, content, filename=upload_file.filename or "upload.jsonl", purpose=purpose
         )

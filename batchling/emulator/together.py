@@ -32,14 +32,15 @@ FILE_TYPES = frozenset({"jsonl", "parquet", "csv"})
 BATCH_PURPOSE = "batch-api"
 STORAGE_ROUTE = "together_storage_put"
 MAX_CUSTOM_ID_CHARS = 64
-MAX_LINE_BYTES = 10 * 1024 * 1024
-MAX_FILE_BYTES = 100 * 1024 * 1024
+# "100 MB" a file, "10 MB" a line (https://docs.together.ai/docs/batch-inference): decimal.
+MAX_LINE_BYTES = 10_000_000
+MAX_FILE_BYTES = 100_000_000
 DEADLINE_SECONDS = 24 * 3600
 REPORTED_LINE_ERRORS = 5
 UPLOAD_FIELDS = ("purpose", "file_name", "file_type", "checksum")
 FAILURE = "emulated_failure"
 TOO_LARGE = {
-    "message": f"Request line exceeds the maximum size of {MAX_LINE_BYTES // 1024 // 1024} MB.",
+    "message": f"Request line exceeds the maximum size of {MAX_LINE_BYTES // 1_000_000} MB.",
     "code": "request_too_large",
 }
 USER_ID = "user_emulator"

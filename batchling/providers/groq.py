@@ -45,8 +45,9 @@ INFO = ProviderInfo(
     base_url_env=("GROQ_BASE_URL",),
     endpoints=frozenset({CHAT_ENDPOINT}),
     default_endpoint=CHAT_ENDPOINT,
-    # Service docs: 50,000 lines and 200 MB a file (the SDK docstring still says 100 MB).
-    limits=BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024),
+    # Service docs: 50,000 lines and 200 MB a file (the SDK docstring still says 100 MB),
+    # in decimal megabytes.
+    limits=BatchLimits(max_requests=50_000, max_bytes=200_000_000),
     discount=0.5,
     sdk="groq",
 )
@@ -72,7 +73,7 @@ FIND_BATCH_SCAN_LIMIT = 1000
 # Groq's documented limits on one chat request that a batch line cannot get around.
 MAX_STOP_SEQUENCES = 4
 MAX_TEMPERATURE = 2.0
-MAX_BASE64_REQUEST_BYTES = 4 * 1024 * 1024
+MAX_BASE64_REQUEST_BYTES = 4_000_000
 
 # Models that run `json_schema` with `strict: true`, as of 2026-12-06, per Groq's structured
 # outputs page (https://console.groq.com/docs/structured-outputs, "Supported Models"): the
@@ -140,7 +141,7 @@ def _check_request(request: RawRequest, body: dict[str, Any], custom_id: str) ->
         if size > MAX_BASE64_REQUEST_BYTES:
             raise InputError(
                 f"{where}: with a base64 (local file or data URL) image, Groq takes requests up "
-                f"to 4 MB, this one is {size / 1024 / 1024:.1f} MB. Shrink the image or give it "
+                f"to 4 MB, this one is {size / 1e6:.1f} MB. Shrink the image or give it "
                 "as an http(s) URL."
             )
 

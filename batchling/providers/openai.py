@@ -46,7 +46,8 @@ INFO = ProviderInfo(
     # Only the endpoints batchling encodes; the service also takes completions, images, videos.
     endpoints=frozenset({CHAT, RESPONSES, EMBEDDINGS, MODERATIONS}),
     default_endpoint=CHAT,
-    limits=BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024),
+    # "200 MB" a batch input file (docs, Files API reference): decimal megabytes.
+    limits=BatchLimits(max_requests=50_000, max_bytes=200_000_000),
     sdk="openai",
     # `dimensions` shortens text-embedding-3 vectors; older models refuse it.
     embedding_options={EMBEDDINGS: frozenset({"dimensions"})},

@@ -5,6 +5,7 @@ and the finished results stay downloadable."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,6 @@ async def finished_batch(name: str, tmp_path: Path) -> tuple[object, BatchRef]:
     endpoint = adapter.info.default_endpoint
     model = DEMO_MODELS[name]
     chunk = tmp_path / "chunk.jsonl"
-    import json
 
     lines = [
         adapter.encode(

@@ -55,7 +55,7 @@ def test_info_matches_the_groq_spec() -> None:
     assert INFO.name == "groq" and INFO.sdk == "groq" and INFO.discount == 0.5
     assert INFO.api_key_env == ("GROQ_API_KEY",) and INFO.base_url_env == ("GROQ_BASE_URL",)
     assert INFO.endpoints == {CHAT} and INFO.default_endpoint == CHAT
-    assert INFO.limits.max_requests == 50_000 and INFO.limits.max_bytes == 200 * 1024 * 1024
+    assert INFO.limits.max_requests == 50_000 and INFO.limits.max_bytes == 200_000_000
 
 
 def test_emulator_base_url_has_no_path_because_the_sdk_adds_openai_v1() -> None:

@@ -1,0 +1,63 @@
+"""Sizes where providers say MB are decimal megabytes, in the adapters (where a chunk is cut) and
+in the emulator (which refuses a file or a line over the provider's limit)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from batchling.emulator import Emulator
+from batchling.emulator import anthropic as anthropic_emulator
+from batchling.emulator import groq as groq_emulator
+from batchling.emulator import mistral as mistral_emulator
+from batchling.emulator import openai as openai_emulator
+from batchling.emulator import together as together_emulator
+from batchling.providers import groq, mistral, openai, together
+
+MB = 1000 * 1000
+
+
+def test_adapter_limits_are_decimal_megabytes() -> None:
+    assert openai.INFO.limits.max_bytes == 200 * MB
+    assert groq.INFO.limits.max_bytes == 200 * MB
+    assert together.INFO.limits.max_bytes == 100 * MB
+    assert together.MAX_LINE_BYTES == 10 * MB
+    assert mistral.INFO.limits.max_bytes == 512 * MB
+
+
+def test_emulator_limits_are_the_providers_in_decimal_megabytes() -> None:
+    assert openai_emulator.MAX_BATCH_FILE_BYTES == 200 * MB
+    assert groq_emulator.MAX_BATCH_FILE_BYTES == 200 * MB
+    assert together_emulator.MAX_FILE_BYTES == 100 * MB
+    assert together_emulator.MAX_LINE_BYTES == 10 * MB
+    assert mistral_emulator.MAX_FILE_BYTES == 512 * MB
+    assert anthropic_emulator.MAX_BODY_BYTES == 256 * MB
+
+
+@pytest.mark.parametrize(
+    ("module", "base_key", "path"),
+    [
+        (openai_emulator, "OPENAI_BASE_URL", "/files"),
+        (groq_emulator, "GROQ_BASE_URL", "/openai/v1/files"),
+    ],
+)
+async def test_a_batch_file_over_the_limit_is_refused_at_upload(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, module: object, base_key: str, path: str
+) -> None:
+    monkeypatch.setattr(module, "MAX_BATCH_FILE_BYTES", 1000)
+    url = emulator.env()[base_key] + path
+    headers = {"authorization": "Bearer emulator-key"}
+    async with httpx.AsyncClient() as client:
+        small = await client.post(
+            url, headers=headers, data={"purpose": "batch"}, files={"file": ("a.jsonl", b"{}\n")}
+        )
+        assert small.status_code == 200
+        big = await client.post(
+            url,
+            headers=headers,
+            data={"purpose": "batch"},
+            files={"file": ("a.jsonl", b"{}\n" * 400)},
+        )
+    assert big.status_code == 400
+    assert big.json()["error"]["message"] == "File is too large."
+    assert big.json()["error"]["type"] == "invalid_request_error"
