@@ -64,6 +64,9 @@ class EmulatorConfig:
     seed: int = 0
     invalid_json_rate: float = 0.0
     """Fraction of structured-output requests (chosen by custom id) answered with broken JSON."""
+    enqueued_token_limit: int | None = None
+    """OpenAI: input tokens one model may have in unfinished batches; a batch that would go
+    past it fails in validation with `token_limit_exceeded`."""
 
 
 @dataclass

@@ -40,6 +40,10 @@ VISIBILITIES = frozenset({"workspace", "user"})
 # "512 MB" (https://docs.mistral.ai/capabilities/batch/, known limitations): decimal.
 MAX_FILE_BYTES = 512_000_000
 MAX_REQUESTS = 100_000
+MIN_TIMEOUT_HOURS = 1
+MAX_TIMEOUT_HOURS = 168
+MAX_METADATA_KEY_CHARS = 32
+MAX_METADATA_VALUE_CHARS = 512
 EMBEDDING_DIMENSIONS = 1024
 MODERATION_CATEGORIES = (
     "sexual",
@@ -450,6 +454,27 @@ def _read_lines(
     return lines, custom_ids, problems
 
 
+def _metadata_problem(metadata: dict[str, str]) -> Response | None:
+    """CreateBatchJobRequest.metadata (shared/specs/mistral.yaml): keys of 1 to 32 characters,
+    values of 1 to 512, refused with pydantic's wording and locations."""
+    for key, value in metadata.items():
+        if not 1 <= len(key) <= MAX_METADATA_KEY_CHARS:
+            bound = (
+                f"at most {MAX_METADATA_KEY_CHARS} characters" if key else "at least 1 character"
+            )
+            return validation_error(
+                ["body", "metadata", key, "[key]"], f"String should have {bound}"
+            )
+        if not 1 <= len(value) <= MAX_METADATA_VALUE_CHARS:
+            bound = (
+                f"at most {MAX_METADATA_VALUE_CHARS} characters"
+                if value
+                else "at least 1 character"
+            )
+            return validation_error(["body", "metadata", key], f"String should have {bound}")
+    return None
+
+
 def _check_create(payload: Any) -> Response | None:
     if not isinstance(payload, dict):
         return validation_error(["body"], "Input should be a valid dictionary")
@@ -461,9 +486,21 @@ def _check_create(payload: Any) -> Response | None:
         isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
     ):
         return validation_error(["body", "metadata"], "Metadata values must be strings")
+    if (refused := _metadata_problem(metadata or {})) is not None:
+        return refused
     hours = payload.get("timeout_hours", 24)
-    if not isinstance(hours, int) or isinstance(hours, bool) or hours <= 0:
-        return validation_error(["body", "timeout_hours"], "Input should be a positive integer")
+    if not isinstance(hours, int) or isinstance(hours, bool):
+        return validation_error(["body", "timeout_hours"], "Input should be a valid integer")
+    # CreateBatchJobRequest.timeout_hours: minimum 1, maximum 168 (shared/specs/mistral.yaml).
+    if hours < MIN_TIMEOUT_HOURS:
+        return validation_error(
+            ["body", "timeout_hours"],
+            f"Input should be greater than or equal to {MIN_TIMEOUT_HOURS}",
+        )
+    if hours > MAX_TIMEOUT_HOURS:
+        return validation_error(
+            ["body", "timeout_hours"], f"Input should be less than or equal to {MAX_TIMEOUT_HOURS}"
+        )
     if (payload.get("input_files") is None) == (payload.get("requests") is None):
         return error(400, "Give exactly one of 'input_files' and 'requests'.")
     if not payload.get("model") and not payload.get("agent_id"):

@@ -64,6 +64,11 @@ STATUS_MAP: dict[str, Status] = {
     "cancelled": Status.CANCELLED,
 }
 
+TOKEN_LIMIT_HINT = (
+    " (batchling: the batch was refused, nothing ran. OpenAI caps the tokens one model may have "
+    "queued in unfinished batches: wait for this model's batches in progress to finish, or send "
+    "fewer requests a batch (max_requests_per_batch), then retry the experiment.)"
+)
 # How far back find_batch looks for a batch whose creation was interrupted.
 FIND_BATCH_SCAN_LIMIT = 1000
 
@@ -240,7 +245,9 @@ class OpenAIProvider:
         batch = await self.client.batches.retrieve(ref.batch_id)
         counts = batch.request_counts
         errors = [
-            f"line {e.line}: {e.message}" if e.line is not None else str(e.message)
+            f"line {e.line}: {e.message}"
+            if e.line is not None
+            else str(e.message) + TOKEN_LIMIT_HINT * (e.code == "token_limit_exceeded")
             for e in ((batch.errors.data or []) if batch.errors else [])
         ]
         return BatchSnapshot(
