@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, media
+from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase
 
 PROVIDER = "anthropic"
@@ -372,7 +372,7 @@ def routes(state: EmulatorState) -> list[Route]:
             PROVIDER,
             requests,
             [r["custom_id"] for r in requests],
-            prefix="msgbatch_",
+            prefix=ids.anthropic_batch,
         )
         return JSONResponse(batch_object(batch))
 

@@ -27,6 +27,7 @@ from batchling.emulator.connection import (
     drop_connection,
     read_request_body,
 )
+from batchling.emulator.ids import IdFormat
 
 
 class Phase(str, enum.Enum):
@@ -155,7 +156,10 @@ class EmulatorState:
         if self._tmp is not None:
             self._tmp.cleanup()
 
-    def new_id(self, prefix: str) -> str:
+    def new_id(self, prefix: str | IdFormat) -> str:
+        """A counter after `prefix`, or the id a provider's format makes of the counter."""
+        if callable(prefix):
+            return prefix(next(self._ids))
         return f"{prefix}{next(self._ids):06d}"
 
     # files
@@ -167,7 +171,7 @@ class EmulatorState:
         *,
         filename: str,
         purpose: str,
-        prefix: str = "file-",
+        prefix: str | IdFormat = "file-",
         extra: dict[str, Any] | None = None,
     ) -> StoredFile:
         file_id = self.new_id(prefix)
@@ -193,7 +197,7 @@ class EmulatorState:
         *,
         filename: str,
         purpose: str,
-        prefix: str = "file-",
+        prefix: str | IdFormat = "file-",
     ) -> StoredFile:
         """Stream the lines to a new stored file (never all in memory)."""
         file_id = self.new_id(prefix)
@@ -236,7 +240,7 @@ class EmulatorState:
         lines: Sequence[dict[str, Any]],
         custom_ids: list[str],
         *,
-        prefix: str = "batch_",
+        prefix: str | IdFormat = "batch_",
         metadata: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> EmulatedBatch:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import chat, media
+from batchling.emulator import chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
 from batchling.emulator.openai import MAX_REQUESTS, PHASE_TIMESTAMP, STATUS, error
 
@@ -32,6 +32,10 @@ LIST_PAGE_SIZE = 100
 MAX_LIST_IDS = 200
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 CANCELLED_MESSAGE = "This request was not executed because the batch was cancelled."
+# Groq ids are ULIDs: "file_01jh6x76wtemjr74t1fh0faj5t", "batch_01jh6xa7reempvjyh6n3yst2zw"
+# (https://console.groq.com/docs/batch).
+GROQ_FILE_ID = ids.ulid("file_")
+GROQ_BATCH_ID = ids.ulid("batch_")
 _WINDOW = re.compile(r"^(\d+)([hd])$")
 # https://console.groq.com/docs/structured-outputs ("Supported Models", 2026-12-06): strict mode
 # on the gpt-oss family only; best-effort json_schema also on Kimi K2 and Llama 4.
@@ -270,7 +274,7 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             output,
             filename=f"{batch.id}_output.jsonl",
             purpose="batch_output",
-            prefix="file_",
+            prefix=GROQ_FILE_ID,
         ).id
     if failed:
         batch.error_file_id = state.write_jsonl(
@@ -278,7 +282,7 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             failed,
             filename=f"{batch.id}_error.jsonl",
             purpose="batch_output",
-            prefix="file_",
+            prefix=GROQ_FILE_ID,
         ).id
 
 
@@ -317,7 +321,7 @@ def routes(state: EmulatorState) -> list[Route]:
             content,
             filename=upload_file.filename or "batch.jsonl",
             purpose="batch",
-            prefix="file_",
+            prefix=GROQ_FILE_ID,
         )
         return JSONResponse(file_object(stored))
 
@@ -386,6 +390,7 @@ def routes(state: EmulatorState) -> list[Route]:
             lines,
             [line["custom_id"] for line in lines],
             metadata=metadata,
+            prefix=GROQ_BATCH_ID,
             extra={
                 "endpoint": endpoint,
                 "input_file_id": stored.id,

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, media
+from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
 PROVIDER = "mistral"
@@ -40,6 +40,9 @@ VISIBILITIES = frozenset({"workspace", "user"})
 # "512 MB" (https://docs.mistral.ai/capabilities/batch/, known limitations): decimal.
 MAX_FILE_BYTES = 512_000_000
 MAX_REQUESTS = 100_000
+# Files and jobs are UUIDs (shared/specs/mistral.yaml: `format: uuid`).
+MISTRAL_ID = ids.uuid4()
+BARE_ERROR_SEED = 11
 MIN_TIMEOUT_HOURS = 1
 MAX_TIMEOUT_HOURS = 168
 MAX_METADATA_KEY_CHARS = 32
@@ -406,6 +409,10 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             message = f"Emulated failure for request '{custom_id}'."
             body = _error_body(message, "internal_server_error", "emulated_failure")
             failed.append(_error_line(base, 500, body))
+            # Integrators' client code reads `error` as an object or a bare string (notes in
+            # shared/providers/mistral.md): about half the emulated failures carry the string.
+            if answers.is_failure(custom_id, 0.5, seed=BARE_ERROR_SEED):
+                failed[-1]["error"] = message
         # Requests that never ran (timeout, cancellation) appear in neither file.
     for lines, sample_type, attribute in (
         (output, "batch_result", "output_file_id"),
@@ -414,7 +421,11 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         if not lines:
             continue
         stored = state.write_jsonl(
-            PROVIDER, lines, filename=f"{batch.id}_{sample_type}.jsonl", purpose="batch"
+            PROVIDER,
+            lines,
+            filename=f"{batch.id}_{sample_type}.jsonl",
+            purpose="batch",
+            prefix=MISTRAL_ID,
         )
         stored.extra.update(
             sample_type=sample_type,
@@ -545,7 +556,9 @@ def routes(state: EmulatorState) -> list[Route]:
         if len(content) > MAX_FILE_BYTES:
             return error(400, "The file is larger than the 512 MB limit.")
         filename = upload_file.filename or "upload.jsonl"
-        stored = state.save_file(PROVIDER, content, filename=filename, purpose=str(purpose))
+        stored = state.save_file(
+            PROVIDER, content, filename=filename, purpose=str(purpose), prefix=MISTRAL_ID
+        )
         is_jsonl = filename.endswith(".jsonl")
         stored.extra.update(
             sample_type="batch_request" if purpose == "batch" else "instruct",
@@ -668,7 +681,7 @@ def routes(state: EmulatorState) -> list[Route]:
             PROVIDER,
             lines,
             custom_ids,
-            prefix="job-",
+            prefix=MISTRAL_ID,
             metadata=payload.get("metadata") or {},
             extra={
                 "endpoint": endpoint,

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, media
+from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
 PROVIDER = "openai"
@@ -481,11 +481,19 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         for index, outcome in enumerate(batch.outcomes)
     ):
         batch.output_file_id = state.write_jsonl(
-            PROVIDER, output(), filename=f"{batch.id}_output.jsonl", purpose="batch_output"
+            PROVIDER,
+            output(),
+            filename=f"{batch.id}_output.jsonl",
+            purpose="batch_output",
+            prefix=ids.openai_file,
         ).id
     if refused or any(outcome != "succeeded" for outcome in batch.outcomes):
         batch.error_file_id = state.write_jsonl(
-            PROVIDER, failed(), filename=f"{batch.id}_error.jsonl", purpose="batch_output"
+            PROVIDER,
+            failed(),
+            filename=f"{batch.id}_error.jsonl",
+            purpose="batch_output",
+            prefix=ids.openai_file,
         ).id
     usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
     batch.extra["usage"] = {
@@ -551,7 +559,11 @@ def routes(state: EmulatorState) -> list[Route]:
         if purpose == "batch" and len(content) > MAX_BATCH_FILE_BYTES:
             return error(400, "File is too large.", retry=False)
         stored = state.save_file(
-            PROVIDER, content, filename=upload_file.filename or "upload.jsonl", purpose=purpose
+            PROVIDER,
+            content,
+            filename=upload_file.filename or "upload.jsonl",
+            purpose=purpose,
+            prefix=ids.openai_file,
         )
         return JSONResponse(file_object(stored))
 
@@ -649,6 +661,7 @@ def routes(state: EmulatorState) -> list[Route]:
                 "model": model,
                 "enqueued_tokens": tokens,
             },
+            prefix=ids.openai_batch,
         )
         if errors:
             state.fail_batch(batch, errors)

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, media
+from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
 PROVIDER = "together"
@@ -30,6 +30,12 @@ ENDPOINTS = frozenset({CHAT}) | AUDIO
 PURPOSES = frozenset({"fine-tune", "calibration", "eval", "batch-api"})
 FILE_TYPES = frozenset({"jsonl", "parquet", "csv"})
 BATCH_PURPOSE = "batch-api"
+# FilePurpose in shared/specs/together.yaml: what the service writes is "batch-generated".
+GENERATED_PURPOSE = "batch-generated"
+# BatchJob.id is `format: uuid` (shared/specs/together.yaml); file ids are "file-<uuid>"
+# (https://docs.together.ai/reference/get_files-id).
+BATCH_ID = ids.uuid4()
+FILE_ID = ids.uuid4("file-")
 STORAGE_ROUTE = "together_storage_put"
 MAX_CUSTOM_ID_CHARS = 64
 # "100 MB" a file, "10 MB" a line (https://docs.together.ai/docs/batch-inference): decimal.
@@ -100,6 +106,8 @@ def file_object(stored: StoredFile) -> dict[str, Any]:
         "purpose": stored.purpose,
         "FileType": stored.extra.get("file_type", "jsonl"),
         "processing_status": stored.extra.get("processing_status", "COMPLETED"),
+        # Required by FileResponse in shared/specs/together.yaml.
+        "Processed": stored.extra.get("processing_status", "COMPLETED") == "COMPLETED",
     }
     if "nlines" in stored.extra:
         obj["validation_report"] = {
@@ -264,7 +272,11 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         if not lines:
             continue
         stored = state.write_jsonl(
-            PROVIDER, _shuffled(lines), filename=f"{batch.id}_{kind}.jsonl", purpose=BATCH_PURPOSE
+            PROVIDER,
+            _shuffled(lines),
+            filename=f"{batch.id}_{kind}.jsonl",
+            purpose=GENERATED_PURPOSE,
+            prefix=FILE_ID,
         )
         if kind == "output":
             batch.output_file_id = stored.id
@@ -325,6 +337,7 @@ def routes(state: EmulatorState) -> list[Route]:
             b"",
             filename=file_name,
             purpose=purpose,
+            prefix=FILE_ID,
             extra={
                 "file_type": file_type,
                 "checksum": checksum,
@@ -398,6 +411,7 @@ def routes(state: EmulatorState) -> list[Route]:
             content,
             filename=name,
             purpose=purpose,
+            prefix=FILE_ID,
             extra={
                 "file_type": extension if extension in FILE_TYPES else "jsonl",
                 "checksum": hashlib.sha256(content).hexdigest(),
@@ -482,7 +496,7 @@ def routes(state: EmulatorState) -> list[Route]:
             PROVIDER,
             lines,
             [line["custom_id"] for line in lines],
-            prefix="batch-",
+            prefix=BATCH_ID,
             extra={
                 "endpoint": endpoint,
                 "input_file_id": stored.id,
