@@ -32,6 +32,11 @@ FILE_TYPES = frozenset({"jsonl", "parquet", "csv"})
 BATCH_PURPOSE = "batch-api"
 # FilePurpose in shared/specs/together.yaml: what the service writes is "batch-generated".
 GENERATED_PURPOSE = "batch-generated"
+# https://docs.together.ai/docs/inference/batch/overview, "Models not available for batch":
+# "Batch jobs that target these models will fail" (the wording of the failure is not given).
+NOT_FOR_BATCH = frozenset(
+    {"deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-V3.1", "deepseek-ai/DeepSeek-V4-Pro"}
+)
 # BatchJob.id is `format: uuid` (shared/specs/together.yaml); file ids are "file-<uuid>"
 # (https://docs.together.ai/reference/get_files-id).
 BATCH_ID = ids.uuid4()
@@ -505,6 +510,8 @@ def routes(state: EmulatorState) -> list[Route]:
                 "oversize": oversize,
             },
         )
+        if not errors and model in NOT_FOR_BATCH:
+            errors = [{"line": None, "message": f"Model {model} is not available for batch."}]
         if errors:
             shown = errors[:REPORTED_LINE_ERRORS]
             more = len(errors) - len(shown)

@@ -69,6 +69,12 @@ MAX_CUSTOM_ID_CHARS = 64
 # A bigger line passes validation and then fails at run time, after the batch was paid for.
 MAX_LINE_BYTES = 10_000_000
 TOGETHER_PART = openai_format.images_only_part("Together")
+# "Models not available for batch" (https://docs.together.ai/docs/inference/batch/overview,
+# 2026-12-06): "Batch jobs that target these models will fail". The list there goes on (MiniMax
+# models); these are the ones our copy of the page names in full.
+NOT_FOR_BATCH = frozenset(
+    {"deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-V3.1", "deepseek-ai/DeepSeek-V4-Pro"}
+)
 
 
 def map_status(raw: str) -> Status:
@@ -88,6 +94,11 @@ def encode_line(
 ) -> dict[str, Any]:
     """One Together chat batch line: OpenAI's body, but no `method` or `url`."""
     name = f"Request '{request.id or custom_id}'"
+    if model in NOT_FOR_BATCH:
+        raise InputError(
+            f"Together's '{model}' is not available for batch processing (a batch of it would "
+            "fail). Choose another model."
+        )
     if endpoint != CHAT:
         raise InputError(
             f"{name}: Together batches are encoded for {CHAT} only, not '{endpoint}'. "

@@ -177,3 +177,50 @@ async def test_mistral_timeout_hours_is_sent(emulator: Emulator, tmp_path: Path)
     finally:
         await adapter.aclose()
     assert emulator.state.batches[batch_id].extra["timeout_hours"] == 168
+
+
+# Together: models not available for batch
+
+
+def test_together_refuses_a_model_not_available_for_batch_at_encode() -> None:
+    from batchling.providers.together import TogetherProvider
+
+    with pytest.raises(InputError, match="not available for batch"):
+        TogetherProvider(api_key="").encode(
+            RawRequest.model_validate({"messages": [{"role": "user", "content": "q"}]}),
+            custom_id="r1",
+            model="deepseek-ai/DeepSeek-R1",
+            endpoint="/v1/chat/completions",
+        )
+
+
+async def test_together_emulator_fails_a_batch_for_a_model_not_available_for_batch(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    from batchling.providers.together import TogetherProvider
+
+    base = emulator.env()["TOGETHER_BASE_URL"]
+    adapter = TogetherProvider(api_key="emulator-key", base_url=base)
+    line = {
+        "custom_id": "r0",
+        "body": {
+            "model": "deepseek-ai/DeepSeek-V3.1",
+            "messages": [{"role": "user", "content": "q"}],
+        },
+    }
+    chunk = tmp_path / "chunk.jsonl"
+    chunk.write_text(json.dumps(line) + "\n")
+    try:
+        file_id = await adapter.upload(chunk)
+        batch_id = await adapter.create(
+            chunk,
+            file_id=file_id,
+            model="deepseek-ai/DeepSeek-V3.1",
+            endpoint="/v1/chat/completions",
+            metadata={},
+        )
+        snapshot = await adapter.poll(BatchRef(batch_id, file_id))
+    finally:
+        await adapter.aclose()
+    assert snapshot.status is Status.FAILED
+    assert any("not available for batch" in e for e in snapshot.errors), snapshot.errors
