@@ -51,6 +51,7 @@ JSON_SCHEMA_MODELS = STRICT_JSON_SCHEMA_MODELS | {
 # "Input file: up to 50,000 lines and 200MB" (https://console.groq.com/docs/batch), refused as
 # OpenAI refuses it (see emulator/openai.py).
 MAX_BATCH_FILE_BYTES = 200_000_000
+MAX_BASE64_BYTES = 4_000_000
 NO_JSON_SCHEMA = "This model does not support response format `json_schema`."
 
 
@@ -200,10 +201,25 @@ def response_body(
     return completion
 
 
+def _has_data_url(body: dict[str, Any]) -> bool:
+    return any(
+        isinstance(part, dict)
+        and str((part.get("image_url") or {}).get("url", "")).startswith("data:")
+        for message in body.get("messages") or []
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+    )
+
+
 def invalid_parts(line: dict[str, Any]) -> str | None:
     if line.get("url") != "/v1/chat/completions":
         return None
-    return media.openai_chat_problem(line["body"], files=False)
+    body = line["body"]
+    # "Base64 encoded images: 4MB max request size" (https://console.groq.com/docs/vision);
+    # the wording of the live refusal is not published.
+    if _has_data_url(body) and len(json.dumps(body)) > MAX_BASE64_BYTES:
+        return "Request with base64 encoded images exceeds the 4 MB maximum request size."
+    return media.openai_chat_problem(body, files=False)
 
 
 def response_format_problem(line: dict[str, Any]) -> str | None:

@@ -61,3 +61,44 @@ async def test_a_batch_file_over_the_limit_is_refused_at_upload(
     assert big.status_code == 400
     assert big.json()["error"]["message"] == "File is too large."
     assert big.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_groq_refuses_a_base64_image_request_over_four_megabytes(
+    emulator: Emulator, tmp_path: object
+) -> None:
+    import json
+    from pathlib import Path
+
+    from batchling.models import Status
+    from batchling.providers.base import BatchRef
+    from batchling.providers.groq import GroqProvider
+
+    assert isinstance(tmp_path, Path)
+    image = "data:image/png;base64," + "A" * 4_000_000
+    body = {
+        "model": "meta-llama/llama-4-scout-17b-16e-instruct",
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}}]}
+        ],
+    }
+    line = {"custom_id": "big", "method": "POST", "url": "/v1/chat/completions", "body": body}
+    chunk = tmp_path / "chunk.jsonl"
+    chunk.write_text(json.dumps(line) + "\n")
+    adapter = GroqProvider(api_key="emulator-key", base_url=emulator.env()["GROQ_BASE_URL"])
+    try:
+        file_id = await adapter.upload(chunk)
+        batch_id = await adapter.create(
+            chunk,
+            file_id=file_id,
+            model=body["model"],
+            endpoint="/v1/chat/completions",
+            metadata={},
+        )
+        ref = BatchRef(batch_id, file_id)
+        snapshot = await adapter.poll(ref)
+        assert snapshot.status is Status.COMPLETED
+        [result] = [adapter.decode(x) async for x in adapter.results(ref, snapshot)]
+    finally:
+        await adapter.aclose()
+    assert result.status == "failed" and result.error is not None
+    assert "4 MB" in result.error.message
