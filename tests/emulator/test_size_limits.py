@@ -3,6 +3,9 @@ in the emulator (which refuses a file or a line over the provider's limit)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -12,7 +15,10 @@ from batchling.emulator import groq as groq_emulator
 from batchling.emulator import mistral as mistral_emulator
 from batchling.emulator import openai as openai_emulator
 from batchling.emulator import together as together_emulator
+from batchling.models import Status
 from batchling.providers import groq, mistral, openai, together
+from batchling.providers.base import BatchRef
+from batchling.providers.groq import GroqProvider
 
 MB = 1000 * 1000
 
@@ -64,16 +70,8 @@ async def test_a_batch_file_over_the_limit_is_refused_at_upload(
 
 
 async def test_groq_refuses_a_base64_image_request_over_four_megabytes(
-    emulator: Emulator, tmp_path: object
+    emulator: Emulator, tmp_path: Path
 ) -> None:
-    import json
-    from pathlib import Path
-
-    from batchling.models import Status
-    from batchling.providers.base import BatchRef
-    from batchling.providers.groq import GroqProvider
-
-    assert isinstance(tmp_path, Path)
     image = "data:image/png;base64," + "A" * 4_000_000
     body = {
         "model": "meta-llama/llama-4-scout-17b-16e-instruct",
