@@ -209,15 +209,30 @@ def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
     from anthropic import transform_schema
 
     try:
-        transformed: dict[str, Any] = transform_schema(copy.deepcopy(schema))
+        transformed: dict[str, Any] = transform_schema(single_types(copy.deepcopy(schema)))
     except (ValueError, TypeError, AssertionError) as error:
-        # The SDK takes one `type` per node and needs a type (or anyOf, enum, const) on each.
+        # The SDK needs a type (or anyOf, enum, const) on every node.
         raise InputError(
-            "The response format cannot be sent to Anthropic: every schema node needs a single "
-            "'type' (write ['string', 'null'] as anyOf), an 'anyOf', an 'enum' or a 'const' "
-            f"({error or type(error).__name__})."
+            "The response format cannot be sent to Anthropic: every schema node needs a "
+            f"'type', an 'anyOf', an 'enum' or a 'const' ({error or type(error).__name__})."
         ) from None
     return transformed
+
+
+def single_types(node: Any) -> Any:
+    """`{"type": ["string", "null"], ...}` as an anyOf of one type each: the SDK's transform
+    takes one type per node."""
+    if isinstance(node, list):
+        return [single_types(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: single_types(value) for key, value in node.items()}
+    kinds = node.get("type")
+    if isinstance(kinds, list):
+        outer = {k: node.pop(k) for k in ("description", "title") if k in node}
+        node.pop("type")
+        return {**outer, "anyOf": [{**node, "type": kind} for kind in kinds]}
+    return node
 
 
 def output_config(fmt: ResponseFormat, *, model: str) -> dict[str, Any]:

@@ -232,3 +232,22 @@ async def test_emulator_refuses_structured_outputs_on_a_model_without_them(
     error = lines[0]["result"]["error"]["error"]
     assert error["type"] == "invalid_request_error"
     assert "claude-3-haiku" in error["message"] and "output_config.format" in error["message"]
+
+
+def test_a_list_of_types_is_sent_as_an_any_of() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"nickname": {"type": ["string", "null"], "maxLength": 8}},
+        "required": ["nickname"],
+    }
+    line = AnthropicProvider(api_key="").encode(
+        request(),
+        custom_id="r1",
+        model=MODEL,
+        endpoint=ENDPOINT,
+        response_format=response_format_from(schema),
+    )
+    nickname = wire_schema(line)["properties"]["nickname"]
+    assert [branch["type"] for branch in nickname["anyOf"]] == ["string", "null"]
+    assert '"maxLength"' not in json.dumps(nickname)
+    assert "maxLength: 8" in nickname["anyOf"][0]["description"]
