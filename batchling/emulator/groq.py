@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import chat, ids, media
+from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
 from batchling.emulator.openai import MAX_REQUESTS, PHASE_TIMESTAMP, STATUS, error
 
@@ -52,6 +52,17 @@ JSON_SCHEMA_MODELS = STRICT_JSON_SCHEMA_MODELS | {
 # OpenAI refuses it (see emulator/openai.py).
 MAX_BATCH_FILE_BYTES = 200_000_000
 MAX_BASE64_BYTES = 4_000_000
+# JSON mode's refusal of an answer that is not valid JSON, as integrators quote it (a 400 with
+# code json_validate_failed and the text in failed_generation).
+JSON_VALIDATE_FAILED = {
+    "error": {
+        "message": "Failed to generate JSON. Please adjust your prompt. See 'failed_generation' "
+        "for more details.",
+        "type": "invalid_request_error",
+        "code": "json_validate_failed",
+        "failed_generation": '{"answer": "truncated',
+    }
+}
 NO_JSON_SCHEMA = "This model does not support response format `json_schema`."
 
 
@@ -211,6 +222,15 @@ def _has_data_url(body: dict[str, Any]) -> bool:
     )
 
 
+def json_mode_fails(line: dict[str, Any], rate: float) -> bool:
+    """JSON object mode: what would be broken JSON is refused by Groq instead (the same ids the
+    other emulators answer with broken JSON)."""
+    response_format = line["body"].get("response_format")
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_object":
+        return False
+    return answers.is_failure(line["custom_id"], rate, seed=-1)
+
+
 def invalid_parts(line: dict[str, Any]) -> str | None:
     if line.get("url") != "/v1/chat/completions":
         return None
@@ -253,6 +273,9 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         elif outcome == "succeeded" and (refused := response_format_problem(line)) is not None:
             body = chat.error_body(refused, param="response_format")
             response = {"status_code": 400, "request_id": request_id, "body": body}
+            failed.append({**base, "response": response, "error": None})
+        elif outcome == "succeeded" and json_mode_fails(line, state.config.invalid_json_rate):
+            response = {"status_code": 400, "request_id": request_id, "body": JSON_VALIDATE_FAILED}
             failed.append({**base, "response": response, "error": None})
         elif outcome == "succeeded":
             body = response_body(

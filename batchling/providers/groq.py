@@ -85,6 +85,9 @@ JSON_MODE_INSTRUCTIONS = (
     "Answer with one JSON object and nothing else. It must validate against this JSON Schema:\n"
 )
 
+# JSON object mode's refusal of an answer that is not valid JSON (a 400 in the error file).
+JSON_VALIDATE_FAILED = "json_validate_failed"
+
 # Top-level error codes of error-file lines that mean "not run", beyond OpenAI's two.
 _EXPIRED_CODES = {"batch_expired", "request_expired", "expired"}
 _CANCELLED_CODES = {"batch_cancelled", "batch_canceled", "cancelled", "canceled"}
@@ -160,6 +163,9 @@ def decode_line(line: dict[str, Any]) -> Result:
     """OpenAI's line decoding, with Groq's other spellings of 'expired' and 'cancelled'."""
     result = openai_format.decode_line(line)
     error = result.error
+    if error is not None and error.code == JSON_VALIDATE_FAILED:
+        # The model's answer was not valid JSON: the same event as a parse failure here.
+        return result.model_copy(update={"error": error.model_copy(update={"kind": "parse"})})
     if result.status != "failed" or error is None or line.get("response"):
         return result
     code = str(error.code or "").lower()

@@ -167,3 +167,28 @@ async def test_emulator_answers_strict_json_schema_on_gpt_oss(
     assert line["response"]["status_code"] == 200
     content = line["response"]["body"]["choices"][0]["message"]["content"]
     assert Capital.model_validate_json(content)
+
+
+async def test_json_object_mode_failures_are_groq_json_validate_failed_parse_failures(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.config.invalid_json_rate = 0.5
+    async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
+        await manager.create_experiment(
+            "j",
+            model="llama-3.1-8b-instant",
+            provider="groq",
+            raw_requests=request_dicts(12),
+            response_format=Capital,
+        )
+        await manager.start_experiment("j")
+        await manager.wait("j", poll_interval=0.02)
+        results = await manager.get_results("j")
+    failed = [r for r in results if not r.ok]
+    assert failed and len(failed) < 12
+    for result in failed:
+        assert result.error is not None
+        assert (result.error.kind, result.error.code) == ("parse", "json_validate_failed")
+        assert result.raw is not None and result.raw["response"]["status_code"] == 400
+        body = result.raw["response"]["body"]["error"]
+        assert body["failed_generation"] and body["type"] == "invalid_request_error"
