@@ -63,6 +63,23 @@ JSON_VALIDATE_FAILED = {
         "failed_generation": '{"answer": "truncated',
     }
 }
+# "Model Availability and Pricing" (https://console.groq.com/docs/batch, 2026-12-06); the
+# wording of the refusal is not published.
+BATCH_MODELS = {
+    CHAT: frozenset(
+        {
+            "openai/gpt-oss-20b",
+            "openai/gpt-oss-120b",
+            "meta-llama/llama-4-maverick-17b-128e-instruct",
+            "meta-llama/llama-4-scout-17b-16e-instruct",
+            "llama-3.3-70b-versatile",
+            "llama-3.1-8b-instant",
+            "meta-llama/llama-guard-4-12b",
+        }
+    ),
+    "/v1/audio/transcriptions": frozenset({"whisper-large-v3", "whisper-large-v3-turbo"}),
+    "/v1/audio/translations": frozenset({"whisper-large-v3"}),
+}
 NO_JSON_SCHEMA = "This model does not support response format `json_schema`."
 
 
@@ -269,6 +286,13 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         if outcome == "succeeded" and (problem := invalid_parts(line)) is not None:
             body = chat.error_body(problem, code="invalid_value")
             response = {"status_code": 400, "request_id": f"req_{index}", "body": body}
+            failed.append({**base, "response": response, "error": None})
+        elif outcome == "succeeded" and (
+            model := line["body"].get("model")
+        ) not in BATCH_MODELS.get(line["url"], frozenset()):
+            message = f"The model `{model}` is not available for batch processing."
+            body = chat.error_body(message, param="model")
+            response = {"status_code": 400, "request_id": request_id, "body": body}
             failed.append({**base, "response": response, "error": None})
         elif outcome == "succeeded" and (refused := response_format_problem(line)) is not None:
             body = chat.error_body(refused, param="response_format")

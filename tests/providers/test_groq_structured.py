@@ -48,9 +48,7 @@ def encode(model: str) -> dict[str, Any]:
     )
 
 
-@pytest.mark.parametrize(
-    "model", ["openai/gpt-oss-20b", "openai/gpt-oss-120b", "openai/gpt-oss-safeguard-20b"]
-)
+@pytest.mark.parametrize("model", ["openai/gpt-oss-20b", "openai/gpt-oss-120b"])
 def test_strict_json_schema_on_the_models_that_have_it(model: str) -> None:
     assert supports_strict_json_schema(model)
     body = encode(model)["body"]
@@ -66,7 +64,12 @@ def test_strict_json_schema_on_the_models_that_have_it(model: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "model", ["llama-3.1-8b-instant", "llama-3.3-70b-versatile", "qwen/qwen3-32b"]
+    "model",
+    [
+        "llama-3.1-8b-instant",
+        "llama-3.3-70b-versatile",
+        "meta-llama/llama-4-scout-17b-16e-instruct",
+    ],
 )
 def test_json_object_mode_with_the_schema_in_the_instructions_elsewhere(model: str) -> None:
     assert not supports_strict_json_schema(model)
@@ -192,3 +195,16 @@ async def test_json_object_mode_failures_are_groq_json_validate_failed_parse_fai
         assert result.raw is not None and result.raw["response"]["status_code"] == 400
         body = result.raw["response"]["body"]["error"]
         assert body["failed_generation"] and body["type"] == "invalid_request_error"
+
+
+# models Groq's batch API takes
+
+
+async def test_emulator_refuses_a_model_groq_does_not_batch(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    body = {"model": "qwen/qwen3-32b", "messages": [{"role": "user", "content": "France?"}]}
+    [line] = await run_raw(emulator, tmp_path, body)
+    assert line["response"]["status_code"] == 400
+    error = line["response"]["body"]["error"]
+    assert "not available for batch" in error["message"] and error["param"] == "model"
