@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, ids, media
+from batchling.emulator import chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
 from batchling.emulator.openai import MAX_REQUESTS, PHASE_TIMESTAMP, STATUS, error
 
@@ -239,13 +239,12 @@ def _has_data_url(body: dict[str, Any]) -> bool:
     )
 
 
-def json_mode_fails(line: dict[str, Any], rate: float) -> bool:
-    """JSON object mode: what would be broken JSON is refused by Groq instead (the same ids the
-    other emulators answer with broken JSON)."""
+def json_mode_fails(line: dict[str, Any], broken_rate: float) -> bool:
+    """JSON object mode: an answer that would be broken JSON is refused by Groq instead."""
     response_format = line["body"].get("response_format")
     if not isinstance(response_format, dict) or response_format.get("type") != "json_object":
         return False
-    return answers.is_failure(line["custom_id"], rate, seed=-1)
+    return broken_rate > 0
 
 
 def invalid_parts(line: dict[str, Any]) -> str | None:
@@ -298,12 +297,14 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             body = chat.error_body(refused, param="response_format")
             response = {"status_code": 400, "request_id": request_id, "body": body}
             failed.append({**base, "response": response, "error": None})
-        elif outcome == "succeeded" and json_mode_fails(line, state.config.invalid_json_rate):
+        elif outcome == "succeeded" and json_mode_fails(
+            line, state.json_break_rate(batch, custom_id)
+        ):
             response = {"status_code": 400, "request_id": request_id, "body": JSON_VALIDATE_FAILED}
             failed.append({**base, "response": response, "error": None})
         elif outcome == "succeeded":
             body = response_body(
-                line, created=created, invalid_json_rate=state.config.invalid_json_rate
+                line, created=created, invalid_json_rate=state.json_break_rate(batch, custom_id)
             )
             response = {"status_code": 200, "request_id": request_id, "body": body}
             output.append({**base, "response": response, "error": None})
