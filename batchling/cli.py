@@ -647,8 +647,10 @@ def export(ctx: click.Context, name: str, fmt: str, output: Path | None) -> None
         if fmt == "parquet":
             raise ConfigurationError("Parquet cannot go to stdout: give --output FILE.")
         rows = manager.export_rows(name)
-        stream = click.get_text_stream("stdout")
-        (exporting.write_jsonl if fmt == "jsonl" else exporting.write_csv)(rows, stream)
+        if fmt == "jsonl":
+            exporting.write_jsonl(rows, sys.stdout)
+        else:
+            exporting.write_csv(rows, sys.stdout)
         return
     with _transfers(manager):
         path = manager.export(name, fmt, output)
@@ -819,18 +821,34 @@ def prices(only: str | None) -> None:
     help="Fraction of requests answered with an error.",
 )
 def emulator(port: int, processing_seconds: float, failure_rate: float) -> None:
-    """Serve the offline emulator of the six Batch APIs on 127.0.0.1 (foreground)."""
+    """Serve the offline emulator of the six Batch APIs on 127.0.0.1 (foreground).
+
+    The export lines go to stdout once the port is listening, with the real port (--port 0
+    picks a free one); a port in use is an error (exit 2) and nothing is printed to stdout.
+    """
     from batchling.emulator import Emulator, EmulatorConfig
+    from batchling.errors import ConfigurationError
 
     server = Emulator(
         EmulatorConfig(processing_seconds=processing_seconds, failure_rate=failure_rate), port=port
     )
-    for name, value in server.env_for_port(port).items():
+    try:
+        server.start()
+    except OSError as error:
+        raise ConfigurationError(
+            f"Cannot serve the emulator on 127.0.0.1:{port}: {error.strerror or error}. "
+            "Another program (perhaps an emulator left running) holds that port: stop it, "
+            "or choose another --port (0 picks a free one)."
+        ) from None
+    for name, value in server.env().items():
         click.echo(f"export {name}={value}")
-    click.echo(
-        f"# batchling emulator listening on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True
-    )
-    server.run_forever()
+    click.echo(f"# batchling emulator listening on {server.base_url} (Ctrl-C to stop)", err=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 @cli.command()

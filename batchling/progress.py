@@ -184,7 +184,7 @@ class _JupyterView:
             console.export_text(),
         )
         if self._handle is None:
-            self._handle = display(view, display_id=True)  # type: ignore[no-untyped-call]
+            self._handle = display(view, display_id=True)  # type: ignore[no-untyped-call,unused-ignore]
         else:
             self._handle.update(view)
 
