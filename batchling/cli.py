@@ -316,7 +316,9 @@ def start(ctx: click.Context, name: str, max_cost: float | None, adopt: str | No
     """Upload the requests and create the batch(es) at the provider."""
     manager = _manager(ctx)
     with _transfers(manager):
-        manager.start_experiment(name, max_cost=max_cost, adopt=adopt)
+        experiment = manager.start_experiment(name, max_cost=max_cost, adopt=adopt)
+    # The line batchling 0.0.x printed, which scripts may look for.
+    click.echo(f"Experiment with name: {name} is started. Current status: {experiment.status}")
     _show_experiment(manager, name)
 
 

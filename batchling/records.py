@@ -46,8 +46,8 @@ def record_of(result: Result) -> ResultRecord:
 
 
 def record_line(record: ResultRecord) -> bytes:
-    """The results file's line: `Result.model_dump_json(exclude={"raw"})` of the record's Result,
-    ~5x faster (a test holds them equal)."""
+    """The results file's line: `Result.model_dump_json(exclude={"raw"})` of the record's Result
+    (~5x faster; a test holds them equal) with batchling 0.0.x's `id` and `result` beside it."""
     usage = (
         {"input_tokens": record.input_tokens or 0, "output_tokens": record.output_tokens or 0}
         if record.input_tokens is not None or record.output_tokens is not None
@@ -62,14 +62,19 @@ def record_line(record: ResultRecord) -> bytes:
         if record.error_kind
         else None
     )
+    parsed = orjson.loads(record.parsed) if record.parsed is not None else None
+    embedding = orjson.loads(record.embedding) if record.embedding else None
     return orjson.dumps(
         {
+            "id": record.custom_id,
             "custom_id": record.custom_id,
             "status": record.status,
             "text": record.text,
-            "parsed": orjson.loads(record.parsed) if record.parsed is not None else None,
-            "embedding": orjson.loads(record.embedding) if record.embedding else None,
+            "parsed": parsed,
+            "embedding": embedding,
             "usage": usage,
             "error": error,
+            "result": record.text if record.text is not None else parsed,
         }
     )
+

@@ -14,7 +14,7 @@ from batchling.records import record_line, record_of
 from batchling.results_file import ChunkLines, part_path
 from batchling.store import Store
 from tests.helpers import request_dicts
-from tests.test_store_fast_paths import RESULTS, stored  # noqa: F401  (fixture)
+from tests.test_store_fast_paths import RESULTS, file_line, stored  # noqa: F401  (fixture)
 
 
 async def test_a_line_is_the_stores_line(stored) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
@@ -42,7 +42,7 @@ async def run(manager: AsyncExperimentManager, tmp_path: Path, count: int) -> Pa
 
 
 def expected_lines(results: list[object]) -> list[bytes]:
-    return [r.model_dump_json(exclude={"raw"}).encode() for r in results]  # type: ignore[attr-defined]
+    return [file_line(r) for r in results]  # type: ignore[arg-type]
 
 
 async def test_results_in_request_order_are_written_as_they_download(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import orjson
 import pytest
 
 from batchling.models import Experiment, RawRequest, Result, ResultError, Usage
@@ -68,11 +70,17 @@ async def stored(tmp_path: Path):  # type: ignore[no-untyped-def]
     await store.close()
 
 
+def file_line(result: Result) -> bytes:
+    """A Result's JSON without `raw`, with batchling 0.0.x's `id` first and `result` last."""
+    fields = json.loads(result.model_dump_json(exclude={"raw"}))
+    answer = result.text if result.text is not None else fields["parsed"]
+    return orjson.dumps({"id": result.custom_id, **fields, "result": answer})
+
+
 async def test_result_lines_equal_the_models_json_without_raw(stored) -> None:  # type: ignore[no-untyped-def]
     store, experiment = stored
     lines = [line async for line in store.iter_result_lines(experiment)]
-    expected = [r.model_dump_json(exclude={"raw"}).encode() for r in RESULTS]
-    assert lines == expected
+    assert lines == [file_line(r) for r in RESULTS]
     assert [r async for r in store.iter_results(experiment)] == RESULTS
 
 
