@@ -396,7 +396,8 @@ def list_(
     if _styled_output():
         from batchling.display import experiments_table
 
-        _console().print(experiments_table(experiments, costs), soft_wrap=True)
+        console = _console()
+        console.print(experiments_table(experiments, costs, console.width), soft_wrap=True)
     else:
         from batchling.display import experiments_table_plain
 
@@ -593,7 +594,7 @@ def compare(
             timeout=timeout,
             on_update=on_update,
         )
-    console.print(comparison_summary(comparison))
+    console.print(comparison_summary(comparison, console.width))
     console.print(comparison_table(comparison))
     if output is not None:
         console.print(f"Comparison written to {write_comparison(comparison, output)}")
@@ -743,38 +744,38 @@ def update(
 @cli.command()
 def providers() -> None:
     """The supported providers, their endpoints, variables and limits."""
-    import os
-
+    from rich.markup import escape
+    from rich.padding import Padding
     from rich.table import Table
 
+    from batchling.display import size_label
     from batchling.providers import registry
 
-    table = Table(title="Providers")
-    for column in (
-        "Provider",
-        "Batch endpoints",
-        "Key variable",
-        "Key set",
-        "Base URL variable",
-        "Max requests",
-        "Max file",
-        "Discount",
-    ):
-        table.add_column(column)
+    console = _console()
+    console.print("[bold]Providers[/bold] (limits per batch)")
     for name in registry.provider_names():
         info = registry.provider_info(name)
         key_set = any(os.environ.get(var) for var in info.api_key_env)
-        table.add_row(
-            info.display_name,
-            "\n".join(sorted(info.endpoints)),
-            "\n".join(info.api_key_env),
-            "[green]yes[/green]" if key_set else "no",
-            "\n".join(info.base_url_env),
-            f"{info.limits.max_requests:,}",
-            f"{info.limits.max_bytes // (1024 * 1024)} MB",
-            f"{info.discount:.0%}",
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column()
+        endpoints = [
+            f"{e} (default)" if e == info.default_endpoint else e for e in sorted(info.endpoints)
+        ]
+        grid.add_row("Batch endpoints", escape(", ".join(endpoints)))
+        grid.add_row(
+            "Key variable",
+            " or ".join(info.api_key_env) + (": [green]set[/green]" if key_set else ": not set"),
         )
-    _console().print(table)
+        grid.add_row("Base URL variable", " or ".join(info.base_url_env))
+        grid.add_row(
+            "Limits",
+            f"{info.limits.max_requests:,} requests, {size_label(info.limits.max_bytes)}",
+        )
+        grid.add_row("Discount", f"{info.discount:.0%}" + (f", SDK {info.sdk}" if info.sdk else ""))
+        console.print()
+        console.print(f"[bold]{info.display_name}[/bold] ({name})")
+        console.print(Padding(grid, (0, 0, 0, 2)))
 
 
 @cli.command()

@@ -77,4 +77,3 @@ def record_line(record: ResultRecord) -> bytes:
             "result": record.text if record.text is not None else parsed,
         }
     )
-
