@@ -48,8 +48,37 @@ def _styled_output() -> bool:
     return sys.stdout.isatty() or bool(os.environ.get("FORCE_COLOR"))
 
 
+GLOBAL_FLAGS = ("--debug",)
+GLOBAL_OPTIONS = ("--db",)
+
+
+def global_options_first(args: list[str]) -> list[str]:
+    """`batchling list --db x.db` as `batchling --db x.db list`: the global options are taken
+    wherever they stand (up to a `--`), as users type them after the command too."""
+    moved: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        if arg in GLOBAL_FLAGS or arg.startswith(tuple(f"{o}=" for o in GLOBAL_OPTIONS)):
+            moved.append(arg)
+        elif arg in GLOBAL_OPTIONS and index + 1 < len(args):
+            moved += args[index : index + 2]
+            index += 1
+        else:
+            rest.append(arg)
+        index += 1
+    return moved + rest
+
+
 class BatchlingGroup(click.Group):
     """Prints user errors as one line (exit non-zero); `--debug` shows the traceback instead."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, global_options_first(args))
 
     def invoke(self, ctx: click.Context) -> Any:
         from batchling.errors import BatchlingError
@@ -71,7 +100,7 @@ class BatchlingGroup(click.Group):
             sys.exit(4)
 
 
-@click.group(cls=BatchlingGroup)
+@click.group(cls=BatchlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
     "db_path",
@@ -83,7 +112,10 @@ class BatchlingGroup(click.Group):
 @click.version_option(package_name="batchling")
 @click.pass_context
 def cli(ctx: click.Context, db_path: Path | None, debug: bool) -> None:
-    """batchling: one client for the Batch APIs of OpenAI, Anthropic, Gemini, Groq, Mistral and Together AI."""
+    """batchling: one client for the Batch APIs of OpenAI, Anthropic, Gemini, Groq, Mistral and Together AI.
+
+    The options below may also follow the command (batchling list --db x.db).
+    """
     ctx.ensure_object(dict)
     ctx.obj["db_path"] = db_path
     ctx.obj["debug"] = debug
@@ -250,6 +282,7 @@ def create(
     _check_create_sources(raw_file_path, template_file, rows_file, id_field)
     if max_cost is not None and not start_now:
         raise click.UsageError("--max-cost applies when starting: add --start.")
+    _warn_if_misspelt(provider, model)
     manager = _manager(ctx)
     if response_format is not None and "" not in sys.path and str(Path.cwd()) not in sys.path:
         # `module:Class` names a class in the user's project, as `python -m` would find it.
@@ -276,6 +309,23 @@ def create(
         with _transfers(manager):
             manager.start_experiment(name, max_cost=max_cost)
     _show_experiment(manager, name)
+
+
+def _warn_if_misspelt(provider: str, model: str) -> None:
+    """A model close to a known one is likely a typo; still allowed (new and fine-tuned models)."""
+    from rich.markup import escape
+
+    from batchling.pricing import load_price_table, similar_model
+
+    guess = similar_model(load_price_table(), provider, model)
+    if guess is not None:
+        _console(stderr=True).print(
+            f"[yellow]Warning:[/yellow] {escape(provider)} has no model '{escape(model)}' that "
+            f"batchling knows: did you mean '{escape(guess)}'? Using '{escape(model)}' as given.",
+            soft_wrap=True,
+            markup=True,
+            highlight=False,
+        )
 
 
 def _check_create_sources(
@@ -370,6 +420,10 @@ def list_(
     limit: int,
 ) -> None:
     """List experiments, newest first."""
+    if provider is not None:
+        from batchling.providers.registry import check_provider
+
+        check_provider(provider)
     filtered = provider is not None or bool(statuses) or name_prefix is not None
     manager = _manager(ctx)
     if filtered:
@@ -785,7 +839,10 @@ def prices(only: str | None) -> None:
     from rich.table import Table
 
     from batchling.pricing import load_price_table, user_prices_path
+    from batchling.providers.registry import check_provider
 
+    if only is not None:
+        check_provider(only)
     table = load_price_table()
     view = Table(title=f"Batch prices, USD per 1M tokens (as of {table.as_of})")
     for column in ("Provider", "Model", "Input", "Output", "Long context"):
