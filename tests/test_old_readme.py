@@ -13,7 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from batchling import ExperimentManager, Status
 from batchling.emulator import Emulator
+from tests.helpers import request_dicts
 from tests.test_readme_walkthrough import reader_environment
 
 REQUEST_FILE = """\
@@ -148,3 +150,20 @@ def test_the_old_readmes_python_flow_runs_as_written(emulator: Emulator, tmp_pat
     written = json.loads((tmp_path / "path" / "to" / "write" / "output.jsonl").read_text())
     assert written["id"] == written["custom_id"] == "my-experiment-1-sample-0"
     assert written["result"] == written["text"]
+
+
+def test_the_experiment_create_returned_follows_the_managers_later_calls(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    em = ExperimentManager(tmp_path / "db.sqlite")
+    experiment = em.create_experiment("e", model="gpt-4o-mini", raw_requests=request_dicts(2))
+    snapshot = em.retrieve("e")
+    em.start_experiment(experiment_name="e")
+    assert experiment.status.value in STARTED and experiment.batch_count == 1
+    assert snapshot.status == Status.CREATED
+    em.wait("e", poll_interval=0.01)
+    assert experiment.status == Status.COMPLETED
+    assert experiment.request_counts.completed == 2
+    em.delete_experiment("e")
+    em.create_experiment("e", model="gpt-4o-mini", raw_requests=request_dicts(1))
+    assert experiment.status == Status.COMPLETED
