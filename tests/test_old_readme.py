@@ -130,9 +130,10 @@ def test_the_old_readmes_cli_flow_runs_as_written(emulator: Emulator, tmp_path: 
     assert first.rsplit(": ", 1)[1] in STARTED
     shown = run(emulator, tmp_path, "bash", CLI_RESULTS)
     lines = [json.loads(line) for line in shown.stdout.splitlines() if line.startswith("{")]
-    assert [(line["id"], line["custom_id"]) for line in lines] == [
-        (f"my-experiment-1-sample-{i}", f"my-experiment-1-sample-{i}") for i in range(3)
+    assert [line["custom_id"] for line in lines] == [
+        f"my-experiment-1-sample-{i}" for i in range(3)
     ]
+    assert all(line["id"].startswith("batch_req_") for line in lines)
     assert [line["result"] for line in lines] == [
         "The capital of France is Paris.",
         "The capital of Italy is Rome.",
@@ -148,8 +149,8 @@ def test_the_old_readmes_python_flow_runs_as_written(emulator: Emulator, tmp_pat
     assert "my-experiment-1-sample-0" in shown.stdout
     assert "Emulated answer" in shown.stdout  # the emulator's reply to "What is your name?"
     written = json.loads((tmp_path / "path" / "to" / "write" / "output.jsonl").read_text())
-    assert written["id"] == written["custom_id"] == "my-experiment-1-sample-0"
-    assert written["result"] == written["text"]
+    assert written["custom_id"] == "my-experiment-1-sample-0"
+    assert written["id"].startswith("batch_req_") and written["result"] == written["text"]
 
 
 def test_the_experiment_create_returned_follows_the_managers_later_calls(

@@ -71,10 +71,15 @@ async def stored(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def file_line(result: Result) -> bytes:
-    """A Result's JSON without `raw`, with batchling 0.0.x's `id` first and `result` last."""
+    """A Result's JSON without `raw`, with batchling 0.0.x's `id` (the provider's, from `raw`)
+    first and `result` (`parsed`, else the text) last."""
     fields = json.loads(result.model_dump_json(exclude={"raw"}))
-    answer = result.text if result.text is not None else fields["parsed"]
-    return orjson.dumps({"id": result.custom_id, **fields, "result": answer})
+    raw = result.raw or {}
+    line_id = raw["id"] if next(iter(raw), None) == "id" else None
+    answer = fields["parsed"] if fields["parsed"] is not None else result.text
+    return orjson.dumps(
+        {"id": line_id if isinstance(line_id, str) else None, **fields, "result": answer}
+    )
 
 
 async def test_result_lines_equal_the_models_json_without_raw(stored) -> None:  # type: ignore[no-untyped-def]
