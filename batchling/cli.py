@@ -283,6 +283,11 @@ def create(
     if max_cost is not None and not start_now:
         raise click.UsageError("--max-cost applies when starting: add --start.")
     _warn_if_misspelt(provider, model)
+    if start_now:
+        from batchling.providers import registry
+
+        # A key or setting missing for the start must not leave a created experiment behind.
+        registry.check_ready(provider)
     manager = _manager(ctx)
     if response_format is not None and "" not in sys.path and str(Path.cwd()) not in sys.path:
         # `module:Class` names a class in the user's project, as `python -m` would find it.
