@@ -113,15 +113,27 @@ def test_a_model_close_to_a_known_one_gets_a_did_you_mean(tmp_path: Path) -> Non
     assert code == 0 and "did you mean" not in err
 
 
-def test_providers_fits_80_columns_and_labels_binary_sizes_as_mib() -> None:
+def test_providers_fits_80_columns_and_states_limits_as_the_readme_does() -> None:
+    from batchling.providers import registry
+
     code, out, _ = invoke("providers", columns=80)
     assert code == 0
     assert max(len(line.rstrip()) for line in out.splitlines()) <= 80
-    assert "50,000 requests, 200 MiB" in out  # OpenAI: 200 * 2**20 bytes
-    assert "100,000 requests, 256 MB" in out  # Anthropic: 256,000,000 bytes
-    assert "100 MiB" in out and "2 GB" in out
     assert "…" not in out
-    assert [size_label(2**30), size_label(1500)] == ["1 GiB", "1,500 bytes"]
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name in registry.provider_names():
+        info = registry.provider_info(name)
+        limits = f"{info.limits.max_requests:,} requests, {size_label(info.limits.max_bytes)}"
+        assert limits in out, name
+        assert f"| {info.display_name} |" in readme and f"| {limits} |" in readme, name
+
+
+def test_sizes_are_labelled_in_the_units_they_are_whole_in() -> None:
+    assert size_label(200 * 2**20) == "200 MiB"
+    assert size_label(200_000_000) == "200 MB"
+    assert size_label(2_000_000_000) == "2 GB"
+    assert size_label(2**30) == "1 GiB"
+    assert size_label(1500) == "1,500 bytes"
 
 
 # The emulator command, as a reader runs it: a real process writing to a file.
