@@ -64,6 +64,9 @@ class EmulatorConfig:
     seed: int = 0
     invalid_json_rate: float = 0.0
     """Fraction of structured-output requests (chosen by custom id) answered with broken JSON."""
+    gemini_output_lag_polls: int | None = None
+    """Gemini: polls of a batch just SUCCEEDED that still show no output. None: 1 poll for about
+    half the batches (chosen by their first request's id), as the live service sometimes does."""
 
 
 @dataclass
