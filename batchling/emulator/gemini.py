@@ -151,8 +151,8 @@ def bare_file_id(name: str) -> str:
 
 
 def resource_id(engine_id: str, length: int) -> str:
-    """A lowercase alphanumeric id, as File.name allows ("up to 40 characters that are lowercase
-    alphanumeric or dashes", v1beta reference) and generated batch names look."""
+    """A lowercase alphanumeric id, as live names look: batches/ + 36, files/ + 12 characters
+    (listing captured in https://github.com/flachesis/gemini-rust/pull/13)."""
     number = int.from_bytes(hashlib.sha256(engine_id.encode()).digest(), "big")
     digits = []
     for _ in range(length):
@@ -291,11 +291,17 @@ def schema_problem(schema: Any, where: str) -> str | None:
     """Proto JSON's refusal of a responseSchema that is not a v1beta Schema message (unknown
     fields such as JSON Schema's additionalProperties or $ref, lowercase or unknown types)."""
     if not isinstance(schema, dict):
-        return f"Invalid value at '{where}' (type.googleapis.com/google.ai.generativelanguage.v1beta.Schema)"
+        return (
+            f"Invalid value at '{where}' "
+            "(type.googleapis.com/google.ai.generativelanguage.v1beta.Schema)"
+        )
     for key, value in schema.items():
         name = _camel(key)
         if name not in SCHEMA_FIELDS:
-            return f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field."
+            return (
+                f'Invalid JSON payload received. Unknown name "{key}" at '
+                f"'{where}': Cannot find field."
+            )
         if name == "type" and value not in SCHEMA_TYPES:
             return (
                 f"Invalid value at '{where}.type' "
@@ -459,8 +465,8 @@ def generate_content(
 
 
 def failure(key: str) -> dict[str, Any]:
-    # A google.rpc.Status as the batch output carries it: the numeric code, no status name
-    # (Status in the v1beta reference; integrators' captures show {"code": 3, "message": ...}).
+    # A google.rpc.Status has a numeric code, a message and details, and no status name
+    # (googleapis/google/rpc/status.proto; Status in the v1beta reference).
     return {"code": RPC_INTERNAL, "message": f"Emulated failure for request '{key}'."}
 
 
@@ -535,7 +541,8 @@ def operation(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
 
 def output_lag(state: EmulatorState, batch: EmulatedBatch) -> int:
     """How many polls a just-succeeded batch shows no output: the live service can report
-    BATCH_STATE_SUCCEEDED before output.responsesFile is filled (integrators' reports, issue 12)."""
+    BATCH_STATE_SUCCEEDED before output.responsesFile is filled (seen live by
+    https://github.com/tidyverse/ellmer/pull/926, which keeps polling until it is)."""
     lag = state.config.gemini_output_lag_polls
     if lag is not None:
         return max(0, lag)
@@ -580,8 +587,8 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         purpose="batch_output",
         prefix="batch-out-",
     )
-    # Result files are named files/batch-<batch id> (live captures by integrators, e.g.
-    # tryAGI/Google_Generative_AI's BatchJob notes: "responsesFile": "files/batch-...").
+    # files/batch-<batch id>, as in integrators' captured live batches (responsesFile
+    # "files/batch-3a96ht58d9rd3fci7tg3qlrhlfawe5ykp6ge" of batches/3a96ht58d9rd3fci7tg3qlrhlfawe5ykp6ge).
     rename_file(state, stored, f"batch-{batch.id}")
     stored.extra.update(
         mime_type="application/jsonl", source="GENERATED", display_name=f"{batch.id}-output"
@@ -858,7 +865,7 @@ def routes(state: EmulatorState) -> list[Route]:
                 },
             },
         )
-        rename_batch(state, batch, resource_id(batch.id, 24))
+        rename_batch(state, batch, resource_id(batch.id, 36))
         if problem is not None:
             state.fail_batch(batch, [{"code": RPC_INVALID_ARGUMENT, "message": problem}])
         return JSONResponse(operation(state, batch))

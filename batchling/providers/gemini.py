@@ -124,8 +124,9 @@ FILES_API_URL = "https://generativelanguage.googleapis.com/"
 API_VERSION = "v1beta"
 # GenerationConfig.stopSequences, "up to 5" (https://ai.google.dev/api/generate-content).
 MAX_STOP_SEQUENCES = 5
-# Google documents no delay between BATCH_STATE_SUCCEEDED and its output appearing (issue 12
-# reports it): after this long past endTime without output, polls raise instead of waiting on.
+# Google documents no delay between BATCH_STATE_SUCCEEDED and its output appearing, but integrators
+# meet one (https://github.com/tidyverse/ellmer/pull/926): after this long past endTime without
+# output, polls raise instead of waiting on.
 RESULTS_GRACE_SECONDS = 3600.0
 # google.rpc.Code (googleapis/google/rpc/code.proto): batch result lines carry only the number.
 RPC_CODE_NAMES = {
