@@ -38,6 +38,11 @@ FILE_NAME = re.compile(r"^files/[a-z0-9]{12}$")
 BATCH_NAME = re.compile(r"^batches/[a-z0-9]{36}$")
 
 
+@pytest.fixture(autouse=True)
+def default_schema_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BATCHLING_GEMINI_SCHEMA_FIELD", raising=False)
+
+
 def raw(data: dict[str, Any]) -> RawRequest:
     return RawRequest.model_validate(data)
 
