@@ -354,7 +354,7 @@ OPENAPI_SCHEMA_KEYWORDS = frozenset(
         "maximum",
     }
 )
-CONVERTED_KEYWORDS = frozenset({"$defs", "$ref", "const"})
+CONVERTED_KEYWORDS = frozenset({"$ref", "const"})
 OPENAPI_TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object", "null"})
 SCHEMA_FIELD_ENV = "BATCHLING_GEMINI_SCHEMA_FIELD"
 SCHEMA_FIELDS = ("auto", "responseSchema", "responseJsonSchema")
@@ -404,21 +404,36 @@ def _open_keys(node: Any) -> Any:
     return node
 
 
+def _only_openapi_keys(node: Any) -> bool:
+    """Whether a converted schema holds only fields of the v1beta Schema message."""
+    if not isinstance(node, dict) or any(key not in OPENAPI_SCHEMA_KEYWORDS for key in node):
+        return False
+    children = [*(node.get("properties") or {}).values(), *(node.get("anyOf") or [])]
+    if "items" in node:
+        children.append(node["items"])
+    return all(_only_openapi_keys(child) for child in children)
+
+
 def openapi_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
     """The response schema as `responseSchema` (the OpenAPI subset), converted by google-genai's
     own transformer as for `response_schema=` in its SDK; None when the subset cannot say it."""
     defs = schema.get("$defs") or {}
-    if not isinstance(defs, dict) or not _fits_openapi(schema, defs):
+    body = {k: v for k, v in schema.items() if k != "$defs"}
+    if not isinstance(defs, dict) or not _fits_openapi(body, defs):
         return None
-    from google.genai import _transformers
+    try:
+        from google.genai import _transformers
 
-    converted = _transformers.t_schema(None, _open_keys(copy.deepcopy(schema)))
+        converted = _transformers.t_schema(None, _open_keys(copy.deepcopy(schema)))
+    except (ImportError, AttributeError, ValueError):
+        # A private module of the SDK: if it moves or refuses, the JSON Schema still works.
+        return None
     if converted is None:
         return None
     # lowerCamelCase like the rest of the line (the SDK itself sends snake_case, which proto JSON
     # also accepts).
     dumped: dict[str, Any] = converted.model_dump(mode="json", exclude_none=True, by_alias=True)
-    return dumped
+    return dumped if _only_openapi_keys(dumped) else None
 
 
 def schema_field_setting() -> str:
