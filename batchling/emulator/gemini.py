@@ -101,7 +101,8 @@ SCHEMA_TYPES = frozenset(
 # google.rpc.Code numbers (googleapis/google/rpc/code.proto): result lines carry no status name.
 RPC_INVALID_ARGUMENT = 3
 RPC_INTERNAL = 13
-# Google's front end answers a path no API serves with this page, not a JSON error.
+# Google's front end answers a path no API serves with this page, not a JSON error (as captured
+# in https://github.com/googleapis/google-api-php-client/issues/2052).
 NOT_FOUND_PAGE = (
     "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n"
     "  <title>Error 404 (Not Found)!!1</title>\n"

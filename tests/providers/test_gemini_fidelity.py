@@ -324,8 +324,12 @@ def test_the_conversion_is_the_sdks_own() -> None:
             "type": "object",
             "properties": {"v": {"oneOf": [{"type": "string"}, {"type": "integer"}]}},
         },
+        {
+            "type": "object",
+            "properties": {"a": {"$defs": {"X": {"type": "string"}}, "$ref": "#/$defs/X"}},
+        },
     ],
-    ids=["recursive", "multipleOf", "open-object", "integer-enum", "oneOf"],
+    ids=["recursive", "multipleOf", "open-object", "integer-enum", "oneOf", "nested-defs"],
 )
 def test_a_schema_beyond_the_subset_goes_as_response_json_schema(schema: dict[str, Any]) -> None:
     fmt = response_format_from(schema)
