@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, media
+from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
 PROVIDER = "gemini"
@@ -149,31 +149,6 @@ def has_api_key(request: Request) -> bool:
 
 def bare_file_id(name: str) -> str:
     return name.removeprefix("files/")
-
-
-def resource_id(engine_id: str, length: int) -> str:
-    """A lowercase alphanumeric id, as live names look: batches/ + 36, files/ + 12 characters
-    (listing captured in https://github.com/flachesis/gemini-rust/pull/13)."""
-    number = int.from_bytes(hashlib.sha256(engine_id.encode()).digest(), "big")
-    digits = []
-    for _ in range(length):
-        number, rest = divmod(number, 36)
-        digits.append("0123456789abcdefghijklmnopqrstuvwxyz"[rest])
-    return "".join(digits)
-
-
-def rename_file(state: EmulatorState, stored: StoredFile, new_id: str) -> StoredFile:
-    state.files.pop(stored.id, None)
-    stored.id = new_id
-    state.files[new_id] = stored
-    return stored
-
-
-def rename_batch(state: EmulatorState, batch: EmulatedBatch, new_id: str) -> EmulatedBatch:
-    state.batches.pop(batch.id, None)
-    batch.id = new_id
-    state.batches[new_id] = batch
-    return batch
 
 
 # files
@@ -583,11 +558,10 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         answered,
         filename=f"{batch.id}-output.jsonl",
         purpose="batch_output",
-        prefix="batch-out-",
+        # files/batch-<batch id>, as in integrators' captured live batches (responsesFile
+        # "files/batch-3a96ht58d9rd3fci7tg3qlrhlfawe5ykp6ge" of that batches/3a96...).
+        prefix=lambda _: f"batch-{batch.id}",
     )
-    # files/batch-<batch id>, as in integrators' captured live batches (responsesFile
-    # "files/batch-3a96ht58d9rd3fci7tg3qlrhlfawe5ykp6ge" of batches/3a96ht58d9rd3fci7tg3qlrhlfawe5ykp6ge).
-    rename_file(state, stored, f"batch-{batch.id}")
     stored.extra.update(
         mime_type="application/jsonl", source="GENERATED", display_name=f"{batch.id}-output"
     )
@@ -726,14 +700,13 @@ def routes(state: EmulatorState) -> list[Route]:
             bytes(session.data),
             filename=session.display_name or "upload",
             purpose="batch",
-            prefix="file-",
+            prefix=ids.gemini_name(12),
             extra={
                 "mime_type": session.mime_type,
                 "display_name": session.display_name,
                 "source": "UPLOADED",
             },
         )
-        rename_file(state, stored, resource_id(stored.id, 12))
         resource = file_resource(stored, service_base(request), API_VERSION)
         return JSONResponse({"file": resource}, headers=final)
 
@@ -847,7 +820,7 @@ def routes(state: EmulatorState) -> list[Route]:
             PROVIDER,
             lines,
             [_line_key(line, i) for i, line in enumerate(lines)],
-            prefix="batch-",
+            prefix=ids.gemini_name(36),
             extra={
                 "model": model if model.startswith("models/") else f"models/{model}",
                 "display_name": str(
@@ -863,7 +836,6 @@ def routes(state: EmulatorState) -> list[Route]:
                 },
             },
         )
-        rename_batch(state, batch, resource_id(batch.id, 36))
         if problem is not None:
             state.fail_batch(batch, [{"code": RPC_INVALID_ARGUMENT, "message": problem}])
         return JSONResponse(operation(state, batch))
