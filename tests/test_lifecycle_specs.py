@@ -89,21 +89,9 @@ UNDESCRIBED = {
 
 # Differences from the spec that issue 12 fixes elsewhere: tolerated here, reported as warnings.
 # Delete an entry once its fix has landed.
-KNOWN_DIVERGENCES = {
-    "gemini": [
-        (
-            r"^version: ",
-            "issue 12 item 1: google-genai 3.x defaults to v1; batches and files are v1beta only",
-        ),
-    ],
-    "mistral": [(r"is not a 'uuid'", "issue 12 item 10: Mistral ids are UUIDs")],
-    "together": [
-        (r"is not a 'uuid'", "issue 12 item 10: Together batch ids are UUIDs"),
-        (
-            r"'Processed' is a required property",
-            "issue 12 item 10: Together's required file fields",
-        ),
-    ],
+KNOWN_DIVERGENCES: dict[str, list[tuple[str, str]]] = {
+    # provider: [(pattern of a problem, the issue item that fixes it)], e.g. issue 12's item 1
+    # (Gemini served under v1) and item 10 (Mistral and Together ids), both fixed since.
 }
 
 # Where the spec is not the authority: the official SDK says otherwise, and wins (DESIGN.md).
