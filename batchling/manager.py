@@ -926,18 +926,20 @@ class AsyncExperimentManager:
         experiment = await self.download_results(experiment_name)
         fmt = await self.response_format(experiment_name, response_model)
         model = fmt.model if fmt is not None else None
-        async for result in store.iter_results(experiment):
-            if model is not None and result.parsed is not None:
-                try:
-                    result.parsed = model.model_validate(result.parsed)
-                except ValidationError as error:
-                    raise InputError(
-                        f"The stored answer of '{result.custom_id}' does not fit "
-                        f"{model.__name__}: {error.errors()[0]['msg']} at "
-                        f"{'.'.join(str(p) for p in error.errors()[0]['loc']) or '(root)'}. "
-                        "Pass the class the experiment was created with as response_model."
-                    ) from None
-            yield result
+        # Closed with this iterator, so a consumer that stops early releases the cursor at once.
+        async with contextlib.aclosing(store.iter_results(experiment)) as results:
+            async for result in results:
+                if model is not None and result.parsed is not None:
+                    try:
+                        result.parsed = model.model_validate(result.parsed)
+                    except ValidationError as error:
+                        raise InputError(
+                            f"The stored answer of '{result.custom_id}' does not fit "
+                            f"{model.__name__}: {error.errors()[0]['msg']} at "
+                            f"{'.'.join(str(p) for p in error.errors()[0]['loc']) or '(root)'}. "
+                            "Pass the class the experiment was created with as response_model."
+                        ) from None
+                yield result
 
     async def download_results(self, experiment_name: str) -> Experiment:
         store = await self.store()
