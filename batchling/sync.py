@@ -126,16 +126,24 @@ async def _next(items: AsyncIterator[T]) -> T:
 class ExperimentManager:
     """Blocking twin of AsyncExperimentManager: same methods, same arguments, same results."""
 
-    # Called as uploads (bytes) and downloads (results) progress; see batchling.progress.
-    on_transfer: TransferCallback | None = None
-
     def __init__(self, db_path: str | Path | None = None) -> None:
         self.db_path = db_path
+        # As on AsyncExperimentManager.
+        self.on_transfer: TransferCallback | None = None
+        self.pause_gc_during_downloads = True
+        # Each call runs on its own async manager: they share this one's response models.
+        self._response_models: dict[str, type[BaseModel]] = {}
+
+    def _manager(self) -> AsyncExperimentManager:
+        manager = AsyncExperimentManager(self.db_path)
+        manager.on_transfer = self.on_transfer
+        manager.pause_gc_during_downloads = self.pause_gc_during_downloads
+        manager._response_models = self._response_models
+        return manager
 
     def _run(self, operation: Callable[[AsyncExperimentManager], Coroutine[Any, Any, T]]) -> T:
         async def call() -> T:
-            async with AsyncExperimentManager(self.db_path) as manager:
-                manager.on_transfer = self.on_transfer
+            async with self._manager() as manager:
                 return await operation(manager)
 
         return run_sync(call())
@@ -143,8 +151,7 @@ class ExperimentManager:
     def _iterate(
         self, operation: Callable[[AsyncExperimentManager], AsyncIterator[T]]
     ) -> Iterator[T]:
-        manager = AsyncExperimentManager(self.db_path)
-        manager.on_transfer = self.on_transfer
+        manager = self._manager()
         worker = _LoopThread()
         items = operation(manager)
 
