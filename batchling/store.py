@@ -8,7 +8,7 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -588,7 +588,7 @@ class Store:
     async def commit(self) -> None:
         await self.db.commit()
 
-    async def iter_results(self, experiment: Experiment) -> AsyncIterator[Result]:
+    async def iter_results(self, experiment: Experiment) -> AsyncGenerator[Result, None]:
         """Results in request order."""
         async with self.db.execute(
             "SELECT res.* FROM results res JOIN requests r "
