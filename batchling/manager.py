@@ -17,6 +17,13 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from batchling import resume
+from batchling.bounds import (
+    INT64_MAX,
+    check_base_url,
+    check_name,
+    finite_number,
+    whole_number,
+)
 from batchling.chunks import ChunkWriter
 from batchling.errors import (
     AmbiguousBatchError,
@@ -161,7 +168,8 @@ class AsyncExperimentManager:
 
     async def store(self) -> Store:
         if self._store is None:
-            self._store = await Store.open(self.db_path)
+            # Read-only until the first write: reading commands work on a read-only or busy file.
+            self._store = await Store.open_for_reading(self.db_path)
         return self._store
 
     async def aclose(self) -> None:
@@ -235,6 +243,9 @@ class AsyncExperimentManager:
         `study` groups it with other experiments (see compare_experiments).
         `generation` (temperature, max_tokens, reasoning, ...) fills what a request leaves unset."""
         _check_name(experiment_name)
+        _check_batch_bounds(max_requests_per_batch, max_bytes_per_batch)
+        if base_url is not None:
+            check_base_url(base_url)
         fmt = response_format_from(response_format) if response_format is not None else None
         info = registry.provider_info(provider)
         endpoint = endpoint or info.default_endpoint
@@ -351,6 +362,8 @@ class AsyncExperimentManager:
         limit: int | None = None,
     ) -> list[Experiment]:
         """Experiments, newest first; only those matching every filter given; at most `limit`."""
+        if limit is not None:
+            limit = whole_number("limit", limit, minimum=0, maximum=INT64_MAX)
         store = await self.store()
         if provider is None and status is None and name_prefix is None:
             return await store.list_experiments(limit=limit)
@@ -396,6 +409,8 @@ class AsyncExperimentManager:
             )
         if not fields:
             return experiment
+        if "base_url" in fields:
+            check_base_url(fields["base_url"])
         if set(fields) & {"model", "endpoint"}:
             info = registry.provider_info(experiment.provider)
             endpoint = fields.get("endpoint", experiment.endpoint)
@@ -416,10 +431,19 @@ class AsyncExperimentManager:
         return await store.update_experiment(experiment_name, **fields)
 
     async def delete_experiment(self, experiment_name: str, *, remote: bool = False) -> None:
-        """Forget the experiment locally; with remote=True also delete its files at the provider."""
+        """Forget the experiment locally; with remote=True also delete its files at the provider.
+
+        Refused (InvalidStateError, nothing deleted) while a start of it runs or while its batches
+        run at the provider: deleting the record would leave them running, and billed, unseen."""
         store = await self.store()
         experiment = await store.get_experiment(experiment_name)
+        if experiment.status not in (Status.CREATED, Status.SUBMITTING) and not experiment.is_finished:
+            # The record may be behind the provider: batches that ended are no reason to refuse.
+            with contextlib.suppress(ProviderError):
+                experiment = await self.refresh(experiment_name)
         if remote:
+            # Checked again, race-free, by the store's delete; here so nothing remote goes first.
+            await store.check_deletable(experiment_name, _is_owner_alive)
             provider = self._provider(experiment)
             for batch in await store.list_batches(experiment):
                 if batch.batch_id or batch.file_id:
@@ -431,7 +455,7 @@ class AsyncExperimentManager:
                         error_file_id=batch.error_file_id,
                     )
                     await self._call(experiment, "delete", provider.delete_remote(ref, snapshot))
-        await store.delete_experiment(experiment_name)
+        await store.delete_experiment(experiment_name, _is_owner_alive)
         _RESPONSE_MODELS.pop((str(self.db_path), experiment_name), None)
 
     # start
@@ -444,6 +468,8 @@ class AsyncExperimentManager:
         With `max_cost` (USD), refuses before sending anything when the estimated cost is above
         it or cannot be estimated (CostLimitError). `adopt` names the provider batch to record for
         the chunk whose creation was interrupted, when batchling cannot tell which one it is."""
+        if max_cost is not None:
+            max_cost = _check_max_cost(max_cost)
         store = await self.store()
         experiment = await store.get_experiment(experiment_name)
         if experiment.status not in (Status.CREATED, Status.SUBMITTING):
@@ -721,6 +747,7 @@ class AsyncExperimentManager:
         on_update: ProgressCallback | None = None,
     ) -> Experiment:
         """Poll until the experiment ends, backing off gently up to a minute between polls."""
+        poll_interval, timeout = _check_polling(poll_interval, timeout)
         experiment = await self.retrieve(experiment_name)
         if experiment.status in (Status.CREATED, Status.SUBMITTING):
             raise InvalidStateError(
@@ -752,6 +779,7 @@ class AsyncExperimentManager:
     ) -> list[Experiment]:
         """Wait for several experiments at once, their polls running concurrently. If one fails
         (or times out) the others stop waiting and the error is raised."""
+        poll_interval, timeout = _check_polling(poll_interval, timeout)
         for name in experiment_names:
             await self.retrieve(name)
         tasks = [
@@ -1129,7 +1157,10 @@ class AsyncExperimentManager:
         from batchling.compare import default_study_name, experiment_name_for, parse_targets
 
         study = study or default_study_name(utcnow())
-        _check_name(study)
+        check_name(study, "Study name")
+        poll_interval, timeout = _check_polling(poll_interval, timeout)
+        if max_cost is not None:
+            max_cost = _check_max_cost(max_cost)
         chosen = parse_targets(targets)
         store = await self.store()
         for target in chosen:
@@ -1375,10 +1406,41 @@ def _latest_attempt(batches: Sequence[BatchRecord]) -> list[BatchRecord]:
 
 
 def _check_name(name: str) -> None:
-    if not name or not name.strip():
-        raise InputError("An experiment needs a name (--name).")
-    if "/" in name or "\\" in name or name in (".", ".."):
-        raise InputError(f"Experiment name '{name}' may not contain '/' or '\\'.")
+    check_name(name)
+
+
+MAX_POLL_SECONDS = 86_400.0
+
+
+def _check_max_cost(max_cost: float) -> float:
+    return finite_number("max_cost (--max-cost)", max_cost, minimum=0, unit="USD")
+
+
+def _check_polling(poll_interval: float, timeout: float | None) -> tuple[float, float | None]:
+    interval = finite_number(
+        "poll_interval (--poll-interval)",
+        poll_interval,
+        minimum=0.01,
+        maximum=MAX_POLL_SECONDS,
+        unit="seconds",
+    )
+    if timeout is not None:
+        timeout = finite_number(
+            "timeout (--timeout)", timeout, minimum=0, maximum=365 * MAX_POLL_SECONDS, unit="seconds"
+        )
+    return interval, timeout
+
+
+def _check_batch_bounds(max_requests: int | None, max_bytes: int | None) -> None:
+    if max_requests is not None:
+        whole_number(
+            "max_requests_per_batch (--max-requests-per-batch)",
+            max_requests,
+            minimum=1,
+            maximum=INT64_MAX,
+        )
+    if max_bytes is not None:
+        whole_number("max_bytes_per_batch", max_bytes, minimum=1, maximum=INT64_MAX)
 
 
 def _request_source(
