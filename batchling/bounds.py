@@ -19,10 +19,15 @@ INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1
 """Token counts (max_tokens, a thinking budget, dimensions): far above any model's, within
 every provider's integer type."""
+MAX_POLL_SECONDS = 86_400.0
+MAX_TIMEOUT = 365 * 86_400.0
+"""Seconds: a day between polls, a year of waiting."""
 MAX_NAME_LENGTH = 200
 """An experiment's name is also a directory name (at most 255 bytes on most file systems)."""
 # Bidirectional overrides reorder what a terminal shows without being control characters.
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 
 
 def check_number(

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ValidationError
 from batchling import resume
 from batchling.bounds import (
     INT64_MAX,
+    MAX_POLL_SECONDS,
+    MAX_TIMEOUT,
     check_base_url,
     check_name,
     finite_number,
@@ -73,6 +75,8 @@ from batchling.results_file import (
     join_parts,
     part_path,
     remove_parts,
+    temp_path,
+    writer_token,
 )
 from batchling.store import Store, utcnow
 from batchling.structured import ResponseFormat, parse_output, response_format_from
@@ -437,7 +441,10 @@ class AsyncExperimentManager:
         run at the provider: deleting the record would leave them running, and billed, unseen."""
         store = await self.store()
         experiment = await store.get_experiment(experiment_name)
-        if experiment.status not in (Status.CREATED, Status.SUBMITTING) and not experiment.is_finished:
+        if (
+            experiment.status not in (Status.CREATED, Status.SUBMITTING)
+            and not experiment.is_finished
+        ):
             # The record may be behind the provider: batches that ended are no reason to refuse.
             with contextlib.suppress(ProviderError):
                 experiment = await self.refresh(experiment_name)
@@ -964,6 +971,7 @@ class AsyncExperimentManager:
             parts: list[ChunkLines] | None = (
                 [] if all(not b.results_stored and b.attempt == 1 for b in batches) else None
             )
+            token = writer_token()
             try:
                 # Results are acyclic and held 7,500 at a time: the cyclic GC would only rescan
                 # them (~20% of the CPU of a big download), so it pauses meanwhile.
@@ -973,7 +981,7 @@ class AsyncExperimentManager:
                             download.advance(batch.request_count)
                         else:
                             await self._store_batch_results(
-                                experiment, provider, batch, fmt, download, parts
+                                experiment, provider, batch, fmt, download, parts, token
                             )
                 download.finish()
                 # The stored results are the truth; some providers report only rough counts.
@@ -983,7 +991,7 @@ class AsyncExperimentManager:
                 )
                 await self._write_results_file(experiment, parts)
             finally:
-                remove_parts(experiment.results_file_path)
+                remove_parts(experiment.results_file_path, token)
         elif not experiment.results_file_path.exists():
             await self._write_results_file(experiment)
         return experiment
@@ -996,13 +1004,16 @@ class AsyncExperimentManager:
         fmt: ResponseFormat | None = None,
         download: TransferMeter | None = None,
         parts: list[ChunkLines] | None = None,
+        token: str = "",
     ) -> None:
         store = await self.store()
         seen: set[str] = set()
         expected = await store.chunk_custom_ids(experiment, batch.chunk)
         lines_out = None
         if parts is not None:
-            lines_out = ChunkLines(part_path(experiment.results_file_path, batch.chunk), expected)
+            lines_out = ChunkLines(
+                part_path(experiment.results_file_path, batch.chunk, token), expected
+            )
             parts.append(lines_out)
         if (
             provider is not None
@@ -1073,7 +1084,7 @@ class AsyncExperimentManager:
         from the store."""
         store = await self.store()
         path = experiment.results_file_path
-        temp = path.with_name(path.name + ".partial")
+        temp = temp_path(path, writer_token())
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with temp.open("wb") as handle:
@@ -1409,9 +1420,6 @@ def _check_name(name: str) -> None:
     check_name(name)
 
 
-MAX_POLL_SECONDS = 86_400.0
-
-
 def _check_max_cost(max_cost: float) -> float:
     return finite_number("max_cost (--max-cost)", max_cost, minimum=0, unit="USD")
 
@@ -1426,7 +1434,11 @@ def _check_polling(poll_interval: float, timeout: float | None) -> tuple[float, 
     )
     if timeout is not None:
         timeout = finite_number(
-            "timeout (--timeout)", timeout, minimum=0, maximum=365 * MAX_POLL_SECONDS, unit="seconds"
+            "timeout (--timeout)",
+            timeout,
+            minimum=0,
+            maximum=MAX_TIMEOUT,
+            unit="seconds",
         )
     return interval, timeout
 

@@ -116,9 +116,7 @@ async def _schema_state(db: aiosqlite.Connection, path: Path) -> SchemaState:
             f"{max(version, len(applied))}; this batchling knows up to version {len(MIGRATIONS)}): "
             "upgrade batchling (pip install -U batchling). The database was left unchanged."
         )
-    return SchemaState(
-        empty=False, stamped=ours, applied=applied, pending=bool(known - applied)
-    )
+    return SchemaState(empty=False, stamped=ours, applied=applied, pending=bool(known - applied))
 
 
 async def _use_wal(db: aiosqlite.Connection) -> None:
@@ -131,7 +129,8 @@ async def _use_wal(db: aiosqlite.Connection) -> None:
     delay = 0.01
     while True:
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
+            async with db.execute("PRAGMA journal_mode=WAL") as cursor:
+                await cursor.fetchall()
             return
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or loop.time() > deadline:
@@ -160,6 +159,37 @@ class _InTransaction:
                 statement = ""
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _not_sqlite(path: Path, why: str) -> StoreError:
+    return StoreError(
+        f"{path} is not a usable batchling database: it is not an SQLite database ({why}). "
+        "batchling left it unchanged: move it aside, or point --db / BATCHLING_DB / "
+        "BATCHLING_HOME elsewhere."
+    )
+
+
+def _check_header(path: Path) -> None:
+    """SQLite takes a file shorter than its header for an empty database, and would write over
+    it: only an empty file or one with SQLite's header is opened."""
+    if not path.is_file():
+        raise StoreError(
+            f"The database path {path} is not a regular file: give a file path (--db, "
+            "BATCHLING_DB or BATCHLING_HOME)."
+        )
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except OSError as error:
+        raise StoreError(
+            f"Cannot read the database {path}: {error.strerror}. Check its permissions, or point "
+            "--db / BATCHLING_DB / BATCHLING_HOME elsewhere."
+        ) from None
+    if head and head != SQLITE_HEADER:
+        raise _not_sqlite(path, "no SQLite header")
+
+
 def database_error(error: BaseException, path: Path) -> StoreError | None:
     """One line for an SQLite error a user can meet (busy, damaged, read-only, not a database);
     None for anything else, programming errors included."""
@@ -175,11 +205,7 @@ def database_error(error: BaseException, path: Path) -> StoreError | None:
             f"let it wait longer with {BUSY_TIMEOUT_ENV}=SECONDS."
         )
     if "not a database" in text or "encrypted" in text:
-        return StoreError(
-            f"{path} is not a usable batchling database: it is not an SQLite database ({text}). "
-            "batchling left it unchanged: move it aside, or point --db / BATCHLING_DB / "
-            "BATCHLING_HOME elsewhere."
-        )
+        return _not_sqlite(path, text)
     if "malformed" in text or "corrupt" in text:
         return StoreError(
             f"The database {path} is damaged ({text}): recover what it holds with "
@@ -202,7 +228,10 @@ def database_error(error: BaseException, path: Path) -> StoreError | None:
 async def _has_json_arrows(db: aiosqlite.Connection) -> bool:
     """SQLite's ->> operator and json_each (built in since SQLite 3.38, 2022)."""
     try:
-        await db.execute("SELECT value->>0 FROM json_each('[[1]]')")
+        # Closed at once: a cursor left open holds a read transaction, and a connection holding
+        # one is not given SQLite's busy wait when it then begins a write.
+        async with db.execute("SELECT value->>0 FROM json_each('[[1]]')") as cursor:
+            await cursor.fetchall()
     except sqlite3.OperationalError:
         return False
     return True
@@ -274,6 +303,7 @@ class Store:
                 f"Cannot create the database {path}: {error.strerror}. Point BATCHLING_HOME, "
                 "BATCHLING_DB or --db at a writable place."
             ) from None
+        _check_header(path)
         db = None
         try:
             db = await _connect(str(path))
@@ -300,8 +330,9 @@ class Store:
         """Open read-only, so that a read-only or busy database can be read; the first write
         reopens it for writing. A database that does not exist yet reads as empty."""
         path = Path(path).expanduser()
-        if not path.is_file() or path.stat().st_size == 0:
+        if not path.exists() or (path.is_file() and path.stat().st_size == 0):
             return await cls._empty(path)
+        _check_header(path)
         db = None
         try:
             # immutable: a directory we cannot write has no -shm file to coordinate readers with,
