@@ -176,7 +176,7 @@ def cost_rows(cost: ExperimentCost) -> list[tuple[str, str]]:
         rows = [
             (
                 "Cost",
-                f"[yellow]unknown[/yellow]: no price for {cost.provider}:{cost.model} "
+                f"[yellow]unknown[/yellow]: no price for {_safe(f'{cost.provider}:{cost.model}')} "
                 "(add one to your prices file, see the README's Cost section)",
             ),
             ("Estimated tokens", f"{tokens} ({cost.estimate_method})"),
@@ -196,7 +196,7 @@ def cost_rows(cost: ExperimentCost) -> list[tuple[str, str]]:
             (
                 "Actual cost",
                 f"{format_usd(actual.usd)} for {actual.input_tokens:,} input + "
-                f"{actual.output_tokens:,} output tokens (as reported by {cost.provider})",
+                f"{actual.output_tokens:,} output tokens (as reported by {_safe(cost.provider)})",
             )
         )
     return rows
@@ -294,7 +294,7 @@ def _plural(count: int, one: str, many: str) -> str:
 
 def retry_summary(outcome: RetryOutcome) -> str:
     """One or two lines: what a retry resubmitted, or that there was nothing to retry."""
-    name = outcome.experiment.name
+    name = _safe(outcome.experiment.name)
     if outcome.nothing_to_retry:
         return (
             f"Nothing to retry: experiment '{name}' has no {' / '.join(outcome.kinds)} results "
