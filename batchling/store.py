@@ -159,9 +159,6 @@ class _InTransaction:
                 statement = ""
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def _not_sqlite(path: Path, why: str) -> StoreError:
     return StoreError(
         f"{path} is not a usable batchling database: it is not an SQLite database ({why}). "
@@ -170,24 +167,22 @@ def _not_sqlite(path: Path, why: str) -> StoreError:
     )
 
 
+SMALLEST_DATABASE = 512
+"""Bytes: SQLite's smallest page, so the smallest file that can hold a database."""
+
+
 def _check_header(path: Path) -> None:
-    """SQLite takes a file shorter than its header for an empty database, and would write over
-    it: only an empty file or one with SQLite's header is opened."""
+    """SQLite takes a file shorter than a page for an empty database and would write over it:
+    such a file is refused. Judged by its size only: opening and closing the file here would
+    drop the POSIX locks this process's SQLite connections hold on it, and another process
+    could then remove the WAL under them."""
     if not path.is_file():
         raise StoreError(
             f"The database path {path} is not a regular file: give a file path (--db, "
             "BATCHLING_DB or BATCHLING_HOME)."
         )
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(len(SQLITE_HEADER))
-    except OSError as error:
-        raise StoreError(
-            f"Cannot read the database {path}: {error.strerror}. Check its permissions, or point "
-            "--db / BATCHLING_DB / BATCHLING_HOME elsewhere."
-        ) from None
-    if head and head != SQLITE_HEADER:
-        raise _not_sqlite(path, "no SQLite header")
+    if 0 < path.stat().st_size < SMALLEST_DATABASE:
+        raise _not_sqlite(path, f"{path.stat().st_size} bytes, shorter than any database")
 
 
 def database_error(error: BaseException, path: Path) -> StoreError | None:
