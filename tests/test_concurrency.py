@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shlex
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def test_80_processes_on_one_new_database_crash_none_and_store_every_result_once
     commands = [
         f"{batchling} create --name p{i} --provider groq --model m "
         f"--raw-file-path {shlex.quote(str(raw))} --start "
-        f"&& {batchling} wait p{i} --poll-interval 0.05 --plain "
+        f"&& {batchling} wait p{i} --poll-interval 0.05 --timeout 300 --plain "
         f"&& {batchling} results p{i} --json"
         for i in range(PIPELINES)
     ] + [f"{batchling} list --json" for _ in range(READERS)]
@@ -48,10 +49,16 @@ def test_80_processes_on_one_new_database_crash_none_and_store_every_result_once
             text=True,
             env=env,
             cwd=tmp_path,
+            start_new_session=True,  # its own process group: a failure kills the whole pipeline
         )
         for command in commands
     ]
-    outcomes = [(process, *process.communicate(timeout=600)) for process in running]
+    try:
+        outcomes = [(process, *process.communicate(timeout=600)) for process in running]
+    finally:
+        for process in running:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
     for process, _, err in outcomes:
         assert process.returncode == 0 and "Error" not in err and "Traceback" not in err, err
     for index, (_, out, _) in enumerate(outcomes[:PIPELINES]):
