@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from urllib.parse import urlsplit, urlunsplit
 
 from batchling.errors import ConfigurationError, InputError
 
@@ -150,6 +149,8 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
 def check_base_url(url: str) -> str:
     """An http(s) base URL without credentials (they would be stored and shown): the key goes in
     the provider's API key variable."""
+    from urllib.parse import urlsplit
+
     unsafe = unsafe_characters(url)
     if unsafe:
         raise ConfigurationError(f"The base URL contains {', '.join(unsafe)}: give a plain URL.")
@@ -175,6 +176,8 @@ def check_base_url(url: str) -> str:
 
 def redacted_url(url: str) -> str:
     """`url` with any password in it replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
     try:
         parts = urlsplit(url)
         password = parts.password
