@@ -246,7 +246,7 @@ class AsyncExperimentManager:
         `module:Class`) asks every request for JSON matching it; results are then validated.
         `study` groups it with other experiments (see compare_experiments).
         `generation` (temperature, max_tokens, reasoning, ...) fills what a request leaves unset."""
-        _check_name(experiment_name)
+        check_name(experiment_name)
         _check_batch_bounds(max_requests_per_batch, max_bytes_per_batch)
         if base_url is not None:
             check_base_url(base_url)
@@ -1472,10 +1472,6 @@ def _missing_result(batch: BatchRecord) -> ResultError:
 def _latest_attempt(batches: Sequence[BatchRecord]) -> list[BatchRecord]:
     latest = max((b.attempt for b in batches), default=1)
     return [b for b in batches if b.attempt == latest]
-
-
-def _check_name(name: str) -> None:
-    check_name(name)
 
 
 def _check_max_cost(max_cost: float) -> float:
