@@ -33,7 +33,7 @@ def test_80_processes_on_one_new_database_crash_none_and_store_every_result_once
     raw = write_jsonl(tmp_path / "requests.jsonl", request_dicts(REQUESTS))
     batchling = f"{shlex.quote(sys.executable)} -m batchling --db {shlex.quote(str(db))}"
     commands = [
-        f"{batchling} create --name p{i} --provider groq --model m "
+        f"{batchling} create --name p{i} --provider groq --model llama-3.1-8b-instant "
         f"--raw-file-path {shlex.quote(str(raw))} --start "
         f"&& {batchling} wait p{i} --poll-interval 0.05 --timeout 300 --plain "
         f"&& {batchling} results p{i} --json"
