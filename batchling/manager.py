@@ -115,8 +115,6 @@ _RESUME_COMMANDS = {
     "download": "results",
     "cancel": "cancel",
 }
-# Response-format classes given at create in this process, by (database, experiment name).
-_RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {}
 
 
 def _owner_id() -> str:
@@ -155,13 +153,17 @@ def combine_status(statuses: Sequence[Status]) -> Status:
 class AsyncExperimentManager:
     """Create, start, track and collect experiments. Use as `async with AsyncExperimentManager():`."""
 
-    # Called as uploads (bytes) and downloads (results) progress; see batchling.progress.
-    on_transfer: TransferCallback | None = None
-
     def __init__(self, db_path: str | Path | None = None) -> None:
         self.db_path = Path(db_path).expanduser() if db_path else default_db_path()
+        # Called as uploads (bytes) and downloads (results) progress; see batchling.progress.
+        self.on_transfer: TransferCallback | None = None
+        # The cyclic GC pauses while results download (~20% less CPU), for the whole process:
+        # set False where other work must keep collecting meanwhile (a web app, say).
+        self.pause_gc_during_downloads = True
         self._store: Store | None = None
         self._providers: dict[tuple[str, str | None], Provider] = {}
+        # Response-format classes given at create through this manager, by experiment name.
+        self._response_models: dict[str, type[BaseModel]] = {}
 
     async def __aenter__(self) -> AsyncExperimentManager:
         await self.store()
@@ -336,9 +338,9 @@ class AsyncExperimentManager:
                 chunk.path.unlink(missing_ok=True)
             raise
         if fmt is not None and fmt.model is not None:
-            _RESPONSE_MODELS[(str(self.db_path), experiment_name)] = fmt.model
+            self._response_models[experiment_name] = fmt.model
         else:
-            _RESPONSE_MODELS.pop((str(self.db_path), experiment_name), None)
+            self._response_models.pop(experiment_name, None)
         return created
 
     async def response_format(
@@ -350,7 +352,7 @@ class AsyncExperimentManager:
         stored = (await store.experiment_options(experiment_name)).get("response_format")
         if not stored:
             return None
-        model = response_model or _RESPONSE_MODELS.get((str(self.db_path), experiment_name))
+        model = response_model or self._response_models.get(experiment_name)
         return ResponseFormat.from_options(stored, model)
 
     # read
@@ -464,7 +466,7 @@ class AsyncExperimentManager:
                     )
                     await self._call(experiment, "delete", provider.delete_remote(ref, snapshot))
         await store.delete_experiment(experiment_name, _is_owner_alive)
-        _RESPONSE_MODELS.pop((str(self.db_path), experiment_name), None)
+        self._response_models.pop(experiment_name, None)
 
     # start
 
@@ -961,18 +963,20 @@ class AsyncExperimentManager:
         experiment = await self.download_results(experiment_name)
         fmt = await self.response_format(experiment_name, response_model)
         model = fmt.model if fmt is not None else None
-        async for result in store.iter_results(experiment):
-            if model is not None and result.parsed is not None:
-                try:
-                    result.parsed = model.model_validate(result.parsed)
-                except ValidationError as error:
-                    raise InputError(
-                        f"The stored answer of '{result.custom_id}' does not fit "
-                        f"{model.__name__}: {error.errors()[0]['msg']} at "
-                        f"{'.'.join(str(p) for p in error.errors()[0]['loc']) or '(root)'}. "
-                        "Pass the class the experiment was created with as response_model."
-                    ) from None
-            yield result
+        # Closed with this iterator, so a consumer that stops early releases the cursor at once.
+        async with contextlib.aclosing(store.iter_results(experiment)) as results:
+            async for result in results:
+                if model is not None and result.parsed is not None:
+                    try:
+                        result.parsed = model.model_validate(result.parsed)
+                    except ValidationError as error:
+                        raise InputError(
+                            f"The stored answer of '{result.custom_id}' does not fit "
+                            f"{model.__name__}: {error.errors()[0]['msg']} at "
+                            f"{'.'.join(str(p) for p in error.errors()[0]['loc']) or '(root)'}. "
+                            "Pass the class the experiment was created with as response_model."
+                        ) from None
+                yield result
 
     async def download_results(self, experiment_name: str) -> Experiment:
         store = await self.store()
@@ -1010,7 +1014,7 @@ class AsyncExperimentManager:
             try:
                 # Results are acyclic and held 7,500 at a time: the cyclic GC would only rescan
                 # them (~20% of the CPU of a big download), so it pauses meanwhile.
-                with _gc_paused():
+                with _gc_paused() if self.pause_gc_during_downloads else contextlib.nullcontext():
                     for batch in batches:
                         if not batch.results_stored:
                             await self._store_batch_results(

@@ -9,7 +9,7 @@ import json
 import os
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar, cast
@@ -893,7 +893,7 @@ class Store:
     async def commit(self) -> None:
         await self.db.commit()
 
-    async def iter_results(self, experiment: Experiment) -> AsyncIterator[Result]:
+    async def iter_results(self, experiment: Experiment) -> AsyncGenerator[Result, None]:
         """Results in request order."""
         async with self.db.execute(
             "SELECT res.* FROM results res JOIN requests r "

@@ -151,7 +151,6 @@ class EmulatorState:
         self.batches: dict[str, EmulatedBatch] = {}
         self.faults: list[Fault] = []
         self.calls: Counter[tuple[str, str]] = Counter()
-        self.requests_seen: list[tuple[str, str, dict[str, str]]] = []
         self.held: dict[str, asyncio.Event] = {}
         self.let_through: Counter[str] = Counter()
         """How many more requests of a held step pass before the hold applies."""
@@ -370,12 +369,6 @@ class EmulatorState:
 
     def inject(self, fault: Fault) -> None:
         self.faults.append(fault)
-
-    def hold(self, step: str) -> asyncio.Event:
-        """Block every request of `step` until the returned event is set (release())."""
-        event = asyncio.Event()
-        self.held[step] = event
-        return event
 
     async def before(self, provider: str, step: str) -> Response | None:
         """Called by every route first: counts the call, applies latency, holds and faults."""
