@@ -17,6 +17,15 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from batchling import resume
+from batchling.bounds import (
+    INT64_MAX,
+    MAX_POLL_SECONDS,
+    MAX_TIMEOUT,
+    check_base_url,
+    check_name,
+    finite_number,
+    whole_number,
+)
 from batchling.chunks import ChunkWriter
 from batchling.errors import (
     AmbiguousBatchError,
@@ -66,6 +75,8 @@ from batchling.results_file import (
     join_parts,
     part_path,
     remove_parts,
+    temp_path,
+    writer_token,
 )
 from batchling.store import Store, utcnow
 from batchling.structured import ResponseFormat, parse_output, response_format_from
@@ -163,7 +174,8 @@ class AsyncExperimentManager:
 
     async def store(self) -> Store:
         if self._store is None:
-            self._store = await Store.open(self.db_path)
+            # Read-only until the first write: reading commands work on a read-only or busy file.
+            self._store = await Store.open_for_reading(self.db_path)
         return self._store
 
     async def aclose(self) -> None:
@@ -236,7 +248,10 @@ class AsyncExperimentManager:
         `module:Class`) asks every request for JSON matching it; results are then validated.
         `study` groups it with other experiments (see compare_experiments).
         `generation` (temperature, max_tokens, reasoning, ...) fills what a request leaves unset."""
-        _check_name(experiment_name)
+        check_name(experiment_name)
+        _check_batch_bounds(max_requests_per_batch, max_bytes_per_batch)
+        if base_url is not None:
+            check_base_url(base_url)
         fmt = response_format_from(response_format) if response_format is not None else None
         info = registry.provider_info(provider)
         endpoint = endpoint or info.default_endpoint
@@ -354,6 +369,8 @@ class AsyncExperimentManager:
         limit: int | None = None,
     ) -> list[Experiment]:
         """Experiments, newest first; only those matching every filter given; at most `limit`."""
+        if limit is not None:
+            limit = whole_number("limit", limit, minimum=0, maximum=INT64_MAX)
         store = await self.store()
         if provider is None and status is None and name_prefix is None:
             return await store.list_experiments(limit=limit)
@@ -399,6 +416,8 @@ class AsyncExperimentManager:
             )
         if not fields:
             return experiment
+        if "base_url" in fields:
+            check_base_url(fields["base_url"])
         if set(fields) & {"model", "endpoint"}:
             info = registry.provider_info(experiment.provider)
             endpoint = fields.get("endpoint", experiment.endpoint)
@@ -419,10 +438,22 @@ class AsyncExperimentManager:
         return await store.update_experiment(experiment_name, **fields)
 
     async def delete_experiment(self, experiment_name: str, *, remote: bool = False) -> None:
-        """Forget the experiment locally; with remote=True also delete its files at the provider."""
+        """Forget the experiment locally; with remote=True also delete its files at the provider.
+
+        Refused (InvalidStateError, nothing deleted) while a start of it runs or while its batches
+        run at the provider: deleting the record would leave them running, and billed, unseen."""
         store = await self.store()
         experiment = await store.get_experiment(experiment_name)
+        if (
+            experiment.status not in (Status.CREATED, Status.SUBMITTING)
+            and not experiment.is_finished
+        ):
+            # The record may be behind the provider: batches that ended are no reason to refuse.
+            with contextlib.suppress(ProviderError):
+                experiment = await self.refresh(experiment_name)
         if remote:
+            # Checked again, race-free, by the store's delete; here so nothing remote goes first.
+            await store.check_deletable(experiment_name, _is_owner_alive)
             provider = self._provider(experiment)
             for batch in await store.list_batches(experiment):
                 if batch.batch_id or batch.file_id:
@@ -434,7 +465,7 @@ class AsyncExperimentManager:
                         error_file_id=batch.error_file_id,
                     )
                     await self._call(experiment, "delete", provider.delete_remote(ref, snapshot))
-        await store.delete_experiment(experiment_name)
+        await store.delete_experiment(experiment_name, _is_owner_alive)
         self._response_models.pop(experiment_name, None)
 
     # start
@@ -447,6 +478,8 @@ class AsyncExperimentManager:
         With `max_cost` (USD), refuses before sending anything when the estimated cost is above
         it or cannot be estimated (CostLimitError). `adopt` names the provider batch to record for
         the chunk whose creation was interrupted, when batchling cannot tell which one it is."""
+        if max_cost is not None:
+            max_cost = _check_max_cost(max_cost)
         store = await self.store()
         experiment = await store.get_experiment(experiment_name)
         if experiment.status not in (Status.CREATED, Status.SUBMITTING):
@@ -753,6 +786,7 @@ class AsyncExperimentManager:
         on_update: ProgressCallback | None = None,
     ) -> Experiment:
         """Poll until the experiment ends, backing off gently up to a minute between polls."""
+        poll_interval, timeout = _check_polling(poll_interval, timeout)
         experiment = await self.retrieve(experiment_name)
         if experiment.status in (Status.CREATED, Status.SUBMITTING):
             raise InvalidStateError(
@@ -784,6 +818,7 @@ class AsyncExperimentManager:
     ) -> list[Experiment]:
         """Wait for several experiments at once, their polls running concurrently. If one fails
         (or times out) the others are still followed to their end, then the first error is raised."""
+        poll_interval, timeout = _check_polling(poll_interval, timeout)
         for name in experiment_names:
             await self.retrieve(name)
         return await _each_to_the_end(
@@ -975,6 +1010,7 @@ class AsyncExperimentManager:
             parts: list[ChunkLines] | None = (
                 [] if all(not b.results_stored and b.attempt == 1 for b in batches) else None
             )
+            token = writer_token()
             try:
                 # Results are acyclic and held 7,500 at a time: the cyclic GC would only rescan
                 # them (~20% of the CPU of a big download), so it pauses meanwhile.
@@ -982,7 +1018,7 @@ class AsyncExperimentManager:
                     for batch in batches:
                         if not batch.results_stored:
                             await self._store_batch_results(
-                                experiment, provider, batch, fmt, download, parts
+                                experiment, provider, batch, fmt, download, parts, token
                             )
                 download.finish()
                 # The stored results are the truth; some providers report only rough counts.
@@ -992,7 +1028,7 @@ class AsyncExperimentManager:
                 )
                 await self._write_results_file(experiment, parts)
             finally:
-                remove_parts(experiment.results_file_path)
+                remove_parts(experiment.results_file_path, token)
         elif not experiment.results_file_path.exists():
             await self._write_results_file(experiment)
         return experiment
@@ -1005,6 +1041,7 @@ class AsyncExperimentManager:
         fmt: ResponseFormat | None = None,
         download: TransferMeter | None = None,
         parts: list[ChunkLines] | None = None,
+        token: str = "",
     ) -> None:
         store = await self.store()
         seen: set[str] = set()
@@ -1012,7 +1049,9 @@ class AsyncExperimentManager:
         reason = _missing_result(batch)
         lines_out = None
         if parts is not None:
-            lines_out = ChunkLines(part_path(experiment.results_file_path, batch.chunk), expected)
+            lines_out = ChunkLines(
+                part_path(experiment.results_file_path, batch.chunk, token), expected
+            )
             parts.append(lines_out)
         if (
             provider is not None
@@ -1090,7 +1129,7 @@ class AsyncExperimentManager:
         from the store."""
         store = await self.store()
         path = experiment.results_file_path
-        temp = path.with_name(path.name + ".partial")
+        temp = temp_path(path, writer_token())
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with temp.open("wb") as handle:
@@ -1174,7 +1213,10 @@ class AsyncExperimentManager:
         from batchling.compare import default_study_name, experiment_name_for, parse_targets
 
         study = study or default_study_name(utcnow())
-        _check_name(study)
+        check_name(study, "Study name")
+        poll_interval, timeout = _check_polling(poll_interval, timeout)
+        if max_cost is not None:
+            max_cost = _check_max_cost(max_cost)
         chosen = parse_targets(targets)
         store = await self.store()
         for target in chosen:
@@ -1436,11 +1478,39 @@ def _latest_attempt(batches: Sequence[BatchRecord]) -> list[BatchRecord]:
     return [b for b in batches if b.attempt == latest]
 
 
-def _check_name(name: str) -> None:
-    if not name or not name.strip():
-        raise InputError("An experiment needs a name (--name).")
-    if "/" in name or "\\" in name or name in (".", ".."):
-        raise InputError(f"Experiment name '{name}' may not contain '/' or '\\'.")
+def _check_max_cost(max_cost: float) -> float:
+    return finite_number("max_cost (--max-cost)", max_cost, minimum=0, unit="USD")
+
+
+def _check_polling(poll_interval: float, timeout: float | None) -> tuple[float, float | None]:
+    interval = finite_number(
+        "poll_interval (--poll-interval)",
+        poll_interval,
+        minimum=0.01,
+        maximum=MAX_POLL_SECONDS,
+        unit="seconds",
+    )
+    if timeout is not None:
+        timeout = finite_number(
+            "timeout (--timeout)",
+            timeout,
+            minimum=0,
+            maximum=MAX_TIMEOUT,
+            unit="seconds",
+        )
+    return interval, timeout
+
+
+def _check_batch_bounds(max_requests: int | None, max_bytes: int | None) -> None:
+    if max_requests is not None:
+        whole_number(
+            "max_requests_per_batch (--max-requests-per-batch)",
+            max_requests,
+            minimum=1,
+            maximum=INT64_MAX,
+        )
+    if max_bytes is not None:
+        whole_number("max_bytes_per_batch", max_bytes, minimum=1, maximum=INT64_MAX)
 
 
 def _request_source(

@@ -9,6 +9,9 @@ usually do), and the parts are joined at the end, which spares reading every row
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
+import secrets
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,12 +20,25 @@ from typing import IO
 from batchling.records import ResultRecord, record_line
 
 
-def part_path(results_path: Path, chunk: int) -> Path:
-    return results_path.with_name(f"{results_path.name}.chunk{chunk:04d}.partial")
+def writer_token() -> str:
+    """Tells one writer's temporary files from another's: two processes may write the same
+    results file at once (two `results` of one experiment), each into its own files, and the
+    last rename wins with a complete file."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def remove_parts(results_path: Path) -> None:
-    for stale in results_path.parent.glob(f"{results_path.name}.chunk*.partial"):
+def temp_path(path: Path, token: str) -> Path:
+    return path.with_name(f"{path.name}.{token}.partial")
+
+
+def part_path(results_path: Path, chunk: int, token: str = "") -> Path:
+    mark = f"{token}." if token else ""
+    return results_path.with_name(f"{results_path.name}.{mark}chunk{chunk:04d}.partial")
+
+
+def remove_parts(results_path: Path, token: str = "") -> None:
+    mark = f"{token}." if token else ""
+    for stale in results_path.parent.glob(f"{glob.escape(results_path.name)}.{mark}chunk*.partial"):
         stale.unlink(missing_ok=True)
 
 
