@@ -38,12 +38,12 @@ async def run_capitals(
     providers: Sequence[str],
     db_path: Path,
     poll_interval: float = 0.1,
-) -> list[tuple[Experiment, list[Result]]]:
+) -> list[tuple[Experiment, Sequence[Result]]]:
     from batchling.manager import AsyncExperimentManager
 
     async with AsyncExperimentManager(db_path) as manager:
 
-        async def one(provider: str) -> tuple[Experiment, list[Result]]:
+        async def one(provider: str) -> tuple[Experiment, Sequence[Result]]:
             name = f"capitals-{provider}"
             await manager.create_experiment(
                 name,
@@ -62,7 +62,7 @@ async def run_capitals(
 
 def run_demo(
     providers: Sequence[str], processing_seconds: float = 1.0
-) -> list[tuple[Experiment, list[Result]]]:
+) -> list[tuple[Experiment, Sequence[Result]]]:
     """Serve the emulator on a free loopback port, point the SDKs at it, run the example."""
     from batchling.emulator import Emulator, EmulatorConfig
 

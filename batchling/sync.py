@@ -17,10 +17,10 @@ from batchling.models import (
     Experiment,
     GenerationParams,
     RawRequest,
-    Result,
     Status,
 )
 from batchling.pricing import ExperimentCost
+from batchling.result_sequence import ResultSequence
 
 if TYPE_CHECKING:
     from batchling.compare import Comparison, Target
@@ -179,7 +179,7 @@ class ExperimentManager:
         response_model: type[BaseModel] | None = None,
         *,
         progress: bool = False,
-    ) -> list[Result]:
+    ) -> ResultSequence:
         """`progress=True` shows the download as a progress bar (terminal) or a line."""
         with self._transfers(progress):
             return self._run(lambda m: m.get_results(experiment_name, response_model))
