@@ -264,10 +264,10 @@ def _plain_messages(value: Any) -> list[RawMessage] | None:
                 return None
             messages.append(item)
         elif type(item) is dict and item.keys() == _MESSAGE_FIELDS:
-            message = RawMessage(**item)
-            if type(message.content) is not str:
+            role, content = item["role"], item["content"]
+            if type(role) is not str or role not in ROLES or type(content) is not str:
                 return None
-            messages.append(message)
+            messages.append(RawMessage(role=role, content=content))
         else:
             return None
     return messages
