@@ -614,8 +614,11 @@ def results(ctx: click.Context, name: str, as_json: bool) -> None:
     from batchling.display import results_table
 
     console = _console()
+    # The table reads the first rows only; the counts come from the experiment's record.
     console.print(results_table(found))
     experiment = manager.retrieve(name)
+    counts = experiment.request_counts
+    console.print(f"{counts.completed:,} succeeded, {counts.failed:,} failed.")
     console.print(f"Results written to {experiment.results_file_path}")
 
 

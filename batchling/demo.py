@@ -38,12 +38,12 @@ async def run_capitals(
     providers: Sequence[str],
     db_path: Path,
     poll_interval: float = 0.1,
-) -> list[tuple[Experiment, Sequence[Result]]]:
+) -> list[tuple[Experiment, list[Result]]]:
     from batchling.manager import AsyncExperimentManager
 
     async with AsyncExperimentManager(db_path) as manager:
 
-        async def one(provider: str) -> tuple[Experiment, Sequence[Result]]:
+        async def one(provider: str) -> tuple[Experiment, list[Result]]:
             name = f"capitals-{provider}"
             await manager.create_experiment(
                 name,
@@ -55,14 +55,15 @@ async def run_capitals(
             )
             await manager.start_experiment(name)
             experiment = await manager.wait(name, poll_interval=poll_interval)
-            return experiment, await manager.get_results(name)
+            # A copy: the database goes with the demo's temporary directory.
+            return experiment, list(await manager.get_results(name))
 
         return list(await asyncio.gather(*(one(p) for p in providers)))
 
 
 def run_demo(
     providers: Sequence[str], processing_seconds: float = 1.0
-) -> list[tuple[Experiment, Sequence[Result]]]:
+) -> list[tuple[Experiment, list[Result]]]:
     """Serve the emulator on a free loopback port, point the SDKs at it, run the example."""
     from batchling.emulator import Emulator, EmulatorConfig
 

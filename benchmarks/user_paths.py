@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,30 +37,42 @@ def reset_peak() -> None:
         pass
 
 
-def phase_meter() -> tuple[dict[str, float], dict[str, float | None], Callable[[str], None]]:
-    """(phases, peaks, phase): `phase(name)` records the seconds and the peak RSS since the
-    previous call under `name`, then opens the next window."""
-    phases: dict[str, float] = {}
-    peaks: dict[str, float | None] = {}
-    mark = time.perf_counter()
-    reset_peak()
+class PhaseMeter:
+    """`meter.phase(name)` records the wall seconds, this process's CPU seconds (all threads)
+    and its peak RSS since the previous call under `name`, then opens the next window."""
 
-    def phase(name: str) -> None:
-        nonlocal mark
-        now = time.perf_counter()
-        phases[name] = round(now - mark, 4)
-        peaks[name] = vm_hwm_mb()
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.peaks: dict[str, float | None] = {}
         reset_peak()
-        mark = time.perf_counter()
+        self.mark, self.cpu_mark = time.perf_counter(), time.process_time()
 
-    return phases, peaks, phase
+    def phase(self, name: str) -> None:
+        now, cpu = time.perf_counter(), time.process_time()
+        self.phases[name] = round(now - self.mark, 4)
+        self.cpu[name] = round(cpu - self.cpu_mark, 4)
+        self.peaks[name] = vm_hwm_mb()
+        reset_peak()
+        self.mark, self.cpu_mark = time.perf_counter(), time.process_time()
+
+    def details(self) -> dict[str, Any]:
+        known = [p for p in self.peaks.values() if p is not None]
+        return {
+            "phases": self.phases,
+            "phase_cpu_s": self.cpu,
+            "phase_peak_mb": self.peaks,
+            # The windows were reset at each phase: the process's peak is the largest of them.
+            "vm_hwm_mb": max(known) if known else None,
+        }
 
 
 def plain_openai(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
     """The plain script: split at 50,000, upload, submit, poll, download, keep every answer."""
     from openai import OpenAI
 
-    phases, peaks, phase = phase_meter()
+    meter = PhaseMeter()
+    phase = meter.phase
     client = OpenAI()
     phase("import+client")
     paths: list[Path] = []
@@ -105,14 +116,15 @@ def plain_openai(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
     phase("poll+download+parse")
     if len(answers) != n:
         raise RuntimeError(f"plain script got {len(answers)} answers, expected {n}")
-    return {"phases": phases, "phase_peak_mb": peaks, "results": len(answers)}
+    return {**meter.details(), "results": len(answers)}
 
 
 def python_path(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
     """A notebook's flow with the blocking API, every answer read back at the end."""
     from batchling import ExperimentManager, RawMessage, RawRequest
 
-    phases, peaks, phase = phase_meter()
+    meter = PhaseMeter()
+    phase = meter.phase
     manager = ExperimentManager(db_path=workdir / "batchling.db")
     phase("import")
     requests = [
@@ -150,7 +162,7 @@ def python_path(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
     phase("read")
     if answered != n or len(results) != n:
         raise RuntimeError(f"expected {n} answers, got {answered} of {len(results)}")
-    return {"phases": phases, "phase_peak_mb": peaks, "results": answered}
+    return {**meter.details(), "results": answered}
 
 
 def cli_path(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
