@@ -603,7 +603,8 @@ def compare(
 @click.option("--json", "as_json", is_flag=True, help="Print every result as a JSON line.")
 @click.pass_context
 def results(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Download the results (once), store them and write the results file."""
+    """Download the results (once), store them and write the results file; shows the first 50
+    and the counts."""
     manager = _manager(ctx)
     with _transfers(manager, lines=not as_json):
         found = manager.get_results(name)
