@@ -888,16 +888,22 @@ class AsyncExperimentManager:
         store a page at a time when accessed, so memory stays flat however many there are).
         With a response format, `Result.parsed` holds instances of its class (`response_model`,
         else the class given at create, else the one importable from the stored path), or
-        plain JSON values when no class is known."""
+        plain JSON values when no class is known; an answer that does not fit the class raises
+        InputError when read (for the first 1,000, here)."""
         store = await self.store()
         experiment = await self.download_results(experiment_name)
         convert = await self._parsed_converter(experiment_name, response_model)
-        return ResultSequence(
+        results = ResultSequence(
             store.path,
             await store._experiment_id(experiment_name),
             await store.count_results(experiment),
             convert,
         )
+        if convert is not None and results:
+            # Reading the first page converts it: a class that does not fit fails here, not
+            # at some later read.
+            results[0]
+        return results
 
     async def iter_results(
         self, experiment_name: str, response_model: type[BaseModel] | None = None

@@ -267,7 +267,7 @@ def _plain_messages(value: Any) -> list[RawMessage] | None:
             role, content = item["role"], item["content"]
             if type(role) is not str or role not in ROLES or type(content) is not str:
                 return None
-            messages.append(RawMessage(role=role, content=content))
+            messages.append(RawMessage(**item))
         else:
             return None
     return messages
