@@ -134,8 +134,8 @@ class RawMessage(BaseModel):
         # Type checkers keep the signature pydantic declares for the fields.
 
         def __init__(self, /, **data: Any) -> None:
-            # A text message (nearly every one) is valid when these hold; pydantic's
-            # validator would cost ~10x more. Anything else gets it, with its errors.
+            # A text message (nearly every one) is valid when these hold, and checking them
+            # here is cheaper than pydantic's validator. Anything else gets it, with its errors.
             role, content = data.get("role"), data.get("content")
             if len(data) == 2 and type(role) is str and role in ROLES and type(content) is str:
                 _set_fields(self, {"role": role, "content": content}, {"role", "content"})
@@ -243,11 +243,11 @@ class RawRequest(GenerationParams):
 
 
 _PLAIN_REQUEST_FIELDS = frozenset({"id", "system_prompt", "messages", "max_tokens"})
+# Every field in declaration order (the order pydantic's __init__ leaves them in).
 _REQUEST_DEFAULTS = {
-    name: field.default for name, field in RawRequest.model_fields.items() if name != "messages"
+    name: None if name == "messages" else field.default
+    for name, field in RawRequest.model_fields.items()
 }
-_REQUEST_DEFAULTS["messages"] = None
-_REQUEST_DEFAULTS = {name: _REQUEST_DEFAULTS[name] for name in RawRequest.model_fields}
 
 
 def _plain_messages(value: Any) -> list[RawMessage] | None:
@@ -255,8 +255,6 @@ def _plain_messages(value: Any) -> list[RawMessage] | None:
     else None."""
     if type(value) is not list or not value:
         return None
-    if len(value) == 1 and type(value[0]) is RawMessage and type(value[0].content) is str:
-        return [value[0]]
     messages = []
     for item in value:
         if type(item) is RawMessage:
