@@ -105,7 +105,7 @@ def test_info_declares_limits_endpoints_and_environment() -> None:
     assert INFO.api_key_env == ("TOGETHER_API_KEY",)
     assert INFO.base_url_env == ("TOGETHER_BASE_URL",)
     assert INFO.endpoints == frozenset({CHAT}) and INFO.default_endpoint == CHAT
-    assert INFO.limits.max_requests == 50_000 and INFO.limits.max_bytes == 100 * 1024 * 1024
+    assert INFO.limits.max_requests == 50_000 and INFO.limits.max_bytes == 100_000_000
     assert INFO.discount == 0.5
 
 
@@ -487,6 +487,7 @@ async def test_failure_rate_gives_error_lines_with_the_provider_message(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     adapter = create_provider("together")
     ref = await submit(adapter, write_chunk(tmp_path, 20, tag="fail"))
     snapshot = await wait_terminal(adapter, ref)
@@ -643,6 +644,7 @@ async def test_delete_remote_removes_the_files_and_ignores_missing_ones(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     adapter = create_provider("together")
     ref = await submit(adapter, write_chunk(tmp_path, 10, tag="del"))
     snapshot = await wait_terminal(adapter, ref)
