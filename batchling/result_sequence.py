@@ -13,6 +13,7 @@ from batchling.models import Result
 from batchling.records import ResultRecord, result_of_record
 
 PAGE_SIZE = 1000
+REPR_LIMIT = 10
 _COLUMNS = ", ".join(f"res.{c}" for c in ResultRecord._fields)
 _FROM = (
     "FROM requests r JOIN results res "
@@ -95,7 +96,10 @@ class ResultSequence(Sequence[Result]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"<ResultSequence of {self._length:,} results>"
+        # Printed like the list it replaces (old code prints it), the first few only.
+        shown = self[:REPR_LIMIT]
+        more = self._length - len(shown)
+        return "[" + ", ".join(map(repr, shown)) + (f", ... ({more:,} more)]" if more else "]")
 
     def close(self) -> None:
         """Close the connection now (it closes itself when the sequence is collected)."""
