@@ -760,7 +760,8 @@ def compare(
 @click.option("--json", "as_json", is_flag=True, help="Print every result as a JSON line.")
 @click.pass_context
 def results(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Download the results (once), store them and write the results file."""
+    """Download the results (once), store them and write the results file; shows the first 50
+    and the counts."""
     manager = _manager(ctx)
     with _transfers(manager, lines=not as_json):
         found = manager.get_results(name)
@@ -771,8 +772,11 @@ def results(ctx: click.Context, name: str, as_json: bool) -> None:
     from batchling.display import results_table
 
     console = _console()
+    # The table reads the first rows only; the counts come from the experiment's record.
     console.print(results_table(found))
     experiment = manager.retrieve(name)
+    counts = experiment.request_counts
+    console.print(f"{counts.completed:,} succeeded, {counts.failed:,} failed.")
     console.print(f"Results written to {experiment.results_file_path}")
 
 

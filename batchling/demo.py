@@ -55,7 +55,8 @@ async def run_capitals(
             )
             await manager.start_experiment(name)
             experiment = await manager.wait(name, poll_interval=poll_interval)
-            return experiment, await manager.get_results(name)
+            # A copy: the database goes with the demo's temporary directory.
+            return experiment, list(await manager.get_results(name))
 
         return list(await asyncio.gather(*(one(p) for p in providers)))
 

@@ -70,6 +70,7 @@ from batchling.providers import client_settings, registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
 from batchling.providers.text_input import check_embedding_options
 from batchling.records import ResultRecord, record_of
+from batchling.result_sequence import ResultSequence
 from batchling.results_file import (
     ChunkLines,
     join_parts,
@@ -948,35 +949,64 @@ class AsyncExperimentManager:
 
     async def get_results(
         self, experiment_name: str, response_model: type[BaseModel] | None = None
-    ) -> list[Result]:
+    ) -> ResultSequence:
         """Download once, store every result row, write the results JSONL file; returns the results.
 
+        They come as a `ResultSequence` (a `Sequence[Result]` in request order, read from the
+        store a page at a time when accessed, so memory stays flat however many there are).
         With a response format, `Result.parsed` holds instances of its class (`response_model`,
         else the class given at create, else the one importable from the stored path), or
-        plain JSON values when no class is known."""
-        return [result async for result in self.iter_results(experiment_name, response_model)]
+        plain JSON values when no class is known; an answer that does not fit the class raises
+        InputError when read (for the first 1,000, here)."""
+        store = await self.store()
+        experiment = await self.download_results(experiment_name)
+        convert = await self._parsed_converter(experiment_name, response_model)
+        results = ResultSequence(
+            store.path,
+            await store._experiment_id(experiment_name),
+            await store.count_results(experiment),
+            convert,
+        )
+        if convert is not None and results:
+            # Reading the first page converts it: a class that does not fit fails here, not
+            # at some later read.
+            results[0]
+        return results
 
     async def iter_results(
         self, experiment_name: str, response_model: type[BaseModel] | None = None
     ) -> AsyncIterator[Result]:
         store = await self.store()
         experiment = await self.download_results(experiment_name)
-        fmt = await self.response_format(experiment_name, response_model)
-        model = fmt.model if fmt is not None else None
+        convert = await self._parsed_converter(experiment_name, response_model)
         # Closed with this iterator, so a consumer that stops early releases the cursor at once.
         async with contextlib.aclosing(store.iter_results(experiment)) as results:
             async for result in results:
-                if model is not None and result.parsed is not None:
-                    try:
-                        result.parsed = model.model_validate(result.parsed)
-                    except ValidationError as error:
-                        raise InputError(
-                            f"The stored answer of '{result.custom_id}' does not fit "
-                            f"{model.__name__}: {error.errors()[0]['msg']} at "
-                            f"{'.'.join(str(p) for p in error.errors()[0]['loc']) or '(root)'}. "
-                            "Pass the class the experiment was created with as response_model."
-                        ) from None
-                yield result
+                yield convert(result) if convert is not None else result
+
+    async def _parsed_converter(
+        self, experiment_name: str, response_model: type[BaseModel] | None
+    ) -> Callable[[Result], Result] | None:
+        """With a response class: a function giving a Result its `parsed` as an instance."""
+        fmt = await self.response_format(experiment_name, response_model)
+        model = fmt.model if fmt is not None else None
+        if model is None:
+            return None
+
+        def convert(result: Result) -> Result:
+            if result.parsed is not None:
+                try:
+                    result.parsed = model.model_validate(result.parsed)
+                except ValidationError as error:
+                    raise InputError(
+                        f"The stored answer of '{result.custom_id}' does not fit "
+                        f"{model.__name__}: {error.errors()[0]['msg']} at "
+                        f"{'.'.join(str(p) for p in error.errors()[0]['loc']) or '(root)'}. "
+                        "Pass the class the experiment was created with as response_model."
+                    ) from None
+            return result
+
+        return convert
 
     async def download_results(self, experiment_name: str) -> Experiment:
         store = await self.store()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,8 @@ from pydantic import (
 from typing_extensions import Self
 
 from batchling.bounds import INT32_MAX, INT64_MAX, INT64_MIN
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Status(str, enum.Enum):
@@ -114,10 +116,33 @@ ContentPart = Annotated[
 MediaPart = ImagePart | DocumentPart
 
 
+def _set_fields(model: BaseModel, values: dict[str, Any], given: set[str]) -> None:
+    """What pydantic's __init__ leaves on an instance, for input already known to be valid."""
+    object.__setattr__(model, "__dict__", values)
+    object.__setattr__(model, "__pydantic_fields_set__", given)
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", None)
+
+
+ROLES = frozenset({"system", "user", "assistant"})
+
+
 class RawMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
     role: Literal["system", "user", "assistant"]
     content: str | list[ContentPart] = Field(union_mode="left_to_right")
+
+    if not TYPE_CHECKING:
+        # Type checkers keep the signature pydantic declares for the fields.
+
+        def __init__(self, /, **data: Any) -> None:
+            # A text message (nearly every one) is valid when these hold, and checking them
+            # here is cheaper than pydantic's validator. Anything else gets it, with its errors.
+            role, content = data.get("role"), data.get("content")
+            if len(data) == 2 and type(role) is str and role in ROLES and type(content) is str:
+                _set_fields(self, {"role": role, "content": content}, {"role", "content"})
+            else:
+                super().__init__(**data)
 
     @field_validator("content")
     @classmethod
@@ -179,6 +204,28 @@ class RawRequest(GenerationParams):
     system_prompt: str | None = None
     messages: list[RawMessage] = Field(min_length=1)
 
+    if not TYPE_CHECKING:
+
+        def __init__(self, /, **data: Any) -> None:
+            # Text-only requests with an id, a system prompt and max_tokens are checked here
+            # (cheaper than pydantic's validator); any other shape, valid or not, gets it.
+            if data.keys() <= _PLAIN_REQUEST_FIELDS:
+                messages = _plain_messages(data.get("messages"))
+                request_id = data.get("id")
+                system = data.get("system_prompt")
+                max_tokens = data.get("max_tokens")
+                if (
+                    messages is not None
+                    and (request_id is None or (type(request_id) is str and request_id.strip()))
+                    and (system is None or type(system) is str)
+                    and (max_tokens is None or (type(max_tokens) is int and max_tokens > 0))
+                ):
+                    values = {**_REQUEST_DEFAULTS, **data}
+                    values["messages"] = messages
+                    _set_fields(self, values, set(data))
+                    return
+            super().__init__(**data)
+
     def with_defaults(self, defaults: GenerationParams | None) -> RawRequest:
         """This request, with each generation setting it leaves unset taken from `defaults`."""
         if defaults is None:
@@ -196,6 +243,38 @@ class RawRequest(GenerationParams):
         if value is not None and not value.strip():
             raise ValueError("id must not be blank")
         return value
+
+
+_PLAIN_REQUEST_FIELDS = frozenset({"id", "system_prompt", "messages", "max_tokens"})
+# Every field in declaration order (the order pydantic's __init__ leaves them in).
+_REQUEST_DEFAULTS = {
+    name: None if name == "messages" else field.default
+    for name, field in RawRequest.model_fields.items()
+}
+
+
+def _plain_messages(value: Any) -> list[RawMessage] | None:
+    """A new list of the messages when every one is a text message (a RawMessage or its dict),
+    else None."""
+    if type(value) is not list or not value:
+        return None
+    messages = []
+    for item in value:
+        if type(item) is RawMessage:
+            if type(item.content) is not str:
+                return None
+            messages.append(item)
+        elif type(item) is dict and item.keys() == _MESSAGE_FIELDS:
+            role, content = item["role"], item["content"]
+            if type(role) is not str or role not in ROLES or type(content) is not str:
+                return None
+            messages.append(RawMessage(**item))
+        else:
+            return None
+    return messages
+
+
+_MESSAGE_FIELDS = frozenset({"role", "content"})
 
 
 class RequestCounts(BaseModel):
@@ -271,6 +350,55 @@ class Result(BaseModel):
     @property
     def ok(self) -> bool:
         return self.status == "succeeded"
+
+    @property
+    def answer(self) -> Any:
+        """The answer: `parsed` with a response format, the embedding of an embeddings request,
+        else the text (None for a failed request)."""
+        if self.parsed is not None:
+            return self.parsed
+        if self.embedding is not None:
+            return self.embedding
+        return self.text
+
+    @property
+    def provider_id(self) -> str | None:
+        """The provider's own id for this answer, when its line has one (OpenAI's `batch_req_...`)."""
+        value = self.raw.get("id") if self.raw else None
+        return value if isinstance(value, str) else None
+
+    def __getitem__(self, key: str) -> Any:
+        """Read access as a dict, as batchling 0.0.x results were read: `r["custom_id"]`,
+        `r["id"]` (`provider_id`), `r["result"]` (`answer`), or any field by its name."""
+        if key == "result":
+            return self.answer
+        if key == "id":
+            return self.provider_id
+        if key in type(self).model_fields:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (`json.dumps` takes them): `id`, `custom_id`, `result`, then every
+        field (`parsed` of a response class as its JSON)."""
+        return {
+            "id": self.provider_id,
+            "custom_id": self.custom_id,
+            "result": _json_value(self.answer),
+            **self.model_dump(mode="json"),
+        }
+
+
+def _json_value(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+def stored(cls: type[M], values: dict[str, Any]) -> M:
+    """A model from values known to be valid (read back from the store), every field given:
+    what pydantic's __init__ would leave, without validating them again."""
+    model = cls.__new__(cls)
+    _set_fields(model, values, set(values))
+    return model
 
 
 class BatchRecord(BaseModel):

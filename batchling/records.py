@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import orjson
 
-from batchling.models import Result
+from batchling.models import Result, ResultError, Usage, stored
 
 
 class ResultRecord(NamedTuple):
@@ -42,6 +42,44 @@ def record_of(result: Result) -> ResultRecord:
         error.code if error else None,
         orjson.dumps(result.raw).decode() if result.raw is not None else None,
         orjson.dumps(result.embedding).decode() if result.embedding is not None else None,
+    )
+
+
+def result_of_record(record: ResultRecord) -> Result:
+    """The Result a stored record holds, built without validating again what was validated
+    before it was stored (~4x cheaper than `Result(...)`; a test holds them equal)."""
+    usage = (
+        stored(
+            Usage,
+            {"input_tokens": record.input_tokens or 0, "output_tokens": record.output_tokens or 0},
+        )
+        if record.input_tokens is not None or record.output_tokens is not None
+        else None
+    )
+    error = (
+        stored(
+            ResultError,
+            {
+                "kind": record.error_kind,
+                "message": record.error_message or "",
+                "code": record.error_code,
+            },
+        )
+        if record.error_kind
+        else None
+    )
+    return stored(
+        Result,
+        {
+            "custom_id": record.custom_id,
+            "status": record.status,
+            "text": record.text,
+            "parsed": json.loads(record.parsed) if record.parsed is not None else None,
+            "embedding": orjson.loads(record.embedding) if record.embedding else None,
+            "usage": usage,
+            "error": error,
+            "raw": orjson.loads(record.raw) if record.raw else None,
+        },
     )
 
 

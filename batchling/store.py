@@ -33,11 +33,10 @@ from batchling.models import (
     RawRequest,
     RequestCounts,
     Result,
-    ResultError,
     Status,
     Usage,
 )
-from batchling.records import ResultRecord, record_line, record_of
+from batchling.records import ResultRecord, record_line, record_of, result_of_record
 
 INSERT_BATCH_SIZE = 10_000
 INSERT_BATCH_BYTES = 8 * 1024 * 1024
@@ -895,14 +894,15 @@ class Store:
 
     async def iter_results(self, experiment: Experiment) -> AsyncGenerator[Result, None]:
         """Results in request order."""
+        columns = ", ".join(f"res.{c}" for c in ResultRecord._fields)
         async with self.db.execute(
-            "SELECT res.* FROM results res JOIN requests r "
+            f"SELECT {columns} FROM results res JOIN requests r "
             "ON r.experiment_id = res.experiment_id AND r.custom_id = res.custom_id "
             "JOIN experiments e ON e.id = res.experiment_id WHERE e.name = ? ORDER BY r.idx",
             (experiment.name,),
         ) as cursor:
             async for row in cursor:
-                yield _result(row)
+                yield result_of_record(ResultRecord._make(row))
 
     async def iter_result_lines(self, experiment: Experiment) -> AsyncIterator[bytes]:
         """The results file's lines (each Result's JSON without `raw`), in request order, built
@@ -1030,28 +1030,3 @@ class CostInputs(NamedTuple):
 
 # Named, so that a column added by a later migration never shifts the others.
 RESULT_COLUMNS = ("experiment_id", *ResultRecord._fields)
-
-
-def _result(row: aiosqlite.Row) -> Result:
-    usage = (
-        Usage(input_tokens=row["input_tokens"] or 0, output_tokens=row["output_tokens"] or 0)
-        if row["input_tokens"] is not None or row["output_tokens"] is not None
-        else None
-    )
-    error = (
-        ResultError(
-            kind=row["error_kind"], message=row["error_message"] or "", code=row["error_code"]
-        )
-        if row["error_kind"]
-        else None
-    )
-    return Result(
-        custom_id=row["custom_id"],
-        status=row["status"],
-        text=row["text"],
-        parsed=json.loads(row["parsed"]) if row["parsed"] is not None else None,
-        usage=usage,
-        error=error,
-        raw=orjson.loads(row["raw"]) if row["raw"] else None,
-        embedding=orjson.loads(row["embedding"]) if row["embedding"] else None,
-    )

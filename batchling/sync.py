@@ -31,6 +31,7 @@ from batchling.models import (
     Status,
 )
 from batchling.pricing import ExperimentCost
+from batchling.result_sequence import ResultSequence
 
 if TYPE_CHECKING:
     from batchling.compare import Comparison, Target
@@ -323,7 +324,7 @@ class ExperimentManager:
         response_model: type[BaseModel] | None = None,
         *,
         progress: bool = False,
-    ) -> list[Result]:
+    ) -> ResultSequence:
         """`progress=True` shows the download as a progress bar (terminal) or a line."""
         with self._transfers(progress):
             results = self._run(lambda m: m.get_results(experiment_name, response_model))

@@ -25,6 +25,7 @@ from benchmarks.runner import Measurement, measure
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 E2E = ("baseline-openai", "batchling")
+PATHS = ("plain-openai", "python-path", "cli-path")
 ENCODE = ("encode-baseline", "encode-batchling")
 # Variables that could carry a real key or endpoint: never passed on to a scenario.
 SCRUB_PREFIXES = ("OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_", "GROQ_", "MISTRAL_", "TOGETHER_")
@@ -36,6 +37,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small settings for smoke runs")
     parser.add_argument("--no-peers", action="store_true", help="skip batchata / curator")
     parser.add_argument("--no-cli", action="store_true", help="skip the CLI cold start")
+    parser.add_argument(
+        "--no-e2e", action="store_true", help="skip the stored-results e2e (batchling, baseline)"
+    )
+    parser.add_argument("--no-encode", action="store_true", help="skip the encode comparison")
+    parser.add_argument(
+        "--no-paths", action="store_true", help="skip the user paths (plain script, Python, CLI)"
+    )
+    parser.add_argument(
+        "--only", default=None, help="with the user paths: a comma-separated subset of them"
+    )
     parser.add_argument("--no-poll", action="store_true", help="skip polling running experiments")
     parser.add_argument("--poll-experiments", type=int, default=None, help="default 60")
     parser.add_argument("--encode-n", type=int, default=None, help="default 1,000,000")
@@ -136,7 +147,15 @@ def top_functions(path: Path, limit: int = 15) -> list[dict[str, Any]]:
     return entries[:limit]
 
 
-def run_e2e(args: argparse.Namespace, root: Path, env: dict[str, str], log: Any) -> dict[str, Any]:
+def run_e2e(
+    args: argparse.Namespace,
+    root: Path,
+    env: dict[str, str],
+    log: Any,
+    names: tuple[str, ...] = E2E,
+    with_peers: bool = True,
+) -> dict[str, Any]:
+    """Each scenario of `names` at every size, runs alternating; ratios to the first."""
     from batchling.emulator import Emulator, EmulatorConfig
 
     rows: list[dict[str, Any]] = []
@@ -147,14 +166,14 @@ def run_e2e(args: argparse.Namespace, root: Path, env: dict[str, str], log: Any)
         with Emulator(EmulatorConfig(processing_seconds=0.0)) as emulator:
             scenario_env = {**env, **emulator.env()}
             repeats = args.repeat if n < 1_000_000 else 1
-            runs: dict[str, list[tuple[Measurement, dict[str, Any]]]] = {name: [] for name in E2E}
+            runs: dict[str, list[tuple[Measurement, dict[str, Any]]]] = {n_: [] for n_ in names}
             for attempt in range(repeats):
-                for name in E2E:
+                for name in names:
                     log(f"[N={n}] {name} (run {attempt + 1}/{repeats}) ...")
                     workdir = root / f"n{n}" / f"{name}-{attempt}"
                     runs[name].append(run_scenario(name, n, workdir, raw, scenario_env))
                     shutil.rmtree(workdir, ignore_errors=True)
-            for name in E2E:
+            for name in names:
                 ordered = sorted(runs[name], key=lambda run: run[0].wall_s)
                 m, details = ordered[len(ordered) // 2]
                 r = row(name, n, m, details)
@@ -163,17 +182,17 @@ def run_e2e(args: argparse.Namespace, root: Path, env: dict[str, str], log: Any)
                 rows.append(r)
             profile_n = 100_000 if 100_000 in args.sizes else max(args.sizes)
             if args.profile and n == profile_n:
-                for name in E2E:
+                for name in names:
                     log(f"[N={n}] {name} under cProfile ...")
                     prof = root / f"{name}-{n}.prof"
                     run_scenario(name, n, root / f"n{n}" / f"{name}-prof", raw, scenario_env, prof)
                     profiles[f"{name}@{n}"] = top_functions(prof)
-            if not args.no_peers and n == min(args.sizes):
+            if with_peers and not args.no_peers and n == min(args.sizes):
                 from benchmarks.peers import run_peers
 
                 log(f"[N={n}] peers ...")
                 peers = run_peers(n, scenario_env, root / f"n{n}")
-    add_ratios(rows, "baseline-openai")
+    add_ratios(rows, names[0])
     return {"rows": rows, "peers": peers, "profiles": profiles}
 
 
@@ -292,14 +311,21 @@ def render(report: dict[str, Any]) -> None:
     table = Table(title="batchling benchmarks (child process: wall, CPU, peak RSS)")
     for column in ("scenario", "N", "wall s", "CPU s", "peak RSS MB", "x baseline wall"):
         table.add_column(column, justify="left" if column == "scenario" else "right")
-    groups = [report["scenarios"], report["encode"], report["cli"], report.get("poll", [])]
+    groups = [
+        report["scenarios"],
+        report.get("user_paths", []),
+        report["encode"],
+        report["cli"],
+        report.get("poll", []),
+    ]
     for group in groups:
         for r in group:
             ratio = r.get("ratio_to_baseline_wall")
             table.add_row(
                 r["scenario"],
                 f"{r['n']:,}"
-                if not r["scenario"].startswith(("python", "batchling ", "poll"))
+                if r["scenario"] != "python -c pass"
+                and not r["scenario"].startswith(("batchling ", "poll"))
                 else "",
                 f"{r['wall_s']:.3f}",
                 f"{r['cpu_s']:.3f}",
@@ -349,8 +375,13 @@ def main(argv: list[str] | None = None) -> int:
         "details.timed_seconds is the encode loop alone.",
     ]
     try:
-        e2e = run_e2e(args, root, env, log)
-        encode = run_encode(args, root, env, log)
+        empty: dict[str, Any] = {"rows": [], "peers": [], "profiles": {}}
+        e2e = empty if args.no_e2e else run_e2e(args, root, env, log)
+        names = PATHS if args.only is None else tuple(args.only.split(","))
+        if names[0] != PATHS[0]:
+            names = (PATHS[0], *(name for name in names if name != PATHS[0]))
+        paths = empty if args.no_paths else run_e2e(args, root, env, log, names, False)
+        encode = [] if args.no_encode else run_encode(args, root, env, log)
         cli = [] if args.no_cli else run_cli(args, root, env, log)
         poll = [] if args.no_poll else run_poll(args, root, env, log)
     finally:
@@ -372,11 +403,12 @@ def main(argv: list[str] | None = None) -> int:
             "emulator": "in-process, processing_seconds=0",
         },
         "scenarios": e2e["rows"],
+        "user_paths": paths["rows"],
         "encode": encode,
         "cli": cli,
         "poll": poll,
         "peers": e2e["peers"],
-        "profiles": e2e["profiles"],
+        "profiles": {**e2e["profiles"], **paths["profiles"]},
         "notes": notes,
     }
     path = output_path(args, machine, date)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.data import ENDPOINT, MODEL, openai_line, raw_request
+from benchmarks.user_paths import cli_path, plain_openai, python_path
 
 POLL_INTERVAL = 0.05
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
@@ -251,6 +252,9 @@ def poll_running(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
 
 
 SCENARIOS: dict[str, Callable[[int, Path, Path], dict[str, Any]]] = {
+    "plain-openai": plain_openai,
+    "python-path": python_path,
+    "cli-path": cli_path,
     "batchling": batchling_e2e,
     "baseline-openai": baseline_openai,
     "encode-batchling": encode_batchling,

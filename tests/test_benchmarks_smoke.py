@@ -27,7 +27,7 @@ def test_benchmark_harness_smoke(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     report = json.loads(output.read_text())
@@ -41,6 +41,18 @@ def test_benchmark_harness_smoke(tmp_path: Path) -> None:
             assert key in row, (row["scenario"], key)
         assert row["wall_s"] > 0
     assert scenarios["batchling"]["details"]["results"] == 50
+    paths = {row["scenario"]: row for row in report["user_paths"]}
+    assert set(paths) == {"plain-openai", "python-path", "cli-path"}
+    for row in paths.values():
+        assert row["details"]["results"] == 50
+        assert row["peak_rss_mb"] > 0 and row["ratio_to_baseline_wall"] > 0
+    assert set(paths["cli-path"]["details"]["phases"]) == {
+        "create --start",
+        "wait",
+        "results",
+        "results again",
+    }
+    assert "get_results" in paths["python-path"]["details"]["phase_cpu_s"]
     assert scenarios["baseline-openai"]["ratio_to_baseline_wall"] == 1.0
     assert len(report["cli"]) == 3
     (poll,) = report["poll"]

@@ -54,6 +54,7 @@ def test_create_start_wait_results_through_the_cli(emulator: Emulator, tmp_path:
     assert json.loads(out)["status"] == "completed"
     code, out = invoke("results", "caps", db=db)
     assert code == 0 and "The capital of France is Paris." in out
+    assert "3 succeeded, 0 failed." in out
     code, out = invoke("results", "caps", "--json", db=db)
     assert [json.loads(line)["custom_id"] for line in out.splitlines()] == [
         f"caps-sample-{i}" for i in range(3)

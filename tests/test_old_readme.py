@@ -168,3 +168,22 @@ def test_the_experiment_create_returned_follows_the_managers_later_calls(
     em.delete_experiment("e")
     em.create_experiment("e", model="gpt-4o-mini", raw_requests=request_dicts(1))
     assert experiment.status == Status.COMPLETED
+
+
+def test_the_old_readmes_results_read_as_dicts(emulator: Emulator, tmp_path: Path) -> None:
+    run(emulator, tmp_path, "python", PYTHON_CREATE)
+    shown = run(
+        emulator,
+        tmp_path,
+        "python",
+        PYTHON_RESULTS
+        + "import json\n"
+        + "print(json.dumps([{k: r[k] for k in ('id', 'custom_id', 'result')} for r in results]))\n"
+        + "print(json.dumps([r.to_dict() for r in results])[:1])\n",
+    )
+    rows = json.loads(shown.stdout.splitlines()[-2])
+    assert rows[0]["custom_id"] == "my-experiment-1-sample-0"
+    assert rows[0]["id"].startswith("batch_req_")
+    assert rows[0]["result"].startswith("Emulated answer")
+    written = json.loads((tmp_path / "path" / "to" / "write" / "output.jsonl").read_text())
+    assert {k: written[k] for k in ("id", "custom_id", "result")} == rows[0]

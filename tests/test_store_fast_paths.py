@@ -92,3 +92,33 @@ async def test_result_lines_equal_the_models_json_without_raw(stored) -> None:  
 async def test_total_is_the_number_of_requests_streamed_in(stored) -> None:  # type: ignore[no-untyped-def]
     _, experiment = stored
     assert experiment.request_counts.total == len(RESULTS) + 1
+
+
+async def test_results_rebuilt_from_rows_are_the_models_with_the_same_fields_set(stored) -> None:  # type: ignore[no-untyped-def]
+    store, experiment = stored
+    again = [r async for r in store.iter_results(experiment)]
+    rebuilt = [Result(**{name: getattr(r, name) for name in Result.model_fields}) for r in RESULTS]
+    assert [r.model_fields_set for r in again] == [r.model_fields_set for r in rebuilt]
+    assert [r.model_dump() for r in again] == [r.model_dump() for r in rebuilt]
+    assert [r.usage.model_fields_set for r in again if r.usage] == [
+        {"input_tokens", "output_tokens"}
+    ] * 2
+
+
+async def test_result_sequence_reads_what_iter_results_reads(stored) -> None:  # type: ignore[no-untyped-def]
+    from batchling.result_sequence import ResultSequence
+
+    store, experiment = stored
+    count = await store.count_results(experiment)
+    sequence = ResultSequence(store.path, await store._experiment_id("e"), count)
+    assert len(sequence) == len(RESULTS)
+    assert list(sequence) == RESULTS
+    assert sequence == RESULTS
+    assert sequence[0] == RESULTS[0]
+    assert sequence[-1] == RESULTS[-1]
+    assert sequence[2:5] == RESULTS[2:5]
+    assert sequence[::3] == RESULTS[::3]
+    assert sequence[5:2] == []
+    with pytest.raises(IndexError):
+        sequence[len(RESULTS)]
+    sequence.close()
