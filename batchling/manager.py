@@ -57,6 +57,7 @@ from batchling.pricing import (
     token_estimate_from_options,
 )
 from batchling.progress import TransferCallback, TransferMeter
+from batchling.provider_output import ResultIntake
 from batchling.providers import client_settings, registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
 from batchling.providers.text_input import check_embedding_options
@@ -970,8 +971,8 @@ class AsyncExperimentManager:
         parts: list[ChunkLines] | None = None,
     ) -> None:
         store = await self.store()
-        seen: set[str] = set()
         expected = await store.chunk_custom_ids(experiment, batch.chunk)
+        intake: ResultIntake | None = None
         lines_out = None
         if parts is not None:
             lines_out = ChunkLines(part_path(experiment.results_file_path, batch.chunk), expected)
@@ -995,10 +996,13 @@ class AsyncExperimentManager:
             decode = provider.decode_record
             if fmt is not None:
                 decode = functools.partial(_parsed_record, provider, fmt)
+            intake = ResultIntake(expected, decode, id_field=provider.info.result_id_field)
+            take = intake.take
             try:
                 async for line in lines:
-                    record = decode(line)
-                    seen.add(record.custom_id)
+                    record = take(line)
+                    if record is None:
+                        continue
                     pending.append(record)
                     pending_bytes += len(record.raw or "") + len(record.embedding or "")
                     if lines_out is not None:
@@ -1029,14 +1033,18 @@ class AsyncExperimentManager:
                 status=reason.kind if reason.kind in ("expired", "cancelled") else "failed",
                 error=reason,
             )
-            for cid in expected
-            if cid not in seen
+            for cid in (intake.unanswered(expected) if intake is not None else expected)
         ]
         if lines_out is not None:
             lines_out.close()
         await store.save_results(experiment, missing)
         await store.commit()
-        await store.update_batch(experiment, batch.chunk, results_stored=1)
+        await store.update_batch(
+            experiment,
+            batch.chunk,
+            results_stored=1,
+            warnings=intake.warnings if intake is not None else [],
+        )
 
     async def _write_results_file(
         self, experiment: Experiment, parts: list[ChunkLines] | None = None

@@ -248,7 +248,7 @@ class Store:
             raise
 
     async def _insert_rows(
-        self, head: str, rows: Sequence[Sequence[Any]], *, fixed: str = ""
+        self, head: str, rows: Sequence[Sequence[Any]], *, fixed: str = "", tail: str = ""
     ) -> None:
         """`{head} VALUES ({fixed}?, ...)` for each row. The rows go as one JSON array that SQLite
         unpacks (json_each) where it can: executemany binds each row holding the GIL, so SQLite's
@@ -266,12 +266,15 @@ class Store:
         if payload and b"\\u0000" not in payload:
             picks = ", ".join(f"value->>{i}" for i in range(width))
             try:
-                await self.db.execute(f"{head} SELECT {fixed}{picks} FROM json_each(?)", (payload,))
+                # `WHERE true` lets an upsert `tail` parse (it would read as a join's ON).
+                await self.db.execute(
+                    f"{head} SELECT {fixed}{picks} FROM json_each(?) WHERE true{tail}", (payload,)
+                )
                 return
             except sqlite3.IntegrityError:
                 pass  # the statement left nothing behind: executemany finds the row at fault
         marks = ",".join("?" * width)
-        await self.db.executemany(f"{head} VALUES ({fixed}{marks})", rows)
+        await self.db.executemany(f"{head} VALUES ({fixed}{marks}){tail}", rows)
 
     async def find_experiment(self, name: str) -> Experiment | None:
         async with self.db.execute(
@@ -571,15 +574,17 @@ class Store:
     async def save_records(
         self, experiment: Experiment, records: Iterable[ResultRecord], *, replace: bool = True
     ) -> int:
-        """Upsert results by custom id, so a second download never duplicates a row."""
+        """Upsert results by custom id, so a second download never duplicates a row; a result
+        that succeeded is never replaced (a later attempt cannot undo it)."""
         experiment_id = await self._experiment_id(experiment.name)
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        verb = "INSERT" if replace else "INSERT OR IGNORE"
         records = records if isinstance(records, list) else list(records)
         # The experiment's id goes into the statement (an int from the DB), not into each row.
         await self._insert_rows(
             f"{verb} INTO results ({', '.join(RESULT_COLUMNS)})",
             records,
             fixed=f"{int(experiment_id)}, ",
+            tail=_KEEP_SUCCEEDED if replace else "",
         )
         await self.db.commit()
         return len(records)
@@ -709,6 +714,7 @@ def _batch(row: aiosqlite.Row) -> BatchRecord:
         errors=json.loads(row["errors"]),
         results_stored=bool(row["results_stored"]),
         attempt=row["attempt"],
+        warnings=json.loads(row["warnings"]),
         updated_at=_dt(row["updated_at"]),
     )
 
@@ -722,6 +728,11 @@ class CostInputs(NamedTuple):
 
 # Named, so that a column added by a later migration never shifts the others.
 RESULT_COLUMNS = ("experiment_id", *ResultRecord._fields)
+_KEEP_SUCCEEDED = (
+    " ON CONFLICT(experiment_id, custom_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in ResultRecord._fields if c != "custom_id")
+    + " WHERE results.status != 'succeeded'"
+)
 
 
 def _result(row: aiosqlite.Row) -> Result:

@@ -352,7 +352,7 @@ def decode_line(line: dict[str, Any]) -> Result:
     return Result(
         custom_id=custom_id,
         status="failed",
-        error=ResultError(kind="parse", message=f"Unknown Anthropic result type {kind!r}."),
+        error=ResultError(kind="provider", message=f"Unknown Anthropic result type {kind!r}."),
         raw=line,
     )
 
@@ -496,12 +496,12 @@ class AnthropicProvider:
 
     async def results(
         self, ref: BatchRef, snapshot: BatchSnapshot
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[bytes | str]:
         streaming = self.client.messages.batches.with_streaming_response
         async with streaming.results(ref.batch_id) as response:
             async for line in response.iter_lines():
                 if line.strip():
-                    yield json.loads(line)
+                    yield line
 
     async def cancel(self, ref: BatchRef) -> None:
         from anthropic import BadRequestError

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from batchling.emulator import Emulator, Fault
@@ -380,7 +381,7 @@ async def collect(
 ) -> dict[str, Result]:
     return {
         r.custom_id: r
-        for r in [adapter.decode(line) async for line in adapter.results(ref, snapshot)]
+        for r in [adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot)]
     }
 
 
