@@ -607,6 +607,9 @@ def results(ctx: click.Context, name: str, as_json: bool) -> None:
     manager = _manager(ctx)
     with _transfers(manager, lines=not as_json):
         found = manager.get_results(name)
+    for batch in manager.list_batches(name):
+        for warning in batch.warnings:
+            click.echo(f"Warning (batch {batch.chunk}): {warning}", err=True)
     if as_json:
         for result in found:
             click.echo(result.model_dump_json(exclude={"raw"}))

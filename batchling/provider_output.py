@@ -3,8 +3,8 @@ ResultIntake, which decides what is stored.
 
 - Each line is decoded on its own: a bad one (not JSON, truncated, binary, not an object, a
   shape the adapter cannot decode, a success without answer or usage) becomes a failed result
-  (kind `provider`, the line kept, cut to RAW_LINE_CHARS) for the request it names, or, naming
-  none, a download warning; the other lines are stored.
+  (kind `provider`, the line kept in `raw` as `unreadable_line`, cut to RAW_LINE_CHARS) for the
+  request it names, or, naming none, a download warning; the other lines are stored.
 - Only the batch's own requests are accepted: an id of another chunk, attempt or experiment, or
   none at all, is ignored with a warning.
 - The first answer for an id wins; a second one is a conflict, recorded as a warning.
@@ -94,11 +94,14 @@ class ResultIntake:
             if custom_id is not None:
                 self._refuse(custom_id, unreadable=problem)
             else:
-                self._note(f"An unreadable result line was ignored ({problem}): {_cut(line, 120)}")
+                self._note(
+                    f"An unreadable result line was ignored ({_shown(problem)}): "
+                    f"{_shown(_cut(line, 120))}"
+                )
             return None
         self._waiting.discard(custom_id)
         self._answered.add(custom_id)
-        raw = orjson.dumps(_cut(line, RAW_LINE_CHARS)).decode()
+        raw = orjson.dumps({"unreadable_line": _cut(line, RAW_LINE_CHARS)}).decode()
         return ResultRecord(
             custom_id,
             "failed",
@@ -114,7 +117,7 @@ class ResultIntake:
         )
 
     def _refuse(self, custom_id: str, unreadable: str | None = None) -> None:
-        shown = _cut(custom_id, 80)
+        shown = _shown(_cut(custom_id, 80))
         if custom_id in self._answered:
             self._note(f"A second answer for request '{shown}' was ignored: the first one is kept.")
         elif unreadable is not None:
@@ -159,3 +162,10 @@ def _json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
     return "number"
+
+
+def _shown(text: str) -> str:
+    """Control characters escaped: a warning is printed to a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

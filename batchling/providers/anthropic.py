@@ -494,9 +494,7 @@ class AnthropicProvider:
     async def poll(self, ref: BatchRef) -> BatchSnapshot:
         return snapshot_of(await self.client.messages.batches.retrieve(ref.batch_id))
 
-    async def results(
-        self, ref: BatchRef, snapshot: BatchSnapshot
-    ) -> AsyncIterator[bytes | str]:
+    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
         streaming = self.client.messages.batches.with_streaming_response
         async with streaming.results(ref.batch_id) as response:
             async for line in response.iter_lines():

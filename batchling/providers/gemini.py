@@ -600,9 +600,7 @@ class GeminiProvider:
             errors=[job.error.message] if job.error and job.error.message else [],
         )
 
-    async def results(
-        self, ref: BatchRef, snapshot: BatchSnapshot
-    ) -> AsyncIterator[bytes | str]:
+    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
         if not snapshot.output_file_id:
             return
         # The SDK streams the download to a file; lines are then read from disk one at a time.

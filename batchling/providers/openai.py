@@ -253,9 +253,7 @@ class OpenAIProvider:
             errors=errors,
         )
 
-    async def results(
-        self, ref: BatchRef, snapshot: BatchSnapshot
-    ) -> AsyncIterator[bytes | str]:
+    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
         for file_id in (snapshot.output_file_id, snapshot.error_file_id):
             if not file_id:
                 continue

@@ -345,9 +345,7 @@ class TogetherProvider:
         report = stored.validation_report
         return report.nlines if report is not None else None
 
-    async def results(
-        self, ref: BatchRef, snapshot: BatchSnapshot
-    ) -> AsyncIterator[bytes | str]:
+    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
         for file_id in (snapshot.output_file_id, snapshot.error_file_id):
             if not file_id:
                 continue
