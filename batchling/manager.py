@@ -17,7 +17,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from batchling import resume
-from batchling.chunks import ChunkWriter
+from batchling.chunks import PROCESSED_FILE, ChunkWriter
 from batchling.errors import (
     AmbiguousBatchError,
     BatchlingError,
@@ -46,6 +46,7 @@ from batchling.models import (
     ResultError,
     Status,
 )
+from batchling.owned_files import OutputPolicy, output_path, writing
 from batchling.pricing import (
     ExperimentCost,
     PriceTable,
@@ -105,6 +106,9 @@ _RESUME_COMMANDS = {
     "download": "results",
     "cancel": "cancel",
 }
+RESULTS_FILE = "results file"
+EXPORT_FILE = "export file"
+COMPARISON_FILE = "comparison file"
 # Response-format classes given at create in this process, by (database, experiment name).
 _RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {}
 
@@ -224,6 +228,7 @@ class AsyncExperimentManager:
         id_field: str | None = None,
         study: str | None = None,
         generation: GenerationParams | dict[str, Any] | None = None,
+        overwrite: bool = False,
     ) -> Experiment:
         """Validate and encode the requests, write the provider's input file(s), record it all.
 
@@ -234,7 +239,8 @@ class AsyncExperimentManager:
         `response_format` (a pydantic class, a JSON Schema dict, a .json schema file or
         `module:Class`) asks every request for JSON matching it; results are then validated.
         `study` groups it with other experiments (see compare_experiments).
-        `generation` (temperature, max_tokens, reasoning, ...) fills what a request leaves unset."""
+        `generation` (temperature, max_tokens, reasoning, ...) fills what a request leaves unset.
+        A processed or results path that already exists is refused unless `overwrite`."""
         _check_name(experiment_name)
         fmt = response_format_from(response_format) if response_format is not None else None
         info = registry.provider_info(provider)
@@ -275,17 +281,18 @@ class AsyncExperimentManager:
         )
 
         home = experiment_dir(experiment_name)
-        processed = _prepare_output_path(
-            processed_file_path or home / "processed.jsonl", "processed file"
-        )
-        results = _prepare_output_path(results_file_path or home / "results.jsonl", "results file")
+        processed = output_path(processed_file_path or home / "processed.jsonl", PROCESSED_FILE)
+        results = output_path(results_file_path or home / "results.jsonl", RESULTS_FILE)
+        policy = await _output_policy(store, experiment_name, [processed, results], overwrite)
+        policy.check(processed, PROCESSED_FILE)
+        policy.check(results, RESULTS_FILE)
         options: dict[str, Any] = {
             "max_requests_per_batch": max_requests_per_batch,
             "max_bytes_per_batch": max_bytes_per_batch,
         }
         if fmt is not None:
             options["response_format"] = fmt.to_options()
-        writer = _chunk_writer(processed, info, options)
+        writer = _chunk_writer(processed, info, options, policy)
         encoded = _encoded_rows(
             registry.encoder(provider),
             pairs,
@@ -317,8 +324,7 @@ class AsyncExperimentManager:
             )
         except BaseException:
             writer.abort()
-            for chunk in writer.records:
-                chunk.path.unlink(missing_ok=True)
+            writer.remove_created()
             raise
         if fmt is not None and fmt.model is not None:
             _RESPONSE_MODELS[(str(self.db_path), experiment_name)] = fmt.model
@@ -407,6 +413,9 @@ class AsyncExperimentManager:
                 registry.encoder(experiment.provider),
                 pairs,
                 experiment.processed_file_path,
+                policy=await _output_policy(
+                    store, experiment_name, [experiment.processed_file_path]
+                ),
                 model=fields.get("model", experiment.model),
                 endpoint=endpoint,
                 info=info,
@@ -832,6 +841,7 @@ class AsyncExperimentManager:
             registry.encoder(experiment.provider),
             pairs,
             processed.with_name(f"{processed.stem}.retry{attempt - 1}{processed.suffix}"),
+            policy=await _output_policy(store, experiment_name, [processed]),
             model=experiment.model,
             endpoint=experiment.endpoint,
             info=registry.provider_info(experiment.provider),
@@ -956,7 +966,7 @@ class AsyncExperimentManager:
                 )
                 await self._write_results_file(experiment, parts)
             finally:
-                remove_parts(experiment.results_file_path)
+                remove_parts(parts or [])
         elif not experiment.results_file_path.exists():
             await self._write_results_file(experiment)
         return experiment
@@ -1053,19 +1063,17 @@ class AsyncExperimentManager:
         from the store."""
         store = await self.store()
         path = experiment.results_file_path
-        temp = path.with_name(path.name + ".partial")
+        policy = await _output_policy(store, experiment.name, [path])
+        policy.check(path, RESULTS_FILE)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with temp.open("wb") as handle:
+            with writing(path, RESULTS_FILE, replace=policy.may_replace(path)) as handle:
                 if parts and all(part.complete for part in parts):
                     join_parts(parts, handle)
                 else:
                     async for line in store.iter_result_lines(experiment):
                         handle.write(line + b"\n")
-            temp.replace(path)
         except OSError as error:
-            with contextlib.suppress(OSError):
-                temp.unlink(missing_ok=True)
             raise InputError(
                 f"Cannot write the results file {path}: {error.strerror}. The results are stored; "
                 f"update the path with 'batchling update' or fix permissions, then run results again."
@@ -1260,17 +1268,51 @@ class AsyncExperimentManager:
         return rows
 
     async def export(
-        self, experiment_name: str, fmt: str = "jsonl", path: str | Path | None = None
+        self,
+        experiment_name: str,
+        fmt: str = "jsonl",
+        path: str | Path | None = None,
+        *,
+        overwrite: bool = False,
+        raw: bool = False,
     ) -> Path:
-        """Write the rows to a jsonl, csv or parquet file (default: ./<name>.<format>)."""
+        """Write the rows to a jsonl, csv or parquet file (default: ./<name>.<format>). A file
+        that exists and is not an earlier export of this experiment is refused unless
+        `overwrite`. CSV cells a spreadsheet would run as a formula are neutralised unless `raw`
+        (see export.write_csv)."""
         from batchling.export import check_format, write_rows
 
-        target = Path(path or f"{experiment_name}.{fmt}").expanduser()
         check_format(fmt)
+        store = await self.store()
+        await store.get_experiment(experiment_name)
+        target = output_path(path or f"{experiment_name}.{fmt}", EXPORT_FILE)
+        policy = await _output_policy(store, experiment_name, [target], overwrite)
+        policy.check(target, EXPORT_FILE)
         rows = await self.export_rows(experiment_name)
-        target = _prepare_output_path(target, "export file")
-        write_rows(rows, target, fmt)
+        await store.claim_file(experiment_name, target, EXPORT_FILE)
+        write_rows(rows, target, fmt, replace=policy.may_replace(target), raw=raw)
         return target
+
+    async def write_comparison(
+        self,
+        comparison: Comparison,
+        path: str | Path,
+        *,
+        overwrite: bool = False,
+        raw: bool = False,
+    ) -> Path:
+        """Write a comparison to a .jsonl or .csv file, owned by the study's first experiment:
+        refused, unless `overwrite`, where a file exists that is not an earlier one of the study."""
+        from batchling.compare import check_comparison_path, write_comparison
+
+        check_comparison_path(Path(path))
+        store = await self.store()
+        owner = comparison.targets[0].experiment.name
+        target = output_path(path, COMPARISON_FILE)
+        policy = await _output_policy(store, owner, [target], overwrite)
+        policy.check(target, COMPARISON_FILE)
+        await store.claim_file(owner, target, COMPARISON_FILE)
+        return write_comparison(comparison, target, replace=policy.may_replace(target), raw=raw)
 
     async def to_pandas(self, experiment_name: str) -> Any:
         """The rows as a pandas DataFrame (pip install 'batchling[pandas]')."""
@@ -1427,9 +1469,12 @@ def _load_requests(
     )
 
 
-def _chunk_writer(processed: Path, info: ProviderInfo, options: dict[str, Any]) -> ChunkWriter:
+def _chunk_writer(
+    processed: Path, info: ProviderInfo, options: dict[str, Any], policy: OutputPolicy
+) -> ChunkWriter:
     return ChunkWriter(
         processed,
+        policy=policy,
         max_requests=min(
             options.get("max_requests_per_batch") or info.limits.max_requests,
             info.limits.max_requests,
@@ -1483,21 +1528,14 @@ def _closed(writer: ChunkWriter) -> Iterator[BatchRecord]:
     yield from writer.close()
 
 
-def _prepare_output_path(path: str | Path, what: str) -> Path:
-    path = Path(path).expanduser().resolve()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(
-            f"Cannot create the directory for the {what} {path}: {error.strerror}."
-        ) from None
-    if path.is_dir():
-        raise InputError(f"The {what} {path} is a directory; give a file path.")
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise InputError(
-            f"The {what} {path} is not writable: choose another path or fix permissions."
-        )
-    return path
+async def _output_policy(
+    store: Store, experiment_name: str, paths: Iterable[Path], overwrite: bool = False
+) -> OutputPolicy:
+    """What the experiment may write among `paths` and the files beside them."""
+    claims = await store.file_claims(path.parent for path in paths)
+    # Its default directory holds only files batchling wrote for an experiment of this name.
+    own_dir = experiment_dir(experiment_name).expanduser().resolve()
+    return OutputPolicy(experiment_name, claims, overwrite=overwrite, own_dir=own_dir)
 
 
 def _write_chunks(
@@ -1505,6 +1543,7 @@ def _write_chunks(
     pairs: Sequence[tuple[str, RawRequest]],
     processed: Path,
     *,
+    policy: OutputPolicy,
     model: str,
     endpoint: str,
     info: ProviderInfo,
@@ -1512,7 +1551,7 @@ def _write_chunks(
     response_format: ResponseFormat | None = None,
 ) -> tuple[list[BatchRecord], dict[str, int]]:
     """Encode requests already stored (re-encoding after an update, or a retry) into chunks."""
-    writer = _chunk_writer(processed, info, options)
+    writer = _chunk_writer(processed, info, options, policy)
     try:
         rows = _encoded_rows(
             encoder,

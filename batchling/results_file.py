@@ -9,21 +9,27 @@ usually do), and the parts are joined at the end, which spares reading every row
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from batchling.owned_files import FILE_MODE
 from batchling.records import ResultRecord, record_line
 
 
 def part_path(results_path: Path, chunk: int) -> Path:
-    return results_path.with_name(f"{results_path.name}.chunk{chunk:04d}.partial")
+    """A name no other download (of this or another process) uses."""
+    token = secrets.token_hex(4)
+    return results_path.with_name(f".{results_path.name}.chunk{chunk:04d}.{token}.partial")
 
 
-def remove_parts(results_path: Path) -> None:
-    for stale in results_path.parent.glob(f"{results_path.name}.chunk*.partial"):
-        stale.unlink(missing_ok=True)
+def remove_parts(parts: Sequence[ChunkLines]) -> None:
+    """Remove the part files of one download (only those it created)."""
+    for part in parts:
+        part.discard()
 
 
 class ChunkLines:
@@ -36,8 +42,12 @@ class ChunkLines:
         self._next = 0
         self.complete = False
         self._handle: IO[bytes] | None = None
+        self._created = False
         try:
-            self._handle = path.open("wb", buffering=1024 * 1024)
+            # Created here or not at all: a file already at this path is never written or removed.
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            self._created = True
+            self._handle = open(descriptor, "wb", buffering=1024 * 1024)  # noqa: SIM115
         except OSError:
             self._ok = False  # the file is then built from the store, which reports the error
         else:
@@ -72,7 +82,9 @@ class ChunkLines:
         if self._handle is not None:
             with contextlib.suppress(OSError):
                 self._handle.close()
-        self.path.unlink(missing_ok=True)
+        if self._created:
+            self.path.unlink(missing_ok=True)
+            self._created = False
 
 
 def join_parts(parts: Sequence[ChunkLines], sink: IO[bytes]) -> None:

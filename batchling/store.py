@@ -30,12 +30,15 @@ from batchling.models import (
     Status,
     Usage,
 )
+from batchling.owned_files import Claim, owned_elsewhere
 from batchling.records import ResultRecord, record_line, record_of
 
 INSERT_BATCH_SIZE = 10_000
 INSERT_BATCH_BYTES = 8 * 1024 * 1024
 """A block of requests is inserted at whichever comes first (requests with images are big)."""
 ITER_CHUNK_SIZE = 1000
+PROCESSED_ROLE = "processed file"
+RESULTS_ROLE = "results file"
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -184,9 +187,18 @@ class Store:
         except sqlite3.IntegrityError:
             raise ExperimentExistsError(experiment.name) from None
         experiment_id = cursor.lastrowid
+        assert experiment_id is not None
         to_json = RawRequest.__pydantic_serializer__.to_json
         inserting: asyncio.Task[None] | None = None
         try:
+            # Claimed before any request streams (and any chunk is written), in this transaction.
+            await self._claim(
+                experiment_id,
+                [
+                    (experiment.processed_file_path, PROCESSED_ROLE),
+                    (experiment.results_file_path, RESULTS_ROLE),
+                ],
+            )
             rows: list[tuple[Any, ...]] = []
             total = size = 0
             for index, (custom_id, chunk, request, text) in enumerate(requests):
@@ -215,10 +227,12 @@ class Store:
                 "UPDATE experiments SET total = ?, options = ? WHERE id = ?",
                 (total, json.dumps(options), experiment_id),
             )
+            batches = list(batches)
             await self.db.executemany(
                 "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes) VALUES (?,?,?,?,?)",
                 [(experiment_id, b.chunk, str(b.path), b.request_count, b.bytes) for b in batches],
             )
+            await self._claim(experiment_id, [(b.path, PROCESSED_ROLE) for b in batches])
             await self.db.commit()
         except BaseException:
             if inserting is not None:
@@ -424,11 +438,17 @@ class Store:
     ) -> None:
         """Re-plan the chunks of an experiment that has not started (after an update)."""
         experiment_id = await self._experiment_id(experiment.name)
+        batches = list(batches)
         await self.db.execute("DELETE FROM batches WHERE experiment_id = ?", (experiment_id,))
         await self.db.executemany(
             "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes) VALUES (?,?,?,?,?)",
             [(experiment_id, b.chunk, str(b.path), b.request_count, b.bytes) for b in batches],
         )
+        try:
+            await self._claim(experiment_id, [(b.path, PROCESSED_ROLE) for b in batches])
+        except BaseException:
+            await self.db.rollback()
+            raise
         await self.db.executemany(
             "UPDATE requests SET chunk = ? WHERE experiment_id = ? AND custom_id = ?",
             [(chunk, experiment_id, custom_id) for custom_id, chunk in chunk_of.items()],
@@ -462,6 +482,7 @@ class Store:
             if Status(row[0]) not in TERMINAL_STATUSES or (row[1] or 0) >= attempt:
                 await self.db.rollback()
                 return False
+            batches = list(batches)
             await self.db.executemany(
                 "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes, attempt) "
                 "VALUES (?,?,?,?,?,?)",
@@ -470,6 +491,7 @@ class Store:
                     for b in batches
                 ],
             )
+            await self._claim(experiment_id, [(b.path, PROCESSED_ROLE) for b in batches])
             await self.db.executemany(
                 "UPDATE requests SET chunk = ? WHERE experiment_id = ? AND custom_id = ?",
                 [(chunk, experiment_id, custom_id) for custom_id, chunk in chunk_of.items()],
@@ -555,6 +577,54 @@ class Store:
             (*columns.values(), experiment_id, chunk),
         )
         await self.db.commit()
+
+    # owned files (see owned_files.py)
+
+    async def _claim(self, experiment_id: int, paths: Iterable[tuple[Path, str]]) -> None:
+        """Claim each (path, role) for the experiment, in the caller's transaction; a path owned
+        by another experiment, or by this one in another role, raises InputError."""
+        pairs = [(str(path), role) for path, role in paths]
+        if not pairs:
+            return
+        await self.db.executemany(
+            "INSERT OR IGNORE INTO owned_files (path, experiment_id, role) VALUES (?, ?, ?)",
+            [(path, experiment_id, role) for path, role in pairs],
+        )
+        for path, role in pairs:
+            async with self.db.execute(
+                "SELECT o.experiment_id, o.role, e.name FROM owned_files o "
+                "JOIN experiments e ON e.id = o.experiment_id WHERE o.path = ?",
+                (path,),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is not None and (row[0], row[1]) != (experiment_id, role):
+                raise owned_elsewhere(Path(path), role, Claim(row[2], row[1]))
+
+    async def file_claims(self, directories: Iterable[Path]) -> dict[str, Claim]:
+        """Every claimed path in these directories, and its owner."""
+        claims: dict[str, Claim] = {}
+        for directory in {str(d) for d in directories}:
+            prefix = directory.rstrip(os.sep) + os.sep
+            async with self.db.execute(
+                "SELECT o.path, e.name, o.role FROM owned_files o "
+                "JOIN experiments e ON e.id = o.experiment_id WHERE substr(o.path, 1, ?) = ?",
+                (len(prefix), prefix),
+            ) as cursor:
+                async for path, name, role in cursor:
+                    if os.path.dirname(path) == directory:
+                        claims[path] = Claim(name, role)
+        return claims
+
+    @_serialized
+    async def claim_file(self, experiment_name: str, path: Path, role: str) -> None:
+        """Claim one more file (an export) for the experiment, at once and for good."""
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            await self._claim(await self._experiment_id(experiment_name), [(path, role)])
+            await self.db.commit()
+        except BaseException:
+            await self.db.rollback()
+            raise
 
     async def _experiment_id(self, name: str) -> int:
         async with self.db.execute("SELECT id FROM experiments WHERE name = ?", (name,)) as cursor:
