@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -132,10 +133,16 @@ def write_csv(rows: Sequence[dict[str, Any]], handle: IO[str], *, raw: bool = Fa
     `raw`."""
     columns = columns_of(rows)
     writer = csv.writer(handle, lineterminator="\n")
+    # With "\n" line ends, csv quotes a field holding "\n" but not one holding a lone "\r",
+    # which readers take for a line end: such rows are written fully quoted.
+    quoted = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_ALL)
     safe = _csv_cell if raw else lambda value: spreadsheet_safe(_csv_cell(value))
-    writer.writerow([safe(c) for c in columns])
-    for row in rows:
-        writer.writerow([safe(row.get(c)) for c in columns])
+    for cells in itertools.chain([columns], ([row.get(c) for c in columns] for row in rows)):
+        line = [safe(cell) for cell in cells]
+        if any(isinstance(cell, str) and "\r" in cell for cell in line):
+            quoted.writerow(line)
+        else:
+            writer.writerow(line)
 
 
 def _csv_cell(value: Any) -> Any:
