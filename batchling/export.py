@@ -137,7 +137,10 @@ def write_csv(rows: Sequence[dict[str, Any]], handle: IO[str], *, raw: bool = Fa
     # which readers take for a line end: such rows are written fully quoted.
     quoted = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_ALL)
     safe = _csv_cell if raw else lambda value: spreadsheet_safe(_csv_cell(value))
-    for cells in itertools.chain([columns], ([row.get(c) for c in columns] for row in rows)):
+    lines: Iterable[list[Any]] = itertools.chain(
+        [list(columns)], ([row.get(c) for c in columns] for row in rows)
+    )
+    for cells in lines:
         line = [safe(cell) for cell in cells]
         if any(isinstance(cell, str) and "\r" in cell for cell in line):
             quoted.writerow(line)

@@ -32,8 +32,8 @@ class ResultIntake:
     """Takes one batch's raw result lines (`take`); `unanswered()` and `warnings` once done."""
 
     def __init__(self, expected: Iterable[str], decode: Decode, *, id_field: str) -> None:
-        self._waiting = set(expected)
-        self._answered: set[str] = set()
+        # Each expected id -> answered yet: one lookup a line tells own, repeated and foreign ids.
+        self._answered = dict.fromkeys(expected, False)
         self._decode = decode
         self._id_field = id_field
         # The id as it appears in a line too damaged to parse: `"custom_id": "..."`.
@@ -52,7 +52,7 @@ class ResultIntake:
         custom_id = data.get(self._id_field)
         if type(custom_id) is not str:
             return self._unreadable(line, f"no string '{self._id_field}'", None)
-        if custom_id not in self._waiting:
+        if self._answered.get(custom_id, True):
             self._refuse(custom_id)
             return None
         try:
@@ -71,14 +71,13 @@ class ResultIntake:
         ):
             # Every real answer carries an output or a usage: this line only looks like one.
             return self._unreadable(line, "it says succeeded but holds no answer", custom_id)
-        self._waiting.discard(custom_id)
-        self._answered.add(custom_id)
+        self._answered[custom_id] = True
         return record
 
     def unanswered(self, expected: Iterable[str]) -> Iterator[str]:
         """The ids of `expected` no line answered, in its order."""
-        waiting = self._waiting
-        return (cid for cid in expected if cid in waiting)
+        answered = self._answered
+        return (cid for cid in expected if not answered.get(cid, True))
 
     @property
     def warnings(self) -> list[str]:
@@ -90,7 +89,7 @@ class ResultIntake:
         self, line: bytes | str, problem: str, custom_id: str | None
     ) -> ResultRecord | None:
         problem = problem.splitlines()[0][:200] if problem else "unreadable"
-        if custom_id is None or custom_id not in self._waiting:
+        if custom_id is None or self._answered.get(custom_id, True):
             if custom_id is not None:
                 self._refuse(custom_id, unreadable=problem)
             else:
@@ -99,8 +98,7 @@ class ResultIntake:
                     f"{_shown(_cut(line, 120))}"
                 )
             return None
-        self._waiting.discard(custom_id)
-        self._answered.add(custom_id)
+        self._answered[custom_id] = True
         raw = orjson.dumps({"unreadable_line": _cut(line, RAW_LINE_CHARS)}).decode()
         return ResultRecord(
             custom_id,
@@ -118,7 +116,7 @@ class ResultIntake:
 
     def _refuse(self, custom_id: str, unreadable: str | None = None) -> None:
         shown = _shown(_cut(custom_id, 80))
-        if custom_id in self._answered:
+        if self._answered.get(custom_id):
             self._note(f"A second answer for request '{shown}' was ignored: the first one is kept.")
         elif unreadable is not None:
             self._note(f"An unreadable result line for unknown request '{shown}' was ignored.")
