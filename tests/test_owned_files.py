@@ -13,11 +13,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
+from click.testing import CliRunner
 
 from batchling import AsyncExperimentManager
+from batchling.cli import cli
 from batchling.emulator import Emulator
 from batchling.errors import InputError
+from batchling.migrations import MIGRATIONS
 from batchling.owned_files import OutputPolicy, place, temp_beside
 from tests.helpers import read_jsonl, request_dicts
 
@@ -442,3 +446,61 @@ async def test_a_download_never_touches_files_named_like_its_parts(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".r", "r"))) == sorted(
         [*(p.name for p in lookalikes), "r.jsonl"]
     )
+
+
+async def test_a_database_from_before_owned_files_gives_each_path_to_its_first_experiment(
+    tmp_path: Path,
+) -> None:
+    db_path = tmp_path / "old.sqlite"
+    async with aiosqlite.connect(db_path) as db:
+        await db.execute(
+            "CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        for name, step in MIGRATIONS:
+            if name == "m005_owned_files":
+                break
+            await step(db)
+            await db.execute("INSERT INTO migrations VALUES (?, 'then')", (name,))
+        for index, name in enumerate(["first", "second"]):
+            await db.execute(
+                "INSERT INTO experiments (name, provider, model, endpoint, status, "
+                "processed_file_path, results_file_path, created_at, updated_at) "
+                "VALUES (?, 'openai', 'm', 'e', 'created', ?, ?, 't', 't')",
+                (name, str(tmp_path / f"p{index}.jsonl"), str(tmp_path / "shared.jsonl")),
+            )
+            await db.execute(
+                "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes) "
+                "VALUES (?, 1, ?, 1, 1)",
+                (index + 1, str(tmp_path / f"p{index}-0001.jsonl")),
+            )
+        await db.commit()
+    async with AsyncExperimentManager(db_path) as manager:
+        claims = await (await manager.store()).file_claims([tmp_path])
+    assert {path: (c.experiment, c.role) for path, c in claims.items()} == {
+        str(tmp_path / "p0.jsonl"): ("first", "processed file"),
+        str(tmp_path / "p0-0001.jsonl"): ("first", "processed file"),
+        str(tmp_path / "shared.jsonl"): ("first", "results file"),
+        str(tmp_path / "p1.jsonl"): ("second", "processed file"),
+        str(tmp_path / "p1-0001.jsonl"): ("second", "processed file"),
+    }
+
+
+def test_the_cli_refuses_a_foreign_file_in_one_line_and_replaces_it_with_overwrite(
+    tmp_path: Path,
+) -> None:
+    runner = CliRunner()
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    foreign = tmp_path / "processed.jsonl"
+    foreign.write_text(BEFORE)
+    args = ["--db", str(tmp_path / "db.sqlite"), "create", "--name", "e", "--model", "m"]
+    args += ["--raw-file-path", str(requests), "--processed-file-path", str(foreign)]
+    refused = runner.invoke(cli, args)
+    assert refused.exit_code == 2
+    assert refused.output.startswith("Error: The processed file ")
+    assert refused.output.count("\n") == 1 and "--overwrite" in refused.output
+    assert foreign.read_text() == BEFORE
+    done = runner.invoke(cli, [*args, "--overwrite"])
+    assert done.exit_code == 0, done.output
+    assert len(read_jsonl(foreign)) == 1
+    assert stat.S_IMODE(foreign.stat().st_mode) == 0o600
