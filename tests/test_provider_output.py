@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from batchling import AsyncExperimentManager, Result
+from batchling import AsyncExperimentManager, Result, ResultError
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator, Fault
 from batchling.emulator.answers import is_failure
@@ -361,3 +361,30 @@ def test_warnings_are_bounded_whatever_the_number_of_bad_lines() -> None:
         assert intake.take(f"garbage {index}") is None
     assert len(intake.warnings) == MAX_WARNINGS + 1
     assert intake.warnings[-1] == f"... and {1000 - MAX_WARNINGS} more lines ignored."
+
+
+@pytest.mark.parametrize("json_rows", [True, False])
+async def test_the_store_never_replaces_a_success_but_replaces_anything_else(
+    manager: AsyncExperimentManager, json_rows: bool
+) -> None:
+    store = await manager.store()
+    store.json_rows = json_rows  # both ways rows go in: one JSON statement, or executemany
+    experiment = await manager.create_experiment(
+        "kept",
+        model="m",
+        raw_requests=[{"id": i, "messages": [{"role": "user", "content": i}]} for i in "ab"],
+    )
+    first = [
+        Result(custom_id="a", status="succeeded", text="first"),
+        Result(custom_id="b", status="failed", error=ResultError(message="first")),
+    ]
+    later = [
+        Result(custom_id="a", status="failed", error=ResultError(message="later")),
+        Result(custom_id="b", status="succeeded", text="later"),
+    ]
+    await store.save_results(experiment, first)
+    await store.save_results(experiment, later)
+    await store.save_results(experiment, first)
+    stored = {r.custom_id: r async for r in store.iter_results(experiment)}
+    assert (stored["a"].text, stored["b"].text) == ("first", "later")
+    assert stored["a"].ok and stored["b"].ok
