@@ -14,8 +14,10 @@ from typing import Any
 
 import orjson
 import pytest
+from click.testing import CliRunner
 
 from batchling import AsyncExperimentManager, Result, ResultError
+from batchling.cli import cli
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator, Fault
 from batchling.emulator.answers import is_failure
@@ -388,3 +390,36 @@ async def test_the_store_never_replaces_a_success_but_replaces_anything_else(
     stored = {r.custom_id: r async for r in store.iter_results(experiment)}
     assert (stored["a"].text, stored["b"].text) == ("first", "later")
     assert stored["a"].ok and stored["b"].ok
+
+
+def test_results_prints_each_warning_of_the_download(emulator: Emulator, tmp_path: Path) -> None:
+    doctor(emulator, "openai", CASES["an unknown id"][0])
+    runner = CliRunner()
+    db = ["--db", str(tmp_path / "db.sqlite")]
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(
+        "".join(
+            f'{{"id": "q{i}", "messages": [{{"role": "user", "content": "hi"}}]}}\n'
+            for i in range(2)
+        )
+    )
+    created = runner.invoke(
+        cli,
+        [
+            *db,
+            "create",
+            "--name",
+            "w",
+            "--model",
+            "gpt-4o-mini",
+            "--raw-file-path",
+            str(requests),
+            "--start",
+        ],
+    )
+    assert created.exit_code == 0, created.output
+    assert runner.invoke(cli, [*db, "wait", "w", "--poll-interval", "0.01"]).exit_code == 0
+    shown = runner.invoke(cli, [*db, "results", "w", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert "Warning (batch 0): A result for 'stranger', not a request of this batch" in shown.stderr
+    assert len(shown.stdout.splitlines()) == 2
