@@ -701,8 +701,8 @@ class AsyncExperimentManager:
                 sorted({b.provider_status for b in current if b.provider_status})
             )
             or None,
-            "completed": kept_ok + sum(b.completed for b in batches if not b.results_stored),
-            "failed": kept_failed + sum(b.failed for b in batches if not b.results_stored),
+            "completed": kept_ok + sum(_reported(b)[0] for b in batches if not b.results_stored),
+            "failed": kept_failed + sum(_reported(b)[1] for b in batches if not b.results_stored),
         }
         errors = [e for b in current for e in b.errors]
         if errors:
@@ -1399,6 +1399,13 @@ def _parsed_record(provider: Provider, fmt: ResponseFormat, line: dict[str, Any]
         else:
             result = result.model_copy(update={"parsed": parsed})
     return record_of(result)
+
+
+def _reported(batch: BatchRecord) -> tuple[int, int]:
+    """The provider's (completed, failed) counts of a batch, within its number of requests:
+    they are its word, untrusted like its results."""
+    completed = max(0, min(batch.completed, batch.request_count))
+    return completed, max(0, min(batch.failed, batch.request_count - completed))
 
 
 def _missing_result(batch: BatchRecord) -> ResultError:

@@ -423,3 +423,19 @@ def test_results_prints_each_warning_of_the_download(emulator: Emulator, tmp_pat
     assert shown.exit_code == 0, shown.output
     assert "Warning (batch 0): A result for 'stranger', not a request of this batch" in shown.stderr
     assert len(shown.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("completed", "failed", "shown"),
+    [(2, 0, (2, 0)), (5, 0, (2, 0)), (1, 9, (1, 1)), (-3, -1, (0, 0)), (0, 7, (0, 2))],
+)
+def test_a_providers_counts_never_exceed_the_batchs_requests(
+    completed: int, failed: int, shown: tuple[int, int]
+) -> None:
+    from batchling.manager import _reported
+    from batchling.models import BatchRecord
+
+    batch = BatchRecord(
+        chunk=0, path=Path("p"), request_count=2, bytes=1, completed=completed, failed=failed
+    )
+    assert _reported(batch) == shown
