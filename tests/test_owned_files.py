@@ -189,9 +189,8 @@ async def test_an_output_path_batchling_may_not_write_is_refused_and_left_as_it_
         assert Path(path).is_dir() and list(Path(path).iterdir()) == []
 
 
-@pytest.mark.parametrize("role", ROLES)
 async def test_one_experiments_processed_and_results_paths_cannot_be_one_file(
-    manager: AsyncExperimentManager, tmp_path: Path, role: str
+    manager: AsyncExperimentManager, tmp_path: Path
 ) -> None:
     path = tmp_path / "same.jsonl"
     with pytest.raises(InputError, match="is the processed file of experiment 'b'"):
