@@ -260,6 +260,11 @@ def create(
     _check_create_sources(raw_file_path, template_file, rows_file, id_field)
     if max_cost is not None and not start_now:
         raise click.UsageError("--max-cost applies when starting: add --start.")
+    if start_now:
+        from batchling.providers import registry
+
+        # A key or setting missing for the start must not leave a created experiment behind.
+        registry.check_ready(provider)
     manager = _manager(ctx)
     if response_format is not None and "" not in sys.path and str(Path.cwd()) not in sys.path:
         # `module:Class` names a class in the user's project, as `python -m` would find it.

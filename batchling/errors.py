@@ -40,11 +40,18 @@ class ExperimentNotFoundError(BatchlingError):
 
 
 class ExperimentExistsError(BatchlingError):
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"An experiment named '{name}' already exists: choose another name, "
-            f"or delete it first with 'batchling delete {name}'."
-        )
+    def __init__(self, name: str, *, not_started: bool = False) -> None:
+        if not_started:
+            message = (
+                f"An experiment named '{name}' already exists and was never started: start it "
+                f"with 'batchling start {name}', or delete it first with 'batchling delete {name}'."
+            )
+        else:
+            message = (
+                f"An experiment named '{name}' already exists: choose another name, "
+                f"or delete it first with 'batchling delete {name}'."
+            )
+        super().__init__(message)
         self.name = name
 
 

@@ -250,8 +250,9 @@ class AsyncExperimentManager:
             raise ConfigurationError("A model is required (--model).")
         source = _request_source(raw_requests, raw_file_path, template, rows, id_field)
         store = await self.store()
-        if await store.find_experiment(experiment_name) is not None:
-            raise ExperimentExistsError(experiment_name)
+        found = await store.find_experiment(experiment_name)
+        if found is not None:
+            raise ExperimentExistsError(experiment_name, not_started=found.status == Status.CREATED)
 
         # One streaming pass (read, check, encode, write chunks, insert in one transaction) keeps
         # memory flat whatever the number of requests; any error rolls it all back.
@@ -465,9 +466,20 @@ class AsyncExperimentManager:
             check_cost_limit(
                 max_cost,
                 [await self.experiment_cost(experiment_name)],
-                afterwards=f"Experiment '{experiment_name}' stays created, not started.",
+                afterwards=f"Experiment '{experiment_name}' stays created, not started: start it "
+                f"with 'batchling start {experiment_name}' (a higher --max-cost, or none).",
             )
-        provider = self._provider(experiment)
+        try:
+            provider = self._provider(experiment)
+        except ConfigurationError as error:
+            # Keeps the class (MissingApiKeyError...) and says the record exists, so the user
+            # does not create it again.
+            state = "not started" if experiment.status == Status.CREATED else "not all submitted"
+            error.args = (
+                f"{error} Experiment '{experiment_name}' is saved but {state}: once that is "
+                f"fixed, run 'batchling start {experiment_name}'.",
+            )
+            raise
         if not await store.claim_start(experiment_name, _owner_id(), _is_owner_alive):
             raise InvalidStateError(
                 f"Experiment '{experiment_name}' is being started by another process right now."
@@ -666,12 +678,7 @@ class AsyncExperimentManager:
         if pending:
             provider = self._provider(experiment)
             snapshots = await asyncio.gather(
-                *(
-                    self._call(
-                        experiment, "poll", provider.poll(BatchRef(b.batch_id or "", b.file_id))
-                    )
-                    for b in pending
-                )
+                *(self._poll(experiment, provider, b) for b in pending)
             )
             for batch, snapshot in zip(pending, snapshots, strict=True):
                 await store.update_batch(
@@ -711,6 +718,29 @@ class AsyncExperimentManager:
             fields["completed_at"] = utcnow()
         return await store.update_experiment(experiment_name, **fields)
 
+    async def _poll(
+        self, experiment: Experiment, provider: Provider, batch: BatchRecord
+    ) -> BatchSnapshot:
+        """One batch's poll; a batch the provider no longer knows (404) ends failed, so what
+        was downloaded stays and `retry` can submit its requests again."""
+        try:
+            return await self._call(
+                experiment, "poll", provider.poll(BatchRef(batch.batch_id or "", batch.file_id))
+            )
+        except ProviderError as error:
+            if resume.status_of(error.__cause__) != 404:
+                raise
+        return BatchSnapshot(
+            status=Status.FAILED,
+            provider_status="not found",
+            counts=RequestCounts(total=batch.request_count, failed=batch.request_count),
+            errors=[
+                f"{experiment.provider} no longer knows batch {batch.batch_id} (deleted, past its "
+                "retention, or an emulator restarted): its requests did not run; submit them "
+                f"again with 'batchling retry {experiment.name}'"
+            ],
+        )
+
     async def refresh_many(self, experiment_names: Sequence[str] | None = None) -> list[Experiment]:
         """Refresh the named experiments (default: every running one) concurrently; one client per
         provider serves them all. Returns them in the order given (or newest first)."""
@@ -720,7 +750,7 @@ class AsyncExperimentManager:
                 for e in await self.list_experiments()
                 if not e.is_finished and e.status not in (Status.CREATED, Status.SUBMITTING)
             ]
-        return list(await asyncio.gather(*(self.refresh(name) for name in experiment_names)))
+        return await _each_to_the_end([self.refresh(name) for name in experiment_names])
 
     async def wait(
         self,
@@ -761,22 +791,15 @@ class AsyncExperimentManager:
         on_update: ProgressCallback | None = None,
     ) -> list[Experiment]:
         """Wait for several experiments at once, their polls running concurrently. If one fails
-        (or times out) the others stop waiting and the error is raised."""
+        (or times out) the others are still followed to their end, then the first error is raised."""
         for name in experiment_names:
             await self.retrieve(name)
-        tasks = [
-            asyncio.ensure_future(
+        return await _each_to_the_end(
+            [
                 self.wait(name, poll_interval=poll_interval, timeout=timeout, on_update=on_update)
-            )
-            for name in dict.fromkeys(experiment_names)
-        ]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+                for name in dict.fromkeys(experiment_names)
+            ]
+        )
 
     async def cancel_experiment(self, experiment_name: str) -> Experiment:
         """Cancel at the provider; what already finished stays available through get_results."""
@@ -793,9 +816,17 @@ class AsyncExperimentManager:
         provider = self._provider(experiment)
         for batch in await store.list_batches(experiment):
             if batch.batch_id and not batch.status.is_terminal:
-                await self._call(
-                    experiment, "cancel", provider.cancel(BatchRef(batch.batch_id, batch.file_id))
-                )
+                try:
+                    await self._call(
+                        experiment,
+                        "cancel",
+                        provider.cancel(BatchRef(batch.batch_id, batch.file_id)),
+                    )
+                except ProviderError as error:
+                    # A batch the provider no longer knows has nothing to cancel: the refresh
+                    # below records it as failed.
+                    if resume.status_of(error.__cause__) != 404:
+                        raise
         return await self.refresh(experiment_name)
 
     # retry
@@ -938,8 +969,12 @@ class AsyncExperimentManager:
         if any(not b.results_stored for b in batches):
             provider = self._provider(experiment) if any(b.batch_id for b in batches) else None
             fmt = await self.response_format(experiment_name)
+            # Counts this download only: after a retry, the latest attempt's requests.
             download = TransferMeter(
-                self.on_transfer, experiment_name, "download", experiment.request_counts.total
+                self.on_transfer,
+                experiment_name,
+                "download",
+                sum(b.request_count for b in batches if not b.results_stored),
             )
             download.start()
             # A single attempt downloaded at once can have its results file written as it
@@ -952,9 +987,7 @@ class AsyncExperimentManager:
                 # them (~20% of the CPU of a big download), so it pauses meanwhile.
                 with _gc_paused():
                     for batch in batches:
-                        if batch.results_stored:
-                            download.advance(batch.request_count)
-                        else:
+                        if not batch.results_stored:
                             await self._store_batch_results(
                                 experiment, provider, batch, fmt, download, parts
                             )
@@ -983,6 +1016,7 @@ class AsyncExperimentManager:
         store = await self.store()
         expected = await store.chunk_custom_ids(experiment, batch.chunk)
         intake: ResultIntake | None = None
+        reason = _missing_result(batch)
         lines_out = None
         if parts is not None:
             lines_out = ChunkLines(part_path(experiment.results_file_path, batch.chunk), expected)
@@ -1029,14 +1063,21 @@ class AsyncExperimentManager:
             except BatchlingError:
                 raise
             except Exception as error:
-                await self._call(experiment, "download", _reraise(error))
+                if resume.status_of(error) != 404:
+                    await self._call(experiment, "download", _reraise(error))
+                # Results gone (past their retention): keep what came, mark the rest to retry.
+                reason = ResultError(
+                    kind="provider",
+                    message=f"{experiment.provider} no longer has the results of batch "
+                    f"{batch.batch_id} (deleted, or past its retention): submit this request "
+                    f"again with 'batchling retry {experiment.name}'.",
+                )
             finally:
                 if saving is not None:
                     await saving
             await store.save_records(experiment, pending)
         # Requests the provider returned nothing for still get a row saying why (replacing the
         # row of an earlier attempt: results show each request's latest outcome).
-        reason = _missing_result(batch)
         missing = [
             Result(
                 custom_id=cid,
@@ -1325,6 +1366,23 @@ class AsyncExperimentManager:
         from batchling.export import rows_to_polars
 
         return rows_to_polars(await self.export_rows(experiment_name))
+
+
+async def _each_to_the_end(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """Run the calls concurrently, each to its end whatever the others do; then raise the first
+    error, if any. Cancelling (Ctrl-C) stops them all."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
 
 
 def filter_experiments(

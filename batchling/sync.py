@@ -37,10 +37,37 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     except RuntimeError:
         return asyncio.run(coroutine)
     # asyncio.run cannot nest inside a running loop (Jupyter): use a private loop in a worker thread.
+    return _run_in_worker(coroutine)
+
+
+def _run_in_worker(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run the coroutine on a private loop in a worker thread. A KeyboardInterrupt (or any
+    exception) in the calling thread cancels it there and waits for its cleanup, so an
+    interrupted cell stops at once and leaves the experiment as a rerun can resume it."""
+    started: concurrent.futures.Future[tuple[asyncio.AbstractEventLoop, asyncio.Future[T]]] = (
+        concurrent.futures.Future()
+    )
+
+    async def main() -> T:
+        task = asyncio.ensure_future(coroutine)
+        started.set_result((asyncio.get_running_loop(), task))
+        return await task
+
     with concurrent.futures.ThreadPoolExecutor(
         max_workers=1, thread_name_prefix="batchling"
     ) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+        outcome = pool.submit(asyncio.run, main())
+        try:
+            while not outcome.done():
+                # Short waits: an interrupt that arrives without a signal (interrupt_main, or a
+                # SIGINT taken by another thread) is raised between two of them.
+                concurrent.futures.wait([outcome], timeout=0.1)
+        except BaseException:
+            loop, task = started.result()
+            with contextlib.suppress(RuntimeError):  # the loop closed as it finished meanwhile
+                loop.call_soon_threadsafe(task.cancel)
+            raise
+        return outcome.result()
 
 
 class ExperimentManager:

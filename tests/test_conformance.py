@@ -83,6 +83,7 @@ async def test_per_request_failures_keep_the_provider_message(
     manager: AsyncExperimentManager, emulator: Emulator, provider: str
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     finished = await run(manager, provider, 30)
     results = await manager.get_results("conf")
     failed = [r for r in results if not r.ok]

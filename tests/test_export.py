@@ -171,7 +171,7 @@ def test_missing_extra_names_what_to_install(
 def test_export_round_trip_reads_back_one_row_per_request(
     emulator: Emulator, tmp_path: Path, fmt: str
 ) -> None:
-    emulator.state.config = EmulatorConfig(failure_rate=0.5)
+    emulator.state.config = EmulatorConfig(failure_rate=0.5, fixed_failures=True)
     manager = finished_experiment(tmp_path, count=8)
     path = manager.export("caps", fmt, tmp_path / f"out.{fmt}")
     frame = {

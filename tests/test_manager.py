@@ -82,6 +82,7 @@ async def test_per_request_failures_become_error_results(
     manager: AsyncExperimentManager, emulator: Emulator
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     await manager.create_experiment("flaky", model="m", raw_requests=request_dicts(40))
     await manager.start_experiment("flaky")
     finished = await manager.wait("flaky", poll_interval=0.02)

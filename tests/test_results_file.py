@@ -76,7 +76,7 @@ async def test_results_out_of_request_order_are_written_from_the_store(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     # Failed requests come in the error file, after the output file's successes.
-    emulator.state.config = EmulatorConfig(failure_rate=0.4)
+    emulator.state.config = EmulatorConfig(failure_rate=0.4, fixed_failures=True)
     async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
         results = await run(manager, tmp_path, 9)
         stored_results = await manager.get_results("e")

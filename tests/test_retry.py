@@ -96,6 +96,7 @@ async def test_retry_reruns_the_failures_and_results_show_each_request_once(
 ) -> None:
     name = f"flaky-{provider}"
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     first = await run(manager, name, provider)
     failed = [r.custom_id for r in first if not r.ok]
     assert 0 < len(failed) < COUNT
@@ -143,9 +144,10 @@ async def test_a_retry_that_fails_again_shows_the_latest_outcome_and_can_be_retr
     manager: AsyncExperimentManager, emulator: Emulator
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     first = await run(manager, "stubborn")
     failed = sorted(r.custom_id for r in first if not r.ok)
-    # The emulator picks failures by custom id: the same requests fail again, now expired.
+    # Fixed failures: the same requests fail again, now expired.
     emulator.config.processing_seconds = 2.0
     emulator.config.expire_after_seconds = 0.2
     assert (await manager.retry_experiment("stubborn")).requests == len(failed)
@@ -250,6 +252,7 @@ async def test_only_expired_leaves_the_errors_alone(
     manager: AsyncExperimentManager, emulator: Emulator
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     emulator.config.processing_seconds = 1.0
     emulator.config.expire_after_seconds = 0.5
     first = await run(manager, "tardy", count=8)
@@ -281,6 +284,7 @@ async def test_only_parse_reruns_answers_that_did_not_fit_the_schema(
     name = f"shape-{provider}"
     emulator.config.invalid_json_rate = 0.5
     emulator.config.failure_rate = 0.3
+    emulator.config.fixed_failures = True
     first = await run(manager, name, provider, count=8, response_format=Capital)
     before = kinds(first)
     assert before["parse"] and before["provider"], before
@@ -352,6 +356,7 @@ async def test_a_retry_interrupted_while_submitting_resumes_instead_of_planning_
     manager: AsyncExperimentManager, emulator: Emulator
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     first = await run(manager, "crashy")
     failed = sum(not r.ok for r in first)
     emulator.config.failure_rate = 0.0
@@ -376,6 +381,7 @@ async def test_start_also_resumes_an_interrupted_retry(
     manager: AsyncExperimentManager, emulator: Emulator
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     await run(manager, "crashy2")
     emulator.config.failure_rate = 0.0
     emulator.inject(Fault(step="upload", kind=400, times=1))
@@ -395,6 +401,7 @@ def test_retry_through_the_cli(emulator: Emulator, tmp_path: Path) -> None:
     db = tmp_path / "db.sqlite"
     raw = write_jsonl(tmp_path / "requests.jsonl", request_dicts(COUNT))
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     code, out = invoke(
         "create",
         "--name",
@@ -460,6 +467,7 @@ def test_retry_json_and_errors_through_the_cli(emulator: Emulator, tmp_path: Pat
 def test_sync_shim_retry(emulator: Emulator, tmp_path: Path) -> None:
     manager = ExperimentManager(tmp_path / "db.sqlite")
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     manager.create_experiment("sync-retry", model="m", raw_requests=request_dicts(COUNT))
     manager.start_experiment("sync-retry")
     manager.wait("sync-retry", poll_interval=0.02)
@@ -479,6 +487,7 @@ def test_a_killed_retry_is_resumed_by_the_next_one_without_a_second_attempt(
     db = tmp_path / "db.sqlite"
     manager = ExperimentManager(db)
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     manager.create_experiment("killed", model="m", raw_requests=request_dicts(COUNT))
     manager.start_experiment("killed")
     manager.wait("killed", poll_interval=0.02)

@@ -291,6 +291,7 @@ async def test_invalid_json_becomes_a_parse_failure(
     manager: AsyncExperimentManager, emulator: Emulator, provider: str
 ) -> None:
     emulator.config.invalid_json_rate = 0.5
+    emulator.config.fixed_failures = True
     name = f"broken-{provider}"
     await manager.create_experiment(
         name,

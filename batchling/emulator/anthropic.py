@@ -202,7 +202,9 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
     lines = [
         {
             "custom_id": line["custom_id"],
-            "result": result_of(line, outcome, invalid_json_rate=state.config.invalid_json_rate),
+            "result": result_of(
+                line, outcome, invalid_json_rate=state.json_break_rate(batch, line["custom_id"])
+            ),
         }
         for line, outcome in zip(batch.lines, batch.outcomes, strict=True)
     ]

@@ -54,7 +54,7 @@ class EmulatorConfig:
     processing_seconds: float = 0.0
     """Time from batch creation to completion (validating, running, finalizing in between)."""
     failure_rate: float = 0.0
-    """Fraction of requests answered with a per-request error (chosen by custom id)."""
+    """Fraction of requests answered with a per-request error (chosen by custom id and batch)."""
     expire_after_seconds: float | None = None
     """When set, a batch still running after this long ends expired; finished work is kept."""
     latency_seconds: float = 0.0
@@ -63,7 +63,12 @@ class EmulatorConfig:
     """How long a batch stays `cancelling` before it is `cancelled`."""
     seed: int = 0
     invalid_json_rate: float = 0.0
-    """Fraction of structured-output requests (chosen by custom id) answered with broken JSON."""
+    """Fraction of structured-output requests (chosen by custom id and batch) answered with
+    broken JSON."""
+    fixed_failures: bool = False
+    """When True, failures and broken JSON are chosen by custom id alone, so the same requests
+    fail in every batch and a retry never recovers them (for tests that pin which requests fail).
+    By default each batch draws them anew, as a transient failure at a provider would."""
 
 
 @dataclass
@@ -262,6 +267,30 @@ class EmulatorState:
     def list_batches(self, provider: str) -> list[EmulatedBatch]:
         return [b for b in self.batches.values() if b.provider == provider]
 
+    def forget_batch(self, batch_id: str) -> None:
+        """Lose a batch and its results, as a provider does past its retention or an emulator
+        on restart: every call about them then answers 404."""
+        batch = self.batches.pop(batch_id, None)
+        if batch is not None:
+            for file_id in (batch.output_file_id, batch.error_file_id):
+                if file_id:
+                    self.delete_file(batch.provider, file_id)
+
+    def request_fails(self, batch: EmulatedBatch, custom_id: str) -> bool:
+        """Whether this request of this batch is answered with an error (about failure_rate)."""
+        return is_failure(
+            self._draw_key(batch, custom_id), self.config.failure_rate, self.config.seed
+        )
+
+    def json_break_rate(self, batch: EmulatedBatch, custom_id: str) -> float:
+        """1.0 when this request's structured answer in this batch is broken JSON, else 0.0: the
+        rate the answer builders take, drawn here so that a retry draws again."""
+        broken = is_failure(self._draw_key(batch, custom_id), self.config.invalid_json_rate, -1)
+        return 1.0 if broken else 0.0
+
+    def _draw_key(self, batch: EmulatedBatch, custom_id: str) -> str:
+        return custom_id if self.config.fixed_failures else f"{batch.id}:{custom_id}"
+
     def request_cancel(self, batch: EmulatedBatch) -> None:
         if batch.phase.terminal or batch.cancel_requested_at is not None:
             return
@@ -319,11 +348,7 @@ class EmulatorState:
     def _finish(self, batch: EmulatedBatch, phase: Phase, *, done: int) -> None:
         unfinished = "cancelled" if phase == Phase.CANCELLED else "expired"
         batch.outcomes = [
-            (
-                "failed"
-                if is_failure(cid, self.config.failure_rate, self.config.seed)
-                else "succeeded"
-            )
+            ("failed" if self.request_fails(batch, cid) else "succeeded")
             if index < done
             else unfinished
             for index, cid in enumerate(batch.custom_ids)

@@ -317,10 +317,7 @@ def _line_outcome(state: EmulatorState, batch: EmulatedBatch, index: int) -> str
         return "failed"
     if batch.phase.terminal:
         return batch.outcomes[index]
-    failed = answers.is_failure(
-        batch.custom_ids[index], state.config.failure_rate, state.config.seed
-    )
-    return "failed" if failed else "succeeded"
+    return "failed" if state.request_fails(batch, batch.custom_ids[index]) else "succeeded"
 
 
 def batch_stats(state: EmulatorState, batch: EmulatedBatch) -> dict[str, str]:
@@ -393,7 +390,7 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
                 line["request"],
                 model=model,
                 key=key,
-                invalid_json_rate=state.config.invalid_json_rate,
+                invalid_json_rate=state.json_break_rate(batch, key),
             )
             result = {"response": response}
         if batch.extra["inline"]:

@@ -202,7 +202,7 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             failed.append({**base, "response": response, "error": None})
         elif outcome == "succeeded":
             body = response_body(
-                line, created=created, invalid_json_rate=state.config.invalid_json_rate
+                line, created=created, invalid_json_rate=state.json_break_rate(batch, custom_id)
             )
             response = {"status_code": 200, "request_id": request_id, "body": body}
             output.append({**base, "response": response, "error": None})

@@ -309,8 +309,7 @@ def _running_counts(state: EmulatorState, batch: EmulatedBatch) -> tuple[int, in
     failed = sum(
         1
         for i, custom_id in enumerate(batch.custom_ids[:done])
-        if _rejection(batch, i)
-        or answers.is_failure(custom_id, state.config.failure_rate, state.config.seed)
+        if _rejection(batch, i) or state.request_fails(batch, custom_id)
     )
     return done - failed, failed
 
@@ -387,7 +386,7 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
                 custom_id=custom_id,
                 model=model,
                 created=created,
-                invalid_json_rate=state.config.invalid_json_rate,
+                invalid_json_rate=state.json_break_rate(batch, custom_id),
             )
             if body is None:
                 message = f"The emulator does not answer requests for {endpoint}."

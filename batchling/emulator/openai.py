@@ -419,7 +419,7 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
                 line["body"],
                 custom_id=custom_id,
                 created=created,
-                invalid_json_rate=state.config.invalid_json_rate,
+                invalid_json_rate=state.json_break_rate(batch, custom_id),
             )
             u = body.get("usage") or {}
             usage["input_tokens"] += u.get("prompt_tokens", u.get("input_tokens", 0))

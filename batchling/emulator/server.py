@@ -117,6 +117,10 @@ class Emulator:
         self.state.let_through[step] = after
         self.state.held[step] = asyncio.Event()
 
+    def forget(self, batch_id: str) -> None:
+        """Lose a batch, as past its retention or on a restart: calls about it answer 404."""
+        self.state.forget_batch(batch_id)
+
     def release(self, step: str) -> None:
         event = self.state.held.pop(step, None)
         if event is not None and self._loop is not None:

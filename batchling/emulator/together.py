@@ -256,7 +256,7 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
                 line["body"],
                 custom_id=custom_id,
                 created=created,
-                invalid_json_rate=state.config.invalid_json_rate,
+                invalid_json_rate=state.json_break_rate(batch, custom_id),
             )
             output.append({"custom_id": custom_id, "response": {"status_code": 200, "body": body}})
     for lines, kind in ((output, "output"), (failed, "error")):

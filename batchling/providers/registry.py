@@ -68,11 +68,18 @@ def create_provider(
 ) -> Provider:
     """An adapter ready to talk to the provider, with its key and base URL from the environment."""
     adapter = _adapter_class(name)
-    api_key = resolve_api_key(adapter.info, env)
+    api_key = check_ready(name, env)
+    return adapter(api_key=api_key, base_url=resolve_base_url(adapter.info, base_url, env))  # type: ignore[call-arg]
+
+
+def check_ready(name: str, env: Mapping[str, str] | None = None) -> str:
+    """What every call to the provider needs, checked without a call: the adapter, its API key
+    (returned) and valid client settings. `create --start` checks it before creating anything."""
+    api_key = resolve_api_key(provider_info(name), env)
     # Read when the SDK client is built, at the first call: a bad value must fail before that.
     client_settings.timeout_seconds()
     client_settings.max_retries()
-    return adapter(api_key=api_key, base_url=resolve_base_url(adapter.info, base_url, env))  # type: ignore[call-arg]
+    return api_key
 
 
 def check_endpoint(info: ProviderInfo, endpoint: str) -> None:

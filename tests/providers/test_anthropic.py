@@ -397,6 +397,7 @@ async def test_failures_carry_the_providers_message(
     provider: AnthropicProvider, emulator: Emulator, tmp_path: Path
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     requests = {f"req-{i}": RawRequest(messages=[user(f"Question {i}")]) for i in range(20)}
     ref = await submit(provider, tmp_path, requests)
     snapshot = await wait(provider, ref)

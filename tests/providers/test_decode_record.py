@@ -34,6 +34,7 @@ async def test_stored_lines_decode_to_the_results_record(
 ) -> None:
     emulator.config.failure_rate = 0.4
     emulator.config.invalid_json_rate = 0.2
+    emulator.config.fixed_failures = True
     async with AsyncExperimentManager() as manager:
         await manager.create_experiment(
             "e", provider=provider, model=model, endpoint=endpoint, raw_requests=request_dicts(12)

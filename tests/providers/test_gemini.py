@@ -473,6 +473,7 @@ async def test_typed_poll_maps_the_sdk_job_state(emulator: Emulator, tmp_path: P
 
 async def test_failure_rate_gives_per_request_errors(emulator: Emulator, tmp_path: Path) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     adapter = create_provider("gemini")
     ref = await submit(adapter, write_chunk(tmp_path, 20))
     snapshot = await wait(adapter, ref)

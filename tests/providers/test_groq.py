@@ -432,6 +432,7 @@ async def test_per_request_failures_carry_the_provider_message(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     adapter = live()
     ref = await submit(adapter, write_chunk(tmp_path, [question(i) for i in range(20)]))
     snapshot = await wait_terminal(adapter, ref)
@@ -590,6 +591,7 @@ async def test_delete_remote_removes_files_and_ignores_missing(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     adapter = live()
     ref = await submit(adapter, write_chunk(tmp_path, [question(i) for i in range(6)]))
     snapshot = await wait_terminal(adapter, ref)

@@ -404,6 +404,7 @@ async def test_per_request_failures_carry_the_provider_message(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     provider = mistral()
     ref = await submit(provider, write_chunk(tmp_path / "c.jsonl", [FRANCE] * 20))
     snapshot = await wait_terminal(provider, ref)

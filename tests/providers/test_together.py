@@ -488,6 +488,7 @@ async def test_failure_rate_gives_error_lines_with_the_provider_message(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     adapter = create_provider("together")
     ref = await submit(adapter, write_chunk(tmp_path, 20, tag="fail"))
     snapshot = await wait_terminal(adapter, ref)
@@ -644,6 +645,7 @@ async def test_delete_remote_removes_the_files_and_ignores_missing_ones(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
     adapter = create_provider("together")
     ref = await submit(adapter, write_chunk(tmp_path, 10, tag="del"))
     snapshot = await wait_terminal(adapter, ref)
