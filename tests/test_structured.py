@@ -50,9 +50,9 @@ class Person(BaseModel):
 
 MODELS = {
     "openai": "gpt-4o-mini",
-    "anthropic": "claude-x",
+    "anthropic": "claude-haiku-4-5",
     "gemini": "gemini-x",
-    "groq": "llama-3.1-8b-instant",
+    "groq": "openai/gpt-oss-20b",
     "mistral": "mistral-small-latest",
     "together": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
 }

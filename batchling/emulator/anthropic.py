@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, media
+from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase
 
 PROVIDER = "anthropic"
@@ -113,7 +113,83 @@ def invalid_params(params: dict[str, Any]) -> str | None:
         not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1
     ):
         return "temperature: Input should be a number between 0 and 1"
-    return media.anthropic_problem(params)
+    return output_format_problem(params) or media.anthropic_problem(params)
+
+
+# Structured-outputs docs (https://platform.claude.com/docs/en/build-with-claude/structured-outputs):
+# the models that take `output_config.format`, as of 2026-12-06 (Opus 4.7 per Vertex AI's page).
+STRUCTURED_OUTPUT_MODELS = (
+    "claude-opus-4-7",
+    "claude-opus-4-6",
+    "claude-sonnet-4-6",
+    "claude-opus-4-5",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+)
+# Same docs, "JSON Schema limitations"; the official SDK's lib/_parse/_transform.py keeps these.
+SUPPORTED_STRING_FORMATS = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid"}
+)
+UNSUPPORTED_KEYWORDS = {
+    "integer": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"),
+    "number": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"),
+    "string": ("minLength", "maxLength"),
+    "array": ("maxItems",),
+    "object": ("minProperties", "maxProperties"),
+}
+
+
+def _schema_node_problem(node: dict[str, Any]) -> str | None:
+    kind = node.get("type")
+    if not isinstance(kind, str):
+        return None
+    found = sorted(k for k in UNSUPPORTED_KEYWORDS.get(kind, ()) if k in node)
+    # Wording of the live API's 400s as integrators quote them (laravel/ai#715,
+    # agentjido/req_llm#302, BerriAI/litellm#21016, ghostlobster/memorize-everything#93).
+    if len(found) == 1:
+        return f"For '{kind}' type, property '{found[0]}' is not supported"
+    if found:
+        return f"For '{kind}' type, properties {', '.join(found)} are not supported"
+    if kind == "array" and node.get("minItems") not in (None, 0, 1):
+        return "For 'array' type, 'minItems' values other than 0 or 1 are not supported"
+    if kind == "string" and "format" in node and node["format"] not in SUPPORTED_STRING_FORMATS:
+        return f"For 'string' type, format '{node['format']}' is not supported"
+    if kind == "object" and node.get("additionalProperties") is not False:
+        return "For 'object' type, 'additionalProperties' must be explicitly set to false"
+    return None
+
+
+def schema_problem(schema: Any) -> str | None:
+    """The first keyword of a structured-output schema the API refuses, depth first."""
+    if isinstance(schema, list):
+        return next(filter(None, (schema_problem(item) for item in schema)), None)
+    if not isinstance(schema, dict):
+        return None
+    problem = _schema_node_problem(schema)
+    if problem is not None:
+        return problem
+    for key, value in schema.items():
+        if key in ("enum", "const", "default", "examples", "description", "title"):
+            continue
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            value = list(value.values())
+        problem = schema_problem(value)
+        if problem is not None:
+            return problem
+    return None
+
+
+def output_format_problem(params: dict[str, Any]) -> str | None:
+    """Why the Messages API would refuse the request's structured-output settings, if it would."""
+    field = "output_config.format" if "output_config" in params else "output_format"
+    schema = output_schema(params)
+    if schema is None:
+        return None
+    model = str(params.get("model"))
+    if not any(model == m or model.startswith(f"{m}-") for m in STRUCTURED_OUTPUT_MODELS):
+        return f"{field}: structured outputs are not supported by the model '{model}'"
+    problem = schema_problem(schema)
+    return f"{field}.schema: {problem}" if problem is not None else None
 
 
 def system_text(system: Any) -> str:
@@ -298,7 +374,7 @@ def routes(state: EmulatorState) -> list[Route]:
             PROVIDER,
             requests,
             [r["custom_id"] for r in requests],
-            prefix="msgbatch_",
+            prefix=ids.anthropic_batch,
         )
         return JSONResponse(batch_object(batch))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from batchling.emulator import answers
@@ -45,14 +46,39 @@ def response_schema(body: dict[str, Any]) -> dict[str, Any] | None:
     return schema if isinstance(schema, dict) else None
 
 
+def schema_in_messages(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A JSON Schema written into the instructions (the first JSON object with `properties`),
+    which an emulated model in JSON object mode follows as a real one would try to."""
+    decoder = json.JSONDecoder()
+    for message in messages:
+        text = content_text(message.get("content"))
+        start = text.find("{")
+        while start != -1:
+            try:
+                found, _ = decoder.raw_decode(text, start)
+            except json.JSONDecodeError:
+                found = None
+            if isinstance(found, dict) and isinstance(found.get("properties"), dict):
+                return found
+            start = text.find("{", start + 1)
+    return None
+
+
 def chat_completion(
     body: dict[str, Any], *, custom_id: str, created: int, invalid_json_rate: float = 0.0
 ) -> dict[str, Any]:
     messages = body.get("messages") or []
     schema = response_schema(body)
+    response_format = body.get("response_format")
     if schema is not None:
         reply = answers.structured_reply(
             schema, custom_id=custom_id, invalid_json_rate=invalid_json_rate
+        )
+    elif isinstance(response_format, dict) and response_format.get("type") == "json_object":
+        reply = answers.structured_reply(
+            schema_in_messages(messages) or {"type": "object", "properties": {"answer": {}}},
+            custom_id=custom_id,
+            invalid_json_rate=invalid_json_rate,
         )
     else:
         reply = answers.reply_to(last_user_text(messages))

@@ -27,6 +27,7 @@ from batchling.emulator.connection import (
     drop_connection,
     read_request_body,
 )
+from batchling.emulator.ids import IdFormat
 
 
 class Phase(str, enum.Enum):
@@ -69,6 +70,9 @@ class EmulatorConfig:
     """When True, failures and broken JSON are chosen by custom id alone, so the same requests
     fail in every batch and a retry never recovers them (for tests that pin which requests fail).
     By default each batch draws them anew, as a transient failure at a provider would."""
+    enqueued_token_limit: int | None = None
+    """OpenAI: input tokens one model may have in unfinished batches; a batch that would go
+    past it fails in validation with `token_limit_exceeded`."""
 
 
 @dataclass
@@ -160,7 +164,10 @@ class EmulatorState:
         if self._tmp is not None:
             self._tmp.cleanup()
 
-    def new_id(self, prefix: str) -> str:
+    def new_id(self, prefix: str | IdFormat) -> str:
+        """A counter after `prefix`, or the id a provider's format makes of the counter."""
+        if callable(prefix):
+            return prefix(next(self._ids))
         return f"{prefix}{next(self._ids):06d}"
 
     # files
@@ -172,7 +179,7 @@ class EmulatorState:
         *,
         filename: str,
         purpose: str,
-        prefix: str = "file-",
+        prefix: str | IdFormat = "file-",
         extra: dict[str, Any] | None = None,
     ) -> StoredFile:
         file_id = self.new_id(prefix)
@@ -198,7 +205,7 @@ class EmulatorState:
         *,
         filename: str,
         purpose: str,
-        prefix: str = "file-",
+        prefix: str | IdFormat = "file-",
     ) -> StoredFile:
         """Stream the lines to a new stored file (never all in memory)."""
         file_id = self.new_id(prefix)
@@ -241,7 +248,7 @@ class EmulatorState:
         lines: Sequence[dict[str, Any]],
         custom_ids: list[str],
         *,
-        prefix: str = "batch_",
+        prefix: str | IdFormat = "batch_",
         metadata: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> EmulatedBatch:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import chat, media
+from batchling.emulator import chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
 from batchling.emulator.openai import MAX_REQUESTS, PHASE_TIMESTAMP, STATUS, error
 
@@ -32,7 +32,55 @@ LIST_PAGE_SIZE = 100
 MAX_LIST_IDS = 200
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 CANCELLED_MESSAGE = "This request was not executed because the batch was cancelled."
+# Groq ids are ULIDs: "file_01jh6x76wtemjr74t1fh0faj5t", "batch_01jh6xa7reempvjyh6n3yst2zw"
+# (https://console.groq.com/docs/batch).
+GROQ_FILE_ID = ids.ulid("file_")
+GROQ_BATCH_ID = ids.ulid("batch_")
 _WINDOW = re.compile(r"^(\d+)([hd])$")
+# https://console.groq.com/docs/structured-outputs ("Supported Models", 2026-12-06): strict mode
+# on the gpt-oss family only; best-effort json_schema also on Kimi K2 and Llama 4.
+STRICT_JSON_SCHEMA_MODELS = frozenset(
+    {"openai/gpt-oss-20b", "openai/gpt-oss-120b", "openai/gpt-oss-safeguard-20b"}
+)
+JSON_SCHEMA_MODELS = STRICT_JSON_SCHEMA_MODELS | {
+    "moonshotai/kimi-k2-instruct-0905",
+    "meta-llama/llama-4-maverick-17b-128e-instruct",
+    "meta-llama/llama-4-scout-17b-16e-instruct",
+}
+# The live 400 as integrators quote it (e.g. llama-3.3-70b-versatile, strict or not).
+# "Input file: up to 50,000 lines and 200MB" (https://console.groq.com/docs/batch), refused as
+# OpenAI refuses it (see emulator/openai.py).
+MAX_BATCH_FILE_BYTES = 200_000_000
+MAX_BASE64_BYTES = 4_000_000
+# JSON mode's refusal of an answer that is not valid JSON, as integrators quote it (a 400 with
+# code json_validate_failed and the text in failed_generation).
+JSON_VALIDATE_FAILED = {
+    "error": {
+        "message": "Failed to generate JSON. Please adjust your prompt. See 'failed_generation' "
+        "for more details.",
+        "type": "invalid_request_error",
+        "code": "json_validate_failed",
+        "failed_generation": '{"answer": "truncated',
+    }
+}
+# "Model Availability and Pricing" (https://console.groq.com/docs/batch, 2026-12-06); the
+# wording of the refusal is not published.
+BATCH_MODELS = {
+    CHAT: frozenset(
+        {
+            "openai/gpt-oss-20b",
+            "openai/gpt-oss-120b",
+            "meta-llama/llama-4-maverick-17b-128e-instruct",
+            "meta-llama/llama-4-scout-17b-16e-instruct",
+            "llama-3.3-70b-versatile",
+            "llama-3.1-8b-instant",
+            "meta-llama/llama-guard-4-12b",
+        }
+    ),
+    "/v1/audio/transcriptions": frozenset({"whisper-large-v3", "whisper-large-v3-turbo"}),
+    "/v1/audio/translations": frozenset({"whisper-large-v3"}),
+}
+NO_JSON_SCHEMA = "This model does not support response format `json_schema`."
 
 
 def exports(base: str) -> dict[str, str]:
@@ -181,10 +229,48 @@ def response_body(
     return completion
 
 
+def _has_data_url(body: dict[str, Any]) -> bool:
+    return any(
+        isinstance(part, dict)
+        and str((part.get("image_url") or {}).get("url", "")).startswith("data:")
+        for message in body.get("messages") or []
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+    )
+
+
+def json_mode_fails(line: dict[str, Any], broken_rate: float) -> bool:
+    """JSON object mode: an answer that would be broken JSON is refused by Groq instead."""
+    response_format = line["body"].get("response_format")
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_object":
+        return False
+    return broken_rate > 0
+
+
 def invalid_parts(line: dict[str, Any]) -> str | None:
     if line.get("url") != "/v1/chat/completions":
         return None
-    return media.openai_chat_problem(line["body"], files=False)
+    body = line["body"]
+    # "Base64 encoded images: 4MB max request size" (https://console.groq.com/docs/vision);
+    # the wording of the live refusal is not published.
+    if _has_data_url(body) and len(json.dumps(body)) > MAX_BASE64_BYTES:
+        return "Request with base64 encoded images exceeds the 4 MB maximum request size."
+    return media.openai_chat_problem(body, files=False)
+
+
+def response_format_problem(line: dict[str, Any]) -> str | None:
+    """Groq refuses json_schema on models without it, and strict mode off the gpt-oss family."""
+    body = line["body"]
+    response_format = body.get("response_format")
+    if line.get("url") != CHAT or not isinstance(response_format, dict):
+        return None
+    if response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    strict = isinstance(spec, dict) and spec.get("strict") is True
+    model = body.get("model")
+    allowed = STRICT_JSON_SCHEMA_MODELS if strict else JSON_SCHEMA_MODELS
+    return None if model in allowed else NO_JSON_SCHEMA
 
 
 def render(state: EmulatorState, batch: EmulatedBatch) -> None:
@@ -199,6 +285,22 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         if outcome == "succeeded" and (problem := invalid_parts(line)) is not None:
             body = chat.error_body(problem, code="invalid_value")
             response = {"status_code": 400, "request_id": f"req_{index}", "body": body}
+            failed.append({**base, "response": response, "error": None})
+        elif outcome == "succeeded" and (
+            model := line["body"].get("model")
+        ) not in BATCH_MODELS.get(line["url"], frozenset()):
+            message = f"The model `{model}` is not available for batch processing."
+            body = chat.error_body(message, param="model")
+            response = {"status_code": 400, "request_id": request_id, "body": body}
+            failed.append({**base, "response": response, "error": None})
+        elif outcome == "succeeded" and (refused := response_format_problem(line)) is not None:
+            body = chat.error_body(refused, param="response_format")
+            response = {"status_code": 400, "request_id": request_id, "body": body}
+            failed.append({**base, "response": response, "error": None})
+        elif outcome == "succeeded" and json_mode_fails(
+            line, state.json_break_rate(batch, custom_id)
+        ):
+            response = {"status_code": 400, "request_id": request_id, "body": JSON_VALIDATE_FAILED}
             failed.append({**base, "response": response, "error": None})
         elif outcome == "succeeded":
             body = response_body(
@@ -236,7 +338,7 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             output,
             filename=f"{batch.id}_output.jsonl",
             purpose="batch_output",
-            prefix="file_",
+            prefix=GROQ_FILE_ID,
         ).id
     if failed:
         batch.error_file_id = state.write_jsonl(
@@ -244,7 +346,7 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             failed,
             filename=f"{batch.id}_error.jsonl",
             purpose="batch_output",
-            prefix="file_",
+            prefix=GROQ_FILE_ID,
         ).id
 
 
@@ -276,12 +378,14 @@ def routes(state: EmulatorState) -> list[Route]:
                 retry=False,
             )
         content = await upload_file.read()
+        if len(content) > MAX_BATCH_FILE_BYTES:
+            return error(400, "File is too large.", retry=False)
         stored = state.save_file(
             PROVIDER,
             content,
             filename=upload_file.filename or "batch.jsonl",
             purpose="batch",
-            prefix="file_",
+            prefix=GROQ_FILE_ID,
         )
         return JSONResponse(file_object(stored))
 
@@ -352,6 +456,7 @@ def routes(state: EmulatorState) -> list[Route]:
             lines,
             [line["custom_id"] for line in lines],
             metadata=metadata,
+            prefix=GROQ_BATCH_ID,
             extra={
                 "endpoint": endpoint,
                 "input_file_id": stored.id,
@@ -414,6 +519,8 @@ def routes(state: EmulatorState) -> list[Route]:
             return _not_found("Batch")
         refreshed(batch)
         if batch.phase.terminal:
+            # No Groq-specific report found: OpenAI's 409 (see emulator/openai.py), whose API
+            # Groq's batches copy (https://console.groq.com/docs/batch).
             return error(
                 409, f"Cannot cancel a batch with status '{STATUS[batch.phase]}'.", retry=False
             )

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, media
+from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
 PROVIDER = "mistral"
@@ -37,8 +37,16 @@ ENDPOINTS = frozenset(
 )
 PURPOSES = frozenset({"fine-tune", "batch", "ocr", "agentic_safety"})
 VISIBILITIES = frozenset({"workspace", "user"})
-MAX_FILE_BYTES = 512 * 1024 * 1024
+# "512 MB" (https://docs.mistral.ai/capabilities/batch/, known limitations): decimal.
+MAX_FILE_BYTES = 512_000_000
 MAX_REQUESTS = 100_000
+# Files and jobs are UUIDs (shared/specs/mistral.yaml: `format: uuid`).
+MISTRAL_ID = ids.uuid4()
+BARE_ERROR_SEED = 11
+MIN_TIMEOUT_HOURS = 1
+MAX_TIMEOUT_HOURS = 168
+MAX_METADATA_KEY_CHARS = 32
+MAX_METADATA_VALUE_CHARS = 512
 EMBEDDING_DIMENSIONS = 1024
 MODERATION_CATEGORIES = (
     "sexual",
@@ -400,6 +408,10 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             message = f"Emulated failure for request '{custom_id}'."
             body = _error_body(message, "internal_server_error", "emulated_failure")
             failed.append(_error_line(base, 500, body))
+            # Integrators' client code reads `error` as an object or a bare string (notes in
+            # shared/providers/mistral.md): about half the emulated failures carry the string.
+            if answers.is_failure(custom_id, 0.5, seed=BARE_ERROR_SEED):
+                failed[-1]["error"] = message
         # Requests that never ran (timeout, cancellation) appear in neither file.
     for lines, sample_type, attribute in (
         (output, "batch_result", "output_file_id"),
@@ -408,7 +420,11 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         if not lines:
             continue
         stored = state.write_jsonl(
-            PROVIDER, lines, filename=f"{batch.id}_{sample_type}.jsonl", purpose="batch"
+            PROVIDER,
+            lines,
+            filename=f"{batch.id}_{sample_type}.jsonl",
+            purpose="batch",
+            prefix=MISTRAL_ID,
         )
         stored.extra.update(
             sample_type=sample_type,
@@ -448,6 +464,27 @@ def _read_lines(
     return lines, custom_ids, problems
 
 
+def _metadata_problem(metadata: dict[str, str]) -> Response | None:
+    """CreateBatchJobRequest.metadata (shared/specs/mistral.yaml): keys of 1 to 32 characters,
+    values of 1 to 512, refused with pydantic's wording and locations."""
+    for key, value in metadata.items():
+        if not 1 <= len(key) <= MAX_METADATA_KEY_CHARS:
+            bound = (
+                f"at most {MAX_METADATA_KEY_CHARS} characters" if key else "at least 1 character"
+            )
+            return validation_error(
+                ["body", "metadata", key, "[key]"], f"String should have {bound}"
+            )
+        if not 1 <= len(value) <= MAX_METADATA_VALUE_CHARS:
+            bound = (
+                f"at most {MAX_METADATA_VALUE_CHARS} characters"
+                if value
+                else "at least 1 character"
+            )
+            return validation_error(["body", "metadata", key], f"String should have {bound}")
+    return None
+
+
 def _check_create(payload: Any) -> Response | None:
     if not isinstance(payload, dict):
         return validation_error(["body"], "Input should be a valid dictionary")
@@ -459,9 +496,21 @@ def _check_create(payload: Any) -> Response | None:
         isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
     ):
         return validation_error(["body", "metadata"], "Metadata values must be strings")
+    if (refused := _metadata_problem(metadata or {})) is not None:
+        return refused
     hours = payload.get("timeout_hours", 24)
-    if not isinstance(hours, int) or isinstance(hours, bool) or hours <= 0:
-        return validation_error(["body", "timeout_hours"], "Input should be a positive integer")
+    if not isinstance(hours, int) or isinstance(hours, bool):
+        return validation_error(["body", "timeout_hours"], "Input should be a valid integer")
+    # CreateBatchJobRequest.timeout_hours: minimum 1, maximum 168 (shared/specs/mistral.yaml).
+    if hours < MIN_TIMEOUT_HOURS:
+        return validation_error(
+            ["body", "timeout_hours"],
+            f"Input should be greater than or equal to {MIN_TIMEOUT_HOURS}",
+        )
+    if hours > MAX_TIMEOUT_HOURS:
+        return validation_error(
+            ["body", "timeout_hours"], f"Input should be less than or equal to {MAX_TIMEOUT_HOURS}"
+        )
     if (payload.get("input_files") is None) == (payload.get("requests") is None):
         return error(400, "Give exactly one of 'input_files' and 'requests'.")
     if not payload.get("model") and not payload.get("agent_id"):
@@ -506,7 +555,9 @@ def routes(state: EmulatorState) -> list[Route]:
         if len(content) > MAX_FILE_BYTES:
             return error(400, "The file is larger than the 512 MB limit.")
         filename = upload_file.filename or "upload.jsonl"
-        stored = state.save_file(PROVIDER, content, filename=filename, purpose=str(purpose))
+        stored = state.save_file(
+            PROVIDER, content, filename=filename, purpose=str(purpose), prefix=MISTRAL_ID
+        )
         is_jsonl = filename.endswith(".jsonl")
         stored.extra.update(
             sample_type="batch_request" if purpose == "batch" else "instruct",
@@ -631,7 +682,7 @@ def routes(state: EmulatorState) -> list[Route]:
             PROVIDER,
             lines,
             custom_ids,
-            prefix="job-",
+            prefix=MISTRAL_ID,
             metadata=payload.get("metadata") or {},
             extra={
                 "endpoint": endpoint,
@@ -697,6 +748,8 @@ def routes(state: EmulatorState) -> list[Route]:
             return batch
         refreshed(batch)
         if batch.phase.terminal:
+            # No public report of the live answer found; the 400 of Mistral's other refusals
+            # (its spec, shared/specs/mistral.yaml, lists only the 200 for /cancel).
             return error(400, f"Cannot cancel a batch job with status {STATUS[batch.phase]}.")
         state.request_cancel(batch)
         return JSONResponse(batch_object(state, refreshed(batch)))

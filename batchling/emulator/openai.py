@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 import orjson
@@ -10,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, media
+from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
 PROVIDER = "openai"
@@ -150,6 +151,11 @@ class StoredLines(Sequence[dict[str, Any]]):
 
 # A batch input file holds at most this many requests (OpenAI and Groq alike).
 MAX_REQUESTS = 50_000
+ORGANIZATION = "org-emulator"
+# Files API reference (https://platform.openai.com/docs/api-reference/files/create): "The Batch
+# API only supports .jsonl files up to 200 MB in size"; the live refusal is a 400 "File is too
+# large." (quoted in bespokelabsai/curator#111).
+MAX_BATCH_FILE_BYTES = 200_000_000
 
 
 def _validate_lines(
@@ -247,6 +253,30 @@ def _validate_lines(
             }
         )
     return StoredLines(stored, custom_ids), errors, model
+
+
+def enqueued_tokens(lines: Iterable[dict[str, Any]]) -> int:
+    """The input tokens a batch enqueues, as the emulator counts prompts."""
+    total = 0
+    for line in lines:
+        body = line.get("body") or {}
+        if isinstance(body.get("messages"), list):
+            total += chat.prompt_tokens(body["messages"])
+        else:
+            total += answers.count_tokens(json.dumps(body.get("input", "")))
+    return total
+
+
+def token_limit_error(model: str, limit: int) -> dict[str, Any]:
+    # The live error as quoted in openai/openai-python#2084: a batch failed in validation.
+    return {
+        "code": "token_limit_exceeded",
+        "line": None,
+        "param": None,
+        "message": f"Enqueued token limit reached for {model} in organization {ORGANIZATION}. "
+        f"Limit: {limit:,} enqueued tokens. Please try again once some in_progress batches "
+        "have been completed.",
+    }
 
 
 def moderation_body(body: dict[str, Any], *, custom_id: str) -> dict[str, Any]:
@@ -451,11 +481,19 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         for index, outcome in enumerate(batch.outcomes)
     ):
         batch.output_file_id = state.write_jsonl(
-            PROVIDER, output(), filename=f"{batch.id}_output.jsonl", purpose="batch_output"
+            PROVIDER,
+            output(),
+            filename=f"{batch.id}_output.jsonl",
+            purpose="batch_output",
+            prefix=ids.openai_file,
         ).id
     if refused or any(outcome != "succeeded" for outcome in batch.outcomes):
         batch.error_file_id = state.write_jsonl(
-            PROVIDER, failed(), filename=f"{batch.id}_error.jsonl", purpose="batch_output"
+            PROVIDER,
+            failed(),
+            filename=f"{batch.id}_error.jsonl",
+            purpose="batch_output",
+            prefix=ids.openai_file,
         ).id
     usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
     batch.extra["usage"] = {
@@ -518,8 +556,14 @@ def routes(state: EmulatorState) -> list[Route]:
                 400, "Missing required parameter: 'purpose'.", param="purpose", retry=False
             )
         content = await upload_file.read()
+        if purpose == "batch" and len(content) > MAX_BATCH_FILE_BYTES:
+            return error(400, "File is too large.", retry=False)
         stored = state.save_file(
-            PROVIDER, content, filename=upload_file.filename or "upload.jsonl", purpose=purpose
+            PROVIDER,
+            content,
+            filename=upload_file.filename or "upload.jsonl",
+            purpose=purpose,
+            prefix=ids.openai_file,
         )
         return JSONResponse(file_object(stored))
 
@@ -598,12 +642,28 @@ def routes(state: EmulatorState) -> list[Route]:
         if len(metadata) > 16:
             return error(400, "metadata may hold at most 16 pairs.", param="metadata", retry=False)
         lines, errors, model = _validate_lines(stored, endpoint)
+        limit = state.config.enqueued_token_limit
+        tokens = enqueued_tokens(lines) if limit is not None and not errors else 0
+        if limit is not None and not errors:
+            queued = sum(
+                b.extra.get("enqueued_tokens", 0)
+                for b in state.list_batches(PROVIDER)
+                if b.extra.get("model") == model and not refreshed(b).phase.terminal
+            )
+            if queued + tokens > limit:
+                errors = [token_limit_error(str(model), limit)]
         batch = state.create_batch(
             PROVIDER,
             lines,
             lines.custom_ids,
             metadata=metadata,
-            extra={"endpoint": endpoint, "input_file_id": stored.id, "model": model},
+            extra={
+                "endpoint": endpoint,
+                "input_file_id": stored.id,
+                "model": model,
+                "enqueued_tokens": tokens,
+            },
+            prefix=ids.openai_batch,
         )
         if errors:
             state.fail_batch(batch, errors)
@@ -644,6 +704,8 @@ def routes(state: EmulatorState) -> list[Route]:
             return error(404, "No batch found with that id.", retry=False)
         refreshed(batch)
         if batch.phase.terminal:
+            # The live 409 as integrators quote it (BerriAI/litellm tests/batches_tests, a
+            # ConflictError "Cannot cancel a batch with status 'completed'.", code and param null).
             return error(
                 409, f"Cannot cancel a batch with status '{STATUS[batch.phase]}'.", retry=False
             )

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, media
+from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
 PROVIDER = "together"
@@ -30,16 +30,28 @@ ENDPOINTS = frozenset({CHAT}) | AUDIO
 PURPOSES = frozenset({"fine-tune", "calibration", "eval", "batch-api"})
 FILE_TYPES = frozenset({"jsonl", "parquet", "csv"})
 BATCH_PURPOSE = "batch-api"
+# FilePurpose in shared/specs/together.yaml: what the service writes is "batch-generated".
+GENERATED_PURPOSE = "batch-generated"
+# https://docs.together.ai/docs/inference/batch/overview, "Models not available for batch":
+# "Batch jobs that target these models will fail" (the wording of the failure is not given).
+NOT_FOR_BATCH = frozenset(
+    {"deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-V3.1", "deepseek-ai/DeepSeek-V4-Pro"}
+)
+# BatchJob.id is `format: uuid` (shared/specs/together.yaml); file ids are "file-<uuid>"
+# (https://docs.together.ai/reference/get_files-id).
+BATCH_ID = ids.uuid4()
+FILE_ID = ids.uuid4("file-")
 STORAGE_ROUTE = "together_storage_put"
 MAX_CUSTOM_ID_CHARS = 64
-MAX_LINE_BYTES = 10 * 1024 * 1024
-MAX_FILE_BYTES = 100 * 1024 * 1024
+# "100 MB" a file, "10 MB" a line (https://docs.together.ai/docs/batch-inference): decimal.
+MAX_LINE_BYTES = 10_000_000
+MAX_FILE_BYTES = 100_000_000
 DEADLINE_SECONDS = 24 * 3600
 REPORTED_LINE_ERRORS = 5
 UPLOAD_FIELDS = ("purpose", "file_name", "file_type", "checksum")
 FAILURE = "emulated_failure"
 TOO_LARGE = {
-    "message": f"Request line exceeds the maximum size of {MAX_LINE_BYTES // 1024 // 1024} MB.",
+    "message": f"Request line exceeds the maximum size of {MAX_LINE_BYTES // 1_000_000} MB.",
     "code": "request_too_large",
 }
 USER_ID = "user_emulator"
@@ -99,6 +111,8 @@ def file_object(stored: StoredFile) -> dict[str, Any]:
         "purpose": stored.purpose,
         "FileType": stored.extra.get("file_type", "jsonl"),
         "processing_status": stored.extra.get("processing_status", "COMPLETED"),
+        # Required by FileResponse in shared/specs/together.yaml.
+        "Processed": stored.extra.get("processing_status", "COMPLETED") == "COMPLETED",
     }
     if "nlines" in stored.extra:
         obj["validation_report"] = {
@@ -263,7 +277,11 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         if not lines:
             continue
         stored = state.write_jsonl(
-            PROVIDER, _shuffled(lines), filename=f"{batch.id}_{kind}.jsonl", purpose=BATCH_PURPOSE
+            PROVIDER,
+            _shuffled(lines),
+            filename=f"{batch.id}_{kind}.jsonl",
+            purpose=GENERATED_PURPOSE,
+            prefix=FILE_ID,
         )
         if kind == "output":
             batch.output_file_id = stored.id
@@ -324,6 +342,7 @@ def routes(state: EmulatorState) -> list[Route]:
             b"",
             filename=file_name,
             purpose=purpose,
+            prefix=FILE_ID,
             extra={
                 "file_type": file_type,
                 "checksum": checksum,
@@ -397,6 +416,7 @@ def routes(state: EmulatorState) -> list[Route]:
             content,
             filename=name,
             purpose=purpose,
+            prefix=FILE_ID,
             extra={
                 "file_type": extension if extension in FILE_TYPES else "jsonl",
                 "checksum": hashlib.sha256(content).hexdigest(),
@@ -483,7 +503,7 @@ def routes(state: EmulatorState) -> list[Route]:
             PROVIDER,
             lines,
             [line["custom_id"] for line in lines],
-            prefix="batch-",
+            prefix=BATCH_ID,
             extra={
                 "endpoint": endpoint,
                 "input_file_id": stored.id,
@@ -492,6 +512,8 @@ def routes(state: EmulatorState) -> list[Route]:
                 "oversize": oversize,
             },
         )
+        if not errors and model in NOT_FOR_BATCH:
+            errors = [{"line": None, "message": f"Model {model} is not available for batch."}]
         if errors:
             shown = errors[:REPORTED_LINE_ERRORS]
             more = len(errors) - len(shown)

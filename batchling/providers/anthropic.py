@@ -82,6 +82,17 @@ DOCUMENT_MEDIA_TYPES = frozenset({"application/pdf", "text/plain"})
 THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
 MIN_THINKING_BUDGET = 1024
 MIN_THINKING_TOP_P = 0.95
+# Models with structured outputs, as of 2026-12-06: the structured-outputs page
+# (https://platform.claude.com/docs/en/build-with-claude/structured-outputs) lists Opus 4.6,
+# Sonnet 4.6, Sonnet 4.5, Opus 4.5 and Haiku 4.5; Opus 4.7 per Vertex AI's Claude page.
+STRUCTURED_OUTPUT_MODELS = (
+    "claude-opus-4-7",
+    "claude-opus-4-6",
+    "claude-sonnet-4-6",
+    "claude-opus-4-5",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+)
 
 
 def map_status(raw: str, *, cancel_initiated: bool = False, expired: int = 0) -> Status:
@@ -184,24 +195,53 @@ def encode_system(request: RawRequest, *, custom_id: str) -> str | None:
     return "\n\n".join(parts) if parts else None
 
 
+def supports_structured_output(model: str) -> bool:
+    """Whether the model takes `output_config.format` (STRUCTURED_OUTPUT_MODELS, with or
+    without a date suffix)."""
+    return any(model == name or model.startswith(f"{name}-") for name in STRUCTURED_OUTPUT_MODELS)
+
+
 def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Anthropic's structured outputs want closed objects: every object gets
-    `additionalProperties: false`, optional properties stay optional."""
-    closed: dict[str, Any] = closed_objects(copy.deepcopy(schema))
-    return closed
+    """The schema as the official SDK sends it (`anthropic.transform_schema`): every object
+    closed, keywords the API refuses (`minimum`, `maxLength`, `minItems` above 1, unsupported
+    `format`s, ...) moved into the description. The answer is still validated against the
+    user's full schema, so what the API could not enforce becomes a `parse` failure."""
+    from anthropic import transform_schema
+
+    try:
+        transformed: dict[str, Any] = transform_schema(single_types(copy.deepcopy(schema)))
+    except (ValueError, TypeError, AssertionError) as error:
+        # The SDK needs a type (or anyOf, enum, const) on every node.
+        raise InputError(
+            "The response format cannot be sent to Anthropic: every schema node needs a "
+            f"'type', an 'anyOf', an 'enum' or a 'const' ({error or type(error).__name__})."
+        ) from None
+    return transformed
 
 
-def closed_objects(node: Any) -> Any:
+def single_types(node: Any) -> Any:
+    """`{"type": ["string", "null"], ...}` as an anyOf of one type each: the SDK's transform
+    takes one type per node."""
     if isinstance(node, list):
-        return [closed_objects(item) for item in node]
+        return [single_types(item) for item in node]
     if not isinstance(node, dict):
         return node
-    for key, value in node.items():
-        if key not in ("enum", "const", "default", "examples"):
-            node[key] = closed_objects(value)
-    if node.get("type") == "object" or "properties" in node:
-        node["additionalProperties"] = False
+    node = {key: single_types(value) for key, value in node.items()}
+    kinds = node.get("type")
+    if isinstance(kinds, list):
+        outer = {k: node.pop(k) for k in ("description", "title") if k in node}
+        node.pop("type")
+        return {**outer, "anyOf": [{**node, "type": kind} for kind in kinds]}
     return node
+
+
+def output_config(fmt: ResponseFormat, *, model: str) -> dict[str, Any]:
+    if not supports_structured_output(model):
+        raise InputError(
+            f"Anthropic's '{model}' has no structured outputs (response_format). Use one of "
+            f"{', '.join(STRUCTURED_OUTPUT_MODELS)}, or leave response_format out."
+        )
+    return {"format": {"type": "json_schema", "schema": output_schema(fmt.schema)}}
 
 
 def encode_params(request: RawRequest, *, custom_id: str, model: str) -> dict[str, Any]:
@@ -420,15 +460,28 @@ class AnthropicProvider:
             )
         params = encode_params(request, custom_id=custom_id, model=model)
         if response_format is not None:
-            params["output_config"] = {
-                "format": {"type": "json_schema", "schema": output_schema(response_format.schema)}
-            }
+            params["output_config"] = output_config(response_format, model=model)
         return {"custom_id": custom_id, "params": params}
 
     def line_encoder(
         self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
     ) -> LineEncoder:
-        return bound_encode(self, model=model, endpoint=endpoint, response_format=response_format)
+        if response_format is None:
+            return bound_encode(self, model=model, endpoint=endpoint, response_format=None)
+        try:
+            shared = output_config(response_format, model=model)
+        except InputError:
+            # Raised by each request, as `encode` does.
+            return bound_encode(
+                self, model=model, endpoint=endpoint, response_format=response_format
+            )
+
+        def encode_line(request: RawRequest, custom_id: str) -> dict[str, Any]:
+            line = self.encode(request, custom_id=custom_id, model=model, endpoint=endpoint)
+            line["params"]["output_config"] = shared
+            return line
+
+        return encode_line
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)

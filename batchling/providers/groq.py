@@ -45,8 +45,9 @@ INFO = ProviderInfo(
     base_url_env=("GROQ_BASE_URL",),
     endpoints=frozenset({CHAT_ENDPOINT}),
     default_endpoint=CHAT_ENDPOINT,
-    # Service docs: 50,000 lines and 200 MB a file (the SDK docstring still says 100 MB).
-    limits=BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024),
+    # Service docs: 50,000 lines and 200 MB a file (the SDK docstring still says 100 MB),
+    # in decimal megabytes.
+    limits=BatchLimits(max_requests=50_000, max_bytes=200_000_000),
     discount=0.5,
     sdk="groq",
 )
@@ -72,7 +73,20 @@ FIND_BATCH_SCAN_LIMIT = 1000
 # Groq's documented limits on one chat request that a batch line cannot get around.
 MAX_STOP_SEQUENCES = 4
 MAX_TEMPERATURE = 2.0
-MAX_BASE64_REQUEST_BYTES = 4 * 1024 * 1024
+MAX_BASE64_REQUEST_BYTES = 4_000_000
+
+# Models that run `json_schema` with `strict: true`, as of 2026-12-06, per Groq's structured
+# outputs page (https://console.groq.com/docs/structured-outputs, "Supported Models"): the
+# gpt-oss family. Others get JSON object mode, the schema in the instructions, and validation here.
+STRICT_JSON_SCHEMA_MODELS = frozenset(
+    {"openai/gpt-oss-20b", "openai/gpt-oss-120b", "openai/gpt-oss-safeguard-20b"}
+)
+JSON_MODE_INSTRUCTIONS = (
+    "Answer with one JSON object and nothing else. It must validate against this JSON Schema:\n"
+)
+
+# JSON object mode's refusal of an answer that is not valid JSON (a 400 in the error file).
+JSON_VALIDATE_FAILED = "json_validate_failed"
 
 # Top-level error codes of error-file lines that mean "not run", beyond OpenAI's two.
 _EXPIRED_CODES = {"batch_expired", "request_expired", "expired"}
@@ -93,6 +107,26 @@ def window_hours(window: str) -> int | None:
     return hours if MIN_WINDOW_HOURS <= hours <= MAX_WINDOW_HOURS else None
 
 
+def supports_strict_json_schema(model: str) -> bool:
+    return model in STRICT_JSON_SCHEMA_MODELS
+
+
+def add_response_format(body: dict[str, Any], fmt: ResponseFormat | None) -> None:
+    """Strict json_schema where the model has it; JSON object mode with the schema as a first
+    system message elsewhere (the manager validates every answer against the full schema)."""
+    if fmt is None:
+        return
+    if supports_strict_json_schema(str(body["model"])):
+        body["response_format"] = openai_format.chat_response_format(fmt)
+        return
+    body["response_format"] = {"type": "json_object"}
+    schema = json.dumps(fmt.schema)
+    body["messages"] = [
+        {"role": "system", "content": JSON_MODE_INSTRUCTIONS + schema},
+        *body["messages"],
+    ]
+
+
 def _check_request(request: RawRequest, body: dict[str, Any], custom_id: str) -> None:
     where = f"Request '{custom_id}'"
     if request.stop is not None and len(request.stop) > MAX_STOP_SEQUENCES:
@@ -110,7 +144,7 @@ def _check_request(request: RawRequest, body: dict[str, Any], custom_id: str) ->
         if size > MAX_BASE64_REQUEST_BYTES:
             raise InputError(
                 f"{where}: with a base64 (local file or data URL) image, Groq takes requests up "
-                f"to 4 MB, this one is {size / 1024 / 1024:.1f} MB. Shrink the image or give it "
+                f"to 4 MB, this one is {size / 1e6:.1f} MB. Shrink the image or give it "
                 "as an http(s) URL."
             )
 
@@ -129,6 +163,9 @@ def decode_line(line: dict[str, Any]) -> Result:
     """OpenAI's line decoding, with Groq's other spellings of 'expired' and 'cancelled'."""
     result = openai_format.decode_line(line)
     error = result.error
+    if error is not None and error.code == JSON_VALIDATE_FAILED:
+        # The model's answer was not valid JSON: the same event as a parse failure here.
+        return result.model_copy(update={"error": error.model_copy(update={"kind": "parse"})})
     if result.status != "failed" or error is None or line.get("response"):
         return result
     code = str(error.code or "").lower()
@@ -215,9 +252,7 @@ class GroqProvider:
             request, model=model, custom_id=custom_id, provider="Groq", encode_part=GROQ_PART
         )
         _check_request(request, body, custom_id)
-        openai_format.add_response_format(
-            body, response_format, endpoint=endpoint, chat_endpoint=CHAT_ENDPOINT
-        )
+        add_response_format(body, response_format)
         return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
 
     def line_encoder(
@@ -319,7 +354,15 @@ class GroqProvider:
                         yield line
 
     async def cancel(self, ref: BatchRef) -> None:
-        await self.client.batches.cancel(ref.batch_id)
+        from groq import BadRequestError, ConflictError
+
+        try:
+            await self.client.batches.cancel(ref.batch_id)
+        except (BadRequestError, ConflictError):
+            # A batch that ended between our last poll and the cancel has nothing to cancel
+            # (409 "Cannot cancel a batch with status 'completed'."): its results stay.
+            if not (await self.poll(ref)).status.is_terminal:
+                raise
 
     async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
         from groq import NotFoundError

@@ -79,6 +79,12 @@ BACKOFF_MAX_ELAPSED_MS = 60_000
 # The SDK's default jitter adds up to a whole second to every wait.
 BACKOFF_JITTER_MS = 250
 JOB_TIMEOUT_HOURS = 24
+# CreateBatchJobRequest (https://docs.mistral.ai/api/, shared/specs/mistral.yaml): timeout_hours
+# from 1 to 168; metadata keys of 1 to 32 characters, values of 1 to 512.
+MIN_TIMEOUT_HOURS = 1
+MAX_TIMEOUT_HOURS = 168
+MAX_METADATA_KEY_CHARS = 32
+MAX_METADATA_VALUE_CHARS = 512
 FIND_BATCH_PAGE_SIZE = 100
 FIND_BATCH_SCAN_LIMIT = 1000
 # Query parameters of GET /v1/batch/jobs: the SDK sends metadata as one parameter per key,
@@ -356,6 +362,21 @@ def _no_retry() -> RetryConfig:
     return RetryConfig("none", backoff, retry_connection_errors=False)
 
 
+def check_metadata(metadata: dict[str, str]) -> None:
+    """Mistral refuses the whole create over one metadata key or value of the wrong length."""
+    for key, value in metadata.items():
+        if not 1 <= len(key) <= MAX_METADATA_KEY_CHARS:
+            raise InputError(
+                f"Mistral batch metadata key {key[:40]!r} must hold 1 to at most "
+                f"{MAX_METADATA_KEY_CHARS} characters. Shorten it."
+            )
+        if not 1 <= len(value) <= MAX_METADATA_VALUE_CHARS:
+            raise InputError(
+                f"Mistral batch metadata value of {key!r} must hold 1 to at most "
+                f"{MAX_METADATA_VALUE_CHARS} characters (it has {len(value)}). Shorten it."
+            )
+
+
 def _is_not_found(exc: Exception) -> bool:
     return getattr(exc, "status_code", None) == 404
 
@@ -363,9 +384,17 @@ def _is_not_found(exc: Exception) -> bool:
 class MistralProvider:
     info: ClassVar[ProviderInfo] = INFO
 
-    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
+    def __init__(
+        self, *, api_key: str, base_url: str | None = None, timeout_hours: int = JOB_TIMEOUT_HOURS
+    ) -> None:
+        if not MIN_TIMEOUT_HOURS <= timeout_hours <= MAX_TIMEOUT_HOURS:
+            raise ConfigurationError(
+                f"Mistral batch timeout_hours={timeout_hours} is not accepted: Mistral takes "
+                f"{MIN_TIMEOUT_HOURS} to {MAX_TIMEOUT_HOURS} hours (7 days)."
+            )
         self._api_key = api_key
         self._base_url = base_url
+        self._timeout_hours = timeout_hours
         self._client: Mistral | None = None
         self._http: httpx2.AsyncClient | None = None
 
@@ -462,6 +491,7 @@ class MistralProvider:
         metadata: dict[str, str],
     ) -> str:
         assert file_id is not None
+        check_metadata(metadata)
         # One attempt: a retry of a creation that went unanswered could make a second batch;
         # the manager retries, after looking for the first (see AsyncExperimentManager).
         job = await self.client.batch.jobs.create_async(
@@ -469,7 +499,7 @@ class MistralProvider:
             endpoint=endpoint,  # type: ignore[arg-type]
             model=model,
             metadata=metadata,
-            timeout_hours=JOB_TIMEOUT_HOURS,
+            timeout_hours=self._timeout_hours,
             retries=_no_retry(),
         )
         return job.id
@@ -529,7 +559,17 @@ class MistralProvider:
                 await response.aclose()
 
     async def cancel(self, ref: BatchRef) -> None:
-        await self.client.batch.jobs.cancel_async(job_id=ref.batch_id)
+        from mistralai.client.errors import SDKError
+
+        try:
+            await self.client.batch.jobs.cancel_async(job_id=ref.batch_id)
+        except SDKError as exc:
+            # A job that ended between our last poll and the cancel has nothing to cancel: its
+            # results stay. Any other refusal (an unknown job, a 404) is raised.
+            if _is_not_found(exc) or not 400 <= exc.status_code < 500:
+                raise
+            if not (await self.poll(ref)).status.is_terminal:
+                raise
 
     async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
         from mistralai.client.errors import SDKError

@@ -44,7 +44,8 @@ INFO = ProviderInfo(
     # Only the endpoints batchling encodes; the service also takes completions, images, videos.
     endpoints=frozenset({CHAT, RESPONSES, EMBEDDINGS, MODERATIONS}),
     default_endpoint=CHAT,
-    limits=BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024),
+    # "200 MB" a batch input file (docs, Files API reference): decimal megabytes.
+    limits=BatchLimits(max_requests=50_000, max_bytes=200_000_000),
     sdk="openai",
     # `dimensions` shortens text-embedding-3 vectors; older models refuse it.
     embedding_options={EMBEDDINGS: frozenset({"dimensions"})},
@@ -61,6 +62,11 @@ STATUS_MAP: dict[str, Status] = {
     "cancelled": Status.CANCELLED,
 }
 
+TOKEN_LIMIT_HINT = (
+    " (batchling: the batch was refused, nothing ran. OpenAI caps the tokens one model may have "
+    "queued in unfinished batches: wait for this model's batches in progress to finish, or send "
+    "fewer requests a batch (max_requests_per_batch), then retry the experiment.)"
+)
 # How far back find_batch looks for a batch whose creation was interrupted.
 FIND_BATCH_SCAN_LIMIT = 1000
 
@@ -237,7 +243,9 @@ class OpenAIProvider:
         batch = await self.client.batches.retrieve(ref.batch_id)
         counts = batch.request_counts
         errors = [
-            f"line {e.line}: {e.message}" if e.line is not None else str(e.message)
+            f"line {e.line}: {e.message}"
+            if e.line is not None
+            else str(e.message) + TOKEN_LIMIT_HINT * (e.code == "token_limit_exceeded")
             for e in ((batch.errors.data or []) if batch.errors else [])
         ]
         return BatchSnapshot(
@@ -263,7 +271,15 @@ class OpenAIProvider:
                         yield line
 
     async def cancel(self, ref: BatchRef) -> None:
-        await self.client.batches.cancel(ref.batch_id)
+        from openai import BadRequestError, ConflictError
+
+        try:
+            await self.client.batches.cancel(ref.batch_id)
+        except (BadRequestError, ConflictError):
+            # A batch that ended between our last poll and the cancel has nothing to cancel
+            # (409 "Cannot cancel a batch with status 'completed'."): its results stay.
+            if not (await self.poll(ref)).status.is_terminal:
+                raise
 
     async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
         from openai import NotFoundError

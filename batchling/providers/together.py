@@ -43,7 +43,7 @@ INFO = ProviderInfo(
     default_endpoint=CHAT,
     limits=BatchLimits(
         max_requests=50_000,
-        max_bytes=100 * 1024 * 1024,
+        max_bytes=100_000_000,
         custom_id_pattern=r"^.{1,64}$",
     ),
     # "Up to 50%": only selected serverless models get it, the others bill at standard rates.
@@ -67,8 +67,14 @@ UPLOAD_ATTEMPTS = 4
 UPLOAD_BACKOFF_SECONDS = 1.0
 MAX_CUSTOM_ID_CHARS = 64
 # A bigger line passes validation and then fails at run time, after the batch was paid for.
-MAX_LINE_BYTES = 10 * 1024 * 1024
+MAX_LINE_BYTES = 10_000_000
 TOGETHER_PART = openai_format.images_only_part("Together")
+# "Models not available for batch" (https://docs.together.ai/docs/inference/batch/overview,
+# 2026-12-06): "Batch jobs that target these models will fail". The list there goes on (MiniMax
+# models); these are the ones our copy of the page names in full.
+NOT_FOR_BATCH = frozenset(
+    {"deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-V3.1", "deepseek-ai/DeepSeek-V4-Pro"}
+)
 
 
 def map_status(raw: str) -> Status:
@@ -88,6 +94,11 @@ def encode_line(
 ) -> dict[str, Any]:
     """One Together chat batch line: OpenAI's body, but no `method` or `url`."""
     name = f"Request '{request.id or custom_id}'"
+    if model in NOT_FOR_BATCH:
+        raise InputError(
+            f"Together's '{model}' is not available for batch processing (a batch of it would "
+            "fail). Choose another model."
+        )
     if endpoint != CHAT:
         raise InputError(
             f"{name}: Together batches are encoded for {CHAT} only, not '{endpoint}'. "
@@ -125,8 +136,8 @@ def encode_line(
     size = len(json.dumps(line).encode())
     if size > MAX_LINE_BYTES:
         raise InputError(
-            f"{name} is {size / 1024 / 1024:.1f} MB once encoded; Together takes at most "
-            f"{MAX_LINE_BYTES // 1024 // 1024} MB a line (inline images included). "
+            f"{name} is {size / 1e6:.1f} MB once encoded; Together takes at most "
+            f"{MAX_LINE_BYTES // 1_000_000} MB a line (inline images included). "
             "Use smaller images or image URLs."
         )
     return line

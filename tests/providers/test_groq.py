@@ -56,7 +56,7 @@ def test_info_matches_the_groq_spec() -> None:
     assert INFO.name == "groq" and INFO.sdk == "groq" and INFO.discount == 0.5
     assert INFO.api_key_env == ("GROQ_API_KEY",) and INFO.base_url_env == ("GROQ_BASE_URL",)
     assert INFO.endpoints == {CHAT} and INFO.default_endpoint == CHAT
-    assert INFO.limits.max_requests == 50_000 and INFO.limits.max_bytes == 200 * 1024 * 1024
+    assert INFO.limits.max_requests == 50_000 and INFO.limits.max_bytes == 200_000_000
 
 
 def test_emulator_base_url_has_no_path_because_the_sdk_adds_openai_v1() -> None:
@@ -467,17 +467,14 @@ async def test_cancel_mid_run_keeps_finished_results(emulator: Emulator, tmp_pat
     await adapter.aclose()
 
 
-async def test_cancel_of_a_finished_batch_is_refused_without_retries(
+async def test_cancel_of_a_finished_batch_is_refused_once_and_shrugged_off(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    import groq
-
     adapter = live()
     ref = await submit(adapter, write_chunk(tmp_path, ["hi"]))
     await wait_terminal(adapter, ref)
     before = emulator.state.calls[("groq", "cancel")]
-    with pytest.raises(groq.ConflictError):
-        await adapter.cancel(ref)
+    await adapter.cancel(ref)
     assert emulator.state.calls[("groq", "cancel")] == before + 1
     await adapter.aclose()
 

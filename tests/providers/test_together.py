@@ -106,7 +106,7 @@ def test_info_declares_limits_endpoints_and_environment() -> None:
     assert INFO.api_key_env == ("TOGETHER_API_KEY",)
     assert INFO.base_url_env == ("TOGETHER_BASE_URL",)
     assert INFO.endpoints == frozenset({CHAT}) and INFO.default_endpoint == CHAT
-    assert INFO.limits.max_requests == 50_000 and INFO.limits.max_bytes == 100 * 1024 * 1024
+    assert INFO.limits.max_requests == 50_000 and INFO.limits.max_bytes == 100_000_000
     assert INFO.discount == 0.5
 
 
