@@ -94,7 +94,10 @@ async def test_responses_with_a_seed_fail_before_anything_is_sent(
             "embedContent",
             "gemini-embedding-001",
             {"task_type": "retrieval_query"},
-            {"outputDimensionality": 256, "taskType": "RETRIEVAL_QUERY"},
+            {
+                "model": "models/gemini-embedding-001",
+                "embedContentConfig": {"outputDimensionality": 256, "taskType": "RETRIEVAL_QUERY"},
+            },
         ),
         ("mistral", "/v1/embeddings", "codestral-embed", {}, {"output_dimension": 256}),
     ],

@@ -134,7 +134,9 @@ async def test_a_forgotten_chunk_keeps_the_other_chunks_results_and_retry_reruns
 async def test_results_gone_before_the_download_are_marked_to_retry_and_retry_recovers_them(
     manager: AsyncExperimentManager, emulator: Emulator, provider: str
 ) -> None:
-    ended = await started(manager, "late", provider, 3)
+    await started(manager, "late", provider, 3)
+    # Gemini may show a succeeded batch without its output for a poll (the emulator's default).
+    ended = await manager.wait("late", poll_interval=0.01)
     assert ended.status == Status.COMPLETED
     (batch,) = await manager.list_batches("late")
     forget(emulator, batch.batch_id)

@@ -3,7 +3,8 @@
 Covers the resumable Files upload, `models/{m}:batchGenerateContent` and
 `models/{m}:asyncBatchEmbedContent` (file and inline input),
 batches get/list/cancel/delete as long-running Operations, file get/list/delete/download.
-Any `/{version}/` segment is accepted (the SDK defaults to v1, the docs use v1beta).
+Only `v1beta` serves them, as Google documents (https://ai.google.dev/api/all-methods lists
+batches and files under v1beta only); any other path gets Google's HTML 404 page.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, media
+from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
 PROVIDER = "gemini"
 PREFIX = "/gemini"
+API_VERSION = "v1beta"
 API_KEY_HEADER = "x-goog-api-key"
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch"
 OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatchOutput"
@@ -64,6 +66,50 @@ UNREGISTERED_CALLER = (
     "Please use API Key or other form of API consumer identity to call this API."
 )
 VALID_ROLES = {"user", "model"}
+# GenerationConfig.stopSequences: "up to 5" (https://ai.google.dev/api/generate-content).
+MAX_STOP_SEQUENCES = 5
+# The Schema message of responseSchema (v1beta reference, shared/specs/gemini-converted.yaml).
+SCHEMA_FIELDS = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "maxItems",
+        "minItems",
+        "properties",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "example",
+        "anyOf",
+        "propertyOrdering",
+        "default",
+        "items",
+        "minimum",
+        "maximum",
+    }
+)
+SCHEMA_TYPES = frozenset(
+    {"TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
+)
+# google.rpc.Code numbers (googleapis/google/rpc/code.proto): result lines carry no status name.
+RPC_INVALID_ARGUMENT = 3
+RPC_INTERNAL = 13
+# Google's front end answers a path no API serves with this page, not a JSON error (as captured
+# in https://github.com/googleapis/google-api-php-client/issues/2052).
+NOT_FOUND_PAGE = (
+    "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n"
+    "  <title>Error 404 (Not Found)!!1</title>\n"
+    "  <p><b>404.</b> <ins>That\u2019s an error.</ins>\n"
+    "  <p>The requested URL <code>{path}</code> was not found on this server."
+    "  <ins>That\u2019s all we know.</ins>\n"
+)
 
 
 def exports(base: str) -> dict[str, str]:
@@ -197,7 +243,78 @@ def request_problem(request: Any) -> str | None:
             return "* GenerateContentRequest.contents.parts: contents.parts must not be empty.\n"
         if content.get("role", "user") not in VALID_ROLES:
             return "Please use a valid role: user, model."
+    config = _generation_config(request)
+    stops = config.get("stopSequences", config.get("stop_sequences"))
+    if isinstance(stops, list) and len(stops) > MAX_STOP_SEQUENCES:
+        return (
+            "* GenerateContentRequest.generation_config.stop_sequences: "
+            f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed\n"
+        )
+    schema = config.get("responseSchema", config.get("response_schema"))
+    if schema is not None:
+        problem = schema_problem(schema, "generation_config.response_schema")
+        if problem is not None:
+            return problem
     return media.gemini_problem(request)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def schema_problem(schema: Any, where: str) -> str | None:
+    """Proto JSON's refusal of a responseSchema that is not a v1beta Schema message (unknown
+    fields such as JSON Schema's additionalProperties or $ref, lowercase or unknown types)."""
+    if not isinstance(schema, dict):
+        return (
+            f"Invalid value at '{where}' "
+            "(type.googleapis.com/google.ai.generativelanguage.v1beta.Schema)"
+        )
+    for key, value in schema.items():
+        name = _camel(key)
+        if name not in SCHEMA_FIELDS:
+            return (
+                f'Invalid JSON payload received. Unknown name "{key}" at '
+                f"'{where}': Cannot find field."
+            )
+        if name == "type" and value not in SCHEMA_TYPES:
+            return (
+                f"Invalid value at '{where}.type' "
+                f'(type.googleapis.com/google.ai.generativelanguage.v1beta.Type), "{value}"'
+            )
+    children: list[tuple[str, Any]] = []
+    properties = schema.get("properties")
+    if isinstance(properties, dict):
+        children += [(f"{where}.properties[{k}].value", v) for k, v in properties.items()]
+    if "items" in schema:
+        children.append((f"{where}.items", schema["items"]))
+    any_of = schema.get("anyOf", schema.get("any_of"))
+    if isinstance(any_of, list):
+        children += [(f"{where}.any_of[{i}]", v) for i, v in enumerate(any_of)]
+    for child_where, child in children:
+        problem = schema_problem(child, child_where)
+        if problem is not None:
+            return problem
+    return None
+
+
+def json_schema_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """A responseSchema (OpenAPI subset) as the JSON Schema the answer generator reads."""
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        name = _camel(key)
+        if name == "type" and isinstance(value, str):
+            out["type"] = value.lower()
+        elif name == "properties" and isinstance(value, dict):
+            out["properties"] = {k: json_schema_of(v) for k, v in value.items()}
+        elif name == "items" and isinstance(value, dict):
+            out["items"] = json_schema_of(value)
+        elif name == "anyOf" and isinstance(value, list):
+            out["anyOf"] = [json_schema_of(v) for v in value if isinstance(v, dict)]
+        elif name in {"enum", "required", "minimum", "maximum", "minItems", "maxItems"}:
+            out[name] = value
+    return out
 
 
 EMBEDDING_TASK_TYPES = frozenset(
@@ -222,22 +339,41 @@ def embed_request_problem(request: Any) -> str | None:
     content = request.get("content")
     if not isinstance(content, dict) or not content.get("parts"):
         return "* EmbedContentRequest.content: content is not specified\n"
-    task_type = request.get("taskType", request.get("task_type"))
+    # EmbedContentRequest.model: "Required. The model's resource name" (v1beta reference).
+    model = request.get("model")
+    if not isinstance(model, str) or not model.startswith("models/"):
+        return "* EmbedContentRequest.model: model is not specified\n"
+    config = request.get("embedContentConfig", request.get("embed_content_config")) or {}
+    if not isinstance(config, dict):
+        return "Invalid JSON payload: 'embedContentConfig' must be an EmbedContentConfig object."
+    # The request-level fields are deprecated for embedContentConfig's, but still read.
+    task_type = config.get("taskType", config.get("task_type"))
+    if task_type is None:
+        task_type = request.get("taskType", request.get("task_type"))
     if task_type is not None and task_type not in EMBEDDING_TASK_TYPES:
         return (
             f"Invalid value at 'request.task_type' (type.googleapis.com/"
             f'google.ai.generativelanguage.v1beta.TaskType), "{task_type}"'
         )
-    dimensions = request.get("outputDimensionality", request.get("output_dimensionality"))
+    dimensions = _embed_dimensions(request)
     if dimensions is not None and (not isinstance(dimensions, int) or dimensions < 1):
         return "* EmbedContentRequest.output_dimensionality: must be a positive number\n"
+    return None
+
+
+def _embed_dimensions(request: dict[str, Any]) -> Any:
+    config = request.get("embedContentConfig", request.get("embed_content_config"))
+    for source in (config if isinstance(config, dict) else {}, request):
+        value = source.get("outputDimensionality", source.get("output_dimensionality"))
+        if value is not None:
+            return value
     return None
 
 
 def embed_content(request: dict[str, Any], *, model: str) -> dict[str, Any]:
     """A deterministic EmbedContentResponse: a unit vector seeded by the content's text."""
     text = _parts_text((request.get("content") or {}).get("parts"))
-    dimensions = request.get("outputDimensionality") or request.get("output_dimensionality")
+    dimensions = _embed_dimensions(request)
     if not isinstance(dimensions, int) or dimensions <= 0:
         dimensions = answers.embedding_dimensions(model, DEFAULT_EMBEDDING_DIMENSIONS)
     return {
@@ -259,9 +395,13 @@ def _cut_at_stop(text: str, stops: Any) -> str:
 
 
 def response_json_schema(config: dict[str, Any]) -> dict[str, Any] | None:
-    """The JSON Schema of a JSON-mode generationConfig (`responseJsonSchema`), if any."""
+    """The JSON Schema of a JSON-mode generationConfig (`responseJsonSchema`, or `responseSchema`
+    read as one), if any."""
     mime = config.get("responseMimeType", config.get("response_mime_type"))
     schema = config.get("responseJsonSchema", config.get("response_json_schema"))
+    openapi = config.get("responseSchema", config.get("response_schema"))
+    if schema is None and isinstance(openapi, dict):
+        schema = json_schema_of(openapi)
     if mime != "application/json" or not isinstance(schema, dict):
         return None
     return schema
@@ -301,7 +441,9 @@ def generate_content(
 
 
 def failure(key: str) -> dict[str, Any]:
-    return {"code": 500, "message": f"Emulated failure for request '{key}'.", "status": "INTERNAL"}
+    # A google.rpc.Status has a numeric code, a message and details, and no status name
+    # (googleapis/google/rpc/status.proto; Status in the v1beta reference).
+    return {"code": RPC_INTERNAL, "message": f"Emulated failure for request '{key}'."}
 
 
 # batches
@@ -362,12 +504,23 @@ def operation(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
         "done": batch.phase.terminal,
     }
     output = batch.extra.get("output")
-    if output is not None:
+    if output is not None and not batch.extra.get("output_lag"):
         metadata["output"] = output
         op["response"] = {"@type": EMBED_OUTPUT_TYPE if embed else OUTPUT_TYPE, **output}
     if batch.phase == Phase.FAILED and batch.errors:
         op["error"] = batch.errors[0]
     return op
+
+
+def output_lag(state: EmulatorState, batch: EmulatedBatch) -> int:
+    """How many polls a just-succeeded batch shows no output: the live service can report
+    BATCH_STATE_SUCCEEDED before output.responsesFile is filled (seen live by
+    https://github.com/tidyverse/ellmer/pull/926, which keeps polling until it is)."""
+    lag = state.config.gemini_output_lag_polls
+    if lag is not None:
+        return max(0, lag)
+    first = batch.custom_ids[0] if batch.custom_ids else batch.id
+    return 1 if answers.is_failure(first, 0.5, state.config.seed) else 0
 
 
 def render(state: EmulatorState, batch: EmulatedBatch) -> None:
@@ -378,9 +531,7 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         key = batch.custom_ids[index]
         problem = batch.extra["invalid"].get(index)
         if problem is not None:
-            result: dict[str, Any] = {
-                "error": {"code": 400, "message": problem, "status": "INVALID_ARGUMENT"}
-            }
+            result: dict[str, Any] = {"error": {"code": RPC_INVALID_ARGUMENT, "message": problem}}
         elif _line_outcome(state, batch, index) == "failed":
             result = {"error": failure(key)}
         elif batch.extra.get("embed", False):
@@ -407,7 +558,9 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         answered,
         filename=f"{batch.id}-output.jsonl",
         purpose="batch_output",
-        prefix="batch-out-",
+        # files/batch-<batch id>, as in integrators' captured live batches (responsesFile
+        # "files/batch-3a96ht58d9rd3fci7tg3qlrhlfawe5ykp6ge" of that batches/3a96...).
+        prefix=lambda _: f"batch-{batch.id}",
     )
     stored.extra.update(
         mime_type="application/jsonl", source="GENERATED", display_name=f"{batch.id}-output"
@@ -459,6 +612,7 @@ def routes(state: EmulatorState) -> list[Route]:
         state.advance(batch)
         if batch.phase == Phase.COMPLETED and before != Phase.COMPLETED:
             render(state, batch)
+            batch.extra["output_lag"] = output_lag(state, batch)
         return batch
 
     def find_batch(request: Request) -> tuple[EmulatedBatch | None, str]:
@@ -504,10 +658,9 @@ def routes(state: EmulatorState) -> list[Route]:
             mime_type=str(mime_type),
             size=size,
         )
-        version = request.path_params["version"]
         # Absolute and loopback: the SDK sends the bytes to this URL exactly as given.
         url = (
-            f"{service_base(request)}/upload/{version}/files"
+            f"{service_base(request)}/upload/{API_VERSION}/files"
             f"?upload_id={upload_id}&upload_protocol=resumable"
         )
         return JSONResponse(
@@ -547,14 +700,14 @@ def routes(state: EmulatorState) -> list[Route]:
             bytes(session.data),
             filename=session.display_name or "upload",
             purpose="batch",
-            prefix="file-",
+            prefix=ids.gemini_name(12),
             extra={
                 "mime_type": session.mime_type,
                 "display_name": session.display_name,
                 "source": "UPLOADED",
             },
         )
-        resource = file_resource(stored, service_base(request), request.path_params["version"])
+        resource = file_resource(stored, service_base(request), API_VERSION)
         return JSONResponse({"file": resource}, headers=final)
 
     async def file_get(request: Request) -> Response:
@@ -568,9 +721,7 @@ def routes(state: EmulatorState) -> list[Route]:
         stored = state.get_file(PROVIDER, name)
         if stored is None or method:
             return error(404, f"File files/{name} not found.")
-        return JSONResponse(
-            file_resource(stored, service_base(request), request.path_params["version"])
-        )
+        return JSONResponse(file_resource(stored, service_base(request), API_VERSION))
 
     async def download(request: Request) -> Response:
         if (fault := await state.before(PROVIDER, "download")) is not None:
@@ -610,8 +761,8 @@ def routes(state: EmulatorState) -> list[Route]:
             reverse=True,
         )
         page, token = _page(request, files)
-        base, version = service_base(request), request.path_params["version"]
-        body: dict[str, Any] = {"files": [file_resource(f, base, version) for f in page]}
+        base = service_base(request)
+        body: dict[str, Any] = {"files": [file_resource(f, base, API_VERSION) for f in page]}
         if token:
             body["nextPageToken"] = token
         return JSONResponse(body)
@@ -671,7 +822,7 @@ def routes(state: EmulatorState) -> list[Route]:
             PROVIDER,
             lines,
             [_line_key(line, i) for i, line in enumerate(lines)],
-            prefix="batch-",
+            prefix=ids.gemini_name(36),
             extra={
                 "model": model if model.startswith("models/") else f"models/{model}",
                 "display_name": str(
@@ -688,8 +839,7 @@ def routes(state: EmulatorState) -> list[Route]:
             },
         )
         if problem is not None:
-            # google.rpc.Code 3 is INVALID_ARGUMENT.
-            state.fail_batch(batch, [{"code": 3, "message": problem}])
+            state.fail_batch(batch, [{"code": RPC_INVALID_ARGUMENT, "message": problem}])
         return JSONResponse(operation(state, batch))
 
     async def batch_get(request: Request) -> Response:
@@ -700,7 +850,10 @@ def routes(state: EmulatorState) -> list[Route]:
         batch, method = find_batch(request)
         if batch is None or method:
             return not_found_batch(request)
-        return JSONResponse(operation(state, refreshed(batch)))
+        answer = operation(state, refreshed(batch))
+        if batch.extra.get("output_lag"):
+            batch.extra["output_lag"] -= 1
+        return JSONResponse(answer)
 
     async def batch_cancel(request: Request) -> Response:
         if (fault := await state.before(PROVIDER, "cancel")) is not None:
@@ -745,17 +898,22 @@ def routes(state: EmulatorState) -> list[Route]:
             body["nextPageToken"] = token
         return JSONResponse(body)
 
+    async def not_found_page(request: Request) -> Response:
+        return HTMLResponse(NOT_FOUND_PAGE.format(path=request.url.path), status_code=404)
+
+    v = API_VERSION
     return [
-        Route("/upload/{version}/files", upload, methods=["POST"]),
-        Route("/download/{version}/files/{target}", download, methods=["GET"]),
-        Route("/{version}/files", file_list, methods=["GET"]),
-        Route("/{version}/files/{target}", file_get, methods=["GET"]),
-        Route("/{version}/files/{target}", file_delete, methods=["DELETE"]),
-        Route("/{version}/models/{target}", model_call, methods=["POST"]),
-        Route("/{version}/batches", batch_list, methods=["GET"]),
-        Route("/{version}/batches/{target}", batch_get, methods=["GET"]),
-        Route("/{version}/batches/{target}", batch_cancel, methods=["POST"]),
-        Route("/{version}/batches/{target}", batch_delete, methods=["DELETE"]),
+        Route(f"/upload/{v}/files", upload, methods=["POST"]),
+        Route(f"/download/{v}/files/{{target}}", download, methods=["GET"]),
+        Route(f"/{v}/files", file_list, methods=["GET"]),
+        Route(f"/{v}/files/{{target}}", file_get, methods=["GET"]),
+        Route(f"/{v}/files/{{target}}", file_delete, methods=["DELETE"]),
+        Route(f"/{v}/models/{{target}}", model_call, methods=["POST"]),
+        Route(f"/{v}/batches", batch_list, methods=["GET"]),
+        Route(f"/{v}/batches/{{target}}", batch_get, methods=["GET"]),
+        Route(f"/{v}/batches/{{target}}", batch_cancel, methods=["POST"]),
+        Route(f"/{v}/batches/{{target}}", batch_delete, methods=["DELETE"]),
+        Route("/{path:path}", not_found_page, methods=["GET", "POST", "DELETE", "PATCH", "PUT"]),
     ]
 
 

@@ -10,6 +10,7 @@ IdFormat = Callable[[int], str]
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def _digits(value: int, alphabet: str, width: int) -> str:
@@ -33,6 +34,18 @@ def openai_file(sequence: int) -> str:
 def openai_batch(sequence: int) -> str:
     """`batch_` and 32 hex digits, as "batch_67f0c1b2d2c881908f9e3b8a4b1c2d3e"."""
     return f"batch_{sequence:08x}{_noise(sequence, 'batch'):032x}"[:38]
+
+
+def gemini_name(length: int) -> IdFormat:
+    """Lowercase letters and digits, as live Gemini names: batches/ and 36, files/ and 12
+    ("7h9w4gzuqot3bb3fpd1e2nqcp980iwnmjs7n", "85nave4ld71j" in the listing captured in
+    https://github.com/flachesis/gemini-rust/pull/13)."""
+
+    def make(sequence: int) -> str:
+        noise = _noise(sequence, f"gemini-{length}")
+        return _digits(sequence, BASE36, 6) + _digits(noise, BASE36, length - 6)
+
+    return make
 
 
 def anthropic_batch(sequence: int) -> str:

@@ -10,6 +10,7 @@ lines are `{"key", "request": EmbedContentRequest}`.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import random
@@ -17,7 +18,7 @@ import tempfile
 import urllib.parse
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -119,6 +120,35 @@ JSONL_MIME_TYPE = "application/jsonl"
 DISPLAY_NAME_PREFIX = "batchling:"
 ROLE_NAMES = {"user": "user", "assistant": "model"}
 FILES_API_URL = "https://generativelanguage.googleapis.com/"
+# google-genai 3.x defaults the Developer API to v1; Google documents batches and files only under
+# v1beta (https://ai.google.dev/api/all-methods, https://ai.google.dev/api/batch-api).
+API_VERSION = "v1beta"
+# GenerationConfig.stopSequences, "up to 5" (https://ai.google.dev/api/generate-content).
+MAX_STOP_SEQUENCES = 5
+# Google documents no delay between BATCH_STATE_SUCCEEDED and its output appearing, but integrators
+# meet one (https://github.com/tidyverse/ellmer/pull/926): after this long past endTime without
+# output, polls raise instead of waiting on.
+RESULTS_GRACE_SECONDS = 3600.0
+# google.rpc.Code (googleapis/google/rpc/code.proto): batch result lines carry only the number.
+RPC_CODE_NAMES = {
+    0: "OK",
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
+}
 
 T = TypeVar("T")
 
@@ -215,7 +245,7 @@ def _contents(request: RawRequest, custom_id: str) -> list[dict[str, Any]]:
     return contents
 
 
-def _generation_config(request: RawRequest) -> dict[str, Any]:
+def _generation_config(request: RawRequest, custom_id: str) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if request.max_tokens is not None:
         config["maxOutputTokens"] = request.max_tokens
@@ -224,6 +254,11 @@ def _generation_config(request: RawRequest) -> dict[str, Any]:
     if request.top_p is not None:
         config["topP"] = request.top_p
     if request.stop:
+        if len(request.stop) > MAX_STOP_SEQUENCES:
+            raise InputError(
+                f"Request '{custom_id}': Gemini takes at most {MAX_STOP_SEQUENCES} stop sequences "
+                f"('stop'), this request has {len(request.stop)}; keep the ones that matter."
+            )
         config["stopSequences"] = list(request.stop)
     if request.seed is not None:
         config["seed"] = request.seed
@@ -245,26 +280,39 @@ def encode_request(request: RawRequest, *, custom_id: str) -> dict[str, Any]:
     system_parts = _system_parts(request, custom_id)
     if system_parts:
         body["systemInstruction"] = {"parts": system_parts}
-    config = _generation_config(request)
+    config = _generation_config(request, custom_id)
     if config:
         body["generationConfig"] = config
     return body
 
 
-def encode_embed_request(request: RawRequest, *, custom_id: str) -> dict[str, Any]:
-    """One RawRequest as an EmbedContentRequest: its single user text as the content."""
+def encode_embed_request(request: RawRequest, *, custom_id: str, model: str) -> dict[str, Any]:
+    """One RawRequest as an EmbedContentRequest: its single user text as the content, the model
+    it names (required) and the options in `embedContentConfig`, where the v1beta reference puts
+    them (the request-level taskType and outputDimensionality are deprecated)."""
     text = embedding_text(
         request,
         custom_id=custom_id,
         endpoint=EMBED_CONTENT,
         accepts=INFO.embedding_options[EMBED_CONTENT],
     )
-    body: dict[str, Any] = {"content": {"parts": [{"text": text}]}}
+    body: dict[str, Any] = {
+        "model": model_name(model),
+        "content": {"parts": [{"text": text}]},
+    }
+    config: dict[str, Any] = {}
     if request.task_type is not None:
-        body["taskType"] = embedding_task_type(request.task_type, request.id or custom_id)
+        config["taskType"] = embedding_task_type(request.task_type, request.id or custom_id)
     if request.dimensions is not None:
-        body["outputDimensionality"] = request.dimensions
+        config["outputDimensionality"] = request.dimensions
+    if config:
+        body["embedContentConfig"] = config
     return body
+
+
+def model_name(model: str) -> str:
+    """`models/{model}`, the form every request body names its model in."""
+    return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
 
 
 def embedding_task_type(task_type: str, name: str) -> str:
@@ -275,6 +323,145 @@ def embedding_task_type(task_type: str, name: str) -> str:
             f"{', '.join(EMBEDDING_TASK_TYPES)}."
         )
     return upper
+
+
+# structured output
+
+# The OpenAPI-subset Schema's fields (GenerationConfig.responseSchema, v1beta reference), and the
+# JSON Schema keywords google-genai's own conversion (_transformers.process_schema) turns into them.
+OPENAPI_SCHEMA_KEYWORDS = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "maxItems",
+        "minItems",
+        "properties",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "example",
+        "anyOf",
+        "propertyOrdering",
+        "default",
+        "items",
+        "minimum",
+        "maximum",
+    }
+)
+CONVERTED_KEYWORDS = frozenset({"$ref", "const"})
+OPENAPI_TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object", "null"})
+SCHEMA_FIELD_ENV = "BATCHLING_GEMINI_SCHEMA_FIELD"
+SCHEMA_FIELDS = ("auto", "responseSchema", "responseJsonSchema")
+
+
+def _fits_openapi(node: Any, defs: dict[str, Any], refs: tuple[str, ...] = ()) -> bool:
+    """Whether a JSON Schema says nothing the OpenAPI-subset Schema would lose."""
+    if not isinstance(node, dict):
+        return False
+    for key, value in node.items():
+        if key == "additionalProperties":
+            # Closed objects are what Gemini generates anyway; anything else cannot be said.
+            if value is not False:
+                return False
+        elif key not in OPENAPI_SCHEMA_KEYWORDS and key not in CONVERTED_KEYWORDS:
+            return False
+    if "$ref" in node:
+        ref = node["$ref"] if isinstance(node["$ref"], str) else ""
+        name = ref.removeprefix("#/$defs/")
+        # A recursive schema has no OpenAPI-subset form: the SDK's conversion drops the cycle.
+        if not ref.startswith("#/$defs/") or name not in defs or name in refs:
+            return False
+        return _fits_openapi(defs[name], defs, (*refs, name))
+    kind = node.get("type")
+    if "anyOf" in node:
+        branches = node["anyOf"]
+        return isinstance(branches, list) and all(_fits_openapi(b, defs, refs) for b in branches)
+    if not isinstance(kind, str) or kind not in OPENAPI_TYPES:
+        return False
+    if "enum" in node and (kind != "string" or not all(isinstance(v, str) for v in node["enum"])):
+        return False
+    if "const" in node and not isinstance(node["const"], str):
+        return False
+    properties = node.get("properties") or {}
+    if not isinstance(properties, dict):
+        return False
+    children = [*properties.values(), *([node["items"]] if "items" in node else [])]
+    return all(_fits_openapi(child, defs, refs) for child in children)
+
+
+def _open_keys(node: Any) -> Any:
+    """The schema without `additionalProperties: false`, a field the Schema proto lacks."""
+    if isinstance(node, dict):
+        return {k: _open_keys(v) for k, v in node.items() if k != "additionalProperties"}
+    if isinstance(node, list):
+        return [_open_keys(v) for v in node]
+    return node
+
+
+def _only_openapi_keys(node: Any) -> bool:
+    """Whether a converted schema holds only fields of the v1beta Schema message."""
+    if not isinstance(node, dict) or any(key not in OPENAPI_SCHEMA_KEYWORDS for key in node):
+        return False
+    children = [*(node.get("properties") or {}).values(), *(node.get("anyOf") or [])]
+    if "items" in node:
+        children.append(node["items"])
+    return all(_only_openapi_keys(child) for child in children)
+
+
+def openapi_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The response schema as `responseSchema` (the OpenAPI subset), converted by google-genai's
+    own transformer as for `response_schema=` in its SDK; None when the subset cannot say it."""
+    defs = schema.get("$defs") or {}
+    body = {k: v for k, v in schema.items() if k != "$defs"}
+    if not isinstance(defs, dict) or not _fits_openapi(body, defs):
+        return None
+    try:
+        from google.genai import _transformers
+
+        converted = _transformers.t_schema(None, _open_keys(copy.deepcopy(schema)))
+    except (ImportError, AttributeError, ValueError):
+        # A private module of the SDK: if it moves or refuses, the JSON Schema still works.
+        return None
+    if converted is None:
+        return None
+    # lowerCamelCase like the rest of the line (the SDK itself sends snake_case, which proto JSON
+    # also accepts).
+    dumped: dict[str, Any] = converted.model_dump(mode="json", exclude_none=True, by_alias=True)
+    return dumped if _only_openapi_keys(dumped) else None
+
+
+def schema_field_setting() -> str:
+    raw = os.environ.get(SCHEMA_FIELD_ENV, "").strip() or "auto"
+    if raw not in SCHEMA_FIELDS:
+        raise ConfigurationError(
+            f"{SCHEMA_FIELD_ENV} must be one of {', '.join(SCHEMA_FIELDS)}, not '{raw}'."
+        )
+    return raw
+
+
+def structured_output_config(response_format: ResponseFormat) -> dict[str, Any]:
+    """The generationConfig fields asking for JSON matching the response format: `responseSchema`
+    when the OpenAPI subset can express it (0 of 502 batch answers had the right shape with
+    `responseJsonSchema`, all with `responseSchema`: https://github.com/crmne/ruby_llm/issues/894),
+    else `responseJsonSchema`; $BATCHLING_GEMINI_SCHEMA_FIELD forces one."""
+    setting = schema_field_setting()
+    converted = None if setting == "responseJsonSchema" else openapi_schema(response_format.schema)
+    if setting == "responseSchema" and converted is None:
+        raise InputError(
+            f"The response format '{response_format.name}' does not fit Gemini's responseSchema "
+            "(the OpenAPI subset: no recursion, oneOf/allOf, open objects, non-string enums); "
+            f"unset {SCHEMA_FIELD_ENV} to send it as responseJsonSchema."
+        )
+    if converted is not None:
+        return {"responseMimeType": "application/json", "responseSchema": converted}
+    return {"responseMimeType": "application/json", "responseJsonSchema": response_format.schema}
 
 
 # decode
@@ -321,17 +508,26 @@ def _line_key(line: dict[str, Any]) -> str:
     return str(key)
 
 
+def rpc_code_name(code: Any) -> str | None:
+    """The google.rpc.Code name of a Status's numeric `code`; None for anything else (an HTTP
+    status such as 400 is not a google.rpc code)."""
+    try:
+        return RPC_CODE_NAMES.get(int(code)) if code is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def decode_line(line: dict[str, Any]) -> Result:
     """A results-file line (`key`) or an inline response (`metadata.key`) as a Result."""
     custom_id = _line_key(line)
     error = line.get("error")
     if error:
         error = error if isinstance(error, dict) else {"message": str(error)}
-        status = error.get("status")
+        status = error.get("status") or rpc_code_name(error.get("code"))
         code = status or (str(error["code"]) if error.get("code") is not None else None)
         message = str(error.get("message") or status or "Unknown error")
         # google.rpc CANCELLED (1) is the only per-request status that says the request never ran.
-        if status == "CANCELLED" or error.get("code") == 1:
+        if status == "CANCELLED":
             return Result(
                 custom_id=custom_id,
                 status="cancelled",
@@ -415,7 +611,49 @@ def _count(stats: dict[str, Any], key: str) -> int:
         return 0
 
 
-def snapshot_from_operation(operation: dict[str, Any]) -> BatchSnapshot:
+class ResultsNotPublishedError(RuntimeError):
+    """A batch reported succeeded long ago whose output is still missing."""
+
+
+def _timestamp(raw: Any) -> datetime | None:
+    if isinstance(raw, datetime):
+        return raw if raw.tzinfo else raw.replace(tzinfo=timezone.utc)
+    if not isinstance(raw, str) or not raw:
+        return None
+    # RFC 3339 with up to 9 fractional digits; fromisoformat takes at most 6.
+    head, dot, tail = raw.partition(".")
+    if dot:
+        digits = len(tail) - len(tail.lstrip("0123456789"))
+        raw = f"{head}.{tail[:digits][:6].ljust(6, '0')}{tail[digits:]}"
+    try:
+        return _timestamp(datetime.fromisoformat(raw.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def succeeded_status(
+    name: str, has_output: bool, ended: datetime | None, now: datetime | None = None
+) -> Status:
+    """COMPLETED once a succeeded batch's output exists. Before that it is FINALIZING: the live
+    service can report BATCH_STATE_SUCCEEDED before filling output (issue 12), and a batch read as
+    finished without results would have every request stored as "no result"."""
+    if has_output:
+        return Status.COMPLETED
+    now = now or datetime.now(timezone.utc)
+    if ended is not None and (now - ended).total_seconds() > RESULTS_GRACE_SECONDS:
+        raise ResultsNotPublishedError(
+            f"Gemini has reported {name} as BATCH_STATE_SUCCEEDED since "
+            f"{ended.strftime('%Y-%m-%d %H:%M:%S')} UTC "
+            f"({int((now - ended).total_seconds() // 60)} min) but has not published its results "
+            "(no output.responsesFile); they may still come, so the batch is not recorded as "
+            "finished"
+        )
+    return Status.FINALIZING
+
+
+def snapshot_from_operation(
+    operation: dict[str, Any], now: datetime | None = None
+) -> BatchSnapshot:
     """A batch Operation as sent on the wire (`metadata` is the GenerateContentBatch)."""
     metadata = operation.get("metadata") or {}
     raw_state = str(metadata.get("state") or "BATCH_STATE_UNSPECIFIED")
@@ -423,8 +661,16 @@ def snapshot_from_operation(operation: dict[str, Any]) -> BatchSnapshot:
     output = metadata.get("output") or (operation.get("response") or {})
     error = operation.get("error") or metadata.get("error")
     errors = [str(error.get("message") or error)] if isinstance(error, dict) else []
+    status = map_status(raw_state)
+    if status == Status.COMPLETED:
+        has_output = isinstance(output, dict) and bool(
+            output.get("responsesFile") or output.get("inlinedResponses")
+        )
+        ended = _timestamp(metadata.get("endTime")) or _timestamp(metadata.get("updateTime"))
+        name = str(operation.get("name") or metadata.get("name") or "the batch")
+        status = succeeded_status(name, has_output, ended, now)
     return BatchSnapshot(
-        status=map_status(raw_state),
+        status=status,
         provider_status=raw_state,
         counts=RequestCounts(
             total=_count(stats, "requestCount"),
@@ -455,6 +701,7 @@ class GeminiProvider:
                 api_key=self._api_key,
                 http_options=types.HttpOptions(
                     base_url=self._base_url,
+                    api_version=API_VERSION,
                     timeout=int(client_settings.timeout_seconds() * 1000),
                     retry_options=types.HttpRetryOptions(
                         attempts=client_settings.max_retries() + 1,
@@ -479,18 +726,31 @@ class GeminiProvider:
         _check_endpoint(endpoint)
         if endpoint == EMBED_CONTENT:
             refuse_response_format(response_format, endpoint=endpoint)
-            return {"key": custom_id, "request": encode_embed_request(request, custom_id=custom_id)}
+            body = encode_embed_request(request, custom_id=custom_id, model=model)
+            return {"key": custom_id, "request": body}
         body = encode_request(request, custom_id=custom_id)
         if response_format is not None:
-            config = body.setdefault("generationConfig", {})
-            config["responseMimeType"] = "application/json"
-            config["responseJsonSchema"] = response_format.schema
+            body.setdefault("generationConfig", {}).update(
+                structured_output_config(response_format)
+            )
         return {"key": custom_id, "request": body}
 
     def line_encoder(
         self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
     ) -> LineEncoder:
-        return bound_encode(self, model=model, endpoint=endpoint, response_format=response_format)
+        if response_format is None or endpoint != GENERATE_CONTENT:
+            return bound_encode(
+                self, model=model, endpoint=endpoint, response_format=response_format
+            )
+        # Converted once: the same fields go in every line.
+        fields = structured_output_config(response_format)
+
+        def encode_line(request: RawRequest, custom_id: str) -> dict[str, Any]:
+            body = encode_request(request, custom_id=custom_id)
+            body.setdefault("generationConfig", {}).update(fields)
+            return {"key": custom_id, "request": body}
+
+        return encode_line
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
@@ -593,8 +853,16 @@ class GeminiProvider:
     async def _poll_typed(self, name: str) -> BatchSnapshot:
         job = await self.client.batches.get(name=name)
         raw = job.state.value if job.state is not None else "JOB_STATE_UNSPECIFIED"
+        status = map_status(raw)
+        if status == Status.COMPLETED:
+            dest = job.dest
+            has_output = dest is not None and bool(
+                dest.file_name or dest.inlined_responses or dest.inlined_embed_content_responses
+            )
+            ended = _timestamp(job.end_time) or _timestamp(job.update_time)
+            status = succeeded_status(name, has_output, ended)
         return BatchSnapshot(
-            status=map_status(raw),
+            status=status,
             provider_status=raw,
             output_file_id=job.dest.file_name if job.dest else None,
             errors=[job.error.message] if job.error and job.error.message else [],

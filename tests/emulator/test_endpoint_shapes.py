@@ -69,10 +69,17 @@ def test_embeddings_dimensions_are_refused_on_a_fixed_size_model() -> None:
 
 def test_gemini_embed_requests_with_an_unknown_task_type_are_refused() -> None:
     content = {"parts": [{"text": "x"}]}
-    assert embed_request_problem({"content": content, "taskType": "CLUSTERING"}) is None
-    problem = embed_request_problem({"content": content, "taskType": "SEARCH"})
+    request = {"model": "models/gemini-embedding-001", "content": content}
+    assert embed_request_problem({**request, "taskType": "CLUSTERING"}) is None
+    assert (
+        embed_request_problem({**request, "embedContentConfig": {"taskType": "CLUSTERING"}}) is None
+    )
+    problem = embed_request_problem({**request, "taskType": "SEARCH"})
     assert problem is not None and "task_type" in problem and "SEARCH" in problem
-    assert embed_request_problem({"content": content, "outputDimensionality": 0}) is not None
+    problem = embed_request_problem({**request, "embedContentConfig": {"taskType": "SEARCH"}})
+    assert problem is not None and "SEARCH" in problem
+    assert embed_request_problem({**request, "outputDimensionality": 0}) is not None
+    assert embed_request_problem({"content": content}) is not None
 
 
 @pytest.mark.parametrize(

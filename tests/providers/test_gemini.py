@@ -553,6 +553,7 @@ async def test_transient_poll_faults_are_retried_by_the_client_config(
     emulator: Emulator,
     tmp_path: Path,
 ) -> None:
+    emulator.config.gemini_output_lag_polls = 0
     adapter = create_provider("gemini")
     ref = await submit(adapter, write_chunk(tmp_path, 1))
     emulator.inject(Fault(step="poll", kind=503, times=1))
@@ -640,6 +641,7 @@ async def test_emulator_speaks_v1beta_inline_batches_and_list_paging(emulator: E
     from google import genai
     from google.genai import types
 
+    emulator.config.gemini_output_lag_polls = 0
     client = genai.Client(
         api_key="k",
         http_options=types.HttpOptions(
@@ -682,7 +684,7 @@ async def test_emulator_upload_url_is_absolute_loopback_and_keys_are_required(
     base = emulator.env()["GEMINI_BASE_URL"]
     async with httpx.AsyncClient() as http:
         start = await http.post(
-            f"{base}/upload/v1/files",
+            f"{base}/upload/v1beta/files",
             json={"file": {"display_name": "x"}},
             headers={
                 "x-goog-api-key": "k",
@@ -693,7 +695,7 @@ async def test_emulator_upload_url_is_absolute_loopback_and_keys_are_required(
             },
         )
         url = start.headers["x-goog-upload-url"]
-        assert url.startswith(f"{base}/upload/v1/files?upload_id=")
+        assert url.startswith(f"{base}/upload/v1beta/files?upload_id=")
         done = await http.post(
             url,
             content=b"abc",
@@ -704,5 +706,5 @@ async def test_emulator_upload_url_is_absolute_loopback_and_keys_are_required(
         assert resource["sizeBytes"] == "3" and resource["mimeType"] == "text/plain"
         denied = await http.get(f"{base}/v1beta/{resource['name']}")
         assert denied.status_code == 403 and denied.json()["error"]["status"] == "PERMISSION_DENIED"
-        missing = await http.get(f"{base}/v1/batches/nope", headers={"x-goog-api-key": "k"})
+        missing = await http.get(f"{base}/v1beta/batches/nope", headers={"x-goog-api-key": "k"})
         assert missing.status_code == 404 and missing.json()["error"]["status"] == "NOT_FOUND"

@@ -27,7 +27,10 @@ def test_endpoints_are_generate_and_embed_content() -> None:
 def test_encode_embed_line_matches_the_file_line_format() -> None:
     assert encode([{"role": "user", "content": "hello"}]) == {
         "key": "e1",
-        "request": {"content": {"parts": [{"text": "hello"}]}},
+        "request": {
+            "model": "models/gemini-embedding-001",
+            "content": {"parts": [{"text": "hello"}]},
+        },
     }
 
 
@@ -91,18 +94,17 @@ def encode_with(**fields: Any) -> dict[str, Any]:
 def test_encode_embed_maps_task_type_and_dimensions_to_the_proto_json_fields() -> None:
     line = encode_with(task_type="retrieval_document", dimensions=768)
     assert line["request"] == {
+        "model": "models/gemini-embedding-001",
         "content": {"parts": [{"text": "doc"}]},
-        "taskType": "RETRIEVAL_DOCUMENT",
-        "outputDimensionality": 768,
+        "embedContentConfig": {"taskType": "RETRIEVAL_DOCUMENT", "outputDimensionality": 768},
     }
 
 
 def test_encode_embed_lines_are_embed_content_configs_the_sdk_knows() -> None:
     from google.genai import types
 
-    request = encode_with(task_type="CLUSTERING", dimensions=8)["request"]
     config = types.EmbedContentConfig.model_validate(
-        {"task_type": request["taskType"], "output_dimensionality": request["outputDimensionality"]}
+        encode_with(task_type="CLUSTERING", dimensions=8)["request"]["embedContentConfig"]
     )
     assert config.task_type == "CLUSTERING" and config.output_dimensionality == 8
 
