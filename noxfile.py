@@ -6,7 +6,11 @@ nox.options.sessions = ["tests", "lint", "types"]
 nox.options.reuse_existing_virtualenvs = True
 
 
-@nox.session
+# The oldest and newest Pythons the dependencies install on (google-genai 3 needs 3.11).
+SUPPORTED_PYTHONS = ["3.11", "3.13"]
+
+
+@nox.session(python=SUPPORTED_PYTHONS)
 def tests(session: nox.Session) -> None:
     session.install(".[test]")
     session.run("python", "-m", "pytest", "-q", "-n", "4", *session.posargs)

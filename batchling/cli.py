@@ -48,8 +48,37 @@ def _styled_output() -> bool:
     return sys.stdout.isatty() or bool(os.environ.get("FORCE_COLOR"))
 
 
+GLOBAL_FLAGS = ("--debug",)
+GLOBAL_OPTIONS = ("--db",)
+
+
+def global_options_first(args: list[str]) -> list[str]:
+    """`batchling list --db x.db` as `batchling --db x.db list`: the global options are taken
+    wherever they stand (up to a `--`), as users type them after the command too."""
+    moved: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        if arg in GLOBAL_FLAGS or arg.startswith(tuple(f"{o}=" for o in GLOBAL_OPTIONS)):
+            moved.append(arg)
+        elif arg in GLOBAL_OPTIONS and index + 1 < len(args):
+            moved += args[index : index + 2]
+            index += 1
+        else:
+            rest.append(arg)
+        index += 1
+    return moved + rest
+
+
 class BatchlingGroup(click.Group):
     """Prints user errors as one line (exit non-zero); `--debug` shows the traceback instead."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, global_options_first(args))
 
     def invoke(self, ctx: click.Context) -> Any:
         from batchling.errors import BatchlingError
@@ -71,7 +100,7 @@ class BatchlingGroup(click.Group):
             sys.exit(4)
 
 
-@click.group(cls=BatchlingGroup)
+@click.group(cls=BatchlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
     "db_path",
@@ -83,7 +112,10 @@ class BatchlingGroup(click.Group):
 @click.version_option(package_name="batchling")
 @click.pass_context
 def cli(ctx: click.Context, db_path: Path | None, debug: bool) -> None:
-    """batchling: one client for the Batch APIs of OpenAI, Anthropic, Gemini, Groq, Mistral and Together AI."""
+    """batchling: one client for the Batch APIs of OpenAI, Anthropic, Gemini, Groq, Mistral and Together AI.
+
+    The options below may also follow the command (batchling list --db x.db).
+    """
     ctx.ensure_object(dict)
     ctx.obj["db_path"] = db_path
     ctx.obj["debug"] = debug
@@ -260,6 +292,7 @@ def create(
     _check_create_sources(raw_file_path, template_file, rows_file, id_field)
     if max_cost is not None and not start_now:
         raise click.UsageError("--max-cost applies when starting: add --start.")
+    _warn_if_misspelt(provider, model)
     if start_now:
         from batchling.providers import registry
 
@@ -292,6 +325,23 @@ def create(
         with _transfers(manager):
             manager.start_experiment(name, max_cost=max_cost)
     _show_experiment(manager, name)
+
+
+def _warn_if_misspelt(provider: str, model: str) -> None:
+    """A model close to a known one is likely a typo; still allowed (new and fine-tuned models)."""
+    from rich.markup import escape
+
+    from batchling.pricing import load_price_table, similar_model
+
+    guess = similar_model(load_price_table(), provider, model)
+    if guess is not None:
+        _console(stderr=True).print(
+            f"[yellow]Warning:[/yellow] {escape(provider)} has no model '{escape(model)}' that "
+            f"batchling knows: did you mean '{escape(guess)}'? Using '{escape(model)}' as given.",
+            soft_wrap=True,
+            markup=True,
+            highlight=False,
+        )
 
 
 def _check_create_sources(
@@ -332,7 +382,9 @@ def start(ctx: click.Context, name: str, max_cost: float | None, adopt: str | No
     """Upload the requests and create the batch(es) at the provider."""
     manager = _manager(ctx)
     with _transfers(manager):
-        manager.start_experiment(name, max_cost=max_cost, adopt=adopt)
+        experiment = manager.start_experiment(name, max_cost=max_cost, adopt=adopt)
+    # The line batchling 0.0.x printed, which scripts may look for.
+    click.echo(f"Experiment with name: {name} is started. Current status: {experiment.status}")
     _show_experiment(manager, name)
 
 
@@ -384,6 +436,10 @@ def list_(
     limit: int,
 ) -> None:
     """List experiments, newest first."""
+    if provider is not None:
+        from batchling.providers.registry import check_provider
+
+        check_provider(provider)
     filtered = provider is not None or bool(statuses) or name_prefix is not None
     manager = _manager(ctx)
     if filtered:
@@ -410,7 +466,8 @@ def list_(
     if _styled_output():
         from batchling.display import experiments_table
 
-        _console().print(experiments_table(experiments, costs), soft_wrap=True)
+        console = _console()
+        console.print(experiments_table(experiments, costs, console.width), soft_wrap=True)
     else:
         from batchling.display import experiments_table_plain
 
@@ -610,7 +667,7 @@ def compare(
             timeout=timeout,
             on_update=on_update,
         )
-    console.print(comparison_summary(comparison))
+    console.print(comparison_summary(comparison, console.width))
     console.print(comparison_table(comparison))
     if output is not None:
         written = manager.write_comparison(comparison, output, overwrite=overwrite, raw=raw)
@@ -674,11 +731,10 @@ def export(
         if fmt == "parquet":
             raise ConfigurationError("Parquet cannot go to stdout: give --output FILE.")
         rows = manager.export_rows(name)
-        stream = click.get_text_stream("stdout")
         if fmt == "jsonl":
-            exporting.write_jsonl(rows, stream)
+            exporting.write_jsonl(rows, sys.stdout)
         else:
-            exporting.write_csv(rows, stream, raw=raw)
+            exporting.write_csv(rows, sys.stdout, raw=raw)
         return
     with _transfers(manager):
         path = manager.export(name, fmt, output, overwrite=overwrite, raw=raw)
@@ -769,38 +825,38 @@ def update(
 @cli.command()
 def providers() -> None:
     """The supported providers, their endpoints, variables and limits."""
-    import os
-
+    from rich.markup import escape
+    from rich.padding import Padding
     from rich.table import Table
 
+    from batchling.display import size_label
     from batchling.providers import registry
 
-    table = Table(title="Providers")
-    for column in (
-        "Provider",
-        "Batch endpoints",
-        "Key variable",
-        "Key set",
-        "Base URL variable",
-        "Max requests",
-        "Max file",
-        "Discount",
-    ):
-        table.add_column(column)
+    console = _console()
+    console.print("[bold]Providers[/bold] (limits per batch)")
     for name in registry.provider_names():
         info = registry.provider_info(name)
         key_set = any(os.environ.get(var) for var in info.api_key_env)
-        table.add_row(
-            info.display_name,
-            "\n".join(sorted(info.endpoints)),
-            "\n".join(info.api_key_env),
-            "[green]yes[/green]" if key_set else "no",
-            "\n".join(info.base_url_env),
-            f"{info.limits.max_requests:,}",
-            f"{info.limits.max_bytes // (1024 * 1024)} MB",
-            f"{info.discount:.0%}",
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column()
+        endpoints = [
+            f"{e} (default)" if e == info.default_endpoint else e for e in sorted(info.endpoints)
+        ]
+        grid.add_row("Batch endpoints", escape(", ".join(endpoints)))
+        grid.add_row(
+            "Key variable",
+            " or ".join(info.api_key_env) + (": [green]set[/green]" if key_set else ": not set"),
         )
-    _console().print(table)
+        grid.add_row("Base URL variable", " or ".join(info.base_url_env))
+        grid.add_row(
+            "Limits",
+            f"{info.limits.max_requests:,} requests, {size_label(info.limits.max_bytes)}",
+        )
+        grid.add_row("Discount", f"{info.discount:.0%}" + (f", SDK {info.sdk}" if info.sdk else ""))
+        console.print()
+        console.print(f"[bold]{info.display_name}[/bold] ({name})")
+        console.print(Padding(grid, (0, 0, 0, 2)))
 
 
 @cli.command()
@@ -810,7 +866,10 @@ def prices(only: str | None) -> None:
     from rich.table import Table
 
     from batchling.pricing import load_price_table, user_prices_path
+    from batchling.providers.registry import check_provider
 
+    if only is not None:
+        check_provider(only)
     table = load_price_table()
     view = Table(title=f"Batch prices, USD per 1M tokens (as of {table.as_of})")
     for column in ("Provider", "Model", "Input", "Output", "Long context"):
@@ -849,18 +908,34 @@ def prices(only: str | None) -> None:
     help="Fraction of requests answered with an error.",
 )
 def emulator(port: int, processing_seconds: float, failure_rate: float) -> None:
-    """Serve the offline emulator of the six Batch APIs on 127.0.0.1 (foreground)."""
+    """Serve the offline emulator of the six Batch APIs on 127.0.0.1 (foreground).
+
+    The export lines go to stdout once the port is listening, with the real port (--port 0
+    picks a free one); a port in use is an error (exit 2) and nothing is printed to stdout.
+    """
     from batchling.emulator import Emulator, EmulatorConfig
+    from batchling.errors import ConfigurationError
 
     server = Emulator(
         EmulatorConfig(processing_seconds=processing_seconds, failure_rate=failure_rate), port=port
     )
-    for name, value in server.env_for_port(port).items():
+    try:
+        server.start()
+    except OSError as error:
+        raise ConfigurationError(
+            f"Cannot serve the emulator on 127.0.0.1:{port}: {error.strerror or error}. "
+            "Another program (perhaps an emulator left running) holds that port: stop it, "
+            "or choose another --port (0 picks a free one)."
+        ) from None
+    for name, value in server.env().items():
         click.echo(f"export {name}={value}")
-    click.echo(
-        f"# batchling emulator listening on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True
-    )
-    server.run_forever()
+    click.echo(f"# batchling emulator listening on {server.base_url} (Ctrl-C to stop)", err=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 @cli.command()

@@ -86,10 +86,15 @@ def experiment_panel(
 
 
 def experiments_table_segments(
-    experiments: Sequence[Experiment], costs: Sequence[ExperimentCost] | None = None
+    experiments: Sequence[Experiment],
+    costs: Sequence[ExperimentCost] | None = None,
+    width: int | None = None,
 ) -> list[tuple[str, str | None]]:
     """The experiments table as (text, style) pieces: aligned columns, no rich Table (which
-    measures and wraps every cell: ~0.5 s for 1,000 experiments, against ~30 ms here)."""
+    measures and wraps every cell: ~0.5 s for 1,000 experiments, against ~30 ms here).
+
+    Within `width` columns when it can: the creation time shortens then goes, then the provider,
+    then the estimate's wording, then models are cut, then go; names are never cut."""
     header = ["Name", "Provider", "Model", "Status", "Requests", "Created"]
     rows = [
         [
@@ -106,7 +111,10 @@ def experiments_table_segments(
         header.append("Cost")
         for row, cost in zip(rows, costs, strict=True):
             row.append(short_cost(cost))
+    if width is not None:
+        header, rows = _narrowed(header, rows, width)
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    status = header.index("Status")
     segments: list[tuple[str, str | None]] = [
         ("Experiments\n", "italic"),
         (
@@ -117,19 +125,60 @@ def experiments_table_segments(
     ]
     for row, experiment in zip(rows, experiments, strict=True):
         for index, (cell, width) in enumerate(zip(row, widths, strict=True)):
-            style = STATUS_STYLE.get(experiment.status, "blue") if index == 3 else None
+            style = STATUS_STYLE.get(experiment.status, "blue") if index == status else None
             segments.append((cell.ljust(width) if index < len(row) - 1 else cell, style))
             segments.append(("\n" if index == len(row) - 1 else "  ", None))
     return segments
 
 
+def _table_width(header: list[str], rows: list[list[str]]) -> int:
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    return sum(widths) + 2 * (len(widths) - 1)
+
+
+def _narrowed(
+    header: list[str], rows: list[list[str]], width: int
+) -> tuple[list[str], list[list[str]]]:
+    def drop(column: str) -> None:
+        if column in header:
+            index = header.index(column)
+            del header[index]
+            for row in rows:
+                del row[index]
+
+    if _table_width(header, rows) > width:
+        index = header.index("Created")
+        for row in rows:
+            row[index] = row[index][5:]
+    for column in ("Created", "Provider"):
+        if _table_width(header, rows) > width:
+            drop(column)
+    if _table_width(header, rows) > width and "Cost" in header:
+        index = header.index("Cost")
+        for row in rows:
+            row[index] = row[index].replace("est. <= ", "<=")
+    excess = _table_width(header, rows) - width
+    if excess > 0:
+        index = header.index("Model")
+        longest = max(len(row[index]) for row in (header, *rows))
+        keep = max(longest - excess, len(header[index]), 8)
+        for row in rows:
+            if len(row[index]) > keep:
+                row[index] = row[index][: keep - 1] + "…"
+    if _table_width(header, rows) > width:
+        drop("Model")
+    return header, rows
+
+
 def experiments_table(
-    experiments: Sequence[Experiment], costs: Sequence[ExperimentCost] | None = None
+    experiments: Sequence[Experiment],
+    costs: Sequence[ExperimentCost] | None = None,
+    width: int | None = None,
 ) -> RenderableType:
     from rich.text import Text
 
     text = Text()
-    for piece, style in experiments_table_segments(experiments, costs):
+    for piece, style in experiments_table_segments(experiments, costs, width):
         text.append(piece, style=style)
     text.rstrip()
     return text
@@ -206,6 +255,19 @@ def results_table(results: Sequence[Result], limit: int = 50) -> RenderableType:
     return table
 
 
+def size_label(size: int) -> str:
+    """A byte limit as providers state it: binary units when it is a whole number of MiB."""
+    mib = 1024 * 1024
+    if size % (1024 * mib) == 0:
+        return f"{size // (1024 * mib):,} GiB"
+    if size % mib == 0:
+        return f"{size // mib:,} MiB"
+    for unit, scale in (("GB", 10**9), ("MB", 10**6)):
+        if size % scale == 0:
+            return f"{size // scale:,} {unit}"
+    return f"{size:,} bytes"
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f} s"
 
@@ -215,25 +277,51 @@ def _cell(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def comparison_summary(comparison: Comparison) -> RenderableType:
-    """One row per target: status, counts, latency and cost."""
+def comparison_summary(comparison: Comparison, width: int | None = None) -> RenderableType:
+    """One row per target: status, counts, latency and cost. Within `width` columns, the
+    target goes first (the experiment's name holds it), then the box; names are never cut."""
+    from rich import box
+    from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
 
     from batchling.pricing import format_usd
 
-    table = Table(title=f"Study {comparison.study}")
-    for column in ("Target", "Experiment", "Status", "Succeeded", "Failed", "Latency", "Cost"):
-        table.add_column(column)
-    for target in comparison.targets:
-        table.add_row(
-            target.target,
-            target.experiment.name,
-            status_text(target.experiment.status),
-            str(target.succeeded),
-            str(target.failed),
-            _seconds(target.latency_seconds),
-            short_cost(target.cost),
+    def build(with_target: bool, style: box.Box) -> Table:
+        narrow = style is box.SIMPLE_HEAD
+        table = Table(
+            title=f"Study {comparison.study}",
+            box=style,
+            show_edge=not narrow,
+            collapse_padding=narrow,
         )
+        ok = "OK" if narrow else "Succeeded"
+        columns = ("Target", "Experiment", "Status", ok, "Failed", "Latency", "Cost")
+        for column in columns[0 if with_target else 1 :]:
+            table.add_column(column, no_wrap=column in ("Target", "Experiment"))
+        for target in comparison.targets:
+            cells = [
+                target.experiment.name,
+                status_text(target.experiment.status),
+                str(target.succeeded),
+                str(target.failed),
+                _seconds(target.latency_seconds),
+                short_cost(target.cost),
+            ]
+            table.add_row(*([target.target] if with_target else []), *cells)
+        return table
+
+    table = build(True, box.HEAVY_HEAD)
+    if width is not None:
+        measure = Console(width=10_000)
+        for with_target, style in (
+            (True, box.HEAVY_HEAD),
+            (False, box.HEAVY_HEAD),
+            (False, box.SIMPLE_HEAD),
+        ):
+            table = build(with_target, style)
+            if Measurement.get(measure, measure.options, table).maximum <= width:
+                break
     known, unknown = comparison.total_cost
     table.caption = f"Total: {format_usd(known)}" + (
         f" + unknown ({unknown} target{'s' if unknown > 1 else ''} without a known price)"

@@ -18,12 +18,10 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def command_help(command: click.Command, parent: click.Context | None, name: str) -> str:
+    # The command's own context settings (e.g. `-h`), as when it is invoked.
+    settings = {"terminal_width": HELP_WIDTH, "max_content_width": HELP_WIDTH}
     ctx = click.Context(
-        command,
-        info_name=name,
-        parent=parent,
-        terminal_width=HELP_WIDTH,
-        max_content_width=HELP_WIDTH,
+        command, info_name=name, parent=parent, **{**command.context_settings, **settings}
     )
     return command.get_help(ctx)
 
@@ -35,7 +33,9 @@ def cli_reference(root: click.Group | None = None) -> str:
 
         root = cli
     root_ctx = click.Context(
-        root, info_name="batchling", terminal_width=HELP_WIDTH, max_content_width=HELP_WIDTH
+        root,
+        info_name="batchling",
+        **{**root.context_settings, "terminal_width": HELP_WIDTH, "max_content_width": HELP_WIDTH},
     )
     sections = [_section("`batchling`", command_help(root, None, "batchling"))]
     names_of: dict[int, list[str]] = {}

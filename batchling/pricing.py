@@ -169,6 +169,17 @@ def _parse_price(entry: Any, where: str) -> ModelPrice:
     )
 
 
+def similar_model(table: PriceTable, provider: str, model: str) -> str | None:
+    """A known model of `provider` that `model` is likely a misspelling of, when it is unknown."""
+    import difflib
+
+    if table.lookup(provider, model) is not None:
+        return None
+    known = list(table.prices.get(provider, {}))
+    close = difflib.get_close_matches(model.strip(), known, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
 def unknown_price_message(provider: str, model: str) -> str:
     return (
         f"No price is known for {provider}:{model}. Add it to {user_prices_path()} "

@@ -127,31 +127,69 @@ def cost_so_far(experiment: Experiment, estimate_usd: float | None) -> str:
     return f"~${estimate_usd * share:,.4f}"
 
 
+WATCH_COLUMNS = ("Provider", "Model", "Status", "Done", "Failed", "Elapsed", "Cost")
+
+
 def watch_table(
     experiments: list[Experiment],
     now: datetime | None = None,
     estimates: Mapping[str, float | None] | None = None,
+    width: int | None = None,
 ) -> RenderableType:
+    """Within `width` columns when it can: the provider goes first, then the provider's own
+    status, then the model is cut, then the model, elapsed time and cost go; names are never cut."""
+    from rich import box
+    from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
 
     from batchling.display import status_text
 
-    table = Table(title="Experiments")
-    for column in ("Experiment", "Provider", "Model", "Status", "Done/total", "Failed", "Elapsed"):
-        table.add_column(column, justify="right" if column in ("Failed", "Elapsed") else "left")
-    table.add_column("Cost", justify="right")
-    for e in experiments:
-        counts = e.request_counts
-        table.add_row(
-            e.name,
-            e.provider,
-            e.model,
-            status_text(e.status) + _provider_status_note(e),
-            f"{counts.completed}/{counts.total}",
-            str(counts.failed),
-            format_elapsed(elapsed_seconds(e, now)),
-            cost_so_far(e, estimates[e.name]) if estimates and e.name in estimates else "-",
+    def build(shown: tuple[str, ...], note: bool, model_width: int | None) -> Table:
+        table = Table(
+            title="Experiments", box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True
         )
+        table.add_column("Experiment", no_wrap=True)
+        for column in shown:
+            table.add_column(
+                column,
+                no_wrap=True,
+                justify="right" if column in ("Failed", "Elapsed", "Cost") else "left",
+                max_width=model_width if column == "Model" else None,
+            )
+        for e in experiments:
+            counts = e.request_counts
+            cells = {
+                "Provider": e.provider,
+                "Model": e.model,
+                "Status": status_text(e.status) + (_provider_status_note(e) if note else ""),
+                "Done": f"{counts.completed}/{counts.total}",
+                "Failed": str(counts.failed),
+                "Elapsed": format_elapsed(elapsed_seconds(e, now)),
+                "Cost": cost_so_far(e, estimates[e.name])
+                if estimates and e.name in estimates
+                else "-",
+            }
+            table.add_row(e.name, *(cells[column] for column in shown))
+        return table
+
+    if width is None:
+        return build(WATCH_COLUMNS, True, None)
+    console = Console(width=10_000)
+    narrower: list[tuple[tuple[str, ...], bool, int | None]] = [
+        (WATCH_COLUMNS, True, None),
+        (WATCH_COLUMNS[1:], True, None),
+        (WATCH_COLUMNS[1:], False, None),
+        (WATCH_COLUMNS[1:], False, 16),
+        (WATCH_COLUMNS[1:], False, 12),
+        (WATCH_COLUMNS[2:], False, None),
+        (tuple(c for c in WATCH_COLUMNS[2:] if c != "Elapsed"), False, None),
+        (("Status", "Done", "Failed"), False, None),
+    ]
+    for shown, note, model_width in narrower:
+        table = build(shown, note, model_width)
+        if Measurement.get(console, console.options, table).maximum <= width:
+            break
     return table
 
 
@@ -184,7 +222,7 @@ class _JupyterView:
             console.export_text(),
         )
         if self._handle is None:
-            self._handle = display(view, display_id=True)  # type: ignore[no-untyped-call]
+            self._handle = display(view, display_id=True)  # type: ignore[no-untyped-call,unused-ignore]
         else:
             self._handle.update(view)
 
@@ -252,7 +290,7 @@ class WatchDisplay:
     def _table(self) -> RenderableType:
         with self._lock:
             experiments = list(self.experiments.values())
-        return watch_table(experiments, estimates=self.estimates)
+        return watch_table(experiments, estimates=self.estimates, width=self.console.width)
 
 
 class TransferDisplay:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -78,6 +79,25 @@ class ExperimentManager:
 
     def __init__(self, db_path: str | Path | None = None) -> None:
         self.db_path = db_path
+        # The Experiment each create_experiment returned, kept current by this manager's later
+        # calls: batchling 0.0.x code reads `experiment.status` after start_experiment.
+        self._created: dict[str, weakref.ref[Experiment]] = {}
+
+    def _current(self, experiment: Experiment) -> Experiment:
+        """Copies the latest state of an experiment into the one create_experiment returned."""
+        ref = self._created.get(experiment.name)
+        created = ref() if ref is not None else None
+        if created is None:
+            self._created.pop(experiment.name, None)
+        elif created is not experiment:
+            for field in type(experiment).model_fields:
+                setattr(created, field, getattr(experiment, field))
+        return experiment
+
+    def _current_all(self, experiments: list[Experiment]) -> list[Experiment]:
+        for experiment in experiments:
+            self._current(experiment)
+        return experiments
 
     def _run(self, operation: Callable[[AsyncExperimentManager], Coroutine[Any, Any, T]]) -> T:
         async def call() -> T:
@@ -111,7 +131,9 @@ class ExperimentManager:
         generation: GenerationParams | dict[str, Any] | None = None,
         overwrite: bool = False,
     ) -> Experiment:
-        return self._run(
+        """The experiment returned is kept up to date by this manager's later calls on it
+        (start_experiment, refresh, wait, get_results, ...), as in batchling 0.0.x."""
+        experiment = self._run(
             lambda m: m.create_experiment(
                 experiment_name,
                 model=model,
@@ -135,6 +157,8 @@ class ExperimentManager:
                 overwrite=overwrite,
             )
         )
+        self._created[experiment.name] = weakref.ref(experiment)
+        return experiment
 
     def start_experiment(
         self,
@@ -146,18 +170,20 @@ class ExperimentManager:
     ) -> Experiment:
         """`progress=True` shows the upload as a progress bar (terminal) or a line."""
         with self._transfers(progress):
-            return self._run(
-                lambda m: m.start_experiment(experiment_name, max_cost=max_cost, adopt=adopt)
+            return self._current(
+                self._run(
+                    lambda m: m.start_experiment(experiment_name, max_cost=max_cost, adopt=adopt)
+                )
             )
 
     def retrieve(self, experiment_name: str) -> Experiment:
-        return self._run(lambda m: m.retrieve(experiment_name))
+        return self._current(self._run(lambda m: m.retrieve(experiment_name)))
 
     def refresh(self, experiment_name: str) -> Experiment:
-        return self._run(lambda m: m.refresh(experiment_name))
+        return self._current(self._run(lambda m: m.refresh(experiment_name)))
 
     def refresh_many(self, experiment_names: Sequence[str] | None = None) -> list[Experiment]:
-        return self._run(lambda m: m.refresh_many(experiment_names))
+        return self._current_all(self._run(lambda m: m.refresh_many(experiment_names)))
 
     def wait(
         self,
@@ -193,12 +219,14 @@ class ExperimentManager:
 
                 display = stack.enter_context(WatchDisplay())
                 callback = _both(display.update, on_update)
-            return self._run(
-                lambda m: m.wait_all(
-                    experiment_names,
-                    poll_interval=poll_interval,
-                    timeout=timeout,
-                    on_update=callback,
+            return self._current_all(
+                self._run(
+                    lambda m: m.wait_all(
+                        experiment_names,
+                        poll_interval=poll_interval,
+                        timeout=timeout,
+                        on_update=callback,
+                    )
                 )
             )
 
@@ -211,12 +239,17 @@ class ExperimentManager:
     ) -> list[Result]:
         """`progress=True` shows the download as a progress bar (terminal) or a line."""
         with self._transfers(progress):
-            return self._run(lambda m: m.get_results(experiment_name, response_model))
+            results = self._run(lambda m: m.get_results(experiment_name, response_model))
+        if experiment_name in self._created:
+            self.retrieve(experiment_name)
+        return results
 
     def retry_experiment(
         self, experiment_name: str, *, only: str | Iterable[str] | None = None
     ) -> RetryOutcome:
-        return self._run(lambda m: m.retry_experiment(experiment_name, only=only))
+        outcome = self._run(lambda m: m.retry_experiment(experiment_name, only=only))
+        self._current(outcome.experiment)
+        return outcome
 
     def list_experiments(
         self,
@@ -281,13 +314,14 @@ class ExperimentManager:
         return self._run(lambda m: m.list_batches(experiment_name))
 
     def update_experiment(self, experiment_name: str, **fields: Any) -> Experiment:
-        return self._run(lambda m: m.update_experiment(experiment_name, **fields))
+        return self._current(self._run(lambda m: m.update_experiment(experiment_name, **fields)))
 
     def cancel_experiment(self, experiment_name: str) -> Experiment:
-        return self._run(lambda m: m.cancel_experiment(experiment_name))
+        return self._current(self._run(lambda m: m.cancel_experiment(experiment_name)))
 
     def delete_experiment(self, experiment_name: str, *, remote: bool = False) -> None:
         self._run(lambda m: m.delete_experiment(experiment_name, remote=remote))
+        self._created.pop(experiment_name, None)
 
     def experiment_cost(self, experiment_name: str) -> ExperimentCost:
         return self._run(lambda m: m.experiment_cost(experiment_name))

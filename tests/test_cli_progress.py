@@ -160,6 +160,7 @@ def test_list_prints_the_same_table_styled_on_a_terminal_and_plain_elsewhere(
     code, plain = invoke(db, "list")
     assert code == 0
     monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
     code, styled = invoke(db, "list")
     assert code == 0 and "\x1b[" in styled and "\x1b[" not in plain
     from rich.text import Text
@@ -215,3 +216,20 @@ def test_cost_so_far_scales_the_estimate_by_the_share_done() -> None:
     assert cost_so_far(experiment, None) == "unknown"
     empty = Experiment.model_construct(name="y", request_counts=RequestCounts())
     assert cost_so_far(empty, 2.0) == "~$0.0000"
+
+
+def test_list_on_an_80_column_terminal_fits_without_cutting_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db.sqlite"
+    manager = ExperimentManager(db)
+    long_name = "capitals-anthropic-claude-haiku-4-5-run-2"
+    manager.create_experiment(long_name, model="gpt-4o-mini", raw_requests=request_dicts(2))
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "80")
+    code, styled = invoke(db, "list")
+    from rich.text import Text
+
+    lines = Text.from_ansi(styled).plain.splitlines()
+    assert code == 0 and max(len(line) for line in lines) <= 80
+    assert any(line.startswith(long_name + " ") for line in lines)

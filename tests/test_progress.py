@@ -21,6 +21,7 @@ from batchling.progress import (
     elapsed_seconds,
     format_elapsed,
     watch_line,
+    watch_table,
 )
 from tests.helpers import request_dicts
 
@@ -142,9 +143,34 @@ def test_watch_display_on_a_terminal_draws_the_table_with_every_column() -> None
             )
         )
     text = buffer.getvalue()
-    for heading in ("Experiment", "Provider", "Model", "Status", "Done/total", "Failed", "Elapsed"):
+    for heading in ("Experiment", "Provider", "Model", "Status", "Done", "Failed", "Elapsed"):
         assert heading in text
     assert "3/7" in text and "gpt-4o-mini" in text
+
+
+def test_the_watch_table_fits_80_columns_without_cutting_names() -> None:
+    names = ["capitals-anthropic-claude-haiku-4-5", "capitals-gemini-gemini-2.5-flash"]
+    experiments = [
+        experiment(
+            name=name,
+            model="claude-haiku-4-5-20251001",
+            status=Status.RUNNING,
+            provider_status="in_progress_for_a_while",
+            started_at=T0,
+            request_counts=RequestCounts(total=7, completed=3, failed=2),
+        )
+        for name in names
+    ]
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=80, force_terminal=False)
+    console.print(watch_table(experiments, now=T0, estimates={names[0]: 1.0}, width=80))
+    lines = buffer.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert all(any(name in line for line in lines) for name in names)
+    assert "…" not in "".join(line for line in lines if "capitals" in line).split("running")[0]
+    wide = io.StringIO()
+    Console(file=wide, width=200).print(watch_table(experiments, now=T0, width=200))
+    assert "Provider" in wide.getvalue() and "in_progress_for_a_while" in wide.getvalue()
 
 
 def test_transfer_display_in_plain_mode_prints_finished_transfers_only() -> None:

@@ -35,6 +35,37 @@ _CAPITALS = {
     "nigeria": "Abuja",
     "south korea": "Seoul",
     "peru": "Lima",
+    "belgium": "Brussels",
+    "netherlands": "Amsterdam",
+    "switzerland": "Bern",
+    "austria": "Vienna",
+    "ireland": "Dublin",
+    "denmark": "Copenhagen",
+    "finland": "Helsinki",
+    "iceland": "Reykjavík",
+    "czech republic": "Prague",
+    "czechia": "Prague",
+    "hungary": "Budapest",
+    "romania": "Bucharest",
+    "ukraine": "Kyiv",
+    "chile": "Santiago",
+    "colombia": "Bogotá",
+    "venezuela": "Caracas",
+    "cuba": "Havana",
+    "south africa": "Pretoria",
+    "morocco": "Rabat",
+    "ethiopia": "Addis Ababa",
+    "ghana": "Accra",
+    "senegal": "Dakar",
+    "saudi arabia": "Riyadh",
+    "iran": "Tehran",
+    "israel": "Jerusalem",
+    "pakistan": "Islamabad",
+    "indonesia": "Jakarta",
+    "thailand": "Bangkok",
+    "vietnam": "Hanoi",
+    "philippines": "Manila",
+    "new zealand": "Wellington",
 }
 _CAPITAL_QUESTION = re.compile(r"capital of ([a-z .'-]+?)\s*[?.!]*$", re.IGNORECASE)
 
@@ -43,12 +74,13 @@ def reply_to(prompt: str) -> str:
     """A short, deterministic answer to the last user message."""
     match = _CAPITAL_QUESTION.search(prompt.strip())
     if match:
-        country = match.group(1).strip().removeprefix("the ").strip()
-        capital = _CAPITALS.get(country.lower())
+        asked = match.group(1).strip()
+        article, country = ("the ", asked[4:]) if asked.lower().startswith("the ") else ("", asked)
+        capital = _CAPITALS.get(country.strip().lower())
         if capital:
-            return (
-                f"The capital of {country.title() if country.islower() else country} is {capital}."
-            )
+            name = country.title() if country.islower() else country
+            # "Washington, D.C." already ends the sentence.
+            return f"The capital of {article}{name} is {capital.removesuffix('.')}."
     digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
     words = prompt.split()
     echo = " ".join(words[:12]) + (" ..." if len(words) > 12 else "")

@@ -105,9 +105,6 @@ class Emulator:
     def env(self) -> dict[str, str]:
         return exports(self.base_url)
 
-    def env_for_port(self, port: int) -> dict[str, str]:
-        return exports(f"http://{LOOPBACK}:{port}")
-
     def inject(self, fault: Fault) -> None:
         self.state.inject(fault)
 
@@ -131,7 +128,11 @@ class Emulator:
 
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((LOOPBACK, self._port))
+        try:
+            sock.bind((LOOPBACK, self._port))
+        except OSError:
+            sock.close()
+            raise
         self._port = sock.getsockname()[1]
         config = uvicorn.Config(
             ConnectionAccess(create_app(self.state)),
@@ -155,6 +156,8 @@ class Emulator:
         started.wait(10)
         while not self._server.started and self._thread.is_alive():
             threading.Event().wait(0.01)
+        if not self._server.started:
+            raise OSError(f"the emulator's server on {self.base_url} stopped before it listened")
         return self
 
     def stop(self) -> None:
@@ -170,17 +173,10 @@ class Emulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def run_forever(self) -> None:
-        """Serve in the foreground until interrupted (the `batchling emulator` command)."""
-        import uvicorn
-
-        uvicorn.run(
-            ConnectionAccess(create_app(self.state)),
-            host=LOOPBACK,
-            port=self._port,
-            log_level="warning",
-            lifespan="off",
-        )
+    def wait(self) -> None:
+        """Block until the server stops (the `batchling emulator` command; Ctrl-C ends it)."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)
 
 
 @contextmanager

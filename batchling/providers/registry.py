@@ -25,6 +25,21 @@ def provider_names() -> list[str]:
     return [name for name in _ADAPTERS if _is_available(name)]
 
 
+def unknown_provider_message(name: str) -> str:
+    import difflib
+
+    names = provider_names()
+    close = difflib.get_close_matches(name.lower(), names, n=1)
+    guess = f" Did you mean '{close[0]}'?" if close else ""
+    return f"Unknown provider '{name}'.{guess} Known providers: {', '.join(names)}."
+
+
+def check_provider(name: str) -> None:
+    """Raises the unknown-provider error without importing the provider's adapter."""
+    if name not in _ADAPTERS or not _is_available(name):
+        raise ConfigurationError(unknown_provider_message(name))
+
+
 def _is_available(name: str) -> bool:
     module_name = _ADAPTERS[name].partition(":")[0]
     return importlib.util.find_spec(module_name) is not None
@@ -32,8 +47,7 @@ def _is_available(name: str) -> bool:
 
 def _adapter_class(name: str) -> type[Provider]:
     if name not in _ADAPTERS or not _is_available(name):
-        known = ", ".join(provider_names())
-        raise ConfigurationError(f"Unknown provider '{name}'. Known providers: {known}.")
+        raise ConfigurationError(unknown_provider_message(name))
     module_name, _, class_name = _ADAPTERS[name].partition(":")
     adapter: type[Provider] = getattr(importlib.import_module(module_name), class_name)
     return adapter
