@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from batchling.bounds import INT64_MAX, MAX_POLL_SECONDS, MAX_TIMEOUT
+
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from batchling.errors import StoreError
     from batchling.sync import ExperimentManager
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,16 +91,97 @@ class BatchlingGroup(click.Group):
         except BatchlingError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            from rich.markup import escape
-
-            # escape: messages quote user text and patterns like [a-z], which are not markup.
-            _console(stderr=True).print(f"[red]Error:[/red] {escape(str(error))}", soft_wrap=True)
+            _print_error(str(error))
             sys.exit(error.exit_code)
         except TimeoutError as error:
-            from rich.markup import escape
-
-            _console(stderr=True).print(f"[red]Error:[/red] {escape(str(error))}", soft_wrap=True)
+            _print_error(str(error))
             sys.exit(4)
+        except Exception as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            problem = _database_problem(ctx, error)
+            if problem is None:
+                raise
+            _print_error(str(problem))
+            sys.exit(problem.exit_code)
+
+
+def _print_error(message: str) -> None:
+    from rich.markup import escape
+
+    from batchling.bounds import printable
+
+    # escape: messages quote user text and patterns like [a-z], which are not markup; printable:
+    # user text may hold escape sequences a terminal would run.
+    _console(stderr=True).print(f"[red]Error:[/red] {escape(printable(message))}", soft_wrap=True)
+
+
+def _database_problem(ctx: click.Context, error: Exception) -> StoreError | None:
+    """An SQLite error met while reading (a damaged page, a lock held too long) as one line."""
+    import sqlite3
+
+    if not isinstance(error, sqlite3.Error):
+        return None
+    from batchling.home import default_db_path
+    from batchling.store import database_error
+
+    return database_error(error, (ctx.obj or {}).get("db_path") or default_db_path())
+
+
+def _checked(
+    convert: Callable[[], Any],
+    param: click.Parameter | None,
+    minimum: float | None,
+    maximum: float | None,
+    whole: bool,
+) -> Any:
+    """A numeric option's value, finite and within its range (SQLite's integers at most), or
+    ConfigurationError: one Error: line naming the option, where click would print its usage."""
+    from batchling.bounds import check_number
+    from batchling.errors import ConfigurationError
+
+    name = param.opts[0] if param is not None and param.opts else "value"
+    try:
+        value = convert()
+    except click.BadParameter as error:
+        raise ConfigurationError(f"{name}: {error.message}") from None
+    return check_number(name, value, minimum=minimum, maximum=maximum, whole=whole)
+
+
+class CheckedFloat(click.FloatRange):
+    """click.FloatRange (same help) that also refuses nan and infinities, up to `upper`."""
+
+    def __init__(
+        self, min: float | None = None, max: float | None = None, *, upper: float | None = None
+    ) -> None:
+        super().__init__(min=min, max=max)
+        self.upper = max if max is not None else upper
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return _checked(
+            lambda: super(CheckedFloat, self).convert(value, param, ctx),
+            param,
+            self.min,
+            self.upper,
+            whole=False,
+        )
+
+
+class CheckedInt(click.IntRange):
+    """click.IntRange (same help) that also refuses what SQLite cannot hold (beyond 64 bits)."""
+
+    def __init__(self, min: int | None = None, max: int | None = None) -> None:
+        super().__init__(min=min, max=max)
+        self.upper = max if max is not None else INT64_MAX
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return _checked(
+            lambda: super(CheckedInt, self).convert(value, param, ctx),
+            param,
+            self.min,
+            self.upper,
+            whole=True,
+        )
 
 
 @click.group(cls=BatchlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -239,7 +323,7 @@ _RAW_CSV_HELP = (
 @click.option("--base-url", default=None, help="Base URL of an OpenAI-compatible service (stored).")
 @click.option(
     "--max-requests-per-batch",
-    type=click.IntRange(min=1),
+    type=CheckedInt(min=1),
     default=None,
     help="Split into batches of at most this many requests.",
 )
@@ -262,7 +346,11 @@ _RAW_CSV_HELP = (
 )
 @click.option("--start", "start_now", is_flag=True, help="Start the experiment right away.")
 @click.option(
-    "--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD", help=_MAX_COST_HELP
+    "--max-cost",
+    type=CheckedFloat(min=0),
+    default=None,
+    metavar="USD",
+    help=_MAX_COST_HELP,
 )
 @click.option("--overwrite", is_flag=True, help=_OVERWRITE_HELP)
 @click.pass_context
@@ -368,7 +456,11 @@ def _check_create_sources(
 @cli.command()
 @click.argument("name")
 @click.option(
-    "--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD", help=_MAX_COST_HELP
+    "--max-cost",
+    type=CheckedFloat(min=0),
+    default=None,
+    metavar="USD",
+    help=_MAX_COST_HELP,
 )
 @click.option(
     "--adopt",
@@ -421,7 +513,7 @@ cli.add_command(status, name="get")
 @click.option("--prefix", "name_prefix", default=None, help="Only names starting with this.")
 @click.option(
     "--limit",
-    type=click.IntRange(min=0),
+    type=CheckedInt(min=0),
     default=50,
     show_default=True,
     help="Show at most this many (the newest); 0 shows all.",
@@ -487,13 +579,13 @@ def _follow_options(command: F) -> F:
     )(command)
     command = click.option(
         "--timeout",
-        type=click.FloatRange(min=0),
+        type=CheckedFloat(min=0, upper=MAX_TIMEOUT),
         default=None,
         help="Give up after this many seconds.",
     )(command)
     return click.option(
         "--poll-interval",
-        type=click.FloatRange(min=0.01),
+        type=CheckedFloat(min=0.01, upper=MAX_POLL_SECONDS),
         default=2.0,
         show_default=True,
         help="Seconds between polls at first (backs off up to 60 s).",
@@ -586,7 +678,7 @@ def watch(
 @click.option("--description", default=None)
 @click.option(
     "--max-cost",
-    type=click.FloatRange(min=0),
+    type=CheckedFloat(min=0),
     default=None,
     metavar="USD",
     help="Refuse to start (nothing is sent) when the study's estimated cost in USD is above this, "
@@ -594,13 +686,16 @@ def watch(
 )
 @click.option(
     "--poll-interval",
-    type=click.FloatRange(min=0.01),
+    type=CheckedFloat(min=0.01, upper=MAX_POLL_SECONDS),
     default=2.0,
     show_default=True,
     help="Seconds between polls at first (backs off up to 60 s).",
 )
 @click.option(
-    "--timeout", type=click.FloatRange(min=0), default=None, help="Give up after this many seconds."
+    "--timeout",
+    type=CheckedFloat(min=0, upper=MAX_TIMEOUT),
+    default=None,
+    help="Give up after this many seconds.",
 )
 @click.option(
     "--output",
@@ -892,17 +987,89 @@ def prices(only: str | None) -> None:
 
 
 @cli.command()
+@click.argument("providers_", metavar="[PROVIDER]...", nargs=-1)
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Run the smallest real batch (2 short requests) on each named provider with a key.",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="PROVIDER=MODEL",
+    help="With --live: this model instead of the provider's cheapest.",
+)
+@click.option("--yes", "-y", is_flag=True, help="With --live: do not ask before spending.")
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="With --live: seconds between polls.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    help="With --live: seconds to wait for each batch to finish; then it is cancelled.",
+)
+@click.pass_context
+def doctor(
+    ctx: click.Context,
+    providers_: tuple[str, ...],
+    live: bool,
+    models: tuple[str, ...],
+    yes: bool,
+    poll_interval: float,
+    timeout: float,
+) -> None:
+    """What batchling would use here: versions, keys set (never their values), base URLs,
+    database, emulator. With --live, check each named provider's real batch lifecycle against
+    what batchling expects, in a form to paste into a bug report."""
+    import asyncio
+
+    from batchling import doctor as checks
+
+    if not live:
+        if providers_:
+            raise click.UsageError("Name providers only with --live.")
+        click.echo(checks.format_sections(checks.offline_report(ctx.obj["db_path"])))
+        return
+    if not providers_:
+        raise click.UsageError("--live needs providers, e.g. 'batchling doctor --live openai'.")
+    plan = checks.live_plan(providers_, checks.parse_models(models))
+    click.echo(checks.format_plan(plan))
+    to_run = [check for check in plan if check.skipped is None]
+    if to_run and not yes:
+        click.confirm("Run these batches?", abort=True)
+
+    def progress(provider: str, step: checks.Step) -> None:
+        click.echo(checks.progress_line(provider, step), err=True)
+
+    reports = asyncio.run(
+        checks.run_live(plan, poll_interval=poll_interval, timeout=timeout, on_step=progress)
+    )
+    click.echo("\n" + checks.live_header())
+    for report in reports:
+        click.echo("\n" + checks.format_live(report))
+    if not all(report.ok or report.skipped for report in reports):
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
 @click.option(
     "--processing-seconds",
-    type=float,
+    type=CheckedFloat(min=0, upper=MAX_TIMEOUT),
     default=0.0,
     show_default=True,
     help="Time each batch takes to complete.",
 )
 @click.option(
     "--failure-rate",
-    type=click.FloatRange(0, 1),
+    type=CheckedFloat(0, 1),
     default=0.0,
     show_default=True,
     help="Fraction of requests answered with an error.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from batchling.bounds import printable, redacted_url
 from batchling.models import BatchRecord, Experiment, Result, Status
 
 if TYPE_CHECKING:
@@ -22,6 +23,13 @@ STATUS_STYLE = {
     Status.CANCELLING: "yellow",
     Status.CREATED: "cyan",
 }
+
+
+def _safe(text: str) -> str:
+    """User or provider text as a rich markup cell: control characters escaped, brackets kept."""
+    from rich.markup import escape
+
+    return escape(printable(text))
 
 
 def status_text(status: Status) -> str:
@@ -42,31 +50,35 @@ def experiment_panel(
     grid.add_column()
     counts = experiment.request_counts
     rows = [
-        ("Name", experiment.name),
-        ("Title", experiment.title or "-"),
-        ("Description", experiment.description or "-"),
-        ("Provider", experiment.provider),
-        ("Model", experiment.model),
-        ("Endpoint", experiment.endpoint),
+        ("Name", _safe(experiment.name)),
+        ("Title", _safe(experiment.title or "-")),
+        ("Description", _safe(experiment.description or "-")),
+        ("Provider", _safe(experiment.provider)),
+        ("Model", _safe(experiment.model)),
+        ("Endpoint", _safe(experiment.endpoint)),
         (
             "Status",
             status_text(experiment.status)
-            + (f" (provider: {experiment.provider_status})" if experiment.provider_status else ""),
+            + (
+                f" (provider: {_safe(experiment.provider_status)})"
+                if experiment.provider_status
+                else ""
+            ),
         ),
         ("Requests", f"{counts.total} total, {counts.completed} completed, {counts.failed} failed"),
         ("Batches", str(experiment.batch_count)),
-        ("Processed file", str(experiment.processed_file_path)),
-        ("Results file", str(experiment.results_file_path)),
+        ("Processed file", _safe(str(experiment.processed_file_path))),
+        ("Results file", _safe(str(experiment.results_file_path))),
         ("Created", experiment.created_at.strftime("%Y-%m-%d %H:%M:%S %Z")),
     ]
     if experiment.base_url:
-        rows.append(("Base URL", experiment.base_url))
+        rows.append(("Base URL", _safe(redacted_url(experiment.base_url))))
     if experiment.study:
-        rows.append(("Study", experiment.study))
+        rows.append(("Study", _safe(experiment.study)))
     if cost is not None:
         rows += cost_rows(cost)
     if experiment.error:
-        rows.append(("Error", f"[red]{experiment.error}[/red]"))
+        rows.append(("Error", f"[red]{_safe(experiment.error)}[/red]"))
     for label, value in rows:
         grid.add_row(label, value)
     attempts = max((b.attempt for b in batches), default=1)
@@ -79,10 +91,12 @@ def experiment_panel(
         )
     if batches and len(batches) > 1:
         grid.add_row("", "")
-        grid.add_row("Batch ids", ", ".join(b.batch_id or "(not submitted)" for b in batches))
+        grid.add_row(
+            "Batch ids", _safe(", ".join(b.batch_id or "(not submitted)" for b in batches))
+        )
     elif batches and batches[0].batch_id:
-        grid.add_row("Batch id", batches[0].batch_id)
-    return Panel(grid, title=f"Experiment [bold]{experiment.name}[/bold]", expand=False)
+        grid.add_row("Batch id", _safe(batches[0].batch_id))
+    return Panel(grid, title=f"Experiment [bold]{_safe(experiment.name)}[/bold]", expand=False)
 
 
 def experiments_table_segments(
@@ -98,9 +112,9 @@ def experiments_table_segments(
     header = ["Name", "Provider", "Model", "Status", "Requests", "Created"]
     rows = [
         [
-            e.name,
-            e.provider,
-            e.model,
+            printable(e.name),
+            printable(e.provider),
+            printable(e.model),
             e.status.value,
             f"{e.request_counts.completed}/{e.request_counts.total}",
             e.created_at.strftime("%Y-%m-%d %H:%M"),
@@ -211,7 +225,7 @@ def cost_rows(cost: ExperimentCost) -> list[tuple[str, str]]:
         rows = [
             (
                 "Cost",
-                f"[yellow]unknown[/yellow]: no price for {cost.provider}:{cost.model} "
+                f"[yellow]unknown[/yellow]: no price for {_safe(f'{cost.provider}:{cost.model}')} "
                 "(add one to your prices file, see the README's Cost section)",
             ),
             ("Estimated tokens", f"{tokens} ({cost.estimate_method})"),
@@ -231,7 +245,7 @@ def cost_rows(cost: ExperimentCost) -> list[tuple[str, str]]:
             (
                 "Actual cost",
                 f"{format_usd(actual.usd)} for {actual.input_tokens:,} input + "
-                f"{actual.output_tokens:,} output tokens (as reported by {cost.provider})",
+                f"{actual.output_tokens:,} output tokens (as reported by {_safe(cost.provider)})",
             )
         )
     return rows
@@ -249,7 +263,11 @@ def results_table(results: Sequence[Result], limit: int = 50) -> RenderableType:
         body = result.text if result.ok else (result.error.message if result.error else "")
         if result.ok and result.embedding is not None:
             body = f"embedding, {len(result.embedding)} dimensions"
-        table.add_row(result.custom_id, f"[{style}]{result.status}[/{style}]", body or "")
+        table.add_row(
+            _safe(result.custom_id),
+            f"[{style}]{result.status}[/{style}]",
+            _safe(printable(body or "", keep_newlines=True)),
+        )
     if len(results) > limit:
         table.caption = f"{len(results) - limit} more in the results file"
     return table
@@ -301,14 +319,14 @@ def comparison_summary(comparison: Comparison, width: int | None = None) -> Rend
             table.add_column(column, no_wrap=column in ("Target", "Experiment"))
         for target in comparison.targets:
             cells = [
-                target.experiment.name,
+                _safe(target.experiment.name),
                 status_text(target.experiment.status),
                 str(target.succeeded),
                 str(target.failed),
                 _seconds(target.latency_seconds),
                 short_cost(target.cost),
             ]
-            table.add_row(*([target.target] if with_target else []), *cells)
+            table.add_row(*([_safe(target.target)] if with_target else []), *cells)
         return table
 
     table = build(True, box.HEAVY_HEAD)
@@ -333,7 +351,6 @@ def comparison_summary(comparison: Comparison, width: int | None = None) -> Rend
 
 def comparison_table(comparison: Comparison, width: int = 60, limit: int = 50) -> RenderableType:
     """The answers side by side: one row per request, one column per target."""
-    from rich.markup import escape
     from rich.table import Table
 
     from batchling.compare import answer_text
@@ -344,14 +361,14 @@ def comparison_table(comparison: Comparison, width: int = 60, limit: int = 50) -
     for target in comparison.targets:
         table.add_column(target.target, overflow="fold")
     for row in comparison.rows[:limit]:
-        cells = [escape(row.request), escape(_cell(row.prompt, width))]
+        cells = [_safe(row.request), _safe(_cell(row.prompt, width))]
         for target in comparison.targets:
             result = row.answers.get(target.target)
             if result is None:
                 cells.append(f"[dim]{target.experiment.status.value}[/dim]")
                 continue
             style = "" if result.ok else "red"
-            text = escape(_cell(answer_text(result), width))
+            text = _safe(_cell(answer_text(result), width))
             cells.append(f"[{style}]{text}[/{style}]" if style else text)
         table.add_row(*cells)
     if len(comparison.rows) > limit:
@@ -365,7 +382,7 @@ def _plural(count: int, one: str, many: str) -> str:
 
 def retry_summary(outcome: RetryOutcome) -> str:
     """One or two lines: what a retry resubmitted, or that there was nothing to retry."""
-    name = outcome.experiment.name
+    name = _safe(outcome.experiment.name)
     if outcome.nothing_to_retry:
         return (
             f"Nothing to retry: experiment '{name}' has no {' / '.join(outcome.kinds)} results "

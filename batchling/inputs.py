@@ -59,11 +59,6 @@ SourcedRequest = tuple[RawRequest, str | None]
 is, which spares serialising it again); None when it must be serialised."""
 
 
-def read_requests_jsonl(path: Path) -> Iterator[RawRequest]:
-    """Stream RawRequests from a JSONL file; errors name the file and the line."""
-    return (request for request, _ in read_request_lines(path))
-
-
 def read_request_lines(path: Path) -> Iterator[SourcedRequest]:
     """Stream (request, its line) from a JSONL file; errors name the file and the line."""
     if not path.is_file():

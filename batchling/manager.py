@@ -17,6 +17,15 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from batchling import resume
+from batchling.bounds import (
+    INT64_MAX,
+    MAX_POLL_SECONDS,
+    MAX_TIMEOUT,
+    check_base_url,
+    check_name,
+    finite_number,
+    whole_number,
+)
 from batchling.chunks import PROCESSED_FILE, ChunkWriter
 from batchling.errors import (
     AmbiguousBatchError,
@@ -109,8 +118,6 @@ _RESUME_COMMANDS = {
 RESULTS_FILE = "results file"
 EXPORT_FILE = "export file"
 COMPARISON_FILE = "comparison file"
-# Response-format classes given at create in this process, by (database, experiment name).
-_RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {}
 
 
 def _owner_id() -> str:
@@ -149,13 +156,17 @@ def combine_status(statuses: Sequence[Status]) -> Status:
 class AsyncExperimentManager:
     """Create, start, track and collect experiments. Use as `async with AsyncExperimentManager():`."""
 
-    # Called as uploads (bytes) and downloads (results) progress; see batchling.progress.
-    on_transfer: TransferCallback | None = None
-
     def __init__(self, db_path: str | Path | None = None) -> None:
         self.db_path = Path(db_path).expanduser() if db_path else default_db_path()
+        # Called as uploads (bytes) and downloads (results) progress; see batchling.progress.
+        self.on_transfer: TransferCallback | None = None
+        # The cyclic GC pauses while results download (~20% less CPU), for the whole process:
+        # set False where other work must keep collecting meanwhile (a web app, say).
+        self.pause_gc_during_downloads = True
         self._store: Store | None = None
         self._providers: dict[tuple[str, str | None], Provider] = {}
+        # Response-format classes given at create through this manager, by experiment name.
+        self._response_models: dict[str, type[BaseModel]] = {}
 
     async def __aenter__(self) -> AsyncExperimentManager:
         await self.store()
@@ -166,7 +177,8 @@ class AsyncExperimentManager:
 
     async def store(self) -> Store:
         if self._store is None:
-            self._store = await Store.open(self.db_path)
+            # Read-only until the first write: reading commands work on a read-only or busy file.
+            self._store = await Store.open_for_reading(self.db_path)
         return self._store
 
     async def aclose(self) -> None:
@@ -241,7 +253,10 @@ class AsyncExperimentManager:
         `study` groups it with other experiments (see compare_experiments).
         `generation` (temperature, max_tokens, reasoning, ...) fills what a request leaves unset.
         A processed or results path that already exists is refused unless `overwrite`."""
-        _check_name(experiment_name)
+        check_name(experiment_name)
+        _check_batch_bounds(max_requests_per_batch, max_bytes_per_batch)
+        if base_url is not None:
+            check_base_url(base_url)
         fmt = response_format_from(response_format) if response_format is not None else None
         info = registry.provider_info(provider)
         endpoint = endpoint or info.default_endpoint
@@ -328,9 +343,9 @@ class AsyncExperimentManager:
             writer.remove_created()
             raise
         if fmt is not None and fmt.model is not None:
-            _RESPONSE_MODELS[(str(self.db_path), experiment_name)] = fmt.model
+            self._response_models[experiment_name] = fmt.model
         else:
-            _RESPONSE_MODELS.pop((str(self.db_path), experiment_name), None)
+            self._response_models.pop(experiment_name, None)
         return created
 
     async def response_format(
@@ -342,7 +357,7 @@ class AsyncExperimentManager:
         stored = (await store.experiment_options(experiment_name)).get("response_format")
         if not stored:
             return None
-        model = response_model or _RESPONSE_MODELS.get((str(self.db_path), experiment_name))
+        model = response_model or self._response_models.get(experiment_name)
         return ResponseFormat.from_options(stored, model)
 
     # read
@@ -359,6 +374,8 @@ class AsyncExperimentManager:
         limit: int | None = None,
     ) -> list[Experiment]:
         """Experiments, newest first; only those matching every filter given; at most `limit`."""
+        if limit is not None:
+            limit = whole_number("limit", limit, minimum=0, maximum=INT64_MAX)
         store = await self.store()
         if provider is None and status is None and name_prefix is None:
             return await store.list_experiments(limit=limit)
@@ -404,6 +421,8 @@ class AsyncExperimentManager:
             )
         if not fields:
             return experiment
+        if "base_url" in fields:
+            check_base_url(fields["base_url"])
         if set(fields) & {"model", "endpoint"}:
             info = registry.provider_info(experiment.provider)
             endpoint = fields.get("endpoint", experiment.endpoint)
@@ -427,10 +446,22 @@ class AsyncExperimentManager:
         return await store.update_experiment(experiment_name, **fields)
 
     async def delete_experiment(self, experiment_name: str, *, remote: bool = False) -> None:
-        """Forget the experiment locally; with remote=True also delete its files at the provider."""
+        """Forget the experiment locally; with remote=True also delete its files at the provider.
+
+        Refused (InvalidStateError, nothing deleted) while a start of it runs or while its batches
+        run at the provider: deleting the record would leave them running, and billed, unseen."""
         store = await self.store()
         experiment = await store.get_experiment(experiment_name)
+        if (
+            experiment.status not in (Status.CREATED, Status.SUBMITTING)
+            and not experiment.is_finished
+        ):
+            # The record may be behind the provider: batches that ended are no reason to refuse.
+            with contextlib.suppress(ProviderError):
+                experiment = await self.refresh(experiment_name)
         if remote:
+            # Checked again, race-free, by the store's delete; here so nothing remote goes first.
+            await store.check_deletable(experiment_name, _is_owner_alive)
             provider = self._provider(experiment)
             for batch in await store.list_batches(experiment):
                 if batch.batch_id or batch.file_id:
@@ -442,8 +473,8 @@ class AsyncExperimentManager:
                         error_file_id=batch.error_file_id,
                     )
                     await self._call(experiment, "delete", provider.delete_remote(ref, snapshot))
-        await store.delete_experiment(experiment_name)
-        _RESPONSE_MODELS.pop((str(self.db_path), experiment_name), None)
+        await store.delete_experiment(experiment_name, _is_owner_alive)
+        self._response_models.pop(experiment_name, None)
 
     # start
 
@@ -455,6 +486,8 @@ class AsyncExperimentManager:
         With `max_cost` (USD), refuses before sending anything when the estimated cost is above
         it or cannot be estimated (CostLimitError). `adopt` names the provider batch to record for
         the chunk whose creation was interrupted, when batchling cannot tell which one it is."""
+        if max_cost is not None:
+            max_cost = _check_max_cost(max_cost)
         store = await self.store()
         experiment = await store.get_experiment(experiment_name)
         if experiment.status not in (Status.CREATED, Status.SUBMITTING):
@@ -761,6 +794,7 @@ class AsyncExperimentManager:
         on_update: ProgressCallback | None = None,
     ) -> Experiment:
         """Poll until the experiment ends, backing off gently up to a minute between polls."""
+        poll_interval, timeout = _check_polling(poll_interval, timeout)
         experiment = await self.retrieve(experiment_name)
         if experiment.status in (Status.CREATED, Status.SUBMITTING):
             raise InvalidStateError(
@@ -792,6 +826,7 @@ class AsyncExperimentManager:
     ) -> list[Experiment]:
         """Wait for several experiments at once, their polls running concurrently. If one fails
         (or times out) the others are still followed to their end, then the first error is raised."""
+        poll_interval, timeout = _check_polling(poll_interval, timeout)
         for name in experiment_names:
             await self.retrieve(name)
         return await _each_to_the_end(
@@ -937,18 +972,20 @@ class AsyncExperimentManager:
         experiment = await self.download_results(experiment_name)
         fmt = await self.response_format(experiment_name, response_model)
         model = fmt.model if fmt is not None else None
-        async for result in store.iter_results(experiment):
-            if model is not None and result.parsed is not None:
-                try:
-                    result.parsed = model.model_validate(result.parsed)
-                except ValidationError as error:
-                    raise InputError(
-                        f"The stored answer of '{result.custom_id}' does not fit "
-                        f"{model.__name__}: {error.errors()[0]['msg']} at "
-                        f"{'.'.join(str(p) for p in error.errors()[0]['loc']) or '(root)'}. "
-                        "Pass the class the experiment was created with as response_model."
-                    ) from None
-            yield result
+        # Closed with this iterator, so a consumer that stops early releases the cursor at once.
+        async with contextlib.aclosing(store.iter_results(experiment)) as results:
+            async for result in results:
+                if model is not None and result.parsed is not None:
+                    try:
+                        result.parsed = model.model_validate(result.parsed)
+                    except ValidationError as error:
+                        raise InputError(
+                            f"The stored answer of '{result.custom_id}' does not fit "
+                            f"{model.__name__}: {error.errors()[0]['msg']} at "
+                            f"{'.'.join(str(p) for p in error.errors()[0]['loc']) or '(root)'}. "
+                            "Pass the class the experiment was created with as response_model."
+                        ) from None
+                yield result
 
     async def download_results(self, experiment_name: str) -> Experiment:
         store = await self.store()
@@ -985,7 +1022,7 @@ class AsyncExperimentManager:
             try:
                 # Results are acyclic and held 7,500 at a time: the cyclic GC would only rescan
                 # them (~20% of the CPU of a big download), so it pauses meanwhile.
-                with _gc_paused():
+                with _gc_paused() if self.pause_gc_during_downloads else contextlib.nullcontext():
                     for batch in batches:
                         if not batch.results_stored:
                             await self._store_batch_results(
@@ -1186,7 +1223,10 @@ class AsyncExperimentManager:
         from batchling.compare import default_study_name, experiment_name_for, parse_targets
 
         study = study or default_study_name(utcnow())
-        _check_name(study)
+        check_name(study, "Study name")
+        poll_interval, timeout = _check_polling(poll_interval, timeout)
+        if max_cost is not None:
+            max_cost = _check_max_cost(max_cost)
         chosen = parse_targets(targets)
         store = await self.store()
         for target in chosen:
@@ -1489,11 +1529,39 @@ def _latest_attempt(batches: Sequence[BatchRecord]) -> list[BatchRecord]:
     return [b for b in batches if b.attempt == latest]
 
 
-def _check_name(name: str) -> None:
-    if not name or not name.strip():
-        raise InputError("An experiment needs a name (--name).")
-    if "/" in name or "\\" in name or name in (".", ".."):
-        raise InputError(f"Experiment name '{name}' may not contain '/' or '\\'.")
+def _check_max_cost(max_cost: float) -> float:
+    return finite_number("max_cost (--max-cost)", max_cost, minimum=0, unit="USD")
+
+
+def _check_polling(poll_interval: float, timeout: float | None) -> tuple[float, float | None]:
+    interval = finite_number(
+        "poll_interval (--poll-interval)",
+        poll_interval,
+        minimum=0.01,
+        maximum=MAX_POLL_SECONDS,
+        unit="seconds",
+    )
+    if timeout is not None:
+        timeout = finite_number(
+            "timeout (--timeout)",
+            timeout,
+            minimum=0,
+            maximum=MAX_TIMEOUT,
+            unit="seconds",
+        )
+    return interval, timeout
+
+
+def _check_batch_bounds(max_requests: int | None, max_bytes: int | None) -> None:
+    if max_requests is not None:
+        whole_number(
+            "max_requests_per_batch (--max-requests-per-batch)",
+            max_requests,
+            minimum=1,
+            maximum=INT64_MAX,
+        )
+    if max_bytes is not None:
+        whole_number("max_bytes_per_batch", max_bytes, minimum=1, maximum=INT64_MAX)
 
 
 def _request_source(

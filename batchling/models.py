@@ -19,6 +19,8 @@ from pydantic import (
 )
 from typing_extensions import Self
 
+from batchling.bounds import INT32_MAX, INT64_MAX, INT64_MIN
+
 
 class Status(str, enum.Enum):
     """The common status vocabulary, shared by experiments and batches of every provider."""
@@ -142,15 +144,16 @@ class GenerationParams(BaseModel):
     provider adapter maps it (README, "Multimodal inputs and generation parameters").
     `dimensions` and `task_type` apply to embeddings endpoints (README, "Endpoints beyond chat")."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-    max_tokens: int | None = Field(default=None, gt=0)
+    # Bounded so that every provider's JSON and SQLite can hold them (issue 17, class 5).
+    model_config = ConfigDict(extra="forbid", defer_build=True, allow_inf_nan=False)
+    max_tokens: int | None = Field(default=None, gt=0, le=INT32_MAX)
     temperature: float | None = Field(default=None, ge=0, le=MAX_TEMPERATURE)
     top_p: float | None = Field(default=None, ge=0, le=1)
     stop: list[str] | None = None
-    seed: int | None = None
-    reasoning: ReasoningLevel | Annotated[StrictInt, Field(ge=0)] | None = None
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
+    reasoning: ReasoningLevel | Annotated[StrictInt, Field(ge=0, le=INT32_MAX)] | None = None
     # Embeddings only: the vector size, and the task the vector is for (Gemini).
-    dimensions: int | None = Field(default=None, gt=0)
+    dimensions: int | None = Field(default=None, gt=0, le=INT32_MAX)
     task_type: str | None = Field(default=None, min_length=1)
 
     @field_validator("stop", mode="before")

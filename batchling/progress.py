@@ -268,11 +268,6 @@ class WatchDisplay:
             self._live.__exit__(None, None, None)
             self._live = None
 
-    def track(self, experiments: list[Experiment]) -> None:
-        """Show these experiments before their first poll."""
-        for experiment in experiments:
-            self.update(experiment)
-
     def update(self, experiment: Experiment) -> None:
         with self._lock:
             self.experiments[experiment.name] = experiment

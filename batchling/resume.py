@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
-from typing import Any
+from datetime import datetime, timedelta
 
 from batchling.errors import AmbiguousBatchError
 from batchling.models import BatchRecord, Experiment
 from batchling.providers.base import CreateHint
+from batchling.providers.retrying import Backoff
 
 # The provider's clock may run behind ours: look this far before the recorded start of a step.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -18,7 +17,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # The manager's own retries of a batch creation (the SDKs make one attempt at it).
 RETRY_INITIAL_DELAY = 0.5
 RETRY_MAX_DELAY = 30.0
-RETRY_AFTER_MAX = 120.0
 # After a creation went unanswered, look for it at these fractions of the client timeout (after
 # a first look at once): a server may finish a request about a timeout after the client gave up.
 SETTLE_FRACTIONS = (0.1, 0.15, 0.25, 0.5, 1.0)
@@ -52,40 +50,8 @@ def worth_retrying(error: BaseException | None) -> bool:
 
 
 def retry_delay(error: BaseException | None, attempt: int) -> float:
-    """How long to wait before attempt `attempt + 1`: the provider's Retry-After if it gave one,
-    else exponential backoff."""
-    asked = retry_after(error)
-    if asked is not None:
-        return min(asked, RETRY_AFTER_MAX)
-    backoff: float = RETRY_INITIAL_DELAY * 2.0 ** (attempt - 1)
-    return min(RETRY_MAX_DELAY, backoff)
-
-
-def retry_after(error: BaseException | None) -> float | None:
-    """The Retry-After header of the response an SDK error carries (seconds or an HTTP date)."""
-    for holder in (getattr(error, "response", None), getattr(error, "raw_response", None), error):
-        headers: Any = getattr(holder, "headers", None)
-        if headers is None or not hasattr(headers, "get"):
-            continue
-        value = headers.get("retry-after") or headers.get("Retry-After")
-        if value:
-            return parse_retry_after(str(value))
-    return None
-
-
-def parse_retry_after(value: str, now: datetime | None = None) -> float | None:
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    return max(0.0, seconds) if seconds == seconds else None  # NaN is no answer
+    """How long to wait before attempt `attempt + 1` at a batch creation."""
+    return Backoff(RETRY_INITIAL_DELAY, RETRY_MAX_DELAY).delay(attempt, error)
 
 
 def settle_delays(timeout: float) -> list[float]:

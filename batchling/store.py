@@ -7,16 +7,23 @@ import contextlib
 import functools
 import json
 import os
+import random
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import aiosqlite
 import orjson
 
-from batchling.errors import ExperimentExistsError, ExperimentNotFoundError, StoreError
+from batchling.bounds import finite_number
+from batchling.errors import (
+    ExperimentExistsError,
+    ExperimentNotFoundError,
+    InvalidStateError,
+    StoreError,
+)
 from batchling.inputs import duplicate_id_error
 from batchling.migrations import MIGRATIONS
 from batchling.models import (
@@ -39,25 +46,218 @@ INSERT_BATCH_BYTES = 8 * 1024 * 1024
 ITER_CHUNK_SIZE = 1000
 PROCESSED_ROLE = "processed file"
 RESULTS_ROLE = "results file"
+_TERMINAL_VALUES = sorted(status.value for status in TERMINAL_STATUSES)
+_TERMINAL_MARKS = ",".join("?" * len(_TERMINAL_VALUES))
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+APPLICATION_ID = 0x6274636C
+"""SQLite's `PRAGMA application_id` of a batchling database ("btcl"), set when it is created."""
+BUSY_TIMEOUT_ENV = "BATCHLING_BUSY_TIMEOUT"
+DEFAULT_BUSY_TIMEOUT_SECONDS = 120.0
+"""How long a write waits for other processes' writes before giving up (many pipelines at once
+on one database on a small machine take turns for seconds)."""
+
+
+def busy_timeout_seconds() -> float:
+    raw = os.environ.get(BUSY_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_BUSY_TIMEOUT_SECONDS
+    return finite_number(BUSY_TIMEOUT_ENV, raw, minimum=0.001, maximum=86_400.0, unit="seconds")
+
+
+async def _connect(target: str, *, uri: bool = False) -> aiosqlite.Connection:
+    # sqlite3's timeout is SQLite's busy handler: it retries a busy lock with backoff.
+    # Rows cross from aiosqlite's thread in chunks: 64 at a time costs a thread hop per 64.
+    db = await aiosqlite.connect(
+        target, uri=uri, timeout=busy_timeout_seconds(), iter_chunk_size=ITER_CHUNK_SIZE
+    )
+    db.row_factory = aiosqlite.Row
+    return db
+
+
+class SchemaState(NamedTuple):
+    empty: bool
+    stamped: bool
+    applied: frozenset[str]
+    pending: bool
+
+
+async def _schema_state(db: aiosqlite.Connection, path: Path) -> SchemaState:
+    """What the file holds, read without writing; StoreError when it is another application's
+    database or a newer batchling's."""
+    async with db.execute("PRAGMA application_id") as cursor:
+        application_id = int((await cursor.fetchone())[0])  # type: ignore[index]
+    async with db.execute("PRAGMA user_version") as cursor:
+        version = int((await cursor.fetchone())[0])  # type: ignore[index]
+    async with db.execute(
+        "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+    ) as cursor:
+        objects = [row[0] for row in await cursor.fetchall()]
+    ours = application_id == APPLICATION_ID
+    # Databases made before the application id was set are known by their migrations table.
+    older_ours = application_id == 0 and {"migrations", "experiments"} <= set(objects)
+    if not objects and application_id == 0:
+        return SchemaState(empty=True, stamped=False, applied=frozenset(), pending=True)
+    if not (ours or older_ours):
+        owner = f"application id {application_id:#x}" if application_id else "no application id"
+        shown = ", ".join(objects[:5]) + (", ..." if len(objects) > 5 else "")
+        raise StoreError(
+            f"{path} is not a usable batchling database: it belongs to another application "
+            f"({owner}; tables {shown or 'none'}). batchling left it unchanged: point --db / "
+            "BATCHLING_DB / BATCHLING_HOME at a batchling database or a new file."
+        )
+    applied: frozenset[str] = frozenset()
+    if "migrations" in objects:
+        async with db.execute("SELECT name FROM migrations") as cursor:
+            applied = frozenset(row[0] for row in await cursor.fetchall())
+    known = {name for name, _ in MIGRATIONS}
+    if applied - known or version > len(MIGRATIONS):
+        raise StoreError(
+            f"{path} was written by a newer batchling (schema version "
+            f"{max(version, len(applied))}; this batchling knows up to version {len(MIGRATIONS)}): "
+            "upgrade batchling (pip install -U batchling). The database was left unchanged."
+        )
+    return SchemaState(empty=False, stamped=ours, applied=applied, pending=bool(known - applied))
+
+
+async def _use_wal(db: aiosqlite.Connection) -> None:
+    """Switch to WAL once (it is kept in the file), retrying while another process holds a lock."""
+    async with db.execute("PRAGMA journal_mode") as cursor:
+        if str((await cursor.fetchone())[0]).lower() == "wal":  # type: ignore[index]
+            return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + busy_timeout_seconds()
+    delay = 0.01
+    while True:
+        try:
+            async with db.execute("PRAGMA journal_mode=WAL") as cursor:
+                await cursor.fetchall()
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or loop.time() > deadline:
+                raise
+        await asyncio.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.5)
+
+
+class _InTransaction:
+    """Runs a migration's statements inside the caller's transaction: sqlite3's executescript
+    commits first, which would let another process migrate the same database meanwhile."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> aiosqlite.Cursor:
+        return await self._db.execute(sql, parameters)
+
+    async def executescript(self, script: str) -> None:
+        statement = ""
+        for piece in script.split(";"):
+            statement += piece + ";"
+            if sqlite3.complete_statement(statement):
+                if statement.strip(" \n;"):
+                    await self._db.execute(statement)
+                statement = ""
+
+
+def _not_sqlite(path: Path, why: str) -> StoreError:
+    return StoreError(
+        f"{path} is not a usable batchling database: it is not an SQLite database ({why}). "
+        "batchling left it unchanged: move it aside, or point --db / BATCHLING_DB / "
+        "BATCHLING_HOME elsewhere."
+    )
+
+
+SMALLEST_DATABASE = 512
+"""Bytes: SQLite's smallest page, so the smallest file that can hold a database."""
+
+
+def _check_header(path: Path) -> None:
+    """SQLite takes a file shorter than a page for an empty database and would write over it:
+    such a file is refused. Judged by its size only: opening and closing the file here would
+    drop the POSIX locks this process's SQLite connections hold on it, and another process
+    could then remove the WAL under them."""
+    if not path.is_file():
+        raise StoreError(
+            f"The database path {path} is not a regular file: give a file path (--db, "
+            "BATCHLING_DB or BATCHLING_HOME)."
+        )
+    if 0 < path.stat().st_size < SMALLEST_DATABASE:
+        raise _not_sqlite(path, f"{path.stat().st_size} bytes, shorter than any database")
+
+
+def database_error(error: BaseException, path: Path) -> StoreError | None:
+    """One line for an SQLite error a user can meet (busy, damaged, read-only, not a database);
+    None for anything else, programming errors included."""
+    if not isinstance(error, sqlite3.DatabaseError) or isinstance(
+        error, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+    ):
+        return None
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"The database {path} stayed locked by other processes for "
+            f"{busy_timeout_seconds():g} s ({text}). Nothing was lost: run the command again, or "
+            f"let it wait longer with {BUSY_TIMEOUT_ENV}=SECONDS."
+        )
+    if "not a database" in text or "encrypted" in text:
+        return _not_sqlite(path, text)
+    if "malformed" in text or "corrupt" in text:
+        return StoreError(
+            f"The database {path} is damaged ({text}): recover what it holds with "
+            f"'sqlite3 {path} .recover | sqlite3 recovered.db' and use recovered.db (--db), or "
+            "restore a backup."
+        )
+    if "readonly" in text or "read-only" in text:
+        return StoreError(
+            f"The database {path} is read-only ({text}): list, status, results and export work; "
+            "to change anything, make the file and its directory writable."
+        )
+    if "unable to open" in text:
+        return StoreError(
+            f"Cannot open the database {path} ({text}): check that it and its directory exist "
+            "and can be read."
+        )
+    return StoreError(f"The database {path} cannot be used ({text}).")
 
 
 async def _has_json_arrows(db: aiosqlite.Connection) -> bool:
     """SQLite's ->> operator and json_each (built in since SQLite 3.38, 2022)."""
     try:
-        await db.execute("SELECT value->>0 FROM json_each('[[1]]')")
+        # Closed at once: a cursor left open holds a read transaction, and a connection holding
+        # one is not given SQLite's busy wait when it then begins a write.
+        async with db.execute("SELECT value->>0 FROM json_each('[[1]]')") as cursor:
+            await cursor.fetchall()
     except sqlite3.OperationalError:
         return False
     return True
 
 
 def _serialized(method: F) -> F:
+    """A write: one transaction that holds SQLite's write lock from its first statement.
+
+    `BEGIN IMMEDIATE` waits (SQLite's busy handler, up to the busy timeout) for other processes'
+    writes; once it holds the lock no statement of the transaction can fail as busy, where a
+    transaction that read first and then writes fails at once when another wrote meanwhile."""
+
     @functools.wraps(method)
     async def locked(self: Store, *args: Any, **kwargs: Any) -> Any:
         async with self.write_lock:
-            return await method(self, *args, **kwargs)
+            await self._writable()
+            try:
+                await self.db.execute("BEGIN IMMEDIATE")
+                result = await method(self, *args, **kwargs)
+                await self.db.commit()
+            except BaseException as error:
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await self.db.rollback()
+                problem = database_error(error, self.path)
+                if problem is not None:
+                    raise problem from error
+                raise
+            return result
 
     return locked  # type: ignore[return-value]
 
@@ -77,47 +277,116 @@ def _dt(value: str | None) -> datetime | None:
 class Store:
     """Open with `await Store.open(path)`; close with `await store.close()` or `async with`."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, *, writable: bool = True) -> None:
         self.db = db
         self.path = path
         # One connection serves concurrent tasks: writes take turns so transactions never interleave.
         self.write_lock = asyncio.Lock()
         self.json_rows = True  # rows inserted in bulk through SQLite's JSON functions (see open)
+        self.writable = writable
+        # Read-only connections replaced by a writable one: cursors may still be reading them.
+        self._retired: list[aiosqlite.Connection] = []
 
     @classmethod
     async def open(cls, path: Path) -> Store:
+        """Open for reading and writing: created (0600) and migrated when needed."""
         path = Path(path).expanduser()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                # Created 0600 up front so no other user can read it, not even for a moment.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         except OSError as error:
             raise StoreError(
-                f"Cannot create the database directory {path.parent}: {error.strerror}."
+                f"Cannot create the database {path}: {error.strerror}. Point BATCHLING_HOME, "
+                "BATCHLING_DB or --db at a writable place."
             ) from None
-        if not path.exists():
-            # Created 0600 up front so no other user can read it, not even for a moment.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        _check_header(path)
         db = None
         try:
-            # Rows cross from aiosqlite's thread in chunks: 64 at a time costs a thread hop per 64.
-            db = await aiosqlite.connect(path, iter_chunk_size=ITER_CHUNK_SIZE)
-            db.row_factory = aiosqlite.Row
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA busy_timeout=10000")
-            await db.execute("PRAGMA synchronous=NORMAL")
+            db = await _connect(str(path))
+            # Nothing is written before the file is known to be empty or batchling's.
+            state = await _schema_state(db, path)
             store = cls(db, path)
+            if state.pending or not state.stamped:
+                await store.migrate()
+            await _use_wal(db)
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA synchronous=NORMAL")
             store.json_rows = await _has_json_arrows(db)
-            await store.migrate()
-        except sqlite3.DatabaseError as error:
+        except BaseException as error:
             if db is not None:
                 await db.close()
-            raise StoreError(
-                f"{path} is not a usable batchling database ({error}). "
-                "Move it aside or point BATCHLING_HOME / --db elsewhere."
-            ) from None
+            problem = database_error(error, path)
+            if problem is not None:
+                raise problem from None
+            raise
         return store
 
+    @classmethod
+    async def open_for_reading(cls, path: Path) -> Store:
+        """Open read-only, so that a read-only or busy database can be read; the first write
+        reopens it for writing. A database that does not exist yet reads as empty."""
+        path = Path(path).expanduser()
+        if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+            return await cls._empty(path)
+        _check_header(path)
+        db = None
+        try:
+            # immutable: a directory we cannot write has no -shm file to coordinate readers with,
+            # and nobody can be writing there either.
+            for query in ("mode=ro", "mode=ro&immutable=1"):
+                db = await _connect(f"{path.resolve().as_uri()}?{query}", uri=True)
+                try:
+                    state = await _schema_state(db, path)
+                    break
+                except sqlite3.OperationalError as error:
+                    await db.close()
+                    db = None
+                    if "unable to open" not in str(error) or "immutable" in query:
+                        raise
+            assert db is not None
+            if state.empty:
+                await db.close()
+                return await cls._empty(path)
+            if state.pending:
+                # An older batchling's database is brought up to date once, by a writer.
+                await db.close()
+                db = None
+                return await cls.open(path)
+            await db.execute("PRAGMA foreign_keys=ON")
+            store = cls(db, path, writable=False)
+            store.json_rows = await _has_json_arrows(db)
+        except BaseException as error:
+            if db is not None:
+                await db.close()
+            problem = database_error(error, path)
+            if problem is not None:
+                raise problem from None
+            raise
+        return store
+
+    @classmethod
+    async def _empty(cls, path: Path) -> Store:
+        """A store for a database not created yet: reads find nothing, the first write creates it."""
+        db = await aiosqlite.connect(":memory:")
+        db.row_factory = aiosqlite.Row
+        store = cls(db, path)
+        await store.migrate()
+        store.writable = False
+        return store
+
+    async def _writable(self) -> None:
+        if self.writable:
+            return
+        opened = await Store.open(self.path)
+        self._retired.append(self.db)
+        self.db, self.json_rows, self.writable = opened.db, opened.json_rows, True
+
     async def close(self) -> None:
+        for db in self._retired:
+            await db.close()
+        self._retired.clear()
         await self.db.close()
 
     async def __aenter__(self) -> Store:
@@ -127,23 +396,35 @@ class Store:
         await self.close()
 
     async def migrate(self) -> list[str]:
-        """Apply the migrations this database has not seen; returns their names."""
-        await self.db.execute(
-            "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-        )
-        async with self.db.execute("SELECT name FROM migrations") as cursor:
-            done = {row[0] for row in await cursor.fetchall()}
-        applied = []
-        for name, step in MIGRATIONS:
-            if name in done:
-                continue
-            await step(self.db)
+        """Apply the migrations this database has not seen (in one transaction that holds the
+        write lock, so two processes opening a new database never both migrate it); returns
+        their names."""
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            # Checked again under the lock: another process may have migrated it meanwhile.
+            state = await _schema_state(self.db, self.path)
             await self.db.execute(
-                "INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, _ts(utcnow()))
+                "CREATE TABLE IF NOT EXISTS migrations "
+                "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
             )
-            applied.append(name)
-        await self.db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
-        await self.db.commit()
+            applied = []
+            for name, step in MIGRATIONS:
+                if name in state.applied:
+                    continue
+                await step(cast(aiosqlite.Connection, _InTransaction(self.db)))
+                await self.db.execute(
+                    "INSERT INTO migrations (name, applied_at) VALUES (?, ?)",
+                    (name, _ts(utcnow())),
+                )
+                applied.append(name)
+            if applied or not state.stamped:
+                await self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                await self.db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+            await self.db.commit()
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                await self.db.rollback()
+            raise
         return applied
 
     # experiments
@@ -371,37 +652,68 @@ class Store:
     @_serialized
     async def claim_start(self, name: str, owner: str, is_owner_alive: Any) -> bool:
         """Atomically mark the experiment as being submitted by `owner`; False if someone else is."""
-        await self.db.execute("BEGIN IMMEDIATE")
-        try:
-            async with self.db.execute(
-                "SELECT status, start_owner FROM experiments WHERE name = ?", (name,)
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
-                raise ExperimentNotFoundError(name)
-            status, current = row[0], row[1]
-            free = status == Status.CREATED.value or (
-                status == Status.SUBMITTING.value
-                and (current is None or not is_owner_alive(current))
+        async with self.db.execute(
+            "SELECT status, start_owner FROM experiments WHERE name = ?", (name,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            raise ExperimentNotFoundError(name)
+        status, current = row[0], row[1]
+        free = status == Status.CREATED.value or (
+            status == Status.SUBMITTING.value and (current is None or not is_owner_alive(current))
+        )
+        if free:
+            await self.db.execute(
+                "UPDATE experiments SET status = ?, start_owner = ?, updated_at = ?, "
+                "started_at = COALESCE(started_at, ?) WHERE name = ?",
+                (Status.SUBMITTING.value, owner, _ts(utcnow()), _ts(utcnow()), name),
             )
-            if free:
-                await self.db.execute(
-                    "UPDATE experiments SET status = ?, start_owner = ?, updated_at = ?, "
-                    "started_at = COALESCE(started_at, ?) WHERE name = ?",
-                    (Status.SUBMITTING.value, owner, _ts(utcnow()), _ts(utcnow()), name),
-                )
-            await self.db.commit()
-            return free
-        except BaseException:
-            await self.db.rollback()
-            raise
+        return free
 
     @_serialized
-    async def delete_experiment(self, name: str) -> None:
-        cursor = await self.db.execute("DELETE FROM experiments WHERE name = ?", (name,))
-        await self.db.commit()
-        if cursor.rowcount == 0:
+    async def delete_experiment(
+        self, name: str, is_owner_alive: Callable[[str], bool] = lambda owner: False
+    ) -> None:
+        """Delete the experiment's records, unless work at the provider would be orphaned (see
+        check_deletable). Checked in the write transaction: a start cannot claim it in between."""
+        await self.check_deletable(name, is_owner_alive)
+        await self.db.execute("DELETE FROM experiments WHERE name = ?", (name,))
+
+    async def check_deletable(self, name: str, is_owner_alive: Callable[[str], bool]) -> None:
+        """InvalidStateError when deleting the record would orphan work at the provider: a live
+        start, a batch still running (billed), a creation that may have made a batch."""
+        async with self.db.execute(
+            "SELECT e.status, e.start_owner, "
+            "(SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id AND b.batch_id IS NULL "
+            " AND b.step = 'creating'), "
+            "(SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id "
+            f" AND b.batch_id IS NOT NULL AND b.status NOT IN ({_TERMINAL_MARKS})) "
+            "FROM experiments e WHERE e.name = ?",
+            (*_TERMINAL_VALUES, name),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
             raise ExperimentNotFoundError(name)
+        status, owner, creating, running = row[0], row[1], int(row[2]), int(row[3])
+        if status == Status.SUBMITTING.value and owner is not None and is_owner_alive(owner):
+            raise InvalidStateError(
+                f"Experiment '{name}' is being started by another process ({owner}) right now: "
+                f"nothing was deleted. Let the start finish, cancel it ('batchling cancel {name}'), "
+                "then delete it."
+            )
+        if creating:
+            raise InvalidStateError(
+                f"Experiment '{name}' has a batch whose creation was interrupted and may exist at "
+                f"the provider: nothing was deleted. Run 'batchling start {name}' to find it, "
+                f"cancel it ('batchling cancel {name}'), then delete it."
+            )
+        if running:
+            raise InvalidStateError(
+                f"Experiment '{name}' has {running} batch{'es' if running > 1 else ''} still "
+                f"running at the provider, which would go on being billed: nothing was deleted. "
+                f"Cancel first ('batchling cancel {name}', then 'batchling wait {name}'), then "
+                "delete it."
+            )
 
     # requests and batches
 
@@ -444,11 +756,7 @@ class Store:
             "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes) VALUES (?,?,?,?,?)",
             [(experiment_id, b.chunk, str(b.path), b.request_count, b.bytes) for b in batches],
         )
-        try:
-            await self._claim(experiment_id, [(b.path, PROCESSED_ROLE) for b in batches])
-        except BaseException:
-            await self.db.rollback()
-            raise
+        await self._claim(experiment_id, [(b.path, PROCESSED_ROLE) for b in batches])
         await self.db.executemany(
             "UPDATE requests SET chunk = ? WHERE experiment_id = ? AND custom_id = ?",
             [(chunk, experiment_id, custom_id) for custom_id, chunk in chunk_of.items()],
@@ -470,42 +778,35 @@ class Store:
         longer change). False, with nothing written, if the experiment is no longer finished or
         already has this attempt: another retry got there first."""
         experiment_id = await self._experiment_id(experiment.name)
-        await self.db.execute("BEGIN IMMEDIATE")
-        try:
-            async with self.db.execute(
-                "SELECT e.status, (SELECT MAX(b.attempt) FROM batches b WHERE b.experiment_id = e.id) "
-                "FROM experiments e WHERE e.id = ?",
-                (experiment_id,),
-            ) as cursor:
-                row = await cursor.fetchone()
-            assert row is not None
-            if Status(row[0]) not in TERMINAL_STATUSES or (row[1] or 0) >= attempt:
-                await self.db.rollback()
-                return False
-            batches = list(batches)
-            await self.db.executemany(
-                "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes, attempt) "
-                "VALUES (?,?,?,?,?,?)",
-                [
-                    (experiment_id, b.chunk, str(b.path), b.request_count, b.bytes, attempt)
-                    for b in batches
-                ],
-            )
-            await self._claim(experiment_id, [(b.path, PROCESSED_ROLE) for b in batches])
-            await self.db.executemany(
-                "UPDATE requests SET chunk = ? WHERE experiment_id = ? AND custom_id = ?",
-                [(chunk, experiment_id, custom_id) for custom_id, chunk in chunk_of.items()],
-            )
-            await self.db.execute(
-                "UPDATE experiments SET status = ?, start_owner = NULL, completed_at = NULL, "
-                "error = NULL, updated_at = ? WHERE id = ?",
-                (Status.SUBMITTING.value, _ts(utcnow()), experiment_id),
-            )
-            await self.db.commit()
-            return True
-        except BaseException:
-            await self.db.rollback()
-            raise
+        async with self.db.execute(
+            "SELECT e.status, (SELECT MAX(b.attempt) FROM batches b WHERE b.experiment_id = e.id) "
+            "FROM experiments e WHERE e.id = ?",
+            (experiment_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        if Status(row[0]) not in TERMINAL_STATUSES or (row[1] or 0) >= attempt:
+            return False
+        batches = list(batches)
+        await self.db.executemany(
+            "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes, attempt) "
+            "VALUES (?,?,?,?,?,?)",
+            [
+                (experiment_id, b.chunk, str(b.path), b.request_count, b.bytes, attempt)
+                for b in batches
+            ],
+        )
+        await self._claim(experiment_id, [(b.path, PROCESSED_ROLE) for b in batches])
+        await self.db.executemany(
+            "UPDATE requests SET chunk = ? WHERE experiment_id = ? AND custom_id = ?",
+            [(chunk, experiment_id, custom_id) for custom_id, chunk in chunk_of.items()],
+        )
+        await self.db.execute(
+            "UPDATE experiments SET status = ?, start_owner = NULL, completed_at = NULL, "
+            "error = NULL, updated_at = ? WHERE id = ?",
+            (Status.SUBMITTING.value, _ts(utcnow()), experiment_id),
+        )
+        return True
 
     async def unsuccessful_requests(
         self, experiment: Experiment, kinds: set[str]
@@ -618,13 +919,7 @@ class Store:
     @_serialized
     async def claim_file(self, experiment_name: str, path: Path, role: str) -> None:
         """Claim one more file (an export) for the experiment, at once and for good."""
-        await self.db.execute("BEGIN IMMEDIATE")
-        try:
-            await self._claim(await self._experiment_id(experiment_name), [(path, role)])
-            await self.db.commit()
-        except BaseException:
-            await self.db.rollback()
-            raise
+        await self._claim(await self._experiment_id(experiment_name), [(path, role)])
 
     async def _experiment_id(self, name: str) -> int:
         async with self.db.execute("SELECT id FROM experiments WHERE name = ?", (name,)) as cursor:
@@ -663,7 +958,7 @@ class Store:
     async def commit(self) -> None:
         await self.db.commit()
 
-    async def iter_results(self, experiment: Experiment) -> AsyncIterator[Result]:
+    async def iter_results(self, experiment: Experiment) -> AsyncGenerator[Result, None]:
         """Results in request order."""
         async with self.db.execute(
             "SELECT res.* FROM results res JOIN requests r "

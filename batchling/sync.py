@@ -5,8 +5,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import threading
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,8 +34,10 @@ from batchling.pricing import ExperimentCost
 
 if TYPE_CHECKING:
     from batchling.compare import Comparison, Target
+    from batchling.pricing import PriceTable
     from batchling.progress import TransferCallback
     from batchling.retry import RetryOutcome
+    from batchling.structured import ResponseFormat
 
 T = TypeVar("T")
 
@@ -71,17 +82,68 @@ def _run_in_worker(coroutine: Coroutine[Any, Any, T]) -> T:
         return outcome.result()
 
 
+class _LoopThread:
+    """A private event loop in a worker thread that lives across several calls, as the steps
+    of an iterator need: each step runs on it, whether or not the caller's thread has a loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="batchling-iterator", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            while not future.done():
+                # Short waits, as in _run_in_worker: an interrupt is raised between two of them.
+                concurrent.futures.wait([future], timeout=0.1)
+        except BaseException:
+            future.cancel()
+            raise
+        return future.result()
+
+    def close(self, cleanup: Coroutine[Any, Any, None]) -> None:
+        try:
+            self.run(_after_others(cleanup))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+            self.loop.close()
+
+
+async def _after_others(cleanup: Coroutine[Any, Any, None]) -> None:
+    # A step interrupted from the caller's thread is being cancelled: let it end first.
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    await asyncio.gather(*others, return_exceptions=True)
+    await cleanup
+
+
+async def _next(items: AsyncIterator[T]) -> T:
+    return await items.__anext__()
+
+
 class ExperimentManager:
     """Blocking twin of AsyncExperimentManager: same methods, same arguments, same results."""
 
-    # Called as uploads (bytes) and downloads (results) progress; see batchling.progress.
-    on_transfer: TransferCallback | None = None
-
     def __init__(self, db_path: str | Path | None = None) -> None:
         self.db_path = db_path
+        # As on AsyncExperimentManager.
+        self.on_transfer: TransferCallback | None = None
+        self.pause_gc_during_downloads = True
+        # Each call runs on its own async manager: they share this one's response models.
+        self._response_models: dict[str, type[BaseModel]] = {}
         # The Experiment each create_experiment returned, kept current by this manager's later
         # calls: batchling 0.0.x code reads `experiment.status` after start_experiment.
         self._created: dict[str, weakref.ref[Experiment]] = {}
+
+    def _manager(self) -> AsyncExperimentManager:
+        manager = AsyncExperimentManager(self.db_path)
+        manager.on_transfer = self.on_transfer
+        manager.pause_gc_during_downloads = self.pause_gc_during_downloads
+        manager._response_models = self._response_models
+        return manager
 
     def _current(self, experiment: Experiment) -> Experiment:
         """Copies the latest state of an experiment into the one create_experiment returned."""
@@ -101,11 +163,33 @@ class ExperimentManager:
 
     def _run(self, operation: Callable[[AsyncExperimentManager], Coroutine[Any, Any, T]]) -> T:
         async def call() -> T:
-            async with AsyncExperimentManager(self.db_path) as manager:
-                manager.on_transfer = self.on_transfer
+            async with self._manager() as manager:
                 return await operation(manager)
 
         return run_sync(call())
+
+    def _iterate(
+        self, operation: Callable[[AsyncExperimentManager], AsyncIterator[T]]
+    ) -> Iterator[T]:
+        manager = self._manager()
+        worker = _LoopThread()
+        items = operation(manager)
+
+        async def cleanup() -> None:
+            try:
+                if isinstance(items, AsyncGenerator):
+                    await items.aclose()
+            finally:
+                await manager.aclose()
+
+        try:
+            while True:
+                try:
+                    yield worker.run(_next(items))
+                except StopAsyncIteration:
+                    return
+        finally:
+            worker.close(cleanup())
 
     def create_experiment(
         self,
@@ -176,6 +260,11 @@ class ExperimentManager:
                 )
             )
 
+    def response_format(
+        self, experiment_name: str, response_model: type[BaseModel] | None = None
+    ) -> ResponseFormat | None:
+        return self._run(lambda m: m.response_format(experiment_name, response_model))
+
     def retrieve(self, experiment_name: str) -> Experiment:
         return self._current(self._run(lambda m: m.retrieve(experiment_name)))
 
@@ -243,6 +332,17 @@ class ExperimentManager:
         if experiment_name in self._created:
             self.retrieve(experiment_name)
         return results
+
+    def iter_results(
+        self, experiment_name: str, response_model: type[BaseModel] | None = None
+    ) -> Iterator[Result]:
+        """Like get_results, one result at a time: for results too many to hold in memory."""
+        return self._iterate(lambda m: m.iter_results(experiment_name, response_model))
+
+    def download_results(self, experiment_name: str, *, progress: bool = False) -> Experiment:
+        """Download and store the results (once) without loading them."""
+        with self._transfers(progress):
+            return self._current(self._run(lambda m: m.download_results(experiment_name)))
 
     def retry_experiment(
         self, experiment_name: str, *, only: str | Iterable[str] | None = None
@@ -323,8 +423,10 @@ class ExperimentManager:
         self._run(lambda m: m.delete_experiment(experiment_name, remote=remote))
         self._created.pop(experiment_name, None)
 
-    def experiment_cost(self, experiment_name: str) -> ExperimentCost:
-        return self._run(lambda m: m.experiment_cost(experiment_name))
+    def experiment_cost(
+        self, experiment_name: str, *, table: PriceTable | None = None
+    ) -> ExperimentCost:
+        return self._run(lambda m: m.experiment_cost(experiment_name, table=table))
 
     def experiment_costs(self, experiment_names: Iterable[str]) -> list[ExperimentCost]:
         names = list(experiment_names)

@@ -19,8 +19,8 @@ A template file is JSON: a list of messages, or an object shaped like one reques
 ``id`` (``messages``, optional ``system_prompt``, ``max_tokens``...). Rows come from a list of
 mappings or from a ``.jsonl``, ``.csv`` or ``.json`` file; errors from a file name its line.
 
-Only ``read_rows``, ``read_template`` and a path given to ``requests_from_template`` touch the
-file system; the rest is pure.
+Only ``read_template`` and a path given to ``requests_from_template`` touch the file system;
+the rest is pure.
 """
 
 from __future__ import annotations
@@ -50,15 +50,6 @@ _RESERVED_REQUEST_FIELDS = {
 
 
 # --------------------------------------------------------------------------- reading rows
-
-
-def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Rows from a ``.jsonl``, ``.csv`` (header required) or ``.json`` (list of objects) file.
-
-    The format and the file's existence are checked at once; the rows are read lazily, and
-    errors in them name the file and the line.
-    """
-    return (row for _where, row in _read_located_rows(path))
 
 
 def _read_located_rows(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -329,27 +320,6 @@ def placeholders(
     return names
 
 
-def render_requests(
-    template_messages: Iterable[RawMessage | Mapping[str, Any]],
-    rows: Iterable[Mapping[str, Any]],
-    *,
-    system_prompt: str | None = None,
-    id_field: str | None = None,
-    **request_fields: Any,
-) -> Iterator[RawRequest]:
-    """One ``RawRequest`` per row: the template's placeholders filled with the row's values.
-
-    The template (messages and system prompt) and ``request_fields`` are checked at once; the
-    rows are rendered lazily. ``id_field`` names the column whose value becomes each request's
-    ``id``. ``request_fields`` (``max_tokens``, ``temperature``...) are copied to every request.
-    Errors name the row, counted from 1.
-    """
-    located = ((f"row {number}", row) for number, row in enumerate(rows, start=1))
-    return _render_located(
-        template_messages, located, system_prompt=system_prompt, id_field=id_field, **request_fields
-    )
-
-
 def _render_located(
     template_messages: Iterable[RawMessage | Mapping[str, Any]],
     rows: Iterable[tuple[str, Mapping[str, Any]]],
@@ -358,6 +328,9 @@ def _render_located(
     id_field: str | None,
     **request_fields: Any,
 ) -> Iterator[RawRequest]:
+    """One ``RawRequest`` per (where, row): the template's placeholders filled with the row's
+    values. The template and ``request_fields`` are checked at once; the rows are rendered
+    lazily, and errors name the row by its `where`."""
     compiled = _compile_messages(template_messages)
     system = _compile(system_prompt, where="system prompt") if system_prompt is not None else None
     for name in request_fields:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+# A hang guard, not a measure: generous, as a loaded machine runs the emulator slowly.
+POLL_TIMEOUT = 60.0
+POLL_EVERY = 0.05
 
 COUNTRIES = ["France", "Japan", "Kenya", "Brazil", "Canada", "Peru", "Italy", "Egypt"]
 
@@ -30,3 +39,53 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def poll_until(
+    poll: Callable[[], Awaitable[T] | T],
+    done: Callable[[T], bool],
+    what: str,
+    *,
+    every: float = POLL_EVERY,
+    timeout: float = POLL_TIMEOUT,
+) -> T:
+    """Call `poll` (a coroutine function, or a plain one reading shared state) until `done`
+    holds for its value and return that value; the test fails (naming `what` and the last
+    value) if it still does not hold after `timeout` s."""
+
+    async def value_now() -> T:
+        value = poll()
+        return await value if inspect.isawaitable(value) else value
+
+    deadline = time.monotonic() + timeout
+    while not done(value := await value_now()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached in {timeout} s; last {value!r:.300}")
+        await asyncio.sleep(every)
+    return value
+
+
+def wait_until(
+    condition: Callable[[], bool], what: str, *, every: float = 0.02, timeout: float = POLL_TIMEOUT
+) -> None:
+    """The blocking poll_until, for a condition on shared state (another process or thread)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached in {timeout} s")
+        time.sleep(every)
+
+
+async def until_terminal(
+    adapter: Any, ref: Any, *, seen: list[Any] | None = None, key: str = "provider_status"
+) -> Any:
+    """Poll a provider adapter until its batch ends; `seen` collects each new value of the
+    snapshot's `key` in order."""
+
+    async def poll() -> Any:
+        snapshot = await adapter.poll(ref)
+        if seen is not None and (not seen or seen[-1] != getattr(snapshot, key)):
+            seen.append(getattr(snapshot, key))
+        return snapshot
+
+    return await poll_until(poll, lambda s: s.status.is_terminal, "the batch to end")

@@ -333,7 +333,7 @@ CASES: list[tuple[str, Callable[[World], str], str]] = [
     (
         "bad-timeout-setting",
         bad_timeout,
-        r"BATCHLING_TIMEOUT must be a positive number of seconds, not 'soon'",
+        r"BATCHLING_TIMEOUT must be a positive number of seconds .*, not 'soon'",
     ),
     # keys
     *[(f"missing-key-{p}", missing_key(p), re.escape(v)) for p, v in KEY_VARIABLES.items()],

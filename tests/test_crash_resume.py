@@ -13,14 +13,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator
-from tests.helpers import request_dicts, write_jsonl
+from tests.helpers import request_dicts, wait_until, write_jsonl
 
 CHUNKS = 3
 REQUESTS = 12
@@ -56,13 +56,6 @@ def finish(*args: str, db: Path) -> str:
     done = run(*args, db=db)
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
 
 
 def create(name: str, provider: str, tmp_path: Path, db: Path, chunks: int = CHUNKS) -> None:

@@ -10,6 +10,7 @@ import pytest
 from google.genai import errors as genai_errors
 
 from batchling import resume
+from batchling.providers import retrying
 
 
 def openai_error(status: int, headers: dict[str, str] | None = None) -> openai.APIStatusError:
@@ -40,27 +41,27 @@ def test_answered_errors_are_told_apart_from_unanswered_ones(
 
 
 def test_retry_after_is_read_from_the_sdk_errors_response() -> None:
-    assert resume.retry_after(openai_error(429, {"retry-after": "2.5"})) == 2.5
-    assert resume.retry_after(openai_error(429)) is None
-    assert resume.retry_after(httpx.ReadTimeout("timed out")) is None
+    assert retrying.retry_after(openai_error(429, {"retry-after": "2.5"})) == 2.5
+    assert retrying.retry_after(openai_error(429)) is None
+    assert retrying.retry_after(httpx.ReadTimeout("timed out")) is None
     response = httpx.Response(429, headers={"Retry-After": "3"})
-    assert resume.retry_after(genai_errors.APIError(429, {}, response)) == 3.0
+    assert retrying.retry_after(genai_errors.APIError(429, {}, response)) == 3.0
 
 
 def test_retry_after_takes_seconds_or_an_http_date_and_ignores_junk() -> None:
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
-    assert resume.parse_retry_after("7", now) == 7.0
-    assert resume.parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now) == 30.0
-    assert resume.parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0
-    assert resume.parse_retry_after("-3", now) == 0.0
-    assert resume.parse_retry_after("soon", now) is None
-    assert resume.parse_retry_after("nan", now) is None
+    assert retrying.parse_retry_after("7", now) == 7.0
+    assert retrying.parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now) == 30.0
+    assert retrying.parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0
+    assert retrying.parse_retry_after("-3", now) == 0.0
+    assert retrying.parse_retry_after("soon", now) is None
+    assert retrying.parse_retry_after("nan", now) is None
 
 
 def test_the_delay_honours_retry_after_else_backs_off_exponentially_with_a_cap() -> None:
     assert resume.retry_delay(openai_error(429, {"retry-after": "4"}), 1) == 4.0
     assert resume.retry_delay(openai_error(429, {"retry-after": "99999"}), 1) == (
-        resume.RETRY_AFTER_MAX
+        retrying.RETRY_AFTER_MAX
     )
     delays = [resume.retry_delay(openai_error(503), attempt) for attempt in range(1, 12)]
     assert delays[0] == resume.RETRY_INITIAL_DELAY

@@ -8,7 +8,6 @@ same command resumes without a second batch or a duplicated result.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from batchling.cli import cli
 from batchling.emulator import Emulator, Fault
 from batchling.errors import AmbiguousBatchError, ProviderError
 from batchling.models import Status
-from tests.helpers import question
+from tests.helpers import poll_until, question
 
 PROVIDERS = ["openai", "anthropic", "gemini", "groq", "mistral", "together"]
 STEPS = ["upload", "create", "poll", "download"]
@@ -270,11 +269,9 @@ async def test_a_create_the_provider_finished_after_the_client_timed_out_is_not_
         results = await manager.get_results("late")
         [batch] = await manager.list_batches("late")
     assert injected.times == 0, "the fault was never hit"
-    # Give the abandoned request time to be handled, should it still be waiting.
-    for _ in range(40):
-        if emulator.state.in_flight == 0:
-            break
-        await asyncio.sleep(0.05)
+    await poll_until(
+        lambda: emulator.state.in_flight, lambda n: n == 0, "the abandoned request handled"
+    )
     assert batches_created(emulator, provider) - created_before == 1
     assert emulator.state.calls[(provider, "create")] - calls_before == 1
     [made] = [b for b in emulator.state.batches.values() if b.provider == provider]

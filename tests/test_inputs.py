@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from batchling.errors import InputError
-from batchling.inputs import assign_custom_ids, read_requests_jsonl, sanitize_custom_id
+from batchling.inputs import assign_custom_ids, read_request_lines, sanitize_custom_id
 from batchling.models import RawRequest
 
 ANTHROPIC_IDS = r"^[a-zA-Z0-9_-]{1,64}$"
@@ -17,7 +17,7 @@ def test_reads_one_request_per_line_and_skips_blank_lines(tmp_path: Path) -> Non
     path.write_text(
         '{"messages":[{"role":"user","content":"a"}]}\n\n{"messages":[{"role":"user","content":"b"}]}\n'
     )
-    requests = list(read_requests_jsonl(path))
+    requests = [request for request, _ in read_request_lines(path)]
     assert [r.messages[0].content for r in requests] == ["a", "b"]
 
 
@@ -25,21 +25,21 @@ def test_malformed_json_names_the_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text('{"messages":[{"role":"user","content":"a"}]}\n{"messages": [\n')
     with pytest.raises(InputError, match=r"in\.jsonl, line 2: not valid JSON"):
-        list(read_requests_jsonl(path))
+        list(read_request_lines(path))
 
 
 def test_invalid_request_names_the_line_and_the_field(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps({"messages": [{"role": "robot", "content": "a"}]}) + "\n")
     with pytest.raises(InputError, match=r"line 1 is not a valid request: messages\.0\.role"):
-        list(read_requests_jsonl(path))
+        list(read_request_lines(path))
 
 
 def test_non_object_line_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text("[1, 2]\n")
     with pytest.raises(InputError, match="line 1: expected a JSON object"):
-        list(read_requests_jsonl(path))
+        list(read_request_lines(path))
 
 
 def test_unknown_field_is_rejected(tmp_path: Path) -> None:
@@ -48,12 +48,12 @@ def test_unknown_field_is_rejected(tmp_path: Path) -> None:
         json.dumps({"messages": [{"role": "user", "content": "a"}], "temprature": 1}) + "\n"
     )
     with pytest.raises(InputError, match="temprature"):
-        list(read_requests_jsonl(path))
+        list(read_request_lines(path))
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="Requests file not found"):
-        list(read_requests_jsonl(tmp_path / "nope.jsonl"))
+        list(read_request_lines(tmp_path / "nope.jsonl"))
 
 
 def _requests(*ids: str | None) -> list[tuple[RawRequest, None]]:

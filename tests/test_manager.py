@@ -26,11 +26,11 @@ async def manager(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def db_counts(path: Path) -> dict[str, int]:
+    tables = ("experiments", "requests", "batches", "results")
+    if not path.exists():
+        return dict.fromkeys(tables, 0)  # created at the first write only
     with sqlite3.connect(path) as db:
-        return {
-            table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            for table in ("experiments", "requests", "batches", "results")
-        }
+        return {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in tables}
 
 
 @pytest.mark.parametrize("count", [3, 2000])

@@ -23,7 +23,7 @@ from batchling.progress import (
     watch_line,
     watch_table,
 )
-from tests.helpers import request_dicts
+from tests.helpers import poll_until, request_dicts
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -309,10 +309,12 @@ async def test_wait_all_has_every_experiments_poll_in_flight_at_once(
             polls = emulator.state.calls[("openai", "poll")]
             emulator.hold("poll")
             waiting = asyncio.ensure_future(manager.wait_all(names, poll_interval=0.01))
-            for _ in range(2000):  # until the held polls have arrived (or give up)
-                if emulator.state.calls[("openai", "poll")] - polls >= len(names):
-                    break
-                await asyncio.sleep(0.005)
+            await poll_until(
+                lambda: emulator.state.calls[("openai", "poll")] - polls,
+                lambda held: held >= len(names),
+                "a held poll of every experiment",
+                every=0.005,
+            )
             in_flight = emulator.state.calls[("openai", "poll")] - polls
             clock.now += 1000
             emulator.release("poll")

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator, EmulatorConfig, Fault
 from batchling.errors import InputError, InvalidStateError, ProviderError
 from batchling.retry import retry_kinds
-from tests.helpers import read_jsonl, request_dicts, write_jsonl
+from tests.helpers import read_jsonl, request_dicts, wait_until, write_jsonl
 
 PROVIDERS = ["openai", "anthropic", "gemini", "groq", "mistral", "together"]
 COUNT = 6
@@ -507,9 +506,13 @@ def test_a_killed_retry_is_resumed_by_the_next_one_without_a_second_attempt(
     try:
         before = emulator.state.calls[("openai", "create")]
         victim = retry_process()
-        while emulator.state.calls[("openai", "create")] == before:
-            assert victim.poll() is None, victim.communicate()
-            time.sleep(0.02)
+        wait_until(
+            lambda: (
+                emulator.state.calls[("openai", "create")] > before or victim.poll() is not None
+            ),
+            "the first retry held at create",
+        )
+        assert victim.poll() is None, victim.communicate()
         rival = retry_process()
         _, err = rival.communicate(timeout=60)
         assert rival.returncode != 0 and "being started by another process" in err

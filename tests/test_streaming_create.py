@@ -3,13 +3,16 @@ error rolls back everything (rows and chunk files)."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from batchling import AsyncExperimentManager
 from batchling import store as store_module
+from batchling.emulator import Emulator
 from batchling.errors import InputError
 from tests.helpers import request_dicts, write_jsonl
 
@@ -102,3 +105,26 @@ def test_gc_pause_nests_and_restores() -> None:
         assert not gc.isenabled()  # it was off before: stays off
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("pause", [True, False])
+async def test_a_download_pauses_the_gc_unless_the_manager_is_told_not_to(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pause: bool
+) -> None:
+    from batchling import manager as manager_module
+
+    pauses: list[None] = []
+
+    @contextlib.contextmanager
+    def recorded() -> Iterator[None]:
+        pauses.append(None)
+        yield
+
+    monkeypatch.setattr(manager_module, "_gc_paused", recorded)
+    async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
+        manager.pause_gc_during_downloads = pause
+        await manager.create_experiment("gc", model="m", raw_requests=request_dicts(2))
+        await manager.start_experiment("gc")
+        await manager.wait("gc", poll_interval=0.02)
+        assert len(await manager.get_results("gc")) == 2
+    assert len(pauses) == (1 if pause else 0)

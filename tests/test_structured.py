@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 from pydantic import BaseModel
 
-from batchling import AsyncExperimentManager, Status
+from batchling import AsyncExperimentManager, ExperimentManager, Status
 from batchling.emulator import Emulator
 from batchling.emulator.answers import sample_json
 from batchling.errors import InputError
@@ -339,6 +339,40 @@ async def test_class_given_at_create_in_this_process_is_used(
     await manager.wait("local", poll_interval=0.02)
     results = await manager.get_results("local")
     assert all(isinstance(r.parsed, Local) for r in results)
+
+
+async def test_a_class_given_at_create_is_known_to_that_manager_only(
+    manager: AsyncExperimentManager, emulator: Emulator, tmp_path: Path
+) -> None:
+    class Local(BaseModel):
+        answer: str
+        sure: bool | None = None
+
+    await manager.create_experiment(
+        "mine", model="m", raw_requests=request_dicts(2), response_format=Local
+    )
+    await manager.start_experiment("mine")
+    await manager.wait("mine", poll_interval=0.02)
+    async with AsyncExperimentManager(tmp_path / "db.sqlite") as other:
+        assert all(isinstance(r.parsed, dict) for r in await other.get_results("mine"))
+    assert all(isinstance(r.parsed, Local) for r in await manager.get_results("mine"))
+
+
+def test_the_blocking_manager_knows_the_class_given_at_create_in_later_calls(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    class Local(BaseModel):
+        answer: str
+        sure: bool | None = None
+
+    manager = ExperimentManager(tmp_path / "db.sqlite")
+    manager.create_experiment(
+        "sync", model="m", raw_requests=request_dicts(2), response_format=Local
+    )
+    manager.start_experiment("sync")
+    manager.wait("sync", poll_interval=0.02)
+    assert all(isinstance(r.parsed, Local) for r in manager.get_results("sync"))
+    assert all(isinstance(r.parsed, Local) for r in manager.iter_results("sync"))
 
 
 async def test_invalid_schema_fails_before_anything_is_written(

@@ -7,7 +7,6 @@ import _thread
 import asyncio
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from batchling import ExperimentManager, Status
 from batchling.emulator import Emulator
-from tests.helpers import request_dicts
+from tests.helpers import request_dicts, wait_until
 
 # Long enough that a wait which ignores the interrupt ends only with the batch (the bug), which
 # the assertions then catch; an interrupted wait never gets near it.
@@ -60,11 +59,12 @@ def test_ctrl_c_stops_wait_inside_a_running_loop_and_the_experiment_resumes(
     polls = emulator.state.calls[("openai", "poll")]
 
     def interrupt_once_waiting() -> None:
-        for _ in range(10_000):  # hang guard only: the wait polls at once
-            if emulator.state.calls[("openai", "poll")] > polls:
-                break
-            time.sleep(0.005)
-        interrupt()
+        try:
+            wait_until(
+                lambda: emulator.state.calls[("openai", "poll")] > polls, "a poll", every=0.005
+            )
+        finally:
+            interrupt()
 
     async def notebook_cell() -> None:
         threading.Thread(target=interrupt_once_waiting, daemon=True).start()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,30 @@ import pytest
 
 from batchling.errors import InputError
 from batchling.models import ImagePart, RawMessage, RawRequest, TextPart
-from batchling.templates import placeholders, read_rows, render_requests
+from batchling.templates import _read_located_rows, _render_located, placeholders
 
 TEMPLATE = [
     {"role": "user", "content": "What is the {attribute} of {country}? Answer in {language}."}
 ]
+
+
+def render_requests(
+    template_messages: Any,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    system_prompt: str | None = None,
+    id_field: str | None = None,
+    **request_fields: Any,
+) -> Iterator[RawRequest]:
+    """requests_from_template's core over rows counted from 1, without a template object."""
+    located = ((f"row {number}", row) for number, row in enumerate(rows, start=1))
+    return _render_located(
+        template_messages, located, system_prompt=system_prompt, id_field=id_field, **request_fields
+    )
+
+
+def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
+    return (row for _where, row in _read_located_rows(path))
 
 
 def make_rows(count: int) -> list[dict[str, Any]]:

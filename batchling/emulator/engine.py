@@ -28,6 +28,7 @@ from batchling.emulator.connection import (
     read_request_body,
 )
 from batchling.emulator.ids import IdFormat
+from batchling.emulator.recording import Exchange
 
 
 class Phase(str, enum.Enum):
@@ -154,12 +155,13 @@ class EmulatorState:
         self.batches: dict[str, EmulatedBatch] = {}
         self.faults: list[Fault] = []
         self.calls: Counter[tuple[str, str]] = Counter()
-        self.requests_seen: list[tuple[str, str, dict[str, str]]] = []
         self.held: dict[str, asyncio.Event] = {}
         self.let_through: Counter[str] = Counter()
         """How many more requests of a held step pass before the hold applies."""
         self.in_flight = 0
         """Requests being handled right now, including those whose client has gone away."""
+        self.recording: list[Exchange] | None = None
+        """Every HTTP exchange served, while a list (see recording.Recorder)."""
         self._ids = itertools.count(1)
         self.clock: Callable[[], float] = time.time
 
@@ -394,12 +396,6 @@ class EmulatorState:
 
     def inject(self, fault: Fault) -> None:
         self.faults.append(fault)
-
-    def hold(self, step: str) -> asyncio.Event:
-        """Block every request of `step` until the returned event is set (release())."""
-        event = asyncio.Event()
-        self.held[step] = event
-        return event
 
     async def before(self, provider: str, step: str) -> Response | None:
         """Called by every route first: counts the call, applies latency, holds and faults."""

@@ -394,9 +394,13 @@ def response_body(
         return responses_body(
             body, custom_id=custom_id, created=created, invalid_json_rate=invalid_json_rate
         )
-    return chat.chat_completion(
+    answer = chat.chat_completion(
         body, custom_id=custom_id, created=created, invalid_json_rate=invalid_json_rate
     )
+    # OpenAI's spec requires `refusal` on the message (ChatCompletionResponseMessage), null
+    # when the model did not refuse.
+    answer["choices"][0]["message"]["refusal"] = None
+    return answer
 
 
 # Embedding models that give vectors of one size only.

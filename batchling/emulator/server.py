@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from batchling.emulator.connection import ConnectionAccess
 from batchling.emulator.engine import EmulatorConfig, EmulatorState, Fault
+from batchling.emulator.recording import Recorder
 
 PROVIDER_MODULES = ("openai", "anthropic", "gemini", "groq", "mistral", "together")
 LOOPBACK = "127.0.0.1"
@@ -69,6 +70,8 @@ def create_app(state: EmulatorState) -> Starlette:
     app = Starlette(routes=mounts)
     app.state.emulator = state
     app.add_middleware(WholeRequests, state=state)
+    # Outside WholeRequests: it sees the body as the client sent it.
+    app.add_middleware(Recorder, state=state)
     return app
 
 

@@ -150,7 +150,7 @@ def job_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
         at = batch.cancel_requested_at
         progress = 100.0 * state.done_count(batch, at) / batch.total if batch.total else 0.0
     deadline = state.config.expire_after_seconds or DEADLINE_SECONDS
-    return {
+    job = {
         "id": batch.id,
         "user_id": USER_ID,
         "input_file_id": batch.extra["input_file_id"],
@@ -166,6 +166,8 @@ def job_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
         "error": "; ".join(e["message"] for e in batch.errors) or None,
         "completed_at": rfc3339(batch.ended_at),
     }
+    # Together's spec (BatchJob) types these as strings, never null: absent until known.
+    return {key: value for key, value in job.items() if value is not None}
 
 
 def _line_error(number: int, message: str) -> dict[str, Any]:

@@ -14,6 +14,8 @@ TIMEOUT_ENV = "BATCHLING_TIMEOUT"
 MAX_RETRIES_ENV = "BATCHLING_MAX_RETRIES"
 DEFAULT_TIMEOUT_SECONDS = 120.0
 DEFAULT_MAX_RETRIES = 5
+MAX_TIMEOUT_SECONDS = 86_400.0
+MAX_RETRIES = 100
 
 
 def timeout_seconds() -> float:
@@ -24,9 +26,10 @@ def timeout_seconds() -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not value > 0:
+    if not 0 < value <= MAX_TIMEOUT_SECONDS:
         raise ConfigurationError(
-            f"{TIMEOUT_ENV} must be a positive number of seconds, not '{raw}'."
+            f"{TIMEOUT_ENV} must be a positive number of seconds (at most "
+            f"{MAX_TIMEOUT_SECONDS:,.0f}), not '{raw}'."
         )
     return value
 
@@ -35,6 +38,8 @@ def max_retries() -> int:
     raw = os.environ.get(MAX_RETRIES_ENV, "").strip()
     if not raw:
         return DEFAULT_MAX_RETRIES
-    if not raw.isdigit():
-        raise ConfigurationError(f"{MAX_RETRIES_ENV} must be a whole number >= 0, not '{raw}'.")
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_RETRIES:
+        raise ConfigurationError(
+            f"{MAX_RETRIES_ENV} must be a whole number from 0 to {MAX_RETRIES}, not '{raw}'."
+        )
     return int(raw)

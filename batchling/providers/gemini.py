@@ -13,7 +13,6 @@ import asyncio
 import copy
 import json
 import os
-import random
 import tempfile
 import urllib.parse
 import warnings
@@ -46,6 +45,7 @@ from batchling.providers.base import (
     ProviderInfo,
     bound_encode,
 )
+from batchling.providers.retrying import Backoff, retrying
 from batchling.providers.text_input import embedding_text, refuse_response_format
 from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
@@ -966,13 +966,9 @@ async def _retrying(
 ) -> T:
     """Retry what google-genai does not retry itself: the upload's bytes, the download, and
     (with retry_if=_is_disconnect) dropped connections on the other calls."""
-    attempts = attempts or client_settings.max_retries() + 1
-    for attempt in range(1, attempts + 1):
-        try:
-            return await call()
-        except Exception as error:
-            if attempt == attempts or not retry_if(error):
-                raise
-            delay = min(RETRY_MAX_DELAY, RETRY_INITIAL_DELAY * 2 ** (attempt - 1))
-            await asyncio.sleep(delay + random.uniform(0, RETRY_JITTER))
-    raise AssertionError("unreachable")
+    return await retrying(
+        call,
+        attempts=attempts or client_settings.max_retries() + 1,
+        retry_if=retry_if,
+        backoff=Backoff(RETRY_INITIAL_DELAY, RETRY_MAX_DELAY, RETRY_JITTER),
+    )

@@ -24,6 +24,7 @@ from batchling.providers.base import (
     ProviderInfo,
     bound_encode,
 )
+from batchling.providers.retrying import Backoff, retrying
 from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
@@ -275,22 +276,20 @@ class TogetherProvider:
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         # Sent as the file's name: the service answers a second upload of the same file name and
         # content with the file it already holds, so an upload is never stored twice.
-        attempts = min(UPLOAD_ATTEMPTS, client_settings.max_retries() + 1)
-        attempt = 1
-        while True:
-            try:
-                with jsonl_path(chunk, name) as path:
-                    # check=False: our encoder wrote every line, and the SDK's check re-reads
-                    # the whole file synchronously on the event loop.
-                    uploaded = await self.client.files.upload(
-                        path, purpose="batch-api", check=False
-                    )
-                return uploaded.id
-            except Exception as error:
-                if attempt >= attempts or not _is_transient_upload_error(error):
-                    raise
-            await asyncio.sleep(UPLOAD_BACKOFF_SECONDS * 2 ** (attempt - 1))
-            attempt += 1
+
+        async def upload_once() -> str:
+            with jsonl_path(chunk, name) as path:
+                # check=False: our encoder wrote every line, and the SDK's check re-reads the
+                # whole file synchronously on the event loop.
+                uploaded = await self.client.files.upload(path, purpose="batch-api", check=False)
+            return uploaded.id
+
+        return await retrying(
+            upload_once,
+            attempts=min(UPLOAD_ATTEMPTS, client_settings.max_retries() + 1),
+            retry_if=_is_transient_upload_error,
+            backoff=Backoff(UPLOAD_BACKOFF_SECONDS, UPLOAD_BACKOFF_SECONDS * 8),
+        )
 
     async def create(
         self,

@@ -5,7 +5,6 @@ import base64
 import json
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from batchling.providers.anthropic import (
 from batchling.providers.base import BatchRef, BatchSnapshot
 from batchling.providers.registry import create_provider
 from tests.conftest import env_without
+from tests.helpers import until_terminal
 
 MODEL = "claude-x"
 ENDPOINT = "/v1/messages"
@@ -356,19 +356,6 @@ async def submit(
     return BatchRef(batch_id)
 
 
-async def wait(
-    provider: AnthropicProvider, ref: BatchRef, seen: list[Status] | None = None
-) -> BatchSnapshot:
-    deadline = time.monotonic() + 10
-    while True:
-        snapshot = await provider.poll(ref)
-        if seen is not None and (not seen or seen[-1] is not snapshot.status):
-            seen.append(snapshot.status)
-        if snapshot.status.is_terminal or time.monotonic() > deadline:
-            return snapshot
-        await asyncio.sleep(0.05)
-
-
 async def collect(
     provider: AnthropicProvider, ref: BatchRef, snapshot: BatchSnapshot
 ) -> dict[str, Any]:
@@ -381,7 +368,7 @@ async def collect(
 async def test_round_trip(provider: AnthropicProvider, tmp_path: Path) -> None:
     ref = await submit(provider, tmp_path)
     assert ref.batch_id.startswith("msgbatch_")
-    snapshot = await wait(provider, ref)
+    snapshot = await until_terminal(provider, ref)
     assert snapshot.status is Status.COMPLETED
     assert snapshot.provider_status == "ended"
     assert (snapshot.counts.total, snapshot.counts.completed, snapshot.counts.failed) == (3, 3, 0)
@@ -400,7 +387,7 @@ async def test_failures_carry_the_providers_message(
     emulator.config.fixed_failures = True
     requests = {f"req-{i}": RawRequest(messages=[user(f"Question {i}")]) for i in range(20)}
     ref = await submit(provider, tmp_path, requests)
-    snapshot = await wait(provider, ref)
+    snapshot = await until_terminal(provider, ref)
     assert snapshot.status is Status.COMPLETED
     results = await collect(provider, ref, snapshot)
     failed = [r for r in results.values() if r.status == "failed"]
@@ -423,7 +410,7 @@ async def test_cancel_keeps_finished_results(
     await asyncio.sleep(0.5)
     await provider.cancel(ref)
     seen: list[Status] = []
-    snapshot = await wait(provider, ref, seen)
+    snapshot = await until_terminal(provider, ref, seen=seen, key="status")
     assert seen == [Status.CANCELLING, Status.CANCELLED]
     results = await collect(provider, ref, snapshot)
     statuses = [r.status for r in results.values()]
@@ -441,7 +428,7 @@ async def test_expiry_keeps_finished_results(
     emulator.config.expire_after_seconds = 1.0
     requests = {f"req-{i}": RawRequest(messages=[user(f"Question {i}")]) for i in range(10)}
     ref = await submit(provider, tmp_path, requests)
-    snapshot = await wait(provider, ref)
+    snapshot = await until_terminal(provider, ref)
     assert snapshot.status is Status.EXPIRED
     assert snapshot.provider_status == "ended"
     results = await collect(provider, ref, snapshot)
@@ -455,7 +442,7 @@ async def test_status_transitions(
     emulator.config.processing_seconds = 1.0
     ref = await submit(provider, tmp_path)
     seen: list[Status] = []
-    snapshot = await wait(provider, ref, seen)
+    snapshot = await until_terminal(provider, ref, seen=seen, key="status")
     assert seen == [Status.RUNNING, Status.COMPLETED]
     assert snapshot.counts.completed == 3
 
@@ -493,7 +480,7 @@ async def test_download_fault_is_retried(
     provider: AnthropicProvider, emulator: Emulator, tmp_path: Path
 ) -> None:
     ref = await submit(provider, tmp_path)
-    snapshot = await wait(provider, ref)
+    snapshot = await until_terminal(provider, ref)
     emulator.inject(Fault(step="download", kind=503, times=1))
     assert len(await collect(provider, ref, snapshot)) == 3
 
@@ -508,7 +495,7 @@ async def test_two_thousand_requests(provider: AnthropicProvider, tmp_path: Path
         f"req-{i}": RawRequest(messages=[user(f"Question number {i}?")]) for i in range(2000)
     }
     ref = await submit(provider, tmp_path, requests)
-    snapshot = await wait(provider, ref)
+    snapshot = await until_terminal(provider, ref)
     assert snapshot.counts.completed == 2000
     results = await collect(provider, ref, snapshot)
     assert set(results) == set(requests)
@@ -523,7 +510,7 @@ async def test_delete_remote_refuses_running_and_removes_ended_batches(
     with pytest.raises(anthropic.BadRequestError, match="cancel it"):
         await provider.delete_remote(ref, None)
     emulator.config.processing_seconds = 0.0
-    snapshot = await wait(provider, ref)
+    snapshot = await until_terminal(provider, ref)
     await provider.delete_remote(ref, snapshot)
     await provider.delete_remote(ref, snapshot)  # gone already: not an error
     with pytest.raises(anthropic.NotFoundError):
@@ -574,7 +561,7 @@ async def test_invalid_params_error_per_request(provider: AnthropicProvider) -> 
         ]
     )
     ref = BatchRef(batch.id)
-    results = await collect(provider, ref, await wait(provider, ref))
+    results = await collect(provider, ref, await until_terminal(provider, ref))
     assert results["ok"].status == "succeeded"
     assert results["bad"].status == "failed"
     assert results["bad"].error is not None
@@ -590,7 +577,7 @@ async def test_stop_sequences_and_max_tokens_shape_the_answer(
         "short": RawRequest(messages=[user(question)], max_tokens=2),
     }
     ref = await submit(provider, tmp_path, requests)
-    results = await collect(provider, ref, await wait(provider, ref))
+    results = await collect(provider, ref, await until_terminal(provider, ref))
     assert results["stopped"].text == "The capital of France"
     assert results["stopped"].raw["result"]["message"]["stop_reason"] == "stop_sequence"
     assert results["short"].text == "The capi"
@@ -628,7 +615,7 @@ async def test_emulator_auth_and_version_headers(emulator: Emulator) -> None:
 
 async def test_results_url_is_relative(provider: AnthropicProvider, tmp_path: Path) -> None:
     ref = await submit(provider, tmp_path)
-    await wait(provider, ref)
+    await until_terminal(provider, ref)
     batch = await provider.client.messages.batches.retrieve(ref.batch_id)
     assert batch.results_url == f"/v1/messages/batches/{ref.batch_id}/results"
     assert batch.type == "message_batch"

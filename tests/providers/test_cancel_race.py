@@ -4,7 +4,6 @@ and the finished results stay downloadable."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from batchling.emulator import Emulator
 from batchling.models import RawRequest
 from batchling.providers import registry
 from batchling.providers.base import BatchRef
-from tests.helpers import question
+from tests.helpers import question, until_terminal
 
 PROVIDERS = ["openai", "groq", "mistral", "anthropic", "together"]
 
@@ -42,10 +41,7 @@ async def finished_batch(name: str, tmp_path: Path) -> tuple[object, BatchRef]:
         chunk, file_id=file_id, model=model, endpoint=endpoint, metadata={"experiment": "race"}
     )
     ref = BatchRef(batch_id, file_id)
-    for _ in range(200):
-        if (await adapter.poll(ref)).status.is_terminal:
-            break
-        await asyncio.sleep(0.02)
+    await until_terminal(adapter, ref)
     return adapter, ref
 
 

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from batchling.providers.gemini import (
     snapshot_from_operation,
 )
 from batchling.providers.registry import create_provider
+from tests.helpers import poll_until, until_terminal
 
 ENDPOINT = "generateContent"
 MODEL = "gemini-x"
@@ -419,15 +418,6 @@ async def submit(adapter: Any, chunk: Path, metadata: dict[str, str] | None = No
     return BatchRef(batch_id, file_id)
 
 
-async def wait(adapter: Any, ref: BatchRef, *, timeout: float = 10.0) -> BatchSnapshot:
-    deadline = time.monotonic() + timeout
-    while True:
-        snapshot: BatchSnapshot = await adapter.poll(ref)
-        if snapshot.status.is_terminal or time.monotonic() > deadline:
-            return snapshot
-        await asyncio.sleep(0.05)
-
-
 async def collect(adapter: Any, ref: BatchRef, snapshot: BatchSnapshot) -> list[Any]:
     return [adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot)]
 
@@ -440,7 +430,7 @@ async def test_round_trip_through_the_sdk_and_emulator(emulator: Emulator, tmp_p
     assert ref.batch_id.startswith("batches/") and (ref.input_file_id or "").startswith("files/")
     assert await adapter.find_batch(metadata) == ref.batch_id
     assert await adapter.find_batch({**metadata, "batchling_chunk": "1"}) is None
-    snapshot = await wait(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     assert (
         snapshot.status == Status.COMPLETED and snapshot.provider_status == "BATCH_STATE_SUCCEEDED"
     )
@@ -464,7 +454,7 @@ async def test_typed_poll_maps_the_sdk_job_state(emulator: Emulator, tmp_path: P
     adapter = create_provider("gemini")
     assert isinstance(adapter, GeminiProvider)
     ref = await submit(adapter, write_chunk(tmp_path, 1))
-    await wait(adapter, ref)
+    await until_terminal(adapter, ref)
     snapshot = await adapter._poll_typed(ref.batch_id)
     assert snapshot.status == Status.COMPLETED and snapshot.provider_status == "JOB_STATE_SUCCEEDED"
     assert (snapshot.output_file_id or "").startswith("files/")
@@ -476,7 +466,7 @@ async def test_failure_rate_gives_per_request_errors(emulator: Emulator, tmp_pat
     emulator.config.fixed_failures = True
     adapter = create_provider("gemini")
     ref = await submit(adapter, write_chunk(tmp_path, 20))
-    snapshot = await wait(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     results = await collect(adapter, ref, snapshot)
     failed = [r for r in results if r.status == "failed"]
     assert 0 < len(failed) < 20 and len(results) == 20
@@ -497,14 +487,15 @@ async def test_status_transitions_in_order(emulator: Emulator, tmp_path: Path) -
     ref = await submit(adapter, write_chunk(tmp_path, 10))
     seen: list[str] = []
     progress: list[int] = []
-    while True:
-        snapshot = await adapter.poll(ref)
+
+    async def poll() -> BatchSnapshot:
+        snapshot: BatchSnapshot = await adapter.poll(ref)
         if not seen or seen[-1] != snapshot.provider_status:
             seen.append(snapshot.provider_status)
         progress.append(snapshot.counts.completed)
-        if snapshot.status.is_terminal:
-            break
-        await asyncio.sleep(0.05)
+        return snapshot
+
+    await poll_until(poll, lambda s: s.status.is_terminal, "the batch to end")
     assert seen == ["BATCH_STATE_PENDING", "BATCH_STATE_RUNNING", "BATCH_STATE_SUCCEEDED"]
     assert progress == sorted(progress) and len(set(progress)) > 2 and progress[-1] == 10
     await adapter.aclose()
@@ -514,10 +505,9 @@ async def test_cancel_mid_run(emulator: Emulator, tmp_path: Path) -> None:
     emulator.config.processing_seconds = 2.0
     adapter = create_provider("gemini")
     ref = await submit(adapter, write_chunk(tmp_path, 50))
-    while (snapshot := await adapter.poll(ref)).counts.completed == 0:
-        await asyncio.sleep(0.05)
+    await poll_until(lambda: adapter.poll(ref), lambda s: s.counts.completed > 0, "a result")
     await adapter.cancel(ref)
-    snapshot = await wait(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     assert (
         snapshot.status == Status.CANCELLED and snapshot.provider_status == "BATCH_STATE_CANCELLED"
     )
@@ -533,7 +523,7 @@ async def test_expiry_leaves_no_results(emulator: Emulator, tmp_path: Path) -> N
     emulator.config.expire_after_seconds = 0.3
     adapter = create_provider("gemini")
     ref = await submit(adapter, write_chunk(tmp_path, 5))
-    snapshot = await wait(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     assert snapshot.status == Status.EXPIRED and snapshot.provider_status == "BATCH_STATE_EXPIRED"
     assert snapshot.output_file_id is None and await collect(adapter, ref, snapshot) == []
     await adapter.aclose()
@@ -543,7 +533,7 @@ async def test_unreadable_input_fails_the_batch(emulator: Emulator, tmp_path: Pa
     adapter = create_provider("gemini")
     chunk = tmp_path / "broken.jsonl"
     chunk.write_text('{"key": "a", "request": {"contents": []}}\nnot json\n')
-    snapshot = await wait(adapter, await submit(adapter, chunk))
+    snapshot = await until_terminal(adapter, await submit(adapter, chunk))
     assert snapshot.status == Status.FAILED
     assert snapshot.errors == ["Invalid JSON in the input file at line 2."]
     await adapter.aclose()
@@ -581,7 +571,7 @@ async def test_transient_faults_are_retried_at_every_step(
     before = emulator.state.calls[("gemini", step)]
     ref = await submit(adapter, write_chunk(tmp_path, 2), {"batchling_chunk": step})
     assert await adapter.find_batch({"batchling_chunk": step}) == ref.batch_id
-    snapshot = await wait(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     results = await collect(adapter, ref, snapshot)
     assert [r.text for r in results] == [PARIS] * 2
     assert emulator.state.calls[("gemini", step)] - before >= 3
@@ -619,7 +609,7 @@ async def test_google_api_key_and_base_url_variables_also_work(
         "GOOGLE_GEMINI_BASE_URL": emulator.env()["GOOGLE_GEMINI_BASE_URL"],
     }
     adapter = create_provider("gemini", env=env)
-    snapshot = await wait(adapter, ref := await submit(adapter, write_chunk(tmp_path, 1)))
+    snapshot = await until_terminal(adapter, ref := await submit(adapter, write_chunk(tmp_path, 1)))
     assert [r.text for r in await collect(adapter, ref, snapshot)] == [PARIS]
     await adapter.aclose()
 
@@ -627,7 +617,7 @@ async def test_google_api_key_and_base_url_variables_also_work(
 async def test_two_thousand_requests(emulator: Emulator, tmp_path: Path) -> None:
     adapter = create_provider("gemini")
     ref = await submit(adapter, write_chunk(tmp_path, 2000))
-    snapshot = await wait(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     assert snapshot.counts.total == 2000 and snapshot.counts.completed == 2000
     results = await collect(adapter, ref, snapshot)
     assert len({r.custom_id for r in results}) == 2000 and all(r.text == PARIS for r in results)

@@ -7,7 +7,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from batchling.providers.mistral import (
 )
 from batchling.providers.registry import create_provider
 from tests.conftest import env_without
+from tests.helpers import poll_until, until_terminal
 
 CHAT = "/v1/chat/completions"
 FRANCE = "What is the capital of France?"
@@ -355,19 +355,6 @@ async def submit(
     return BatchRef(batch_id, file_id)
 
 
-async def wait_terminal(
-    provider: MistralProvider, ref: BatchRef, seen: list[str] | None = None
-) -> BatchSnapshot:
-    deadline = time.monotonic() + 10
-    while True:
-        snapshot = await provider.poll(ref)
-        if seen is not None and (not seen or seen[-1] != snapshot.provider_status):
-            seen.append(snapshot.provider_status)
-        if snapshot.status.is_terminal or time.monotonic() > deadline:
-            return snapshot
-        await asyncio.sleep(0.05)
-
-
 async def collect(provider: MistralProvider, ref: BatchRef, snap: BatchSnapshot) -> list[Result]:
     return [provider.decode(orjson.loads(line)) async for line in provider.results(ref, snap)]
 
@@ -385,7 +372,7 @@ async def test_round_trip_through_the_sdk_and_emulator(emulator: Emulator, tmp_p
     ref = await submit(provider, chunk, metadata)
     assert await provider.find_batch(metadata) == ref.batch_id
     assert await provider.find_batch({**metadata, "batchling_chunk": "1"}) is None
-    snapshot = await wait_terminal(provider, ref)
+    snapshot = await until_terminal(provider, ref)
     assert (snapshot.status, snapshot.provider_status) == (Status.COMPLETED, "SUCCESS")
     assert (snapshot.counts.total, snapshot.counts.completed, snapshot.counts.failed) == (3, 3, 0)
     assert snapshot.error_file_id is None
@@ -407,7 +394,7 @@ async def test_per_request_failures_carry_the_provider_message(
     emulator.config.fixed_failures = True
     provider = mistral()
     ref = await submit(provider, write_chunk(tmp_path / "c.jsonl", [FRANCE] * 20))
-    snapshot = await wait_terminal(provider, ref)
+    snapshot = await until_terminal(provider, ref)
     assert snapshot.status == Status.COMPLETED and snapshot.error_file_id
     results = await collect(provider, ref, snapshot)
     failed = [r for r in results if not r.ok]
@@ -424,12 +411,10 @@ async def test_cancel_mid_run_keeps_finished_results(emulator: Emulator, tmp_pat
     emulator.config.cancel_seconds = 0.2
     provider = mistral()
     ref = await submit(provider, write_chunk(tmp_path / "c.jsonl", [FRANCE] * 10))
-    deadline = time.monotonic() + 5
-    while (await provider.poll(ref)).counts.completed == 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await poll_until(lambda: provider.poll(ref), lambda s: s.counts.completed > 0, "a result")
     await provider.cancel(ref)
     assert (await provider.poll(ref)).provider_status == "CANCELLATION_REQUESTED"
-    snapshot = await wait_terminal(provider, ref)
+    snapshot = await until_terminal(provider, ref)
     assert (snapshot.status, snapshot.provider_status) == (Status.CANCELLED, "CANCELLED")
     results = await collect(provider, ref, snapshot)
     assert 0 < len(results) < 10 and all(r.text == PARIS for r in results)
@@ -442,7 +427,7 @@ async def test_timeout_exceeded_keeps_partial_results(emulator: Emulator, tmp_pa
     emulator.config.expire_after_seconds = 1.0
     provider = mistral()
     ref = await submit(provider, write_chunk(tmp_path / "c.jsonl", [FRANCE] * 10))
-    snapshot = await wait_terminal(provider, ref)
+    snapshot = await until_terminal(provider, ref)
     assert (snapshot.status, snapshot.provider_status) == (Status.EXPIRED, "TIMEOUT_EXCEEDED")
     results = await collect(provider, ref, snapshot)
     assert len(results) == 5 and all(r.ok for r in results)
@@ -454,7 +439,7 @@ async def test_status_transitions_in_order(emulator: Emulator, tmp_path: Path) -
     provider = mistral()
     ref = await submit(provider, write_chunk(tmp_path / "c.jsonl", [FRANCE] * 4))
     seen: list[str] = []
-    await wait_terminal(provider, ref, seen)
+    await until_terminal(provider, ref, seen=seen)
     assert seen == ["QUEUED", "RUNNING", "SUCCESS"]
     await provider.aclose()
 
@@ -550,7 +535,7 @@ async def test_a_dropped_connection_is_retried(drop: str) -> None:
 async def test_two_thousand_requests_round_trip(emulator: Emulator, tmp_path: Path) -> None:
     provider = mistral()
     ref = await submit(provider, write_chunk(tmp_path / "big.jsonl", [FRANCE] * 2000))
-    snapshot = await wait_terminal(provider, ref)
+    snapshot = await until_terminal(provider, ref)
     assert snapshot.counts.total == 2000 and snapshot.counts.completed == 2000
     results = await collect(provider, ref, snapshot)
     assert sorted(r.custom_id for r in results) == sorted(f"r{i}" for i in range(2000))
@@ -579,7 +564,7 @@ async def test_emulator_checks_message_order_per_request(
     ]
     chunk.write_text("".join(json.dumps(line) + "\n" for line in lines))
     provider = mistral()
-    snapshot = await wait_terminal(provider, await submit(provider, chunk))
+    snapshot = await until_terminal(provider, await submit(provider, chunk))
     results = {r.custom_id: r for r in await collect(provider, BatchRef("x"), snapshot)}
     assert results["ok"].text == PARIS
     bad = results["bad"]
@@ -592,7 +577,7 @@ async def test_emulator_fails_a_job_with_unusable_lines(emulator: Emulator, tmp_
     chunk = tmp_path / "broken.jsonl"
     chunk.write_text('{"custom_id": "a", "body": {"messages": []}}\nnot json\n{"custom_id": "b"}\n')
     provider = mistral()
-    snapshot = await wait_terminal(provider, await submit(provider, chunk))
+    snapshot = await until_terminal(provider, await submit(provider, chunk))
     assert (snapshot.status, snapshot.provider_status) == (Status.FAILED, "FAILED")
     assert any("Invalid JSON" in error for error in snapshot.errors)
     assert any("'body'" in error for error in snapshot.errors)
@@ -607,7 +592,7 @@ async def test_emulator_speaks_the_rest_of_the_sdk(
 
     provider = mistral()
     ref = await submit(provider, write_chunk(tmp_path / "c.jsonl", [FRANCE]))
-    snapshot = await wait_terminal(provider, ref)
+    snapshot = await until_terminal(provider, ref)
     client = provider.client
     job = await client.batch.jobs.get_async(job_id=ref.batch_id, inline=True)
     assert job.outputs and job.outputs[0]["custom_id"] == "r0"

@@ -5,7 +5,6 @@ import base64
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from batchling.providers.together import (
     snapshot_of,
 )
 from tests.conftest import env_without
+from tests.helpers import poll_until, until_terminal
 
 CHAT = "/v1/chat/completions"
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
@@ -80,15 +80,6 @@ async def submit(adapter: Any, chunk: Path) -> BatchRef:
     file_id = await adapter.upload(chunk)
     batch_id = await adapter.create(chunk, file_id=file_id, model=MODEL, endpoint=CHAT, metadata={})
     return BatchRef(batch_id, file_id)
-
-
-async def wait_terminal(adapter: Any, ref: BatchRef, timeout: float = 10.0) -> BatchSnapshot:
-    deadline = time.monotonic() + timeout
-    while True:
-        snapshot: BatchSnapshot = await adapter.poll(ref)
-        if snapshot.status.is_terminal or time.monotonic() > deadline:
-            return snapshot
-        await asyncio.sleep(0.05)
 
 
 async def decoded(adapter: Any, ref: BatchRef, snapshot: BatchSnapshot) -> dict[str, Any]:
@@ -368,7 +359,7 @@ async def test_round_trip_through_the_sdk_and_emulator(emulator: Emulator, tmp_p
     ref = await submit(adapter, chunk)
     # POST /v1/files (302), PUT to the storage URL, POST /preprocess.
     assert emulator.state.calls[("together", "upload")] - uploads_before == 3
-    snapshot = await wait_terminal(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     assert snapshot.status == Status.COMPLETED and snapshot.provider_status == "COMPLETED"
     assert (snapshot.counts.total, snapshot.counts.completed) == (3, 3)
     assert snapshot.error_file_id is None
@@ -491,7 +482,7 @@ async def test_failure_rate_gives_error_lines_with_the_provider_message(
     emulator.config.fixed_failures = True
     adapter = create_provider("together")
     ref = await submit(adapter, write_chunk(tmp_path, 20, tag="fail"))
-    snapshot = await wait_terminal(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     assert snapshot.status == Status.COMPLETED and snapshot.error_file_id is not None
     results = await decoded(adapter, ref, snapshot)
     assert len(results) == 20
@@ -506,7 +497,7 @@ async def test_failure_rate_gives_error_lines_with_the_provider_message(
 async def test_output_order_does_not_follow_the_input(emulator: Emulator, tmp_path: Path) -> None:
     adapter = create_provider("together")
     ref = await submit(adapter, write_chunk(tmp_path, 10, tag="ord"))
-    snapshot = await wait_terminal(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     order = [orjson.loads(line)["custom_id"] async for line in adapter.results(ref, snapshot)]
     assert sorted(order) == sorted(f"ord{i}" for i in range(10)) and order != sorted(order)
     await adapter.aclose()
@@ -520,7 +511,7 @@ async def test_cancel_mid_run_keeps_the_finished_results(
     ref = await submit(adapter, write_chunk(tmp_path, 20, tag="cx"))
     await asyncio.sleep(1.0)
     await adapter.cancel(ref)
-    snapshot = await wait_terminal(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     assert snapshot.status == Status.CANCELLED and snapshot.provider_status == "CANCELLED"
     results = await decoded(adapter, ref, snapshot)
     assert 0 < len(results) < 20
@@ -538,7 +529,7 @@ async def test_cancel_shows_no_cancelling_status(emulator: Emulator, tmp_path: P
     await asyncio.sleep(0.6)
     await adapter.cancel(ref)
     assert (await adapter.poll(ref)).provider_status == "IN_PROGRESS"
-    assert (await wait_terminal(adapter, ref)).provider_status == "CANCELLED"
+    assert (await until_terminal(adapter, ref)).provider_status == "CANCELLED"
     await adapter.aclose()
 
 
@@ -547,7 +538,7 @@ async def test_expiry_keeps_the_finished_results(emulator: Emulator, tmp_path: P
     emulator.config.expire_after_seconds = 1.0
     adapter = create_provider("together")
     ref = await submit(adapter, write_chunk(tmp_path, 20, tag="ex"))
-    snapshot = await wait_terminal(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     assert snapshot.status == Status.EXPIRED and snapshot.provider_status == "EXPIRED"
     results = await decoded(adapter, ref, snapshot)
     assert 0 < len(results) < 20 and all(r.ok for r in results.values())
@@ -560,15 +551,15 @@ async def test_status_transitions_in_order(emulator: Emulator, tmp_path: Path) -
     ref = await submit(adapter, write_chunk(tmp_path, 10, tag="st"))
     seen: list[str] = []
     completed: list[int] = []
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        snapshot = await adapter.poll(ref)
+
+    async def poll() -> BatchSnapshot:
+        snapshot: BatchSnapshot = await adapter.poll(ref)
         completed.append(snapshot.counts.completed)
         if not seen or seen[-1] != snapshot.provider_status:
             seen.append(snapshot.provider_status)
-        if snapshot.status.is_terminal:
-            break
-        await asyncio.sleep(0.05)
+        return snapshot
+
+    await poll_until(poll, lambda s: s.status.is_terminal, "the batch to end")
     assert seen == ["VALIDATING", "IN_PROGRESS", "COMPLETED"]
     assert completed == sorted(completed) and completed[-1] == 10
     await adapter.aclose()
@@ -579,7 +570,7 @@ async def test_a_fresh_adapter_reads_the_request_total_from_the_file(
 ) -> None:
     ref = await submit(create_provider("together"), write_chunk(tmp_path, 4, tag="fresh"))
     later = create_provider("together")
-    snapshot = await wait_terminal(later, ref)
+    snapshot = await until_terminal(later, ref)
     assert (snapshot.counts.total, snapshot.counts.completed) == (4, 4)
     await later.aclose()
 
@@ -602,7 +593,7 @@ async def test_transient_faults_are_retried(emulator: Emulator, tmp_path: Path) 
     emulator.inject(Fault(step="poll", kind=503, times=1))
     emulator.inject(Fault(step="poll", kind=429, times=1, retry_after=0.05))
     polls_before = emulator.state.calls[("together", "poll")]
-    snapshot = await wait_terminal(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     assert snapshot.status == Status.COMPLETED
     assert emulator.state.calls[("together", "poll")] - polls_before >= 3
     await adapter.aclose()
@@ -648,7 +639,7 @@ async def test_delete_remote_removes_the_files_and_ignores_missing_ones(
     emulator.config.fixed_failures = True
     adapter = create_provider("together")
     ref = await submit(adapter, write_chunk(tmp_path, 10, tag="del"))
-    snapshot = await wait_terminal(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     file_ids = {ref.input_file_id, snapshot.output_file_id, snapshot.error_file_id}
     assert None not in file_ids and file_ids <= set(emulator.state.files)
     await adapter.delete_remote(ref, snapshot)
@@ -665,7 +656,7 @@ async def test_missing_api_key_names_the_variable(emulator: Emulator) -> None:
 async def test_two_thousand_requests_round_trip(emulator: Emulator, tmp_path: Path) -> None:
     adapter = create_provider("together")
     ref = await submit(adapter, write_chunk(tmp_path, 2000, tag="big"))
-    snapshot = await wait_terminal(adapter, ref)
+    snapshot = await until_terminal(adapter, ref)
     assert snapshot.status == Status.COMPLETED and snapshot.counts.completed == 2000
     results = await decoded(adapter, ref, snapshot)
     assert len(results) == 2000 and all(r.ok for r in results.values())
