@@ -81,7 +81,10 @@ def snapshot(paths: Iterator[Path] | list[Path]) -> dict[Path, bytes | None]:
 
 def experiment_names(db: Path) -> list[str]:
     with sqlite3.connect(db) as con:
-        return [row[0] for row in con.execute("SELECT name FROM experiments ORDER BY id")]
+        try:
+            return [row[0] for row in con.execute("SELECT name FROM experiments ORDER BY id")]
+        except sqlite3.OperationalError:
+            return []  # nothing was ever written: the store had not even created its tables
 
 
 # Targets an output path may be given: each makes the path and says whether --overwrite may
