@@ -7,6 +7,9 @@ from typing import IO
 
 from batchling.errors import InputError
 from batchling.models import BatchRecord
+from batchling.owned_files import OutputPolicy, place, temp_beside
+
+PROCESSED_FILE = "processed file"
 
 
 def chunk_path(base: Path, index: int) -> Path:
@@ -15,13 +18,26 @@ def chunk_path(base: Path, index: int) -> Path:
 
 
 class ChunkWriter:
-    """`add()` encoded lines, then `close()` for the chunks written; `abort()` removes them all."""
+    """`add()` encoded lines, then `close()` for the chunks written; `abort()` removes what they
+    left, and `remove_created()` the chunk files that did not exist before.
 
-    def __init__(self, base: Path, *, max_requests: int, max_bytes: int) -> None:
+    With a `policy`, a chunk path the experiment may not write is refused before it is written,
+    and only a path it may replace is replaced (batchling.owned_files)."""
+
+    def __init__(
+        self,
+        base: Path,
+        *,
+        max_requests: int,
+        max_bytes: int,
+        policy: OutputPolicy | None = None,
+    ) -> None:
         self.base = base
         self.max_requests = max_requests
         self.max_bytes = max_bytes
+        self.policy = policy
         self.records: list[BatchRecord] = []
+        self.created: list[Path] = []
         self._handle: IO[bytes] | None = None
         self._temp_paths: list[Path] = []
         # The current chunk's counts, kept in plain ints: pydantic attribute sets cost ~2 us each.
@@ -32,7 +48,9 @@ class ChunkWriter:
         self._finish_current()
         index = len(self.records)
         path = chunk_path(self.base, index)
-        temp = path.with_name(path.name + ".partial")
+        if self.policy is not None:
+            self.policy.check(path, PROCESSED_FILE)
+        temp = temp_beside(path)
         self._temp_paths.append(temp)
         self._handle = temp.open("wb", buffering=1024 * 1024)
         self.records.append(BatchRecord(chunk=index, path=path, request_count=0, bytes=0))
@@ -68,11 +86,19 @@ class ChunkWriter:
 
     def close(self) -> list[BatchRecord]:
         self._finish_current()
+        policy = self.policy
         for temp, record in zip(self._temp_paths, self.records, strict=True):
-            temp.replace(record.path)
+            replace = policy is None or policy.may_replace(record.path)
+            if place(temp, record.path, PROCESSED_FILE, replace=replace):
+                self.created.append(record.path)
         return self.records
 
     def abort(self) -> None:
         self._finish_current()
         for temp in self._temp_paths:
             temp.unlink(missing_ok=True)
+
+    def remove_created(self) -> None:
+        for path in self.created:
+            path.unlink(missing_ok=True)
+        self.created = []

@@ -260,6 +260,14 @@ _MAX_COST_HELP = (
     "Refuse to start (nothing is sent) when the estimated cost in USD is above this, "
     "or when it cannot be estimated."
 )
+_OVERWRITE_HELP = (
+    "Replace output files that already exist and batchling did not write for this experiment "
+    "(never those of another experiment)."
+)
+_RAW_CSV_HELP = (
+    "CSV: write cells as they are, without the ' that keeps spreadsheets from running cells "
+    "starting with = + - @ as formulas."
+)
 
 
 @cli.command()
@@ -344,6 +352,7 @@ _MAX_COST_HELP = (
     metavar="USD",
     help=_MAX_COST_HELP,
 )
+@click.option("--overwrite", is_flag=True, help=_OVERWRITE_HELP)
 @click.pass_context
 def create(
     ctx: click.Context,
@@ -365,6 +374,7 @@ def create(
     generation: dict[str, Any],
     start_now: bool,
     max_cost: float | None,
+    overwrite: bool,
 ) -> None:
     """Create an experiment from a JSONL file of requests, or from a template and rows."""
     _check_create_sources(raw_file_path, template_file, rows_file, id_field)
@@ -397,6 +407,7 @@ def create(
         max_requests_per_batch=max_requests_per_batch,
         response_format=response_format,
         generation=generation or None,
+        overwrite=overwrite,
     )
     if start_now:
         with _transfers(manager):
@@ -692,6 +703,8 @@ def watch(
     default=None,
     help="Also write the comparison to this .jsonl or .csv file.",
 )
+@click.option("--overwrite", is_flag=True, help=_OVERWRITE_HELP)
+@click.option("--raw", is_flag=True, help=_RAW_CSV_HELP)
 @click.pass_context
 def compare(
     ctx: click.Context,
@@ -705,6 +718,8 @@ def compare(
     poll_interval: float,
     timeout: float | None,
     output: Path | None,
+    overwrite: bool,
+    raw: bool,
 ) -> None:
     """Run the same requests on several providers and models, and compare the answers.
 
@@ -712,7 +727,6 @@ def compare(
     ended, the answers are shown side by side with each target's status, latency and cost.
     Run it again with the same --study to resume; --study alone shows a study again.
     """
-    from batchling.compare import write_comparison
     from batchling.display import comparison_summary, comparison_table
 
     manager = _manager(ctx)
@@ -751,7 +765,8 @@ def compare(
     console.print(comparison_summary(comparison, console.width))
     console.print(comparison_table(comparison))
     if output is not None:
-        console.print(f"Comparison written to {write_comparison(comparison, output)}")
+        written = manager.write_comparison(comparison, output, overwrite=overwrite, raw=raw)
+        console.print(f"Comparison written to {written}")
     console.print(f"Show it again with: batchling compare --study {comparison.study}")
 
 
@@ -765,6 +780,9 @@ def results(ctx: click.Context, name: str, as_json: bool) -> None:
     manager = _manager(ctx)
     with _transfers(manager, lines=not as_json):
         found = manager.get_results(name)
+    for batch in manager.list_batches(name):
+        for warning in batch.warnings:
+            click.echo(f"Warning (batch {batch.chunk}): {warning}", err=True)
     if as_json:
         for result in found:
             click.echo(result.model_dump_json(exclude={"raw"}))
@@ -797,8 +815,12 @@ def results(ctx: click.Context, name: str, as_json: bool) -> None:
     default=None,
     help="File to write (default: ./NAME.FORMAT); '-' writes jsonl or csv to stdout.",
 )
+@click.option("--overwrite", is_flag=True, help=_OVERWRITE_HELP)
+@click.option("--raw", is_flag=True, help=_RAW_CSV_HELP)
 @click.pass_context
-def export(ctx: click.Context, name: str, fmt: str, output: Path | None) -> None:
+def export(
+    ctx: click.Context, name: str, fmt: str, output: Path | None, overwrite: bool, raw: bool
+) -> None:
     """Export one row per request: input, output, parsed fields, status, error, tokens, cost."""
     manager = _manager(ctx)
     if output is not None and str(output) == "-":
@@ -811,10 +833,10 @@ def export(ctx: click.Context, name: str, fmt: str, output: Path | None) -> None
         if fmt == "jsonl":
             exporting.write_jsonl(rows, sys.stdout)
         else:
-            exporting.write_csv(rows, sys.stdout)
+            exporting.write_csv(rows, sys.stdout, raw=raw)
         return
     with _transfers(manager):
-        path = manager.export(name, fmt, output)
+        path = manager.export(name, fmt, output, overwrite=overwrite, raw=raw)
     click.echo(f"Wrote {manager.retrieve(name).request_counts.total} rows to {path}")
 
 

@@ -6,6 +6,7 @@ The pure half: targets, names, the comparison's shape and its export. The manage
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -17,7 +18,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from batchling.errors import InputError
+from batchling.export import spreadsheet_safe
 from batchling.models import Experiment, RawRequest, Result
+from batchling.owned_files import writing
 from batchling.pricing import ExperimentCost, total_usd
 
 
@@ -143,20 +146,31 @@ def build_comparison(
     return Comparison(study=study, targets=[summary for summary, _ in targets], rows=rows)
 
 
-def write_comparison(comparison: Comparison, path: Path) -> Path:
-    """A .jsonl (one line per request, answers by target) or .csv (a column pair per target)."""
-    path = Path(path).expanduser()
-    suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".csv"):
+def check_comparison_path(path: Path) -> None:
+    if path.suffix.lower() not in (".jsonl", ".csv"):
         raise InputError(f"Cannot export to {path}: give a .jsonl or .csv file name.")
+
+
+def write_comparison(
+    comparison: Comparison, path: Path, *, replace: bool = False, raw: bool = False
+) -> Path:
+    """A .jsonl (one line per request, answers by target) or .csv (a column pair per target),
+    written whole or not at all; an existing file is replaced only with `replace`. CSV cells a
+    spreadsheet would run as a formula are neutralised unless `raw` (export.spreadsheet_safe).
+    The manager's `write_comparison` also checks and records who owns the file."""
+    path = Path(path).expanduser()
+    check_comparison_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            if suffix == ".jsonl":
+        with writing(path, "comparison file", replace=replace) as binary:
+            handle = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+            if path.suffix.lower() == ".jsonl":
                 for row in comparison.rows:
                     handle.write(json.dumps(_jsonl_row(comparison, row), ensure_ascii=False) + "\n")
             else:
-                _write_csv(comparison, handle)
+                _write_csv(comparison, handle, raw=raw)
+            handle.flush()
+            handle.detach()
     except OSError as error:
         raise InputError(f"Cannot write the comparison to {path}: {error.strerror}.") from None
     return path
@@ -184,7 +198,7 @@ def _jsonl_row(comparison: Comparison, row: ComparisonRow) -> dict[str, Any]:
     }
 
 
-def _write_csv(comparison: Comparison, handle: Any) -> None:
+def _write_csv(comparison: Comparison, handle: Any, *, raw: bool) -> None:
     writer = csv.writer(handle)
     header = ["request", "prompt"]
     for summary in comparison.targets:
@@ -194,7 +208,7 @@ def _write_csv(comparison: Comparison, handle: Any) -> None:
             f"{summary.target} input_tokens",
             f"{summary.target} output_tokens",
         ]
-    writer.writerow(header)
+    lines: list[list[Any]] = [header]
     for row in comparison.rows:
         line: list[Any] = [row.request, row.prompt]
         for summary in comparison.targets:
@@ -206,4 +220,6 @@ def _write_csv(comparison: Comparison, handle: Any) -> None:
                 usage.input_tokens if usage else "",
                 usage.output_tokens if usage else "",
             ]
-        writer.writerow(line)
+        lines.append(line)
+    for line in lines:
+        writer.writerow(line if raw else [spreadsheet_safe(cell) for cell in line])

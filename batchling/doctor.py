@@ -424,7 +424,7 @@ class LiveCheck:
         self.end(found, "the batch just created")
 
         self.begin("download")
-        raw_lines = [line async for line in provider.results(ref, snapshot)]
+        raw_lines = [json.loads(line) async for line in provider.results(ref, snapshot)]
         self.end(*self.judge_results(raw_lines))
 
         self.begin("clean up")

@@ -7,6 +7,8 @@ file is asked for, with an error naming the extra to install when they are missi
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,11 +18,13 @@ from pydantic import BaseModel
 
 from batchling.errors import ConfigurationError, MissingExtraError
 from batchling.models import Experiment, RawRequest, Result, TextPart
+from batchling.owned_files import write_with, writing
 
 ExportFormat = Literal["jsonl", "csv", "parquet"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("jsonl", "csv", "parquet")
 INPUT_SUMMARY_CHARS = 300
 PARSED_PREFIX = "parsed."
+EXPORT_FILE = "export file"
 # Present only when some result is a vector; a list in JSONL and parquet, JSON text in CSV.
 EMBEDDING_COLUMN = "embedding"
 BASE_COLUMNS = (
@@ -124,18 +128,41 @@ def write_jsonl(rows: Sequence[dict[str, Any]], handle: IO[str]) -> None:
         handle.write(json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False) + "\n")
 
 
-def write_csv(rows: Sequence[dict[str, Any]], handle: IO[str]) -> None:
+def write_csv(rows: Sequence[dict[str, Any]], handle: IO[str], *, raw: bool = False) -> None:
+    """Cells a spreadsheet would run as a formula are neutralised (`spreadsheet_safe`), unless
+    `raw`."""
     columns = columns_of(rows)
-    writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: _csv_cell(row.get(c)) for c in columns})
+    writer = csv.writer(handle, lineterminator="\n")
+    # With "\n" line ends, csv quotes a field holding "\n" but not one holding a lone "\r",
+    # which readers take for a line end: such rows are written fully quoted.
+    quoted = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    safe = _csv_cell if raw else lambda value: spreadsheet_safe(_csv_cell(value))
+    lines: Iterable[list[Any]] = itertools.chain(
+        [list(columns)], ([row.get(c) for c in columns] for row in rows)
+    )
+    for cells in lines:
+        line = [safe(cell) for cell in cells]
+        if any(isinstance(cell, str) and "\r" in cell for cell in line):
+            quoted.writerow(line)
+        else:
+            writer.writerow(line)
 
 
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False)
     return "" if value is None else value
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell starting like a formula (= + - @ tab CR) gets a leading `'`, so Excel,
+    LibreOffice and Google Sheets show it as text instead of running it; numbers stay."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def write_parquet(rows: Sequence[dict[str, Any]], path: Path) -> None:
@@ -156,14 +183,28 @@ def check_format(fmt: str) -> None:
         )
 
 
-def write_rows(rows: Sequence[dict[str, Any]], path: Path, fmt: str) -> None:
-    """Write rows to `path` in one of EXPORT_FORMATS."""
+def write_rows(
+    rows: Sequence[dict[str, Any]],
+    path: Path,
+    fmt: str,
+    *,
+    replace: bool = False,
+    raw: bool = False,
+) -> None:
+    """Write rows to `path` in one of EXPORT_FORMATS, whole or not at all (owned_files.writing);
+    an existing file is replaced only with `replace`."""
     check_format(fmt)
     if fmt == "parquet":
-        write_parquet(rows, path)
+        write_with(path, EXPORT_FILE, replace=replace, write=lambda temp: write_parquet(rows, temp))
         return
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        (write_jsonl if fmt == "jsonl" else write_csv)(rows, handle)
+    with writing(path, EXPORT_FILE, replace=replace) as binary:
+        handle = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        if fmt == "jsonl":
+            write_jsonl(rows, handle)
+        else:
+            write_csv(rows, handle, raw=raw)
+        handle.flush()
+        handle.detach()
 
 
 def rows_to_pandas(rows: Sequence[dict[str, Any]]) -> Any:

@@ -26,7 +26,7 @@ from batchling.bounds import (
     finite_number,
     whole_number,
 )
-from batchling.chunks import ChunkWriter
+from batchling.chunks import PROCESSED_FILE, ChunkWriter
 from batchling.errors import (
     AmbiguousBatchError,
     BatchlingError,
@@ -55,6 +55,7 @@ from batchling.models import (
     ResultError,
     Status,
 )
+from batchling.owned_files import OutputPolicy, output_path, writing
 from batchling.pricing import (
     ExperimentCost,
     PriceTable,
@@ -66,6 +67,7 @@ from batchling.pricing import (
     token_estimate_from_options,
 )
 from batchling.progress import TransferCallback, TransferMeter
+from batchling.provider_output import ResultIntake
 from batchling.providers import client_settings, registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
 from batchling.providers.text_input import check_embedding_options
@@ -76,8 +78,6 @@ from batchling.results_file import (
     join_parts,
     part_path,
     remove_parts,
-    temp_path,
-    writer_token,
 )
 from batchling.store import Store, utcnow
 from batchling.structured import ResponseFormat, parse_output, response_format_from
@@ -116,6 +116,9 @@ _RESUME_COMMANDS = {
     "download": "results",
     "cancel": "cancel",
 }
+RESULTS_FILE = "results file"
+EXPORT_FILE = "export file"
+COMPARISON_FILE = "comparison file"
 
 
 def _owner_id() -> str:
@@ -238,6 +241,7 @@ class AsyncExperimentManager:
         id_field: str | None = None,
         study: str | None = None,
         generation: GenerationParams | dict[str, Any] | None = None,
+        overwrite: bool = False,
     ) -> Experiment:
         """Validate and encode the requests, write the provider's input file(s), record it all.
 
@@ -248,7 +252,8 @@ class AsyncExperimentManager:
         `response_format` (a pydantic class, a JSON Schema dict, a .json schema file or
         `module:Class`) asks every request for JSON matching it; results are then validated.
         `study` groups it with other experiments (see compare_experiments).
-        `generation` (temperature, max_tokens, reasoning, ...) fills what a request leaves unset."""
+        `generation` (temperature, max_tokens, reasoning, ...) fills what a request leaves unset.
+        A processed or results path that already exists is refused unless `overwrite`."""
         check_name(experiment_name)
         _check_batch_bounds(max_requests_per_batch, max_bytes_per_batch)
         if base_url is not None:
@@ -293,17 +298,18 @@ class AsyncExperimentManager:
         )
 
         home = experiment_dir(experiment_name)
-        processed = _prepare_output_path(
-            processed_file_path or home / "processed.jsonl", "processed file"
-        )
-        results = _prepare_output_path(results_file_path or home / "results.jsonl", "results file")
+        processed = output_path(processed_file_path or home / "processed.jsonl", PROCESSED_FILE)
+        results = output_path(results_file_path or home / "results.jsonl", RESULTS_FILE)
+        policy = await _output_policy(store, experiment_name, [processed, results], overwrite)
+        policy.check(processed, PROCESSED_FILE)
+        policy.check(results, RESULTS_FILE)
         options: dict[str, Any] = {
             "max_requests_per_batch": max_requests_per_batch,
             "max_bytes_per_batch": max_bytes_per_batch,
         }
         if fmt is not None:
             options["response_format"] = fmt.to_options()
-        writer = _chunk_writer(processed, info, options)
+        writer = _chunk_writer(processed, info, options, policy)
         encoded = _encoded_rows(
             registry.encoder(provider),
             pairs,
@@ -335,8 +341,7 @@ class AsyncExperimentManager:
             )
         except BaseException:
             writer.abort()
-            for chunk in writer.records:
-                chunk.path.unlink(missing_ok=True)
+            writer.remove_created()
             raise
         if fmt is not None and fmt.model is not None:
             self._response_models[experiment_name] = fmt.model
@@ -429,6 +434,9 @@ class AsyncExperimentManager:
                 registry.encoder(experiment.provider),
                 pairs,
                 experiment.processed_file_path,
+                policy=await _output_policy(
+                    store, experiment_name, [experiment.processed_file_path]
+                ),
                 model=fields.get("model", experiment.model),
                 endpoint=endpoint,
                 info=info,
@@ -734,8 +742,8 @@ class AsyncExperimentManager:
                 sorted({b.provider_status for b in current if b.provider_status})
             )
             or None,
-            "completed": kept_ok + sum(b.completed for b in batches if not b.results_stored),
-            "failed": kept_failed + sum(b.failed for b in batches if not b.results_stored),
+            "completed": kept_ok + sum(_reported(b)[0] for b in batches if not b.results_stored),
+            "failed": kept_failed + sum(_reported(b)[1] for b in batches if not b.results_stored),
         }
         errors = [e for b in current for e in b.errors]
         if errors:
@@ -900,6 +908,7 @@ class AsyncExperimentManager:
             registry.encoder(experiment.provider),
             pairs,
             processed.with_name(f"{processed.stem}.retry{attempt - 1}{processed.suffix}"),
+            policy=await _output_policy(store, experiment_name, [processed]),
             model=experiment.model,
             endpoint=experiment.endpoint,
             info=registry.provider_info(experiment.provider),
@@ -1040,7 +1049,6 @@ class AsyncExperimentManager:
             parts: list[ChunkLines] | None = (
                 [] if all(not b.results_stored and b.attempt == 1 for b in batches) else None
             )
-            token = writer_token()
             try:
                 # Results are acyclic and held 7,500 at a time: the cyclic GC would only rescan
                 # them (~20% of the CPU of a big download), so it pauses meanwhile.
@@ -1048,7 +1056,7 @@ class AsyncExperimentManager:
                     for batch in batches:
                         if not batch.results_stored:
                             await self._store_batch_results(
-                                experiment, provider, batch, fmt, download, parts, token
+                                experiment, provider, batch, fmt, download, parts
                             )
                 download.finish()
                 # The stored results are the truth; some providers report only rough counts.
@@ -1058,7 +1066,7 @@ class AsyncExperimentManager:
                 )
                 await self._write_results_file(experiment, parts)
             finally:
-                remove_parts(experiment.results_file_path, token)
+                remove_parts(parts or [])
         elif not experiment.results_file_path.exists():
             await self._write_results_file(experiment)
         return experiment
@@ -1071,17 +1079,14 @@ class AsyncExperimentManager:
         fmt: ResponseFormat | None = None,
         download: TransferMeter | None = None,
         parts: list[ChunkLines] | None = None,
-        token: str = "",
     ) -> None:
         store = await self.store()
-        seen: set[str] = set()
         expected = await store.chunk_custom_ids(experiment, batch.chunk)
+        intake: ResultIntake | None = None
         reason = _missing_result(batch)
         lines_out = None
         if parts is not None:
-            lines_out = ChunkLines(
-                part_path(experiment.results_file_path, batch.chunk, token), expected
-            )
+            lines_out = ChunkLines(part_path(experiment.results_file_path, batch.chunk), expected)
             parts.append(lines_out)
         if (
             provider is not None
@@ -1102,10 +1107,13 @@ class AsyncExperimentManager:
             decode = provider.decode_record
             if fmt is not None:
                 decode = functools.partial(_parsed_record, provider, fmt)
+            intake = ResultIntake(expected, decode, id_field=provider.info.result_id_field)
+            take = intake.take
             try:
                 async for line in lines:
-                    record = decode(line)
-                    seen.add(record.custom_id)
+                    record = take(line)
+                    if record is None:
+                        continue
                     pending.append(record)
                     pending_bytes += len(record.raw or "") + len(record.embedding or "")
                     if lines_out is not None:
@@ -1143,14 +1151,18 @@ class AsyncExperimentManager:
                 status=reason.kind if reason.kind in ("expired", "cancelled") else "failed",
                 error=reason,
             )
-            for cid in expected
-            if cid not in seen
+            for cid in (intake.unanswered(expected) if intake is not None else expected)
         ]
         if lines_out is not None:
             lines_out.close()
         await store.save_results(experiment, missing)
         await store.commit()
-        await store.update_batch(experiment, batch.chunk, results_stored=1)
+        await store.update_batch(
+            experiment,
+            batch.chunk,
+            results_stored=1,
+            warnings=intake.warnings if intake is not None else [],
+        )
 
     async def _write_results_file(
         self, experiment: Experiment, parts: list[ChunkLines] | None = None
@@ -1159,19 +1171,17 @@ class AsyncExperimentManager:
         from the store."""
         store = await self.store()
         path = experiment.results_file_path
-        temp = temp_path(path, writer_token())
+        policy = await _output_policy(store, experiment.name, [path])
+        policy.check(path, RESULTS_FILE)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with temp.open("wb") as handle:
+            with writing(path, RESULTS_FILE, replace=policy.may_replace(path)) as handle:
                 if parts and all(part.complete for part in parts):
                     join_parts(parts, handle)
                 else:
                     async for line in store.iter_result_lines(experiment):
                         handle.write(line + b"\n")
-            temp.replace(path)
         except OSError as error:
-            with contextlib.suppress(OSError):
-                temp.unlink(missing_ok=True)
             raise InputError(
                 f"Cannot write the results file {path}: {error.strerror}. The results are stored; "
                 f"update the path with 'batchling update' or fix permissions, then run results again."
@@ -1369,17 +1379,51 @@ class AsyncExperimentManager:
         return rows
 
     async def export(
-        self, experiment_name: str, fmt: str = "jsonl", path: str | Path | None = None
+        self,
+        experiment_name: str,
+        fmt: str = "jsonl",
+        path: str | Path | None = None,
+        *,
+        overwrite: bool = False,
+        raw: bool = False,
     ) -> Path:
-        """Write the rows to a jsonl, csv or parquet file (default: ./<name>.<format>)."""
+        """Write the rows to a jsonl, csv or parquet file (default: ./<name>.<format>). A file
+        that exists and is not an earlier export of this experiment is refused unless
+        `overwrite`. CSV cells a spreadsheet would run as a formula are neutralised unless `raw`
+        (see export.write_csv)."""
         from batchling.export import check_format, write_rows
 
-        target = Path(path or f"{experiment_name}.{fmt}").expanduser()
         check_format(fmt)
+        store = await self.store()
+        await store.get_experiment(experiment_name)
+        target = output_path(path or f"{experiment_name}.{fmt}", EXPORT_FILE)
+        policy = await _output_policy(store, experiment_name, [target], overwrite)
+        policy.check(target, EXPORT_FILE)
         rows = await self.export_rows(experiment_name)
-        target = _prepare_output_path(target, "export file")
-        write_rows(rows, target, fmt)
+        await store.claim_file(experiment_name, target, EXPORT_FILE)
+        write_rows(rows, target, fmt, replace=policy.may_replace(target), raw=raw)
         return target
+
+    async def write_comparison(
+        self,
+        comparison: Comparison,
+        path: str | Path,
+        *,
+        overwrite: bool = False,
+        raw: bool = False,
+    ) -> Path:
+        """Write a comparison to a .jsonl or .csv file, owned by the study's first experiment:
+        refused, unless `overwrite`, where a file exists that is not an earlier one of the study."""
+        from batchling.compare import check_comparison_path, write_comparison
+
+        check_comparison_path(Path(path))
+        store = await self.store()
+        owner = comparison.targets[0].experiment.name
+        target = output_path(path, COMPARISON_FILE)
+        policy = await _output_policy(store, owner, [target], overwrite)
+        policy.check(target, COMPARISON_FILE)
+        await store.claim_file(owner, target, COMPARISON_FILE)
+        return write_comparison(comparison, target, replace=policy.may_replace(target), raw=raw)
 
     async def to_pandas(self, experiment_name: str) -> Any:
         """The rows as a pandas DataFrame (pip install 'batchling[pandas]')."""
@@ -1485,6 +1529,13 @@ def _parsed_record(provider: Provider, fmt: ResponseFormat, line: dict[str, Any]
     return record_of(result)
 
 
+def _reported(batch: BatchRecord) -> tuple[int, int]:
+    """The provider's (completed, failed) counts of a batch, within its number of requests:
+    they are its word, untrusted like its results."""
+    completed = max(0, min(batch.completed, batch.request_count))
+    return completed, max(0, min(batch.failed, batch.request_count - completed))
+
+
 def _missing_result(batch: BatchRecord) -> ResultError:
     if batch.batch_id is None:
         # Only a cancel before submission ends an experiment with a batch never sent.
@@ -1581,9 +1632,12 @@ def _load_requests(
     )
 
 
-def _chunk_writer(processed: Path, info: ProviderInfo, options: dict[str, Any]) -> ChunkWriter:
+def _chunk_writer(
+    processed: Path, info: ProviderInfo, options: dict[str, Any], policy: OutputPolicy
+) -> ChunkWriter:
     return ChunkWriter(
         processed,
+        policy=policy,
         max_requests=min(
             options.get("max_requests_per_batch") or info.limits.max_requests,
             info.limits.max_requests,
@@ -1637,21 +1691,14 @@ def _closed(writer: ChunkWriter) -> Iterator[BatchRecord]:
     yield from writer.close()
 
 
-def _prepare_output_path(path: str | Path, what: str) -> Path:
-    path = Path(path).expanduser().resolve()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(
-            f"Cannot create the directory for the {what} {path}: {error.strerror}."
-        ) from None
-    if path.is_dir():
-        raise InputError(f"The {what} {path} is a directory; give a file path.")
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise InputError(
-            f"The {what} {path} is not writable: choose another path or fix permissions."
-        )
-    return path
+async def _output_policy(
+    store: Store, experiment_name: str, paths: Iterable[Path], overwrite: bool = False
+) -> OutputPolicy:
+    """What the experiment may write among `paths` and the files beside them."""
+    claims = await store.file_claims(path.parent for path in paths)
+    # Its default directory holds only files batchling wrote for an experiment of this name.
+    own_dir = experiment_dir(experiment_name).expanduser().resolve()
+    return OutputPolicy(experiment_name, claims, overwrite=overwrite, own_dir=own_dir)
 
 
 def _write_chunks(
@@ -1659,6 +1706,7 @@ def _write_chunks(
     pairs: Sequence[tuple[str, RawRequest]],
     processed: Path,
     *,
+    policy: OutputPolicy,
     model: str,
     endpoint: str,
     info: ProviderInfo,
@@ -1666,7 +1714,7 @@ def _write_chunks(
     response_format: ResponseFormat | None = None,
 ) -> tuple[list[BatchRecord], dict[str, int]]:
     """Encode requests already stored (re-encoding after an update, or a retry) into chunks."""
-    writer = _chunk_writer(processed, info, options)
+    writer = _chunk_writer(processed, info, options, policy)
     try:
         rows = _encoded_rows(
             encoder,

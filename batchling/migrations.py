@@ -114,3 +114,33 @@ async def m003_batch_attempts(db: aiosqlite.Connection) -> None:
 @migration
 async def m004_result_embedding(db: aiosqlite.Connection) -> None:
     await db.execute("ALTER TABLE results ADD COLUMN embedding TEXT")
+
+
+@migration
+async def m005_owned_files(db: aiosqlite.Connection) -> None:
+    """The files batchling writes, each owned by one experiment (see owned_files.py); those of
+    existing experiments are claimed in the order the experiments were created."""
+    await db.executescript(
+        """
+        CREATE TABLE owned_files (
+            path TEXT PRIMARY KEY,
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            role TEXT NOT NULL
+        );
+        CREATE INDEX owned_files_experiment ON owned_files(experiment_id);
+        INSERT OR IGNORE INTO owned_files
+            SELECT path, experiment_id, role FROM (
+                SELECT processed_file_path AS path, id AS experiment_id, 'processed file' AS role,
+                       id AS k, 0 AS o FROM experiments
+                UNION ALL SELECT results_file_path, id, 'results file', id, 1 FROM experiments
+                UNION ALL SELECT path, experiment_id, 'processed file', experiment_id, 2
+                    FROM batches
+            ) ORDER BY k, o;
+        """
+    )
+
+
+@migration
+async def m006_download_warnings(db: aiosqlite.Connection) -> None:
+    """Result lines a download ignored (unreadable, unknown ids, second answers), per batch."""
+    await db.execute("ALTER TABLE batches ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'")

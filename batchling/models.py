@@ -425,3 +425,5 @@ class BatchRecord(BaseModel):
     """1 for the first run, then one more for each retry."""
     updated_at: datetime | None = None
     """When the row last changed: while a step is in progress, when that step started."""
+    warnings: list[str] = Field(default_factory=list)
+    """Result lines its download ignored: unreadable, for no request of this batch, repeated."""

@@ -9,7 +9,6 @@ usually do), and the parts are joined at the end, which spares reading every row
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import secrets
 import shutil
@@ -17,29 +16,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from batchling.owned_files import FILE_MODE
 from batchling.records import ResultRecord, record_line
 
 
-def writer_token() -> str:
-    """Tells one writer's temporary files from another's: two processes may write the same
-    results file at once (two `results` of one experiment), each into its own files, and the
-    last rename wins with a complete file."""
-    return f"{os.getpid()}-{secrets.token_hex(4)}"
+def part_path(results_path: Path, chunk: int) -> Path:
+    """A name no other download (of this or another process) uses."""
+    token = secrets.token_hex(4)
+    return results_path.with_name(f".{results_path.name}.chunk{chunk:04d}.{token}.partial")
 
 
-def temp_path(path: Path, token: str) -> Path:
-    return path.with_name(f"{path.name}.{token}.partial")
-
-
-def part_path(results_path: Path, chunk: int, token: str = "") -> Path:
-    mark = f"{token}." if token else ""
-    return results_path.with_name(f"{results_path.name}.{mark}chunk{chunk:04d}.partial")
-
-
-def remove_parts(results_path: Path, token: str = "") -> None:
-    mark = f"{token}." if token else ""
-    for stale in results_path.parent.glob(f"{glob.escape(results_path.name)}.{mark}chunk*.partial"):
-        stale.unlink(missing_ok=True)
+def remove_parts(parts: Sequence[ChunkLines]) -> None:
+    """Remove the part files of one download (only those it created)."""
+    for part in parts:
+        part.discard()
 
 
 class ChunkLines:
@@ -52,8 +42,12 @@ class ChunkLines:
         self._next = 0
         self.complete = False
         self._handle: IO[bytes] | None = None
+        self._created = False
         try:
-            self._handle = path.open("wb", buffering=1024 * 1024)
+            # Created here or not at all: a file already at this path is never written or removed.
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            self._created = True
+            self._handle = open(descriptor, "wb", buffering=1024 * 1024)  # noqa: SIM115
         except OSError:
             self._ok = False  # the file is then built from the store, which reports the error
         else:
@@ -88,7 +82,9 @@ class ChunkLines:
         if self._handle is not None:
             with contextlib.suppress(OSError):
                 self._handle.close()
-        self.path.unlink(missing_ok=True)
+        if self._created:
+            self.path.unlink(missing_ok=True)
+            self._created = False
 
 
 def join_parts(parts: Sequence[ChunkLines], sink: IO[bytes]) -> None:

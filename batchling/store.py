@@ -36,12 +36,15 @@ from batchling.models import (
     Status,
     Usage,
 )
+from batchling.owned_files import Claim, owned_elsewhere
 from batchling.records import ResultRecord, record_line, record_of, result_of_record
 
 INSERT_BATCH_SIZE = 10_000
 INSERT_BATCH_BYTES = 8 * 1024 * 1024
 """A block of requests is inserted at whichever comes first (requests with images are big)."""
 ITER_CHUNK_SIZE = 1000
+PROCESSED_ROLE = "processed file"
+RESULTS_ROLE = "results file"
 _TERMINAL_VALUES = sorted(status.value for status in TERMINAL_STATUSES)
 _TERMINAL_MARKS = ",".join("?" * len(_TERMINAL_VALUES))
 
@@ -464,9 +467,18 @@ class Store:
         except sqlite3.IntegrityError:
             raise ExperimentExistsError(experiment.name) from None
         experiment_id = cursor.lastrowid
+        assert experiment_id is not None
         to_json = RawRequest.__pydantic_serializer__.to_json
         inserting: asyncio.Task[None] | None = None
         try:
+            # Claimed before any request streams (and any chunk is written), in this transaction.
+            await self._claim(
+                experiment_id,
+                [
+                    (experiment.processed_file_path, PROCESSED_ROLE),
+                    (experiment.results_file_path, RESULTS_ROLE),
+                ],
+            )
             rows: list[tuple[Any, ...]] = []
             total = size = 0
             for index, (custom_id, chunk, request, text) in enumerate(requests):
@@ -495,10 +507,12 @@ class Store:
                 "UPDATE experiments SET total = ?, options = ? WHERE id = ?",
                 (total, json.dumps(options), experiment_id),
             )
+            batches = list(batches)
             await self.db.executemany(
                 "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes) VALUES (?,?,?,?,?)",
                 [(experiment_id, b.chunk, str(b.path), b.request_count, b.bytes) for b in batches],
             )
+            await self._claim(experiment_id, [(b.path, PROCESSED_ROLE) for b in batches])
             await self.db.commit()
         except BaseException:
             if inserting is not None:
@@ -528,7 +542,7 @@ class Store:
             raise
 
     async def _insert_rows(
-        self, head: str, rows: Sequence[Sequence[Any]], *, fixed: str = ""
+        self, head: str, rows: Sequence[Sequence[Any]], *, fixed: str = "", tail: str = ""
     ) -> None:
         """`{head} VALUES ({fixed}?, ...)` for each row. The rows go as one JSON array that SQLite
         unpacks (json_each) where it can: executemany binds each row holding the GIL, so SQLite's
@@ -546,12 +560,15 @@ class Store:
         if payload and b"\\u0000" not in payload:
             picks = ", ".join(f"value->>{i}" for i in range(width))
             try:
-                await self.db.execute(f"{head} SELECT {fixed}{picks} FROM json_each(?)", (payload,))
+                # `WHERE true` lets an upsert `tail` parse (it would read as a join's ON).
+                await self.db.execute(
+                    f"{head} SELECT {fixed}{picks} FROM json_each(?) WHERE true{tail}", (payload,)
+                )
                 return
             except sqlite3.IntegrityError:
                 pass  # the statement left nothing behind: executemany finds the row at fault
         marks = ",".join("?" * width)
-        await self.db.executemany(f"{head} VALUES ({fixed}{marks})", rows)
+        await self.db.executemany(f"{head} VALUES ({fixed}{marks}){tail}", rows)
 
     async def find_experiment(self, name: str) -> Experiment | None:
         async with self.db.execute(
@@ -732,11 +749,13 @@ class Store:
     ) -> None:
         """Re-plan the chunks of an experiment that has not started (after an update)."""
         experiment_id = await self._experiment_id(experiment.name)
+        batches = list(batches)
         await self.db.execute("DELETE FROM batches WHERE experiment_id = ?", (experiment_id,))
         await self.db.executemany(
             "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes) VALUES (?,?,?,?,?)",
             [(experiment_id, b.chunk, str(b.path), b.request_count, b.bytes) for b in batches],
         )
+        await self._claim(experiment_id, [(b.path, PROCESSED_ROLE) for b in batches])
         await self.db.executemany(
             "UPDATE requests SET chunk = ? WHERE experiment_id = ? AND custom_id = ?",
             [(chunk, experiment_id, custom_id) for custom_id, chunk in chunk_of.items()],
@@ -767,6 +786,7 @@ class Store:
         assert row is not None
         if Status(row[0]) not in TERMINAL_STATUSES or (row[1] or 0) >= attempt:
             return False
+        batches = list(batches)
         await self.db.executemany(
             "INSERT INTO batches (experiment_id, chunk, path, request_count, bytes, attempt) "
             "VALUES (?,?,?,?,?,?)",
@@ -775,6 +795,7 @@ class Store:
                 for b in batches
             ],
         )
+        await self._claim(experiment_id, [(b.path, PROCESSED_ROLE) for b in batches])
         await self.db.executemany(
             "UPDATE requests SET chunk = ? WHERE experiment_id = ? AND custom_id = ?",
             [(chunk, experiment_id, custom_id) for custom_id, chunk in chunk_of.items()],
@@ -857,6 +878,48 @@ class Store:
         )
         await self.db.commit()
 
+    # owned files (see owned_files.py)
+
+    async def _claim(self, experiment_id: int, paths: Iterable[tuple[Path, str]]) -> None:
+        """Claim each (path, role) for the experiment, in the caller's transaction; a path owned
+        by another experiment, or by this one in another role, raises InputError."""
+        pairs = [(str(path), role) for path, role in paths]
+        if not pairs:
+            return
+        await self.db.executemany(
+            "INSERT OR IGNORE INTO owned_files (path, experiment_id, role) VALUES (?, ?, ?)",
+            [(path, experiment_id, role) for path, role in pairs],
+        )
+        for path, role in pairs:
+            async with self.db.execute(
+                "SELECT o.experiment_id, o.role, e.name FROM owned_files o "
+                "JOIN experiments e ON e.id = o.experiment_id WHERE o.path = ?",
+                (path,),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is not None and (row[0], row[1]) != (experiment_id, role):
+                raise owned_elsewhere(Path(path), role, Claim(row[2], row[1]))
+
+    async def file_claims(self, directories: Iterable[Path]) -> dict[str, Claim]:
+        """Every claimed path in these directories, and its owner."""
+        claims: dict[str, Claim] = {}
+        for directory in {str(d) for d in directories}:
+            prefix = directory.rstrip(os.sep) + os.sep
+            async with self.db.execute(
+                "SELECT o.path, e.name, o.role FROM owned_files o "
+                "JOIN experiments e ON e.id = o.experiment_id WHERE substr(o.path, 1, ?) = ?",
+                (len(prefix), prefix),
+            ) as cursor:
+                async for path, name, role in cursor:
+                    if os.path.dirname(path) == directory:
+                        claims[path] = Claim(name, role)
+        return claims
+
+    @_serialized
+    async def claim_file(self, experiment_name: str, path: Path, role: str) -> None:
+        """Claim one more file (an export) for the experiment, at once and for good."""
+        await self._claim(await self._experiment_id(experiment_name), [(path, role)])
+
     async def _experiment_id(self, name: str) -> int:
         async with self.db.execute("SELECT id FROM experiments WHERE name = ?", (name,)) as cursor:
             row = await cursor.fetchone()
@@ -875,15 +938,17 @@ class Store:
     async def save_records(
         self, experiment: Experiment, records: Iterable[ResultRecord], *, replace: bool = True
     ) -> int:
-        """Upsert results by custom id, so a second download never duplicates a row."""
+        """Upsert results by custom id, so a second download never duplicates a row; a result
+        that succeeded is never replaced (a later attempt cannot undo it)."""
         experiment_id = await self._experiment_id(experiment.name)
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        verb = "INSERT" if replace else "INSERT OR IGNORE"
         records = records if isinstance(records, list) else list(records)
         # The experiment's id goes into the statement (an int from the DB), not into each row.
         await self._insert_rows(
             f"{verb} INTO results ({', '.join(RESULT_COLUMNS)})",
             records,
             fixed=f"{int(experiment_id)}, ",
+            tail=_KEEP_SUCCEEDED if replace else "",
         )
         await self.db.commit()
         return len(records)
@@ -1017,6 +1082,7 @@ def _batch(row: aiosqlite.Row) -> BatchRecord:
         errors=json.loads(row["errors"]),
         results_stored=bool(row["results_stored"]),
         attempt=row["attempt"],
+        warnings=json.loads(row["warnings"]),
         updated_at=_dt(row["updated_at"]),
     )
 
@@ -1030,3 +1096,8 @@ class CostInputs(NamedTuple):
 
 # Named, so that a column added by a later migration never shifts the others.
 RESULT_COLUMNS = ("experiment_id", *ResultRecord._fields)
+_KEEP_SUCCEEDED = (
+    " ON CONFLICT(experiment_id, custom_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in ResultRecord._fields if c != "custom_id")
+    + " WHERE results.status != 'succeeded'"
+)

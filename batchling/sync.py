@@ -214,6 +214,7 @@ class ExperimentManager:
         id_field: str | None = None,
         study: str | None = None,
         generation: GenerationParams | dict[str, Any] | None = None,
+        overwrite: bool = False,
     ) -> Experiment:
         """The experiment returned is kept up to date by this manager's later calls on it
         (start_experiment, refresh, wait, get_results, ...), as in batchling 0.0.x."""
@@ -238,6 +239,7 @@ class ExperimentManager:
                 id_field=id_field,
                 study=study,
                 generation=generation,
+                overwrite=overwrite,
             )
         )
         self._created[experiment.name] = weakref.ref(experiment)
@@ -374,9 +376,17 @@ class ExperimentManager:
         return self._run(lambda m: m.export_rows(experiment_name))
 
     def export(
-        self, experiment_name: str, fmt: str = "jsonl", path: str | Path | None = None
+        self,
+        experiment_name: str,
+        fmt: str = "jsonl",
+        path: str | Path | None = None,
+        *,
+        overwrite: bool = False,
+        raw: bool = False,
     ) -> Path:
-        return self._run(lambda m: m.export(experiment_name, fmt, path))
+        return self._run(
+            lambda m: m.export(experiment_name, fmt, path, overwrite=overwrite, raw=raw)
+        )
 
     def to_pandas(self, experiment_name: str) -> Any:
         """One row per request as a pandas DataFrame (pip install 'batchling[pandas]')."""
@@ -458,6 +468,18 @@ class ExperimentManager:
         self, study: str, response_model: type[BaseModel] | None = None
     ) -> Comparison:
         return self._run(lambda m: m.get_comparison(study, response_model))
+
+    def write_comparison(
+        self,
+        comparison: Comparison,
+        path: str | Path,
+        *,
+        overwrite: bool = False,
+        raw: bool = False,
+    ) -> Path:
+        return self._run(
+            lambda m: m.write_comparison(comparison, path, overwrite=overwrite, raw=raw)
+        )
 
 
 def _both(first: Callable[[T], None], second: Callable[[T], None] | None) -> Callable[[T], None]:

@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from batchling.demo import DEMO_MODELS
@@ -207,7 +208,7 @@ async def run_lifecycle(provider: Provider, emulator: Emulator, tmp_path: Path) 
         await provider.find_file(chunk.name, chunk.stat().st_size, started)
     hint = CreateHint(input_file_id=file_id, request_count=2, created_after=started)
     assert await provider.find_batch(metadata, hint) == batch_id
-    downloaded = [line async for line in provider.results(ref, snapshot)]
+    downloaded = [orjson.loads(line) async for line in provider.results(ref, snapshot)]
     statuses = {
         provider.decode(line).custom_id: provider.decode(line).status for line in downloaded
     }
@@ -479,7 +480,7 @@ async def test_adapter_decodes_the_documented_answers_of_every_step(
         since = datetime(2020, 1, 1, tzinfo=timezone.utc)
         assert await adapter.find_file("salesOverview.pdf", 175, since) == "file-abc123"
         snapshot.output_file_id = "file-abc123"
-        lines = [line async for line in adapter.results(BatchRef(batch_id), snapshot)]
+        lines = [orjson.loads(line) async for line in adapter.results(BatchRef(batch_id), snapshot)]
         assert lines and all(adapter.decode(line).text == "2 + 2 equals 4." for line in lines)
         await adapter.cancel(BatchRef(batch_id))
     finally:

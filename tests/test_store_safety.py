@@ -144,13 +144,13 @@ async def make_batchling_db(path: Path, experiments: int = 0) -> None:
 
 
 NEWER: dict[str, tuple[str, ...]] = {
-    "version-5": ("PRAGMA user_version = 5",),
+    "version-next": (f"PRAGMA user_version = {len(MIGRATIONS) + 1}",),
     "version-huge": ("PRAGMA user_version = 2147483647",),
     "unknown-migration": ("INSERT INTO migrations VALUES ('m999_future', 'x')",),
     "unknown-and-version": (
-        "INSERT INTO migrations VALUES ('m005_a', 'x')",
-        "INSERT INTO migrations VALUES ('m006_b', 'x')",
-        "PRAGMA user_version = 6",
+        "INSERT INTO migrations VALUES ('m998_a', 'x')",
+        "INSERT INTO migrations VALUES ('m999_b', 'x')",
+        f"PRAGMA user_version = {len(MIGRATIONS) + 2}",
     ),
 }
 

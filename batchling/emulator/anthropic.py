@@ -440,7 +440,7 @@ def routes(state: EmulatorState) -> list[Route]:
         stored = state.get_file(PROVIDER, batch.output_file_id or "")
         if stored is None:
             return error(400, f"Message Batch '{batch.id}' has not ended: no results yet.")
-        return FileResponse(stored.path, media_type="application/binary")
+        return FileResponse(state.served_path(PROVIDER, stored), media_type="application/binary")
 
     async def delete_batch(request: Request) -> Response:
         if (fault := await state.before(PROVIDER, "delete")) is not None:

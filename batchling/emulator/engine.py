@@ -84,9 +84,11 @@ class Fault:
     """An injected fault at a lifecycle step (upload, create, poll, download, ...).
 
     `kind` is an HTTP status (429 with `retry_after`, 500, 503, ...), 'drop' (the TCP connection
-    is closed without any response) or 'slow' (the request waits `slow_seconds` before it is
+    is closed without any response), 'slow' (the request waits `slow_seconds` before it is
     handled; if the client gave up meanwhile it is never handled, as behind a gateway timeout,
-    unless `handle_abandoned`, as a server that finishes work nobody waits for any more).
+    unless `handle_abandoned`, as a server that finishes work nobody waits for any more) or
+    'doctored' (step 'download' only: a batch's results file is served as `edit` returns its
+    lines, each without its newline: provider output batchling must not trust).
     It hits the next `times` matching requests.
     """
 
@@ -97,6 +99,7 @@ class Fault:
     retry_after: float = 0.1
     slow_seconds: float = 5.0
     handle_abandoned: bool = False
+    edit: Callable[[list[bytes]], list[bytes]] | None = None
 
 
 @dataclass
@@ -368,6 +371,27 @@ class EmulatorState:
         self._set_phase(batch, phase)
         batch.ended_at = self.clock()
 
+    def served_path(self, provider: str, stored: StoredFile) -> Path:
+        """The file to serve for a download of `stored`: a doctored copy of a batch's results
+        while a 'doctored' fault is armed, else the file itself."""
+        results = any(
+            stored.id in (b.output_file_id, b.error_file_id) for b in self.batches.values()
+        )
+        for fault in self.faults:
+            if (
+                results
+                and fault.kind == "doctored"
+                and fault.edit is not None
+                and fault.times > 0
+                and fault.provider in (None, provider)
+            ):
+                fault.times -= 1
+                lines = stored.path.read_bytes().splitlines()
+                doctored = self.root / self.new_id(f"{stored.id}-doctored-")
+                doctored.write_bytes(b"".join(line + b"\n" for line in fault.edit(lines)))
+                return doctored
+        return stored.path
+
     # faults and holds
 
     def inject(self, fault: Fault) -> None:
@@ -384,6 +408,8 @@ class EmulatorState:
         elif held is not None:
             await held.wait()
         for fault in self.faults:
+            if fault.kind == "doctored":
+                continue
             if fault.step == step and fault.times > 0 and fault.provider in (None, provider):
                 fault.times -= 1
                 if fault.kind == "drop":

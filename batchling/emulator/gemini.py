@@ -736,7 +736,9 @@ def routes(state: EmulatorState) -> list[Route]:
             return error(
                 400, "Only generated files can be downloaded, uploaded files can't be downloaded."
             )
-        return FileResponse(stored.path, media_type=stored.extra.get("mime_type"))
+        return FileResponse(
+            state.served_path(PROVIDER, stored), media_type=stored.extra.get("mime_type")
+        )
 
     async def file_delete(request: Request) -> Response:
         if (fault := await state.before(PROVIDER, "delete")) is not None:

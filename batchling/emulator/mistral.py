@@ -614,7 +614,9 @@ def routes(state: EmulatorState) -> list[Route]:
         stored = state.get_file(PROVIDER, file_id)
         if stored is None:
             return error(404, "File not found.")
-        return FileResponse(stored.path, media_type="application/octet-stream")
+        return FileResponse(
+            state.served_path(PROVIDER, stored), media_type="application/octet-stream"
+        )
 
     async def delete_file(request: Request) -> Response:
         if (denied := await guard(request, "delete")) is not None:

@@ -454,7 +454,9 @@ def routes(state: EmulatorState) -> list[Route]:
         stored = state.get_file(PROVIDER, request.path_params["file_id"])
         if stored is None:
             return error(404, "File not found.", code="file_not_found")
-        return FileResponse(stored.path, media_type="application/octet-stream")
+        return FileResponse(
+            state.served_path(PROVIDER, stored), media_type="application/octet-stream"
+        )
 
     async def delete_file(request: Request) -> Response:
         if (fault := await state.before(PROVIDER, "delete")) is not None:

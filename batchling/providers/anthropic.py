@@ -392,7 +392,7 @@ def decode_line(line: dict[str, Any]) -> Result:
     return Result(
         custom_id=custom_id,
         status="failed",
-        error=ResultError(kind="parse", message=f"Unknown Anthropic result type {kind!r}."),
+        error=ResultError(kind="provider", message=f"Unknown Anthropic result type {kind!r}."),
         raw=line,
     )
 
@@ -547,14 +547,12 @@ class AnthropicProvider:
     async def poll(self, ref: BatchRef) -> BatchSnapshot:
         return snapshot_of(await self.client.messages.batches.retrieve(ref.batch_id))
 
-    async def results(
-        self, ref: BatchRef, snapshot: BatchSnapshot
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
         streaming = self.client.messages.batches.with_streaming_response
         async with streaming.results(ref.batch_id) as response:
             async for line in response.iter_lines():
                 if line.strip():
-                    yield json.loads(line)
+                    yield line
 
     async def cancel(self, ref: BatchRef) -> None:
         from anthropic import BadRequestError

@@ -35,6 +35,8 @@ class ProviderInfo:
     sdk: str = ""
     # Embeddings endpoint -> the embedding options (`dimensions`, `task_type`) it takes.
     embedding_options: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    result_id_field: str = "custom_id"
+    """The field of a result line that names its request."""
 
 
 @dataclass(frozen=True)
@@ -155,8 +157,9 @@ class Provider(Protocol):
 
     async def poll(self, ref: BatchRef) -> BatchSnapshot: ...
 
-    def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[dict[str, Any]]:
-        """Stream the raw output and error lines of a finished batch."""
+    def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
+        """Stream the output and error lines of a finished batch as they came, undecoded: the
+        manager decodes them (batchling.provider_output), since they are untrusted input."""
         ...
 
     async def cancel(self, ref: BatchRef) -> None: ...

@@ -71,6 +71,7 @@ INFO = ProviderInfo(
     limits=BatchLimits(max_requests=100_000, max_bytes=2_000_000_000),
     sdk="google-genai",
     embedding_options={EMBED_CONTENT: frozenset({"dimensions", "task_type"})},
+    result_id_field="key",
 )
 # The EmbedContentRequest task types (proto enum TaskType), checked before a batch is sent.
 EMBEDDING_TASK_TYPES = (
@@ -546,7 +547,7 @@ def decode_line(line: dict[str, Any]) -> Result:
             status="failed",
             raw=line,
             error=ResultError(
-                kind="parse", message="The result line has neither 'response' nor 'error'."
+                kind="provider", message="The result line has neither 'response' nor 'error'."
             ),
         )
     vector = _embedding_values(response)
@@ -867,9 +868,7 @@ class GeminiProvider:
             errors=[job.error.message] if job.error and job.error.message else [],
         )
 
-    async def results(
-        self, ref: BatchRef, snapshot: BatchSnapshot
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
         if not snapshot.output_file_id:
             return
         # The SDK streams the download to a file; lines are then read from disk one at a time.
@@ -882,7 +881,7 @@ class GeminiProvider:
             with temp.open("rb") as lines:
                 for raw in lines:
                     if raw.strip():
-                        yield json.loads(raw)
+                        yield raw
         finally:
             temp.unlink(missing_ok=True)
 

@@ -320,16 +320,14 @@ class GroqProvider:
             errors=batch_errors(batch.errors),
         )
 
-    async def results(
-        self, ref: BatchRef, snapshot: BatchSnapshot
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
         for file_id in (snapshot.output_file_id, snapshot.error_file_id):
             if not file_id:
                 continue
             async with self.client.files.with_streaming_response.content(file_id) as response:
                 async for line in response.iter_lines():
                     if line.strip():
-                        yield json.loads(line)
+                        yield line
 
     async def cancel(self, ref: BatchRef) -> None:
         from groq import BadRequestError, ConflictError

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -547,9 +546,7 @@ class MistralProvider:
             ],
         )
 
-    async def results(
-        self, ref: BatchRef, snapshot: BatchSnapshot
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
         for file_id in (snapshot.output_file_id, snapshot.error_file_id):
             if not file_id:
                 continue
@@ -557,7 +554,7 @@ class MistralProvider:
             try:
                 async for line in response.aiter_lines():
                     if line.strip():
-                        yield json.loads(line)
+                        yield line
             finally:
                 await response.aclose()
 

@@ -9,8 +9,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import orjson
-
 from batchling.models import RawRequest, RequestCounts, Result, Status
 from batchling.providers import client_settings, openai_format
 from batchling.providers.base import (
@@ -263,16 +261,14 @@ class OpenAIProvider:
             errors=errors,
         )
 
-    async def results(
-        self, ref: BatchRef, snapshot: BatchSnapshot
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
         for file_id in (snapshot.output_file_id, snapshot.error_file_id):
             if not file_id:
                 continue
             async with self.client.files.with_streaming_response.content(file_id) as response:
                 async for line in response.iter_lines():
                     if line.strip():
-                        yield orjson.loads(line)
+                        yield line
 
     async def cancel(self, ref: BatchRef) -> None:
         from openai import BadRequestError, ConflictError

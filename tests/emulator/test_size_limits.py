@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from batchling.emulator import Emulator
@@ -95,7 +96,7 @@ async def test_groq_refuses_a_base64_image_request_over_four_megabytes(
         ref = BatchRef(batch_id, file_id)
         snapshot = await adapter.poll(ref)
         assert snapshot.status is Status.COMPLETED
-        [result] = [adapter.decode(x) async for x in adapter.results(ref, snapshot)]
+        [result] = [adapter.decode(orjson.loads(x)) async for x in adapter.results(ref, snapshot)]
     finally:
         await adapter.aclose()
     assert result.status == "failed" and result.error is not None

@@ -11,6 +11,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import orjson
 import pytest
 
 from batchling.emulator import Emulator, Fault
@@ -360,7 +361,7 @@ async def collect(
 ) -> dict[str, Any]:
     return {
         r.custom_id: r
-        for r in [provider.decode(line) async for line in provider.results(ref, snapshot)]
+        for r in [provider.decode(orjson.loads(line)) async for line in provider.results(ref, snapshot)]
     }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import orjson
 import pytest
 from pydantic import BaseModel, Field
 
@@ -153,7 +154,7 @@ async def run_lines(
         ref = BatchRef(batch_id)
         snapshot = await provider.poll(ref)
         assert snapshot.status is Status.COMPLETED
-        return [line async for line in provider.results(ref, snapshot)]
+        return [orjson.loads(line) async for line in provider.results(ref, snapshot)]
     finally:
         await provider.aclose()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import orjson
 import pytest
 
 from batchling.demo import DEMO_MODELS
@@ -54,7 +55,7 @@ async def test_cancelling_a_batch_that_already_ended_keeps_its_results(
         await adapter.cancel(ref)  # type: ignore[attr-defined]
         snapshot = await adapter.poll(ref)  # type: ignore[attr-defined]
         assert snapshot.status.value == "completed"
-        lines = [line async for line in adapter.results(ref, snapshot)]  # type: ignore[attr-defined]
+        lines = [orjson.loads(line) async for line in adapter.results(ref, snapshot)]  # type: ignore[attr-defined]
         results = [adapter.decode(line) for line in lines]  # type: ignore[attr-defined]
         assert len(results) == 3 and all(r.ok for r in results)
         # The refusal reached the service once: it is read, not retried.

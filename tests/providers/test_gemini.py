@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import httpx2
+import orjson
 import pytest
 from google.genai import errors as genai_errors
 
@@ -418,7 +419,7 @@ async def submit(adapter: Any, chunk: Path, metadata: dict[str, str] | None = No
 
 
 async def collect(adapter: Any, ref: BatchRef, snapshot: BatchSnapshot) -> list[Any]:
-    return [adapter.decode(line) async for line in adapter.results(ref, snapshot)]
+    return [adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot)]
 
 
 async def test_round_trip_through_the_sdk_and_emulator(emulator: Emulator, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from pydantic import BaseModel
 
@@ -88,7 +89,7 @@ async def finished(adapter: Any, ref: BatchRef) -> Any:
 
 
 async def results(adapter: Any, ref: BatchRef, snapshot: Any) -> list[Any]:
-    return [adapter.decode(line) async for line in adapter.results(ref, snapshot)]
+    return [adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot)]
 
 
 # 1. API version
@@ -382,7 +383,9 @@ async def test_the_emulator_refuses_json_schema_keywords_inside_response_schema(
     }
     adapter = create_provider("gemini")
     ref = await submit(adapter, write_lines(tmp_path, [good, bad]))
-    lines = [line async for line in adapter.results(ref, await finished(adapter, ref))]
+    lines = [
+        orjson.loads(line) async for line in adapter.results(ref, await finished(adapter, ref))
+    ]
     refused = next(line for line in lines if line["key"] == "bad")
     assert refused["error"]["code"] == 3 and "additionalProperties" in refused["error"]["message"]
     await adapter.aclose()
@@ -418,7 +421,7 @@ async def test_a_batch_whose_every_row_failed_succeeds_with_numeric_codes_only(
     snapshot = await finished(adapter, ref)
     assert snapshot.status == Status.COMPLETED
     assert snapshot.provider_status == "BATCH_STATE_SUCCEEDED"
-    raw_lines = [line async for line in adapter.results(ref, snapshot)]
+    raw_lines = [orjson.loads(line) async for line in adapter.results(ref, snapshot)]
     errors = {line["key"]: line["error"] for line in raw_lines}
     assert set(errors) == {"r0", "r1", "r2"}
     assert all(

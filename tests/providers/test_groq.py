@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from batchling.emulator import Emulator, Fault
@@ -357,7 +358,7 @@ async def collect(
 ) -> dict[str, Result]:
     return {
         r.custom_id: r
-        for r in [adapter.decode(line) async for line in adapter.results(ref, snapshot)]
+        for r in [adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot)]
     }
 
 

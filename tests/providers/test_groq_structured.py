@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import BaseModel, Field
 
@@ -132,7 +133,7 @@ async def run_raw(emulator: Emulator, tmp_path: Path, body: dict[str, Any]) -> l
         ref = BatchRef(batch_id, file_id)
         snapshot = await adapter.poll(ref)
         assert snapshot.status is Status.COMPLETED
-        return [line async for line in adapter.results(ref, snapshot)]
+        return [orjson.loads(line) async for line in adapter.results(ref, snapshot)]
     finally:
         await adapter.aclose()
 

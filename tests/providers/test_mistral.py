@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from batchling.emulator import Emulator, Fault
@@ -355,7 +356,7 @@ async def submit(
 
 
 async def collect(provider: MistralProvider, ref: BatchRef, snap: BatchSnapshot) -> list[Result]:
-    return [provider.decode(line) async for line in provider.results(ref, snap)]
+    return [provider.decode(orjson.loads(line)) async for line in provider.results(ref, snap)]
 
 
 def mistral() -> MistralProvider:

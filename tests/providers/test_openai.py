@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import openai
+import orjson
 import pytest
 
 from batchling.emulator import Emulator, Fault
@@ -225,7 +226,7 @@ async def test_round_trip_through_the_sdk_and_emulator(emulator: Emulator, tmp_p
     snapshot = await adapter.poll(BatchRef(batch_id, file_id))
     assert snapshot.status == Status.COMPLETED and snapshot.counts.completed == 3
     results = [
-        adapter.decode(line)
+        adapter.decode(orjson.loads(line))
         async for line in adapter.results(BatchRef(batch_id, file_id), snapshot)
     ]
     assert [r.text for r in results] == ["The capital of France is Paris."] * 3

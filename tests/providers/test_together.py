@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import together
 from starlette.responses import JSONResponse, Response
@@ -84,7 +85,7 @@ async def submit(adapter: Any, chunk: Path) -> BatchRef:
 async def decoded(adapter: Any, ref: BatchRef, snapshot: BatchSnapshot) -> dict[str, Any]:
     return {
         result.custom_id: result
-        async for result in (adapter.decode(line) async for line in adapter.results(ref, snapshot))
+        async for result in (adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot))
     }
 
 
@@ -497,7 +498,7 @@ async def test_output_order_does_not_follow_the_input(emulator: Emulator, tmp_pa
     adapter = create_provider("together")
     ref = await submit(adapter, write_chunk(tmp_path, 10, tag="ord"))
     snapshot = await until_terminal(adapter, ref)
-    order = [line["custom_id"] async for line in adapter.results(ref, snapshot)]
+    order = [orjson.loads(line)["custom_id"] async for line in adapter.results(ref, snapshot)]
     assert sorted(order) == sorted(f"ord{i}" for i in range(10)) and order != sorted(order)
     await adapter.aclose()
 
