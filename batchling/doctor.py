@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from batchling.errors import AmbiguousBatchError
 from batchling.models import TERMINAL_STATUSES, RawRequest, Status
 from batchling.providers import registry
 from batchling.providers.base import BatchRef, BatchSnapshot, CreateHint, Provider
@@ -418,10 +419,19 @@ class LiveCheck:
         hint = CreateHint(
             input_file_id=file_id, request_count=len(lines), created_after=created_after
         )
-        found = await provider.find_batch(metadata, hint)
+        notes: list[str] = []
+        try:
+            found = await provider.find_batch(metadata, hint)
+        except AmbiguousBatchError as error:
+            # Providers without metadata (Anthropic) are matched by size and age: other batches
+            # of two requests made in the same minute look alike. Listed is what this step checks.
+            if batch_id not in error.candidates:
+                raise
+            found = batch_id
+            notes.append(f"{len(error.candidates)} batches alike in size and age were listed")
         if found != batch_id:
             raise Surprise(f"listing batches found {found!r}, not {batch_id!r}")
-        self.end(found, "the batch just created")
+        self.end(found, "the batch just created", notes=notes)
 
         self.begin("download")
         raw_lines = [json.loads(line) async for line in provider.results(ref, snapshot)]

@@ -218,7 +218,10 @@ class RawRequest(GenerationParams):
                     messages is not None
                     and (request_id is None or (type(request_id) is str and request_id.strip()))
                     and (system is None or type(system) is str)
-                    and (max_tokens is None or (type(max_tokens) is int and 0 < max_tokens <= INT32_MAX))
+                    and (
+                        max_tokens is None
+                        or (type(max_tokens) is int and 0 < max_tokens <= INT32_MAX)
+                    )
                 ):
                     values = {**_REQUEST_DEFAULTS, **data}
                     values["messages"] = messages

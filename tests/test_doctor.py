@@ -380,3 +380,30 @@ async def test_an_interrupted_live_check_cancels_its_batch(keyed: Emulator) -> N
     with pytest.raises(asyncio.CancelledError):
         await check
     assert keyed.state.batches[batch_id].cancel_requested_at is not None
+
+
+def test_live_list_step_accepts_batches_alike_in_size_and_age_beside_its_own(
+    keyed: Emulator,
+) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic()
+    for n in range(2):
+        client.messages.batches.create(
+            requests=[
+                {
+                    "custom_id": f"alike-{n}-{i}",
+                    "params": {
+                        "model": "claude-haiku-4-5",
+                        "max_tokens": 8,
+                        "messages": [{"role": "user", "content": "hi"}],
+                    },
+                }
+                for i in range(2)
+            ]
+        )
+    result = live("--yes", "anthropic")
+    assert result.exit_code == 0, result.output
+    assert "- list [ok" in result.output
+    assert "batches alike in size and age were listed" in result.output
+    assert_no_secret(result.output)
