@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.data import ENDPOINT, MODEL, openai_line, raw_request
+from benchmarks.plain_script import (
+    POLL_INTERVAL,
+    TERMINAL,
+    upload_and_submit,
+    write_batch_files,
+)
 from benchmarks.user_paths import cli_path, plain_openai, python_path
-
-POLL_INTERVAL = 0.05
-TERMINAL = {"completed", "failed", "expired", "cancelled"}
-MAX_REQUESTS_PER_BATCH = 50_000
 
 
 def phase_timer() -> tuple[dict[str, float], Callable[[str], None]]:
@@ -82,29 +84,9 @@ def baseline_openai(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
 
     phases, phase = phase_timer()
     client = OpenAI()
-    paths: list[Path] = []
-    with raw_path.open("rb") as source:
-        sink = None
-        for index, line in enumerate(source):
-            if index % MAX_REQUESTS_PER_BATCH == 0:
-                if sink is not None:
-                    sink.close()
-                paths.append(workdir / f"baseline-batch-{len(paths)}.jsonl")
-                sink = paths[-1].open("w", encoding="utf-8")
-            assert sink is not None
-            sink.write(json.dumps(openai_line(json.loads(line))) + "\n")
-        if sink is not None:
-            sink.close()
+    paths = write_batch_files(raw_path, workdir, "baseline")
     phase("write")
-    batches = []
-    for path in paths:
-        with path.open("rb") as handle:
-            uploaded = client.files.create(file=handle, purpose="batch")
-        batches.append(
-            client.batches.create(
-                input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h"
-            )
-        )
+    batches = upload_and_submit(client, paths)
     phase("upload+create")
     results = []
     for batch in batches:

@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.child import vm_hwm_mb
-from benchmarks.data import COUNTRIES, ENDPOINT, MODEL, openai_line
-
-POLL_INTERVAL = 0.05
-TERMINAL = {"completed", "failed", "expired", "cancelled"}
-MAX_REQUESTS_PER_BATCH = 50_000
+from benchmarks.data import COUNTRIES, ENDPOINT, MODEL
+from benchmarks.plain_script import (
+    POLL_INTERVAL,
+    TERMINAL,
+    upload_and_submit,
+    write_batch_files,
+)
 
 
 def reset_peak() -> None:
@@ -99,29 +101,9 @@ def plain_openai(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
     phase = meter.phase
     client = OpenAI()
     phase("import+client")
-    paths: list[Path] = []
-    with raw_path.open("rb") as source:
-        sink = None
-        for index, line in enumerate(source):
-            if index % MAX_REQUESTS_PER_BATCH == 0:
-                if sink is not None:
-                    sink.close()
-                paths.append(workdir / f"plain-batch-{len(paths)}.jsonl")
-                sink = paths[-1].open("w", encoding="utf-8")
-            assert sink is not None
-            sink.write(json.dumps(openai_line(json.loads(line))) + "\n")
-        if sink is not None:
-            sink.close()
+    paths = write_batch_files(raw_path, workdir, "plain")
     phase("write")
-    batches = []
-    for path in paths:
-        with path.open("rb") as handle:
-            uploaded = client.files.create(file=handle, purpose="batch")
-        batches.append(
-            client.batches.create(
-                input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h"
-            )
-        )
+    batches = upload_and_submit(client, paths)
     phase("upload+create")
     answers: dict[str, str | None] = {}
     for batch in batches:
