@@ -122,10 +122,11 @@ def _database_problem(ctx: click.Context, error: Exception) -> StoreError | None
 
     if not isinstance(error, sqlite3.Error):
         return None
-    from batchling.home import default_db_path
+    from batchling.repository import database_target
     from batchling.store import database_error
 
-    return database_error(error, (ctx.obj or {}).get("db_path") or default_db_path())
+    target = database_target((ctx.obj or {}).get("db_path"))
+    return database_error(error, target) if isinstance(target, Path) else None
 
 
 def _checked(
@@ -188,14 +189,14 @@ class CheckedInt(click.IntRange):
 @click.option(
     "--db",
     "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
     envvar="BATCHLING_DB",
-    help="SQLite database file (default: $BATCHLING_HOME/batchling.db or the user data dir).",
+    help="SQLite database file or sqlite:///PATH, or a postgresql://USER@HOST/DATABASE URL "
+    "(default: $BATCHLING_HOME/batchling.db or the user data dir).",
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.version_option(package_name="batchling")
 @click.pass_context
-def cli(ctx: click.Context, db_path: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, db_path: str | None, debug: bool) -> None:
     """batchling: one client for the Batch APIs of OpenAI, Anthropic, Gemini, Groq, Mistral and Together AI.
 
     The options below may also follow the command (batchling list --db x.db).

@@ -37,7 +37,7 @@ from batchling.errors import (
     ProviderError,
     StudyNotFoundError,
 )
-from batchling.home import default_db_path, experiment_dir
+from batchling.home import experiment_dir
 from batchling.inputs import (
     SourcedRequest,
     assign_custom_ids,
@@ -72,6 +72,7 @@ from batchling.providers import client_settings, registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
 from batchling.providers.text_input import check_embedding_options
 from batchling.records import ResultRecord, record_of
+from batchling.repository import Repository, database_target, open_repository
 from batchling.result_sequence import ResultSequence
 from batchling.results_file import (
     ChunkLines,
@@ -79,7 +80,7 @@ from batchling.results_file import (
     part_path,
     remove_parts,
 )
-from batchling.store import Store, utcnow
+from batchling.store import utcnow
 from batchling.structured import ResponseFormat, parse_output, response_format_from
 
 if TYPE_CHECKING:
@@ -158,13 +159,14 @@ class AsyncExperimentManager:
     """Create, start, track and collect experiments. Use as `async with AsyncExperimentManager():`."""
 
     def __init__(self, db_path: str | Path | None = None) -> None:
-        self.db_path = Path(db_path).expanduser() if db_path else default_db_path()
+        # A SQLite file (Path) or a PostgreSQL URL (str): see repository.database_target.
+        self.db_path = database_target(db_path)
         # Called as uploads (bytes) and downloads (results) progress; see batchling.progress.
         self.on_transfer: TransferCallback | None = None
         # The cyclic GC pauses while results download (~20% less CPU), for the whole process:
         # set False where other work must keep collecting meanwhile (a web app, say).
         self.pause_gc_during_downloads = True
-        self._store: Store | None = None
+        self._store: Repository | None = None
         self._providers: dict[tuple[str, str | None], Provider] = {}
         # Response-format classes given at create through this manager, by experiment name.
         self._response_models: dict[str, type[BaseModel]] = {}
@@ -176,10 +178,10 @@ class AsyncExperimentManager:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def store(self) -> Store:
+    async def store(self) -> Repository:
         if self._store is None:
             # Read-only until the first write: reading commands work on a read-only or busy file.
-            self._store = await Store.open_for_reading(self.db_path)
+            self._store = await open_repository(self.db_path)
         return self._store
 
     async def aclose(self) -> None:
@@ -970,12 +972,7 @@ class AsyncExperimentManager:
         store = await self.store()
         experiment = await self.download_results(experiment_name)
         convert = await self._parsed_converter(experiment_name, response_model)
-        results = ResultSequence(
-            store.path,
-            await store._experiment_id(experiment_name),
-            await store.count_results(experiment),
-            convert,
-        )
+        results = await store.result_sequence(experiment, convert)
         if convert is not None and results:
             # Reading the first page converts it: a class that does not fit fails here, not
             # at some later read.
@@ -1692,7 +1689,7 @@ def _closed(writer: ChunkWriter) -> Iterator[BatchRecord]:
 
 
 async def _output_policy(
-    store: Store, experiment_name: str, paths: Iterable[Path], overwrite: bool = False
+    store: Repository, experiment_name: str, paths: Iterable[Path], overwrite: bool = False
 ) -> OutputPolicy:
     """What the experiment may write among `paths` and the files beside them."""
     claims = await store.file_claims(path.parent for path in paths)

@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Protocol, overload
 
 from batchling.models import Result
 from batchling.records import ResultRecord, result_of_record
@@ -22,6 +22,32 @@ _FROM = (
 )
 
 
+class RowReader(Protocol):
+    """Runs a read (SQLite's `?` placeholders) in the calling thread; closes its connection."""
+
+    def query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteRows:
+    def __init__(self, db_path: Path) -> None:
+        self._db_path = db_path.resolve()
+        self._connection: sqlite3.Connection | None = None
+
+    def query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        if self._connection is None:
+            # Reads only: a sequence made in a worker thread (Jupyter's loop) is read in the
+            # user's.
+            self._connection = sqlite3.connect(self._db_path, check_same_thread=False)
+        return self._connection.execute(sql, parameters).fetchall()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
 class ResultSequence(Sequence[Result]):
     """An experiment's results in request order: `len`, indexing, slicing and iteration, each
     reading from the database what it needs (its own connection, reading only, in the calling
@@ -30,17 +56,16 @@ class ResultSequence(Sequence[Result]):
 
     def __init__(
         self,
-        db_path: Path,
+        source: Path | RowReader,
         experiment_id: int,
         length: int,
         convert: Callable[[Result], Result] | None = None,
     ) -> None:
-        self._db_path = db_path.resolve()
+        self._reader = SqliteRows(source) if isinstance(source, Path) else source
         self._dense: bool | None = None
         self._experiment_id = experiment_id
         self._length = length
         self._convert = convert
-        self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._page: tuple[int, list[Result]] = (-1, [])
 
@@ -104,9 +129,7 @@ class ResultSequence(Sequence[Result]):
     def close(self) -> None:
         """Close the connection now (it closes itself when the sequence is collected)."""
         with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+            self._reader.close()
 
     def _page_rows(self, page: int) -> list[Result]:
         if self._dense is None:
@@ -140,8 +163,4 @@ class ResultSequence(Sequence[Result]):
 
     def _query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
         with self._lock:
-            if self._connection is None:
-                # Reads only, under the lock: a sequence made in a worker thread (Jupyter's
-                # loop) is read in the user's.
-                self._connection = sqlite3.connect(self._db_path, check_same_thread=False)
-            return self._connection.execute(sql, parameters).fetchall()
+            return self._reader.query(sql, parameters)

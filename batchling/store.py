@@ -38,6 +38,7 @@ from batchling.models import (
 )
 from batchling.owned_files import Claim, owned_elsewhere
 from batchling.records import ResultRecord, record_line, record_of, result_of_record
+from batchling.result_sequence import ResultSequence
 
 INSERT_BATCH_SIZE = 10_000
 INSERT_BATCH_BYTES = 8 * 1024 * 1024
@@ -387,6 +388,10 @@ class Store:
             await db.close()
         self._retired.clear()
         await self.db.close()
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
 
     async def __aenter__(self) -> Store:
         return self
@@ -968,6 +973,16 @@ class Store:
         ) as cursor:
             async for row in cursor:
                 yield result_of_record(ResultRecord._make(row))
+
+    async def result_sequence(
+        self, experiment: Experiment, convert: Callable[[Result], Result] | None
+    ) -> ResultSequence:
+        return ResultSequence(
+            self.path,
+            await self._experiment_id(experiment.name),
+            await self.count_results(experiment),
+            convert,
+        )
 
     async def iter_result_lines(self, experiment: Experiment) -> AsyncIterator[bytes]:
         """The results file's lines (each Result's JSON without `raw`), in request order, built
