@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from batchling.emulator import Emulator, EmulatorConfig
+from tests.postgres import Cluster, postgres_cluster, postgres_url  # noqa: F401  (fixtures)
 
 KEY_VARIABLES = (
     "OPENAI_API_KEY",
@@ -59,3 +60,12 @@ def emulator(emulator_server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 def env_without(*names: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in names}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Each engine in turn: a SQLite file, then a new PostgreSQL database (see tests/postgres.py)."""
+    if request.param == "sqlite":
+        return tmp_path / "db.sqlite"
+    cluster: Cluster = request.getfixturevalue("postgres_cluster")
+    return await cluster.new_database()
