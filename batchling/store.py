@@ -687,37 +687,13 @@ class Store:
         """InvalidStateError when deleting the record would orphan work at the provider: a live
         start, a batch still running (billed), a creation that may have made a batch."""
         async with self.db.execute(
-            "SELECT e.status, e.start_owner, "
-            "(SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id AND b.batch_id IS NULL "
-            " AND b.step = 'creating'), "
-            "(SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id "
-            f" AND b.batch_id IS NOT NULL AND b.status NOT IN ({_TERMINAL_MARKS})) "
-            "FROM experiments e WHERE e.name = ?",
+            DELETABLE_SQL.format(terminal=_TERMINAL_MARKS, name="?"),
             (*_TERMINAL_VALUES, name),
         ) as cursor:
             row = await cursor.fetchone()
         if row is None:
             raise ExperimentNotFoundError(name)
-        status, owner, creating, running = row[0], row[1], int(row[2]), int(row[3])
-        if status == Status.SUBMITTING.value and owner is not None and is_owner_alive(owner):
-            raise InvalidStateError(
-                f"Experiment '{name}' is being started by another process ({owner}) right now: "
-                f"nothing was deleted. Let the start finish, cancel it ('batchling cancel {name}'), "
-                "then delete it."
-            )
-        if creating:
-            raise InvalidStateError(
-                f"Experiment '{name}' has a batch whose creation was interrupted and may exist at "
-                f"the provider: nothing was deleted. Run 'batchling start {name}' to find it, "
-                f"cancel it ('batchling cancel {name}'), then delete it."
-            )
-        if running:
-            raise InvalidStateError(
-                f"Experiment '{name}' has {running} batch{'es' if running > 1 else ''} still "
-                f"running at the provider, which would go on being billed: nothing was deleted. "
-                f"Cancel first ('batchling cancel {name}', then 'batchling wait {name}'), then "
-                "delete it."
-            )
+        check_deletable_row(name, tuple(row), is_owner_alive)
 
     # requests and batches
 
@@ -1039,6 +1015,44 @@ class Store:
         ) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
+
+
+DELETABLE_SQL = (
+    "SELECT e.status, e.start_owner, "
+    "(SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id AND b.batch_id IS NULL "
+    " AND b.step = 'creating'), "
+    "(SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id "
+    " AND b.batch_id IS NOT NULL AND b.status NOT IN ({terminal})) "
+    "FROM experiments e WHERE e.name = {name}"
+)
+"""What check_deletable_row judges; each engine fills in its placeholders."""
+
+
+def check_deletable_row(
+    name: str, row: tuple[Any, ...], is_owner_alive: Callable[[str], bool]
+) -> None:
+    """InvalidStateError when an experiment's DELETABLE_SQL row (status, start owner, batches
+    being created, batches running) says deleting it would orphan work at the provider."""
+    status, owner, creating, running = row[0], row[1], int(row[2]), int(row[3])
+    if status == Status.SUBMITTING.value and owner is not None and is_owner_alive(owner):
+        raise InvalidStateError(
+            f"Experiment '{name}' is being started by another process ({owner}) right now: "
+            f"nothing was deleted. Let the start finish, cancel it ('batchling cancel {name}'), "
+            "then delete it."
+        )
+    if creating:
+        raise InvalidStateError(
+            f"Experiment '{name}' has a batch whose creation was interrupted and may exist at "
+            f"the provider: nothing was deleted. Run 'batchling start {name}' to find it, "
+            f"cancel it ('batchling cancel {name}'), then delete it."
+        )
+    if running:
+        raise InvalidStateError(
+            f"Experiment '{name}' has {running} batch{'es' if running > 1 else ''} still "
+            f"running at the provider, which would go on being billed: nothing was deleted. "
+            f"Cancel first ('batchling cancel {name}', then 'batchling wait {name}'), then "
+            "delete it."
+        )
 
 
 def _column_value(value: Any) -> Any:
