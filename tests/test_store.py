@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+import socket
 import stat
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
 
 from batchling.errors import StoreError
 from batchling.migrations import MIGRATIONS
+from batchling.migrations_postgres import MIGRATIONS_SQL
+from batchling.repository import Repository
 from batchling.store import Store
+from batchling.store_postgres import PostgresStore
 
 
 async def test_migrations_apply_to_an_empty_file_and_are_recorded(tmp_path: Path) -> None:
@@ -47,3 +52,69 @@ async def test_corrupt_database_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(StoreError, match="not a usable batchling database"):
         await Store.open(path)
+
+
+async def open_store(target: Path | str) -> Repository:
+    """A store opened for writing on either engine."""
+    if isinstance(target, Path):
+        return await Store.open(target)
+    return await PostgresStore.open(target)
+
+
+async def test_reopening_applies_nothing_twice_on_either_engine(database: Path | str) -> None:
+    await (await open_store(database)).close()
+    store = await open_store(database)
+    assert await store.migrate() == []
+    await store.close()
+
+
+async def connect(url: str) -> Any:
+    import asyncpg  # the postgres_url fixture made sure it is there
+
+    return await asyncpg.connect(url)
+
+
+def test_both_engines_number_the_same_migrations() -> None:
+    assert [name for name, _ in MIGRATIONS_SQL] == [name for name, _ in MIGRATIONS]
+
+
+async def test_postgres_migrations_are_recorded(postgres_url: str) -> None:
+    await (await PostgresStore.open(postgres_url)).close()
+    connection = await connect(postgres_url)
+    try:
+        names = [r[0] for r in await connection.fetch("SELECT name FROM migrations ORDER BY name")]
+    finally:
+        await connection.close()
+    assert names == [name for name, _ in MIGRATIONS]
+
+
+async def test_a_newer_postgres_database_is_a_clear_error(postgres_url: str) -> None:
+    await (await PostgresStore.open(postgres_url)).close()
+    connection = await connect(postgres_url)
+    await connection.execute("INSERT INTO migrations VALUES ('m999_from_the_future', 'now')")
+    await connection.close()
+    with pytest.raises(StoreError, match=r"newer batchling .* upgrade batchling"):
+        await PostgresStore.open(postgres_url)
+
+
+async def test_another_applications_postgres_database_is_left_alone(postgres_url: str) -> None:
+    connection = await connect(postgres_url)
+    await connection.execute("CREATE TABLE invoices (id int)")
+    await connection.close()
+    with pytest.raises(StoreError, match=r"another application's tables \(invoices\)"):
+        await PostgresStore.open(postgres_url)
+    connection = await connect(postgres_url)
+    tables = await connection.fetch(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    )
+    await connection.close()
+    assert [row[0] for row in tables] == ["invoices"]
+
+
+async def test_an_unreachable_postgres_server_is_one_line_without_the_password() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(StoreError, match="Cannot connect to the PostgreSQL database") as raised:
+        await PostgresStore.open(f"postgresql://alice:s3cret@127.0.0.1:{port}/team")
+    assert "s3cret" not in str(raised.value) and "\n" not in str(raised.value)
