@@ -4,6 +4,8 @@ removed when stopped."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import glob
 import os
@@ -160,3 +162,30 @@ def postgres_cluster() -> Iterator[Cluster]:
 async def postgres_url(postgres_cluster: Cluster) -> str:
     """A new, empty database on the session's cluster."""
     return await postgres_cluster.new_database()
+
+
+def count_rows(url: str, tables: tuple[str, ...]) -> dict[str, int]:
+    """Rows in each table, read synchronously (from a thread: the caller's loop may be running)."""
+    import asyncpg
+
+    async def count() -> dict[str, int]:
+        connection = await asyncpg.connect(url)
+        try:
+            names = {
+                row[0]
+                for row in await connection.fetch(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema()"
+                )
+            }
+            return {
+                table: int(await connection.fetchval(f"SELECT COUNT(*) FROM {table}"))
+                if table in names
+                else 0
+                for table in tables
+            }
+        finally:
+            await connection.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, count()).result()

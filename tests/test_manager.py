@@ -17,20 +17,26 @@ from batchling.errors import (
     MissingApiKeyError,
 )
 from tests.helpers import question, read_jsonl, request_dicts, write_jsonl
+from tests.postgres import count_rows
 
 
 @pytest.fixture
-async def manager(tmp_path: Path):  # type: ignore[no-untyped-def]
-    async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
+async def manager(database: Path | str):  # type: ignore[no-untyped-def]
+    """On each engine: SQLite, then PostgreSQL (see the `database` fixture)."""
+    async with AsyncExperimentManager(database) as manager:
         yield manager
 
 
-def db_counts(path: Path) -> dict[str, int]:
+def db_counts(path: Path | str) -> dict[str, int]:
     tables = ("experiments", "requests", "batches", "results")
+    if isinstance(path, str):
+        return count_rows(path, tables)
     if not path.exists():
         return dict.fromkeys(tables, 0)  # created at the first write only
     with sqlite3.connect(path) as db:
-        return {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in tables}
+        return {
+            table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in tables
+        }
 
 
 @pytest.mark.parametrize("count", [3, 2000])
