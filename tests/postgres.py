@@ -12,11 +12,13 @@ import os
 import pwd
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,3 +191,23 @@ def count_rows(url: str, tables: tuple[str, ...]) -> dict[str, int]:
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, count()).result()
+
+
+def fetch_rows(target: Path | str, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
+    """A query (SQLite's `?` placeholders) on either engine's database, read synchronously."""
+    if isinstance(target, Path):
+        with contextlib.closing(sqlite3.connect(target)) as db:
+            return db.execute(sql, parameters).fetchall()
+    import asyncpg
+
+    from batchling.store_postgres import numbered
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        connection = await asyncpg.connect(target)
+        try:
+            return [tuple(row) for row in await connection.fetch(numbered(sql), *parameters)]
+        finally:
+            await connection.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, fetch()).result()
