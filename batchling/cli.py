@@ -922,6 +922,49 @@ def update(
     _show_experiment(manager, name)
 
 
+@cli.group()
+def db() -> None:
+    """Move records between databases."""
+
+
+@db.command(name="copy")
+@click.option(
+    "--from", "source", required=True, help="The SQLite database: a path or sqlite:///PATH."
+)
+@click.option("--to", "target", required=True, help="The PostgreSQL database: postgresql://...")
+def db_copy(source: str, target: str) -> None:
+    """Copy every experiment of a local database into a team database.
+
+    Each experiment goes in one transaction with its counts checked: run it again after an
+    interruption to resume, or later to bring changed experiments up to date."""
+    from batchling.db_copy import copy_database
+    from batchling.errors import StoreError
+    from batchling.repository import database_target, shown_target
+    from batchling.sync import run_sync
+
+    source_path, target_url = database_target(source), database_target(target)
+    if not isinstance(source_path, Path):
+        raise StoreError(
+            f"--from must be a SQLite database (a path or sqlite:///PATH), not {shown_target(source_path)}."
+        )
+    if not isinstance(target_url, str):
+        raise StoreError(f"--to must be a postgresql:// URL, not the file {target_url}.")
+    report = run_sync(copy_database(source_path, target_url))
+    rows = ", ".join(f"{count:,} {table}" for table, count in report.rows.items())
+    click.echo(
+        f"Copied {len(report.copied)} experiment(s) ({rows}; counts checked); "
+        f"{len(report.unchanged)} already there unchanged."
+    )
+    for name in report.newer_there:
+        click.echo(f"Kept '{name}' as it is there: it changed there after this copy was made.")
+    if report.conflicts:
+        raise StoreError(
+            f"{len(report.conflicts)} experiment name(s) are taken there by other experiments "
+            f"({', '.join(report.conflicts[:10])}): they were not copied, nothing there "
+            "changed. Copy them into another database, or delete the ones there first."
+        )
+
+
 @cli.command()
 def providers() -> None:
     """The supported providers, their endpoints, variables and limits."""
