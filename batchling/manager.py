@@ -54,6 +54,7 @@ from batchling.models import (
     Result,
     ResultError,
     Status,
+    SubmitStep,
 )
 from batchling.owned_files import OutputPolicy, output_path, writing
 from batchling.pricing import (
@@ -81,6 +82,7 @@ from batchling.results_file import (
 )
 from batchling.store import Store, utcnow
 from batchling.structured import ResponseFormat, parse_output, response_format_from
+from batchling.updates import UNSET, BatchUpdate, ExperimentUpdate
 
 if TYPE_CHECKING:
     # Imported where used: `batchling list` and `status` need none of them.
@@ -444,7 +446,7 @@ class AsyncExperimentManager:
                 response_format=await self.response_format(experiment_name),
             )
             await store.replace_batches(experiment, chunks, chunk_of)
-        return await store.update_experiment(experiment_name, **fields)
+        return await store.update_experiment(experiment_name, ExperimentUpdate(**fields))
 
     async def delete_experiment(self, experiment_name: str, *, remote: bool = False) -> None:
         """Forget the experiment locally; with remote=True also delete its files at the provider.
@@ -537,13 +539,15 @@ class AsyncExperimentManager:
             upload.start()
             for batch in to_submit:
                 await self._submit_batch(experiment, provider, batch, metadata_base, adopt)
-                adopt = None if batch.step == "creating" else adopt
+                adopt = None if batch.step == SubmitStep.CREATING else adopt
                 upload.advance(batch.bytes)
         except BaseException:
             # Stays 'submitting' with its progress recorded; released so a rerun can resume it.
-            await store.update_experiment(experiment_name, start_owner=None)
+            await store.update_experiment(experiment_name, ExperimentUpdate(start_owner=None))
             raise
-        await store.update_experiment(experiment_name, status=Status.VALIDATING, start_owner=None)
+        await store.update_experiment(
+            experiment_name, ExperimentUpdate(status=Status.VALIDATING, start_owner=None)
+        )
         try:
             return await self.refresh(experiment_name)
         except ProviderError:
@@ -554,7 +558,7 @@ class AsyncExperimentManager:
         self, experiment: Experiment, to_submit: list[BatchRecord], adopt: str
     ) -> None:
         store = await self.store()
-        if not any(b.step == "creating" for b in to_submit):
+        if not any(b.step == SubmitStep.CREATING for b in to_submit):
             raise InvalidStateError(
                 f"Experiment '{experiment.name}' has no batch whose creation was interrupted: "
                 "there is nothing to adopt. Run the command again without --adopt."
@@ -578,9 +582,9 @@ class AsyncExperimentManager:
         store = await self.store()
         metadata = {**metadata_base, "batchling_chunk": str(batch.chunk)}
         file_id = batch.file_id
-        if file_id is None and batch.step != "creating":
+        if file_id is None and batch.step != SubmitStep.CREATING:
             name = resume.upload_name(experiment, batch)
-            if batch.step == "uploading" and batch.updated_at is not None:
+            if batch.step == SubmitStep.UPLOADING and batch.updated_at is not None:
                 # A previous run may have uploaded the file and died before recording its id.
                 file_id = await self._call(
                     experiment,
@@ -591,14 +595,18 @@ class AsyncExperimentManager:
                 )
             if file_id is None:
                 await store.update_batch(
-                    experiment, batch.chunk, step="uploading", status=Status.SUBMITTING
+                    experiment,
+                    batch.chunk,
+                    BatchUpdate(step=SubmitStep.UPLOADING, status=Status.SUBMITTING),
                 )
                 file_id = await self._call(
                     experiment, "upload", provider.upload(batch.path, name=name)
                 )
-            await store.update_batch(experiment, batch.chunk, step="uploaded", file_id=file_id)
+            await store.update_batch(
+                experiment, batch.chunk, BatchUpdate(step=SubmitStep.UPLOADED, file_id=file_id)
+            )
         batch_id = None
-        if batch.step == "creating":
+        if batch.step == SubmitStep.CREATING:
             # A previous run may have created the batch and died before recording its id.
             batch_id = adopt or await self._find_created_batch(
                 experiment, provider, batch, file_id, metadata
@@ -608,10 +616,12 @@ class AsyncExperimentManager:
         await store.update_batch(
             experiment,
             batch.chunk,
-            step="submitted",
-            batch_id=batch_id,
-            status=Status.VALIDATING,
-            submitted_at=utcnow(),
+            BatchUpdate(
+                step=SubmitStep.SUBMITTED,
+                batch_id=batch_id,
+                status=Status.VALIDATING,
+                submitted_at=utcnow(),
+            ),
         )
 
     async def _create_batch(
@@ -628,7 +638,7 @@ class AsyncExperimentManager:
         attempts = client_settings.max_retries() + 1
         for attempt in range(1, attempts + 1):
             started = utcnow()
-            await store.update_batch(experiment, batch.chunk, step="creating")
+            await store.update_batch(experiment, batch.chunk, BatchUpdate(step=SubmitStep.CREATING))
             try:
                 return await self._call(
                     experiment,
@@ -648,9 +658,8 @@ class AsyncExperimentManager:
                         await asyncio.sleep(resume.retry_delay(cause, attempt))
                         continue
                     # The provider answered no: there is no orphan batch for a rerun to look for.
-                    await store.update_batch(
-                        experiment, batch.chunk, step="uploaded" if file_id else "pending"
-                    )
+                    step = SubmitStep.UPLOADED if file_id else SubmitStep.PENDING
+                    await store.update_batch(experiment, batch.chunk, BatchUpdate(step=step))
                     raise
                 if attempt == attempts:
                     raise  # left 'creating': a rerun looks for it first
@@ -718,13 +727,15 @@ class AsyncExperimentManager:
                 await store.update_batch(
                     experiment,
                     batch.chunk,
-                    status=snapshot.status,
-                    provider_status=snapshot.provider_status,
-                    completed=snapshot.counts.completed,
-                    failed=snapshot.counts.failed,
-                    output_file_id=snapshot.output_file_id,
-                    error_file_id=snapshot.error_file_id,
-                    errors=snapshot.errors,
+                    BatchUpdate(
+                        status=snapshot.status,
+                        provider_status=snapshot.provider_status,
+                        completed=snapshot.counts.completed,
+                        failed=snapshot.counts.failed,
+                        output_file_id=snapshot.output_file_id,
+                        error_file_id=snapshot.error_file_id,
+                        errors=snapshot.errors,
+                    ),
                 )
             batches = await store.list_batches(experiment)
         if experiment.status in (Status.CREATED, Status.SUBMITTING) and not pending:
@@ -736,21 +747,21 @@ class AsyncExperimentManager:
         kept_ok, kept_failed = (
             await store.count_outcomes_in_chunks(experiment, settled) if settled else (0, 0)
         )
-        fields: dict[str, Any] = {
-            "status": status,
-            "provider_status": ", ".join(
+        errors = [e for b in current for e in b.errors]
+        update = ExperimentUpdate(
+            status=status,
+            provider_status=", ".join(
                 sorted({b.provider_status for b in current if b.provider_status})
             )
             or None,
-            "completed": kept_ok + sum(_reported(b)[0] for b in batches if not b.results_stored),
-            "failed": kept_failed + sum(_reported(b)[1] for b in batches if not b.results_stored),
-        }
-        errors = [e for b in current for e in b.errors]
-        if errors:
-            fields["error"] = "; ".join(errors[:5])
-        if status.is_terminal and experiment.completed_at is None:
-            fields["completed_at"] = utcnow()
-        return await store.update_experiment(experiment_name, **fields)
+            completed=kept_ok + sum(_reported(b)[0] for b in batches if not b.results_stored),
+            failed=kept_failed + sum(_reported(b)[1] for b in batches if not b.results_stored),
+            error="; ".join(errors[:5]) if errors else UNSET,
+            completed_at=utcnow()
+            if status.is_terminal and experiment.completed_at is None
+            else UNSET,
+        )
+        return await store.update_experiment(experiment_name, update)
 
     async def _poll(
         self, experiment: Experiment, provider: Provider, batch: BatchRecord
@@ -847,7 +858,7 @@ class AsyncExperimentManager:
             )
         if experiment.status == Status.CREATED:
             return await store.update_experiment(
-                experiment_name, status=Status.CANCELLED, completed_at=utcnow()
+                experiment_name, ExperimentUpdate(status=Status.CANCELLED, completed_at=utcnow())
             )
         provider = self._provider(experiment)
         for batch in await store.list_batches(experiment):
@@ -1062,7 +1073,7 @@ class AsyncExperimentManager:
                 # The stored results are the truth; some providers report only rough counts.
                 succeeded, unsuccessful = await store.count_outcomes(experiment)
                 experiment = await store.update_experiment(
-                    experiment_name, completed=succeeded, failed=unsuccessful
+                    experiment_name, ExperimentUpdate(completed=succeeded, failed=unsuccessful)
                 )
                 await self._write_results_file(experiment, parts)
             finally:
@@ -1160,8 +1171,9 @@ class AsyncExperimentManager:
         await store.update_batch(
             experiment,
             batch.chunk,
-            results_stored=1,
-            warnings=intake.warnings if intake is not None else [],
+            BatchUpdate(
+                results_stored=True, warnings=intake.warnings if intake is not None else []
+            ),
         )
 
     async def _write_results_file(
