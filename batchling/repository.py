@@ -13,6 +13,7 @@ from batchling.errors import StoreError
 from batchling.models import BatchRecord, Experiment, RawRequest, Result, Usage
 from batchling.owned_files import Claim
 from batchling.records import ResultRecord
+from batchling.updates import BatchUpdate, ExperimentUpdate
 
 if TYPE_CHECKING:
     from batchling.result_sequence import ResultSequence
@@ -109,7 +110,7 @@ class Repository(Protocol):
 
     async def list_study(self, study: str) -> list[Experiment]: ...
 
-    async def update_experiment(self, name: str, **fields: Any) -> Experiment: ...
+    async def update_experiment(self, name: str, update: ExperimentUpdate) -> Experiment: ...
 
     async def claim_start(self, name: str, owner: str, is_owner_alive: Any) -> bool: ...
 
@@ -156,7 +157,9 @@ class Repository(Protocol):
 
     async def recorded_batch_ids(self, provider: str) -> frozenset[str]: ...
 
-    async def update_batch(self, experiment: Experiment, chunk: int, **fields: Any) -> None: ...
+    async def update_batch(
+        self, experiment: Experiment, chunk: int, update: BatchUpdate
+    ) -> None: ...
 
     # owned files
 

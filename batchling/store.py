@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import json
 import os
@@ -39,6 +40,7 @@ from batchling.models import (
 from batchling.owned_files import Claim, owned_elsewhere
 from batchling.records import ResultRecord, record_line, record_of, result_of_record
 from batchling.result_sequence import ResultSequence
+from batchling.updates import BatchUpdate, ExperimentUpdate
 
 INSERT_BATCH_SIZE = 10_000
 INSERT_BATCH_BYTES = 8 * 1024 * 1024
@@ -641,8 +643,8 @@ class Store:
             return [_experiment(row) for row in await cursor.fetchall()]
 
     @_serialized
-    async def update_experiment(self, name: str, **fields: Any) -> Experiment:
-        columns = {k: _column_value(v) for k, v in fields.items()}
+    async def update_experiment(self, name: str, update: ExperimentUpdate) -> Experiment:
+        columns = {k: _column_value(v) for k, v in update.given().items()}
         columns["updated_at"] = _ts(utcnow())
         assignments = ", ".join(f"{column} = ?" for column in columns)
         cursor = await self.db.execute(
@@ -848,8 +850,8 @@ class Store:
             return frozenset(row[0] for row in await cursor.fetchall())
 
     @_serialized
-    async def update_batch(self, experiment: Experiment, chunk: int, **fields: Any) -> None:
-        columns = {k: _column_value(v) for k, v in fields.items()}
+    async def update_batch(self, experiment: Experiment, chunk: int, update: BatchUpdate) -> None:
+        columns = {k: _column_value(v) for k, v in update.given().items()}
         columns["updated_at"] = _ts(utcnow())
         assignments = ", ".join(f"{column} = ?" for column in columns)
         experiment_id = await self._experiment_id(experiment.name)
@@ -1056,7 +1058,9 @@ def check_deletable_row(
 
 
 def _column_value(value: Any) -> Any:
-    if isinstance(value, Status):
+    if isinstance(value, bool):
+        return int(value)  # stored 0/1 (PostgreSQL's integer columns take no bool)
+    if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime):
         return _ts(value)

@@ -52,6 +52,7 @@ from batchling.store import (
     check_deletable_row,
     utcnow,
 )
+from batchling.updates import BatchUpdate, ExperimentUpdate
 
 if TYPE_CHECKING:
     import asyncpg
@@ -326,8 +327,8 @@ class PostgresStore:
         )
         return [_experiment(row) for row in rows]
 
-    async def update_experiment(self, name: str, **fields: Any) -> Experiment:
-        columns = {k: _column_value(v) for k, v in fields.items()}
+    async def update_experiment(self, name: str, update: ExperimentUpdate) -> Experiment:
+        columns = {k: _column_value(v) for k, v in update.given().items()}
         columns["updated_at"] = _ts(utcnow())
         assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, 1))
         async with self._transaction() as connection:
@@ -498,8 +499,8 @@ class PostgresStore:
         )
         return frozenset(row[0] for row in rows)
 
-    async def update_batch(self, experiment: Experiment, chunk: int, **fields: Any) -> None:
-        columns = {k: _column_value(v) for k, v in fields.items()}
+    async def update_batch(self, experiment: Experiment, chunk: int, update: BatchUpdate) -> None:
+        columns = {k: _column_value(v) for k, v in update.given().items()}
         columns["updated_at"] = _ts(utcnow())
         assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, 1))
         n = len(columns)

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
-from batchling.manager import DEFAULT_POLL_INTERVAL, AsyncExperimentManager, ProgressCallback
+from batchling.core.lifecycle import DEFAULT_POLL_INTERVAL, ProgressCallback
+from batchling.manager import AsyncExperimentManager
 from batchling.models import (
     BatchRecord,
     Experiment,

@@ -8,12 +8,17 @@ from typing import Any
 import aiosqlite
 import pytest
 
+from batchling import AsyncExperimentManager
 from batchling.errors import StoreError
 from batchling.migrations import MIGRATIONS
 from batchling.migrations_postgres import MIGRATIONS_SQL
+from batchling.models import SubmitStep
 from batchling.repository import Repository
 from batchling.store import Store
 from batchling.store_postgres import PostgresStore
+from batchling.updates import BatchUpdate, ExperimentUpdate
+from tests.helpers import request_dicts
+from tests.postgres import fetch_rows
 
 
 async def test_migrations_apply_to_an_empty_file_and_are_recorded(tmp_path: Path) -> None:
@@ -118,3 +123,28 @@ async def test_an_unreachable_postgres_server_is_one_line_without_the_password()
     with pytest.raises(StoreError, match="Cannot connect to the PostgreSQL database") as raised:
         await PostgresStore.open(f"postgresql://alice:s3cret@127.0.0.1:{port}/team")
     assert "s3cret" not in str(raised.value) and "\n" not in str(raised.value)
+
+
+async def test_typed_updates_change_only_the_fields_given_and_none_clears_one(
+    database: Path | str,
+) -> None:
+    async with AsyncExperimentManager(database) as manager:
+        await manager.create_experiment("e", model="m", raw_requests=request_dicts(2))
+        store = await manager.store()
+        await store.update_experiment("e", ExperimentUpdate(title="t", error="boom"))
+        updated = await store.update_experiment("e", ExperimentUpdate(error=None))
+        assert (updated.title, updated.error, updated.model) == ("t", None, "m")
+        experiment = await store.get_experiment("e")
+        await store.update_batch(
+            experiment, 0, BatchUpdate(step=SubmitStep.UPLOADED, file_id="file-1")
+        )
+        [batch] = await store.list_batches(experiment)
+        assert (batch.step, batch.file_id, batch.batch_id) == (SubmitStep.UPLOADED, "file-1", None)
+    # The step is stored as its text, as before the enum: older databases read the same.
+    assert fetch_rows(database, "SELECT step FROM batches") == [("uploaded",)]
+
+
+def test_an_update_knows_only_its_columns() -> None:
+    with pytest.raises(TypeError, match="colour"):
+        ExperimentUpdate(colour="red")  # type: ignore[call-arg]
+    assert BatchUpdate(results_stored=True).given() == {"results_stored": True}
