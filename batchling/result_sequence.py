@@ -36,11 +36,18 @@ class SqliteRows:
         self._connection: sqlite3.Connection | None = None
 
     def query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        from batchling.store import connect_for_reading, database_error
+
         if self._connection is None:
-            # Reads only: a sequence made in a worker thread (Jupyter's loop) is read in the
-            # user's.
-            self._connection = sqlite3.connect(self._db_path, check_same_thread=False)
-        return self._connection.execute(sql, parameters).fetchall()
+            # A sequence made in a worker thread (Jupyter's loop) is read in the user's.
+            self._connection = connect_for_reading(self._db_path)
+        try:
+            return self._connection.execute(sql, parameters).fetchall()
+        except sqlite3.DatabaseError as error:
+            problem = database_error(error, self._db_path)
+            if problem is None:
+                raise
+            raise problem from None
 
     def close(self) -> None:
         if self._connection is not None:

@@ -529,10 +529,11 @@ class PostgresStore:
                     claims[path] = Claim(name, role)
         return claims
 
-    async def claim_file(self, experiment_name: str, path: Path, role: str) -> None:
+    async def claim_file(self, experiment_name: str, path: Path, role: str) -> bool:
         async with self._transaction() as connection:
             experiment_id = await _experiment_id(connection, experiment_name)
             await _claim(connection, experiment_id, [(path, role)])
+        return True
 
     async def _experiment_id(self, name: str) -> int:
         async with self.pool.acquire() as connection:
