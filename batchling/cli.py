@@ -206,6 +206,16 @@ def cli(ctx: click.Context, db_path: str | None, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+def _path_or_url(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> Path | str | None:
+    """A file option's value: a Path, or an object-storage URL kept as given (a Path would
+    fold its `//`)."""
+    from batchling.object_storage import is_remote
+
+    return value if value is None or is_remote(value) else Path(value)
+
+
 def generation_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     """`--set name=value` pairs; a value is read as JSON when it is JSON, else as a string."""
     settings: dict[str, Any] = {}
@@ -288,8 +298,9 @@ _RAW_CSV_HELP = (
 @click.option(
     "--raw-file-path",
     default=None,
-    type=click.Path(path_type=Path),
-    help='JSONL file of requests: one {"messages": [...]} object a line.',
+    callback=_path_or_url,
+    help='JSONL file of requests: one {"messages": [...]} object a line (a path, or an s3://, '
+    "gs:// or az:// URL with batchling[cloud]).",
 )
 @click.option(
     "--template-file",
@@ -311,15 +322,15 @@ _RAW_CSV_HELP = (
 )
 @click.option(
     "--processed-file-path",
-    type=click.Path(path_type=Path),
+    callback=_path_or_url,
     default=None,
-    help="Where to write the provider-formatted batch file.",
+    help="Where to write the provider-formatted batch file (a path or an object-storage URL).",
 )
 @click.option(
     "--results-file-path",
-    type=click.Path(path_type=Path),
+    callback=_path_or_url,
     default=None,
-    help="Where to write the results JSONL.",
+    help="Where to write the results JSONL (a path or an object-storage URL).",
 )
 @click.option("--base-url", default=None, help="Base URL of an OpenAI-compatible service (stored).")
 @click.option(
@@ -363,12 +374,12 @@ def create(
     endpoint: str | None,
     title: str | None,
     description: str | None,
-    raw_file_path: Path | None,
+    raw_file_path: Path | str | None,
     template_file: Path | None,
     rows_file: Path | None,
     id_field: str | None,
-    processed_file_path: Path | None,
-    results_file_path: Path | None,
+    processed_file_path: Path | str | None,
+    results_file_path: Path | str | None,
     base_url: str | None,
     max_requests_per_batch: int | None,
     response_format: str | None,
@@ -434,7 +445,7 @@ def _warn_if_misspelt(provider: str, model: str) -> None:
 
 
 def _check_create_sources(
-    raw_file_path: Path | None,
+    raw_file_path: Path | str | None,
     template_file: Path | None,
     rows_file: Path | None,
     id_field: str | None,

@@ -39,6 +39,7 @@ from batchling.models import (
     RequestCounts,
     Status,
 )
+from batchling.object_storage import beside, is_remote, staged, upload
 from batchling.owned_files import OutputPolicy, output_path
 from batchling.pricing import (
     TokenTally,
@@ -122,6 +123,16 @@ async def create_experiment(
     )
 
     home = experiment_dir(experiment_name)
+    # Object-storage paths: written here first, then copied there (see object_storage.py).
+    urls = {
+        f"{role}_url": str(given)
+        for role, given in (("processed", processed_file_path), ("results", results_file_path))
+        if is_remote(given)
+    }
+    if "processed_url" in urls:
+        processed_file_path = staged(urls["processed_url"], home / "processed")
+    if "results_url" in urls:
+        results_file_path = staged(urls["results_url"], home / "results")
     processed = output_path(processed_file_path or home / "processed.jsonl", PROCESSED_FILE)
     results = output_path(results_file_path or home / "results.jsonl", RESULTS_FILE)
     policy = await output_policy(store, experiment_name, [processed, results], overwrite)
@@ -130,6 +141,7 @@ async def create_experiment(
     options: dict[str, Any] = {
         "max_requests_per_batch": max_requests_per_batch,
         "max_bytes_per_batch": max_bytes_per_batch,
+        **urls,
     }
     if fmt is not None:
         options["response_format"] = fmt.to_options()
@@ -167,6 +179,9 @@ async def create_experiment(
         writer.abort()
         writer.remove_created()
         raise
+    if "processed_url" in urls:
+        for batch in await store.list_batches(created):
+            upload(batch.path, beside(urls["processed_url"], batch.path))
     if fmt is not None and fmt.model is not None:
         session._response_models[experiment_name] = fmt.model
     else:
@@ -253,6 +268,8 @@ def _request_source(
 def load_requests(
     raw_requests: Iterable[RawRequest | dict[str, Any]] | None, raw_file_path: str | Path | None
 ) -> Iterator[SourcedRequest]:
+    if is_remote(raw_file_path):
+        return read_request_lines(str(raw_file_path))
     if raw_file_path is not None:
         path = Path(raw_file_path).expanduser()
         if not path.is_file():

@@ -26,6 +26,7 @@ from batchling.models import (
     ResultError,
     Status,
 )
+from batchling.object_storage import upload
 from batchling.owned_files import writing
 from batchling.progress import TransferMeter
 from batchling.provider_output import ResultIntake
@@ -272,6 +273,9 @@ async def _write_results_file(
             f"Cannot write the results file {path}: {error.strerror}. The results are stored; "
             f"update the path with 'batchling update' or fix permissions, then run results again."
         ) from None
+    url = (await store.experiment_options(experiment.name)).get("results_url")
+    if url:
+        upload(path, url)
 
 
 @contextlib.contextmanager
