@@ -11,7 +11,15 @@ import json
 import os
 import random
 import sqlite3
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Sequence,
+)
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar, cast
@@ -530,33 +538,14 @@ class Store:
         `late_options` adds options known only once the requests have streamed by."""
         try:
             cursor = await self.db.execute(
-                """INSERT INTO experiments (name, title, description, provider, model, endpoint,
-                   base_url, status, total, processed_file_path, results_file_path, options,
-                   created_at, updated_at, study) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (
-                    experiment.name,
-                    experiment.title,
-                    experiment.description,
-                    experiment.provider,
-                    experiment.model,
-                    experiment.endpoint,
-                    experiment.base_url,
-                    experiment.status.value,
-                    experiment.request_counts.total,
-                    str(experiment.processed_file_path),
-                    str(experiment.results_file_path),
-                    json.dumps(options),
-                    _ts(experiment.created_at),
-                    _ts(experiment.updated_at),
-                    experiment.study,
-                ),
+                f"INSERT INTO experiments ({', '.join(EXPERIMENT_COLUMNS)}) "
+                f"VALUES ({','.join('?' * len(EXPERIMENT_COLUMNS))})",
+                experiment_row(experiment, options),
             )
         except sqlite3.IntegrityError:
             raise ExperimentExistsError(experiment.name) from None
         experiment_id = cursor.lastrowid
         assert experiment_id is not None
-        to_json = RawRequest.__pydantic_serializer__.to_json
-        inserting: asyncio.Task[None] | None = None
         try:
             # Claimed before any request streams (and any chunk is written), in this transaction.
             await self._claim(
@@ -566,27 +555,8 @@ class Store:
                     (experiment.results_file_path, RESULTS_ROLE),
                 ],
             )
-            rows: list[tuple[Any, ...]] = []
-            total = size = 0
-            for index, (custom_id, chunk, request, text) in enumerate(requests):
-                total += 1
-                if text is None:
-                    # The serializer itself: model_dump_json adds ~40% per request here.
-                    text = to_json(request, exclude_none=True).decode()
-                rows.append((experiment_id, index, custom_id, chunk, text))
-                size += len(text)
-                if len(rows) >= INSERT_BATCH_SIZE or size >= INSERT_BATCH_BYTES:
-                    size = 0
-                    # Inserted in SQLite's thread while the next rows are read and encoded here.
-                    if inserting is not None:
-                        await inserting
-                    inserting = asyncio.create_task(self._insert_requests(rows))
-                    await asyncio.sleep(0)  # let it hand the rows to the thread before we go on
-                    rows = []
-            if inserting is not None:
-                await inserting
-            if rows:
-                await self._insert_requests(rows)
+            # Each block is inserted in SQLite's thread while the next is read and encoded here.
+            total = await insert_request_blocks(requests, experiment_id, self._insert_requests)
             # The requests may be streamed: the experiment's total is what was inserted.
             if late_options is not None:
                 options = {**options, **late_options()}
@@ -602,9 +572,6 @@ class Store:
             await self._claim(experiment_id, [(b.path, PROCESSED_ROLE) for b in batches])
             await self.db.commit()
         except BaseException:
-            if inserting is not None:
-                with contextlib.suppress(BaseException):
-                    await inserting
             await self.db.rollback()
             raise
         return await self.get_experiment(experiment.name)
@@ -1106,6 +1073,85 @@ class Store:
         ) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
+
+
+EXPERIMENT_COLUMNS = (
+    "name",
+    "title",
+    "description",
+    "provider",
+    "model",
+    "endpoint",
+    "base_url",
+    "status",
+    "total",
+    "processed_file_path",
+    "results_file_path",
+    "options",
+    "created_at",
+    "updated_at",
+    "study",
+)
+"""What create_experiment writes of an experiment, on either engine."""
+
+
+def experiment_row(experiment: Experiment, options: dict[str, Any]) -> tuple[Any, ...]:
+    """EXPERIMENT_COLUMNS' values for a new experiment."""
+    return (
+        experiment.name,
+        experiment.title,
+        experiment.description,
+        experiment.provider,
+        experiment.model,
+        experiment.endpoint,
+        experiment.base_url,
+        experiment.status.value,
+        experiment.request_counts.total,
+        str(experiment.processed_file_path),
+        str(experiment.results_file_path),
+        json.dumps(options),
+        _ts(experiment.created_at),
+        _ts(experiment.updated_at),
+        experiment.study,
+    )
+
+
+async def insert_request_blocks(
+    requests: Iterable[tuple[str, int, RawRequest, str | None]],
+    experiment_id: int,
+    insert: Callable[[list[tuple[Any, ...]]], Coroutine[Any, Any, None]],
+) -> int:
+    """Hand the requests to `insert` as (experiment_id, idx, custom_id, chunk, body) rows, a
+    block at a time, each inserted while the next is encoded; returns how many there were."""
+    to_json = RawRequest.__pydantic_serializer__.to_json
+    inserting: asyncio.Task[None] | None = None
+    try:
+        rows: list[tuple[Any, ...]] = []
+        total = size = 0
+        for index, (custom_id, chunk, request, text) in enumerate(requests):
+            total += 1
+            if text is None:
+                # The serializer itself: model_dump_json adds ~40% per request here.
+                text = to_json(request, exclude_none=True).decode()
+            rows.append((experiment_id, index, custom_id, chunk, text))
+            size += len(text)
+            if len(rows) >= INSERT_BATCH_SIZE or size >= INSERT_BATCH_BYTES:
+                size = 0
+                if inserting is not None:
+                    await inserting
+                inserting = asyncio.create_task(insert(rows))
+                await asyncio.sleep(0)  # let it hand the rows over before we go on
+                rows = []
+        if inserting is not None:
+            await inserting
+            inserting = None
+        if rows:
+            await insert(rows)
+    finally:
+        if inserting is not None:
+            with contextlib.suppress(BaseException):
+                await inserting
+    return total
 
 
 DELETABLE_SQL = (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import threading
 import weakref
@@ -38,8 +39,7 @@ from batchling.repository import shown_target
 from batchling.result_sequence import ResultSequence
 from batchling.store import (
     DELETABLE_SQL,
-    INSERT_BATCH_BYTES,
-    INSERT_BATCH_SIZE,
+    EXPERIMENT_COLUMNS,
     PROCESSED_ROLE,
     RESULT_COLUMNS,
     RESULTS_ROLE,
@@ -50,6 +50,8 @@ from batchling.store import (
     _experiment,
     _ts,
     check_deletable_row,
+    experiment_row,
+    insert_request_blocks,
     utcnow,
 )
 from batchling.updates import BatchUpdate, ExperimentUpdate
@@ -212,30 +214,14 @@ class PostgresStore:
         """As Store.create_experiment; the requests go in by COPY, a block at a time, each block
         copied while the next is encoded."""
         asyncpg = _asyncpg()
-        to_json = RawRequest.__pydantic_serializer__.to_json
         async with self._transaction() as connection:
             try:
                 async with connection.transaction():
                     experiment_id = await connection.fetchval(
-                        """INSERT INTO experiments (name, title, description, provider, model,
-                        endpoint, base_url, status, total, processed_file_path, results_file_path,
-                        options, created_at, updated_at, study)
-                        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) RETURNING id""",
-                        experiment.name,
-                        experiment.title,
-                        experiment.description,
-                        experiment.provider,
-                        experiment.model,
-                        experiment.endpoint,
-                        experiment.base_url,
-                        experiment.status.value,
-                        experiment.request_counts.total,
-                        str(experiment.processed_file_path),
-                        str(experiment.results_file_path),
-                        json.dumps(options),
-                        _ts(experiment.created_at),
-                        _ts(experiment.updated_at),
-                        experiment.study,
+                        f"INSERT INTO experiments ({', '.join(EXPERIMENT_COLUMNS)}) VALUES "
+                        f"({', '.join(f'${i}' for i in range(1, len(EXPERIMENT_COLUMNS) + 1))}) "
+                        "RETURNING id",
+                        *experiment_row(experiment, options),
                     )
             except asyncpg.UniqueViolationError:
                 raise ExperimentExistsError(experiment.name) from None
@@ -247,32 +233,9 @@ class PostgresStore:
                     (experiment.results_file_path, RESULTS_ROLE),
                 ],
             )
-            copying: asyncio.Task[None] | None = None
-            try:
-                rows: list[tuple[Any, ...]] = []
-                total = size = 0
-                for index, (custom_id, chunk, request, text) in enumerate(requests):
-                    total += 1
-                    if text is None:
-                        text = to_json(request, exclude_none=True).decode()
-                    rows.append((experiment_id, index, custom_id, chunk, text))
-                    size += len(text)
-                    if len(rows) >= INSERT_BATCH_SIZE or size >= INSERT_BATCH_BYTES:
-                        size = 0
-                        if copying is not None:
-                            await copying
-                        copying = asyncio.create_task(_copy_requests(connection, rows))
-                        await asyncio.sleep(0)
-                        rows = []
-                if copying is not None:
-                    await copying
-                    copying = None
-                if rows:
-                    await _copy_requests(connection, rows)
-            finally:
-                if copying is not None:
-                    with contextlib.suppress(BaseException):
-                        await copying
+            total = await insert_request_blocks(
+                requests, experiment_id, functools.partial(_copy_requests, connection)
+            )
             if late_options is not None:
                 options = {**options, **late_options()}
             await connection.execute(
