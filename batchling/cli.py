@@ -189,6 +189,7 @@ class CheckedInt(click.IntRange):
 @click.option(
     "--db",
     "db_path",
+    metavar="PATH|URL",
     envvar="BATCHLING_DB",
     help="SQLite database file or sqlite:///PATH, or a postgresql://USER@HOST/DATABASE URL "
     "(default: $BATCHLING_HOME/batchling.db or the user data dir).",
@@ -299,6 +300,7 @@ _RAW_CSV_HELP = (
     "--raw-file-path",
     default=None,
     callback=_path_or_url,
+    metavar="PATH|URL",
     help='JSONL file of requests: one {"messages": [...]} object a line (a path, or an s3://, '
     "gs:// or az:// URL with batchling[cloud]).",
 )
@@ -323,12 +325,14 @@ _RAW_CSV_HELP = (
 @click.option(
     "--processed-file-path",
     callback=_path_or_url,
+    metavar="PATH|URL",
     default=None,
     help="Where to write the provider-formatted batch file (a path or an object-storage URL).",
 )
 @click.option(
     "--results-file-path",
     callback=_path_or_url,
+    metavar="PATH|URL",
     default=None,
     help="Where to write the results JSONL (a path or an object-storage URL).",
 )
@@ -942,7 +946,9 @@ def db() -> None:
 @click.option(
     "--from", "source", required=True, help="The SQLite database: a path or sqlite:///PATH."
 )
-@click.option("--to", "target", required=True, help="The PostgreSQL database: postgresql://...")
+@click.option(
+    "--to", "target", required=True, metavar="URL", help="The PostgreSQL database: postgresql://..."
+)
 def db_copy(source: str, target: str) -> None:
     """Copy every experiment of a local database into a team database.
 

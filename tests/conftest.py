@@ -8,6 +8,7 @@ import pytest
 
 from batchling.emulator import Emulator, EmulatorConfig
 from tests.postgres import Cluster, postgres_cluster, postgres_url  # noqa: F401  (fixtures)
+from tests.s3 import s3, s3_server  # noqa: F401  (fixtures)
 
 KEY_VARIABLES = (
     "OPENAI_API_KEY",
