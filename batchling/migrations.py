@@ -144,3 +144,9 @@ async def m005_owned_files(db: aiosqlite.Connection) -> None:
 async def m006_download_warnings(db: aiosqlite.Connection) -> None:
     """Result lines a download ignored (unreadable, unknown ids, second answers), per batch."""
     await db.execute("ALTER TABLE batches ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'")
+
+
+@migration
+async def m007_start_lease(db: aiosqlite.Connection) -> None:
+    """When the claim on a start (start_owner) expires unless its owner renews it."""
+    await db.execute("ALTER TABLE experiments ADD COLUMN lease_expires_at TEXT")

@@ -103,4 +103,5 @@ MIGRATIONS_SQL: list[tuple[str, str]] = [
         "m006_download_warnings",
         "ALTER TABLE batches ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'",
     ),
+    ("m007_start_lease", "ALTER TABLE experiments ADD COLUMN lease_expires_at TEXT"),
 ]

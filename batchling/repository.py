@@ -112,7 +112,18 @@ class Repository(Protocol):
 
     async def update_experiment(self, name: str, update: ExperimentUpdate) -> Experiment: ...
 
-    async def claim_start(self, name: str, owner: str, is_owner_alive: Any) -> bool: ...
+    async def claim_start(
+        self,
+        name: str,
+        owner: str,
+        is_owner_alive: Callable[[str], bool],
+        *,
+        lease_seconds: float = ...,
+    ) -> bool: ...
+
+    async def renew_lease(self, name: str, owner: str, lease_seconds: float) -> bool: ...
+
+    async def release_start(self, name: str, owner: str) -> None: ...
 
     async def delete_experiment(
         self, name: str, is_owner_alive: Callable[[str], bool] = ...

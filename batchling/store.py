@@ -20,7 +20,7 @@ from collections.abc import (
     Iterable,
     Sequence,
 )
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -71,6 +71,19 @@ BUSY_TIMEOUT_ENV = "BATCHLING_BUSY_TIMEOUT"
 DEFAULT_BUSY_TIMEOUT_SECONDS = 120.0
 """How long a write waits for other processes' writes before giving up (many pipelines at once
 on one database on a small machine take turns for seconds)."""
+
+
+LEASE_ENV = "BATCHLING_LEASE_SECONDS"
+DEFAULT_LEASE_SECONDS = 300.0
+"""How long a claim on a start holds without a heartbeat: its owner renews it every third of
+that; a start whose owner crashed on another machine is free once it has run out."""
+
+
+def lease_seconds() -> float:
+    raw = os.environ.get(LEASE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LEASE_SECONDS
+    return finite_number(LEASE_ENV, raw, minimum=0.1, maximum=86_400.0, unit="seconds")
 
 
 def busy_timeout_seconds() -> float:
@@ -703,25 +716,57 @@ class Store:
         return await self.get_experiment(name)
 
     @_serialized
-    async def claim_start(self, name: str, owner: str, is_owner_alive: Any) -> bool:
-        """Atomically mark the experiment as being submitted by `owner`; False if someone else is."""
+    async def claim_start(
+        self,
+        name: str,
+        owner: str,
+        is_owner_alive: Callable[[str], bool],
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> bool:
+        """Atomically mark the experiment as being submitted by `owner`, for a lease of
+        `lease_seconds` (see renew_lease); False if another owner holds it."""
         async with self.db.execute(
-            "SELECT status, start_owner FROM experiments WHERE name = ?", (name,)
+            "SELECT status, start_owner, lease_expires_at FROM experiments WHERE name = ?",
+            (name,),
         ) as cursor:
             row = await cursor.fetchone()
         if row is None:
             raise ExperimentNotFoundError(name)
-        status, current = row[0], row[1]
-        free = status == Status.CREATED.value or (
-            status == Status.SUBMITTING.value and (current is None or not is_owner_alive(current))
-        )
+        now = utcnow()
+        free = start_is_free(row[0], row[1], row[2], is_owner_alive, now)
         if free:
             await self.db.execute(
-                "UPDATE experiments SET status = ?, start_owner = ?, updated_at = ?, "
-                "started_at = COALESCE(started_at, ?) WHERE name = ?",
-                (Status.SUBMITTING.value, owner, _ts(utcnow()), _ts(utcnow()), name),
+                "UPDATE experiments SET status = ?, start_owner = ?, lease_expires_at = ?, "
+                "updated_at = ?, started_at = COALESCE(started_at, ?) WHERE name = ?",
+                (
+                    Status.SUBMITTING.value,
+                    owner,
+                    _ts(now + timedelta(seconds=lease_seconds)),
+                    _ts(now),
+                    _ts(now),
+                    name,
+                ),
             )
         return free
+
+    @_serialized
+    async def renew_lease(self, name: str, owner: str, lease_seconds: float) -> bool:
+        """Extend `owner`'s claim on the start; False when it no longer holds it."""
+        cursor = await self.db.execute(
+            "UPDATE experiments SET lease_expires_at = ? WHERE name = ? AND start_owner = ?",
+            (_ts(utcnow() + timedelta(seconds=lease_seconds)), name, owner),
+        )
+        return cursor.rowcount == 1
+
+    @_serialized
+    async def release_start(self, name: str, owner: str) -> None:
+        """Give up `owner`'s claim on the start, if it still holds it."""
+        await self.db.execute(
+            "UPDATE experiments SET start_owner = NULL, lease_expires_at = NULL, updated_at = ? "
+            "WHERE name = ? AND start_owner = ?",
+            (_ts(utcnow()), name, owner),
+        )
 
     @_serialized
     async def delete_experiment(
@@ -1073,6 +1118,23 @@ class Store:
         ) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
+
+
+def start_is_free(
+    status: str,
+    owner: str | None,
+    lease_expires_at: str | None,
+    is_owner_alive: Callable[[str], bool],
+    now: datetime,
+) -> bool:
+    """Whether a start may be claimed: the experiment is new, or being submitted by nobody, by
+    a process of this machine that is gone, or by one whose lease ran out."""
+    if status == Status.CREATED.value:
+        return True
+    if status != Status.SUBMITTING.value:
+        return False
+    expired = lease_expires_at is not None and datetime.fromisoformat(lease_expires_at) <= now
+    return owner is None or expired or not is_owner_alive(owner)
 
 
 EXPERIMENT_COLUMNS = (

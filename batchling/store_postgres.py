@@ -12,7 +12,7 @@ import json
 import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from batchling.records import ResultRecord, record_line, record_of, result_of_re
 from batchling.repository import shown_target
 from batchling.result_sequence import ResultSequence
 from batchling.store import (
+    DEFAULT_LEASE_SECONDS,
     DELETABLE_SQL,
     EXPERIMENT_COLUMNS,
     PROCESSED_ROLE,
@@ -52,6 +53,7 @@ from batchling.store import (
     check_deletable_row,
     experiment_row,
     insert_request_blocks,
+    start_is_free,
     utcnow,
 )
 from batchling.updates import BatchUpdate, ExperimentUpdate
@@ -304,30 +306,55 @@ class PostgresStore:
             raise ExperimentNotFoundError(name)
         return await self.get_experiment(name)
 
-    async def claim_start(self, name: str, owner: str, is_owner_alive: Any) -> bool:
-        """As Store.claim_start; the experiment's row is locked while it is judged."""
+    async def claim_start(
+        self,
+        name: str,
+        owner: str,
+        is_owner_alive: Callable[[str], bool],
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> bool:
+        """As Store.claim_start; the experiment's row is locked while it is judged, so of
+        processes on several machines one wins."""
         async with self._transaction() as connection:
             row = await connection.fetchrow(
-                "SELECT status, start_owner FROM experiments WHERE name = $1 FOR UPDATE", name
+                "SELECT status, start_owner, lease_expires_at FROM experiments WHERE name = $1 "
+                "FOR UPDATE",
+                name,
             )
             if row is None:
                 raise ExperimentNotFoundError(name)
-            status, current = row[0], row[1]
-            free = status == Status.CREATED.value or (
-                status == Status.SUBMITTING.value
-                and (current is None or not is_owner_alive(current))
-            )
+            now = utcnow()
+            free = start_is_free(row[0], row[1], row[2], is_owner_alive, now)
             if free:
-                now = _ts(utcnow())
                 await connection.execute(
-                    "UPDATE experiments SET status = $1, start_owner = $2, updated_at = $3, "
-                    "started_at = COALESCE(started_at, $3) WHERE name = $4",
+                    "UPDATE experiments SET status = $1, start_owner = $2, lease_expires_at = $3, "
+                    "updated_at = $4, started_at = COALESCE(started_at, $4) WHERE name = $5",
                     Status.SUBMITTING.value,
                     owner,
-                    now,
+                    _ts(now + timedelta(seconds=lease_seconds)),
+                    _ts(now),
                     name,
                 )
         return free
+
+    async def renew_lease(self, name: str, owner: str, lease_seconds: float) -> bool:
+        status = await self.pool.execute(
+            "UPDATE experiments SET lease_expires_at = $1 WHERE name = $2 AND start_owner = $3",
+            _ts(utcnow() + timedelta(seconds=lease_seconds)),
+            name,
+            owner,
+        )
+        return bool(status == "UPDATE 1")
+
+    async def release_start(self, name: str, owner: str) -> None:
+        await self.pool.execute(
+            "UPDATE experiments SET start_owner = NULL, lease_expires_at = NULL, updated_at = $1 "
+            "WHERE name = $2 AND start_owner = $3",
+            _ts(utcnow()),
+            name,
+            owner,
+        )
 
     async def delete_experiment(
         self, name: str, is_owner_alive: Callable[[str], bool] = lambda owner: False

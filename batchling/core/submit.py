@@ -4,6 +4,8 @@ so a run that died anywhere resumes without a second upload or a second batch.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 from batchling import resume
@@ -28,7 +30,8 @@ from batchling.pricing import (
 from batchling.progress import TransferMeter
 from batchling.providers import client_settings
 from batchling.providers.base import BatchRef, Provider
-from batchling.store import utcnow
+from batchling.repository import Repository
+from batchling.store import lease_seconds, utcnow
 from batchling.updates import BatchUpdate, ExperimentUpdate
 
 
@@ -66,7 +69,10 @@ async def start_experiment(
             f"fixed, run 'batchling start {experiment_name}'.",
         )
         raise
-    if not await store.claim_start(experiment_name, resume.owner_id(), resume.is_owner_alive):
+    owner, lease = resume.owner_id(), lease_seconds()
+    if not await store.claim_start(
+        experiment_name, owner, resume.is_owner_alive, lease_seconds=lease
+    ):
         raise InvalidStateError(
             f"Experiment '{experiment_name}' is being started by another process right now."
         )
@@ -87,13 +93,16 @@ async def start_experiment(
         if adopt is not None:
             await _check_adoptable(session, experiment, to_submit, adopt)
         upload.start()
-        for batch in to_submit:
-            await _submit_batch(session, experiment, provider, batch, metadata_base, adopt)
-            adopt = None if batch.step == SubmitStep.CREATING else adopt
-            upload.advance(batch.bytes)
+        async with kept_lease(store, experiment_name, owner, lease) as held:
+            for batch in to_submit:
+                held.check()
+                await _submit_batch(session, experiment, provider, batch, metadata_base, adopt)
+                adopt = None if batch.step == SubmitStep.CREATING else adopt
+                upload.advance(batch.bytes)
+            held.check()
     except BaseException:
         # Stays 'submitting' with its progress recorded; released so a rerun can resume it.
-        await store.update_experiment(experiment_name, ExperimentUpdate(start_owner=None))
+        await store.release_start(experiment_name, owner)
         raise
     await store.update_experiment(
         experiment_name, ExperimentUpdate(status=Status.VALIDATING, start_owner=None)
@@ -103,6 +112,50 @@ async def start_experiment(
     except ProviderError:
         # Everything is submitted and recorded; a failed first poll is for 'wait' to redo.
         return await store.get_experiment(experiment_name)
+
+
+class HeldLease:
+    """A start's claim, renewed in the background; `check()` before each step that submits."""
+
+    def __init__(self, experiment_name: str) -> None:
+        self.experiment_name = experiment_name
+        self.lost = False
+
+    def check(self) -> None:
+        if self.lost:
+            raise InvalidStateError(
+                f"This start of experiment '{self.experiment_name}' lost its claim (its lease ran "
+                "out, and another process took the start over): it stopped before submitting "
+                f"more. Follow it with 'batchling status {self.experiment_name}'."
+            )
+
+
+@contextlib.asynccontextmanager
+async def kept_lease(
+    store: Repository, experiment_name: str, owner: str, seconds: float
+) -> AsyncIterator[HeldLease]:
+    """Renew `owner`'s lease on the start every third of its length while the block runs."""
+    held = HeldLease(experiment_name)
+
+    async def beat() -> None:
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
+        while not held.lost:
+            await asyncio.sleep(seconds / 3)
+            try:
+                held.lost = not await store.renew_lease(experiment_name, owner, seconds)
+                renewed = loop.time()
+            except Exception:
+                # The database out of reach: the claim stands until the lease would run out.
+                held.lost = loop.time() - renewed >= seconds
+
+    task = asyncio.create_task(beat())
+    try:
+        yield held
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _check_adoptable(
