@@ -13,6 +13,7 @@ from batchling.errors import StoreError
 from batchling.migrations import MIGRATIONS
 from batchling.migrations_postgres import MIGRATIONS_SQL
 from batchling.models import SubmitStep
+from batchling.records import ResultRecord
 from batchling.repository import Repository
 from batchling.store import Store
 from batchling.store_postgres import PostgresStore
@@ -148,3 +149,34 @@ def test_an_update_knows_only_its_columns() -> None:
     with pytest.raises(TypeError, match="colour"):
         ExperimentUpdate(colour="red")  # type: ignore[call-arg]
     assert BatchUpdate(results_stored=True).given() == {"results_stored": True}
+
+
+def _record(custom_id: str, status: str, text: str) -> ResultRecord:
+    return ResultRecord(custom_id, status, text, None, 1, 2, None, None, None, None, None)
+
+
+async def test_a_succeeded_result_is_never_replaced_on_either_engine(
+    database: Path | str,
+) -> None:
+    async with AsyncExperimentManager(database) as manager:
+        await manager.create_experiment("e", model="m", raw_requests=request_dicts(2))
+        store = await manager.store()
+        experiment = await store.get_experiment("e")
+        await store.save_records(experiment, [_record("e-sample-0", "errored", "first")])
+        await store.save_records(experiment, [_record("e-sample-0", "succeeded", "second")])
+        await store.save_records(experiment, [_record("e-sample-0", "errored", "third")])
+        # A repeated id in one call goes in row by row: the later row wins, unless it would
+        # replace a success.
+        await store.save_records(
+            experiment,
+            [
+                _record("e-sample-1", "errored", "a"),
+                _record("e-sample-1", "succeeded", "b"),
+                _record("e-sample-1", "errored", "c"),
+            ],
+        )
+        await store.save_records(
+            experiment, [_record("e-sample-1", "succeeded", "d")], replace=False
+        )
+        texts = [r.text async for r in store.iter_results(experiment)]
+    assert texts == ["second", "b"]
