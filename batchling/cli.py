@@ -361,6 +361,7 @@ _RAW_CSV_HELP = (
     "temperature, top_p, max_tokens, stop, seed, reasoning. E.g. --set reasoning=low.",
 )
 @click.option("--start", "start_now", is_flag=True, help="Start the experiment right away.")
+@click.option("--queue", is_flag=True, help="Record it as queued: a `batchling worker` starts it.")
 @click.option(
     "--max-cost",
     type=CheckedFloat(min=0),
@@ -389,11 +390,14 @@ def create(
     response_format: str | None,
     generation: dict[str, Any],
     start_now: bool,
+    queue: bool,
     max_cost: float | None,
     overwrite: bool,
 ) -> None:
     """Create an experiment from a JSONL file of requests, or from a template and rows."""
     _check_create_sources(raw_file_path, template_file, rows_file, id_field)
+    if queue and start_now:
+        raise click.UsageError("--queue leaves the start to a worker: give --queue or --start.")
     if max_cost is not None and not start_now:
         raise click.UsageError("--max-cost applies when starting: add --start.")
     _warn_if_misspelt(provider, model)
@@ -424,6 +428,7 @@ def create(
         response_format=response_format,
         generation=generation or None,
         overwrite=overwrite,
+        queue=queue,
     )
     if start_now:
         with _transfers(manager):
@@ -935,6 +940,52 @@ def update(
         base_url=base_url,
     )
     _show_experiment(manager, name)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="One pass, then exit (for cron or an orchestrator).")
+@click.option(
+    "--poll-interval",
+    type=CheckedFloat(min=0.01, max=86_400),
+    default=30.0,
+    show_default=True,
+    help="Seconds between passes.",
+)
+@click.pass_context
+def worker(ctx: click.Context, once: bool, poll_interval: float) -> None:
+    """Start queued experiments, poll running ones, download finished ones' results.
+
+    Several workers (on one machine or many, on the same PostgreSQL database) share the queue:
+    each queued experiment is started by one of them. SIGTERM or Ctrl-C: the step in progress
+    is finished, then the worker exits (0)."""
+    import asyncio
+    import signal
+
+    from batchling.core.worker import WorkerPass, work
+    from batchling.manager import AsyncExperimentManager
+
+    def report(done: WorkerPass) -> None:
+        for name in done.started:
+            click.echo(f"started {name}")
+        for name in done.downloaded:
+            click.echo(f"results of {name} downloaded")
+        for name, error in done.failed.items():
+            click.echo(f"{name}: {error}", err=True)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with AsyncExperimentManager(ctx.obj["db_path"]) as manager:
+            if once:
+                report(await manager.work_once())
+            else:
+                await work(
+                    manager, poll_interval=poll_interval, stopping=stop.is_set, on_pass=report
+                )
+
+    asyncio.run(run())
 
 
 @cli.group()

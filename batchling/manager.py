@@ -20,9 +20,11 @@ from batchling.core import (
     retries,
     studies,
     submit,
+    worker,
 )
 from batchling.core.lifecycle import DEFAULT_POLL_INTERVAL, ProgressCallback
 from batchling.core.session import Session
+from batchling.core.worker import WorkerPass
 from batchling.models import (
     BatchRecord,
     Experiment,
@@ -77,6 +79,7 @@ class AsyncExperimentManager(Session):
         study: str | None = None,
         generation: GenerationParams | dict[str, Any] | None = None,
         overwrite: bool = False,
+        queue: bool = False,
     ) -> Experiment:
         """Validate and encode the requests, write the provider's input file(s), record it all.
 
@@ -88,8 +91,9 @@ class AsyncExperimentManager(Session):
         `module:Class`) asks every request for JSON matching it; results are then validated.
         `study` groups it with other experiments (see compare_experiments).
         `generation` (temperature, max_tokens, reasoning, ...) fills what a request leaves unset.
-        A processed or results path that already exists is refused unless `overwrite`."""
-        return await create.create_experiment(
+        A processed or results path that already exists is refused unless `overwrite`.
+        `queue` records it as queued, for a worker to start (see work_once)."""
+        created = await create.create_experiment(
             self,
             experiment_name,
             model=model,
@@ -112,6 +116,16 @@ class AsyncExperimentManager(Session):
             generation=generation,
             overwrite=overwrite,
         )
+        return await worker.enqueue(self, experiment_name) if queue else created
+
+    async def enqueue(self, experiment_name: str) -> Experiment:
+        """Queue a created experiment for a worker to start (see work_once)."""
+        return await worker.enqueue(self, experiment_name)
+
+    async def work_once(self) -> WorkerPass:
+        """One worker pass: start the queued experiments this worker takes (each goes to one
+        worker), poll the running ones, download the results of the finished ones."""
+        return await worker.work_once(self)
 
     # read
 

@@ -104,4 +104,11 @@ MIGRATIONS_SQL: list[tuple[str, str]] = [
         "ALTER TABLE batches ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'",
     ),
     ("m007_start_lease", "ALTER TABLE experiments ADD COLUMN lease_expires_at TEXT"),
+    (
+        "m008_queue",
+        """
+        ALTER TABLE experiments ADD COLUMN queued_at TEXT;
+        CREATE INDEX experiments_queued ON experiments(queued_at) WHERE queued_at IS NOT NULL;
+        """,
+    ),
 ]

@@ -736,19 +736,52 @@ class Store:
         now = utcnow()
         free = start_is_free(row[0], row[1], row[2], is_owner_alive, now)
         if free:
-            await self.db.execute(
-                "UPDATE experiments SET status = ?, start_owner = ?, lease_expires_at = ?, "
-                "updated_at = ?, started_at = COALESCE(started_at, ?) WHERE name = ?",
-                (
-                    Status.SUBMITTING.value,
-                    owner,
-                    _ts(now + timedelta(seconds=lease_seconds)),
-                    _ts(now),
-                    _ts(now),
-                    name,
-                ),
-            )
+            await self._take(name, owner, lease_seconds)
         return free
+
+    @_serialized
+    async def enqueue(self, name: str) -> None:
+        """Record the experiment (created, not started) as queued for a worker to start."""
+        cursor = await self.db.execute(
+            "UPDATE experiments SET queued_at = ?, updated_at = ? WHERE name = ? AND status = ?",
+            (_ts(utcnow()), _ts(utcnow()), name, Status.CREATED.value),
+        )
+        if cursor.rowcount == 0:
+            await self.get_experiment(name)
+            raise InvalidStateError(
+                f"Experiment '{name}' has already been started: only a created one can be queued."
+            )
+
+    @_serialized
+    async def take_queued(self, owner: str, *, lease_seconds: float) -> str | None:
+        """Claim the start of the oldest queued experiment nobody holds (or whose holder's
+        lease ran out) for `owner`; its name, or None when there is none."""
+        now = _ts(utcnow())
+        async with self.db.execute(
+            f"SELECT name FROM experiments WHERE {QUEUED_WHERE.format(now='?')} "
+            "ORDER BY queued_at, id LIMIT 1",
+            (now,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        await self._take(row[0], owner, lease_seconds)
+        return str(row[0])
+
+    async def _take(self, name: str, owner: str, lease_seconds: float) -> None:
+        now = utcnow()
+        await self.db.execute(
+            "UPDATE experiments SET status = ?, start_owner = ?, lease_expires_at = ?, "
+            "updated_at = ?, started_at = COALESCE(started_at, ?) WHERE name = ?",
+            (
+                Status.SUBMITTING.value,
+                owner,
+                _ts(now + timedelta(seconds=lease_seconds)),
+                _ts(now),
+                _ts(now),
+                name,
+            ),
+        )
 
     @_serialized
     async def renew_lease(self, name: str, owner: str, lease_seconds: float) -> bool:
@@ -1136,6 +1169,13 @@ def start_is_free(
     expired = lease_expires_at is not None and datetime.fromisoformat(lease_expires_at) <= now
     return owner is None or expired or not is_owner_alive(owner)
 
+
+QUEUED_WHERE = (
+    "queued_at IS NOT NULL AND (status = 'created' OR (status = 'submitting' AND "
+    "(start_owner IS NULL OR lease_expires_at <= {now})))"
+)
+"""Experiments a worker may take: queued and not started, or started by a worker whose lease
+ran out (it crashed); `{now}` is the engine's placeholder for the time now."""
 
 EXPERIMENT_COLUMNS = (
     "name",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from batchling.errors import (
     ExperimentExistsError,
     ExperimentNotFoundError,
+    InvalidStateError,
     MissingExtraError,
     StoreError,
 )
@@ -42,6 +43,7 @@ from batchling.store import (
     DELETABLE_SQL,
     EXPERIMENT_COLUMNS,
     PROCESSED_ROLE,
+    QUEUED_WHERE,
     RESULT_COLUMNS,
     RESULTS_ROLE,
     CostInputs,
@@ -333,6 +335,42 @@ class PostgresStore:
                     name,
                 )
         return free
+
+    async def enqueue(self, name: str) -> None:
+        status = await self.pool.execute(
+            "UPDATE experiments SET queued_at = $1, updated_at = $1 WHERE name = $2 AND status = $3",
+            _ts(utcnow()),
+            name,
+            Status.CREATED.value,
+        )
+        if status == "UPDATE 0":
+            await self.get_experiment(name)
+            raise InvalidStateError(
+                f"Experiment '{name}' has already been started: only a created one can be queued."
+            )
+
+    async def take_queued(self, owner: str, *, lease_seconds: float) -> str | None:
+        """As Store.take_queued; workers skip the rows another worker is taking
+        (FOR UPDATE SKIP LOCKED), so each queued experiment goes to one of them."""
+        now = utcnow()
+        async with self._transaction() as connection:
+            name = await connection.fetchval(
+                f"SELECT name FROM experiments WHERE {QUEUED_WHERE.format(now='$1')} "
+                "ORDER BY queued_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                _ts(now),
+            )
+            if name is None:
+                return None
+            await connection.execute(
+                "UPDATE experiments SET status = $1, start_owner = $2, lease_expires_at = $3, "
+                "updated_at = $4, started_at = COALESCE(started_at, $4) WHERE name = $5",
+                Status.SUBMITTING.value,
+                owner,
+                _ts(now + timedelta(seconds=lease_seconds)),
+                _ts(now),
+                name,
+            )
+        return str(name)
 
     async def renew_lease(self, name: str, owner: str, lease_seconds: float) -> bool:
         status = await self.pool.execute(

@@ -36,6 +36,7 @@ from batchling.result_sequence import ResultSequence
 
 if TYPE_CHECKING:
     from batchling.compare import Comparison, Target
+    from batchling.core.worker import WorkerPass
     from batchling.pricing import PriceTable
     from batchling.progress import TransferCallback
     from batchling.retry import RetryOutcome
@@ -216,6 +217,7 @@ class ExperimentManager:
         study: str | None = None,
         generation: GenerationParams | dict[str, Any] | None = None,
         overwrite: bool = False,
+        queue: bool = False,
     ) -> Experiment:
         """The experiment returned is kept up to date by this manager's later calls on it
         (start_experiment, refresh, wait, get_results, ...), as in batchling 0.0.x."""
@@ -241,10 +243,14 @@ class ExperimentManager:
                 study=study,
                 generation=generation,
                 overwrite=overwrite,
+                queue=queue,
             )
         )
         self._created[experiment.name] = weakref.ref(experiment)
         return experiment
+
+    def work_once(self) -> WorkerPass:
+        return self._run(lambda m: m.work_once())
 
     def start_experiment(
         self,

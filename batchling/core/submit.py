@@ -41,7 +41,10 @@ async def start_experiment(
     *,
     max_cost: float | None = None,
     adopt: str | None = None,
+    claimed_by: str | None = None,
 ) -> Experiment:
+    """Submit the experiment's batches. `claimed_by`: the owner that already holds the start's
+    claim (a worker took it from the queue), else this process claims it."""
     if max_cost is not None:
         max_cost = costs.check_max_cost(max_cost)
     store = await session.store()
@@ -69,8 +72,8 @@ async def start_experiment(
             f"fixed, run 'batchling start {experiment_name}'.",
         )
         raise
-    owner, lease = resume.owner_id(), lease_seconds()
-    if not await store.claim_start(
+    owner, lease = claimed_by or resume.owner_id(), lease_seconds()
+    if claimed_by is None and not await store.claim_start(
         experiment_name, owner, resume.is_owner_alive, lease_seconds=lease
     ):
         raise InvalidStateError(
