@@ -29,7 +29,7 @@ def test_the_teams_section_runs(
     postgres_url: str, s3: Any, emulator: Emulator, tmp_path: Path
 ) -> None:
     blocks = section_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     write_jsonl(tmp_path / "requests.jsonl", request_dicts(6))
     s3.put_file(str(tmp_path / "requests.jsonl"), f"{BUCKET}/requests.jsonl")
     bin_dir = Path(sys.executable).parent
@@ -57,6 +57,7 @@ def test_the_teams_section_runs(
         in (done.stdout)
     )
     names = [row[0] for row in fetch_rows(postgres_url, "SELECT name FROM experiments ORDER BY id")]
-    assert names == ["team-demo", "solo-run", "from-s3"]
+    assert names == ["team-demo", "solo-run", "from-s3", "queued-run"]
+    assert "started queued-run" in done.stdout
     with s3.open(f"{BUCKET}/results/from-s3.jsonl", "rb") as handle:
         assert len(list(handle)) == 6

@@ -147,3 +147,22 @@ def test_cli_queue_and_start_exclude_each_other(tmp_path: Path) -> None:
         obj={},
     )
     assert result.exit_code != 0 and "give --queue or --start" in result.output
+
+
+def test_a_running_worker_exits_0_on_sigterm(tmp_path: Path, emulator: Emulator) -> None:
+    import signal
+    import time
+
+    asyncio.run(queue_experiments(tmp_path / "db", 1))
+    env = {**os.environ, "BATCHLING_DB": str(tmp_path / "db"), "PYTHONPATH": str(Path.cwd())}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "batchling", "worker", "--poll-interval", "0.1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdout is not None
+    assert worker.stdout.readline().strip() == "started q0"  # a pass has run
+    time.sleep(0.3)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
