@@ -11,14 +11,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from batchling.errors import (
-    BatchlingError,
-    ProviderError,
-)
+from batchling.errors import BatchlingError, ProviderError
 from batchling.home import default_db_path, experiment_dir
-from batchling.models import (
-    Experiment,
-)
+from batchling.models import Experiment
 from batchling.owned_files import OutputPolicy
 from batchling.progress import TransferCallback
 from batchling.providers import registry
