@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from batchling.emulator import Emulator, EmulatorConfig
+from batchling.emulator import Emulator
 from batchling.store import Store
 from tests.helpers import OpenedStores
 
@@ -49,14 +49,13 @@ def emulator_server() -> Iterator[Emulator]:
 
 @pytest.fixture
 def emulator(emulator_server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    """The shared emulator with fresh knobs, and every SDK's environment pointed at it."""
-    emulator_server.state.config = EmulatorConfig()
-    emulator_server.state.faults.clear()
+    """The shared emulator as new (knobs, faults, holds, clock, files and batches), and every
+    SDK's environment pointed at it."""
+    emulator_server.reset()
     for name, value in emulator_server.env().items():
         monkeypatch.setenv(name, value)
     yield emulator_server
-    emulator_server.state.config = EmulatorConfig()
-    emulator_server.state.faults.clear()
+    emulator_server.reset()
 
 
 def env_without(*names: str) -> dict[str, str]:

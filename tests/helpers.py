@@ -100,3 +100,14 @@ class OpenedStores:
     def __init__(self) -> None:
         self.opened = 0
         self.open: list[Store] = []
+
+
+class FakeClock:
+    """The emulator's clock (`emulator.state.clock`), moved forward by the test instead of by
+    time; the emulator fixture puts the real one back."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
