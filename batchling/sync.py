@@ -1,10 +1,11 @@
-"""The blocking API: the async core run through `asyncio.run`, also inside Jupyter's running loop."""
+"""The blocking API: the async core run on a private event loop, also inside Jupyter's running loop."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import threading
 import weakref
 from collections.abc import (
@@ -52,75 +53,70 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     except RuntimeError:
         return asyncio.run(coroutine)
     # asyncio.run cannot nest inside a running loop (Jupyter): use a private loop in a worker thread.
-    return _run_in_worker(coroutine)
-
-
-def _run_in_worker(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run the coroutine on a private loop in a worker thread. A KeyboardInterrupt (or any
-    exception) in the calling thread cancels it there and waits for its cleanup, so an
-    interrupted cell stops at once and leaves the experiment as a rerun can resume it."""
-    started: concurrent.futures.Future[tuple[asyncio.AbstractEventLoop, asyncio.Future[T]]] = (
-        concurrent.futures.Future()
-    )
-
-    async def main() -> T:
-        task = asyncio.ensure_future(coroutine)
-        started.set_result((asyncio.get_running_loop(), task))
-        return await task
-
-    with concurrent.futures.ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="batchling"
-    ) as pool:
-        outcome = pool.submit(asyncio.run, main())
-        try:
-            while not outcome.done():
-                # Short waits: an interrupt that arrives without a signal (interrupt_main, or a
-                # SIGINT taken by another thread) is raised between two of them.
-                concurrent.futures.wait([outcome], timeout=0.1)
-        except BaseException:
-            loop, task = started.result()
-            with contextlib.suppress(RuntimeError):  # the loop closed as it finished meanwhile
-                loop.call_soon_threadsafe(task.cancel)
-            raise
-        return outcome.result()
+    worker = _LoopThread()
+    try:
+        return worker.run(coroutine)
+    finally:
+        worker.close()
 
 
 class _LoopThread:
-    """A private event loop in a worker thread that lives across several calls, as the steps
-    of an iterator need: each step runs on it, whether or not the caller's thread has a loop."""
+    """A private event loop in a worker thread, serving call after call whether or not the
+    caller's thread runs a loop of its own (Jupyter's does, and asyncio.run cannot nest in it)."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
-            target=self.loop.run_forever, name="batchling-iterator", daemon=True
+            target=self.loop.run_forever, name="batchling-loop", daemon=True
         )
         self._thread.start()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        try:
-            while not future.done():
-                # Short waits, as in _run_in_worker: an interrupt is raised between two of them.
-                concurrent.futures.wait([future], timeout=0.1)
-        except BaseException:
-            future.cancel()
-            raise
-        return future.result()
+        """Run the coroutine there, in the caller's context (its context variables). A
+        KeyboardInterrupt (or any exception) in the calling thread cancels it and waits for its
+        cleanup, so an interrupted call stops at once and leaves the experiment as a rerun can
+        resume it."""
+        context = contextvars.copy_context()
+        started: concurrent.futures.Future[asyncio.Task[T]] = concurrent.futures.Future()
 
-    def close(self, cleanup: Coroutine[Any, Any, None]) -> None:
+        async def main() -> T:
+            task = asyncio.get_running_loop().create_task(coroutine, context=context)
+            started.set_result(task)
+            return await task
+
+        outcome = asyncio.run_coroutine_threadsafe(main(), self.loop)
         try:
-            self.run(_after_others(cleanup))
+            _wait(outcome)
+        except BaseException:
+            task = started.result()
+            self.loop.call_soon_threadsafe(task.cancel)
+            with contextlib.suppress(BaseException):
+                _wait(outcome)
+            raise
+        return outcome.result()
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            _wait(asyncio.run_coroutine_threadsafe(_others_ended(), self.loop))
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join()
-            self.loop.close()
+        self._thread.join()
+        self.loop.close()
 
 
-async def _after_others(cleanup: Coroutine[Any, Any, None]) -> None:
-    # A step interrupted from the caller's thread is being cancelled: let it end first.
+def _wait(future: concurrent.futures.Future[Any]) -> None:
+    while not future.done():
+        # Short waits: an interrupt that arrives without a signal (interrupt_main, or a SIGINT
+        # taken by another thread) is raised between two of them.
+        concurrent.futures.wait([future], timeout=0.1)
+
+
+async def _others_ended() -> None:
+    # A call interrupted from the caller's thread is being cancelled: let it end first.
     others = asyncio.all_tasks() - {asyncio.current_task()}
     await asyncio.gather(*others, return_exceptions=True)
-    await cleanup
 
 
 async def _next(items: AsyncIterator[T]) -> T:
@@ -128,25 +124,50 @@ async def _next(items: AsyncIterator[T]) -> T:
 
 
 class ExperimentManager:
-    """Blocking twin of AsyncExperimentManager: same methods, same arguments, same results."""
+    """Blocking twin of AsyncExperimentManager: same methods, same arguments, same results.
+
+    Its calls run on one event loop of its own. Used as `with ExperimentManager() as manager:`
+    they also share one store connection and one client per provider (as a CLI command does);
+    otherwise each call opens the store and closes it again."""
 
     def __init__(self, db_path: str | Path | None = None) -> None:
         self.db_path = db_path
         # As on AsyncExperimentManager.
         self.on_transfer: TransferCallback | None = None
         self.pause_gc_during_downloads = True
-        # Each call runs on its own async manager: they share this one's response models.
-        self._response_models: dict[str, type[BaseModel]] = {}
+        self._core = AsyncExperimentManager(db_path)
+        self._worker: _LoopThread | None = None
+        self._held = 0  # nested `with` blocks
+        self._running = 0  # calls in progress, counted on the worker's loop
         # The Experiment each create_experiment returned, kept current by this manager's later
         # calls: batchling 0.0.x code reads `experiment.status` after start_experiment.
         self._created: dict[str, weakref.ref[Experiment]] = {}
 
-    def _manager(self) -> AsyncExperimentManager:
-        manager = AsyncExperimentManager(self.db_path)
-        manager.on_transfer = self.on_transfer
-        manager.pause_gc_during_downloads = self.pause_gc_during_downloads
-        manager._response_models = self._response_models
-        return manager
+    def __enter__(self) -> ExperimentManager:
+        self._held += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._held -= 1
+        if not self._held:
+            self.close()
+
+    def close(self) -> None:
+        """Close the store, the provider clients and the event loop (a later call opens them
+        again)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            try:
+                worker.run(self._core.aclose())
+            finally:
+                worker.close()
+
+    def _loop(self) -> _LoopThread:
+        if self._worker is None:
+            self._worker = _LoopThread()
+            # Stops the thread of a manager dropped without close(); nothing of it stays open.
+            weakref.finalize(self, self._worker.close)
+        return self._worker
 
     def _current(self, experiment: Experiment) -> Experiment:
         """Copies the latest state of an experiment into the one create_experiment returned."""
@@ -165,26 +186,29 @@ class ExperimentManager:
         return experiments
 
     def _run(self, operation: Callable[[AsyncExperimentManager], Coroutine[Any, Any, T]]) -> T:
-        async def call() -> T:
-            async with self._manager() as manager:
-                return await operation(manager)
+        core = self._core
+        core.on_transfer = self.on_transfer
+        core.pause_gc_during_downloads = self.pause_gc_during_downloads
 
-        return run_sync(call())
+        async def call() -> T:
+            self._running += 1
+            try:
+                return await operation(core)
+            finally:
+                self._running -= 1
+                if not self._running and not self._held:
+                    await core.aclose()
+
+        return self._loop().run(call())
 
     def _iterate(
         self, operation: Callable[[AsyncExperimentManager], AsyncIterator[T]]
     ) -> Iterator[T]:
-        manager = self._manager()
-        worker = _LoopThread()
+        # A store of its own: its cursor stays open between steps, beside this manager's calls.
+        manager = AsyncExperimentManager(self.db_path)
+        manager._response_models = self._core._response_models
+        worker = self._loop()
         items = operation(manager)
-
-        async def cleanup() -> None:
-            try:
-                if isinstance(items, AsyncGenerator):
-                    await items.aclose()
-            finally:
-                await manager.aclose()
-
         try:
             while True:
                 try:
@@ -192,7 +216,7 @@ class ExperimentManager:
                 except StopAsyncIteration:
                     return
         finally:
-            worker.close(cleanup())
+            worker.run(_closed(items, manager))
 
     def create_experiment(
         self,
@@ -487,6 +511,14 @@ class ExperimentManager:
         return self._run(
             lambda m: m.write_comparison(comparison, path, overwrite=overwrite, raw=raw)
         )
+
+
+async def _closed(items: AsyncIterator[Any], manager: AsyncExperimentManager) -> None:
+    try:
+        if isinstance(items, AsyncGenerator):
+            await items.aclose()
+    finally:
+        await manager.aclose()
 
 
 def _both(first: Callable[[T], None], second: Callable[[T], None] | None) -> Callable[[T], None]:

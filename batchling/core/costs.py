@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from batchling import pricing
-from batchling.bounds import (
-    finite_number,
-)
+from batchling.bounds import finite_number
 from batchling.core.session import Session
 from batchling.pricing import (
     ExperimentCost,
@@ -21,6 +19,8 @@ from batchling.pricing import (
 async def experiment_cost(
     session: Session, experiment_name: str, *, table: PriceTable | None = None
 ) -> ExperimentCost:
+    """The estimated cost (from the requests) and, once results are stored, the actual cost
+    (from the usage the provider reported). `usd` is None when the model has no known price."""
     store = await session.store()
     experiment = await store.get_experiment(experiment_name)
     estimate = token_estimate_from_options(await store.experiment_options(experiment_name))

@@ -9,12 +9,7 @@ from typing import Any
 
 import orjson
 
-from batchling.bounds import (
-    INT64_MAX,
-    check_base_url,
-    check_name,
-    whole_number,
-)
+from batchling.bounds import INT64_MAX, check_base_url, check_name, whole_number
 from batchling.chunks import PROCESSED_FILE, ChunkWriter
 from batchling.core.session import Session, output_policy
 from batchling.errors import (
@@ -41,9 +36,7 @@ from batchling.models import (
 )
 from batchling.object_storage import beside, is_remote, staged, upload
 from batchling.owned_files import OutputPolicy, output_path
-from batchling.pricing import (
-    TokenTally,
-)
+from batchling.pricing import TokenTally
 from batchling.providers import registry
 from batchling.providers.base import Provider, ProviderInfo
 from batchling.providers.text_input import check_embedding_options
@@ -79,7 +72,20 @@ async def create_experiment(
     study: str | None = None,
     generation: GenerationParams | dict[str, Any] | None = None,
     overwrite: bool = False,
+    queue: bool = False,
 ) -> Experiment:
+    """Validate and encode the requests, write the provider's input file(s), record it all.
+
+    The requests are `raw_requests`, or the JSONL file `raw_file_path`, or `template` (a list
+    of messages, a template object or a .json template file) filled in once per row of `rows`
+    (a list of dicts or a .jsonl/.csv/.json file), each request's id taken from the column
+    `id_field` if given.
+    `response_format` (a pydantic class, a JSON Schema dict, a .json schema file or
+    `module:Class`) asks every request for JSON matching it; results are then validated.
+    `study` groups it with other experiments (see compare_experiments).
+    `generation` (temperature, max_tokens, reasoning, ...) fills what a request leaves unset.
+    A processed or results path that already exists is refused unless `overwrite`.
+    `queue` records it as queued, for a worker to start (`batchling worker`, work_once)."""
     check_name(experiment_name)
     _check_batch_bounds(max_requests_per_batch, max_bytes_per_batch)
     if base_url is not None:
@@ -186,6 +192,9 @@ async def create_experiment(
         session._response_models[experiment_name] = fmt.model
     else:
         session._response_models.pop(experiment_name, None)
+    if queue:
+        await store.enqueue(experiment_name)
+        return await store.get_experiment(experiment_name)
     return created
 
 

@@ -6,26 +6,16 @@ import asyncio
 import contextlib
 import functools
 import gc
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from batchling import resume
-from batchling.core.lifecycle import refresh
+from batchling.core import lifecycle
 from batchling.core.session import Session, output_policy
-from batchling.errors import (
-    BatchlingError,
-    InputError,
-    InvalidStateError,
-)
-from batchling.models import (
-    BatchRecord,
-    Experiment,
-    Result,
-    ResultError,
-    Status,
-)
+from batchling.errors import BatchlingError, InputError, InvalidStateError
+from batchling.models import BatchRecord, Experiment, Result, ResultError, Status
 from batchling.object_storage import upload
 from batchling.owned_files import writing
 from batchling.progress import TransferMeter
@@ -33,13 +23,7 @@ from batchling.provider_output import ResultIntake
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider
 from batchling.records import ResultRecord, record_of
 from batchling.result_sequence import ResultSequence
-from batchling.results_file import (
-    RESULTS_FILE,
-    ChunkLines,
-    join_parts,
-    part_path,
-    remove_parts,
-)
+from batchling.results_file import RESULTS_FILE, ChunkLines, join_parts, part_path, remove_parts
 from batchling.structured import ResponseFormat, parse_output
 from batchling.updates import BatchUpdate, ExperimentUpdate
 
@@ -55,6 +39,14 @@ _gc_pause = {"depth": 0, "was_enabled": False}
 async def get_results(
     session: Session, experiment_name: str, response_model: type[BaseModel] | None = None
 ) -> ResultSequence:
+    """Download once, store every result row, write the results JSONL file; returns the results.
+
+    They come as a `ResultSequence` (a `Sequence[Result]` in request order, read from the
+    store a page at a time when accessed, so memory stays flat however many there are).
+    With a response format, `Result.parsed` holds instances of its class (`response_model`,
+    else the class given at create, else the one importable from the stored path), or
+    plain JSON values when no class is known; an answer that does not fit the class raises
+    InputError when read (for the first 1,000, here)."""
     store = await session.store()
     experiment = await download_results(session, experiment_name)
     convert = await _parsed_converter(session, experiment_name, response_model)
@@ -68,7 +60,7 @@ async def get_results(
 
 async def iter_results(
     session: Session, experiment_name: str, response_model: type[BaseModel] | None = None
-) -> AsyncGenerator[Result, None]:
+) -> AsyncIterator[Result]:
     store = await session.store()
     experiment = await download_results(session, experiment_name)
     convert = await _parsed_converter(session, experiment_name, response_model)
@@ -107,7 +99,7 @@ async def download_results(session: Session, experiment_name: str) -> Experiment
     store = await session.store()
     experiment = await store.get_experiment(experiment_name)
     if not experiment.is_finished:
-        experiment = await refresh(session, experiment_name)
+        experiment = await lifecycle.refresh(session, experiment_name)
     if experiment.status in (Status.CREATED, Status.SUBMITTING):
         raise InvalidStateError(
             f"Experiment '{experiment_name}' has not been started: "

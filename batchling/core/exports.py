@@ -5,21 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from batchling.core.download import download_results
+from batchling.core import download
 from batchling.core.session import Session, output_policy
 from batchling.owned_files import output_path
-from batchling.pricing import (
-    load_price_table,
-)
+from batchling.pricing import load_price_table
 
 EXPORT_FILE = "export file"
 
 
 async def export_rows(session: Session, experiment_name: str) -> list[dict[str, Any]]:
+    """One row per request (downloading the results first if needed): custom id, input
+    summary, output text, parsed fields flattened, status, error, tokens, cost."""
     from batchling.export import export_row, input_summary
 
     store = await session.store()
-    experiment = await download_results(session, experiment_name)
+    experiment = await download.download_results(session, experiment_name)
     inputs = {
         cid: input_summary(request) async for cid, _, request in store.iter_requests(experiment)
     }
@@ -42,6 +42,10 @@ async def export(
     overwrite: bool = False,
     raw: bool = False,
 ) -> Path:
+    """Write the rows to a jsonl, csv or parquet file (default: ./<name>.<format>). A file
+    that exists and is not an earlier export of this experiment is refused unless
+    `overwrite`. CSV cells a spreadsheet would run as a formula are neutralised unless `raw`
+    (see export.write_csv)."""
     from batchling.export import check_format, write_rows
 
     check_format(fmt)
@@ -57,12 +61,14 @@ async def export(
 
 
 async def to_pandas(session: Session, experiment_name: str) -> Any:
+    """The rows as a pandas DataFrame (pip install 'batchling[pandas]')."""
     from batchling.export import rows_to_pandas
 
     return rows_to_pandas(await export_rows(session, experiment_name))
 
 
 async def to_polars(session: Session, experiment_name: str) -> Any:
+    """The rows as a polars DataFrame (pip install 'batchling[polars]')."""
     from batchling.export import rows_to_polars
 
     return rows_to_polars(await export_rows(session, experiment_name))

@@ -8,22 +8,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from batchling import resume
-from batchling.bounds import (
-    MAX_POLL_SECONDS,
-    MAX_TIMEOUT,
-    finite_number,
-)
+from batchling.bounds import MAX_POLL_SECONDS, MAX_TIMEOUT, finite_number
 from batchling.core.session import Session
-from batchling.errors import (
-    InvalidStateError,
-    ProviderError,
-)
-from batchling.models import (
-    BatchRecord,
-    Experiment,
-    RequestCounts,
-    Status,
-)
+from batchling.errors import InvalidStateError, ProviderError
+from batchling.models import BatchRecord, Experiment, RequestCounts, Status
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider
 from batchling.store import utcnow
 from batchling.updates import UNSET, BatchUpdate, ExperimentUpdate
@@ -60,6 +48,7 @@ def combine_status(statuses: Sequence[Status]) -> Status:
 
 
 async def refresh(session: Session, experiment_name: str) -> Experiment:
+    """Poll every unfinished batch once (concurrently) and record what the provider says."""
     store = await session.store()
     experiment = await store.get_experiment(experiment_name)
     batches = await store.list_batches(experiment)
@@ -133,6 +122,8 @@ async def _poll(
 async def refresh_many(
     session: Session, experiment_names: Sequence[str] | None = None
 ) -> list[Experiment]:
+    """Refresh the named experiments (default: every running one) concurrently; one client per
+    provider serves them all. Returns them in the order given (or newest first)."""
     if experiment_names is None:
         experiment_names = [
             e.name
@@ -150,6 +141,7 @@ async def wait(
     timeout: float | None = None,
     on_update: ProgressCallback | None = None,
 ) -> Experiment:
+    """Poll until the experiment ends, backing off gently up to a minute between polls."""
     poll_interval, timeout = check_polling(poll_interval, timeout)
     experiment = await (await session.store()).get_experiment(experiment_name)
     if experiment.status in (Status.CREATED, Status.SUBMITTING):
@@ -181,6 +173,8 @@ async def wait_all(
     timeout: float | None = None,
     on_update: ProgressCallback | None = None,
 ) -> list[Experiment]:
+    """Wait for several experiments at once, their polls running concurrently. If one fails
+    (or times out) the others are still followed to their end, then the first error is raised."""
     poll_interval, timeout = check_polling(poll_interval, timeout)
     for name in experiment_names:
         await (await session.store()).get_experiment(name)
@@ -193,6 +187,7 @@ async def wait_all(
 
 
 async def cancel_experiment(session: Session, experiment_name: str) -> Experiment:
+    """Cancel at the provider; what already finished stays available through get_results."""
     store = await session.store()
     experiment = await store.get_experiment(experiment_name)
     if experiment.is_finished:
@@ -223,6 +218,10 @@ async def cancel_experiment(session: Session, experiment_name: str) -> Experimen
 async def delete_experiment(
     session: Session, experiment_name: str, *, remote: bool = False
 ) -> None:
+    """Forget the experiment locally; with remote=True also delete its files at the provider.
+
+    Refused (InvalidStateError, nothing deleted) while a start of it runs or while its batches
+    run at the provider: deleting the record would leave them running, and billed, unseen."""
     store = await session.store()
     experiment = await store.get_experiment(experiment_name)
     if experiment.status not in (Status.CREATED, Status.SUBMITTING) and not experiment.is_finished:

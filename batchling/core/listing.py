@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from batchling.bounds import (
-    INT64_MAX,
-    whole_number,
-)
+from batchling.bounds import INT64_MAX, whole_number
 from batchling.core.session import Session
-from batchling.errors import (
-    ConfigurationError,
-)
-from batchling.models import (
-    Experiment,
-    Status,
-)
+from batchling.errors import ConfigurationError
+from batchling.models import BatchRecord, Experiment, Status
+
+
+async def retrieve(session: Session, experiment_name: str) -> Experiment:
+    return await (await session.store()).get_experiment(experiment_name)
 
 
 async def list_experiments(
@@ -26,6 +22,7 @@ async def list_experiments(
     name_prefix: str | None = None,
     limit: int | None = None,
 ) -> list[Experiment]:
+    """Experiments, newest first; only those matching every filter given; at most `limit`."""
     if limit is not None:
         limit = whole_number("limit", limit, minimum=0, maximum=INT64_MAX)
     store = await session.store()
@@ -41,11 +38,21 @@ async def list_experiments(
 
 
 async def active_experiments(session: Session) -> list[Experiment]:
+    """Experiments submitted and not yet ended: what `batchling watch` follows."""
     return [
         e
         for e in await (await session.store()).list_experiments()
         if e.status not in (Status.CREATED, Status.SUBMITTING) and not e.is_finished
     ]
+
+
+async def count_experiments(session: Session) -> int:
+    return await (await session.store()).count_experiments()
+
+
+async def list_batches(session: Session, experiment_name: str) -> list[BatchRecord]:
+    store = await session.store()
+    return await store.list_batches(await store.get_experiment(experiment_name))
 
 
 def filter_experiments(

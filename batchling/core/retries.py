@@ -5,28 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from batchling.errors import (
-    InvalidStateError,
-)
-from batchling.models import (
-    Status,
-)
+from batchling.core import create, download, lifecycle, submit
+from batchling.core.session import Session, output_policy
+from batchling.errors import InvalidStateError
+from batchling.models import Status
 from batchling.providers import registry
 
 if TYPE_CHECKING:
     # Imported where used: `batchling list` and `status` need none of them.
     from batchling.retry import RetryOutcome
 
-from batchling.core.create import write_chunks
-from batchling.core.download import download_results
-from batchling.core.lifecycle import latest_attempt
-from batchling.core.session import Session, output_policy
-from batchling.core.submit import start_experiment
-
 
 async def retry_experiment(
     session: Session, experiment_name: str, *, only: str | Iterable[str] | None = None
 ) -> RetryOutcome:
+    """Submit again, as a new attempt of the same experiment, the requests that did not succeed.
+
+    `only` narrows it to some of "errors" (provider errors), "expired", "cancelled", "parse"
+    (default: all four). Their new outcomes replace the old ones, so results show each
+    request's latest outcome. Returns what was resubmitted (`requests == 0`: nothing to
+    retry). Safe to run again after a crash: an attempt planned but not fully submitted is
+    resumed, never planned twice."""
     from batchling.retry import RETRY_KINDS, RetryOutcome, retry_kinds
 
     chosen = retry_kinds(only)
@@ -41,20 +40,20 @@ async def retry_experiment(
                 f"{experiment_name}' first; retry re-runs what failed once it has ended."
             )
         # An earlier retry planned this attempt and was interrupted: submit it, plan nothing.
-        await start_experiment(session, experiment_name)
+        await submit.start_experiment(session, experiment_name)
         return await _retry_outcome(session, experiment_name, chosen, resumed=True)
     if not experiment.is_finished:
         raise InvalidStateError(
             f"Experiment '{experiment_name}' is still {experiment.status}: wait for it to end "
             f"('batchling wait {experiment_name}'), then retry what did not succeed."
         )
-    experiment = await download_results(session, experiment_name)
+    experiment = await download.download_results(session, experiment_name)
     pairs = await store.unsuccessful_requests(experiment, {RETRY_KINDS[k] for k in chosen})
     if not pairs:
         return RetryOutcome(experiment=experiment, attempt=latest, requests=0, kinds=chosen)
     attempt = latest + 1
     processed = experiment.processed_file_path
-    chunks, chunk_of = write_chunks(
+    chunks, chunk_of = create.write_chunks(
         registry.encoder(experiment.provider),
         pairs,
         processed.with_name(f"{processed.stem}.retry{attempt - 1}{processed.suffix}"),
@@ -79,7 +78,7 @@ async def retry_experiment(
             f"Experiment '{experiment_name}' is being retried by another process right now: "
             f"follow it with 'batchling status {experiment_name}'."
         )
-    await start_experiment(session, experiment_name)
+    await submit.start_experiment(session, experiment_name)
     return await _retry_outcome(session, experiment_name, chosen)
 
 
@@ -91,7 +90,7 @@ async def _retry_outcome(
 
     store = await session.store()
     experiment = await store.get_experiment(experiment_name)
-    current = latest_attempt(await store.list_batches(experiment))
+    current = lifecycle.latest_attempt(await store.list_batches(experiment))
     # Until the attempt is downloaded, its requests' stored results are those it re-runs.
     by_kind = await store.error_kinds_in_chunks(experiment, [b.chunk for b in current])
     return RetryOutcome(

@@ -11,14 +11,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from batchling.errors import (
-    BatchlingError,
-    ProviderError,
-)
+from batchling.errors import BatchlingError, ProviderError
 from batchling.home import experiment_dir
-from batchling.models import (
-    Experiment,
-)
+from batchling.models import Experiment
 from batchling.owned_files import OutputPolicy
 from batchling.progress import TransferCallback
 from batchling.providers import registry
@@ -62,12 +57,13 @@ class Session:
         return self._store
 
     async def aclose(self) -> None:
-        for provider in self._providers.values():
+        # Detached first: a call starting meanwhile opens its own rather than get these closing.
+        providers, self._providers = list(self._providers.values()), {}
+        store, self._store = self._store, None
+        for provider in providers:
             await provider.aclose()
-        self._providers.clear()
-        if self._store is not None:
-            await self._store.close()
-            self._store = None
+        if store is not None:
+            await store.close()
 
     def _provider(self, experiment: Experiment) -> Provider:
         key = (experiment.provider, experiment.base_url)

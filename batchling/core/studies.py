@@ -10,39 +10,20 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from batchling import pricing
-from batchling.bounds import (
-    check_name,
-)
-from batchling.errors import (
-    ExperimentExistsError,
-    InputError,
-    StudyNotFoundError,
-)
-from batchling.models import (
-    Experiment,
-    RawRequest,
-    Result,
-    Status,
-)
+from batchling.bounds import check_name
+from batchling.core import costs, create, download, lifecycle, submit
+from batchling.core.lifecycle import DEFAULT_POLL_INTERVAL, ProgressCallback
+from batchling.core.session import Session, output_policy
+from batchling.errors import ExperimentExistsError, InputError, StudyNotFoundError
+from batchling.models import Experiment, RawRequest, Result, Status
 from batchling.owned_files import output_path
-from batchling.pricing import (
-    check_cost_limit,
-    estimate_tokens,
-    load_price_table,
-)
+from batchling.pricing import check_cost_limit, estimate_tokens, load_price_table
 from batchling.providers import registry
 from batchling.store import utcnow
 
 if TYPE_CHECKING:
     # Imported where used: `batchling list` and `status` need none of them.
     from batchling.compare import Comparison, Target
-
-from batchling.core import costs
-from batchling.core.create import create_experiment, load_requests
-from batchling.core.download import get_results
-from batchling.core.lifecycle import DEFAULT_POLL_INTERVAL, ProgressCallback, check_polling, wait
-from batchling.core.session import Session, output_policy
-from batchling.core.submit import start_experiment
 
 COMPARISON_FILE = "comparison file"
 
@@ -62,11 +43,16 @@ async def compare_experiments(
     timeout: float | None = None,
     on_update: ProgressCallback | None = None,
 ) -> Comparison:
+    """Run the same requests on every target (`provider:model`): one experiment each, named
+    `<study>-<provider>-<model>`, created, started, waited for, then compared side by side.
+
+    Run again with the same study to resume. `max_cost` (USD) bounds the study's total
+    estimate: above it, or with a target whose price is unknown, nothing is created or sent."""
     from batchling.compare import default_study_name, experiment_name_for, parse_targets
 
     study = study or default_study_name(utcnow())
     check_name(study, "Study name")
-    poll_interval, timeout = check_polling(poll_interval, timeout)
+    poll_interval, timeout = lifecycle.check_polling(poll_interval, timeout)
     if max_cost is not None:
         max_cost = costs.check_max_cost(max_cost)
     chosen = parse_targets(targets)
@@ -87,7 +73,7 @@ async def compare_experiments(
                 f"Study '{study}' has no experiment for {', '.join(t.label for t in missing)}: "
                 "give the requests (raw_file_path or raw_requests) to create them."
             )
-        requests = [request for request, _ in load_requests(raw_requests, raw_file_path)]
+        requests = [request for request, _ in create.load_requests(raw_requests, raw_file_path)]
     if max_cost is not None:
         estimates = []
         table = load_price_table()
@@ -108,7 +94,7 @@ async def compare_experiments(
     for target in chosen:
         name = experiment_name_for(study, target)
         if existing[target] is None:
-            await create_experiment(
+            await create.create_experiment(
                 session,
                 name,
                 model=target.model,
@@ -123,14 +109,16 @@ async def compare_experiments(
     experiments = [await store.get_experiment(name) for name in names]
     await asyncio.gather(
         *(
-            start_experiment(session, e.name)
+            submit.start_experiment(session, e.name)
             for e in experiments
             if e.status in (Status.CREATED, Status.SUBMITTING)
         )
     )
     await asyncio.gather(
         *(
-            wait(session, name, poll_interval=poll_interval, timeout=timeout, on_update=on_update)
+            lifecycle.wait(
+                session, name, poll_interval=poll_interval, timeout=timeout, on_update=on_update
+            )
             for name in names
         )
     )
@@ -140,6 +128,8 @@ async def compare_experiments(
 async def get_comparison(
     session: Session, study: str, response_model: type[BaseModel] | None = None
 ) -> Comparison:
+    """The study's answers side by side (finished experiments only; the others show their
+    status), with each target's status, counts, latency and cost. Does not wait."""
     from batchling.compare import TargetSummary, build_comparison, latency_seconds
 
     store = await session.store()
@@ -154,7 +144,8 @@ async def get_comparison(
         answers: list[Result | None] = [None] * len(pairs)
         if experiment.is_finished:
             by_id = {
-                r.custom_id: r for r in await get_results(session, experiment.name, response_model)
+                r.custom_id: r
+                for r in await download.get_results(session, experiment.name, response_model)
             }
             answers = [by_id.get(cid) for cid, _ in pairs]
             experiment = await store.get_experiment(experiment.name)
@@ -178,6 +169,8 @@ async def write_comparison(
     overwrite: bool = False,
     raw: bool = False,
 ) -> Path:
+    """Write a comparison to a .jsonl or .csv file, owned by the study's first experiment:
+    refused, unless `overwrite`, where a file exists that is not an earlier one of the study."""
     from batchling.compare import check_comparison_path, write_comparison
 
     check_comparison_path(Path(path))

@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 from batchling import resume
-from batchling.core import costs
-from batchling.core.lifecycle import refresh
+from batchling.core import costs, lifecycle
 from batchling.core.session import Session
 from batchling.errors import (
     AmbiguousBatchError,
@@ -18,15 +17,8 @@ from batchling.errors import (
     InvalidStateError,
     ProviderError,
 )
-from batchling.models import (
-    BatchRecord,
-    Experiment,
-    Status,
-    SubmitStep,
-)
-from batchling.pricing import (
-    check_cost_limit,
-)
+from batchling.models import BatchRecord, Experiment, Status, SubmitStep
+from batchling.pricing import check_cost_limit
 from batchling.progress import TransferMeter
 from batchling.providers import client_settings
 from batchling.providers.base import BatchRef, Provider
@@ -43,8 +35,13 @@ async def start_experiment(
     adopt: str | None = None,
     claimed_by: str | None = None,
 ) -> Experiment:
-    """Submit the experiment's batches. `claimed_by`: the owner that already holds the start's
-    claim (a worker took it from the queue), else this process claims it."""
+    """Upload and create every batch. Safe to run again after a crash: nothing is sent twice.
+
+    With `max_cost` (USD), refuses before sending anything when the estimated cost is above
+    it or cannot be estimated (CostLimitError). `adopt` names the provider batch to record for
+    the chunk whose creation was interrupted, when batchling cannot tell which one it is.
+    `claimed_by`: the owner that already holds the start's claim (a worker took it from the
+    queue), else this process claims it."""
     if max_cost is not None:
         max_cost = costs.check_max_cost(max_cost)
     store = await session.store()
@@ -111,7 +108,7 @@ async def start_experiment(
         experiment_name, ExperimentUpdate(status=Status.VALIDATING, start_owner=None)
     )
     try:
-        return await refresh(session, experiment_name)
+        return await lifecycle.refresh(session, experiment_name)
     except ProviderError:
         # Everything is submitted and recorded; a failed first poll is for 'wait' to redo.
         return await store.get_experiment(experiment_name)
