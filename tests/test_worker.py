@@ -34,11 +34,13 @@ def batches_per_experiment(emulator: Emulator, earlier: set[str]) -> dict[str, i
     return counts
 
 
-async def queue_experiments(database: Path | str, count: int) -> list[str]:
+async def queue_experiments(
+    database: Path | str, count: int, providers: list[str] = PROVIDERS
+) -> list[str]:
     names = [f"q{i}" for i in range(count)]
     async with AsyncExperimentManager(database) as manager:
         for i, name in enumerate(names):
-            provider = PROVIDERS[i % len(PROVIDERS)]
+            provider = providers[i % len(providers)]
             queued = await manager.create_experiment(
                 name,
                 model=DEMO_MODELS[provider],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from batchling import resume
@@ -96,7 +96,9 @@ async def start_experiment(
         async with kept_lease(store, experiment_name, owner, lease) as held:
             for batch in to_submit:
                 held.check()
-                await _submit_batch(session, experiment, provider, batch, metadata_base, adopt)
+                await _submit_batch(
+                    session, experiment, provider, batch, metadata_base, adopt, held.check
+                )
                 adopt = None if batch.step == SubmitStep.CREATING else adopt
                 upload.advance(batch.bytes)
             held.check()
@@ -117,16 +119,22 @@ async def start_experiment(
 class HeldLease:
     """A start's claim, renewed in the background; `check()` before each step that submits."""
 
-    def __init__(self, experiment_name: str) -> None:
+    def __init__(self, experiment_name: str, seconds: float) -> None:
         self.experiment_name = experiment_name
+        self.seconds = seconds
         self.lost = False
+        self.renewed = asyncio.get_running_loop().time()
 
     def check(self) -> None:
-        if self.lost:
+        """InvalidStateError when the claim is lost, or may be: a renewal overdue (the loop was
+        blocked) may have let the lease run out."""
+        overdue = asyncio.get_running_loop().time() - self.renewed >= self.seconds * 2 / 3
+        if self.lost or overdue:
+            self.lost = True
             raise InvalidStateError(
                 f"This start of experiment '{self.experiment_name}' lost its claim (its lease ran "
-                "out, and another process took the start over): it stopped before submitting "
-                f"more. Follow it with 'batchling status {self.experiment_name}'."
+                "out, and another process may have taken the start over): it stopped before "
+                f"submitting more. Follow it with 'batchling status {self.experiment_name}'."
             )
 
 
@@ -134,21 +142,25 @@ class HeldLease:
 async def kept_lease(
     store: Repository, experiment_name: str, owner: str, seconds: float
 ) -> AsyncIterator[HeldLease]:
-    """Renew `owner`'s lease on the start every third of its length while the block runs."""
-    held = HeldLease(experiment_name)
+    """Renew `owner`'s lease on the start now and every third of its length while the block
+    runs."""
+    held = HeldLease(experiment_name, seconds)
+    loop = asyncio.get_running_loop()
+
+    async def renew() -> None:
+        try:
+            held.lost = held.lost or not await store.renew_lease(experiment_name, owner, seconds)
+            held.renewed = loop.time()
+        except Exception:
+            # The database out of reach: check() stops the start once a renewal is overdue.
+            pass
 
     async def beat() -> None:
-        loop = asyncio.get_running_loop()
-        renewed = loop.time()
         while not held.lost:
             await asyncio.sleep(seconds / 3)
-            try:
-                held.lost = not await store.renew_lease(experiment_name, owner, seconds)
-                renewed = loop.time()
-            except Exception:
-                # The database out of reach: the claim stands until the lease would run out.
-                held.lost = loop.time() - renewed >= seconds
+            await renew()
 
+    await renew()
     task = asyncio.create_task(beat())
     try:
         yield held
@@ -183,6 +195,7 @@ async def _submit_batch(
     batch: BatchRecord,
     metadata_base: dict[str, str],
     adopt: str | None = None,
+    still_held: Callable[[], None] = lambda: None,
 ) -> None:
     store = await session.store()
     metadata = {**metadata_base, "batchling_chunk": str(batch.chunk)}
@@ -217,7 +230,9 @@ async def _submit_batch(
             session, experiment, provider, batch, file_id, metadata
         )
     if batch_id is None:
-        batch_id = await _create_batch(session, experiment, provider, batch, file_id, metadata)
+        batch_id = await _create_batch(
+            session, experiment, provider, batch, file_id, metadata, still_held
+        )
     await store.update_batch(
         experiment,
         batch.chunk,
@@ -237,14 +252,18 @@ async def _create_batch(
     batch: BatchRecord,
     file_id: str | None,
     metadata: dict[str, str],
+    still_held: Callable[[], None] = lambda: None,
 ) -> str:
     """Create the chunk's batch, never twice: the SDKs make a single attempt, and a creation
-    that went unanswered (timeout, dropped connection) is looked for before another one."""
+    that went unanswered (timeout, dropped connection) is looked for before another one.
+    `still_held()` raises when the start's claim may have passed to another process."""
     store = await session.store()
     attempts = client_settings.max_retries() + 1
     for attempt in range(1, attempts + 1):
         started = utcnow()
+        still_held()
         await store.update_batch(experiment, batch.chunk, BatchUpdate(step=SubmitStep.CREATING))
+        still_held()
         try:
             return await session._call(
                 experiment,
