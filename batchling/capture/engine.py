@@ -1,0 +1,345 @@
+"""The capture engine: queues captured calls per (provider, endpoint, model), flushes each queue
+as one experiment of the capture's study through the manager, and answers every call from its
+batch result. It runs on a private event loop in its own thread, so async code (any loop) and
+blocking code (any thread) hand it calls the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from batchling.capture.keys import custom_id_of
+from batchling.capture.ledger import Ledger, LedgerRow
+from batchling.capture.lines import Answer, answer_of, batch_line
+from batchling.capture.plan import CapturePlan, request_tokens
+from batchling.capture.routes import Route
+from batchling.errors import DryRun
+from batchling.models import Experiment, RawRequest, RequestCounts, Status
+
+T = TypeVar("T")
+DIRECT = "direct"
+"""Answer meaning: send the call as it is, to the provider's synchronous endpoint."""
+
+# Stands in for the RawRequest of each stored row: the row's text (the SDK's body) is what is kept.
+_PLACEHOLDER = RawRequest(messages=[{"role": "user", "content": "captured"}])
+
+
+@dataclass(frozen=True)
+class CapturedCall:
+    route: Route
+    key: str
+    body: dict[str, Any]
+    canonical: bytes
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    name: str
+    db_path: Path | None = None
+    batch_size: int | None = None
+    window_seconds: float = 2.0
+    poll_interval: float = 2.0
+    cache: bool = True
+    dry_run: bool = False
+    max_cost: float | None = None
+    deadline: float | None = None
+    """time.monotonic() after which unanswered calls stop waiting."""
+    on_deadline: str = "raise"
+    stream: str = "error"
+    progress: Callable[[Experiment], None] | None = None
+
+
+def error_answer(status: int, message: str) -> Answer:
+    """An error in the shape every SDK reads a message from (`error.message`)."""
+    return Answer(status, orjson.dumps({"error": {"message": message, "type": "batchling_capture"}}))
+
+
+class CaptureEngine:
+    def __init__(self, settings: CaptureSettings) -> None:
+        self.settings = settings
+        self.plan = CapturePlan()
+        self.experiments: list[str] = []
+        self.sent_direct = 0
+        self.stream_passthrough = settings.stream == "passthrough"
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=f"batchling-capture-{settings.name}", daemon=True)
+        self._waiting: dict[str, asyncio.Future[Answer | str]] = {}
+        self._queues: dict[Route, list[CapturedCall]] = {}
+        self._timers: dict[Route, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._followers: dict[str, asyncio.Task[None]] = {}
+        self._spent = 0.0
+        self._sequence = 0
+        self._manager: Any = None
+        self._ledger: Ledger | None = None
+
+    # life cycle (called from the user's thread)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        self._thread.start()
+        self.run(self._open())
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def submit(self, call: CapturedCall) -> concurrent.futures.Future[Answer | str]:
+        return asyncio.run_coroutine_threadsafe(self.answer(call), self._loop)
+
+    def stop(self) -> None:
+        try:
+            self.run(self._close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    async def _open(self) -> None:
+        from batchling.manager import AsyncExperimentManager
+        from batchling.store import Store
+
+        self._manager = AsyncExperimentManager(self.settings.db_path)
+        # Created and migrated first: the ledger's table sits beside the store's.
+        await (await Store.open(self._manager.db_path)).close()
+        self._ledger = await Ledger.open(self._manager.db_path, self.settings.name)
+
+    async def _close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in [*self._tasks, *self._followers.values()]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._followers.values(), return_exceptions=True)
+        if self._ledger is not None:
+            await self._ledger.close()
+        if self._manager is not None:
+            await self._manager.aclose()
+
+    # calls (on the engine's loop)
+
+    async def answer(self, call: CapturedCall) -> Answer | str:
+        waiting = self._waiting.get(call.key)
+        if waiting is None:
+            waiting = self._waiting[call.key] = self._loop.create_future()
+            self._enqueue(call)
+        deadline = self.settings.deadline
+        if deadline is None:
+            return await asyncio.shield(waiting)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            if self.settings.on_deadline == "sync":
+                self.sent_direct += 1
+                return DIRECT
+            return error_answer(
+                408,
+                f"batchling.capture('{self.settings.name}'): the deadline passed before the batch "
+                f"answered {call.route.provider} {call.route.endpoint} ({call.route.model}); its "
+                "batch goes on, and running the capture again picks its answer up. Pass "
+                "on_deadline='sync' to send such calls directly instead.",
+            )
+
+    def _enqueue(self, call: CapturedCall) -> None:
+        queue = self._queues.setdefault(call.route, [])
+        queue.append(call)
+        if len(queue) >= self._batch_size(call.route):
+            self._flush(call.route)
+        elif len(queue) == 1:
+            self._timers[call.route] = self._loop.call_later(self.settings.window_seconds, self._flush, call.route)
+
+    def _batch_size(self, route: Route) -> int:
+        from batchling.providers import registry
+
+        limit = registry.provider_info(route.provider).limits.max_requests
+        return min(self.settings.batch_size or limit, limit)
+
+    def _flush(self, route: Route) -> None:
+        timer = self._timers.pop(route, None)
+        if timer is not None:
+            timer.cancel()
+        calls = self._queues.pop(route, [])
+        if calls:
+            self._spawn(self._send(route, calls), [c.key for c in calls])
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], keys: list[str]) -> asyncio.Task[None]:
+        task = self._loop.create_task(self._answer_failures(coroutine, keys))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _answer_failures(self, coroutine: Coroutine[Any, Any, None], keys: list[str]) -> None:
+        """Any failure to batch becomes the answer of the calls still waiting: never a hang."""
+        try:
+            await coroutine
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            for key in keys:
+                self._resolve(key, error_answer(502, f"batchling.capture('{self.settings.name}'): {text}"))
+
+    def _resolve(self, key: str, answer: Answer | str | BaseException) -> None:
+        waiting = self._waiting.get(key)
+        if waiting is not None and not waiting.done():
+            if isinstance(answer, BaseException):
+                waiting.set_exception(answer)
+            else:
+                waiting.set_result(answer)
+
+    async def _send(self, route: Route, calls: list[CapturedCall]) -> None:
+        assert self._ledger is not None
+        found = await self._ledger.find([c.key for c in calls]) if self.settings.cache else {}
+        for key, row in found.items():
+            if row.answer is not None and row.status_code is not None:
+                self._resolve(key, Answer(row.status_code, row.answer))
+            else:
+                self._follow(row.experiment)
+        new = [c for c in calls if c.key not in found]
+        if not new:
+            return
+        if self.settings.dry_run:
+            for call in new:
+                self.plan.add(route.provider, route.model, request_tokens(route.endpoint, call.body))
+            for call in new:
+                self._resolve(call.key, DryRun(self.plan))
+            return
+        if self.settings.max_cost is not None:
+            self._check_cost(route, new)
+        name = self._experiment_name()
+        rows = [
+            LedgerRow(c.key, custom_id_of(c.key), route.provider, route.endpoint, route.model, route.base_url, c.canonical, name)
+            for c in new
+        ]
+        # Recorded before anything is sent: a re-run finds them and re-attaches.
+        await self._ledger.record(rows)
+        self._follow(name)
+
+    def _check_cost(self, route: Route, calls: list[CapturedCall]) -> None:
+        from batchling.errors import CostLimitError
+        from batchling.pricing import format_usd
+
+        max_cost = self.settings.max_cost
+        assert max_cost is not None
+        costs = [self.plan.cost_of(route.provider, route.model, request_tokens(route.endpoint, c.body)) for c in calls]
+        if any(cost is None for cost in costs):
+            raise CostLimitError(
+                f"max_cost is set but {route.provider}:{route.model} has no known price: nothing "
+                "was sent. Add its price to batchling's price table, or drop max_cost."
+            )
+        total = self._spent + sum(cost or 0.0 for cost in costs)
+        if total > max_cost:
+            raise CostLimitError(
+                f"The estimated cost {format_usd(total)} of this capture is above max_cost "
+                f"{format_usd(max_cost)}: these {len(calls)} {route.provider}:{route.model} "
+                "calls were not sent. Raise max_cost or send fewer calls."
+            )
+        self._spent = total
+
+    def _experiment_name(self) -> str:
+        self._sequence += 1
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S%f")
+        return f"{self.settings.name}-{stamp}-{self._sequence}"
+
+    def _follow(self, name: str) -> None:
+        if name not in self._followers:
+            self._followers[name] = self._loop.create_task(self._collect(name))
+
+    async def _collect(self, name: str) -> None:
+        assert self._ledger is not None
+        rows = await self._ledger.experiment_rows(name)
+        keys = [row.key for row in rows]
+        try:
+            await self._start(name, rows)
+            await self._manager.wait(name, poll_interval=self.settings.poll_interval, on_update=self.settings.progress)
+            by_id = {row.custom_id: row for row in rows}
+            answers: list[tuple[str, int, bytes]] = []
+            async for result in self._manager.iter_results(name):
+                row = by_id.get(result.custom_id)
+                if row is not None and result.raw is not None:
+                    answer = answer_of(row.provider, result.raw)
+                    answers.append((row.key, answer.status_code, answer.body))
+            await self._ledger.save_answers(answers)
+            for key, status, body in answers:
+                self._resolve(key, Answer(status, body))
+            experiment = await self._manager.retrieve(name)
+            for key in keys:
+                self._resolve(key, error_answer(502, f"batchling.capture: batch experiment '{name}' ended {experiment.status} without an answer for this call."))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            for key in keys:
+                self._resolve(key, error_answer(502, f"batchling.capture('{self.settings.name}'): {text}"))
+
+    async def _start(self, name: str, rows: list[LedgerRow]) -> None:
+        """Create the experiment of recorded rows if it is not yet, and start it if it is not:
+        both are safe to redo after a crash (the manager never submits a chunk twice)."""
+        store = await self._manager.store()
+        experiment = await store.find_experiment(name)
+        if experiment is None:
+            await self._create(name, rows)
+            experiment = await store.get_experiment(name)
+        if experiment.status in (Status.CREATED, Status.SUBMITTING):
+            await self._manager.start_experiment(name)
+        if name not in self.experiments:
+            self.experiments.append(name)
+
+    async def _create(self, name: str, rows: list[LedgerRow]) -> None:
+        from batchling.chunks import ChunkWriter
+        from batchling.home import experiment_dir
+        from batchling.providers import registry
+        from batchling.store import utcnow
+
+        first = rows[0]
+        limits = registry.provider_info(first.provider).limits
+        home = experiment_dir(name)
+        home.mkdir(parents=True, exist_ok=True)
+        writer = ChunkWriter(home / "processed.jsonl", max_requests=limits.max_requests, max_bytes=limits.max_bytes)
+        encoded = []
+        try:
+            for row in rows:
+                line = batch_line(row.provider, row.endpoint, row.custom_id, orjson.loads(row.body))
+                chunk = writer.add(orjson.dumps(line), custom_id=row.custom_id)
+                encoded.append((row.custom_id, chunk, _PLACEHOLDER, row.body.decode()))
+            records = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        now = utcnow()
+        experiment = Experiment(
+            name=name,
+            title=f"capture {self.settings.name}",
+            provider=first.provider,
+            model=first.model,
+            endpoint=first.endpoint,
+            base_url=first.base_url,
+            request_counts=RequestCounts(total=0),
+            processed_file_path=home / "processed.jsonl",
+            results_file_path=home / "results.jsonl",
+            created_at=now,
+            updated_at=now,
+            study=self.settings.name,
+        )
+        tokens = [request_tokens(row.endpoint, orjson.loads(row.body)) for row in rows]
+        estimate = {
+            "requests": len(rows),
+            "input_tokens": sum(t[0] for t in tokens),
+            "output_tokens": sum(t[1] for t in tokens),
+        }
+        store = await self._manager.store()
+        await store.create_experiment(experiment, encoded, records, {"capture": self.settings.name, "token_estimate": estimate})

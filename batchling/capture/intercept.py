@@ -1,0 +1,141 @@
+"""The hook at the HTTP layer: `send` of httpx's and httpx2's clients (every official SDK's
+default transport; google-genai 3.x takes httpx2 when it is installed), scoped by a ContextVar so
+only calls made inside a capture are looked at. Everything else goes through untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import importlib
+import threading
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from batchling.capture.keys import canonical_body, request_key
+from batchling.capture.routes import is_streaming, route_of
+
+if TYPE_CHECKING:
+    from batchling.capture.engine import CaptureEngine, CapturedCall
+    from batchling.capture.lines import Answer
+
+ACTIVE: contextvars.ContextVar[CaptureEngine | None] = contextvars.ContextVar("batchling_capture", default=None)
+CLIENT_MODULES = ("httpx", "httpx2")
+_install_lock = threading.Lock()
+_installed: set[str] = set()
+
+
+def install() -> None:
+    """Patch each installed HTTP client module once per process, and the thread pools."""
+    with _install_lock:
+        for name in CLIENT_MODULES:
+            if name in _installed:
+                continue
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            _patch_async(module)
+            _patch_sync(module)
+            _installed.add(name)
+        if "threads" not in _installed:
+            _patch_thread_pool()
+            _installed.add("threads")
+
+
+def _captured(engine: CaptureEngine, request: Any) -> CapturedCall | str | None:
+    """The call to batch, "stream" for a streaming call, or None to pass it through."""
+    from batchling.capture.engine import CapturedCall
+
+    if not str(request.headers.get("content-type", "")).startswith("application/json"):
+        return None
+    try:
+        body = orjson.loads(request.content)
+    except Exception:
+        return None
+    if not isinstance(body, dict):
+        return None
+    route = route_of(request.method, str(request.url), request.headers.get("user-agent", ""), body)
+    if route is None:
+        return None
+    if is_streaming(body):
+        return "stream"
+    canonical = canonical_body(body)
+    return CapturedCall(route, request_key(route.provider, route.endpoint, route.model, canonical), body, canonical)
+
+
+def _response(module: ModuleType, request: Any, answer: Answer) -> Any:
+    # x-should-retry: the Stainless SDKs (openai, anthropic, groq, together) then take the answer
+    # as final, as it is: asking again would only return it again.
+    headers = {"content-type": "application/json", "x-should-retry": "false"}
+    return module.Response(answer.status_code, headers=headers, content=answer.body, request=request)
+
+
+def _stream_refusal(engine: CaptureEngine, request: Any) -> Answer:
+    from batchling.capture.engine import error_answer
+
+    return error_answer(
+        400,
+        f"batchling.capture('{engine.settings.name}'): the streaming call {request.method} "
+        f"{request.url} cannot be batched. Call it without stream=True inside the capture, or "
+        "pass stream='passthrough' to capture() to send streaming calls directly.",
+    )
+
+
+def _patch_async(module: ModuleType) -> None:
+    original = module.AsyncClient.send
+
+    @functools.wraps(original)
+    async def send(self: Any, request: Any, **kwargs: Any) -> Any:
+        engine = ACTIVE.get()
+        if engine is not None:
+            call = _captured(engine, request)
+            if call == "stream":
+                if not engine.stream_passthrough:
+                    return _response(module, request, _stream_refusal(engine, request))
+            elif call is not None:
+                assert not isinstance(call, str)
+                answer = await asyncio.wrap_future(engine.submit(call))
+                if not isinstance(answer, str):
+                    return _response(module, request, answer)
+        return await original(self, request, **kwargs)
+
+    module.AsyncClient.send = send
+
+
+def _patch_sync(module: ModuleType) -> None:
+    original = module.Client.send
+
+    @functools.wraps(original)
+    def send(self: Any, request: Any, **kwargs: Any) -> Any:
+        engine = ACTIVE.get()
+        if engine is not None:
+            call = _captured(engine, request)
+            if call == "stream":
+                if not engine.stream_passthrough:
+                    return _response(module, request, _stream_refusal(engine, request))
+            elif call is not None:
+                assert not isinstance(call, str)
+                answer = engine.submit(call).result()
+                if not isinstance(answer, str):
+                    return _response(module, request, answer)
+        return original(self, request, **kwargs)
+
+    module.Client.send = send
+
+
+def _patch_thread_pool() -> None:
+    """A task handed to a thread pool inside a capture runs in the submitter's context, as
+    asyncio.to_thread does: contextvars do not follow into pool threads by default."""
+    original = concurrent.futures.ThreadPoolExecutor.submit
+
+    @functools.wraps(original)
+    def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if ACTIVE.get() is not None:
+            return original(self, contextvars.copy_context().run, fn, *args, **kwargs)
+        return original(self, fn, *args, **kwargs)
+
+    concurrent.futures.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
