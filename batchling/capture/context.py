@@ -107,16 +107,23 @@ class capture:  # noqa: N801 - used as a function: `with batchling.capture("name
         if self._engine is not None and self._engine.running:
             raise ConfigurationError(f"capture('{self.name}') is already open: enter it once.")
         intercept.install()
-        progress = _progress_printer() if self._show_progress and not self._settings["dry_run"] else None
+        progress = (
+            _progress_printer() if self._show_progress and not self._settings["dry_run"] else None
+        )
         self._engine = CaptureEngine(
-            CaptureSettings(**self._settings, deadline=self._deadline_monotonic(), progress=progress)  # type: ignore[arg-type]
+            CaptureSettings(
+                **self._settings, deadline=self._deadline_monotonic(), progress=progress
+            )  # type: ignore[arg-type]
         )
         self._engine.start()
         self._token = intercept.ACTIVE.set(self._engine)
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         engine = self._engine
         assert engine is not None and self._token is not None
@@ -139,7 +146,10 @@ class capture:  # noqa: N801 - used as a function: `with batchling.capture("name
         intercept.ACTIVE.reset(self._token)
 
     async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         token = self._token
         assert token is not None

@@ -60,7 +60,9 @@ class CaptureSettings:
 
 def error_answer(status: int, message: str) -> Answer:
     """An error in the shape every SDK reads a message from (`error.message`)."""
-    return Answer(status, orjson.dumps({"error": {"message": message, "type": "batchling_capture"}}))
+    return Answer(
+        status, orjson.dumps({"error": {"message": message, "type": "batchling_capture"}})
+    )
 
 
 class CaptureEngine:
@@ -71,7 +73,9 @@ class CaptureEngine:
         self.sent_direct = 0
         self.stream_passthrough = settings.stream == "passthrough"
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name=f"batchling-capture-{settings.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"batchling-capture-{settings.name}", daemon=True
+        )
         self._waiting: dict[str, asyncio.Future[Answer | str]] = {}
         self._queues: dict[Route, list[CapturedCall]] = {}
         self._timers: dict[Route, asyncio.TimerHandle] = {}
@@ -141,7 +145,9 @@ class CaptureEngine:
         if deadline is None:
             return await asyncio.shield(waiting)
         try:
-            return await asyncio.wait_for(asyncio.shield(waiting), max(0.0, deadline - time.monotonic()))
+            return await asyncio.wait_for(
+                asyncio.shield(waiting), max(0.0, deadline - time.monotonic())
+            )
         except asyncio.TimeoutError:
             if self.settings.on_deadline == "sync":
                 self.sent_direct += 1
@@ -160,7 +166,9 @@ class CaptureEngine:
         if len(queue) >= self._batch_size(call.route):
             self._flush(call.route)
         elif len(queue) == 1:
-            self._timers[call.route] = self._loop.call_later(self.settings.window_seconds, self._flush, call.route)
+            self._timers[call.route] = self._loop.call_later(
+                self.settings.window_seconds, self._flush, call.route
+            )
 
     def _batch_size(self, route: Route) -> int:
         from batchling.providers import registry
@@ -189,9 +197,13 @@ class CaptureEngine:
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            text = (
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            )
             for key in keys:
-                self._resolve(key, error_answer(502, f"batchling.capture('{self.settings.name}'): {text}"))
+                self._resolve(
+                    key, error_answer(502, f"batchling.capture('{self.settings.name}'): {text}")
+                )
 
     def _resolve(self, key: str, answer: Answer | str | BaseException) -> None:
         waiting = self._waiting.get(key)
@@ -214,7 +226,9 @@ class CaptureEngine:
             return
         if self.settings.dry_run:
             for call in new:
-                self.plan.add(route.provider, route.model, request_tokens(route.endpoint, call.body))
+                self.plan.add(
+                    route.provider, route.model, request_tokens(route.endpoint, call.body)
+                )
             for call in new:
                 self._resolve(call.key, DryRun(self.plan))
             return
@@ -222,7 +236,16 @@ class CaptureEngine:
             self._check_cost(route, new)
         name = self._experiment_name()
         rows = [
-            LedgerRow(c.key, custom_id_of(c.key), route.provider, route.endpoint, route.model, route.base_url, c.canonical, name)
+            LedgerRow(
+                c.key,
+                custom_id_of(c.key),
+                route.provider,
+                route.endpoint,
+                route.model,
+                route.base_url,
+                c.canonical,
+                name,
+            )
             for c in new
         ]
         # Recorded before anything is sent: a re-run finds them and re-attaches.
@@ -235,7 +258,10 @@ class CaptureEngine:
 
         max_cost = self.settings.max_cost
         assert max_cost is not None
-        costs = [self.plan.cost_of(route.provider, route.model, request_tokens(route.endpoint, c.body)) for c in calls]
+        costs = [
+            self.plan.cost_of(route.provider, route.model, request_tokens(route.endpoint, c.body))
+            for c in calls
+        ]
         if any(cost is None for cost in costs):
             raise CostLimitError(
                 f"max_cost is set but {route.provider}:{route.model} has no known price: nothing "
@@ -265,7 +291,9 @@ class CaptureEngine:
         keys = [row.key for row in rows]
         try:
             await self._start(name, rows)
-            await self._manager.wait(name, poll_interval=self.settings.poll_interval, on_update=self.settings.progress)
+            await self._manager.wait(
+                name, poll_interval=self.settings.poll_interval, on_update=self.settings.progress
+            )
             by_id = {row.custom_id: row for row in rows}
             answers: list[tuple[str, int, bytes]] = []
             async for result in self._manager.iter_results(name):
@@ -278,13 +306,23 @@ class CaptureEngine:
                 self._resolve(key, Answer(status, body))
             experiment = await self._manager.retrieve(name)
             for key in keys:
-                self._resolve(key, error_answer(502, f"batchling.capture: batch experiment '{name}' ended {experiment.status} without an answer for this call."))
+                self._resolve(
+                    key,
+                    error_answer(
+                        502,
+                        f"batchling.capture: batch experiment '{name}' ended {experiment.status} without an answer for this call.",
+                    ),
+                )
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            text = (
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            )
             for key in keys:
-                self._resolve(key, error_answer(502, f"batchling.capture('{self.settings.name}'): {text}"))
+                self._resolve(
+                    key, error_answer(502, f"batchling.capture('{self.settings.name}'): {text}")
+                )
 
     async def _start(self, name: str, rows: list[LedgerRow]) -> None:
         """Create the experiment of recorded rows if it is not yet, and start it if it is not:
@@ -309,7 +347,9 @@ class CaptureEngine:
         limits = registry.provider_info(first.provider).limits
         home = experiment_dir(name)
         home.mkdir(parents=True, exist_ok=True)
-        writer = ChunkWriter(home / "processed.jsonl", max_requests=limits.max_requests, max_bytes=limits.max_bytes)
+        writer = ChunkWriter(
+            home / "processed.jsonl", max_requests=limits.max_requests, max_bytes=limits.max_bytes
+        )
         encoded = []
         try:
             for row in rows:
@@ -342,4 +382,9 @@ class CaptureEngine:
             "output_tokens": sum(t[1] for t in tokens),
         }
         store = await self._manager.store()
-        await store.create_experiment(experiment, encoded, records, {"capture": self.settings.name, "token_estimate": estimate})
+        await store.create_experiment(
+            experiment,
+            encoded,
+            records,
+            {"capture": self.settings.name, "token_estimate": estimate},
+        )

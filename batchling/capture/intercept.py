@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from batchling.capture.engine import CaptureEngine, CapturedCall
     from batchling.capture.lines import Answer
 
-ACTIVE: contextvars.ContextVar[CaptureEngine | None] = contextvars.ContextVar("batchling_capture", default=None)
+ACTIVE: contextvars.ContextVar[CaptureEngine | None] = contextvars.ContextVar(
+    "batchling_capture", default=None
+)
 CLIENT_MODULES = ("httpx", "httpx2")
 _install_lock = threading.Lock()
 _installed: set[str] = set()
@@ -64,14 +66,18 @@ def _captured(engine: CaptureEngine, request: Any) -> CapturedCall | str | None:
     if is_streaming(body):
         return "stream"
     canonical = canonical_body(body)
-    return CapturedCall(route, request_key(route.provider, route.endpoint, route.model, canonical), body, canonical)
+    return CapturedCall(
+        route, request_key(route.provider, route.endpoint, route.model, canonical), body, canonical
+    )
 
 
 def _response(module: ModuleType, request: Any, answer: Answer) -> Any:
     # x-should-retry: the Stainless SDKs (openai, anthropic, groq, together) then take the answer
     # as final, as it is: asking again would only return it again.
     headers = {"content-type": "application/json", "x-should-retry": "false"}
-    return module.Response(answer.status_code, headers=headers, content=answer.body, request=request)
+    return module.Response(
+        answer.status_code, headers=headers, content=answer.body, request=request
+    )
 
 
 def _stream_refusal(engine: CaptureEngine, request: Any) -> Answer:

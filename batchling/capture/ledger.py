@@ -42,7 +42,9 @@ class LedgerRow:
     answer: bytes | None = None
 
 
-_COLUMNS = "key, custom_id, provider, endpoint, model, base_url, body, experiment, status_code, answer"
+_COLUMNS = (
+    "key, custom_id, provider, endpoint, model, base_url, body, experiment, status_code, answer"
+)
 
 
 class Ledger:
@@ -84,8 +86,19 @@ class Ledger:
             f"INSERT OR REPLACE INTO capture_requests (capture, {_COLUMNS}) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             [
-                (self.capture, r.key, r.custom_id, r.provider, r.endpoint, r.model, r.base_url,
-                 r.body, r.experiment, r.status_code, r.answer)
+                (
+                    self.capture,
+                    r.key,
+                    r.custom_id,
+                    r.provider,
+                    r.endpoint,
+                    r.model,
+                    r.base_url,
+                    r.body,
+                    r.experiment,
+                    r.status_code,
+                    r.answer,
+                )
                 for r in rows
             ],
         )

@@ -17,7 +17,9 @@ class Answer:
     body: bytes
 
 
-def batch_line(provider: str, endpoint: str, custom_id: str, body: dict[str, Any]) -> dict[str, Any]:
+def batch_line(
+    provider: str, endpoint: str, custom_id: str, body: dict[str, Any]
+) -> dict[str, Any]:
     """One line of the provider's batch input file, carrying the SDK's own body unchanged."""
     if provider in ("openai", "groq"):
         # https://platform.openai.com/docs/api-reference/batch/request-input
@@ -61,7 +63,9 @@ def _openai_style_answer(line: dict[str, Any]) -> Answer:
     else:
         message, code = str(error or "the batch request failed"), None
     status = _status_of_code(code)
-    return Answer(status, _json({"error": {"message": message, "type": "batch_error", "code": code}}))
+    return Answer(
+        status, _json({"error": {"message": message, "type": "batch_error", "code": code}})
+    )
 
 
 def _status_of_code(code: Any) -> int:
@@ -89,7 +93,10 @@ def _anthropic_answer(line: dict[str, Any]) -> Answer:
         return Answer(status, _json({"type": "error", "error": inner}))
     message = f"the batch request was {kind or 'not answered'}"
     error_type = "invalid_request_error"
-    return Answer(408 if kind == "expired" else 409, _json({"type": "error", "error": {"type": error_type, "message": message}}))
+    return Answer(
+        408 if kind == "expired" else 409,
+        _json({"type": "error", "error": {"type": error_type, "message": message}}),
+    )
 
 
 # google.rpc.Code -> HTTP status (https://cloud.google.com/apis/design/errors#handling_errors).
@@ -104,4 +111,15 @@ def _gemini_answer(line: dict[str, Any]) -> Answer:
     error = line.get("error") or {}
     code = error.get("code")
     status = _RPC_HTTP.get(code, 500) if isinstance(code, int) else 500
-    return Answer(status, _json({"error": {"code": status, "message": str(error.get("message") or "the batch request failed"), "status": str(error.get("status") or "UNKNOWN")}}))
+    return Answer(
+        status,
+        _json(
+            {
+                "error": {
+                    "code": status,
+                    "message": str(error.get("message") or "the batch request failed"),
+                    "status": str(error.get("status") or "UNKNOWN"),
+                }
+            }
+        ),
+    )

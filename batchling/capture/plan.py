@@ -6,18 +6,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchling.pricing import ASSUMED_OUTPUT_TOKENS, PriceTable, format_usd, load_price_table, token_counter
+from batchling.pricing import (
+    ASSUMED_OUTPUT_TOKENS,
+    PriceTable,
+    format_usd,
+    load_price_table,
+    token_counter,
+)
 
 # Body fields that bound the answer's length, per SDK (OpenAI chat/responses, Anthropic, Gemini).
 _MAX_OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
-_INPUT_ONLY_ENDPOINTS = ("/v1/embeddings", "embedContent", "/v1/moderations", "/v1/chat/moderations")
+_INPUT_ONLY_ENDPOINTS = (
+    "/v1/embeddings",
+    "embedContent",
+    "/v1/moderations",
+    "/v1/chat/moderations",
+)
 
 
 def _texts(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):
-        return [t for key, v in value.items() if key not in ("model", "role", "type") for t in _texts(v)]
+        return [
+            t for key, v in value.items() if key not in ("model", "role", "type") for t in _texts(v)
+        ]
     if isinstance(value, list):
         return [t for item in value for t in _texts(item)]
     return []
@@ -26,7 +39,12 @@ def _texts(value: Any) -> list[str]:
 def request_tokens(endpoint: str, body: dict[str, Any]) -> tuple[int, int]:
     """(input, output) tokens of one captured body; output is its own limit when it sets one."""
     count = token_counter()[0]
-    content = {k: v for k, v in body.items() if k in ("messages", "system", "input", "contents", "content", "systemInstruction", "prompt")}
+    content = {
+        k: v
+        for k, v in body.items()
+        if k
+        in ("messages", "system", "input", "contents", "content", "systemInstruction", "prompt")
+    }
     tokens = sum(count(text) for text in _texts(content))
     if endpoint in _INPUT_ONLY_ENDPOINTS:
         return tokens, 0

@@ -51,7 +51,9 @@ _SUFFIXES: dict[str, dict[str, str]] = {
 }
 # Base URLs the adapters expect end before these parts of the path (their SDKs add them).
 _BASE_TAIL = {"anthropic": "/v1", "groq": "/openai/v1", "together": "/v1", "mistral": "/v1"}
-_GEMINI_PATH = re.compile(r"^(?P<base>.*?)/(?P<version>v1(?:alpha|beta)?)/models/(?P<model>[^/:]+):(?P<method>generateContent|embedContent)$")
+_GEMINI_PATH = re.compile(
+    r"^(?P<base>.*?)/(?P<version>v1(?:alpha|beta)?)/models/(?P<model>[^/:]+):(?P<method>generateContent|embedContent)$"
+)
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,7 @@ def provider_of(host: str, user_agent: str) -> str | None:
     return None
 
 
-def route_of(
-    method: str, url: str, user_agent: str, body: dict[str, Any] | None
-) -> Route | None:
+def route_of(method: str, url: str, user_agent: str, body: dict[str, Any] | None) -> Route | None:
     """The batch route of a call, or None when it is not batchable (any GET, files, models,
     another host, a body that is not a JSON object)."""
     if method != "POST" or body is None:
