@@ -361,7 +361,9 @@ async def collect(
 ) -> dict[str, Any]:
     return {
         r.custom_id: r
-        for r in [provider.decode(orjson.loads(line)) async for line in provider.results(ref, snapshot)]
+        for r in [
+            provider.decode(orjson.loads(line)) async for line in provider.results(ref, snapshot)
+        ]
     }
 
 

@@ -358,7 +358,9 @@ async def collect(
 ) -> dict[str, Result]:
     return {
         r.custom_id: r
-        for r in [adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot)]
+        for r in [
+            adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot)
+        ]
     }
 
 

@@ -85,7 +85,9 @@ async def submit(adapter: Any, chunk: Path) -> BatchRef:
 async def decoded(adapter: Any, ref: BatchRef, snapshot: BatchSnapshot) -> dict[str, Any]:
     return {
         result.custom_id: result
-        async for result in (adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot))
+        async for result in (
+            adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot)
+        )
     }
 
 
