@@ -299,7 +299,7 @@ def test_streaming_call_is_refused_by_name_or_passed_through(
             )
             return "".join([c.choices[0].delta.content or "" async for c in chunks])
 
-    with pytest.raises(openai.BadRequestError, match="streaming call POST .*chat/completions"):
+    with pytest.raises(openai.BadRequestError, match=r"streaming call POST .*chat/completions"):
         asyncio.run(stream("error"))
     assert "Paris" in asyncio.run(stream("passthrough"))
     assert sent("direct") == 1
@@ -317,3 +317,19 @@ def test_failed_line_raises_the_sdks_own_error(emulator: Emulator) -> None:
 
     with pytest.raises(openai.APIStatusError):
         asyncio.run(main())
+
+
+def test_progress_shows_the_captured_batch_on_stderr(
+    emulator: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ask = _openai_chat()
+
+    async def main() -> list[str]:
+        async with batchling.capture("shown", window_seconds=0.2, poll_interval=0.05) as cap:
+            await ask(question(0))
+        return cap.experiments
+
+    (name,) = asyncio.run(main())
+    captured = capsys.readouterr()
+    assert name.startswith("shown-") and name in captured.err and "completed" in captured.err
+    assert captured.out == ""

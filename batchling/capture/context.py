@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import math
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
+from batchling.bounds import check_name
 from batchling.capture import intercept
 from batchling.capture.engine import CaptureEngine, CaptureSettings
-from batchling.bounds import check_name
 from batchling.errors import ConfigurationError, DryRun
+
+if TYPE_CHECKING:
+    from batchling.progress import WatchDisplay
 
 DEFAULT_WINDOW_SECONDS = 2.0
 DEFAULT_POLL_INTERVAL = 2.0
 
 
-class capture:  # noqa: N801 - used as a function: `with batchling.capture("name"):`
+class capture:
     """Batch the SDK calls made inside it: `async with batchling.capture("labels-v1"):` around
     `asyncio.gather(...)`, or `with batchling.capture("labels-v1"):` around thread fan-out.
 
@@ -69,7 +73,7 @@ class capture:  # noqa: N801 - used as a function: `with batchling.capture("name
         self.name = name
         self._deadline = deadline
         self._show_progress = progress
-        self._settings = dict(
+        self._settings = CaptureSettings(
             name=name,
             db_path=Path(db_path).expanduser() if db_path else None,
             batch_size=batch_size,
@@ -82,6 +86,7 @@ class capture:  # noqa: N801 - used as a function: `with batchling.capture("name
             stream=stream,
         )
         self._engine: CaptureEngine | None = None
+        self._display: WatchDisplay | None = None
         self._token: contextvars.Token[CaptureEngine | None] | None = None
 
     @property
@@ -107,13 +112,19 @@ class capture:  # noqa: N801 - used as a function: `with batchling.capture("name
         if self._engine is not None and self._engine.running:
             raise ConfigurationError(f"capture('{self.name}') is already open: enter it once.")
         intercept.install()
-        progress = (
-            _progress_printer() if self._show_progress and not self._settings["dry_run"] else None
-        )
+        progress = None
+        if self._show_progress and not self._settings.dry_run:
+            from rich.console import Console
+
+            from batchling.progress import WatchDisplay
+
+            # The live table of `batchling wait`, on stderr: stdout stays the user's.
+            self._display = WatchDisplay(Console(stderr=True, highlight=False)).__enter__()
+            progress = self._display.update
         self._engine = CaptureEngine(
-            CaptureSettings(
-                **self._settings, deadline=self._deadline_monotonic(), progress=progress
-            )  # type: ignore[arg-type]
+            dataclasses.replace(
+                self._settings, deadline=self._deadline_monotonic(), progress=progress
+            )
         )
         self._engine.start()
         self._token = intercept.ACTIVE.set(self._engine)
@@ -129,7 +140,15 @@ class capture:  # noqa: N801 - used as a function: `with batchling.capture("name
         assert engine is not None and self._token is not None
         intercept.ACTIVE.reset(self._token)
         self._token = None
-        engine.stop()
+        self._stop(engine, error)
+
+    def _stop(self, engine: CaptureEngine, error: BaseException | None) -> None:
+        try:
+            engine.stop()
+        finally:
+            if self._display is not None:
+                self._display.__exit__(None, None, None)
+                self._display = None
         if isinstance(error, DryRun) and self._show_progress:
             print(engine.plan.summary(), file=sys.stderr)
 
@@ -157,10 +176,4 @@ class capture:  # noqa: N801 - used as a function: `with batchling.capture("name
         engine = self._engine
         assert engine is not None
         self._token = None
-        await asyncio.to_thread(engine.stop)
-        if isinstance(error, DryRun) and self._show_progress:
-            print(engine.plan.summary(), file=sys.stderr)
-
-
-def _progress_printer() -> Any:
-    return None
+        await asyncio.to_thread(self._stop, engine, error)

@@ -23,14 +23,14 @@ from batchling.capture.lines import Answer, answer_of, batch_line
 from batchling.capture.plan import CapturePlan, request_tokens
 from batchling.capture.routes import Route
 from batchling.errors import DryRun
-from batchling.models import Experiment, RawRequest, RequestCounts, Status
+from batchling.models import Experiment, RawMessage, RawRequest, RequestCounts, Status
 
 T = TypeVar("T")
 DIRECT = "direct"
 """Answer meaning: send the call as it is, to the provider's synchronous endpoint."""
 
 # Stands in for the RawRequest of each stored row: the row's text (the SDK's body) is what is kept.
-_PLACEHOLDER = RawRequest(messages=[{"role": "user", "content": "captured"}])
+_PLACEHOLDER = RawRequest(messages=[RawMessage(role="user", content="captured")])
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class CaptureEngine:
             return await asyncio.wait_for(
                 asyncio.shield(waiting), max(0.0, deadline - time.monotonic())
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if self.settings.on_deadline == "sync":
                 self.sent_direct += 1
                 return DIRECT
@@ -310,7 +310,8 @@ class CaptureEngine:
                     key,
                     error_answer(
                         502,
-                        f"batchling.capture: batch experiment '{name}' ended {experiment.status} without an answer for this call.",
+                        f"batchling.capture: batch experiment '{name}' ended "
+                        f"{experiment.status} without an answer for this call.",
                     ),
                 )
         except asyncio.CancelledError:

@@ -19,7 +19,7 @@ from batchling.capture.keys import canonical_body, request_key
 from batchling.capture.routes import is_streaming, route_of
 
 if TYPE_CHECKING:
-    from batchling.capture.engine import CaptureEngine, CapturedCall
+    from batchling.capture.engine import CapturedCall, CaptureEngine
     from batchling.capture.lines import Answer
 
 ACTIVE: contextvars.ContextVar[CaptureEngine | None] = contextvars.ContextVar(
@@ -138,7 +138,6 @@ def _patch_thread_pool() -> None:
     asyncio.to_thread does: contextvars do not follow into pool threads by default."""
     original = concurrent.futures.ThreadPoolExecutor.submit
 
-    @functools.wraps(original)
     def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         if ACTIVE.get() is not None:
             return original(self, contextvars.copy_context().run, fn, *args, **kwargs)

@@ -48,7 +48,8 @@ def request_tokens(endpoint: str, body: dict[str, Any]) -> tuple[int, int]:
     tokens = sum(count(text) for text in _texts(content))
     if endpoint in _INPUT_ONLY_ENDPOINTS:
         return tokens, 0
-    config = body.get("generationConfig") if isinstance(body.get("generationConfig"), dict) else {}
+    config = body.get("generationConfig")
+    config = config if isinstance(config, dict) else {}
     for source in (body, config):
         for name in (*_MAX_OUTPUT_FIELDS, "maxOutputTokens"):
             value = source.get(name)
