@@ -60,7 +60,7 @@ def _captured(engine: CaptureEngine, request: Any) -> CapturedCall | str | None:
         return None
     if not isinstance(body, dict):
         return None
-    route = route_of(request.method, str(request.url), request.headers.get("user-agent", ""), body)
+    route = route_of(request.method, str(request.url), request.headers, body)
     if route is None:
         return None
     if is_streaming(body):

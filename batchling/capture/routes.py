@@ -4,6 +4,7 @@ the request as the SDK built it. Pure: no I/O."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,23 +67,33 @@ class Route:
     base_url: str
 
 
-def provider_of(host: str, user_agent: str) -> str | None:
+def provider_of(host: str, headers: Mapping[str, str]) -> str | None:
     provider = _HOSTS.get(host.lower())
     if provider is not None:
         return provider
+    user_agent = headers.get("user-agent", "")
     for pattern, name in _AGENTS:
         if pattern.search(user_agent):
             return name
+    # A framework may replace the User-Agent (pydantic-ai does); the SDKs' own headers remain.
+    if "anthropic-version" in headers:
+        return "anthropic"
+    if "google-genai-sdk/" in headers.get("x-goog-api-client", ""):
+        return "gemini"
+    if "x-stainless-lang" in headers:
+        return "openai"
     return None
 
 
-def route_of(method: str, url: str, user_agent: str, body: dict[str, Any] | None) -> Route | None:
+def route_of(
+    method: str, url: str, headers: Mapping[str, str], body: dict[str, Any] | None
+) -> Route | None:
     """The batch route of a call, or None when it is not batchable (any GET, files, models,
     another host, a body that is not a JSON object)."""
     if method != "POST" or body is None:
         return None
     parts = urlsplit(url)
-    provider = provider_of(parts.hostname or "", user_agent)
+    provider = provider_of(parts.hostname or "", headers)
     if provider is None:
         return None
     path = parts.path.rstrip("/")
