@@ -26,6 +26,7 @@ from batchling.errors import DryRun
 from batchling.models import Experiment, RawMessage, RawRequest, RequestCounts, Status
 
 T = TypeVar("T")
+MAX_POLL_INTERVAL = 60.0
 DIRECT = "direct"
 """Answer meaning: send the call as it is, to the provider's synchronous endpoint."""
 
@@ -85,6 +86,10 @@ class CaptureEngine:
         self._sequence = 0
         self._manager: Any = None
         self._ledger: Ledger | None = None
+        # The ledger writes on a connection of its own: a write there while the manager's
+        # connection holds a read snapshot makes that connection's next write fail at once
+        # (SQLite's BUSY_SNAPSHOT), so the two never overlap.
+        self._writing = asyncio.Lock()
 
     # life cycle (called from the user's thread)
 
@@ -249,7 +254,8 @@ class CaptureEngine:
             for c in new
         ]
         # Recorded before anything is sent: a re-run finds them and re-attaches.
-        await self._ledger.record(rows)
+        async with self._writing:
+            await self._ledger.record(rows)
         self._follow(name)
 
     def _check_cost(self, route: Route, calls: list[CapturedCall]) -> None:
@@ -290,21 +296,20 @@ class CaptureEngine:
         rows = await self._ledger.experiment_rows(name)
         keys = [row.key for row in rows]
         try:
-            await self._start(name, rows)
-            await self._manager.wait(
-                name, poll_interval=self.settings.poll_interval, on_update=self.settings.progress
-            )
+            async with self._writing:
+                await self._start(name, rows)
+            experiment = await self._until_finished(name)
             by_id = {row.custom_id: row for row in rows}
             answers: list[tuple[str, int, bytes]] = []
-            async for result in self._manager.iter_results(name):
-                row = by_id.get(result.custom_id)
-                if row is not None and result.raw is not None:
-                    answer = answer_of(row.provider, result.raw)
-                    answers.append((row.key, answer.status_code, answer.body))
-            await self._ledger.save_answers(answers)
+            async with self._writing:
+                for result in await self._manager.get_results(name):
+                    row = by_id.get(result.custom_id)
+                    if row is not None and result.raw is not None:
+                        answer = answer_of(row.provider, result.raw)
+                        answers.append((row.key, answer.status_code, answer.body))
+                await self._ledger.save_answers(answers)
             for key, status, body in answers:
                 self._resolve(key, Answer(status, body))
-            experiment = await self._manager.retrieve(name)
             for key in keys:
                 self._resolve(
                     key,
@@ -324,6 +329,19 @@ class CaptureEngine:
                 self._resolve(
                     key, error_answer(502, f"batchling.capture('{self.settings.name}'): {text}")
                 )
+
+    async def _until_finished(self, name: str) -> Experiment:
+        """The manager's `wait`, one poll at a time under the write lock."""
+        interval = self.settings.poll_interval
+        while True:
+            async with self._writing:
+                experiment: Experiment = await self._manager.refresh(name)
+            if self.settings.progress is not None:
+                self.settings.progress(experiment)
+            if experiment.is_finished:
+                return experiment
+            await asyncio.sleep(interval)
+            interval = min(max(interval, 0.01) * 1.5, MAX_POLL_INTERVAL)
 
     async def _start(self, name: str, rows: list[LedgerRow]) -> None:
         """Create the experiment of recorded rows if it is not yet, and start it if it is not:
