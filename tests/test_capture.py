@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -159,6 +160,133 @@ def test_each_sdk_answers_gathered_calls_from_one_batch(
     ]
     assert sent("batch_created") == 1
     assert sent("direct") == 0
+
+
+def _sync_clients() -> dict[str, Callable[[], Callable[[str], str]]]:
+    """Each SDK's blocking client, as plain sync code would call it."""
+
+    def openai_() -> Callable[[str], str]:
+        from openai import OpenAI
+
+        client = OpenAI()
+        return lambda text: (
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
+            )
+            .choices[0]
+            .message.content
+            or ""
+        )
+
+    def anthropic_() -> Callable[[str], str]:
+        from anthropic import Anthropic
+
+        client = Anthropic()
+
+        def ask(text: str) -> str:
+            block = client.messages.create(
+                model="claude-3-5-haiku-latest",
+                max_tokens=100,
+                messages=[{"role": "user", "content": text}],
+            ).content[0]
+            return block.text if block.type == "text" else ""
+
+        return ask
+
+    def gemini_() -> Callable[[str], str]:
+        from google import genai
+
+        client = genai.Client()
+        return lambda text: (
+            client.models.generate_content(model="gemini-2.0-flash", contents=text).text or ""
+        )
+
+    def groq_() -> Callable[[str], str]:
+        from groq import Groq
+
+        client = Groq()
+        return lambda text: (
+            client.chat.completions.create(
+                model="llama-3.1-8b-instant", messages=[{"role": "user", "content": text}]
+            )
+            .choices[0]
+            .message.content
+            or ""
+        )
+
+    def mistral_() -> Callable[[str], str]:
+        from mistralai.client import Mistral
+
+        client = Mistral(
+            api_key=os.environ["MISTRAL_API_KEY"], server_url=os.environ["MISTRAL_BASE_URL"]
+        )
+
+        def ask(text: str) -> str:
+            content = (
+                client.chat.complete(
+                    model="mistral-small-latest", messages=[{"role": "user", "content": text}]
+                )
+                .choices[0]
+                .message.content
+            )
+            return content if isinstance(content, str) else ""
+
+        return ask
+
+    def together_() -> Callable[[str], str]:
+        from together import Together
+
+        client = Together()
+        return lambda text: (
+            client.chat.completions.create(
+                model="meta-llama/Llama-3-8b-chat-hf", messages=[{"role": "user", "content": text}]
+            )
+            .choices[0]
+            .message.content
+            or ""
+        )
+
+    return {
+        "openai": openai_,
+        "anthropic": anthropic_,
+        "gemini": gemini_,
+        "groq": groq_,
+        "mistral": mistral_,
+        "together": together_,
+    }
+
+
+@pytest.mark.parametrize("provider", list(CLIENTS))
+def test_each_sdks_blocking_client_over_threads_is_batched(
+    emulator: Emulator, sent: Callable[[str], int], provider: str
+) -> None:
+    ask = _sync_clients()[provider]()
+    texts = [f"What is the capital of {country}?" for country in CAPITALS]
+    with batchling.capture(f"threads-{provider}", **FAST), ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(ask, texts))
+    for answer, capital in zip(answers, CAPITALS.values(), strict=True):
+        assert capital in answer
+    assert [e.provider for e in _study(f"threads-{provider}")] == [provider]
+    assert sent("batch_created") == 1
+
+
+def test_embeddings_come_back_as_the_sdks_response(emulator: Emulator) -> None:
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI()
+
+    async def main() -> list[int]:
+        async with batchling.capture("vectors", **FAST):
+            responses = await asyncio.gather(
+                *(client.embeddings.create(model="text-embedding-3-small", input=t) for t in "ab")
+            )
+        return [len(r.data[0].embedding) for r in responses]
+
+    sizes = asyncio.run(main())
+    assert sizes[0] == sizes[1] > 0
+    assert [(e.endpoint, e.request_counts.total) for e in _study("vectors")] == [
+        ("/v1/embeddings", 2)
+    ]
 
 
 def test_sync_code_fanning_out_over_threads_is_batched(
@@ -333,3 +461,61 @@ def test_progress_shows_the_captured_batch_on_stderr(
     captured = capsys.readouterr()
     assert name.startswith("shown-") and name in captured.err and "completed" in captured.err
     assert captured.out == ""
+
+
+def _gemini_ask(client: Any) -> Callable[[str], Awaitable[str]]:
+    async def ask(text: str) -> str:
+        r = await client.aio.models.generate_content(model="gemini-2.0-flash", contents=text)
+        return str(r.text or "")
+
+    return ask
+
+
+@pytest.mark.parametrize("transport", ["httpx2", "aiohttp"])
+def test_google_genai_async_calls_are_captured_on_either_transport(
+    emulator: Emulator, transport: str
+) -> None:
+    """google-genai's async client takes aiohttp when installed, else httpx2; a transport given
+    in its options makes it take httpx2 (google/genai/_api_client.py `_use_aiohttp`)."""
+    from google import genai
+    from google.genai import types
+
+    if transport == "aiohttp":
+        if importlib.util.find_spec("aiohttp") is None:
+            message = "aiohttp is not installed: pip install aiohttp (a test extra)"
+            pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+        client = genai.Client()
+    else:
+        import httpx2
+
+        client = genai.Client(
+            http_options=types.HttpOptions(
+                async_client_args={"transport": httpx2.AsyncHTTPTransport()}
+            )
+        )
+    ask = _gemini_ask(client)
+
+    async def main() -> list[str]:
+        async with batchling.capture(f"genai-{transport}", **FAST):
+            return await asyncio.gather(ask(question(0)), ask(question(1)))
+
+    answers = asyncio.run(main())
+    assert "Paris" in answers[0] and "Tokyo" in answers[1]
+    assert [e.request_counts.total for e in _study(f"genai-{transport}")] == [2]
+
+
+def test_google_genai_streaming_call_is_refused_by_name(emulator: Emulator) -> None:
+    from google import genai
+    from google.genai import errors
+
+    client = genai.Client()
+
+    async def main() -> None:
+        async with batchling.capture("genai-stream", **FAST):
+            async for _ in await client.aio.models.generate_content_stream(
+                model="gemini-2.0-flash", contents=question(0)
+            ):
+                pass
+
+    with pytest.raises(errors.ClientError, match=r"streaming call POST .*streamGenerateContent"):
+        asyncio.run(main())

@@ -97,7 +97,7 @@ class capture:
     @property
     def sent_direct(self) -> int:
         """Calls sent directly at full price (on_deadline='sync')."""
-        return self._engine.sent_direct if self._engine is not None else 0
+        return len(self._engine.direct_calls) if self._engine is not None else 0
 
     def _deadline_monotonic(self) -> float | None:
         deadline = self._deadline

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -27,6 +28,7 @@ from batchling.models import Experiment, RawMessage, RawRequest, RequestCounts, 
 
 T = TypeVar("T")
 MAX_POLL_INTERVAL = 60.0
+MAX_WINDOW_SECONDS = 60.0
 DIRECT = "direct"
 """Answer meaning: send the call as it is, to the provider's synchronous endpoint."""
 
@@ -59,6 +61,19 @@ class CaptureSettings:
     progress: Callable[[Experiment], None] | None = None
 
 
+def _deliver(
+    out: concurrent.futures.Future[Answer | str], waiting: asyncio.Future[Answer | str]
+) -> None:
+    if out.done():
+        return
+    if waiting.cancelled():
+        out.cancel()
+    elif (error := waiting.exception()) is not None:
+        out.set_exception(error)
+    else:
+        out.set_result(waiting.result())
+
+
 def error_answer(status: int, message: str) -> Answer:
     """An error in the shape every SDK reads a message from (`error.message`)."""
     return Answer(
@@ -71,7 +86,7 @@ class CaptureEngine:
         self.settings = settings
         self.plan = CapturePlan()
         self.experiments: list[str] = []
-        self.sent_direct = 0
+        self.direct_calls: list[str] = []
         self.stream_passthrough = settings.stream == "passthrough"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -80,6 +95,9 @@ class CaptureEngine:
         self._waiting: dict[str, asyncio.Future[Answer | str]] = {}
         self._queues: dict[Route, list[CapturedCall]] = {}
         self._timers: dict[Route, asyncio.TimerHandle] = {}
+        self._first_at: dict[Route, float] = {}
+        self._routes: dict[str, Route] = {}
+        self._deadline_passed = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._spent = 0.0
@@ -109,7 +127,10 @@ class CaptureEngine:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def submit(self, call: CapturedCall) -> concurrent.futures.Future[Answer | str]:
-        return asyncio.run_coroutine_threadsafe(self.answer(call), self._loop)
+        """Hand a call over from any thread; the future gets its answer (or DIRECT)."""
+        out: concurrent.futures.Future[Answer | str] = concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(self._accept, call, out)
+        return out
 
     def stop(self) -> None:
         try:
@@ -127,10 +148,21 @@ class CaptureEngine:
         # Created and migrated first: the ledger's table sits beside the store's.
         await (await Store.open(self._manager.db_path)).close()
         self._ledger = await Ledger.open(self._manager.db_path, self.settings.name)
+        if self.settings.deadline is not None:
+            delay = self.settings.deadline - time.monotonic()
+            self._loop.call_at(self._loop.time() + delay, self._on_deadline)
 
     async def _close(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
+        closed = error_answer(
+            499,
+            f"batchling.capture('{self.settings.name}') was closed before this call was answered; "
+            "running the capture again picks its answer up.",
+        )
+        for waiting in self._waiting.values():
+            if not waiting.done():
+                waiting.set_result(closed)
         for task in [*self._tasks, *self._followers.values()]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._followers.values(), return_exceptions=True)
@@ -141,39 +173,53 @@ class CaptureEngine:
 
     # calls (on the engine's loop)
 
-    async def answer(self, call: CapturedCall) -> Answer | str:
+    def _accept(self, call: CapturedCall, out: concurrent.futures.Future[Answer | str]) -> None:
+        """Take one call (a callback: no task per call) and answer `out` when its key is."""
+        if self._deadline_passed:
+            out.set_result(self._deadline_answer(call.route))
+            return
         waiting = self._waiting.get(call.key)
         if waiting is None:
             waiting = self._waiting[call.key] = self._loop.create_future()
+            self._routes[call.key] = call.route
             self._enqueue(call)
-        deadline = self.settings.deadline
-        if deadline is None:
-            return await asyncio.shield(waiting)
-        try:
-            return await asyncio.wait_for(
-                asyncio.shield(waiting), max(0.0, deadline - time.monotonic())
-            )
-        except TimeoutError:
-            if self.settings.on_deadline == "sync":
-                self.sent_direct += 1
-                return DIRECT
-            return error_answer(
-                408,
-                f"batchling.capture('{self.settings.name}'): the deadline passed before the batch "
-                f"answered {call.route.provider} {call.route.endpoint} ({call.route.model}); its "
-                "batch goes on, and running the capture again picks its answer up. Pass "
-                "on_deadline='sync' to send such calls directly instead.",
-            )
+        waiting.add_done_callback(functools.partial(_deliver, out))
+
+    def _on_deadline(self) -> None:
+        self._deadline_passed = True
+        for key, waiting in self._waiting.items():
+            if not waiting.done():
+                waiting.set_result(self._deadline_answer(self._routes[key]))
+
+    def _deadline_answer(self, route: Route) -> Answer | str:
+        if self.settings.on_deadline == "sync":
+            return DIRECT
+        return error_answer(
+            408,
+            f"batchling.capture('{self.settings.name}'): the deadline passed before the batch "
+            f"answered {route.provider} {route.endpoint} ({route.model}); its batch goes on, and "
+            "running the capture again picks its answer up. Pass on_deadline='sync' to send such "
+            "calls directly instead.",
+        )
 
     def _enqueue(self, call: CapturedCall) -> None:
-        queue = self._queues.setdefault(call.route, [])
+        """Queue the call; its queue is flushed at the batch size, or once no call came for
+        `window_seconds` (gather hands calls over one by one, as the SDK builds each), or
+        MAX_WINDOW_SECONDS after its first call."""
+        route = call.route
+        queue = self._queues.setdefault(route, [])
         queue.append(call)
-        if len(queue) >= self._batch_size(call.route):
-            self._flush(call.route)
-        elif len(queue) == 1:
-            self._timers[call.route] = self._loop.call_later(
-                self.settings.window_seconds, self._flush, call.route
-            )
+        if len(queue) >= self._batch_size(route):
+            self._flush(route)
+            return
+        now = self._loop.time()
+        if len(queue) == 1:
+            self._first_at[route] = now
+        timer = self._timers.pop(route, None)
+        if timer is not None:
+            timer.cancel()
+        when = min(now + self.settings.window_seconds, self._first_at[route] + MAX_WINDOW_SECONDS)
+        self._timers[route] = self._loop.call_at(when, self._flush, route)
 
     def _batch_size(self, route: Route) -> int:
         from batchling.providers import registry

@@ -10,6 +10,7 @@ import contextvars
 import functools
 import importlib
 import threading
+from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 ACTIVE: contextvars.ContextVar[CaptureEngine | None] = contextvars.ContextVar(
     "batchling_capture", default=None
 )
-CLIENT_MODULES = ("httpx", "httpx2")
+CLIENT_MODULES = ("httpx", "httpx2", "aiohttp")
 _install_lock = threading.Lock()
 _installed: set[str] = set()
 
@@ -40,34 +41,61 @@ def install() -> None:
                 module = importlib.import_module(name)
             except ImportError:
                 continue
-            _patch_async(module)
-            _patch_sync(module)
+            if name == "aiohttp":
+                from batchling.capture.aiohttp_hook import patch_aiohttp
+
+                patch_aiohttp(module)
+            else:
+                _patch_async(module)
+                _patch_sync(module)
             _installed.add(name)
         if "threads" not in _installed:
             _patch_thread_pool()
             _installed.add("threads")
 
 
-def _captured(engine: CaptureEngine, request: Any) -> CapturedCall | str | None:
-    """The call to batch, "stream" for a streaming call, or None to pass it through."""
+def captured_call(
+    method: str, url: str, headers: Mapping[str, str], content: bytes
+) -> CapturedCall | str | None:
+    """The call to batch, "stream" for a streaming call, or None to pass it through.
+    `headers` must answer lower-case names."""
     from batchling.capture.engine import CapturedCall
 
-    if not str(request.headers.get("content-type", "")).startswith("application/json"):
+    if not str(headers.get("content-type", "")).startswith("application/json"):
         return None
     try:
-        body = orjson.loads(request.content)
-    except Exception:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
         return None
     if not isinstance(body, dict):
         return None
-    route = route_of(request.method, str(request.url), request.headers, body)
+    route = route_of(method, url, headers, body)
     if route is None:
         return None
-    if is_streaming(body):
+    if is_streaming(route, body):
         return "stream"
     canonical = canonical_body(body)
     return CapturedCall(
         route, request_key(route.provider, route.endpoint, route.model, canonical), body, canonical
+    )
+
+
+def _captured(request: Any) -> CapturedCall | str | None:
+    try:
+        content = request.content
+    except Exception:  # a streamed body (an upload) is never batchable
+        return None
+    return captured_call(request.method, str(request.url), request.headers, content)
+
+
+def refusal(engine: CaptureEngine, method: str, url: str) -> Answer:
+    from batchling.capture.engine import error_answer
+
+    return error_answer(
+        400,
+        f"batchling.capture('{engine.settings.name}'): the streaming call {method} {url} cannot "
+        "be batched. Call it without streaming inside the capture, or pass "
+        "stream='passthrough' to capture() to send streaming calls directly.",
     )
 
 
@@ -80,17 +108,6 @@ def _response(module: ModuleType, request: Any, answer: Answer) -> Any:
     )
 
 
-def _stream_refusal(engine: CaptureEngine, request: Any) -> Answer:
-    from batchling.capture.engine import error_answer
-
-    return error_answer(
-        400,
-        f"batchling.capture('{engine.settings.name}'): the streaming call {request.method} "
-        f"{request.url} cannot be batched. Call it without stream=True inside the capture, or "
-        "pass stream='passthrough' to capture() to send streaming calls directly.",
-    )
-
-
 def _patch_async(module: ModuleType) -> None:
     original = module.AsyncClient.send
 
@@ -98,15 +115,18 @@ def _patch_async(module: ModuleType) -> None:
     async def send(self: Any, request: Any, **kwargs: Any) -> Any:
         engine = ACTIVE.get()
         if engine is not None:
-            call = _captured(engine, request)
+            call = _captured(request)
             if call == "stream":
                 if not engine.stream_passthrough:
-                    return _response(module, request, _stream_refusal(engine, request))
+                    return _response(
+                        module, request, refusal(engine, request.method, str(request.url))
+                    )
             elif call is not None:
                 assert not isinstance(call, str)
                 answer = await asyncio.wrap_future(engine.submit(call))
                 if not isinstance(answer, str):
                     return _response(module, request, answer)
+                engine.direct_calls.append(call.key)
         return await original(self, request, **kwargs)
 
     module.AsyncClient.send = send
@@ -119,15 +139,18 @@ def _patch_sync(module: ModuleType) -> None:
     def send(self: Any, request: Any, **kwargs: Any) -> Any:
         engine = ACTIVE.get()
         if engine is not None:
-            call = _captured(engine, request)
+            call = _captured(request)
             if call == "stream":
                 if not engine.stream_passthrough:
-                    return _response(module, request, _stream_refusal(engine, request))
+                    return _response(
+                        module, request, refusal(engine, request.method, str(request.url))
+                    )
             elif call is not None:
                 assert not isinstance(call, str)
                 answer = engine.submit(call).result()
                 if not isinstance(answer, str):
                     return _response(module, request, answer)
+                engine.direct_calls.append(call.key)
         return original(self, request, **kwargs)
 
     module.Client.send = send

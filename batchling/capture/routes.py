@@ -53,7 +53,7 @@ _SUFFIXES: dict[str, dict[str, str]] = {
 # Base URLs the adapters expect end before these parts of the path (their SDKs add them).
 _BASE_TAIL = {"anthropic": "/v1", "groq": "/openai/v1", "together": "/v1", "mistral": "/v1"}
 _GEMINI_PATH = re.compile(
-    r"^(?P<base>.*?)/(?P<version>v1(?:alpha|beta)?)/models/(?P<model>[^/:]+):(?P<method>generateContent|embedContent)$"
+    r"^(?P<base>.*?)/(?P<version>v1(?:alpha|beta)?)/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent|embedContent)$"
 )
 
 
@@ -116,5 +116,8 @@ def route_of(
     return None
 
 
-def is_streaming(body: dict[str, Any]) -> bool:
-    return body.get("stream") is True
+STREAM_GENERATE_CONTENT = "streamGenerateContent"
+
+
+def is_streaming(route: Route, body: dict[str, Any]) -> bool:
+    return body.get("stream") is True or route.endpoint == STREAM_GENERATE_CONTENT
