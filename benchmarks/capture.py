@@ -5,7 +5,8 @@ waited for and read back as an experiment; both on the emulator, each in a fresh
     python -m benchmarks.capture --n 10000 [--output FILE]
 
 Prints (and writes with --output) wall and CPU seconds, capture overhead per call, and each
-side's peak RSS (its own VmHWM)."""
+side's peak RSS (its own VmHWM). `sdk-only` makes the same N SDK calls answered at once by an
+httpx MockTransport: the SDK's own cost per call, which code pays with or without capture."""
 
 from __future__ import annotations
 
@@ -53,6 +54,44 @@ def run_capture(n: int) -> dict[str, Any]:
     return {"answered": sum(1 for a in answers if a)}
 
 
+def run_sdk_only(n: int) -> dict[str, Any]:
+    """The same N calls answered at once by an httpx MockTransport: what the openai SDK itself
+    costs per call (building the request, parsing the answer), paid with or without capture."""
+    import asyncio
+
+    import httpx
+    from openai import AsyncOpenAI
+
+    answer = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Paris", "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10},
+    }
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    client = AsyncOpenAI(http_client=httpx.AsyncClient(transport=transport))
+
+    async def ask(text: str) -> str:
+        r = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
+        )
+        return r.choices[0].message.content or ""
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(ask(t) for t in prompts(n)))
+
+    return {"answered": sum(1 for a in asyncio.run(main()) if a)}
+
+
 def run_experiment(n: int) -> dict[str, Any]:
     import asyncio
 
@@ -75,11 +114,14 @@ def run_experiment(n: int) -> dict[str, Any]:
     return {"answered": asyncio.run(main())}
 
 
+SCENARIOS = {"capture": run_capture, "experiment": run_experiment, "sdk-only": run_sdk_only}
+
+
 def child(name: str, n: int) -> None:
     from benchmarks.child import vm_hwm_mb
 
     started, cpu = time.perf_counter(), time.process_time()
-    details = {"capture": run_capture, "experiment": run_experiment}[name](n)
+    details = SCENARIOS[name](n)
     details |= {
         "wall_s": round(time.perf_counter() - started, 3),
         "cpu_s": round(time.process_time() - cpu, 3),
@@ -110,7 +152,7 @@ def measure(name: str, n: int, env: dict[str, str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=10_000)
-    parser.add_argument("--child", choices=["capture", "experiment"])
+    parser.add_argument("--child", choices=sorted(SCENARIOS))
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     if args.child:
@@ -122,10 +164,19 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, **emulator.env()}
         experiment = measure("experiment", args.n, env)
         captured = measure("capture", args.n, env)
+        sdk_only = measure("sdk-only", args.n, env)
     report = {
         "n": args.n,
         "experiment": experiment,
         "capture": captured,
+        "sdk_only": sdk_only,
+        # Capture's own share: its wall less the SDK's own per-call work, against the experiment.
+        "capture_less_sdk_wall_ratio": round(
+            (captured["wall_s"] - sdk_only["wall_s"]) / experiment["wall_s"], 2
+        ),
+        "capture_less_sdk_cpu_ratio": round(
+            (captured["cpu_s"] - sdk_only["cpu_s"]) / experiment["cpu_s"], 2
+        ),
         "wall_ratio": round(captured["wall_s"] / experiment["wall_s"], 2),
         "overhead_per_call_ms": round(
             (captured["wall_s"] - experiment["wall_s"]) / args.n * 1000, 3
