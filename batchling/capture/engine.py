@@ -242,19 +242,19 @@ class CaptureEngine:
         return task
 
     async def _answer_failures(self, coroutine: Coroutine[Any, Any, None], keys: list[str]) -> None:
-        """Any failure to batch becomes the answer of the calls still waiting: never a hang."""
         try:
             await coroutine
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            text = (
-                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            )
-            for key in keys:
-                self._resolve(
-                    key, error_answer(502, f"batchling.capture('{self.settings.name}'): {text}")
-                )
+            self._fail(keys, error)
+
+    def _fail(self, keys: list[str], error: Exception) -> None:
+        """Any failure to batch becomes the answer of the calls still waiting: never a hang."""
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        answer = error_answer(502, f"batchling.capture('{self.settings.name}'): {text}")
+        for key in keys:
+            self._resolve(key, answer)
 
     def _resolve(self, key: str, answer: Answer | str | BaseException) -> None:
         waiting = self._waiting.get(key)
@@ -368,13 +368,7 @@ class CaptureEngine:
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            text = (
-                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            )
-            for key in keys:
-                self._resolve(
-                    key, error_answer(502, f"batchling.capture('{self.settings.name}'): {text}")
-                )
+            self._fail(keys, error)
 
     async def _until_finished(self, name: str) -> Experiment:
         """The manager's `wait`, one poll at a time under the write lock."""

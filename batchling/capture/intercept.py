@@ -108,49 +108,55 @@ def _response(module: ModuleType, request: Any, answer: Answer) -> Any:
     )
 
 
+def _answer_now(module: ModuleType, engine: CaptureEngine, request: Any) -> Any:
+    """The response to a refused streaming call, else the call to batch, else None."""
+    call = _captured(request)
+    if call == "stream":
+        if engine.stream_passthrough:
+            return None
+        return _response(module, request, refusal(engine, request.method, str(request.url)))
+    return call
+
+
 def _patch_async(module: ModuleType) -> None:
+    from batchling.capture.engine import CapturedCall
+
     original = module.AsyncClient.send
 
     @functools.wraps(original)
     async def send(self: Any, request: Any, **kwargs: Any) -> Any:
         engine = ACTIVE.get()
-        if engine is not None:
-            call = _captured(request)
-            if call == "stream":
-                if not engine.stream_passthrough:
-                    return _response(
-                        module, request, refusal(engine, request.method, str(request.url))
-                    )
-            elif call is not None:
-                assert not isinstance(call, str)
-                answer = await asyncio.wrap_future(engine.submit(call))
-                if not isinstance(answer, str):
-                    return _response(module, request, answer)
-                engine.direct_calls.append(call.key)
+        found = _answer_now(module, engine, request) if engine is not None else None
+        if isinstance(found, CapturedCall):
+            assert engine is not None
+            answer: Answer | str = await asyncio.wrap_future(engine.submit(found))
+            if not isinstance(answer, str):
+                return _response(module, request, answer)
+            engine.direct_calls.append(found.key)
+        elif found is not None:
+            return found
         return await original(self, request, **kwargs)
 
     module.AsyncClient.send = send
 
 
 def _patch_sync(module: ModuleType) -> None:
+    from batchling.capture.engine import CapturedCall
+
     original = module.Client.send
 
     @functools.wraps(original)
     def send(self: Any, request: Any, **kwargs: Any) -> Any:
         engine = ACTIVE.get()
-        if engine is not None:
-            call = _captured(request)
-            if call == "stream":
-                if not engine.stream_passthrough:
-                    return _response(
-                        module, request, refusal(engine, request.method, str(request.url))
-                    )
-            elif call is not None:
-                assert not isinstance(call, str)
-                answer = engine.submit(call).result()
-                if not isinstance(answer, str):
-                    return _response(module, request, answer)
-                engine.direct_calls.append(call.key)
+        found = _answer_now(module, engine, request) if engine is not None else None
+        if isinstance(found, CapturedCall):
+            assert engine is not None
+            answer = engine.submit(found).result()
+            if not isinstance(answer, str):
+                return _response(module, request, answer)
+            engine.direct_calls.append(found.key)
+        elif found is not None:
+            return found
         return original(self, request, **kwargs)
 
     module.Client.send = send
