@@ -263,6 +263,9 @@ class CaptureEngine:
                 waiting.set_exception(answer)
             else:
                 waiting.set_result(answer)
+                # Its callers hold the answer now; a later identical call reads the ledger.
+                del self._waiting[key]
+                self._routes.pop(key, None)
 
     async def _send(self, route: Route, calls: list[CapturedCall]) -> None:
         assert self._ledger is not None
