@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from batchling.capture import capture
+    from batchling.capturing import capture
     from batchling.compare import Comparison
     from batchling.errors import (
         BatchlingError,
@@ -47,7 +47,7 @@ _EXPORTS: dict[str, str] = {
     "BatchlingError": "batchling.errors",
     "Comparison": "batchling.compare",
     "DryRun": "batchling.errors",
-    "capture": "batchling.capture",
+    "capture": "batchling.capturing",
     "ConfigurationError": "batchling.errors",
     "CostLimitError": "batchling.errors",
     "DocumentPart": "batchling.models",

@@ -519,3 +519,26 @@ def test_google_genai_streaming_call_is_refused_by_name(emulator: Emulator) -> N
 
     with pytest.raises(errors.ClientError, match=r"streaming call POST .*streamGenerateContent"):
         asyncio.run(main())
+
+
+def test_captured_batches_show_in_the_cli_like_any_experiment(emulator: Emulator) -> None:
+    from click.testing import CliRunner
+
+    from batchling.cli import cli
+    from batchling.home import default_db_path
+
+    ask = _openai_chat()
+
+    async def main() -> list[str]:
+        async with batchling.capture("shown-cli", **FAST) as cap:
+            await asyncio.gather(ask(question(0)), ask(question(1)))
+        return cap.experiments
+
+    (name,) = asyncio.run(main())
+    db = ["--db", str(default_db_path())]
+    listed = CliRunner().invoke(cli, [*db, "list"], obj={}, catch_exceptions=False)
+    assert name in listed.output and "completed" in listed.output
+    results = CliRunner().invoke(cli, [*db, "results", name], obj={}, catch_exceptions=False)
+    assert results.exit_code == 0 and "Paris" in results.output and "Tokyo" in results.output
+    status = CliRunner().invoke(cli, [*db, "status", name], obj={}, catch_exceptions=False)
+    assert status.exit_code == 0 and "completed" in status.output, status.output

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from batchling.capture.keys import canonical_body, custom_id_of, request_key
-from batchling.capture.lines import answer_of, batch_line
-from batchling.capture.routes import Route, route_of
+from batchling.capturing.keys import canonical_body, custom_id_of, request_key
+from batchling.capturing.lines import answer_of, batch_line
+from batchling.capturing.routes import Route, route_of
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 

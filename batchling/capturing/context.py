@@ -14,8 +14,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from batchling.bounds import check_name
-from batchling.capture import intercept
-from batchling.capture.engine import CaptureEngine, CaptureSettings
+from batchling.capturing import intercept
+from batchling.capturing.engine import CaptureEngine, CaptureSettings
 from batchling.errors import ConfigurationError, DryRun
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from http import HTTPStatus
 from types import ModuleType
 from typing import Any
 
-from batchling.capture import intercept
-from batchling.capture.lines import Answer
+from batchling.capturing import intercept
+from batchling.capturing.lines import Answer
 
 
 def _content(kwargs: dict[str, Any]) -> bytes | None:

@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 import orjson
 
-from batchling.capture.keys import custom_id_of
-from batchling.capture.ledger import Ledger, LedgerRow
-from batchling.capture.lines import Answer, answer_of, batch_line
-from batchling.capture.plan import CapturePlan, request_tokens
-from batchling.capture.routes import Route
+from batchling.capturing.keys import custom_id_of
+from batchling.capturing.ledger import Ledger, LedgerRow
+from batchling.capturing.lines import Answer, answer_of, batch_line
+from batchling.capturing.plan import CapturePlan, request_tokens
+from batchling.capturing.routes import Route
 from batchling.errors import DryRun
 from batchling.models import Experiment, RawMessage, RawRequest, RequestCounts, Status
 

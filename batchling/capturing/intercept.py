@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from batchling.capture.keys import canonical_body, request_key
-from batchling.capture.routes import is_streaming, route_of
+from batchling.capturing.keys import canonical_body, request_key
+from batchling.capturing.routes import is_streaming, route_of
 
 if TYPE_CHECKING:
-    from batchling.capture.engine import CapturedCall, CaptureEngine
-    from batchling.capture.lines import Answer
+    from batchling.capturing.engine import CapturedCall, CaptureEngine
+    from batchling.capturing.lines import Answer
 
 ACTIVE: contextvars.ContextVar[CaptureEngine | None] = contextvars.ContextVar(
     "batchling_capture", default=None
@@ -42,7 +42,7 @@ def install() -> None:
             except ImportError:
                 continue
             if name == "aiohttp":
-                from batchling.capture.aiohttp_hook import patch_aiohttp
+                from batchling.capturing.aiohttp_hook import patch_aiohttp
 
                 patch_aiohttp(module)
             else:
@@ -59,7 +59,7 @@ def captured_call(
 ) -> CapturedCall | str | None:
     """The call to batch, "stream" for a streaming call, or None to pass it through.
     `headers` must answer lower-case names."""
-    from batchling.capture.engine import CapturedCall
+    from batchling.capturing.engine import CapturedCall
 
     if not str(headers.get("content-type", "")).startswith("application/json"):
         return None
@@ -89,7 +89,7 @@ def _captured(request: Any) -> CapturedCall | str | None:
 
 
 def refusal(engine: CaptureEngine, method: str, url: str) -> Answer:
-    from batchling.capture.engine import error_answer
+    from batchling.capturing.engine import error_answer
 
     return error_answer(
         400,
@@ -119,7 +119,7 @@ def _answer_now(module: ModuleType, engine: CaptureEngine, request: Any) -> Any:
 
 
 def _patch_async(module: ModuleType) -> None:
-    from batchling.capture.engine import CapturedCall
+    from batchling.capturing.engine import CapturedCall
 
     original = module.AsyncClient.send
 
@@ -141,7 +141,7 @@ def _patch_async(module: ModuleType) -> None:
 
 
 def _patch_sync(module: ModuleType) -> None:
-    from batchling.capture.engine import CapturedCall
+    from batchling.capturing.engine import CapturedCall
 
     original = module.Client.send
 
