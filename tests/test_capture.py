@@ -542,3 +542,26 @@ def test_captured_batches_show_in_the_cli_like_any_experiment(emulator: Emulator
     assert results.exit_code == 0 and "Paris" in results.output and "Tokyo" in results.output
     status = CliRunner().invoke(cli, [*db, "status", name], obj={}, catch_exceptions=False)
     assert status.exit_code == 0 and "completed" in status.output, status.output
+
+
+def test_a_call_that_outlives_its_capture_gets_a_clear_error_not_a_hang(
+    emulator: Emulator,
+) -> None:
+    import openai
+
+    ask = _openai_chat()
+
+    async def main() -> None:
+        async with batchling.capture("closed", **FAST):
+            go = asyncio.Event()
+
+            async def later() -> str:
+                await go.wait()
+                return await ask(question(0))
+
+            task = asyncio.create_task(later())  # created inside: it holds the capture
+        go.set()
+        await task
+
+    with pytest.raises(openai.APIStatusError, match=r"capture\('closed'\) was closed"):
+        asyncio.run(main())

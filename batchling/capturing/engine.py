@@ -129,7 +129,10 @@ class CaptureEngine:
     def submit(self, call: CapturedCall) -> concurrent.futures.Future[Answer | str]:
         """Hand a call over from any thread; the future gets its answer (or DIRECT)."""
         out: concurrent.futures.Future[Answer | str] = concurrent.futures.Future()
-        self._loop.call_soon_threadsafe(self._accept, call, out)
+        try:
+            self._loop.call_soon_threadsafe(self._accept, call, out)
+        except RuntimeError:  # the capture has closed: a task that outlived it still holds it
+            out.set_result(self._closed_answer())
         return out
 
     def stop(self) -> None:
@@ -155,11 +158,7 @@ class CaptureEngine:
     async def _close(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
-        closed = error_answer(
-            499,
-            f"batchling.capture('{self.settings.name}') was closed before this call was answered; "
-            "running the capture again picks its answer up.",
-        )
+        closed = self._closed_answer()
         for waiting in self._waiting.values():
             if not waiting.done():
                 waiting.set_result(closed)
@@ -190,6 +189,13 @@ class CaptureEngine:
         for key, waiting in self._waiting.items():
             if not waiting.done():
                 waiting.set_result(self._deadline_answer(self._routes[key]))
+
+    def _closed_answer(self) -> Answer:
+        return error_answer(
+            499,
+            f"batchling.capture('{self.settings.name}') was closed before this call was answered; "
+            "running the capture again picks its answer up.",
+        )
 
     def _deadline_answer(self, route: Route) -> Answer | str:
         if self.settings.on_deadline == "sync":
