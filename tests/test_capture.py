@@ -565,3 +565,24 @@ def test_a_call_that_outlives_its_capture_gets_a_clear_error_not_a_hang(
 
     with pytest.raises(openai.APIStatusError, match=r"capture\('closed'\) was closed"):
         asyncio.run(main())
+
+
+def test_the_api_key_the_sdk_sent_is_stored_nowhere(emulator: Emulator) -> None:
+    from openai import AsyncOpenAI
+
+    from batchling.home import home_dir
+
+    secret = "sk-capture-secret-0123456789"
+    client = AsyncOpenAI(api_key=secret)
+
+    async def main() -> None:
+        async with batchling.capture("secret", **FAST):
+            await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": question(0)}]
+            )
+
+    asyncio.run(main())
+    written = [p for p in home_dir().rglob("*") if p.is_file()]
+    assert any(p.name == "batchling.db" for p in written)
+    for path in written:
+        assert secret.encode() not in path.read_bytes(), path
