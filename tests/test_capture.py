@@ -586,3 +586,22 @@ def test_the_api_key_the_sdk_sent_is_stored_nowhere(emulator: Emulator) -> None:
     assert any(p.name == "batchling.db" for p in written)
     for path in written:
         assert secret.encode() not in path.read_bytes(), path
+
+
+def test_batches_go_with_the_key_the_sdk_was_given(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openai import AsyncOpenAI
+
+    monkeypatch.delenv("OPENAI_API_KEY")
+    client = AsyncOpenAI(api_key="sk-given-in-code")
+
+    async def main() -> str:
+        async with batchling.capture("own-key", **FAST):
+            r = await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": question(0)}]
+            )
+        return r.choices[0].message.content or ""
+
+    assert "Paris" in asyncio.run(main())
+    assert "OPENAI_API_KEY" not in os.environ

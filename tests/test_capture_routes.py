@@ -102,3 +102,14 @@ def test_result_lines_become_the_synchronous_answer_or_error() -> None:
         "custom_id": "c1",
         "body": {"messages": CHAT["messages"]},
     }
+
+
+def test_the_key_is_read_where_each_sdk_puts_it() -> None:
+    from batchling.capturing.routes import api_key_of
+
+    assert api_key_of("openai", {"authorization": "Bearer sk-1"}) == "sk-1"
+    assert api_key_of("anthropic", {"x-api-key": "a-1"}) == "a-1"
+    assert api_key_of("anthropic", {"authorization": "Bearer t-1"}) == "t-1"
+    assert api_key_of("gemini", {"x-goog-api-key": "g-1"}) == "g-1"
+    assert api_key_of("mistral", {"authorization": "Basic xyz"}) is None
+    assert api_key_of("groq", {}) is None

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +43,8 @@ class CapturedCall:
     key: str
     body: dict[str, Any]
     canonical: bytes
+    api_key: str | None = field(default=None, repr=False)
+    """The key the SDK sent: its batches are submitted with it. Held in memory only."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class CaptureEngine:
         self._first_at: dict[Route, float] = {}
         self._routes: dict[str, Route] = {}
         self._deadline_passed = False
+        self._api_keys: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._spent = 0.0
@@ -177,6 +181,8 @@ class CaptureEngine:
         if self._deadline_passed:
             out.set_result(self._deadline_answer(call.route))
             return
+        if call.api_key:
+            self._api_keys[call.route.provider] = call.api_key
         waiting = self._waiting.get(call.key)
         if waiting is None:
             waiting = self._waiting[call.key] = self._loop.create_future()
@@ -395,6 +401,7 @@ class CaptureEngine:
     async def _start(self, name: str, rows: list[LedgerRow]) -> None:
         """Create the experiment of recorded rows if it is not yet, and start it if it is not:
         both are safe to redo after a crash (the manager never submits a chunk twice)."""
+        self._manager.provider_env = self._provider_env()
         store = await self._manager.store()
         experiment = await store.find_experiment(name)
         if experiment is None:
@@ -404,6 +411,16 @@ class CaptureEngine:
             await self._manager.start_experiment(name)
         if name not in self.experiments:
             self.experiments.append(name)
+
+    def _provider_env(self) -> dict[str, str]:
+        """The environment with the keys the SDK calls carried, which win over it: the batch
+        goes with the key the code would have used."""
+        from batchling.providers import registry
+
+        env = dict(os.environ)
+        for provider, key in self._api_keys.items():
+            env[registry.provider_info(provider).api_key_env[0]] = key
+        return env
 
     async def _create(self, name: str, rows: list[LedgerRow]) -> None:
         from batchling.chunks import ChunkWriter

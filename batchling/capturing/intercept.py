@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from batchling.capturing.keys import canonical_body, request_key
-from batchling.capturing.routes import is_streaming, route_of
+from batchling.capturing.routes import api_key_of, is_streaming, route_of
 
 if TYPE_CHECKING:
     from batchling.capturing.engine import CapturedCall, CaptureEngine
@@ -76,7 +76,11 @@ def captured_call(
         return "stream"
     canonical = canonical_body(body)
     return CapturedCall(
-        route, request_key(route.provider, route.endpoint, route.model, canonical), body, canonical
+        route,
+        request_key(route.provider, route.endpoint, route.model, canonical),
+        body,
+        canonical,
+        api_key_of(route.provider, headers),
     )
 
 

@@ -121,3 +121,13 @@ STREAM_GENERATE_CONTENT = "streamGenerateContent"
 
 def is_streaming(route: Route, body: dict[str, Any]) -> bool:
     return body.get("stream") is True or route.endpoint == STREAM_GENERATE_CONTENT
+
+
+def api_key_of(provider: str, headers: Mapping[str, str]) -> str | None:
+    """The key the SDK put on the call: `x-api-key` (Anthropic), `x-goog-api-key` (Gemini), else
+    a bearer token (the OpenAI-style SDKs, Mistral, and Anthropic's auth token)."""
+    for name in {"anthropic": ("x-api-key",), "gemini": ("x-goog-api-key",)}.get(provider, ()):
+        if headers.get(name):
+            return headers[name]
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
