@@ -273,6 +273,9 @@ class ExperimentManager:
         self._created[experiment.name] = weakref.ref(experiment)
         return experiment
 
+    def enqueue(self, experiment_name: str) -> Experiment:
+        return self._run(lambda m: m.enqueue(experiment_name))
+
     def work_once(self) -> WorkerPass:
         return self._run(lambda m: m.work_once())
 

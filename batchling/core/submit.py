@@ -33,15 +33,25 @@ async def start_experiment(
     *,
     max_cost: float | None = None,
     adopt: str | None = None,
-    claimed_by: str | None = None,
 ) -> Experiment:
     """Upload and create every batch. Safe to run again after a crash: nothing is sent twice.
 
     With `max_cost` (USD), refuses before sending anything when the estimated cost is above
     it or cannot be estimated (CostLimitError). `adopt` names the provider batch to record for
-    the chunk whose creation was interrupted, when batchling cannot tell which one it is.
-    `claimed_by`: the owner that already holds the start's claim (a worker took it from the
-    queue), else this process claims it."""
+    the chunk whose creation was interrupted, when batchling cannot tell which one it is."""
+    return await start_claimed(session, experiment_name, max_cost=max_cost, adopt=adopt)
+
+
+async def start_claimed(
+    session: Session,
+    experiment_name: str,
+    *,
+    max_cost: float | None = None,
+    adopt: str | None = None,
+    claimed_by: str | None = None,
+) -> Experiment:
+    """start_experiment; `claimed_by`: the owner that already holds the start's claim (a
+    worker took it from the queue), else this process claims it."""
     if max_cost is not None:
         max_cost = costs.check_max_cost(max_cost)
     store = await session.store()

@@ -32,9 +32,14 @@ async def enqueue(session: Session, experiment_name: str) -> Experiment:
     return await store.get_experiment(experiment_name)
 
 
-async def work_once(session: Session, stopping: Callable[[], bool] = lambda: False) -> WorkerPass:
+async def work_once(session: Session) -> WorkerPass:
     """Start every queued experiment this worker can take, poll every running one, download
-    the results of every finished one not downloaded yet. `stopping()` true: no new step."""
+    the results of every finished one not downloaded yet."""
+    return await _work_pass(session, lambda: False)
+
+
+async def _work_pass(session: Session, stopping: Callable[[], bool]) -> WorkerPass:
+    """A pass; `stopping()` true: no new step."""
     store = await session.store()
     done = WorkerPass()
     owner = resume.owner_id()
@@ -43,7 +48,7 @@ async def work_once(session: Session, stopping: Callable[[], bool] = lambda: Fal
         if name is None:
             break
         try:
-            await submit.start_experiment(session, name, claimed_by=owner)
+            await submit.start_claimed(session, name, claimed_by=owner)
             done.started.append(name)
         except BatchlingError as error:
             # Released: the next pass (of any worker) tries again from where it stopped.
@@ -77,7 +82,7 @@ async def work(
 ) -> None:
     """Passes until `stopping()`: each step in progress is finished first."""
     while not stopping():
-        done = await work_once(session, stopping)
+        done = await _work_pass(session, stopping)
         if on_pass is not None:
             on_pass(done)
         waited = 0.0
