@@ -748,9 +748,7 @@ class Store:
         )
         if cursor.rowcount == 0:
             await self.get_experiment(name)
-            raise InvalidStateError(
-                f"Experiment '{name}' has already been started: only a created one can be queued."
-            )
+            raise not_queueable(name)
 
     @_serialized
     async def take_queued(self, owner: str, *, lease_seconds: float) -> str | None:
@@ -1168,6 +1166,12 @@ def start_is_free(
         return False
     expired = lease_expires_at is not None and datetime.fromisoformat(lease_expires_at) <= now
     return owner is None or expired or not is_owner_alive(owner)
+
+
+def not_queueable(name: str) -> InvalidStateError:
+    return InvalidStateError(
+        f"Experiment '{name}' has already been started: only a created one can be queued."
+    )
 
 
 QUEUED_WHERE = (

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from batchling.errors import (
     ExperimentExistsError,
     ExperimentNotFoundError,
-    InvalidStateError,
     MissingExtraError,
     StoreError,
 )
@@ -55,6 +54,7 @@ from batchling.store import (
     check_deletable_row,
     experiment_row,
     insert_request_blocks,
+    not_queueable,
     start_is_free,
     utcnow,
 )
@@ -325,15 +325,7 @@ class PostgresStore:
             now = utcnow()
             free = start_is_free(row[0], row[1], row[2], is_owner_alive, now)
             if free:
-                await connection.execute(
-                    "UPDATE experiments SET status = $1, start_owner = $2, lease_expires_at = $3, "
-                    "updated_at = $4, started_at = COALESCE(started_at, $4) WHERE name = $5",
-                    Status.SUBMITTING.value,
-                    owner,
-                    _ts(now + timedelta(seconds=lease_seconds)),
-                    _ts(now),
-                    name,
-                )
+                await _take(connection, name, owner, lease_seconds)
         return free
 
     async def enqueue(self, name: str) -> None:
@@ -345,9 +337,7 @@ class PostgresStore:
         )
         if status == "UPDATE 0":
             await self.get_experiment(name)
-            raise InvalidStateError(
-                f"Experiment '{name}' has already been started: only a created one can be queued."
-            )
+            raise not_queueable(name)
 
     async def take_queued(self, owner: str, *, lease_seconds: float) -> str | None:
         """As Store.take_queued; workers skip the rows another worker is taking
@@ -361,15 +351,7 @@ class PostgresStore:
             )
             if name is None:
                 return None
-            await connection.execute(
-                "UPDATE experiments SET status = $1, start_owner = $2, lease_expires_at = $3, "
-                "updated_at = $4, started_at = COALESCE(started_at, $4) WHERE name = $5",
-                Status.SUBMITTING.value,
-                owner,
-                _ts(now + timedelta(seconds=lease_seconds)),
-                _ts(now),
-                name,
-            )
+            await _take(connection, name, owner, lease_seconds)
         return str(name)
 
     async def renew_lease(self, name: str, owner: str, lease_seconds: float) -> bool:
@@ -669,6 +651,22 @@ class PostgresStore:
         async with self.pool.acquire() as connection, connection.transaction():
             async for row in connection.cursor(sql, *args, prefetch=1000):
                 yield row
+
+
+async def _take(
+    connection: asyncpg.Connection, name: str, owner: str, lease_seconds: float
+) -> None:
+    """Mark the start as `owner`'s, for a lease of `lease_seconds`."""
+    now = utcnow()
+    await connection.execute(
+        "UPDATE experiments SET status = $1, start_owner = $2, lease_expires_at = $3, "
+        "updated_at = $4, started_at = COALESCE(started_at, $4) WHERE name = $5",
+        Status.SUBMITTING.value,
+        owner,
+        _ts(now + timedelta(seconds=lease_seconds)),
+        _ts(now),
+        name,
+    )
 
 
 async def _experiment_id(connection: asyncpg.Connection, name: str) -> int:
