@@ -69,6 +69,10 @@ class StoreError(BatchlingError):
     """The local database cannot be opened or is not a batchling database."""
 
 
+class ReadOnlyStoreError(StoreError):
+    """The local database can be read but not written (its file or directory is read-only)."""
+
+
 class CostLimitError(BatchlingError):
     """Starting would cost more than the limit the user set, or the cost cannot be estimated."""
 
