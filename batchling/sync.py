@@ -149,6 +149,7 @@ class ExperimentManager:
         self.pause_gc_during_downloads = True
         self._core = AsyncExperimentManager(db_path)
         self._worker: _LoopThread | None = None
+        self._starting = threading.Lock()
         self._held = 0  # nested `with` blocks
         self._running = 0  # calls in progress, counted on the worker's loop
         # The Experiment each create_experiment returned, kept current by this manager's later
@@ -175,11 +176,12 @@ class ExperimentManager:
                 worker.close()
 
     def _loop(self) -> _LoopThread:
-        if self._worker is None:
-            self._worker = _LoopThread()
-            # Stops the thread of a manager dropped without close(); nothing of it stays open.
-            weakref.finalize(self, self._worker.close)
-        return self._worker
+        with self._starting:  # calls from several threads share one loop
+            if self._worker is None:
+                self._worker = _LoopThread()
+                # Stops the thread of a manager dropped without close(); nothing stays open.
+                weakref.finalize(self, self._worker.close)
+            return self._worker
 
     def _current(self, experiment: Experiment) -> Experiment:
         """Copies the latest state of an experiment into the one create_experiment returned."""
@@ -217,7 +219,7 @@ class ExperimentManager:
         self, operation: Callable[[AsyncExperimentManager], AsyncIterator[T]]
     ) -> Iterator[T]:
         # A store of its own: its cursor stays open between steps, beside this manager's calls.
-        manager = AsyncExperimentManager(self.db_path)
+        manager = AsyncExperimentManager(self._core.db_path)
         manager._response_models = self._core._response_models
         worker = self._loop()
         items = operation(manager)
