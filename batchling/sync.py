@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import threading
 import weakref
 from collections.abc import (
@@ -18,32 +19,27 @@ from collections.abc import (
     Sequence,
 )
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 
+from batchling.core import costs, create, exports, lifecycle, listing, studies
+from batchling.core import worker as queue_worker
 from batchling.core.lifecycle import DEFAULT_POLL_INTERVAL, ProgressCallback
+from batchling.core.session import Session
 from batchling.manager import AsyncExperimentManager
 from batchling.models import (
-    BatchRecord,
     Experiment,
-    GenerationParams,
-    RawRequest,
     Result,
-    Status,
 )
-from batchling.pricing import ExperimentCost
 from batchling.result_sequence import ResultSequence
 
 if TYPE_CHECKING:
-    from batchling.compare import Comparison, Target
-    from batchling.core.worker import WorkerPass
-    from batchling.pricing import PriceTable
     from batchling.progress import TransferCallback
     from batchling.retry import RetryOutcome
-    from batchling.structured import ResponseFormat
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -123,12 +119,29 @@ async def _next(items: AsyncIterator[T]) -> T:
     return await items.__anext__()
 
 
+def _twin(
+    operation: Callable[Concatenate[Session, P], Coroutine[Any, Any, T]],
+    after: Callable[[ExperimentManager, T], T] | None = None,
+) -> Callable[Concatenate[ExperimentManager, P], T]:
+    """The blocking twin of one of the core's operations: its signature and documentation,
+    its result passed through `after` (which keeps returned experiments current)."""
+
+    @functools.wraps(operation)
+    def blocking(self: ExperimentManager, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        outcome = self._run(lambda manager: operation(manager, *args, **kwargs))
+        return after(self, outcome) if after is not None else outcome
+
+    return blocking
+
+
 class ExperimentManager:
     """Blocking twin of AsyncExperimentManager: same methods, same arguments, same results.
 
     Its calls run on one event loop of its own. Used as `with ExperimentManager() as manager:`
     they also share one store connection and one client per provider (as a CLI command does);
-    otherwise each call opens the store and closes it again."""
+    otherwise each call opens the store and closes it again. The Experiment create_experiment
+    returns is kept up to date by its later calls on it (start_experiment, refresh, wait, ...),
+    as in batchling 0.0.x."""
 
     def __init__(self, db_path: str | Path | None = None) -> None:
         self.db_path = db_path
@@ -137,6 +150,7 @@ class ExperimentManager:
         self.pause_gc_during_downloads = True
         self._core = AsyncExperimentManager(db_path)
         self._worker: _LoopThread | None = None
+        self._starting = threading.Lock()
         self._held = 0  # nested `with` blocks
         self._running = 0  # calls in progress, counted on the worker's loop
         # The Experiment each create_experiment returned, kept current by this manager's later
@@ -163,11 +177,12 @@ class ExperimentManager:
                 worker.close()
 
     def _loop(self) -> _LoopThread:
-        if self._worker is None:
-            self._worker = _LoopThread()
-            # Stops the thread of a manager dropped without close(); nothing of it stays open.
-            weakref.finalize(self, self._worker.close)
-        return self._worker
+        with self._starting:  # calls from several threads share one loop
+            if self._worker is None:
+                self._worker = _LoopThread()
+                # Stops the thread of a manager dropped without close(); nothing stays open.
+                weakref.finalize(self, self._worker.close)
+            return self._worker
 
     def _current(self, experiment: Experiment) -> Experiment:
         """Copies the latest state of an experiment into the one create_experiment returned."""
@@ -205,7 +220,7 @@ class ExperimentManager:
         self, operation: Callable[[AsyncExperimentManager], AsyncIterator[T]]
     ) -> Iterator[T]:
         # A store of its own: its cursor stays open between steps, beside this manager's calls.
-        manager = AsyncExperimentManager(self.db_path)
+        manager = AsyncExperimentManager(self._core.db_path)
         manager._response_models = self._core._response_models
         worker = self._loop()
         items = operation(manager)
@@ -218,66 +233,38 @@ class ExperimentManager:
         finally:
             worker.run(_closed(items, manager))
 
-    def create_experiment(
-        self,
-        experiment_name: str,
-        *,
-        model: str,
-        provider: str = "openai",
-        endpoint: str | None = None,
-        title: str | None = None,
-        description: str | None = None,
-        raw_requests: Iterable[RawRequest | dict[str, Any]] | None = None,
-        raw_file_path: str | Path | None = None,
-        processed_file_path: str | Path | None = None,
-        results_file_path: str | Path | None = None,
-        base_url: str | None = None,
-        max_requests_per_batch: int | None = None,
-        max_bytes_per_batch: int | None = None,
-        response_format: Any = None,
-        template: Any = None,
-        rows: Any = None,
-        id_field: str | None = None,
-        study: str | None = None,
-        generation: GenerationParams | dict[str, Any] | None = None,
-        overwrite: bool = False,
-        queue: bool = False,
-    ) -> Experiment:
-        """The experiment returned is kept up to date by this manager's later calls on it
-        (start_experiment, refresh, wait, get_results, ...), as in batchling 0.0.x."""
-        experiment = self._run(
-            lambda m: m.create_experiment(
-                experiment_name,
-                model=model,
-                provider=provider,
-                endpoint=endpoint,
-                title=title,
-                description=description,
-                raw_requests=raw_requests,
-                raw_file_path=raw_file_path,
-                processed_file_path=processed_file_path,
-                results_file_path=results_file_path,
-                base_url=base_url,
-                max_requests_per_batch=max_requests_per_batch,
-                max_bytes_per_batch=max_bytes_per_batch,
-                response_format=response_format,
-                template=template,
-                rows=rows,
-                id_field=id_field,
-                study=study,
-                generation=generation,
-                overwrite=overwrite,
-                queue=queue,
-            )
-        )
+    def _created_here(self, experiment: Experiment) -> Experiment:
         self._created[experiment.name] = weakref.ref(experiment)
         return experiment
 
-    def enqueue(self, experiment_name: str) -> Experiment:
-        return self._run(lambda m: m.enqueue(experiment_name))
+    create_experiment = _twin(create.create_experiment, _created_here)
+    update_experiment = _twin(create.update_experiment, _current)
+    response_format = _twin(Session.response_format)
 
-    def work_once(self) -> WorkerPass:
-        return self._run(lambda m: m.work_once())
+    retrieve = _twin(listing.retrieve, _current)
+    list_experiments = _twin(listing.list_experiments)
+    count_experiments = _twin(listing.count_experiments)
+    active_experiments = _twin(listing.active_experiments)
+    list_batches = _twin(listing.list_batches)
+
+    refresh = _twin(lifecycle.refresh, _current)
+    refresh_many = _twin(lifecycle.refresh_many, _current_all)
+    cancel_experiment = _twin(lifecycle.cancel_experiment, _current)
+
+    experiment_cost = _twin(costs.experiment_cost)
+    experiment_costs = _twin(costs.experiment_costs)
+
+    compare_experiments = _twin(studies.compare_experiments)
+    get_comparison = _twin(studies.get_comparison)
+    write_comparison = _twin(studies.write_comparison)
+
+    export_rows = _twin(exports.export_rows)
+    export = _twin(exports.export)
+    to_pandas = _twin(exports.to_pandas)
+    to_polars = _twin(exports.to_polars)
+
+    enqueue = _twin(queue_worker.enqueue, _current)
+    work_once = _twin(queue_worker.work_once)
 
     def start_experiment(
         self,
@@ -294,20 +281,6 @@ class ExperimentManager:
                     lambda m: m.start_experiment(experiment_name, max_cost=max_cost, adopt=adopt)
                 )
             )
-
-    def response_format(
-        self, experiment_name: str, response_model: type[BaseModel] | None = None
-    ) -> ResponseFormat | None:
-        return self._run(lambda m: m.response_format(experiment_name, response_model))
-
-    def retrieve(self, experiment_name: str) -> Experiment:
-        return self._current(self._run(lambda m: m.retrieve(experiment_name)))
-
-    def refresh(self, experiment_name: str) -> Experiment:
-        return self._current(self._run(lambda m: m.refresh(experiment_name)))
-
-    def refresh_many(self, experiment_names: Sequence[str] | None = None) -> list[Experiment]:
-        return self._current_all(self._run(lambda m: m.refresh_many(experiment_names)))
 
     def wait(
         self,
@@ -386,50 +359,6 @@ class ExperimentManager:
         self._current(outcome.experiment)
         return outcome
 
-    def list_experiments(
-        self,
-        *,
-        provider: str | None = None,
-        status: Status | str | Iterable[Status | str] | None = None,
-        name_prefix: str | None = None,
-        limit: int | None = None,
-    ) -> list[Experiment]:
-        return self._run(
-            lambda m: m.list_experiments(
-                provider=provider, status=status, name_prefix=name_prefix, limit=limit
-            )
-        )
-
-    def count_experiments(self) -> int:
-        return self._run(lambda m: m.count_experiments())
-
-    def active_experiments(self) -> list[Experiment]:
-        return self._run(lambda m: m.active_experiments())
-
-    def export_rows(self, experiment_name: str) -> list[dict[str, Any]]:
-        return self._run(lambda m: m.export_rows(experiment_name))
-
-    def export(
-        self,
-        experiment_name: str,
-        fmt: str = "jsonl",
-        path: str | Path | None = None,
-        *,
-        overwrite: bool = False,
-        raw: bool = False,
-    ) -> Path:
-        return self._run(
-            lambda m: m.export(experiment_name, fmt, path, overwrite=overwrite, raw=raw)
-        )
-
-    def to_pandas(self, experiment_name: str) -> Any:
-        """One row per request as a pandas DataFrame (pip install 'batchling[pandas]')."""
-        return self._run(lambda m: m.to_pandas(experiment_name))
-
-    def to_polars(self, experiment_name: str) -> Any:
-        """One row per request as a polars DataFrame (pip install 'batchling[polars]')."""
-        return self._run(lambda m: m.to_polars(experiment_name))
-
     @contextlib.contextmanager
     def _transfers(self, progress: bool) -> Iterator[None]:
         if not progress:
@@ -445,75 +374,9 @@ class ExperimentManager:
             finally:
                 self.on_transfer = before
 
-    def list_batches(self, experiment_name: str) -> list[BatchRecord]:
-        return self._run(lambda m: m.list_batches(experiment_name))
-
-    def update_experiment(self, experiment_name: str, **fields: Any) -> Experiment:
-        return self._current(self._run(lambda m: m.update_experiment(experiment_name, **fields)))
-
-    def cancel_experiment(self, experiment_name: str) -> Experiment:
-        return self._current(self._run(lambda m: m.cancel_experiment(experiment_name)))
-
     def delete_experiment(self, experiment_name: str, *, remote: bool = False) -> None:
         self._run(lambda m: m.delete_experiment(experiment_name, remote=remote))
         self._created.pop(experiment_name, None)
-
-    def experiment_cost(
-        self, experiment_name: str, *, table: PriceTable | None = None
-    ) -> ExperimentCost:
-        return self._run(lambda m: m.experiment_cost(experiment_name, table=table))
-
-    def experiment_costs(self, experiment_names: Iterable[str]) -> list[ExperimentCost]:
-        names = list(experiment_names)
-        return self._run(lambda m: m.experiment_costs(names))
-
-    def compare_experiments(
-        self,
-        targets: Sequence[str | Target],
-        *,
-        study: str | None = None,
-        raw_requests: Iterable[RawRequest | dict[str, Any]] | None = None,
-        raw_file_path: str | Path | None = None,
-        response_format: Any = None,
-        title: str | None = None,
-        description: str | None = None,
-        max_cost: float | None = None,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | None = None,
-        on_update: ProgressCallback | None = None,
-    ) -> Comparison:
-        return self._run(
-            lambda m: m.compare_experiments(
-                targets,
-                study=study,
-                raw_requests=raw_requests,
-                raw_file_path=raw_file_path,
-                response_format=response_format,
-                title=title,
-                description=description,
-                max_cost=max_cost,
-                poll_interval=poll_interval,
-                timeout=timeout,
-                on_update=on_update,
-            )
-        )
-
-    def get_comparison(
-        self, study: str, response_model: type[BaseModel] | None = None
-    ) -> Comparison:
-        return self._run(lambda m: m.get_comparison(study, response_model))
-
-    def write_comparison(
-        self,
-        comparison: Comparison,
-        path: str | Path,
-        *,
-        overwrite: bool = False,
-        raw: bool = False,
-    ) -> Path:
-        return self._run(
-            lambda m: m.write_comparison(comparison, path, overwrite=overwrite, raw=raw)
-        )
 
 
 async def _closed(items: AsyncIterator[Any], manager: AsyncExperimentManager) -> None:

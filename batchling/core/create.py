@@ -198,7 +198,7 @@ async def create_experiment(
     return created
 
 
-async def update_experiment(session: Session, experiment_name: str, **fields: Any) -> Experiment:
+async def update_experiment(session: Session, /, experiment_name: str, **fields: Any) -> Experiment:
     store = await session.store()
     experiment = await store.get_experiment(experiment_name)
     fields = {k: v for k, v in fields.items() if v is not None}
