@@ -70,7 +70,7 @@ from batchling.progress import TransferCallback, TransferMeter
 from batchling.provider_output import ResultIntake
 from batchling.providers import client_settings, registry
 from batchling.providers.base import BatchRef, BatchSnapshot, Provider, ProviderInfo
-from batchling.providers.text_input import check_embedding_options
+from batchling.providers.wire.text_input import check_embedding_options
 from batchling.records import ResultRecord, record_of
 from batchling.result_sequence import ResultSequence
 from batchling.results_file import (

@@ -99,7 +99,9 @@ def test_offline_report_hides_credentials_written_into_a_base_url(
 
 def test_offline_report_finds_the_emulator_the_base_urls_point_at(keyed: Emulator) -> None:
     result = run()
-    [line] = [line for line in result.output.splitlines() if line.strip().startswith(keyed.base_url)]
+    [line] = [
+        line for line in result.output.splitlines() if line.strip().startswith(keyed.base_url)
+    ]
     assert "reachable (HTTP" in line and "not reachable" not in line
 
 
@@ -290,7 +292,7 @@ async def test_live_gives_up_after_the_timeout_and_cancels(keyed: Emulator) -> N
 async def test_live_stops_at_a_status_batchling_does_not_know(
     keyed: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from batchling.providers import openai
+    from batchling.providers.openai import adapter as openai
 
     monkeypatch.delitem(openai.STATUS_MAP, "completed")
     with doctor.recording_answers():
@@ -334,7 +336,6 @@ def test_redaction_of_keys_and_credential_headers() -> None:
 def test_every_provider_has_a_doctor_model_with_a_price() -> None:
     for name in PROVIDERS:
         assert doctor.cost_estimate(name, doctor.DOCTOR_MODELS[name]) is not None, name
-
 
 
 def test_live_names_an_unknown_provider_before_anything_is_sent(keyed: Emulator) -> None:

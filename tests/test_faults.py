@@ -66,8 +66,9 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     import openai._base_client
     import together._base_client
 
-    from batchling.providers import gemini, mistral
-    from batchling.providers import together as together_adapter
+    from batchling.providers.gemini import adapter as gemini
+    from batchling.providers.mistral import adapter as mistral
+    from batchling.providers.together import adapter as together_adapter
 
     monkeypatch.setenv("BATCHLING_TIMEOUT", str(TIMEOUT))
     monkeypatch.setenv("BATCHLING_MAX_RETRIES", "1")

@@ -30,7 +30,9 @@ def db_counts(path: Path) -> dict[str, int]:
     if not path.exists():
         return dict.fromkeys(tables, 0)  # created at the first write only
     with sqlite3.connect(path) as db:
-        return {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in tables}
+        return {
+            table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in tables
+        }
 
 
 @pytest.mark.parametrize("count", [3, 2000])

@@ -30,7 +30,12 @@ def test_missing_specs_fail_under_ci(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_openapi_30_nullable_becomes_a_null_type() -> None:
     converted = openapi_check.openapi30_as_json_schema(
-        {"properties": {"a": {"type": "string", "nullable": True}, "b": {"$ref": "#/x", "nullable": True}}}
+        {
+            "properties": {
+                "a": {"type": "string", "nullable": True},
+                "b": {"$ref": "#/x", "nullable": True},
+            }
+        }
     )
     assert converted["properties"]["a"] == {"type": ["string", "null"]}
     assert converted["properties"]["b"] == {"anyOf": [{"$ref": "#/x"}, {"type": "null"}]}

@@ -12,12 +12,12 @@ from batchling.providers import client_settings
 from batchling.providers.base import Provider, ProviderInfo
 
 _ADAPTERS: dict[str, str] = {
-    "openai": "batchling.providers.openai:OpenAIProvider",
-    "anthropic": "batchling.providers.anthropic:AnthropicProvider",
-    "gemini": "batchling.providers.gemini:GeminiProvider",
-    "groq": "batchling.providers.groq:GroqProvider",
-    "mistral": "batchling.providers.mistral:MistralProvider",
-    "together": "batchling.providers.together:TogetherProvider",
+    "openai": "batchling.providers.openai.adapter:OpenAIProvider",
+    "anthropic": "batchling.providers.anthropic.adapter:AnthropicProvider",
+    "gemini": "batchling.providers.gemini.adapter:GeminiProvider",
+    "groq": "batchling.providers.groq.adapter:GroqProvider",
+    "mistral": "batchling.providers.mistral.adapter:MistralProvider",
+    "together": "batchling.providers.together.adapter:TogetherProvider",
 }
 
 

@@ -17,7 +17,7 @@ import pytest
 from batchling.emulator import Emulator, Fault
 from batchling.errors import ConfigurationError, InputError, MissingApiKeyError
 from batchling.models import ImagePart, RawMessage, RawRequest, Status, TextPart
-from batchling.providers.anthropic import (
+from batchling.providers.anthropic.adapter import (
     DEFAULT_MAX_TOKENS,
     INFO,
     STATUS_MAP,
@@ -317,7 +317,9 @@ def test_status_map_covers_every_processing_status() -> None:
 
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:
-    code = "import batchling.providers.anthropic, sys; assert 'anthropic' not in sys.modules"
+    code = (
+        "import batchling.providers.anthropic.adapter, sys; assert 'anthropic' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
@@ -361,7 +363,9 @@ async def collect(
 ) -> dict[str, Any]:
     return {
         r.custom_id: r
-        for r in [provider.decode(orjson.loads(line)) async for line in provider.results(ref, snapshot)]
+        for r in [
+            provider.decode(orjson.loads(line)) async for line in provider.results(ref, snapshot)
+        ]
     }
 
 

@@ -17,9 +17,9 @@ from google.genai import errors as genai_errors
 from batchling.emulator import Emulator, Fault
 from batchling.errors import ConfigurationError, InputError, MissingApiKeyError
 from batchling.models import RawRequest, Status
-from batchling.providers import gemini as gemini_module
 from batchling.providers.base import BatchRef, BatchSnapshot
-from batchling.providers.gemini import (
+from batchling.providers.gemini import adapter as gemini_module
+from batchling.providers.gemini.adapter import (
     STATUS_MAP,
     GeminiProvider,
     decode_display_name,
@@ -386,7 +386,7 @@ def test_snapshot_from_the_spec_operation() -> None:
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:
     code = (
-        "import sys, batchling.providers.gemini; "
+        "import sys, batchling.providers.gemini.adapter; "
         "assert 'google.genai' not in sys.modules and 'google' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -20,9 +20,9 @@ from batchling import AsyncExperimentManager
 from batchling.emulator import Emulator
 from batchling.errors import InputError, ProviderError
 from batchling.models import RawRequest, Status
-from batchling.providers import gemini as gemini_module
 from batchling.providers.base import BatchRef
-from batchling.providers.gemini import (
+from batchling.providers.gemini import adapter as gemini_module
+from batchling.providers.gemini.adapter import (
     EMBED_CONTENT,
     GeminiProvider,
     ResultsNotPublishedError,

@@ -11,11 +11,11 @@ import orjson
 import pytest
 
 from batchling.emulator import Emulator, Fault
-from batchling.emulator import groq as groq_emulator
 from batchling.errors import InputError, MissingApiKeyError
 from batchling.models import RawRequest, Result, Status
 from batchling.providers.base import BatchRef, BatchSnapshot
-from batchling.providers.groq import (
+from batchling.providers.groq import emulator as groq_emulator
+from batchling.providers.groq.adapter import (
     INFO,
     STATUS_MAP,
     GroqProvider,
@@ -66,7 +66,7 @@ def test_emulator_base_url_has_no_path_because_the_sdk_adds_openai_v1() -> None:
 
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:
-    code = "import sys, batchling.providers.groq; assert 'groq' not in sys.modules"
+    code = "import sys, batchling.providers.groq.adapter; assert 'groq' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -358,7 +358,9 @@ async def collect(
 ) -> dict[str, Result]:
     return {
         r.custom_id: r
-        for r in [adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot)]
+        for r in [
+            adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot)
+        ]
     }
 
 

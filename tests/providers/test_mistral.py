@@ -18,7 +18,7 @@ from batchling.emulator import Emulator, Fault
 from batchling.errors import ConfigurationError, InputError, MissingApiKeyError
 from batchling.models import RawRequest, Result, Status
 from batchling.providers.base import BatchRef, BatchSnapshot
-from batchling.providers.mistral import (
+from batchling.providers.mistral.adapter import (
     INFO,
     STATUS_MAP,
     MistralProvider,
@@ -318,7 +318,7 @@ def test_every_mistral_status_is_mapped() -> None:
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:
     code = (
-        "import sys, batchling.providers.mistral; "
+        "import sys, batchling.providers.mistral.adapter; "
         "assert not [m for m in sys.modules if m.split('.')[0] in ('mistralai', 'httpx2')]"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -20,7 +20,7 @@ from batchling.errors import InputError, MissingApiKeyError
 from batchling.models import RawMessage, RawRequest, Status
 from batchling.providers.base import BatchRef, BatchSnapshot
 from batchling.providers.registry import create_provider
-from batchling.providers.together import (
+from batchling.providers.together.adapter import (
     INFO,
     STATUS_MAP,
     TogetherProvider,
@@ -85,7 +85,9 @@ async def submit(adapter: Any, chunk: Path) -> BatchRef:
 async def decoded(adapter: Any, ref: BatchRef, snapshot: BatchSnapshot) -> dict[str, Any]:
     return {
         result.custom_id: result
-        async for result in (adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot))
+        async for result in (
+            adapter.decode(orjson.loads(line)) async for line in adapter.results(ref, snapshot)
+        )
     }
 
 
@@ -102,7 +104,7 @@ def test_info_declares_limits_endpoints_and_environment() -> None:
 
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:
-    code = "import sys, batchling.providers.together; assert 'together' not in sys.modules"
+    code = "import sys, batchling.providers.together.adapter; assert 'together' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

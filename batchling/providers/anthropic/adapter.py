@@ -30,7 +30,7 @@ from batchling.models import (
     TextPart,
     Usage,
 )
-from batchling.providers import client_settings, content
+from batchling.providers import client_settings
 from batchling.providers.base import (
     BatchLimits,
     BatchRef,
@@ -40,6 +40,7 @@ from batchling.providers.base import (
     ProviderInfo,
     bound_encode,
 )
+from batchling.providers.wire import content
 from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 

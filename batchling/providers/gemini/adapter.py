@@ -35,7 +35,7 @@ from batchling.models import (
     TextPart,
     Usage,
 )
-from batchling.providers import client_settings, content
+from batchling.providers import client_settings
 from batchling.providers.base import (
     BatchLimits,
     BatchRef,
@@ -46,7 +46,8 @@ from batchling.providers.base import (
     bound_encode,
 )
 from batchling.providers.retrying import Backoff, retrying
-from batchling.providers.text_input import embedding_text, refuse_response_format
+from batchling.providers.wire import content
+from batchling.providers.wire.text_input import embedding_text, refuse_response_format
 from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 

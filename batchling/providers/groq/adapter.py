@@ -18,7 +18,7 @@ from batchling.models import (
     ResultStatus,
     Status,
 )
-from batchling.providers import client_settings, openai_format
+from batchling.providers import client_settings
 from batchling.providers.base import (
     BatchLimits,
     BatchRef,
@@ -28,6 +28,7 @@ from batchling.providers.base import (
     ProviderInfo,
     bound_encode,
 )
+from batchling.providers.wire import openai_format
 from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from batchling.emulator import chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
-from batchling.emulator.openai import MAX_REQUESTS, PHASE_TIMESTAMP, STATUS, error
+from batchling.providers.openai.emulator import MAX_REQUESTS, PHASE_TIMESTAMP, STATUS, error
 
 PROVIDER = "groq"
 PREFIX = "/groq"

@@ -20,7 +20,7 @@ from batchling.models import (
     ResultError,
     Status,
 )
-from batchling.providers import client_settings, content, openai_format
+from batchling.providers import client_settings
 from batchling.providers.base import (
     BatchLimits,
     BatchRef,
@@ -30,7 +30,8 @@ from batchling.providers.base import (
     ProviderInfo,
     bound_encode,
 )
-from batchling.providers.text_input import embedding_text, refuse_response_format
+from batchling.providers.wire import content, openai_format
+from batchling.providers.wire.text_input import embedding_text, refuse_response_format
 from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 

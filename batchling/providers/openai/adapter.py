@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchling.models import RawRequest, RequestCounts, Result, Status
-from batchling.providers import client_settings, openai_format
+from batchling.providers import client_settings
 from batchling.providers.base import (
     BatchLimits,
     BatchRef,
@@ -20,7 +20,8 @@ from batchling.providers.base import (
     ProviderInfo,
     bound_encode,
 )
-from batchling.providers.text_input import (
+from batchling.providers.wire import openai_format
+from batchling.providers.wire.text_input import (
     embedding_text,
     moderation_texts,
     refuse_response_format,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchling.errors import InputError
 from batchling.models import ImagePart, RawRequest, RequestCounts, Result, Status
-from batchling.providers import client_settings, openai_format
+from batchling.providers import client_settings
 from batchling.providers.base import (
     BatchLimits,
     BatchRef,
@@ -25,6 +25,7 @@ from batchling.providers.base import (
     bound_encode,
 )
 from batchling.providers.retrying import Backoff, retrying
+from batchling.providers.wire import openai_format
 from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 

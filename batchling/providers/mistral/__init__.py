@@ -1,0 +1,1 @@
+"""The mistral provider: data here, pure wire code, the adapter and its emulator routes."""
