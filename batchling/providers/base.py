@@ -12,6 +12,9 @@ from batchling.models import RawRequest, RequestCounts, Result, Status
 from batchling.records import ResultRecord
 from batchling.structured import ResponseFormat
 
+UUID_FORM = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+"""An id of the uuid format (Mistral's and Together's specs)."""
+
 
 @dataclass(frozen=True)
 class BatchLimits:
@@ -37,6 +40,16 @@ class ProviderInfo:
     embedding_options: Mapping[str, frozenset[str]] = field(default_factory=dict)
     result_id_field: str = "custom_id"
     """The field of a result line that names its request."""
+    demo_model: str = ""
+    """The model `batchling demo` and the tests run on the emulator."""
+    doctor_model: str = ""
+    """The cheapest current chat model, for `batchling doctor`'s live check."""
+    id_forms: Mapping[str, str] = field(default_factory=dict)
+    """'file' / 'batch' -> the regular expression the provider's documented ids match."""
+    batch_prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """model -> (input, output) USD per 1M tokens at batch prices (see batchling.price_table)."""
+    long_context_prices: Mapping[str, tuple[int, float, float]] = field(default_factory=dict)
+    """model -> (input tokens above which the tier applies, input, output) at batch prices."""
 
 
 @dataclass(frozen=True)

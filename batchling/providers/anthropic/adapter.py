@@ -31,8 +31,8 @@ from batchling.models import (
     Usage,
 )
 from batchling.providers import client_settings
+from batchling.providers.anthropic import INFO, MESSAGES_ENDPOINT, STATUS_MAP
 from batchling.providers.base import (
-    BatchLimits,
     BatchRef,
     BatchSnapshot,
     CreateHint,
@@ -48,30 +48,6 @@ if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
     from anthropic.types.messages import MessageBatch
 
-MESSAGES_ENDPOINT = "/v1/messages"
-
-INFO = ProviderInfo(
-    name="anthropic",
-    display_name="Anthropic",
-    api_key_env=("ANTHROPIC_API_KEY",),
-    base_url_env=("ANTHROPIC_BASE_URL",),
-    endpoints=frozenset({MESSAGES_ENDPOINT}),
-    default_endpoint=MESSAGES_ENDPOINT,
-    # "256 MB" counted in decimal megabytes, to stay under the limit whichever way it is meant.
-    limits=BatchLimits(
-        max_requests=100_000,
-        max_bytes=256 * 1000 * 1000,
-        custom_id_pattern=r"^[a-zA-Z0-9_-]{1,64}$",
-    ),
-    sdk="anthropic",
-)
-
-# Anthropic has three batch states; `ended` is refined by map_status() from the batch's fields.
-STATUS_MAP: dict[str, Status] = {
-    "in_progress": Status.RUNNING,
-    "canceling": Status.CANCELLING,
-    "ended": Status.COMPLETED,
-}
 
 # How many batches, newest first, find_batch looks at for one whose creation was interrupted.
 FIND_BATCH_SCAN_LIMIT = 1000
@@ -578,3 +554,7 @@ class AnthropicProvider:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+Adapter = AnthropicProvider
+"""What the registry instantiates for this folder."""

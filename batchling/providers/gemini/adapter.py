@@ -37,13 +37,19 @@ from batchling.models import (
 )
 from batchling.providers import client_settings
 from batchling.providers.base import (
-    BatchLimits,
     BatchRef,
     BatchSnapshot,
     CreateHint,
     LineEncoder,
     ProviderInfo,
     bound_encode,
+)
+from batchling.providers.gemini import (
+    EMBED_CONTENT,
+    EMBEDDING_TASK_TYPES,
+    GENERATE_CONTENT,
+    INFO,
+    STATUS_MAP,
 )
 from batchling.providers.retrying import Backoff, retrying
 from batchling.providers.wire import content
@@ -56,58 +62,6 @@ if TYPE_CHECKING:
     from google.genai import types as genai_types
     from google.genai.client import AsyncClient
 
-GENERATE_CONTENT = "generateContent"
-EMBED_CONTENT = "embedContent"
-
-INFO = ProviderInfo(
-    name="gemini",
-    display_name="Google Gemini",
-    api_key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-    base_url_env=("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"),
-    # The endpoint names the model method each line is run with (models/{m}:batchGenerateContent).
-    endpoints=frozenset({GENERATE_CONTENT, EMBED_CONTENT}),
-    default_endpoint=GENERATE_CONTENT,
-    # gemini.md gives no request-count limit, only the 2 GB input file; the count bounds one
-    # chunk's download and polling work.
-    limits=BatchLimits(max_requests=100_000, max_bytes=2_000_000_000),
-    sdk="google-genai",
-    embedding_options={EMBED_CONTENT: frozenset({"dimensions", "task_type"})},
-    result_id_field="key",
-)
-# The EmbedContentRequest task types (proto enum TaskType), checked before a batch is sent.
-EMBEDDING_TASK_TYPES = (
-    "RETRIEVAL_QUERY",
-    "RETRIEVAL_DOCUMENT",
-    "SEMANTIC_SIMILARITY",
-    "CLASSIFICATION",
-    "CLUSTERING",
-    "QUESTION_ANSWERING",
-    "FACT_VERIFICATION",
-    "CODE_RETRIEVAL_QUERY",
-)
-
-# The REST API sends BATCH_STATE_*; the SDK's typed objects hand out JOB_STATE_*. Both are mapped.
-STATUS_MAP: dict[str, Status] = {
-    "BATCH_STATE_PENDING": Status.QUEUED,
-    "BATCH_STATE_RUNNING": Status.RUNNING,
-    "BATCH_STATE_SUCCEEDED": Status.COMPLETED,
-    "BATCH_STATE_FAILED": Status.FAILED,
-    "BATCH_STATE_CANCELLED": Status.CANCELLED,
-    "BATCH_STATE_EXPIRED": Status.EXPIRED,
-    "BATCH_STATE_UNSPECIFIED": Status.UNKNOWN,
-    "JOB_STATE_QUEUED": Status.QUEUED,
-    "JOB_STATE_PENDING": Status.QUEUED,
-    "JOB_STATE_RUNNING": Status.RUNNING,
-    "JOB_STATE_UPDATING": Status.RUNNING,
-    "JOB_STATE_PAUSED": Status.QUEUED,
-    "JOB_STATE_CANCELLING": Status.CANCELLING,
-    "JOB_STATE_SUCCEEDED": Status.COMPLETED,
-    "JOB_STATE_PARTIALLY_SUCCEEDED": Status.COMPLETED,
-    "JOB_STATE_FAILED": Status.FAILED,
-    "JOB_STATE_CANCELLED": Status.CANCELLED,
-    "JOB_STATE_EXPIRED": Status.EXPIRED,
-    "JOB_STATE_UNSPECIFIED": Status.UNKNOWN,
-}
 
 # google-genai retries nothing and has no timeout unless told (README "Retries and timeouts").
 RETRY_INITIAL_DELAY = 0.5
@@ -915,6 +869,10 @@ class GeminiProvider:
             await self._genai.aio.aclose()
             self._genai.close()
             self._genai = None
+
+
+Adapter = GeminiProvider
+"""What the registry instantiates for this folder."""
 
 
 def _check_endpoint(endpoint: str) -> None:

@@ -20,7 +20,6 @@ from batchling.models import (
 )
 from batchling.providers import client_settings
 from batchling.providers.base import (
-    BatchLimits,
     BatchRef,
     BatchSnapshot,
     CreateHint,
@@ -28,6 +27,7 @@ from batchling.providers.base import (
     ProviderInfo,
     bound_encode,
 )
+from batchling.providers.groq import CHAT_ENDPOINT, INFO, STATUS_MAP
 from batchling.providers.wire import openai_format
 from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
@@ -35,33 +35,6 @@ from batchling.structured import ResponseFormat
 if TYPE_CHECKING:
     from groq import AsyncGroq
 
-CHAT_ENDPOINT = "/v1/chat/completions"
-
-INFO = ProviderInfo(
-    name="groq",
-    display_name="Groq",
-    api_key_env=("GROQ_API_KEY",),
-    # No path in the base URL: the SDK's paths already start with /openai/v1.
-    base_url_env=("GROQ_BASE_URL",),
-    endpoints=frozenset({CHAT_ENDPOINT}),
-    default_endpoint=CHAT_ENDPOINT,
-    # Service docs: 50,000 lines and 200 MB a file (the SDK docstring still says 100 MB),
-    # in decimal megabytes.
-    limits=BatchLimits(max_requests=50_000, max_bytes=200_000_000),
-    discount=0.5,
-    sdk="groq",
-)
-
-STATUS_MAP: dict[str, Status] = {
-    "validating": Status.VALIDATING,
-    "in_progress": Status.RUNNING,
-    "finalizing": Status.FINALIZING,
-    "cancelling": Status.CANCELLING,
-    "completed": Status.COMPLETED,
-    "failed": Status.FAILED,
-    "expired": Status.EXPIRED,
-    "cancelled": Status.CANCELLED,
-}
 
 # Groq takes 24h to 7d; 24h, as at the other providers, so the same experiment behaves alike.
 COMPLETION_WINDOW = "24h"
@@ -354,3 +327,7 @@ class GroqProvider:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+Adapter = GroqProvider
+"""What the registry instantiates for this folder."""

@@ -22,13 +22,21 @@ from batchling.models import (
 )
 from batchling.providers import client_settings
 from batchling.providers.base import (
-    BatchLimits,
     BatchRef,
     BatchSnapshot,
     CreateHint,
     LineEncoder,
     ProviderInfo,
     bound_encode,
+)
+from batchling.providers.mistral import (
+    CHAT,
+    CHAT_MODERATIONS,
+    EMBEDDINGS,
+    INFO,
+    MODERATIONS,
+    OCR,
+    STATUS_MAP,
 )
 from batchling.providers.wire import content, openai_format
 from batchling.providers.wire.text_input import embedding_text, refuse_response_format
@@ -40,36 +48,6 @@ if TYPE_CHECKING:
     from mistralai.client import Mistral
     from mistralai.client.utils import RetryConfig
 
-CHAT = "/v1/chat/completions"
-EMBEDDINGS = "/v1/embeddings"
-MODERATIONS = "/v1/moderations"
-CHAT_MODERATIONS = "/v1/chat/moderations"
-OCR = "/v1/ocr"
-
-INFO = ProviderInfo(
-    name="mistral",
-    display_name="Mistral",
-    api_key_env=("MISTRAL_API_KEY",),
-    base_url_env=("MISTRAL_BASE_URL",),
-    endpoints=frozenset({CHAT, EMBEDDINGS, MODERATIONS, CHAT_MODERATIONS, OCR}),
-    default_endpoint=CHAT,
-    # The docs disagree (1,000,000 in the batch guide, 100,000 and 512 MB under "known
-    # limitations"): take the smaller figures, and MB as decimal to stay under either reading.
-    limits=BatchLimits(max_requests=100_000, max_bytes=512_000_000),
-    sdk="mistralai",
-    # `output_dimension` is taken by models that offer it (codestral-embed), not mistral-embed.
-    embedding_options={EMBEDDINGS: frozenset({"dimensions"})},
-)
-
-STATUS_MAP: dict[str, Status] = {
-    "QUEUED": Status.QUEUED,
-    "RUNNING": Status.RUNNING,
-    "SUCCESS": Status.COMPLETED,
-    "FAILED": Status.FAILED,
-    "TIMEOUT_EXCEEDED": Status.EXPIRED,
-    "CANCELLATION_REQUESTED": Status.CANCELLING,
-    "CANCELLED": Status.CANCELLED,
-}
 
 # The SDK retries nothing by default; this mirrors the Stainless SDKs' schedule. Retries stop
 # after BACKOFF_MAX_ELAPSED_MS rather than after a count (the SDK has no count).
@@ -593,3 +571,7 @@ class MistralProvider:
         if self._http is not None:
             http, self._http = self._http, None
             await http.aclose()
+
+
+Adapter = MistralProvider
+"""What the registry instantiates for this folder."""

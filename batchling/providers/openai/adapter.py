@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from batchling.models import RawRequest, RequestCounts, Result, Status
 from batchling.providers import client_settings
 from batchling.providers.base import (
-    BatchLimits,
     BatchRef,
     BatchSnapshot,
     CreateHint,
@@ -20,6 +19,7 @@ from batchling.providers.base import (
     ProviderInfo,
     bound_encode,
 )
+from batchling.providers.openai import CHAT, EMBEDDINGS, INFO, MODERATIONS, RESPONSES, STATUS_MAP
 from batchling.providers.wire import openai_format
 from batchling.providers.wire.text_input import (
     embedding_text,
@@ -32,36 +32,6 @@ from batchling.structured import ResponseFormat
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
-CHAT = "/v1/chat/completions"
-RESPONSES = "/v1/responses"
-EMBEDDINGS = "/v1/embeddings"
-MODERATIONS = "/v1/moderations"
-
-INFO = ProviderInfo(
-    name="openai",
-    display_name="OpenAI",
-    api_key_env=("OPENAI_API_KEY",),
-    base_url_env=("OPENAI_BASE_URL",),
-    # Only the endpoints batchling encodes; the service also takes completions, images, videos.
-    endpoints=frozenset({CHAT, RESPONSES, EMBEDDINGS, MODERATIONS}),
-    default_endpoint=CHAT,
-    # "200 MB" a batch input file (docs, Files API reference): decimal megabytes.
-    limits=BatchLimits(max_requests=50_000, max_bytes=200_000_000),
-    sdk="openai",
-    # `dimensions` shortens text-embedding-3 vectors; older models refuse it.
-    embedding_options={EMBEDDINGS: frozenset({"dimensions"})},
-)
-
-STATUS_MAP: dict[str, Status] = {
-    "validating": Status.VALIDATING,
-    "in_progress": Status.RUNNING,
-    "finalizing": Status.FINALIZING,
-    "cancelling": Status.CANCELLING,
-    "completed": Status.COMPLETED,
-    "failed": Status.FAILED,
-    "expired": Status.EXPIRED,
-    "cancelled": Status.CANCELLED,
-}
 
 TOKEN_LIMIT_HINT = (
     " (batchling: the batch was refused, nothing ran. OpenAI caps the tokens one model may have "
@@ -295,3 +265,7 @@ class OpenAIProvider:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+Adapter = OpenAIProvider
+"""What the registry instantiates for this folder."""

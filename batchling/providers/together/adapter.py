@@ -16,7 +16,6 @@ from batchling.errors import InputError
 from batchling.models import ImagePart, RawRequest, RequestCounts, Result, Status
 from batchling.providers import client_settings
 from batchling.providers.base import (
-    BatchLimits,
     BatchRef,
     BatchSnapshot,
     CreateHint,
@@ -25,6 +24,7 @@ from batchling.providers.base import (
     bound_encode,
 )
 from batchling.providers.retrying import Backoff, retrying
+from batchling.providers.together import CHAT, INFO, STATUS_MAP
 from batchling.providers.wire import openai_format
 from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
@@ -33,36 +33,6 @@ if TYPE_CHECKING:
     from together import AsyncTogether
     from together.types import BatchJob
 
-CHAT = "/v1/chat/completions"
-
-INFO = ProviderInfo(
-    name="together",
-    display_name="Together AI",
-    api_key_env=("TOGETHER_API_KEY",),
-    base_url_env=("TOGETHER_BASE_URL",),
-    # Audio batches need public audio URLs and a different line shape; not offered.
-    endpoints=frozenset({CHAT}),
-    default_endpoint=CHAT,
-    limits=BatchLimits(
-        max_requests=50_000,
-        max_bytes=100_000_000,
-        custom_id_pattern=r"^.{1,64}$",
-    ),
-    # "Up to 50%": only selected serverless models get it, the others bill at standard rates.
-    discount=0.5,
-    sdk="together",
-)
-
-STATUS_MAP: dict[str, Status] = {
-    "VALIDATING": Status.VALIDATING,
-    "IN_PROGRESS": Status.RUNNING,
-    # Not in the SDK enum or the docs; mapped in case the service starts sending it.
-    "CANCELLING": Status.CANCELLING,
-    "COMPLETED": Status.COMPLETED,
-    "FAILED": Status.FAILED,
-    "EXPIRED": Status.EXPIRED,
-    "CANCELLED": Status.CANCELLED,
-}
 
 # The storage PUT of an upload goes through the SDK's bare httpx client, which never retries.
 UPLOAD_ATTEMPTS = 4
@@ -389,3 +359,7 @@ class TogetherProvider:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+Adapter = TogetherProvider
+"""What the registry instantiates for this folder."""
