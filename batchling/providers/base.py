@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from batchling.models import RawRequest, RequestCounts, Result, Status
-from batchling.records import ResultRecord
+from batchling.providers import client_settings
+from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
 UUID_FORM = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -40,6 +41,8 @@ class ProviderInfo:
     embedding_options: Mapping[str, frozenset[str]] = field(default_factory=dict)
     result_id_field: str = "custom_id"
     """The field of a result line that names its request."""
+    status_map: Mapping[str, Status] = field(default_factory=dict)
+    """The provider's batch statuses -> the common vocabulary."""
     demo_model: str = ""
     """The model `batchling demo` and the tests run on the emulator."""
     doctor_model: str = ""
@@ -50,6 +53,9 @@ class ProviderInfo:
     """model -> (input, output) USD per 1M tokens at batch prices (see batchling.price_table)."""
     long_context_prices: Mapping[str, tuple[int, float, float]] = field(default_factory=dict)
     """model -> (input tokens above which the tier applies, input, output) at batch prices."""
+
+    def map_status(self, raw: str) -> Status:
+        return self.status_map.get(raw, Status.UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -89,8 +95,20 @@ LineEncoder = Callable[[RawRequest, str], dict[str, Any]]
 """(request, custom_id) -> one line of the provider's batch input."""
 
 
+class Encodes(Protocol):
+    def encode(
+        self,
+        request: RawRequest,
+        *,
+        custom_id: str,
+        model: str,
+        endpoint: str,
+        response_format: ResponseFormat | None = None,
+    ) -> dict[str, Any]: ...
+
+
 def bound_encode(
-    provider: Provider, *, model: str, endpoint: str, response_format: ResponseFormat | None
+    provider: Encodes, *, model: str, endpoint: str, response_format: ResponseFormat | None
 ) -> LineEncoder:
     """The plain `line_encoder`: each request through `provider.encode`."""
 
@@ -104,6 +122,14 @@ def bound_encode(
         )
 
     return encode_line
+
+
+def remote_file_ids(ref: BatchRef, snapshot: BatchSnapshot | None) -> list[str]:
+    """The files a batch left at a provider that stores them: its input, output and errors."""
+    file_ids = [ref.input_file_id]
+    if snapshot is not None:
+        file_ids += [snapshot.output_file_id, snapshot.error_file_id]
+    return [file_id for file_id in file_ids if file_id]
 
 
 class Provider(Protocol):
@@ -182,3 +208,81 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class ProviderBase:
+    """The defaults most adapters share: requests encoded one at a time, records built from the
+    decoded Result, no lookup of input files. An adapter overrides what its provider does
+    better (a faster line encoder, a direct record, a file search)."""
+
+    info: ClassVar[ProviderInfo]
+
+    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+
+    def encode(
+        self,
+        request: RawRequest,
+        *,
+        custom_id: str,
+        model: str,
+        endpoint: str,
+        response_format: ResponseFormat | None = None,
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def decode(self, line: dict[str, Any]) -> Result:
+        raise NotImplementedError
+
+    def line_encoder(
+        self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
+    ) -> LineEncoder:
+        return bound_encode(self, model=model, endpoint=endpoint, response_format=response_format)
+
+    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
+        return record_of(self.decode(line))
+
+    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
+        return None
+
+
+class AsyncClosable(Protocol):
+    async def close(self) -> None: ...
+
+
+ClientT = TypeVar("ClientT", bound=AsyncClosable)
+
+
+class SdkClientProvider(ProviderBase, Generic[ClientT]):
+    """An adapter over an SDK client built at first use (so that a pure encode needs no SDK)
+    with batchling's timeout and retry settings, and closed by `aclose`."""
+
+    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
+        super().__init__(api_key=api_key, base_url=base_url)
+        self._client: ClientT | None = None
+
+    @property
+    def client(self) -> ClientT:
+        if self._client is None:
+            self._client = self._new_client()
+        return self._client
+
+    def _new_client(self) -> ClientT:
+        """The SDK's client, its module imported here: `client_options()` is what it takes."""
+        raise NotImplementedError
+
+    def client_options(self) -> dict[str, Any]:
+        """The keyword arguments a Stainless-generated SDK client (openai, anthropic, groq,
+        together) takes for the key, the base URL and batchling's timeout and retries."""
+        return {
+            "api_key": self._api_key,
+            "base_url": self._base_url,
+            "max_retries": client_settings.max_retries(),
+            "timeout": client_settings.timeout_seconds(),
+        }
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()

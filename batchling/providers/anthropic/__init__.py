@@ -28,6 +28,13 @@ LONG_CONTEXT_PRICES: dict[str, tuple[int, float, float]] = {
     "claude-sonnet-4": (200_000, 3.0, 11.25),
 }
 
+# Anthropic has three batch states; `ended` is refined by map_status() from the batch's fields.
+STATUS_MAP: dict[str, Status] = {
+    "in_progress": Status.RUNNING,
+    "canceling": Status.CANCELLING,
+    "ended": Status.COMPLETED,
+}
+
 INFO = ProviderInfo(
     name="anthropic",
     display_name="Anthropic",
@@ -47,11 +54,5 @@ INFO = ProviderInfo(
     id_forms={"batch": r"msgbatch_\w+"},
     batch_prices=BATCH_PRICES,
     long_context_prices=LONG_CONTEXT_PRICES,
+    status_map=STATUS_MAP,
 )
-
-# Anthropic has three batch states; `ended` is refined by map_status() from the batch's fields.
-STATUS_MAP: dict[str, Status] = {
-    "in_progress": Status.RUNNING,
-    "canceling": Status.CANCELLING,
-    "ended": Status.COMPLETED,
-}

@@ -12,7 +12,6 @@ import contextlib
 import copy
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,7 +29,6 @@ from batchling.models import (
     TextPart,
     Usage,
 )
-from batchling.providers import client_settings
 from batchling.providers.anthropic import INFO, MESSAGES_ENDPOINT, STATUS_MAP
 from batchling.providers.base import (
     BatchRef,
@@ -38,10 +36,10 @@ from batchling.providers.base import (
     CreateHint,
     LineEncoder,
     ProviderInfo,
+    SdkClientProvider,
     bound_encode,
 )
 from batchling.providers.wire import content
-from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -401,26 +399,13 @@ def snapshot_of(batch: MessageBatch) -> BatchSnapshot:
     )
 
 
-class AnthropicProvider:
+class AnthropicProvider(SdkClientProvider["AsyncAnthropic"]):
     info: ClassVar[ProviderInfo] = INFO
 
-    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
-        self._api_key = api_key
-        self._base_url = base_url
-        self._client: AsyncAnthropic | None = None
+    def _new_client(self) -> AsyncAnthropic:
+        from anthropic import AsyncAnthropic
 
-    @property
-    def client(self) -> AsyncAnthropic:
-        if self._client is None:
-            from anthropic import AsyncAnthropic
-
-            self._client = AsyncAnthropic(
-                api_key=self._api_key,
-                base_url=self._base_url,
-                max_retries=client_settings.max_retries(),
-                timeout=client_settings.timeout_seconds(),
-            )
-        return self._client
+        return AsyncAnthropic(**self.client_options())
 
     def encode(
         self,
@@ -463,14 +448,8 @@ class AnthropicProvider:
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
 
-    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
-        return record_of(self.decode(line))
-
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         return None
-
-    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
-        return None  # requests go inline: there are no input files
 
     async def create(
         self,
@@ -550,10 +529,6 @@ class AnthropicProvider:
             return
         with contextlib.suppress(NotFoundError):
             await self.client.messages.batches.delete(ref.batch_id)
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
 
 
 Adapter = AnthropicProvider

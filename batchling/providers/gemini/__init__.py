@@ -24,38 +24,6 @@ LONG_CONTEXT_PRICES: dict[str, tuple[int, float, float]] = {
     "gemini-2.5-pro": (200_000, 1.25, 7.5),
 }
 
-INFO = ProviderInfo(
-    name="gemini",
-    display_name="Google Gemini",
-    api_key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-    base_url_env=("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"),
-    # The endpoint names the model method each line is run with (models/{m}:batchGenerateContent).
-    endpoints=frozenset({GENERATE_CONTENT, EMBED_CONTENT}),
-    default_endpoint=GENERATE_CONTENT,
-    # gemini.md gives no request-count limit, only the 2 GB input file; the count bounds one
-    # chunk's download and polling work.
-    limits=BatchLimits(max_requests=100_000, max_bytes=2_000_000_000),
-    sdk="google-genai",
-    embedding_options={EMBED_CONTENT: frozenset({"dimensions", "task_type"})},
-    result_id_field="key",
-    demo_model="gemini-2.5-flash",
-    doctor_model="gemini-2.5-flash-lite",
-    id_forms={"file": r"files/[\w-]+", "batch": r"batches/[\w-]+"},
-    batch_prices=BATCH_PRICES,
-    long_context_prices=LONG_CONTEXT_PRICES,
-)
-# The EmbedContentRequest task types (proto enum TaskType), checked before a batch is sent.
-EMBEDDING_TASK_TYPES = (
-    "RETRIEVAL_QUERY",
-    "RETRIEVAL_DOCUMENT",
-    "SEMANTIC_SIMILARITY",
-    "CLASSIFICATION",
-    "CLUSTERING",
-    "QUESTION_ANSWERING",
-    "FACT_VERIFICATION",
-    "CODE_RETRIEVAL_QUERY",
-)
-
 # The REST API sends BATCH_STATE_*; the SDK's typed objects hand out JOB_STATE_*. Both are mapped.
 STATUS_MAP: dict[str, Status] = {
     "BATCH_STATE_PENDING": Status.QUEUED,
@@ -78,3 +46,36 @@ STATUS_MAP: dict[str, Status] = {
     "JOB_STATE_EXPIRED": Status.EXPIRED,
     "JOB_STATE_UNSPECIFIED": Status.UNKNOWN,
 }
+
+INFO = ProviderInfo(
+    name="gemini",
+    display_name="Google Gemini",
+    api_key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    base_url_env=("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"),
+    # The endpoint names the model method each line is run with (models/{m}:batchGenerateContent).
+    endpoints=frozenset({GENERATE_CONTENT, EMBED_CONTENT}),
+    default_endpoint=GENERATE_CONTENT,
+    # gemini.md gives no request-count limit, only the 2 GB input file; the count bounds one
+    # chunk's download and polling work.
+    limits=BatchLimits(max_requests=100_000, max_bytes=2_000_000_000),
+    sdk="google-genai",
+    embedding_options={EMBED_CONTENT: frozenset({"dimensions", "task_type"})},
+    result_id_field="key",
+    demo_model="gemini-2.5-flash",
+    doctor_model="gemini-2.5-flash-lite",
+    id_forms={"file": r"files/[\w-]+", "batch": r"batches/[\w-]+"},
+    batch_prices=BATCH_PRICES,
+    long_context_prices=LONG_CONTEXT_PRICES,
+    status_map=STATUS_MAP,
+)
+# The EmbedContentRequest task types (proto enum TaskType), checked before a batch is sent.
+EMBEDDING_TASK_TYPES = (
+    "RETRIEVAL_QUERY",
+    "RETRIEVAL_DOCUMENT",
+    "SEMANTIC_SIMILARITY",
+    "CLASSIFICATION",
+    "CLUSTERING",
+    "QUESTION_ANSWERING",
+    "FACT_VERIFICATION",
+    "CODE_RETRIEVAL_QUERY",
+)

@@ -41,6 +41,7 @@ from batchling.providers.base import (
     BatchSnapshot,
     CreateHint,
     LineEncoder,
+    ProviderBase,
     ProviderInfo,
     bound_encode,
 )
@@ -54,7 +55,6 @@ from batchling.providers.gemini import (
 from batchling.providers.retrying import Backoff, retrying
 from batchling.providers.wire import content
 from batchling.providers.wire.text_input import embedding_text, refuse_response_format
-from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -637,12 +637,11 @@ def snapshot_from_operation(
     )
 
 
-class GeminiProvider:
+class GeminiProvider(ProviderBase):
     info: ClassVar[ProviderInfo] = INFO
 
     def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
-        self._api_key = api_key
-        self._base_url = base_url
+        super().__init__(api_key=api_key, base_url=base_url)
         # Kept for the adapter's lifetime: a dropped genai.Client closes its HTTP client (quirk 5).
         self._genai: genai.Client | None = None
 
@@ -709,9 +708,6 @@ class GeminiProvider:
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
-
-    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
-        return record_of(self.decode(line))
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         # The SDK retries the upload start, not the POST of the bytes: a failed one restarts.

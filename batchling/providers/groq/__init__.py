@@ -19,6 +19,17 @@ BATCH_PRICES: dict[str, tuple[float, float]] = {
     "moonshotai/kimi-k2-instruct": (0.5, 1.5),
 }
 
+STATUS_MAP: dict[str, Status] = {
+    "validating": Status.VALIDATING,
+    "in_progress": Status.RUNNING,
+    "finalizing": Status.FINALIZING,
+    "cancelling": Status.CANCELLING,
+    "completed": Status.COMPLETED,
+    "failed": Status.FAILED,
+    "expired": Status.EXPIRED,
+    "cancelled": Status.CANCELLED,
+}
+
 INFO = ProviderInfo(
     name="groq",
     display_name="Groq",
@@ -36,15 +47,5 @@ INFO = ProviderInfo(
     doctor_model="llama-3.1-8b-instant",
     id_forms={"file": r"file_\w+", "batch": r"batch_\w+"},
     batch_prices=BATCH_PRICES,
+    status_map=STATUS_MAP,
 )
-
-STATUS_MAP: dict[str, Status] = {
-    "validating": Status.VALIDATING,
-    "in_progress": Status.RUNNING,
-    "finalizing": Status.FINALIZING,
-    "cancelling": Status.CANCELLING,
-    "completed": Status.COMPLETED,
-    "failed": Status.FAILED,
-    "expired": Status.EXPIRED,
-    "cancelled": Status.CANCELLED,
-}

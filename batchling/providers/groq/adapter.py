@@ -2,44 +2,34 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from batchling.errors import InputError, ProviderError
+from batchling.errors import InputError
 from batchling.models import (
     RawRequest,
-    RequestCounts,
     Result,
     ResultError,
     ResultStatus,
     Status,
 )
-from batchling.providers import client_settings
 from batchling.providers.base import (
-    BatchRef,
-    BatchSnapshot,
     CreateHint,
-    LineEncoder,
     ProviderInfo,
-    bound_encode,
 )
 from batchling.providers.groq import CHAT_ENDPOINT, INFO, STATUS_MAP
+from batchling.providers.openai_compatible.client import (
+    FIND_BATCH_SCAN_LIMIT,
+    FilesAndBatchesProvider,
+)
 from batchling.providers.wire import openai_format
-from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     from groq import AsyncGroq
 
-
-# Groq takes 24h to 7d; 24h, as at the other providers, so the same experiment behaves alike.
-COMPLETION_WINDOW = "24h"
-# How far back find_batch looks for a batch whose creation was interrupted.
-FIND_BATCH_SCAN_LIMIT = 1000
 
 # Groq's documented limits on one chat request that a batch line cannot get around.
 MAX_STOP_SEQUENCES = 4
@@ -163,26 +153,15 @@ def batch_errors(errors: object) -> list[str]:
     return messages
 
 
-class GroqProvider:
+class GroqProvider(FilesAndBatchesProvider["AsyncGroq"]):
     info: ClassVar[ProviderInfo] = INFO
 
-    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
-        self._api_key = api_key
-        self._base_url = base_url
-        self._client: AsyncGroq | None = None
+    sdk_module = "groq"
 
-    @property
-    def client(self) -> AsyncGroq:
-        if self._client is None:
-            from groq import AsyncGroq
+    def _new_client(self) -> AsyncGroq:
+        from groq import AsyncGroq
 
-            self._client = AsyncGroq(
-                api_key=self._api_key,
-                base_url=self._base_url,
-                max_retries=client_settings.max_retries(),
-                timeout=client_settings.timeout_seconds(),
-            )
-        return self._client
+        return AsyncGroq(**self.client_options())
 
     def encode(
         self,
@@ -205,47 +184,8 @@ class GroqProvider:
         add_response_format(body, response_format)
         return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
 
-    def line_encoder(
-        self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
-    ) -> LineEncoder:
-        return bound_encode(self, model=model, endpoint=endpoint, response_format=response_format)
-
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
-
-    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
-        return openai_format.chat_record(line) or record_of(self.decode(line))
-
-    async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
-        # An open file is streamed from disk (and rewound by httpx for a retry), where a path
-        # would be read whole into memory first.
-        with chunk.open("rb") as handle:
-            uploaded = await self.client.files.create(
-                file=(name or chunk.name, handle), purpose="batch"
-            )
-        if not uploaded.id:
-            raise ProviderError(f"Groq answered the upload of {chunk.name} without a file id.")
-        return uploaded.id
-
-    async def create(
-        self,
-        chunk: Path,
-        *,
-        file_id: str | None,
-        model: str,
-        endpoint: str,
-        metadata: dict[str, str],
-    ) -> str:
-        assert file_id is not None
-        # One attempt: a retry of a creation that went unanswered could make a second batch;
-        # the manager retries, after looking for the first (see AsyncExperimentManager).
-        batch = await self.client.with_options(max_retries=0).batches.create(
-            input_file_id=file_id,
-            endpoint=endpoint,  # type: ignore[arg-type]
-            completion_window=COMPLETION_WINDOW,
-            metadata=metadata,
-        )
-        return batch.id
 
     async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
         since = created_after.timestamp()
@@ -278,55 +218,8 @@ class GroqProvider:
             if not cursor or not page.data or seen >= FIND_BATCH_SCAN_LIMIT:
                 return None
 
-    async def poll(self, ref: BatchRef) -> BatchSnapshot:
-        batch = await self.client.batches.retrieve(ref.batch_id)
-        counts = batch.request_counts
-        return BatchSnapshot(
-            status=map_status(batch.status),
-            provider_status=batch.status,
-            counts=RequestCounts(
-                total=counts.total, completed=counts.completed, failed=counts.failed
-            )
-            if counts
-            else RequestCounts(),
-            output_file_id=batch.output_file_id,
-            error_file_id=batch.error_file_id,
-            errors=batch_errors(batch.errors),
-        )
-
-    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
-        for file_id in (snapshot.output_file_id, snapshot.error_file_id):
-            if not file_id:
-                continue
-            async with self.client.files.with_streaming_response.content(file_id) as response:
-                async for line in response.iter_lines():
-                    if line.strip():
-                        yield line
-
-    async def cancel(self, ref: BatchRef) -> None:
-        from groq import BadRequestError, ConflictError
-
-        try:
-            await self.client.batches.cancel(ref.batch_id)
-        except (BadRequestError, ConflictError):
-            # A batch that ended between our last poll and the cancel has nothing to cancel
-            # (409 "Cannot cancel a batch with status 'completed'."): its results stay.
-            if not (await self.poll(ref)).status.is_terminal:
-                raise
-
-    async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
-        from groq import NotFoundError
-
-        file_ids = [ref.input_file_id]
-        if snapshot is not None:
-            file_ids += [snapshot.output_file_id, snapshot.error_file_id]
-        for file_id in filter(None, file_ids):
-            with contextlib.suppress(NotFoundError):
-                await self.client.files.delete(file_id)
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+    def batch_errors(self, errors: Any) -> list[str]:
+        return batch_errors(errors)
 
 
 Adapter = GroqProvider

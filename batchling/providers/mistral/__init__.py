@@ -27,6 +27,16 @@ BATCH_PRICES: dict[str, tuple[float, float]] = {
     "mistral-moderation-latest": (0.05, 0.0),
 }
 
+STATUS_MAP: dict[str, Status] = {
+    "QUEUED": Status.QUEUED,
+    "RUNNING": Status.RUNNING,
+    "SUCCESS": Status.COMPLETED,
+    "FAILED": Status.FAILED,
+    "TIMEOUT_EXCEEDED": Status.EXPIRED,
+    "CANCELLATION_REQUESTED": Status.CANCELLING,
+    "CANCELLED": Status.CANCELLED,
+}
+
 INFO = ProviderInfo(
     name="mistral",
     display_name="Mistral",
@@ -44,14 +54,5 @@ INFO = ProviderInfo(
     doctor_model="ministral-3b-latest",
     id_forms={"file": UUID_FORM, "batch": UUID_FORM},
     batch_prices=BATCH_PRICES,
+    status_map=STATUS_MAP,
 )
-
-STATUS_MAP: dict[str, Status] = {
-    "QUEUED": Status.QUEUED,
-    "RUNNING": Status.RUNNING,
-    "SUCCESS": Status.COMPLETED,
-    "FAILED": Status.FAILED,
-    "TIMEOUT_EXCEEDED": Status.EXPIRED,
-    "CANCELLATION_REQUESTED": Status.CANCELLING,
-    "CANCELLED": Status.CANCELLED,
-}

@@ -25,9 +25,9 @@ from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
     CreateHint,
-    LineEncoder,
+    ProviderBase,
     ProviderInfo,
-    bound_encode,
+    remote_file_ids,
 )
 from batchling.providers.mistral import (
     CHAT,
@@ -40,7 +40,6 @@ from batchling.providers.mistral import (
 )
 from batchling.providers.wire import content, openai_format
 from batchling.providers.wire.text_input import embedding_text, refuse_response_format
-from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -360,7 +359,7 @@ def _is_not_found(exc: Exception) -> bool:
     return getattr(exc, "status_code", None) == 404
 
 
-class MistralProvider:
+class MistralProvider(ProviderBase):
     info: ClassVar[ProviderInfo] = INFO
 
     def __init__(
@@ -371,8 +370,7 @@ class MistralProvider:
                 f"Mistral batch timeout_hours={timeout_hours} is not accepted: Mistral takes "
                 f"{MIN_TIMEOUT_HOURS} to {MAX_TIMEOUT_HOURS} hours (7 days)."
             )
-        self._api_key = api_key
-        self._base_url = base_url
+        super().__init__(api_key=api_key, base_url=base_url)
         self._timeout_hours = timeout_hours
         self._client: Mistral | None = None
         self._http: httpx2.AsyncClient | None = None
@@ -422,16 +420,8 @@ class MistralProvider:
         )
         return {"custom_id": custom_id, "body": body}
 
-    def line_encoder(
-        self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
-    ) -> LineEncoder:
-        return bound_encode(self, model=model, endpoint=endpoint, response_format=response_format)
-
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
-
-    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
-        return record_of(self.decode(line))
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         with chunk.open("rb") as handle:
@@ -553,10 +543,7 @@ class MistralProvider:
     async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
         from mistralai.client.errors import SDKError
 
-        file_ids = [ref.input_file_id]
-        if snapshot is not None:
-            file_ids += [snapshot.output_file_id, snapshot.error_file_id]
-        for file_id in filter(None, file_ids):
+        for file_id in remote_file_ids(ref, snapshot):
             try:
                 await self.client.files.delete_async(file_id=file_id)
             except SDKError as exc:

@@ -31,6 +31,17 @@ BATCH_PRICES: dict[str, tuple[float, float]] = {
     "text-embedding-ada-002": (0.05, 0.0),
 }
 
+STATUS_MAP: dict[str, Status] = {
+    "validating": Status.VALIDATING,
+    "in_progress": Status.RUNNING,
+    "finalizing": Status.FINALIZING,
+    "cancelling": Status.CANCELLING,
+    "completed": Status.COMPLETED,
+    "failed": Status.FAILED,
+    "expired": Status.EXPIRED,
+    "cancelled": Status.CANCELLED,
+}
+
 INFO = ProviderInfo(
     name="openai",
     display_name="OpenAI",
@@ -48,15 +59,5 @@ INFO = ProviderInfo(
     doctor_model="gpt-4.1-nano",
     id_forms={"file": r"file-\w+", "batch": r"batch_\w+"},
     batch_prices=BATCH_PRICES,
+    status_map=STATUS_MAP,
 )
-
-STATUS_MAP: dict[str, Status] = {
-    "validating": Status.VALIDATING,
-    "in_progress": Status.RUNNING,
-    "finalizing": Status.FINALIZING,
-    "cancelling": Status.CANCELLING,
-    "completed": Status.COMPLETED,
-    "failed": Status.FAILED,
-    "expired": Status.EXPIRED,
-    "cancelled": Status.CANCELLED,
-}

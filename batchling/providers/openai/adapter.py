@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from batchling.models import RawRequest, RequestCounts, Result, Status
-from batchling.providers import client_settings
+from batchling.models import RawRequest, Result, Status
 from batchling.providers.base import (
-    BatchRef,
-    BatchSnapshot,
     CreateHint,
     LineEncoder,
     ProviderInfo,
     bound_encode,
 )
 from batchling.providers.openai import CHAT, EMBEDDINGS, INFO, MODERATIONS, RESPONSES, STATUS_MAP
+from batchling.providers.openai_compatible.client import (
+    FIND_BATCH_SCAN_LIMIT,
+    FilesAndBatchesProvider,
+)
 from batchling.providers.wire import openai_format
 from batchling.providers.wire.text_input import (
     embedding_text,
     moderation_texts,
     refuse_response_format,
 )
-from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -38,8 +35,6 @@ TOKEN_LIMIT_HINT = (
     "queued in unfinished batches: wait for this model's batches in progress to finish, or send "
     "fewer requests a batch (max_requests_per_batch), then retry the experiment.)"
 )
-# How far back find_batch looks for a batch whose creation was interrupted.
-FIND_BATCH_SCAN_LIMIT = 1000
 
 
 # OpenAI deprecated `max_tokens` for chat, and its reasoning models refuse it.
@@ -80,26 +75,15 @@ def encode_body(
     return body
 
 
-class OpenAIProvider:
+class OpenAIProvider(FilesAndBatchesProvider["AsyncOpenAI"]):
     info: ClassVar[ProviderInfo] = INFO
 
-    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
-        self._api_key = api_key
-        self._base_url = base_url
-        self._client: AsyncOpenAI | None = None
+    sdk_module = "openai"
 
-    @property
-    def client(self) -> AsyncOpenAI:
-        if self._client is None:
-            from openai import AsyncOpenAI
+    def _new_client(self) -> AsyncOpenAI:
+        from openai import AsyncOpenAI
 
-            self._client = AsyncOpenAI(
-                api_key=self._api_key,
-                base_url=self._base_url,
-                max_retries=client_settings.max_retries(),
-                timeout=client_settings.timeout_seconds(),
-            )
-        return self._client
+        return AsyncOpenAI(**self.client_options())
 
     def encode(
         self,
@@ -157,38 +141,6 @@ class OpenAIProvider:
     def decode(self, line: dict[str, Any]) -> Result:
         return openai_format.decode_line(line)
 
-    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
-        return openai_format.chat_record(line) or record_of(self.decode(line))
-
-    async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
-        # An open file is streamed from disk (and rewound by httpx for a retry); a path would be
-        # read whole into memory first (a chunk may be 200 MB).
-        with chunk.open("rb") as handle:
-            uploaded = await self.client.files.create(
-                file=(name or chunk.name, handle), purpose="batch"
-            )
-        return uploaded.id
-
-    async def create(
-        self,
-        chunk: Path,
-        *,
-        file_id: str | None,
-        model: str,
-        endpoint: str,
-        metadata: dict[str, str],
-    ) -> str:
-        assert file_id is not None
-        # One attempt: a retry of a creation that went unanswered could make a second batch;
-        # the manager retries, after looking for the first (see AsyncExperimentManager).
-        batch = await self.client.with_options(max_retries=0).batches.create(
-            input_file_id=file_id,
-            endpoint=endpoint,  # type: ignore[arg-type]
-            completion_window="24h",
-            metadata=metadata,
-        )
-        return batch.id
-
     async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
         since = created_after.timestamp()
         async for stored in self.client.files.list(purpose="batch", order="desc", limit=100):
@@ -210,61 +162,12 @@ class OpenAIProvider:
                 break
         return None
 
-    async def poll(self, ref: BatchRef) -> BatchSnapshot:
-        batch = await self.client.batches.retrieve(ref.batch_id)
-        counts = batch.request_counts
-        errors = [
-            f"line {e.line}: {e.message}"
-            if e.line is not None
-            else str(e.message) + TOKEN_LIMIT_HINT * (e.code == "token_limit_exceeded")
-            for e in ((batch.errors.data or []) if batch.errors else [])
+    def batch_errors(self, errors: Any) -> list[str]:
+        items = (errors.data or []) if errors else []
+        return [
+            message + TOKEN_LIMIT_HINT * (e.line is None and e.code == "token_limit_exceeded")
+            for e, message in zip(items, super().batch_errors(errors), strict=True)
         ]
-        return BatchSnapshot(
-            status=map_status(batch.status),
-            provider_status=batch.status,
-            counts=RequestCounts(
-                total=counts.total, completed=counts.completed, failed=counts.failed
-            )
-            if counts
-            else RequestCounts(),
-            output_file_id=batch.output_file_id,
-            error_file_id=batch.error_file_id,
-            errors=errors,
-        )
-
-    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
-        for file_id in (snapshot.output_file_id, snapshot.error_file_id):
-            if not file_id:
-                continue
-            async with self.client.files.with_streaming_response.content(file_id) as response:
-                async for line in response.iter_lines():
-                    if line.strip():
-                        yield line
-
-    async def cancel(self, ref: BatchRef) -> None:
-        from openai import BadRequestError, ConflictError
-
-        try:
-            await self.client.batches.cancel(ref.batch_id)
-        except (BadRequestError, ConflictError):
-            # A batch that ended between our last poll and the cancel has nothing to cancel
-            # (409 "Cannot cancel a batch with status 'completed'."): its results stay.
-            if not (await self.poll(ref)).status.is_terminal:
-                raise
-
-    async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
-        from openai import NotFoundError
-
-        file_ids = [ref.input_file_id]
-        if snapshot is not None:
-            file_ids += [snapshot.output_file_id, snapshot.error_file_id]
-        for file_id in filter(None, file_ids):
-            with contextlib.suppress(NotFoundError):
-                await self.client.files.delete(file_id)
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
 
 
 Adapter = OpenAIProvider

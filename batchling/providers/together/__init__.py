@@ -24,6 +24,17 @@ BATCH_PRICES: dict[str, tuple[float, float]] = {
     "openai/gpt-oss-20b": (0.025, 0.1),
 }
 
+STATUS_MAP: dict[str, Status] = {
+    "VALIDATING": Status.VALIDATING,
+    "IN_PROGRESS": Status.RUNNING,
+    # Not in the SDK enum or the docs; mapped in case the service starts sending it.
+    "CANCELLING": Status.CANCELLING,
+    "COMPLETED": Status.COMPLETED,
+    "FAILED": Status.FAILED,
+    "EXPIRED": Status.EXPIRED,
+    "CANCELLED": Status.CANCELLED,
+}
+
 INFO = ProviderInfo(
     name="together",
     display_name="Together AI",
@@ -44,15 +55,5 @@ INFO = ProviderInfo(
     doctor_model="meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo",
     id_forms={"file": r"file-[\w-]+", "batch": UUID_FORM},
     batch_prices=BATCH_PRICES,
+    status_map=STATUS_MAP,
 )
-
-STATUS_MAP: dict[str, Status] = {
-    "VALIDATING": Status.VALIDATING,
-    "IN_PROGRESS": Status.RUNNING,
-    # Not in the SDK enum or the docs; mapped in case the service starts sending it.
-    "CANCELLING": Status.CANCELLING,
-    "COMPLETED": Status.COMPLETED,
-    "FAILED": Status.FAILED,
-    "EXPIRED": Status.EXPIRED,
-    "CANCELLED": Status.CANCELLED,
-}

@@ -6,9 +6,8 @@ import asyncio
 import json
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager, suppress
-from datetime import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,14 +18,13 @@ from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
     CreateHint,
-    LineEncoder,
+    ProviderBase,
     ProviderInfo,
-    bound_encode,
 )
+from batchling.providers.openai_compatible.client import FilesAndBatchesProvider
 from batchling.providers.retrying import Backoff, retrying
 from batchling.providers.together import CHAT, INFO, STATUS_MAP
 from batchling.providers.wire import openai_format
-from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
@@ -194,27 +192,21 @@ def _is_transient_upload_error(error: Exception) -> bool:
     return False
 
 
-class TogetherProvider:
+class TogetherProvider(FilesAndBatchesProvider["AsyncTogether"]):
     info: ClassVar[ProviderInfo] = INFO
 
+    sdk_module = "together"
+    # Together's lines are not OpenAI's: no direct record of a chat line.
+    decode_record = ProviderBase.decode_record
+
     def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
-        self._api_key = api_key
-        self._base_url = base_url
-        self._client: AsyncTogether | None = None
+        super().__init__(api_key=api_key, base_url=base_url)
         self._request_totals: dict[str, int | None] = {}
 
-    @property
-    def client(self) -> AsyncTogether:
-        if self._client is None:
-            from together import AsyncTogether
+    def _new_client(self) -> AsyncTogether:
+        from together import AsyncTogether
 
-            self._client = AsyncTogether(
-                api_key=self._api_key,
-                base_url=self._base_url,
-                max_retries=client_settings.max_retries(),
-                timeout=client_settings.timeout_seconds(),
-            )
-        return self._client
+        return AsyncTogether(**self.client_options())
 
     def encode(
         self,
@@ -233,16 +225,8 @@ class TogetherProvider:
             response_format=response_format,
         )
 
-    def line_encoder(
-        self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
-    ) -> LineEncoder:
-        return bound_encode(self, model=model, endpoint=endpoint, response_format=response_format)
-
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)
-
-    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
-        return record_of(self.decode(line))
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         # Sent as the file's name: the service answers a second upload of the same file name and
@@ -285,9 +269,6 @@ class TogetherProvider:
         self._request_totals[job.id] = await asyncio.to_thread(count_lines, chunk)
         return job.id
 
-    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
-        return None  # uploads are deduplicated by the service (see upload)
-
     async def find_batch(
         self, metadata: dict[str, str], hint: CreateHint | None = None
     ) -> str | None:
@@ -325,40 +306,6 @@ class TogetherProvider:
             return None
         report = stored.validation_report
         return report.nlines if report is not None else None
-
-    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
-        for file_id in (snapshot.output_file_id, snapshot.error_file_id):
-            if not file_id:
-                continue
-            async with self.client.files.with_streaming_response.content(file_id) as response:
-                async for line in response.iter_lines():
-                    if line.strip():
-                        yield line
-
-    async def cancel(self, ref: BatchRef) -> None:
-        from together import BadRequestError, ConflictError
-
-        try:
-            await self.client.batches.cancel(ref.batch_id)
-        except (BadRequestError, ConflictError):
-            # A batch that ended between our last poll and the cancel has nothing to cancel.
-            if not (await self.poll(ref)).status.is_terminal:
-                raise
-
-    async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
-        from together import NotFoundError
-
-        # Together has no batch deletion: only the files can go.
-        file_ids = [ref.input_file_id]
-        if snapshot is not None:
-            file_ids += [snapshot.output_file_id, snapshot.error_file_id]
-        for file_id in filter(None, file_ids):
-            with suppress(NotFoundError):
-                await self.client.files.delete(file_id)
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
 
 
 Adapter = TogetherProvider
