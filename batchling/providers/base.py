@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -12,9 +14,6 @@ from batchling.models import RawRequest, RequestCounts, Result, Status
 from batchling.providers import client_settings
 from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
-
-UUID_FORM = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-"""An id of the uuid format (Mistral's and Together's specs)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,41 @@ class ProviderInfo:
 
     def map_status(self, raw: str) -> Status:
         return self.status_map.get(raw, Status.UNKNOWN)
+
+
+def load_info(package: str) -> ProviderInfo:
+    """The `provider.toml` beside a provider folder's `__init__.py` (package `package`), as
+    ProviderInfo: a provider's settings, limits, statuses and prices are data, not code."""
+    text = resources.files(package).joinpath("provider.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    return ProviderInfo(
+        name=data["name"],
+        display_name=data["display_name"],
+        api_key_env=tuple(data["api_key_env"]),
+        base_url_env=tuple(data["base_url_env"]),
+        endpoints=frozenset(data["endpoints"]),
+        default_endpoint=data["default_endpoint"],
+        limits=BatchLimits(**data["limits"]),
+        discount=float(data.get("discount", 0.5)),
+        sdk=data.get("sdk", ""),
+        embedding_options={
+            endpoint: frozenset(options)
+            for endpoint, options in data.get("embedding_options", {}).items()
+        },
+        result_id_field=data.get("result_id_field", "custom_id"),
+        status_map={raw: Status(common) for raw, common in data["statuses"].items()},
+        demo_model=data.get("demo_model", ""),
+        doctor_model=data.get("doctor_model", ""),
+        id_forms=dict(data.get("id_forms", {})),
+        batch_prices={
+            model: (float(given), float(got))
+            for model, (given, got) in data.get("batch_prices", {}).items()
+        },
+        long_context_prices={
+            model: (int(threshold), float(given), float(got))
+            for model, (threshold, given, got) in data.get("long_context_prices", {}).items()
+        },
+    )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from batchling.models import ImagePart, RawMessage, RawRequest, Status, TextPart
 from batchling.providers.anthropic.adapter import (
     DEFAULT_MAX_TOKENS,
     INFO,
-    STATUS_MAP,
     AnthropicProvider,
     map_status,
 )
@@ -313,7 +312,7 @@ def test_map_status(raw: str, cancel_initiated: bool, expired: int, expected: St
 
 
 def test_status_map_covers_every_processing_status() -> None:
-    assert set(STATUS_MAP) == {"in_progress", "canceling", "ended"}
+    assert set(INFO.status_map) == {"in_progress", "canceling", "ended"}
 
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:

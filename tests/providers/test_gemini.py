@@ -18,9 +18,9 @@ from batchling.emulator import Emulator, Fault
 from batchling.errors import ConfigurationError, InputError, MissingApiKeyError
 from batchling.models import RawRequest, Status
 from batchling.providers.base import BatchRef, BatchSnapshot
+from batchling.providers.gemini import INFO
 from batchling.providers.gemini import adapter as gemini_module
 from batchling.providers.gemini.adapter import (
-    STATUS_MAP,
     GeminiProvider,
     decode_display_name,
     encode_display_name,
@@ -347,7 +347,7 @@ def test_every_wire_and_sdk_state_is_mapped() -> None:
             "EXPIRED",
         )
     }
-    assert wire | {state.value for state in types.JobState} == set(STATUS_MAP)
+    assert wire | {state.value for state in types.JobState} == set(INFO.status_map)
 
 
 def test_metadata_survives_the_display_name() -> None:

@@ -17,7 +17,6 @@ from batchling.providers.base import BatchRef, BatchSnapshot
 from batchling.providers.groq import emulator as groq_emulator
 from batchling.providers.groq.adapter import (
     INFO,
-    STATUS_MAP,
     GroqProvider,
     batch_errors,
     map_status,
@@ -311,7 +310,7 @@ def test_status_mapping(raw: str, common: Status) -> None:
 
 
 def test_every_groq_status_is_mapped() -> None:
-    assert set(STATUS_MAP) == {
+    assert set(INFO.status_map) == {
         "validating",
         "in_progress",
         "finalizing",

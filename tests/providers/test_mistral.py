@@ -20,7 +20,6 @@ from batchling.models import RawRequest, Result, Status
 from batchling.providers.base import BatchRef, BatchSnapshot
 from batchling.providers.mistral.adapter import (
     INFO,
-    STATUS_MAP,
     MistralProvider,
     decode_line,
     map_status,
@@ -313,7 +312,7 @@ def test_every_mistral_status_is_mapped() -> None:
     from mistralai.client.models import BatchJobStatus
 
     literal = next(arg for arg in get_args(BatchJobStatus) if get_args(arg))
-    assert set(STATUS_MAP) == set(get_args(literal))
+    assert set(INFO.status_map) == set(get_args(literal))
 
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:

@@ -12,7 +12,8 @@ import pytest
 from batchling.emulator import Emulator, Fault
 from batchling.models import RawRequest, Status
 from batchling.providers.base import BatchRef
-from batchling.providers.openai.adapter import STATUS_MAP, OpenAIProvider, map_status
+from batchling.providers.openai import INFO
+from batchling.providers.openai.adapter import OpenAIProvider, map_status
 from batchling.providers.registry import create_provider
 
 CHAT = "/v1/chat/completions"
@@ -179,7 +180,7 @@ def test_status_mapping(raw: str, common: Status) -> None:
 
 
 def test_every_openai_status_is_mapped() -> None:
-    assert set(STATUS_MAP) == {
+    assert set(INFO.status_map) == {
         "validating",
         "in_progress",
         "finalizing",

@@ -22,7 +22,6 @@ from batchling.providers.base import BatchRef, BatchSnapshot
 from batchling.providers.registry import create_provider
 from batchling.providers.together.adapter import (
     INFO,
-    STATUS_MAP,
     TogetherProvider,
     job_of,
     jsonl_path,
@@ -296,7 +295,7 @@ def test_status_mapping(raw: str, common: Status) -> None:
 
 
 def test_every_together_status_is_mapped() -> None:
-    assert set(STATUS_MAP) == {
+    assert set(INFO.status_map) == {
         "VALIDATING",
         "IN_PROGRESS",
         "COMPLETED",

@@ -29,7 +29,7 @@ from batchling.models import (
     TextPart,
     Usage,
 )
-from batchling.providers.anthropic import INFO, MESSAGES_ENDPOINT, STATUS_MAP
+from batchling.providers.anthropic import INFO
 from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
@@ -45,6 +45,8 @@ from batchling.structured import ResponseFormat
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
     from anthropic.types.messages import MessageBatch
+
+MESSAGES_ENDPOINT = "/v1/messages"
 
 
 # How many batches, newest first, find_batch looks at for one whose creation was interrupted.
@@ -72,7 +74,7 @@ STRUCTURED_OUTPUT_MODELS = (
 
 def map_status(raw: str, *, cancel_initiated: bool = False, expired: int = 0) -> Status:
     """`ended` is CANCELLED once a cancel was initiated, EXPIRED when requests expired."""
-    status = STATUS_MAP.get(raw, Status.UNKNOWN)
+    status = INFO.status_map.get(raw, Status.UNKNOWN)
     if status is Status.COMPLETED:
         if cancel_initiated:
             return Status.CANCELLED

@@ -45,13 +45,7 @@ from batchling.providers.base import (
     ProviderInfo,
     bound_encode,
 )
-from batchling.providers.gemini import (
-    EMBED_CONTENT,
-    EMBEDDING_TASK_TYPES,
-    GENERATE_CONTENT,
-    INFO,
-    STATUS_MAP,
-)
+from batchling.providers.gemini import INFO
 from batchling.providers.retrying import Backoff, retrying
 from batchling.providers.wire import content
 from batchling.providers.wire.text_input import embedding_text, refuse_response_format
@@ -61,6 +55,21 @@ if TYPE_CHECKING:
     from google import genai
     from google.genai import types as genai_types
     from google.genai.client import AsyncClient
+
+GENERATE_CONTENT = "generateContent"
+EMBED_CONTENT = "embedContent"
+
+# The EmbedContentRequest task types (proto enum TaskType), checked before a batch is sent.
+EMBEDDING_TASK_TYPES = (
+    "RETRIEVAL_QUERY",
+    "RETRIEVAL_DOCUMENT",
+    "SEMANTIC_SIMILARITY",
+    "CLASSIFICATION",
+    "CLUSTERING",
+    "QUESTION_ANSWERING",
+    "FACT_VERIFICATION",
+    "CODE_RETRIEVAL_QUERY",
+)
 
 
 # google-genai retries nothing and has no timeout unless told (README "Retries and timeouts").
@@ -109,7 +118,7 @@ T = TypeVar("T")
 
 
 def map_status(raw: str) -> Status:
-    return STATUS_MAP.get(raw, Status.UNKNOWN)
+    return INFO.status_map.get(raw, Status.UNKNOWN)
 
 
 # encode

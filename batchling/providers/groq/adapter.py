@@ -19,7 +19,7 @@ from batchling.providers.base import (
     CreateHint,
     ProviderInfo,
 )
-from batchling.providers.groq import CHAT_ENDPOINT, INFO, STATUS_MAP
+from batchling.providers.groq import INFO
 from batchling.providers.openai_compatible.client import (
     FIND_BATCH_SCAN_LIMIT,
     FilesAndBatchesProvider,
@@ -29,6 +29,8 @@ from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     from groq import AsyncGroq
+
+CHAT_ENDPOINT = "/v1/chat/completions"
 
 
 # Groq's documented limits on one chat request that a batch line cannot get around.
@@ -56,7 +58,7 @@ GROQ_PART = openai_format.images_only_part("Groq")
 
 
 def map_status(raw: str) -> Status:
-    return STATUS_MAP.get(raw, Status.UNKNOWN)
+    return INFO.status_map.get(raw, Status.UNKNOWN)
 
 
 def supports_strict_json_schema(model: str) -> bool:

@@ -29,15 +29,7 @@ from batchling.providers.base import (
     ProviderInfo,
     remote_file_ids,
 )
-from batchling.providers.mistral import (
-    CHAT,
-    CHAT_MODERATIONS,
-    EMBEDDINGS,
-    INFO,
-    MODERATIONS,
-    OCR,
-    STATUS_MAP,
-)
+from batchling.providers.mistral import INFO
 from batchling.providers.wire import content, openai_format
 from batchling.providers.wire.text_input import embedding_text, refuse_response_format
 from batchling.structured import ResponseFormat
@@ -46,6 +38,12 @@ if TYPE_CHECKING:
     import httpx2
     from mistralai.client import Mistral
     from mistralai.client.utils import RetryConfig
+
+CHAT = "/v1/chat/completions"
+EMBEDDINGS = "/v1/embeddings"
+MODERATIONS = "/v1/moderations"
+CHAT_MODERATIONS = "/v1/chat/moderations"
+OCR = "/v1/ocr"
 
 
 # The SDK retries nothing by default; this mirrors the Stainless SDKs' schedule. Retries stop
@@ -91,7 +89,7 @@ _TOP_LEVEL_ERROR_KINDS = {
 
 
 def map_status(raw: str) -> Status:
-    return STATUS_MAP.get(raw, Status.UNKNOWN)
+    return INFO.status_map.get(raw, Status.UNKNOWN)
 
 
 # encode

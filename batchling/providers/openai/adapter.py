@@ -13,7 +13,7 @@ from batchling.providers.base import (
     ProviderInfo,
     bound_encode,
 )
-from batchling.providers.openai import CHAT, EMBEDDINGS, INFO, MODERATIONS, RESPONSES, STATUS_MAP
+from batchling.providers.openai import INFO
 from batchling.providers.openai_compatible.client import (
     FIND_BATCH_SCAN_LIMIT,
     FilesAndBatchesProvider,
@@ -29,6 +29,11 @@ from batchling.structured import ResponseFormat
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
+CHAT = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
+EMBEDDINGS = "/v1/embeddings"
+MODERATIONS = "/v1/moderations"
+
 
 TOKEN_LIMIT_HINT = (
     " (batchling: the batch was refused, nothing ran. OpenAI caps the tokens one model may have "
@@ -42,7 +47,7 @@ CHAT_MAX_TOKENS = "max_completion_tokens"
 
 
 def map_status(raw: str) -> Status:
-    return STATUS_MAP.get(raw, Status.UNKNOWN)
+    return INFO.status_map.get(raw, Status.UNKNOWN)
 
 
 def encode_body(

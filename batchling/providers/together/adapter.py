@@ -23,13 +23,15 @@ from batchling.providers.base import (
 )
 from batchling.providers.openai_compatible.client import FilesAndBatchesProvider
 from batchling.providers.retrying import Backoff, retrying
-from batchling.providers.together import CHAT, INFO, STATUS_MAP
+from batchling.providers.together import INFO
 from batchling.providers.wire import openai_format
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     from together import AsyncTogether
     from together.types import BatchJob
+
+CHAT = "/v1/chat/completions"
 
 
 # The storage PUT of an upload goes through the SDK's bare httpx client, which never retries.
@@ -48,7 +50,7 @@ NOT_FOR_BATCH = frozenset(
 
 
 def map_status(raw: str) -> Status:
-    return STATUS_MAP.get(raw, Status.UNKNOWN)
+    return INFO.status_map.get(raw, Status.UNKNOWN)
 
 
 # encode
