@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar, cast
+
+from typing_extensions import NotRequired, Unpack
 
 from batchling.models import RawRequest, RequestCounts, Result, Status
 from batchling.providers import client_settings
@@ -130,15 +132,7 @@ LineEncoder = Callable[[RawRequest, str], dict[str, Any]]
 
 
 class Encodes(Protocol):
-    def encode(
-        self,
-        request: RawRequest,
-        *,
-        custom_id: str,
-        model: str,
-        endpoint: str,
-        response_format: ResponseFormat | None = None,
-    ) -> dict[str, Any]: ...
+    def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]: ...
 
 
 def bound_encode(
@@ -166,18 +160,28 @@ def remote_file_ids(ref: BatchRef, snapshot: BatchSnapshot | None) -> list[str]:
     return [file_id for file_id in file_ids if file_id]
 
 
+class EncodeArgs(TypedDict):
+    """What `encode` is told about the line to make (keywords, see Provider.encode)."""
+
+    custom_id: str
+    model: str
+    endpoint: str
+    response_format: NotRequired[ResponseFormat | None]
+
+
+class NewBatch(TypedDict):
+    """What `create` is told about the batch to make (keywords, see Provider.create)."""
+
+    file_id: str | None
+    model: str
+    endpoint: str
+    metadata: dict[str, str]
+
+
 class Provider(Protocol):
     info: ClassVar[ProviderInfo]
 
-    def encode(
-        self,
-        request: RawRequest,
-        *,
-        custom_id: str,
-        model: str,
-        endpoint: str,
-        response_format: ResponseFormat | None = None,
-    ) -> dict[str, Any]:
+    def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
         """Pure: one RawRequest to one line of the provider's batch input (with the provider's
         structured-output field when a response format is given)."""
         ...
@@ -209,15 +213,7 @@ class Provider(Protocol):
         where the provider can list files: an upload whose answer was never read."""
         ...
 
-    async def create(
-        self,
-        chunk: Path,
-        *,
-        file_id: str | None,
-        model: str,
-        endpoint: str,
-        metadata: dict[str, str],
-    ) -> str:
+    async def create(self, chunk: Path, **new: Unpack[NewBatch]) -> str:
         """Create the batch; returns its id."""
         ...
 
@@ -255,24 +251,16 @@ class ProviderBase:
         self._api_key = api_key
         self._base_url = base_url
 
-    def encode(
-        self,
-        request: RawRequest,
-        *,
-        custom_id: str,
-        model: str,
-        endpoint: str,
-        response_format: ResponseFormat | None = None,
-    ) -> dict[str, Any]:
-        raise NotImplementedError
-
     def decode(self, line: dict[str, Any]) -> Result:
         raise NotImplementedError
 
     def line_encoder(
         self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
     ) -> LineEncoder:
-        return bound_encode(self, model=model, endpoint=endpoint, response_format=response_format)
+        encoder = cast(Encodes, self)  # every adapter defines encode
+        return bound_encode(
+            encoder, model=model, endpoint=endpoint, response_format=response_format
+        )
 
     def decode_record(self, line: dict[str, Any]) -> ResultRecord:
         return record_of(self.decode(line))

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from typing_extensions import Unpack
+
 from batchling.errors import AmbiguousBatchError, ConfigurationError, InputError
 from batchling.models import (
     DocumentPart,
@@ -34,7 +36,9 @@ from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
     CreateHint,
+    EncodeArgs,
     LineEncoder,
+    NewBatch,
     ProviderInfo,
     SdkClientProvider,
     bound_encode,
@@ -409,15 +413,9 @@ class AnthropicProvider(SdkClientProvider["AsyncAnthropic"]):
 
         return AsyncAnthropic(**self.client_options())
 
-    def encode(
-        self,
-        request: RawRequest,
-        *,
-        custom_id: str,
-        model: str,
-        endpoint: str,
-        response_format: ResponseFormat | None = None,
-    ) -> dict[str, Any]:
+    def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
+        custom_id, model, endpoint = line["custom_id"], line["model"], line["endpoint"]
+        response_format = line.get("response_format")
         if endpoint != MESSAGES_ENDPOINT:
             raise ConfigurationError(
                 f"Anthropic batches take only the '{MESSAGES_ENDPOINT}' endpoint, not '{endpoint}'."
@@ -453,15 +451,7 @@ class AnthropicProvider(SdkClientProvider["AsyncAnthropic"]):
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         return None
 
-    async def create(
-        self,
-        chunk: Path,
-        *,
-        file_id: str | None,
-        model: str,
-        endpoint: str,
-        metadata: dict[str, str],
-    ) -> str:
+    async def create(self, chunk: Path, **new: Unpack[NewBatch]) -> str:
         with chunk.open("rb") as handle:
             requests = [json.loads(raw) for raw in handle if raw.strip()]
         # One attempt: a retry of a creation that went unanswered could make a second batch;

@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from typing_extensions import Unpack
+
 from batchling.errors import ConfigurationError, InputError
 from batchling.models import (
     ContentPart,
@@ -40,7 +42,9 @@ from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
     CreateHint,
+    EncodeArgs,
     LineEncoder,
+    NewBatch,
     ProviderBase,
     ProviderInfo,
     bound_encode,
@@ -677,15 +681,9 @@ class GeminiProvider(ProviderBase):
             )
         return self._genai.aio
 
-    def encode(
-        self,
-        request: RawRequest,
-        *,
-        custom_id: str,
-        model: str,
-        endpoint: str,
-        response_format: ResponseFormat | None = None,
-    ) -> dict[str, Any]:
+    def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
+        custom_id, model, endpoint = line["custom_id"], line["model"], line["endpoint"]
+        response_format = line.get("response_format")
         _check_endpoint(endpoint)
         if endpoint == EMBED_CONTENT:
             refuse_response_format(response_format, endpoint=endpoint)
@@ -744,15 +742,11 @@ class GeminiProvider(ProviderBase):
                 break
         return None
 
-    async def create(
-        self,
-        chunk: Path,
-        *,
-        file_id: str | None,
-        model: str,
-        endpoint: str,
-        metadata: dict[str, str],
-    ) -> str:
+    async def create(self, chunk: Path, **new: Unpack[NewBatch]) -> str:
+        file_id = new["file_id"]
+        model = new["model"]
+        endpoint = new["endpoint"]
+        metadata = new["metadata"]
         _check_endpoint(endpoint)
         if file_id is None:
             raise ConfigurationError("Gemini batches need an uploaded input file: upload first.")

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from typing_extensions import Unpack
+
 from batchling.errors import InputError
 from batchling.models import (
     RawRequest,
@@ -17,6 +19,7 @@ from batchling.models import (
 )
 from batchling.providers.base import (
     CreateHint,
+    EncodeArgs,
     ProviderInfo,
 )
 from batchling.providers.groq import INFO
@@ -165,15 +168,9 @@ class GroqProvider(FilesAndBatchesProvider["AsyncGroq"]):
 
         return AsyncGroq(**self.client_options())
 
-    def encode(
-        self,
-        request: RawRequest,
-        *,
-        custom_id: str,
-        model: str,
-        endpoint: str,
-        response_format: ResponseFormat | None = None,
-    ) -> dict[str, Any]:
+    def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
+        custom_id, model, endpoint = line["custom_id"], line["model"], line["endpoint"]
+        response_format = line.get("response_format")
         if endpoint != CHAT_ENDPOINT:
             raise InputError(
                 f"Request '{custom_id}': batchling sends Groq batches to {CHAT_ENDPOINT} only, "

@@ -7,6 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from typing_extensions import Unpack
+
 from batchling.errors import ConfigurationError, InputError
 from batchling.models import (
     GENERATION_FIELDS,
@@ -25,6 +27,8 @@ from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
     CreateHint,
+    EncodeArgs,
+    NewBatch,
     ProviderBase,
     ProviderInfo,
     remote_file_ids,
@@ -32,7 +36,6 @@ from batchling.providers.base import (
 from batchling.providers.mistral import INFO
 from batchling.providers.wire import content, openai_format
 from batchling.providers.wire.text_input import embedding_text, refuse_response_format
-from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     import httpx2
@@ -401,15 +404,9 @@ class MistralProvider(ProviderBase):
             )
         return self._client
 
-    def encode(
-        self,
-        request: RawRequest,
-        *,
-        custom_id: str,
-        model: str,
-        endpoint: str,
-        response_format: ResponseFormat | None = None,
-    ) -> dict[str, Any]:
+    def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
+        custom_id, endpoint = line["custom_id"], line["endpoint"]
+        response_format = line.get("response_format")
         if endpoint != CHAT:
             refuse_response_format(response_format, endpoint=endpoint)
         body = encode_body(request, custom_id=custom_id, endpoint=endpoint)
@@ -448,15 +445,11 @@ class MistralProvider(ProviderBase):
             page += 1
         return None
 
-    async def create(
-        self,
-        chunk: Path,
-        *,
-        file_id: str | None,
-        model: str,
-        endpoint: str,
-        metadata: dict[str, str],
-    ) -> str:
+    async def create(self, chunk: Path, **new: Unpack[NewBatch]) -> str:
+        file_id = new["file_id"]
+        model = new["model"]
+        endpoint = new["endpoint"]
+        metadata = new["metadata"]
         assert file_id is not None
         check_metadata(metadata)
         # One attempt: a retry of a creation that went unanswered could make a second batch;

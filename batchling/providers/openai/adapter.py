@@ -6,9 +6,12 @@ import functools
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from typing_extensions import Unpack
+
 from batchling.models import RawRequest, Result, Status
 from batchling.providers.base import (
     CreateHint,
+    EncodeArgs,
     LineEncoder,
     ProviderInfo,
     bound_encode,
@@ -90,15 +93,9 @@ class OpenAIProvider(FilesAndBatchesProvider["AsyncOpenAI"]):
 
         return AsyncOpenAI(**self.client_options())
 
-    def encode(
-        self,
-        request: RawRequest,
-        *,
-        custom_id: str,
-        model: str,
-        endpoint: str,
-        response_format: ResponseFormat | None = None,
-    ) -> dict[str, Any]:
+    def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
+        custom_id, model, endpoint = line["custom_id"], line["model"], line["endpoint"]
+        response_format = line.get("response_format")
         if endpoint in (RESPONSES, EMBEDDINGS, MODERATIONS):
             body = encode_body(
                 request, custom_id=custom_id, model=model, endpoint=endpoint, fmt=response_format

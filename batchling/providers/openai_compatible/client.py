@@ -11,12 +11,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
+from typing_extensions import Unpack
+
 from batchling.errors import ProviderError
 from batchling.models import RequestCounts
 from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
     ClientT,
+    NewBatch,
     SdkClientProvider,
     remote_file_ids,
 )
@@ -51,15 +54,10 @@ class FilesAndBatchesProvider(SdkClientProvider[ClientT]):
             )
         return str(uploaded.id)
 
-    async def create(
-        self,
-        chunk: Path,
-        *,
-        file_id: str | None,
-        model: str,
-        endpoint: str,
-        metadata: dict[str, str],
-    ) -> str:
+    async def create(self, chunk: Path, **new: Unpack[NewBatch]) -> str:
+        file_id = new["file_id"]
+        endpoint = new["endpoint"]
+        metadata = new["metadata"]
         assert file_id is not None
         client: Any = self.client
         # One attempt: a retry of a creation that went unanswered could make a second batch;

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from typing_extensions import Unpack
+
 from batchling.errors import InputError
 from batchling.models import ImagePart, RawRequest, RequestCounts, Result, Status
 from batchling.providers import client_settings
@@ -18,6 +20,8 @@ from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
     CreateHint,
+    EncodeArgs,
+    NewBatch,
     ProviderBase,
     ProviderInfo,
 )
@@ -210,15 +214,9 @@ class TogetherProvider(FilesAndBatchesProvider["AsyncTogether"]):
 
         return AsyncTogether(**self.client_options())
 
-    def encode(
-        self,
-        request: RawRequest,
-        *,
-        custom_id: str,
-        model: str,
-        endpoint: str,
-        response_format: ResponseFormat | None = None,
-    ) -> dict[str, Any]:
+    def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
+        custom_id, model, endpoint = line["custom_id"], line["model"], line["endpoint"]
+        response_format = line.get("response_format")
         return encode_line(
             request,
             custom_id=custom_id,
@@ -248,15 +246,10 @@ class TogetherProvider(FilesAndBatchesProvider["AsyncTogether"]):
             backoff=Backoff(UPLOAD_BACKOFF_SECONDS, UPLOAD_BACKOFF_SECONDS * 8),
         )
 
-    async def create(
-        self,
-        chunk: Path,
-        *,
-        file_id: str | None,
-        model: str,
-        endpoint: str,
-        metadata: dict[str, str],
-    ) -> str:
+    async def create(self, chunk: Path, **new: Unpack[NewBatch]) -> str:
+        file_id = new["file_id"]
+        model = new["model"]
+        endpoint = new["endpoint"]
         assert file_id is not None
         # One attempt: a retry of a creation that went unanswered could make a second batch;
         # the manager retries, after looking for the first (see AsyncExperimentManager).
