@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from batchling.emulator import chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
+from batchling.emulator.routing import ProviderRoutes
 from batchling.providers.openai.emulator import MAX_REQUESTS, PHASE_TIMESTAMP, STATUS, error
 
 PROVIDER = "groq"
@@ -355,16 +356,12 @@ def _not_found(what: str) -> JSONResponse:
 
 
 def routes(state: EmulatorState) -> list[Route]:
-    def refreshed(batch: EmulatedBatch) -> EmulatedBatch:
-        before = batch.phase
-        state.advance(batch)
-        if batch.phase.terminal and not before.terminal and batch.outcomes:
-            render(state, batch)
-        return batch
+    served = ProviderRoutes(state, PROVIDER, render)
+    refreshed = served.refreshed
+    step = served.step
 
+    @step("upload")
     async def upload(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "upload")) is not None:
-            return fault
         form = await request.form()
         upload_file = form.get("file")
         purpose = form.get("purpose")
@@ -389,23 +386,20 @@ def routes(state: EmulatorState) -> list[Route]:
         )
         return JSONResponse(file_object(stored))
 
+    @step("file")
     async def list_files(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "file")) is not None:
-            return fault
         files = [file_object(f) for f in state.files.values() if f.provider == PROVIDER]
         return JSONResponse({"object": "list", "data": files})
 
+    @step("file")
     async def file_info(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "file")) is not None:
-            return fault
         stored = state.get_file(PROVIDER, request.path_params["file_id"])
         if stored is None:
             return _not_found("File")
         return JSONResponse(file_object(stored))
 
+    @step("download")
     async def file_content(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "download")) is not None:
-            return fault
         stored = state.get_file(PROVIDER, request.path_params["file_id"])
         if stored is None:
             return _not_found("File")
@@ -413,17 +407,15 @@ def routes(state: EmulatorState) -> list[Route]:
             state.served_path(PROVIDER, stored), media_type="application/octet-stream"
         )
 
+    @step("delete")
     async def delete_file(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "delete")) is not None:
-            return fault
         file_id = request.path_params["file_id"]
         if not state.delete_file(PROVIDER, file_id):
             return _not_found("File")
         return JSONResponse({"id": file_id, "object": "file", "deleted": True})
 
+    @step("create")
     async def create_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "create")) is not None:
-            return fault
         payload = await request.json()
         endpoint = payload.get("endpoint")
         if endpoint not in ENDPOINTS:
@@ -470,9 +462,8 @@ def routes(state: EmulatorState) -> list[Route]:
             batch.errors = skipped
         return JSONResponse(batch_object(state, batch))
 
+    @step("list")
     async def list_batches(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "list")) is not None:
-            return fault
         batches = sorted(state.list_batches(PROVIDER), key=lambda b: b.id, reverse=True)
         ids = request.query_params.getlist("id")
         if ids:
@@ -503,17 +494,15 @@ def routes(state: EmulatorState) -> list[Route]:
             }
         )
 
+    @step("poll")
     async def retrieve_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "poll")) is not None:
-            return fault
         batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
         if batch is None:
             return _not_found("Batch")
         return JSONResponse(batch_object(state, refreshed(batch)))
 
+    @step("cancel")
     async def cancel_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "cancel")) is not None:
-            return fault
         batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
         if batch is None:
             return _not_found("Batch")

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
+from batchling.emulator.routing import ProviderRoutes
 
 PROVIDER = "openai"
 PREFIX = "/openai"
@@ -540,16 +541,12 @@ def _failed_line(batch: EmulatedBatch, index: int, custom_id: str, outcome: str)
 
 
 def routes(state: EmulatorState) -> list[Route]:
-    def refreshed(batch: EmulatedBatch) -> EmulatedBatch:
-        before = batch.phase
-        state.advance(batch)
-        if batch.phase.terminal and not before.terminal and batch.outcomes:
-            render(state, batch)
-        return batch
+    served = ProviderRoutes(state, PROVIDER, render)
+    refreshed = served.refreshed
+    step = served.step
 
+    @step("upload")
     async def upload(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "upload")) is not None:
-            return fault
         form = await request.form()
         upload_file = form.get("file")
         purpose = form.get("purpose")
@@ -571,9 +568,8 @@ def routes(state: EmulatorState) -> list[Route]:
         )
         return JSONResponse(file_object(stored))
 
+    @step("list")
     async def list_files(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "list")) is not None:
-            return fault
         limit = max(1, min(10_000, int(request.query_params.get("limit", 10_000))))
         after = request.query_params.get("after")
         purpose = request.query_params.get("purpose")
@@ -597,17 +593,15 @@ def routes(state: EmulatorState) -> list[Route]:
             }
         )
 
+    @step("file")
     async def retrieve_file(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "file")) is not None:
-            return fault
         stored = state.get_file(PROVIDER, request.path_params["file_id"])
         if stored is None:
             return error(404, "No such File object.", retry=False)
         return JSONResponse(file_object(stored))
 
+    @step("download")
     async def file_content(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "download")) is not None:
-            return fault
         stored = state.get_file(PROVIDER, request.path_params["file_id"])
         if stored is None:
             return error(404, "No such File object.", retry=False)
@@ -615,17 +609,15 @@ def routes(state: EmulatorState) -> list[Route]:
             state.served_path(PROVIDER, stored), media_type="application/octet-stream"
         )
 
+    @step("delete")
     async def delete_file(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "delete")) is not None:
-            return fault
         file_id = request.path_params["file_id"]
         if not state.delete_file(PROVIDER, file_id):
             return error(404, "No such File object.", retry=False)
         return JSONResponse({"id": file_id, "object": "file", "deleted": True})
 
+    @step("create")
     async def create_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "create")) is not None:
-            return fault
         payload = await request.json()
         endpoint = payload.get("endpoint")
         if endpoint not in ENDPOINTS:
@@ -673,9 +665,8 @@ def routes(state: EmulatorState) -> list[Route]:
             state.fail_batch(batch, errors)
         return JSONResponse(batch_object(state, batch))
 
+    @step("list")
     async def list_batches(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "list")) is not None:
-            return fault
         limit = max(1, min(100, int(request.query_params.get("limit", 20))))
         after = request.query_params.get("after")
         batches = sorted(state.list_batches(PROVIDER), key=lambda b: b.id, reverse=True)
@@ -692,17 +683,15 @@ def routes(state: EmulatorState) -> list[Route]:
             }
         )
 
+    @step("poll")
     async def retrieve_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "poll")) is not None:
-            return fault
         batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
         if batch is None:
             return error(404, "No batch found with that id.", retry=False)
         return JSONResponse(batch_object(state, refreshed(batch)))
 
+    @step("cancel")
     async def cancel_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "cancel")) is not None:
-            return fault
         batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
         if batch is None:
             return error(404, "No batch found with that id.", retry=False)

@@ -1,0 +1,65 @@
+"""What every provider's emulator routes share: each request counted and checked for injected
+faults (then for the provider's own refusal, such as a missing key) before its handler runs;
+and a batch advanced on the emulator's clock, its result files written once as it ends."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase
+
+Handler = Callable[[Request], Awaitable[Response]]
+Refusal = Callable[[Request], Response | None]
+Render = Callable[[EmulatorState, EmulatedBatch], None]
+
+
+def ended_with_outcomes(before: Phase, batch: EmulatedBatch) -> bool:
+    """The batch just ended with requests to answer (not failed in validation)."""
+    return batch.phase.terminal and not before.terminal and bool(batch.outcomes)
+
+
+class ProviderRoutes:
+    def __init__(
+        self,
+        state: EmulatorState,
+        provider: str,
+        render: Render,
+        *,
+        refuse: Refusal | None = None,
+        renders_when: Callable[[Phase, EmulatedBatch], bool] = ended_with_outcomes,
+    ) -> None:
+        self.state = state
+        self.provider = provider
+        self.render = render
+        self.refuse = refuse
+        self.renders_when = renders_when
+
+    def step(self, name: str, *, keyless: bool = False) -> Callable[[Handler], Handler]:
+        """Decorates the handler of lifecycle step `name` (upload, create, poll, ...): faults
+        injected at that step answer first, then `refuse` (unless the route is `keyless`)."""
+
+        def decorate(handler: Handler) -> Handler:
+            @functools.wraps(handler)
+            async def guarded(request: Request) -> Response:
+                if (fault := await self.state.before(self.provider, name)) is not None:
+                    return fault
+                refuse = None if keyless else self.refuse
+                if refuse is not None and (refused := refuse(request)) is not None:
+                    return refused
+                return await handler(request)
+
+            return guarded
+
+        return decorate
+
+    def refreshed(self, batch: EmulatedBatch) -> EmulatedBatch:
+        """The batch moved along its lifecycle to now; its results written if it just ended."""
+        before = batch.phase
+        self.state.advance(batch)
+        if self.renders_when(before, batch):
+            self.render(self.state, batch)
+        return batch
