@@ -1,4 +1,4 @@
-"""Anthropic's Message Batches protocol (shared/providers/anthropic.md), served under /anthropic.
+"""Anthropic's Message Batches protocol (PROTOCOL.md), served under /anthropic.
 
 Requests arrive inline in the create call; results are one JSONL stream per batch at a
 relative `results_url`, which the SDK joins to its base URL (so it stays on the emulator).

@@ -139,7 +139,7 @@ def _media_part(part: MediaPart, where: str) -> dict[str, Any]:
     if media.url is None:
         return {"inlineData": {"mimeType": media.media_type, "data": media.data}}
     if not media.url.startswith(FILES_API_URL):
-        # The batch input takes inline bytes; gemini.md documents no fetching of other URLs.
+        # The batch input takes inline bytes; PROTOCOL.md documents no fetching of other URLs.
         raise InputError(
             f"{where}: Gemini batch requests cannot fetch {media.kind}s from URLs "
             f"({media.url[:80]}); download it and give it as a local 'path' or a data URL "
@@ -567,7 +567,7 @@ def decode_display_name(display_name: str | None) -> dict[str, str] | None:
 
 
 def batch_name(batch_id: str) -> str:
-    """The SDK refuses a bare id (quirk 6): batches are always `batches/<id>`."""
+    """The SDK refuses a bare id (PROTOCOL.md, "batch names"): batches are always `batches/<id>`."""
     return batch_id if batch_id.startswith("batches/") else f"batches/{batch_id}"
 
 
@@ -655,7 +655,8 @@ class GeminiProvider(ProviderBase):
 
     def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
         super().__init__(api_key=api_key, base_url=base_url)
-        # Kept for the adapter's lifetime: a dropped genai.Client closes its HTTP client (quirk 5).
+        # Kept for the adapter's lifetime: a dropped genai.Client closes its HTTP client
+        # (PROTOCOL.md, "client lifetime").
         self._genai: genai.Client | None = None
 
     @property

@@ -1,4 +1,4 @@
-"""Gemini Developer API batch protocol (shared/providers/gemini.md), served under /gemini.
+"""Gemini Developer API batch protocol (PROTOCOL.md), served under /gemini.
 
 Covers the resumable Files upload, `models/{m}:batchGenerateContent` and
 `models/{m}:asyncBatchEmbedContent` (file and inline input),

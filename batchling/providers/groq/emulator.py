@@ -1,4 +1,4 @@
-"""Groq's files + batches protocol (shared/providers/groq.md), served under /groq/openai/v1.
+"""Groq's files + batches protocol (PROTOCOL.md), served under /groq/openai/v1.
 
 A copy of OpenAI's protocol with Groq's own turns: paths carry `/openai/v1` below a base URL
 with no path, `completion_window` runs from 24h to 7d, a line with a bad `method` does not fail
@@ -85,7 +85,7 @@ NO_JSON_SCHEMA = "This model does not support response format `json_schema`."
 
 
 def exports(base: str) -> dict[str, str]:
-    # No path: the SDK's own paths start with /openai/v1 (quirk 10).
+    # No path: the SDK's own paths start with /openai/v1 (PROTOCOL.md, "Groq paths").
     return {"GROQ_BASE_URL": f"{base}{PREFIX}", "GROQ_API_KEY": "emulator-key"}
 
 

@@ -1,4 +1,4 @@
-"""Mistral's files + batch jobs protocol (shared/providers/mistral.md), served under /mistral/v1.
+"""Mistral's files + batch jobs protocol (PROTOCOL.md), served under /mistral/v1.
 
 The Speakeasy SDK validates every answer: JSON must be exactly `application/json`, downloads
 exactly `application/octet-stream`, and every required field must be there with its type.
@@ -410,7 +410,7 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             body = _error_body(message, "internal_server_error", "emulated_failure")
             failed.append(_error_line(base, 500, body))
             # Integrators' client code reads `error` as an object or a bare string (notes in
-            # shared/providers/mistral.md): about half the emulated failures carry the string.
+            # PROTOCOL.md): about half the emulated failures carry the string.
             if answers.is_failure(custom_id, 0.5, seed=BARE_ERROR_SEED):
                 failed[-1]["error"] = message
         # Requests that never ran (timeout, cancellation) appear in neither file.

@@ -1,4 +1,4 @@
-"""OpenAI's files + batches protocol (shared/providers/openai.md), served under /openai/v1."""
+"""OpenAI's files + batches protocol (PROTOCOL.md), served under /openai/v1."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Together AI's files + batches protocol (shared/providers/together.md), served under /together.
+"""Together AI's files + batches protocol (PROTOCOL.md), served under /together.
 
 Together's own turns: an upload is three requests (metadata POST answered by a 302 to a storage
 URL, a PUT of the raw bytes with no auth, then `/preprocess`), a re-upload of the same file is
