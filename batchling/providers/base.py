@@ -40,6 +40,8 @@ class ProviderInfo:
     sdk: str = ""
     # Embeddings endpoint -> the embedding options (`dimensions`, `task_type`) it takes.
     embedding_options: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    inline_requests: bool = False
+    """True where requests go in the create call itself (no input file is uploaded)."""
     result_id_field: str = "custom_id"
     """The field of a result line that names its request."""
     status_map: Mapping[str, Status] = field(default_factory=dict)
@@ -78,6 +80,7 @@ def load_info(package: str) -> ProviderInfo:
             endpoint: frozenset(options)
             for endpoint, options in data.get("embedding_options", {}).items()
         },
+        inline_requests=bool(data.get("inline_requests", False)),
         result_id_field=data.get("result_id_field", "custom_id"),
         status_map={raw: Status(common) for raw, common in data["statuses"].items()},
         demo_model=data.get("demo_model", ""),
