@@ -13,13 +13,20 @@ import re
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from batchling.emulator import chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
 from batchling.emulator.routing import ProviderRoutes
-from batchling.providers.openai.emulator import MAX_REQUESTS, PHASE_TIMESTAMP, STATUS, error
+from batchling.providers.openai_compatible.emulator import (
+    MAX_REQUESTS,
+    STATUS,
+    error,
+    file_and_batch_routes,
+    not_run_error,
+    phase_timestamps,
+)
 
 PROVIDER = "groq"
 PREFIX = "/groq"
@@ -31,8 +38,6 @@ MIN_WINDOW_HOURS = 24
 MAX_WINDOW_HOURS = 7 * 24
 LIST_PAGE_SIZE = 100
 MAX_LIST_IDS = 200
-EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
-CANCELLED_MESSAGE = "This request was not executed because the batch was cancelled."
 # Groq ids are ULIDs: "file_01jh6x76wtemjr74t1fh0faj5t", "batch_01jh6xa7reempvjyh6n3yst2zw"
 # (https://console.groq.com/docs/batch).
 GROQ_FILE_ID = ids.ulid("file_")
@@ -131,9 +136,7 @@ def batch_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
         },
         "metadata": batch.metadata or None,
     }
-    for phase, key in PHASE_TIMESTAMP.items():
-        at = batch.phase_times.get(phase)
-        obj[key] = int(at) if at is not None else None
+    obj.update(phase_timestamps(batch))
     return obj
 
 
@@ -317,22 +320,8 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             )
             response = {"status_code": 500, "request_id": request_id, "body": body}
             failed.append({**base, "response": response, "error": None})
-        elif outcome == "expired":
-            failed.append(
-                {
-                    **base,
-                    "response": None,
-                    "error": {"code": "batch_expired", "message": EXPIRED_MESSAGE},
-                }
-            )
         else:
-            failed.append(
-                {
-                    **base,
-                    "response": None,
-                    "error": {"code": "batch_cancelled", "message": CANCELLED_MESSAGE},
-                }
-            )
+            failed.append({**base, "response": None, "error": not_run_error(outcome)})
     if output:
         batch.output_file_id = state.write_jsonl(
             PROVIDER,
@@ -390,29 +379,6 @@ def routes(state: EmulatorState) -> list[Route]:
     async def list_files(request: Request) -> Response:
         files = [file_object(f) for f in state.files.values() if f.provider == PROVIDER]
         return JSONResponse({"object": "list", "data": files})
-
-    @step("file")
-    async def file_info(request: Request) -> Response:
-        stored = state.get_file(PROVIDER, request.path_params["file_id"])
-        if stored is None:
-            return _not_found("File")
-        return JSONResponse(file_object(stored))
-
-    @step("download")
-    async def file_content(request: Request) -> Response:
-        stored = state.get_file(PROVIDER, request.path_params["file_id"])
-        if stored is None:
-            return _not_found("File")
-        return FileResponse(
-            state.served_path(PROVIDER, stored), media_type="application/octet-stream"
-        )
-
-    @step("delete")
-    async def delete_file(request: Request) -> Response:
-        file_id = request.path_params["file_id"]
-        if not state.delete_file(PROVIDER, file_id):
-            return _not_found("File")
-        return JSONResponse({"id": file_id, "object": "file", "deleted": True})
 
     @step("create")
     async def create_batch(request: Request) -> Response:
@@ -494,36 +460,12 @@ def routes(state: EmulatorState) -> list[Route]:
             }
         )
 
-    @step("poll")
-    async def retrieve_batch(request: Request) -> Response:
-        batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
-        if batch is None:
-            return _not_found("Batch")
-        return JSONResponse(batch_object(state, refreshed(batch)))
-
-    @step("cancel")
-    async def cancel_batch(request: Request) -> Response:
-        batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
-        if batch is None:
-            return _not_found("Batch")
-        refreshed(batch)
-        if batch.phase.terminal:
-            # No Groq-specific report found: OpenAI's 409 (see emulator/openai.py), whose API
-            # Groq's batches copy (https://console.groq.com/docs/batch).
-            return error(
-                409, f"Cannot cancel a batch with status '{STATUS[batch.phase]}'.", retry=False
-            )
-        state.request_cancel(batch)
-        return JSONResponse(batch_object(state, refreshed(batch)))
-
     return [
+        *file_and_batch_routes(
+            served, API, file_object=file_object, batch_object=batch_object, not_found=_not_found
+        ),
         Route(f"{API}/files", upload, methods=["POST"]),
         Route(f"{API}/files", list_files, methods=["GET"]),
-        Route(f"{API}/files/{{file_id}}", file_info, methods=["GET"]),
-        Route(f"{API}/files/{{file_id}}", delete_file, methods=["DELETE"]),
-        Route(f"{API}/files/{{file_id}}/content", file_content, methods=["GET"]),
         Route(f"{API}/batches", create_batch, methods=["POST"]),
         Route(f"{API}/batches", list_batches, methods=["GET"]),
-        Route(f"{API}/batches/{{batch_id}}", retrieve_batch, methods=["GET"]),
-        Route(f"{API}/batches/{{batch_id}}/cancel", cancel_batch, methods=["POST"]),
     ]
