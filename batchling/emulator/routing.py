@@ -5,12 +5,14 @@ and a batch advanced on the emulator's clock, its result files written once as i
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase
+from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
 Handler = Callable[[Request], Awaitable[Response]]
 Refusal = Callable[[Request], Response | None]
@@ -63,3 +65,22 @@ class ProviderRoutes:
         if self.renders_when(before, batch):
             self.render(self.state, batch)
         return batch
+
+
+NOT_JSON: Any = object()
+"""What `numbered_lines` gives for a line that is not JSON."""
+
+
+def numbered_lines(
+    stored: StoredFile, loads: Callable[[bytes], Any] = json.loads
+) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed line) for each non-blank line of an uploaded file, read from disk
+    one line at a time; a line `loads` refuses comes as NOT_JSON, for the caller to report."""
+    with stored.path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield number, loads(raw)
+            except ValueError:  # JSONDecodeError, orjson's, UnicodeDecodeError
+                yield number, NOT_JSON

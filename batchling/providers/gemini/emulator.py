@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
-from batchling.emulator.routing import ProviderRoutes
+from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
 
 PROVIDER = "gemini"
 PREFIX = "/gemini"
@@ -573,19 +573,14 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
 def _file_lines(stored: StoredFile) -> tuple[list[dict[str, Any]], str | None]:
     """The input file's lines, or the reason the whole batch fails."""
     lines: list[dict[str, Any]] = []
-    with stored.path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-            except json.JSONDecodeError:
-                return [], f"Invalid JSON in the input file at line {number}."
-            if not isinstance(line, dict) or "request" not in line:
-                return [], f"Line {number} of the input file has no 'request' field."
-            if "key" in line and not isinstance(line["key"], str):
-                return [], f"Line {number} of the input file has a 'key' that is not a string."
-            lines.append(line)
+    for number, line in numbered_lines(stored):
+        if line is NOT_JSON:
+            return [], f"Invalid JSON in the input file at line {number}."
+        if not isinstance(line, dict) or "request" not in line:
+            return [], f"Line {number} of the input file has no 'request' field."
+        if "key" in line and not isinstance(line["key"], str):
+            return [], f"Line {number} of the input file has a 'key' that is not a string."
+        lines.append(line)
     if not lines:
         return [], "The input file contains no requests."
     return lines, None

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from batchling.emulator import chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
-from batchling.emulator.routing import ProviderRoutes
+from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
 from batchling.providers.openai_compatible.emulator import (
     MAX_REQUESTS,
     STATUS,
@@ -165,38 +165,33 @@ def validate_lines(
     skipped: list[dict[str, Any]] = []
     fatal: list[dict[str, Any]] = []
     seen: set[str] = set()
-    with stored.path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-            except json.JSONDecodeError:
-                fatal.append(
-                    {
-                        "code": "invalid_json_line",
-                        "line": number,
-                        "param": None,
-                        "message": "This line is not parseable as valid JSON.",
-                    }
-                )
-                continue
-            problem = _line_problem(line, seen)
-            if problem is not None:
-                code, message, param = problem
-                fatal.append({"code": code, "message": message, "param": param, "line": number})
-            elif line.get("method") != "POST":
-                skipped.append(
-                    {
-                        "code": "invalid_method",
-                        "param": "method",
-                        "line": number,
-                        "message": f"Method '{line.get('method')}' is not supported; only POST is.",
-                    }
-                )
-            else:
-                seen.add(line["custom_id"])
-                lines.append(line)
+    for number, line in numbered_lines(stored):
+        if line is NOT_JSON:
+            fatal.append(
+                {
+                    "code": "invalid_json_line",
+                    "line": number,
+                    "param": None,
+                    "message": "This line is not parseable as valid JSON.",
+                }
+            )
+            continue
+        problem = _line_problem(line, seen)
+        if problem is not None:
+            code, message, param = problem
+            fatal.append({"code": code, "message": message, "param": param, "line": number})
+        elif line.get("method") != "POST":
+            skipped.append(
+                {
+                    "code": "invalid_method",
+                    "param": "method",
+                    "line": number,
+                    "message": f"Method '{line.get('method')}' is not supported; only POST is.",
+                }
+            )
+        else:
+            seen.add(line["custom_id"])
+            lines.append(line)
     if len(lines) > MAX_REQUESTS:
         fatal.append(
             {

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
-from batchling.emulator.routing import ProviderRoutes
+from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
 from batchling.providers.openai_compatible.emulator import (
     MAX_REQUESTS,
     STATUS,
@@ -137,73 +137,68 @@ def _validate_lines(
     model: str | None = None
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
-    with stored.path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                errors.append(
-                    {
-                        "code": "invalid_json_line",
-                        "message": "This line is not parseable as valid JSON.",
-                        "param": None,
-                        "line": number,
-                    }
-                )
-                continue
-            custom_id = line.get("custom_id") if isinstance(line, dict) else None
-            if not isinstance(custom_id, str):
-                errors.append(
-                    {
-                        "code": "missing_required_parameter",
-                        "message": "Missing required parameter: 'custom_id'.",
-                        "param": "custom_id",
-                        "line": number,
-                    }
-                )
-            elif custom_id in seen:
-                errors.append(
-                    {
-                        "code": "duplicate_custom_id",
-                        "message": f"The custom_id '{custom_id}' is duplicated.",
-                        "param": "custom_id",
-                        "line": number,
-                    }
-                )
-            elif line.get("method") != "POST":
-                errors.append(
-                    {
-                        "code": "invalid_value",
-                        "message": "Only POST is supported.",
-                        "param": "method",
-                        "line": number,
-                    }
-                )
-            elif line.get("url") != endpoint:
-                errors.append(
-                    {
-                        "code": "mismatched_url",
-                        "message": f"The url '{line.get('url')}' does not match the batch endpoint '{endpoint}'.",
-                        "param": "url",
-                        "line": number,
-                    }
-                )
-            elif not isinstance(line.get("body"), dict):
-                errors.append(
-                    {
-                        "code": "missing_required_parameter",
-                        "message": "Missing required parameter: 'body'.",
-                        "param": "body",
-                        "line": number,
-                    }
-                )
-            else:
-                seen.add(custom_id)
-                if not custom_ids:
-                    model = line["body"].get("model")
-                custom_ids.append(custom_id)
+    for number, line in numbered_lines(stored, orjson.loads):
+        if line is NOT_JSON:
+            errors.append(
+                {
+                    "code": "invalid_json_line",
+                    "message": "This line is not parseable as valid JSON.",
+                    "param": None,
+                    "line": number,
+                }
+            )
+            continue
+        custom_id = line.get("custom_id") if isinstance(line, dict) else None
+        if not isinstance(custom_id, str):
+            errors.append(
+                {
+                    "code": "missing_required_parameter",
+                    "message": "Missing required parameter: 'custom_id'.",
+                    "param": "custom_id",
+                    "line": number,
+                }
+            )
+        elif custom_id in seen:
+            errors.append(
+                {
+                    "code": "duplicate_custom_id",
+                    "message": f"The custom_id '{custom_id}' is duplicated.",
+                    "param": "custom_id",
+                    "line": number,
+                }
+            )
+        elif line.get("method") != "POST":
+            errors.append(
+                {
+                    "code": "invalid_value",
+                    "message": "Only POST is supported.",
+                    "param": "method",
+                    "line": number,
+                }
+            )
+        elif line.get("url") != endpoint:
+            errors.append(
+                {
+                    "code": "mismatched_url",
+                    "message": f"The url '{line.get('url')}' does not match the batch endpoint '{endpoint}'.",
+                    "param": "url",
+                    "line": number,
+                }
+            )
+        elif not isinstance(line.get("body"), dict):
+            errors.append(
+                {
+                    "code": "missing_required_parameter",
+                    "message": "Missing required parameter: 'body'.",
+                    "param": "body",
+                    "line": number,
+                }
+            )
+        else:
+            seen.add(custom_id)
+            if not custom_ids:
+                model = line["body"].get("model")
+            custom_ids.append(custom_id)
     if len(custom_ids) > MAX_REQUESTS:
         errors.append(
             {
