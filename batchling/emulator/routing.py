@@ -7,10 +7,11 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 
@@ -24,21 +25,14 @@ def ended_with_outcomes(before: Phase, batch: EmulatedBatch) -> bool:
     return batch.phase.terminal and not before.terminal and bool(batch.outcomes)
 
 
+@dataclass
 class ProviderRoutes:
-    def __init__(
-        self,
-        state: EmulatorState,
-        provider: str,
-        render: Render,
-        *,
-        refuse: Refusal | None = None,
-        renders_when: Callable[[Phase, EmulatedBatch], bool] = ended_with_outcomes,
-    ) -> None:
-        self.state = state
-        self.provider = provider
-        self.render = render
-        self.refuse = refuse
-        self.renders_when = renders_when
+    state: EmulatorState
+    provider: str
+    render: Render
+    refuse: Refusal | None = None
+    """The provider's own refusal of a request (a missing key, a wrong header), or None."""
+    renders_when: Callable[[Phase, EmulatedBatch], bool] = ended_with_outcomes
 
     def step(self, name: str, *, keyless: bool = False) -> Callable[[Handler], Handler]:
         """Decorates the handler of lifecycle step `name` (upload, create, poll, ...): faults
@@ -57,6 +51,14 @@ class ProviderRoutes:
             return guarded
 
         return decorate
+
+    def download(self, file_id: str, not_found: Callable[[], Response]) -> Response:
+        """A stored file's bytes as the provider serves them (doctored while a fault says so)."""
+        stored = self.state.get_file(self.provider, file_id)
+        if stored is None:
+            return not_found()
+        path = self.state.served_path(self.provider, stored)
+        return FileResponse(path, media_type="application/octet-stream")
 
     def refreshed(self, batch: EmulatedBatch) -> EmulatedBatch:
         """The batch moved along its lifecycle to now; its results written if it just ended."""

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from batchling.emulator import answers, chat, ids, media
@@ -599,12 +599,7 @@ def routes(state: EmulatorState) -> list[Route]:
         signed = request.query_params.get("signature") == signature(file_id)
         if not signed and (denied := unauthorized(request)) is not None:
             return denied
-        stored = state.get_file(PROVIDER, file_id)
-        if stored is None:
-            return error(404, "File not found.")
-        return FileResponse(
-            state.served_path(PROVIDER, stored), media_type="application/octet-stream"
-        )
+        return served.download(file_id, lambda: error(404, "File not found."))
 
     @step("delete")
     async def delete_file(request: Request) -> Response:

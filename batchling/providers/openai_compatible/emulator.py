@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from batchling.emulator import chat
@@ -96,12 +96,7 @@ def file_and_batch_routes(
 
     @step("download")
     async def file_content(request: Request) -> Response:
-        stored = state.get_file(provider, request.path_params["file_id"])
-        if stored is None:
-            return not_found("File")
-        return FileResponse(
-            state.served_path(provider, stored), media_type="application/octet-stream"
-        )
+        return served.download(request.path_params["file_id"], lambda: not_found("File"))
 
     @step("delete")
     async def delete_file(request: Request) -> Response:

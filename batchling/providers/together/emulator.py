@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from batchling.emulator import answers, chat, ids, media
@@ -430,11 +430,9 @@ def routes(state: EmulatorState) -> list[Route]:
 
     @step("download")
     async def file_content(request: Request) -> Response:
-        stored = state.get_file(PROVIDER, request.path_params["file_id"])
-        if stored is None:
-            return error(404, "File not found.", code="file_not_found")
-        return FileResponse(
-            state.served_path(PROVIDER, stored), media_type="application/octet-stream"
+        return served.download(
+            request.path_params["file_id"],
+            lambda: error(404, "File not found.", code="file_not_found"),
         )
 
     @step("delete")
