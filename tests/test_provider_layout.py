@@ -13,7 +13,14 @@ from batchling.providers import PROVIDERS, registry
 
 PACKAGE = Path(__file__).resolve().parents[1] / "batchling"
 PROVIDERS_DIR = PACKAGE / "providers"
-FOLDER_FILES = ("__init__.py", "provider.toml", "adapter.py", "emulator.py", "PROTOCOL.md")
+FOLDER_FILES = (
+    "__init__.py",
+    "provider.toml",
+    "wire.py",
+    "adapter.py",
+    "emulator.py",
+    "PROTOCOL.md",
+)
 # Encoders and I/O an emulator must not reuse: it is an independent reading of the provider.
 NOT_FOR_EMULATORS = re.compile(
     r"^batchling\.providers\.((\w+\.)?(wire|adapter)|openai_compatible\.client)(\.|$)"
