@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from batchling.bounds import INT64_MAX, MAX_POLL_SECONDS, MAX_TIMEOUT
+from batchling.providers import PROVIDERS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -288,9 +289,9 @@ _RAW_CSV_HELP = (
 @click.option("--model", required=True, help="Model id at the provider, e.g. gpt-4o-mini.")
 @click.option(
     "--provider",
-    default="openai",
+    default=PROVIDERS[0],
     show_default=True,
-    help="openai, anthropic, gemini, groq, mistral or together.",
+    help=f"{', '.join(PROVIDERS[:-1])} or {PROVIDERS[-1]}.",
 )
 @click.option(
     "--endpoint", default=None, help="Batch endpoint (default: the provider's chat endpoint)."

@@ -9,16 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from batchling.models import Experiment, RawRequest, Result
+from batchling.providers import PROVIDERS
+from batchling.providers.registry import provider_info
 
 CAPITALS_QUESTIONS = ["France", "Japan", "Kenya", "Brazil", "Canada"]
-DEMO_MODELS = {
-    "openai": "gpt-4o-mini",
-    "anthropic": "claude-haiku-4-5",
-    "gemini": "gemini-2.5-flash",
-    "groq": "llama-3.1-8b-instant",
-    "mistral": "mistral-small-latest",
-    "together": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
-}
+# provider -> the model its demo and the tests run (each folder's `demo_model`).
+DEMO_MODELS = {name: provider_info(name).demo_model for name in PROVIDERS}
 
 
 def capitals_requests() -> list[RawRequest]:

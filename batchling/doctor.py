@@ -33,34 +33,20 @@ from urllib.parse import urlsplit, urlunsplit
 
 from batchling.errors import AmbiguousBatchError
 from batchling.models import TERMINAL_STATUSES, RawRequest, Status
-from batchling.providers import registry
+from batchling.providers import PROVIDERS, registry
 from batchling.providers.base import BatchRef, BatchSnapshot, CreateHint, Provider
 
-# Per provider, the cheapest chat model of the current generation in price_table.BATCH_PRICES
-# (as of 2025-11-25), leaving out reasoning models, whose 16 output tokens may all go to thinking:
-# older claude-3 haikus and gemini-2.0-flash-lite cost less but are a generation behind.
-DOCTOR_MODELS = {
-    "openai": "gpt-4.1-nano",
-    "anthropic": "claude-haiku-4-5",
-    "gemini": "gemini-2.5-flash-lite",
-    "groq": "llama-3.1-8b-instant",
-    "mistral": "ministral-3b-latest",
-    "together": "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo",
-}
+# Per provider (its folder's `doctor_model`), the cheapest chat model of the current generation
+# at batch prices, leaving out reasoning models, whose 16 output tokens may all go to thinking.
+DOCTOR_MODELS = {name: registry.provider_info(name).doctor_model for name in PROVIDERS}
 DOCTOR_QUESTIONS = ("What is 2 + 2? Answer with the number only.", "Say OK and nothing else.")
 MAX_TOKENS = 16
 CUSTOM_IDS = ("doctor-1", "doctor-2")
 
-_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-# The id forms the providers document (Mistral's and Together's specs: format uuid). Another form
-# is noted, not a stop: batchling keeps ids as opaque strings.
+# The id forms the providers document (each folder's `id_forms`). Another form is noted, not a
+# stop: batchling keeps ids as opaque strings.
 ID_FORMS: dict[str, dict[str, str]] = {
-    "openai": {"file": r"file-\w+", "batch": r"batch_\w+"},
-    "anthropic": {"batch": r"msgbatch_\w+"},
-    "gemini": {"file": r"files/[\w-]+", "batch": r"batches/[\w-]+"},
-    "groq": {"file": r"file_\w+", "batch": r"batch_\w+"},
-    "mistral": {"file": _UUID, "batch": _UUID},
-    "together": {"file": r"file-[\w-]+", "batch": _UUID},
+    name: dict(registry.provider_info(name).id_forms) for name in PROVIDERS
 }
 EMULATOR_DEFAULT_URL = "http://127.0.0.1:8765"
 """Where `batchling emulator` serves by default."""

@@ -115,7 +115,7 @@ def encode_batchling(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
     import orjson
 
     from batchling.models import RawRequest
-    from batchling.providers.openai import OpenAIProvider
+    from batchling.providers.openai.adapter import OpenAIProvider
 
     provider = OpenAIProvider(api_key="unused")
     encode = provider.line_encoder(model=MODEL, endpoint=ENDPOINT)

@@ -9,9 +9,9 @@ import pytest
 from batchling import AsyncExperimentManager, Experiment, Status
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator
+from batchling.providers import PROVIDERS
 from tests.helpers import FakeClock, question, request_dicts
 
-PROVIDERS = ["openai", "anthropic", "gemini", "groq", "mistral", "together"]
 # Gemini returns no results for a batch that did not succeed; the others keep finished work.
 KEEPS_PARTIAL_RESULTS = {"openai", "anthropic", "groq", "mistral", "together"}
 PROGRESS = [

@@ -20,6 +20,7 @@ import pytest
 
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator
+from batchling.providers import PROVIDERS
 from tests.helpers import request_dicts, wait_until, write_jsonl
 
 CHUNKS = 3
@@ -150,6 +151,12 @@ CASES = [
     ("together", "create", "start", "batch", 0),
     ("groq", "upload", "start", "file", 0),
     ("mistral", "upload", "start", "file", 0),
+]
+# A crash while the batch is created, the step that must never run twice, for every provider.
+CASES += [
+    (name, "create", "start", "batch", 0)
+    for name in PROVIDERS
+    if (name, "create", "start", "batch", 0) not in CASES
 ]
 
 

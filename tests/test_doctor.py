@@ -292,9 +292,9 @@ async def test_live_gives_up_after_the_timeout_and_cancels(keyed: Emulator) -> N
 async def test_live_stops_at_a_status_batchling_does_not_know(
     keyed: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from batchling.providers import openai
+    from batchling.providers.openai import INFO
 
-    monkeypatch.delitem(openai.STATUS_MAP, "completed")
+    monkeypatch.delitem(INFO.status_map, "completed")
     with doctor.recording_answers():
         report = await doctor.live_check("openai", poll_interval=0.02)
     assert [s.name for s in report.steps] == ["upload", "create", "poll"]

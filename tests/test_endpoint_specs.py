@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from batchling.emulator import gemini, mistral, openai
+from batchling.providers.gemini import emulator as gemini
+from batchling.providers.mistral import emulator as mistral
+from batchling.providers.openai import emulator as openai
 from tests.openapi_check import load, require_specs
 
 FILES = {

@@ -295,7 +295,7 @@ async def test_gemini_embedding_batch_carries_the_metadata_and_is_found_again(
 
 
 def gemini_metadata(display_name: str) -> dict[str, str]:
-    from batchling.providers.gemini import decode_display_name
+    from batchling.providers.gemini.adapter import decode_display_name
 
     decoded = decode_display_name(display_name)
     assert decoded is not None

@@ -19,9 +19,9 @@ from batchling.cli import cli
 from batchling.emulator import Emulator, Fault
 from batchling.errors import AmbiguousBatchError, ProviderError
 from batchling.models import Status
+from batchling.providers import PROVIDERS, registry
 from tests.helpers import poll_until, question
 
-PROVIDERS = ["openai", "anthropic", "gemini", "groq", "mistral", "together"]
 STEPS = ["upload", "create", "poll", "download"]
 KINDS: list[int | str] = [429, 500, 503, "drop", "slow"]
 MODELS = {
@@ -38,8 +38,9 @@ REQUESTS = 3
 
 
 def steps_of(provider: str) -> list[str]:
-    # Anthropic batches carry their requests inline: there is no upload.
-    return [s for s in STEPS if not (provider == "anthropic" and s == "upload")]
+    # A provider whose batches carry their requests inline has no upload.
+    inline = registry.provider_info(provider).inline_requests
+    return [s for s in STEPS if not (inline and s == "upload")]
 
 
 def transient_cases() -> Iterator[tuple[str, str, int | str]]:
@@ -66,8 +67,9 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     import openai._base_client
     import together._base_client
 
-    from batchling.providers import gemini, mistral
-    from batchling.providers import together as together_adapter
+    from batchling.providers.gemini import adapter as gemini
+    from batchling.providers.mistral import adapter as mistral
+    from batchling.providers.together import adapter as together_adapter
 
     monkeypatch.setenv("BATCHLING_TIMEOUT", str(TIMEOUT))
     monkeypatch.setenv("BATCHLING_MAX_RETRIES", "1")

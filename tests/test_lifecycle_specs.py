@@ -547,7 +547,7 @@ async def test_mistral_adapter_decodes_the_documented_file_answers(
     """Mistral documents examples for its file operations only."""
     import httpx2
 
-    from batchling.providers import mistral
+    from batchling.providers.mistral import adapter as mistral
 
     examples = httpx2.AsyncClient(transport=example_server("mistral", httpx2))
     monkeypatch.setattr(mistral, "_http_client", lambda: examples)

@@ -22,7 +22,8 @@ from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator, Fault
 from batchling.emulator.answers import is_failure
 from batchling.provider_output import MAX_WARNINGS, RAW_LINE_CHARS, ResultIntake
-from batchling.providers import openai_format, registry
+from batchling.providers import registry
+from batchling.providers.wire import openai_format
 from batchling.records import ResultRecord, record_of
 from tests.helpers import question
 

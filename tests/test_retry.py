@@ -20,11 +20,11 @@ from batchling.cli import cli
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator, EmulatorConfig, Fault
 from batchling.errors import InputError, InvalidStateError, ProviderError
+from batchling.providers import PROVIDERS
 from batchling.retry import retry_kinds
 from tests.helpers import read_jsonl, request_dicts, wait_until, write_jsonl
 from tests.postgres import fetch_rows
 
-PROVIDERS = ["openai", "anthropic", "gemini", "groq", "mistral", "together"]
 COUNT = 6
 
 

@@ -15,24 +15,12 @@ from click.testing import CliRunner
 
 from batchling.cli import cli
 from batchling.emulator import Emulator, Fault
+from batchling.providers import PROVIDERS
+from batchling.providers.registry import provider_info
 from tests.helpers import request_dicts, write_jsonl
 
-MODELS = {
-    "openai": "gpt-4o-mini",
-    "anthropic": "claude-3-5-haiku-latest",
-    "gemini": "gemini-2.0-flash",
-    "groq": "llama-3.1-8b-instant",
-    "mistral": "mistral-small-latest",
-    "together": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
-}
-KEY_VARIABLE = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-    "groq": "GROQ_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-    "together": "TOGETHER_API_KEY",
-}
+MODELS = {name: provider_info(name).demo_model for name in PROVIDERS}
+KEY_VARIABLE = {name: provider_info(name).api_key_env[0] for name in PROVIDERS}
 SECRETS = {p: f"sk-{p}-SECRET-0123456789abcdef" for p in MODELS}
 # The SDKs' own debug logging, switched on, so that their log lines are scanned too.
 SDK_LOG_VARIABLES = ("OPENAI_LOG", "ANTHROPIC_LOG", "GROQ_LOG", "TOGETHER_LOG")

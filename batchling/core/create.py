@@ -37,9 +37,9 @@ from batchling.models import (
 from batchling.object_storage import beside, is_remote, staged, upload
 from batchling.owned_files import OutputPolicy, output_path
 from batchling.pricing import TokenTally
-from batchling.providers import registry
+from batchling.providers import PROVIDERS, registry
 from batchling.providers.base import Provider, ProviderInfo
-from batchling.providers.text_input import check_embedding_options
+from batchling.providers.wire.text_input import check_embedding_options
 from batchling.results_file import RESULTS_FILE
 from batchling.store import utcnow
 from batchling.structured import ResponseFormat, response_format_from
@@ -54,7 +54,7 @@ async def create_experiment(
     experiment_name: str,
     *,
     model: str,
-    provider: str = "openai",
+    provider: str = PROVIDERS[0],
     endpoint: str | None = None,
     title: str | None = None,
     description: str | None = None,

@@ -20,15 +20,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from batchling.emulator.connection import ConnectionAccess
 from batchling.emulator.engine import EmulatorConfig, EmulatorState, Fault
 from batchling.emulator.recording import Recorder
+from batchling.providers import PROVIDERS
 
-PROVIDER_MODULES = ("openai", "anthropic", "gemini", "groq", "mistral", "together")
 LOOPBACK = "127.0.0.1"
 
 
 def provider_modules() -> list[ModuleType]:
     modules = []
-    for name in PROVIDER_MODULES:
-        module_name = f"batchling.emulator.{name}"
+    for name in PROVIDERS:
+        module_name = f"batchling.providers.{name}.emulator"
         if importlib.util.find_spec(module_name) is not None:
             modules.append(importlib.import_module(module_name))
     return modules

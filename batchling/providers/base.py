@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar, cast
+
+from typing_extensions import NotRequired, Unpack
 
 from batchling.models import RawRequest, RequestCounts, Result, Status
-from batchling.records import ResultRecord
+from batchling.providers import client_settings
+from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
 
@@ -35,8 +40,61 @@ class ProviderInfo:
     sdk: str = ""
     # Embeddings endpoint -> the embedding options (`dimensions`, `task_type`) it takes.
     embedding_options: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    inline_requests: bool = False
+    """True where requests go in the create call itself (no input file is uploaded)."""
     result_id_field: str = "custom_id"
     """The field of a result line that names its request."""
+    status_map: Mapping[str, Status] = field(default_factory=dict)
+    """The provider's batch statuses -> the common vocabulary."""
+    demo_model: str = ""
+    """The model `batchling demo` and the tests run on the emulator."""
+    doctor_model: str = ""
+    """The cheapest current chat model, for `batchling doctor`'s live check."""
+    id_forms: Mapping[str, str] = field(default_factory=dict)
+    """'file' / 'batch' -> the regular expression the provider's documented ids match."""
+    batch_prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """model -> (input, output) USD per 1M tokens at batch prices (see batchling.price_table)."""
+    long_context_prices: Mapping[str, tuple[int, float, float]] = field(default_factory=dict)
+    """model -> (input tokens above which the tier applies, input, output) at batch prices."""
+
+    def map_status(self, raw: str) -> Status:
+        return self.status_map.get(raw, Status.UNKNOWN)
+
+
+def load_info(package: str) -> ProviderInfo:
+    """The `provider.toml` beside a provider folder's `__init__.py` (package `package`), as
+    ProviderInfo: a provider's settings, limits, statuses and prices are data, not code."""
+    text = resources.files(package).joinpath("provider.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    return ProviderInfo(
+        name=data["name"],
+        display_name=data["display_name"],
+        api_key_env=tuple(data["api_key_env"]),
+        base_url_env=tuple(data["base_url_env"]),
+        endpoints=frozenset(data["endpoints"]),
+        default_endpoint=data["default_endpoint"],
+        limits=BatchLimits(**data["limits"]),
+        discount=float(data.get("discount", 0.5)),
+        sdk=data.get("sdk", ""),
+        embedding_options={
+            endpoint: frozenset(options)
+            for endpoint, options in data.get("embedding_options", {}).items()
+        },
+        inline_requests=bool(data.get("inline_requests", False)),
+        result_id_field=data.get("result_id_field", "custom_id"),
+        status_map={raw: Status(common) for raw, common in data["statuses"].items()},
+        demo_model=data.get("demo_model", ""),
+        doctor_model=data.get("doctor_model", ""),
+        id_forms=dict(data.get("id_forms", {})),
+        batch_prices={
+            model: (float(given), float(got))
+            for model, (given, got) in data.get("batch_prices", {}).items()
+        },
+        long_context_prices={
+            model: (int(threshold), float(given), float(got))
+            for model, (threshold, given, got) in data.get("long_context_prices", {}).items()
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -76,8 +134,12 @@ LineEncoder = Callable[[RawRequest, str], dict[str, Any]]
 """(request, custom_id) -> one line of the provider's batch input."""
 
 
+class Encodes(Protocol):
+    def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]: ...
+
+
 def bound_encode(
-    provider: Provider, *, model: str, endpoint: str, response_format: ResponseFormat | None
+    provider: Encodes, *, model: str, endpoint: str, response_format: ResponseFormat | None
 ) -> LineEncoder:
     """The plain `line_encoder`: each request through `provider.encode`."""
 
@@ -93,18 +155,36 @@ def bound_encode(
     return encode_line
 
 
+def remote_file_ids(ref: BatchRef, snapshot: BatchSnapshot | None) -> list[str]:
+    """The files a batch left at a provider that stores them: its input, output and errors."""
+    file_ids = [ref.input_file_id]
+    if snapshot is not None:
+        file_ids += [snapshot.output_file_id, snapshot.error_file_id]
+    return [file_id for file_id in file_ids if file_id]
+
+
+class EncodeArgs(TypedDict):
+    """What `encode` is told about the line to make (keywords, see Provider.encode)."""
+
+    custom_id: str
+    model: str
+    endpoint: str
+    response_format: NotRequired[ResponseFormat | None]
+
+
+class NewBatch(TypedDict):
+    """What `create` is told about the batch to make (keywords, see Provider.create)."""
+
+    file_id: str | None
+    model: str
+    endpoint: str
+    metadata: dict[str, str]
+
+
 class Provider(Protocol):
     info: ClassVar[ProviderInfo]
 
-    def encode(
-        self,
-        request: RawRequest,
-        *,
-        custom_id: str,
-        model: str,
-        endpoint: str,
-        response_format: ResponseFormat | None = None,
-    ) -> dict[str, Any]:
+    def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
         """Pure: one RawRequest to one line of the provider's batch input (with the provider's
         structured-output field when a response format is given)."""
         ...
@@ -136,15 +216,7 @@ class Provider(Protocol):
         where the provider can list files: an upload whose answer was never read."""
         ...
 
-    async def create(
-        self,
-        chunk: Path,
-        *,
-        file_id: str | None,
-        model: str,
-        endpoint: str,
-        metadata: dict[str, str],
-    ) -> str:
+    async def create(self, chunk: Path, **new: Unpack[NewBatch]) -> str:
         """Create the batch; returns its id."""
         ...
 
@@ -169,3 +241,73 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class ProviderBase:
+    """The defaults most adapters share: requests encoded one at a time, records built from the
+    decoded Result, no lookup of input files. An adapter overrides what its provider does
+    better (a faster line encoder, a direct record, a file search)."""
+
+    info: ClassVar[ProviderInfo]
+
+    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+
+    def decode(self, line: dict[str, Any]) -> Result:
+        raise NotImplementedError
+
+    def line_encoder(
+        self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
+    ) -> LineEncoder:
+        encoder = cast(Encodes, self)  # every adapter defines encode
+        return bound_encode(
+            encoder, model=model, endpoint=endpoint, response_format=response_format
+        )
+
+    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
+        return record_of(self.decode(line))
+
+    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
+        return None
+
+
+class AsyncClosable(Protocol):
+    async def close(self) -> None: ...
+
+
+ClientT = TypeVar("ClientT", bound=AsyncClosable)
+
+
+class SdkClientProvider(ProviderBase, Generic[ClientT]):
+    """An adapter over an SDK client built at first use (so that a pure encode needs no SDK)
+    with batchling's timeout and retry settings, and closed by `aclose`."""
+
+    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
+        super().__init__(api_key=api_key, base_url=base_url)
+        self._client: ClientT | None = None
+
+    @property
+    def client(self) -> ClientT:
+        if self._client is None:
+            self._client = self._new_client()
+        return self._client
+
+    def _new_client(self) -> ClientT:
+        """The SDK's client, its module imported here: `client_options()` is what it takes."""
+        raise NotImplementedError
+
+    def client_options(self) -> dict[str, Any]:
+        """The keyword arguments a Stainless-generated SDK client (openai, anthropic, groq,
+        together) takes for the key, the base URL and batchling's timeout and retries."""
+        return {
+            "api_key": self._api_key,
+            "base_url": self._base_url,
+            "max_retries": client_settings.max_retries(),
+            "timeout": client_settings.timeout_seconds(),
+        }
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()

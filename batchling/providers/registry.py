@@ -1,60 +1,46 @@
-"""Name -> adapter. Adapters are imported on first use so the CLI starts without vendor SDKs."""
+"""Name -> provider data and adapter, for the names in `PROVIDERS`. Adapters are imported on
+first use so the CLI starts without vendor SDKs."""
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 from collections.abc import Mapping
 
 from batchling.errors import ConfigurationError, MissingApiKeyError
-from batchling.providers import client_settings
+from batchling.providers import PROVIDERS, client_settings
 from batchling.providers.base import Provider, ProviderInfo
-
-_ADAPTERS: dict[str, str] = {
-    "openai": "batchling.providers.openai:OpenAIProvider",
-    "anthropic": "batchling.providers.anthropic:AnthropicProvider",
-    "gemini": "batchling.providers.gemini:GeminiProvider",
-    "groq": "batchling.providers.groq:GroqProvider",
-    "mistral": "batchling.providers.mistral:MistralProvider",
-    "together": "batchling.providers.together:TogetherProvider",
-}
 
 
 def provider_names() -> list[str]:
-    return [name for name in _ADAPTERS if _is_available(name)]
+    return list(PROVIDERS)
 
 
 def unknown_provider_message(name: str) -> str:
     import difflib
 
-    names = provider_names()
-    close = difflib.get_close_matches(name.lower(), names, n=1)
+    close = difflib.get_close_matches(name.lower(), PROVIDERS, n=1)
     guess = f" Did you mean '{close[0]}'?" if close else ""
-    return f"Unknown provider '{name}'.{guess} Known providers: {', '.join(names)}."
+    return f"Unknown provider '{name}'.{guess} Known providers: {', '.join(PROVIDERS)}."
 
 
 def check_provider(name: str) -> None:
     """Raises the unknown-provider error without importing the provider's adapter."""
-    if name not in _ADAPTERS or not _is_available(name):
+    if name not in PROVIDERS:
         raise ConfigurationError(unknown_provider_message(name))
-
-
-def _is_available(name: str) -> bool:
-    module_name = _ADAPTERS[name].partition(":")[0]
-    return importlib.util.find_spec(module_name) is not None
-
-
-def _adapter_class(name: str) -> type[Provider]:
-    if name not in _ADAPTERS or not _is_available(name):
-        raise ConfigurationError(unknown_provider_message(name))
-    module_name, _, class_name = _ADAPTERS[name].partition(":")
-    adapter: type[Provider] = getattr(importlib.import_module(module_name), class_name)
-    return adapter
 
 
 def provider_info(name: str) -> ProviderInfo:
-    return _adapter_class(name).info
+    """The provider's data (its folder's `INFO`), without importing its adapter or SDK."""
+    check_provider(name)
+    info: ProviderInfo = importlib.import_module(f"batchling.providers.{name}").INFO
+    return info
+
+
+def _adapter_class(name: str) -> type[Provider]:
+    check_provider(name)
+    adapter: type[Provider] = importlib.import_module(f"batchling.providers.{name}.adapter").Adapter
+    return adapter
 
 
 def resolve_api_key(info: ProviderInfo, env: Mapping[str, str] | None = None) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from batchling.emulator import media
-from batchling.emulator.gemini import embed_request_problem
-from batchling.emulator.openai import embeddings_problem
+from batchling.providers.gemini.emulator import embed_request_problem
+from batchling.providers.openai.emulator import embeddings_problem
 
 PDF_DATA = "data:application/pdf;base64,JVBERi0="
 

@@ -12,7 +12,7 @@ import pytest
 from batchling import AsyncExperimentManager, Status
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator
-from batchling.providers.mistral import decode_line
+from batchling.providers.mistral.adapter import decode_line
 from tests.helpers import request_dicts
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"

@@ -11,15 +11,18 @@ import orjson
 import pytest
 
 from batchling.emulator import Emulator
-from batchling.emulator import anthropic as anthropic_emulator
-from batchling.emulator import groq as groq_emulator
-from batchling.emulator import mistral as mistral_emulator
-from batchling.emulator import openai as openai_emulator
-from batchling.emulator import together as together_emulator
 from batchling.models import Status
-from batchling.providers import groq, mistral, openai, together
+from batchling.providers.anthropic import emulator as anthropic_emulator
 from batchling.providers.base import BatchRef
-from batchling.providers.groq import GroqProvider
+from batchling.providers.groq import adapter as groq
+from batchling.providers.groq import emulator as groq_emulator
+from batchling.providers.groq.adapter import GroqProvider
+from batchling.providers.mistral import adapter as mistral
+from batchling.providers.mistral import emulator as mistral_emulator
+from batchling.providers.openai import adapter as openai
+from batchling.providers.openai import emulator as openai_emulator
+from batchling.providers.together import emulator as together_emulator
+from batchling.providers.together import wire as together
 
 MB = 1000 * 1000
 

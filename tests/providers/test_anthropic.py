@@ -17,13 +17,8 @@ import pytest
 from batchling.emulator import Emulator, Fault
 from batchling.errors import ConfigurationError, InputError, MissingApiKeyError
 from batchling.models import ImagePart, RawMessage, RawRequest, Status, TextPart
-from batchling.providers.anthropic import (
-    DEFAULT_MAX_TOKENS,
-    INFO,
-    STATUS_MAP,
-    AnthropicProvider,
-    map_status,
-)
+from batchling.providers.anthropic.adapter import INFO, AnthropicProvider
+from batchling.providers.anthropic.wire import DEFAULT_MAX_TOKENS, map_status
 from batchling.providers.base import BatchRef, BatchSnapshot
 from batchling.providers.registry import create_provider
 from tests.conftest import env_without
@@ -313,11 +308,13 @@ def test_map_status(raw: str, cancel_initiated: bool, expired: int, expected: St
 
 
 def test_status_map_covers_every_processing_status() -> None:
-    assert set(STATUS_MAP) == {"in_progress", "canceling", "ended"}
+    assert set(INFO.status_map) == {"in_progress", "canceling", "ended"}
 
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:
-    code = "import batchling.providers.anthropic, sys; assert 'anthropic' not in sys.modules"
+    code = (
+        "import batchling.providers.anthropic.adapter, sys; assert 'anthropic' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 

@@ -12,7 +12,8 @@ import pytest
 from batchling import AsyncExperimentManager
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator
-from batchling.providers import openai_format, registry
+from batchling.providers import registry
+from batchling.providers.wire import openai_format
 from batchling.records import record_of
 from tests.helpers import request_dicts
 

@@ -17,10 +17,10 @@ from google.genai import errors as genai_errors
 from batchling.emulator import Emulator, Fault
 from batchling.errors import ConfigurationError, InputError, MissingApiKeyError
 from batchling.models import RawRequest, Status
-from batchling.providers import gemini as gemini_module
 from batchling.providers.base import BatchRef, BatchSnapshot
-from batchling.providers.gemini import (
-    STATUS_MAP,
+from batchling.providers.gemini import INFO
+from batchling.providers.gemini import adapter as gemini_module
+from batchling.providers.gemini.adapter import (
     GeminiProvider,
     decode_display_name,
     encode_display_name,
@@ -347,7 +347,7 @@ def test_every_wire_and_sdk_state_is_mapped() -> None:
             "EXPIRED",
         )
     }
-    assert wire | {state.value for state in types.JobState} == set(STATUS_MAP)
+    assert wire | {state.value for state in types.JobState} == set(INFO.status_map)
 
 
 def test_metadata_survives_the_display_name() -> None:
@@ -386,7 +386,7 @@ def test_snapshot_from_the_spec_operation() -> None:
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:
     code = (
-        "import sys, batchling.providers.gemini; "
+        "import sys, batchling.providers.gemini.adapter; "
         "assert 'google.genai' not in sys.modules and 'google' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from batchling.errors import ConfigurationError, InputError
 from batchling.models import RawRequest
-from batchling.providers.gemini import EMBED_CONTENT, INFO, GeminiProvider, decode_line
+from batchling.providers.gemini.adapter import EMBED_CONTENT, INFO, GeminiProvider, decode_line
 from batchling.structured import response_format_from
 
 
@@ -115,7 +115,7 @@ def test_encode_embed_refuses_an_unknown_task_type_listing_the_known_ones() -> N
 
 
 def test_gemini_chat_refuses_embedding_options() -> None:
-    from batchling.providers.text_input import check_embedding_options
+    from batchling.providers.wire.text_input import check_embedding_options
 
     raw = RawRequest.model_validate(
         {"messages": [{"role": "user", "content": "x"}], "task_type": "CLUSTERING"}

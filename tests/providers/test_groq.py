@@ -11,17 +11,12 @@ import orjson
 import pytest
 
 from batchling.emulator import Emulator, Fault
-from batchling.emulator import groq as groq_emulator
 from batchling.errors import InputError, MissingApiKeyError
 from batchling.models import RawRequest, Result, Status
 from batchling.providers.base import BatchRef, BatchSnapshot
-from batchling.providers.groq import (
-    INFO,
-    STATUS_MAP,
-    GroqProvider,
-    batch_errors,
-    map_status,
-)
+from batchling.providers.groq import emulator as groq_emulator
+from batchling.providers.groq.adapter import INFO, GroqProvider, batch_errors
+from batchling.providers.groq.wire import map_status
 from batchling.providers.registry import create_provider
 from tests.conftest import env_without
 from tests.helpers import poll_until, question, until_terminal
@@ -66,7 +61,7 @@ def test_emulator_base_url_has_no_path_because_the_sdk_adds_openai_v1() -> None:
 
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:
-    code = "import sys, batchling.providers.groq; assert 'groq' not in sys.modules"
+    code = "import sys, batchling.providers.groq.adapter; assert 'groq' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -311,7 +306,7 @@ def test_status_mapping(raw: str, common: Status) -> None:
 
 
 def test_every_groq_status_is_mapped() -> None:
-    assert set(STATUS_MAP) == {
+    assert set(INFO.status_map) == {
         "validating",
         "in_progress",
         "finalizing",

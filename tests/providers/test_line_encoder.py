@@ -12,8 +12,9 @@ import pytest
 
 from batchling.errors import InputError
 from batchling.models import RawMessage, RawRequest
-from batchling.providers import openai_format, registry
-from batchling.providers.openai import CHAT, EMBEDDINGS, OpenAIProvider
+from batchling.providers import registry
+from batchling.providers.openai.adapter import CHAT, EMBEDDINGS, OpenAIProvider
+from batchling.providers.wire import openai_format
 from batchling.structured import ResponseFormat
 
 PROVIDERS = ["openai", "anthropic", "gemini", "groq", "mistral", "together"]

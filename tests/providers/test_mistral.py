@@ -18,13 +18,7 @@ from batchling.emulator import Emulator, Fault
 from batchling.errors import ConfigurationError, InputError, MissingApiKeyError
 from batchling.models import RawRequest, Result, Status
 from batchling.providers.base import BatchRef, BatchSnapshot
-from batchling.providers.mistral import (
-    INFO,
-    STATUS_MAP,
-    MistralProvider,
-    decode_line,
-    map_status,
-)
+from batchling.providers.mistral.adapter import INFO, MistralProvider, decode_line, map_status
 from batchling.providers.registry import create_provider
 from tests.conftest import env_without
 from tests.helpers import poll_until, until_terminal
@@ -313,12 +307,12 @@ def test_every_mistral_status_is_mapped() -> None:
     from mistralai.client.models import BatchJobStatus
 
     literal = next(arg for arg in get_args(BatchJobStatus) if get_args(arg))
-    assert set(STATUS_MAP) == set(get_args(literal))
+    assert set(INFO.status_map) == set(get_args(literal))
 
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:
     code = (
-        "import sys, batchling.providers.mistral; "
+        "import sys, batchling.providers.mistral.adapter; "
         "assert not [m for m in sys.modules if m.split('.')[0] in ('mistralai', 'httpx2')]"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from batchling.errors import InputError
 from batchling.models import RawRequest
-from batchling.providers.mistral import MistralProvider, decode_line
+from batchling.providers.mistral.adapter import MistralProvider, decode_line
 from batchling.structured import response_format_from
 
 

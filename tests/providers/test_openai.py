@@ -12,7 +12,9 @@ import pytest
 from batchling.emulator import Emulator, Fault
 from batchling.models import RawRequest, Status
 from batchling.providers.base import BatchRef
-from batchling.providers.openai import STATUS_MAP, OpenAIProvider, map_status
+from batchling.providers.openai import INFO
+from batchling.providers.openai.adapter import OpenAIProvider
+from batchling.providers.openai.wire import map_status
 from batchling.providers.registry import create_provider
 
 CHAT = "/v1/chat/completions"
@@ -179,7 +181,7 @@ def test_status_mapping(raw: str, common: Status) -> None:
 
 
 def test_every_openai_status_is_mapped() -> None:
-    assert set(STATUS_MAP) == {
+    assert set(INFO.status_map) == {
         "validating",
         "in_progress",
         "finalizing",
@@ -192,7 +194,7 @@ def test_every_openai_status_is_mapped() -> None:
 
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:
-    code = "import sys, batchling.providers.openai; assert 'openai' not in sys.modules"
+    code = "import sys, batchling.providers.openai.adapter; assert 'openai' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

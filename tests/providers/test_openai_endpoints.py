@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from batchling.errors import InputError
 from batchling.models import RawRequest
-from batchling.providers.openai import INFO, OpenAIProvider
-from batchling.providers.openai_format import decode_line
+from batchling.providers.openai.adapter import INFO, OpenAIProvider
+from batchling.providers.wire.openai_format import decode_line
 from batchling.structured import response_format_from
 
 RESPONSES = "/v1/responses"
@@ -404,7 +404,7 @@ def test_encode_embeddings_refuses_a_task_type_openai_lacks() -> None:
 def test_embedding_options_on_an_endpoint_that_is_not_embeddings_are_refused(
     endpoint: str,
 ) -> None:
-    from batchling.providers.text_input import check_embedding_options
+    from batchling.providers.wire.text_input import check_embedding_options
 
     with pytest.raises(InputError, match=r"Request 'd1': dimensions applies to embeddings only"):
         check_embedding_options(

@@ -15,8 +15,8 @@ from batchling.emulator import Emulator
 from batchling.errors import ConfigurationError, InputError
 from batchling.models import RawRequest, Status
 from batchling.providers.base import BatchRef
-from batchling.providers.mistral import MistralProvider
-from batchling.providers.openai import OpenAIProvider
+from batchling.providers.mistral.adapter import MistralProvider
+from batchling.providers.openai.adapter import OpenAIProvider
 from tests.helpers import question
 
 
@@ -183,7 +183,7 @@ async def test_mistral_timeout_hours_is_sent(emulator: Emulator, tmp_path: Path)
 
 
 def test_together_refuses_a_model_not_available_for_batch_at_encode() -> None:
-    from batchling.providers.together import TogetherProvider
+    from batchling.providers.together.adapter import TogetherProvider
 
     with pytest.raises(InputError, match="not available for batch"):
         TogetherProvider(api_key="").encode(
@@ -197,7 +197,7 @@ def test_together_refuses_a_model_not_available_for_batch_at_encode() -> None:
 async def test_together_emulator_fails_a_batch_for_a_model_not_available_for_batch(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    from batchling.providers.together import TogetherProvider
+    from batchling.providers.together.adapter import TogetherProvider
 
     base = emulator.env()["TOGETHER_BASE_URL"]
     adapter = TogetherProvider(api_key="emulator-key", base_url=base)

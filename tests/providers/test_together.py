@@ -20,15 +20,14 @@ from batchling.errors import InputError, MissingApiKeyError
 from batchling.models import RawMessage, RawRequest, Status
 from batchling.providers.base import BatchRef, BatchSnapshot
 from batchling.providers.registry import create_provider
-from batchling.providers.together import (
+from batchling.providers.together.adapter import (
     INFO,
-    STATUS_MAP,
     TogetherProvider,
     job_of,
     jsonl_path,
-    map_status,
     snapshot_of,
 )
+from batchling.providers.together.wire import map_status
 from tests.conftest import env_without
 from tests.helpers import poll_until, until_terminal
 
@@ -104,7 +103,7 @@ def test_info_declares_limits_endpoints_and_environment() -> None:
 
 
 def test_importing_the_adapter_does_not_import_the_sdk() -> None:
-    code = "import sys, batchling.providers.together; assert 'together' not in sys.modules"
+    code = "import sys, batchling.providers.together.adapter; assert 'together' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -296,7 +295,7 @@ def test_status_mapping(raw: str, common: Status) -> None:
 
 
 def test_every_together_status_is_mapped() -> None:
-    assert set(STATUS_MAP) == {
+    assert set(INFO.status_map) == {
         "VALIDATING",
         "IN_PROGRESS",
         "COMPLETED",

@@ -1,4 +1,4 @@
-"""Gemini Developer API batch protocol (shared/providers/gemini.md), served under /gemini.
+"""Gemini Developer API batch protocol (PROTOCOL.md), served under /gemini.
 
 Covers the resumable Files upload, `models/{m}:batchGenerateContent` and
 `models/{m}:asyncBatchEmbedContent` (file and inline input),
@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
+from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
 
 PROVIDER = "gemini"
 PREFIX = "/gemini"
@@ -572,19 +573,14 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
 def _file_lines(stored: StoredFile) -> tuple[list[dict[str, Any]], str | None]:
     """The input file's lines, or the reason the whole batch fails."""
     lines: list[dict[str, Any]] = []
-    with stored.path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-            except json.JSONDecodeError:
-                return [], f"Invalid JSON in the input file at line {number}."
-            if not isinstance(line, dict) or "request" not in line:
-                return [], f"Line {number} of the input file has no 'request' field."
-            if "key" in line and not isinstance(line["key"], str):
-                return [], f"Line {number} of the input file has a 'key' that is not a string."
-            lines.append(line)
+    for number, line in numbered_lines(stored):
+        if line is NOT_JSON:
+            return [], f"Invalid JSON in the input file at line {number}."
+        if not isinstance(line, dict) or "request" not in line:
+            return [], f"Line {number} of the input file has no 'request' field."
+        if "key" in line and not isinstance(line["key"], str):
+            return [], f"Line {number} of the input file has a 'key' that is not a string."
+        lines.append(line)
     if not lines:
         return [], "The input file contains no requests."
     return lines, None
@@ -603,17 +599,23 @@ def _line_key(line: dict[str, Any], index: int) -> str:
     return str(key) if key else f"line-{index + 1}"
 
 
+def succeeded(before: Phase, batch: EmulatedBatch) -> bool:
+    """Only a batch that succeeds has results (the others end with none)."""
+    return batch.phase == Phase.COMPLETED and before != Phase.COMPLETED
+
+
+def render_succeeded(state: EmulatorState, batch: EmulatedBatch) -> None:
+    render(state, batch)
+    batch.extra["output_lag"] = output_lag(state, batch)
+
+
 def routes(state: EmulatorState) -> list[Route]:
     uploads: dict[str, UploadSession] = {}
     upload_ids = itertools.count(1)
 
-    def refreshed(batch: EmulatedBatch) -> EmulatedBatch:
-        before = batch.phase
-        state.advance(batch)
-        if batch.phase == Phase.COMPLETED and before != Phase.COMPLETED:
-            render(state, batch)
-            batch.extra["output_lag"] = output_lag(state, batch)
-        return batch
+    served = ProviderRoutes(state, PROVIDER, render_succeeded, renders_when=succeeded)
+    refreshed = served.refreshed
+    step = served.step
 
     def find_batch(request: Request) -> tuple[EmulatedBatch | None, str]:
         batch_id, _, method = request.path_params["target"].partition(":")
@@ -723,9 +725,8 @@ def routes(state: EmulatorState) -> list[Route]:
             return error(404, f"File files/{name} not found.")
         return JSONResponse(file_resource(stored, service_base(request), API_VERSION))
 
+    @step("download")
     async def download(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "download")) is not None:
-            return fault
         if not has_api_key(request):
             return error(403, UNREGISTERED_CALLER)
         name = request.path_params["target"].partition(":")[0]
@@ -740,9 +741,8 @@ def routes(state: EmulatorState) -> list[Route]:
             state.served_path(PROVIDER, stored), media_type=stored.extra.get("mime_type")
         )
 
+    @step("delete")
     async def file_delete(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "delete")) is not None:
-            return fault
         if not has_api_key(request):
             return error(403, UNREGISTERED_CALLER)
         name = request.path_params["target"]
@@ -750,9 +750,8 @@ def routes(state: EmulatorState) -> list[Route]:
             return error(404, f"File files/{name} not found.")
         return JSONResponse({})
 
+    @step("list")
     async def file_list(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "list")) is not None:
-            return fault
         if not has_api_key(request):
             return error(403, UNREGISTERED_CALLER)
         files = sorted(
@@ -842,9 +841,8 @@ def routes(state: EmulatorState) -> list[Route]:
             state.fail_batch(batch, [{"code": RPC_INVALID_ARGUMENT, "message": problem}])
         return JSONResponse(operation(state, batch))
 
+    @step("poll")
     async def batch_get(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "poll")) is not None:
-            return fault
         if not has_api_key(request):
             return error(403, UNREGISTERED_CALLER)
         batch, method = find_batch(request)
@@ -855,9 +853,8 @@ def routes(state: EmulatorState) -> list[Route]:
             batch.extra["output_lag"] -= 1
         return JSONResponse(answer)
 
+    @step("cancel")
     async def batch_cancel(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "cancel")) is not None:
-            return fault
         if not has_api_key(request):
             return error(403, UNREGISTERED_CALLER)
         batch, method = find_batch(request)
@@ -875,9 +872,8 @@ def routes(state: EmulatorState) -> list[Route]:
         refreshed(batch)
         return JSONResponse({})
 
+    @step("delete")
     async def batch_delete(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "delete")) is not None:
-            return fault
         if not has_api_key(request):
             return error(403, UNREGISTERED_CALLER)
         batch, method = find_batch(request)
@@ -886,9 +882,8 @@ def routes(state: EmulatorState) -> list[Route]:
         state.batches.pop(batch.id, None)
         return JSONResponse({})
 
+    @step("list")
     async def batch_list(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "list")) is not None:
-            return fault
         if not has_api_key(request):
             return error(403, UNREGISTERED_CALLER)
         batches = sorted(state.list_batches(PROVIDER), key=lambda b: b.id, reverse=True)

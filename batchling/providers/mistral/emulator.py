@@ -1,4 +1,4 @@
-"""Mistral's files + batch jobs protocol (shared/providers/mistral.md), served under /mistral/v1.
+"""Mistral's files + batch jobs protocol (PROTOCOL.md), served under /mistral/v1.
 
 The Speakeasy SDK validates every answer: JSON must be exactly `application/json`, downloads
 exactly `application/octet-stream`, and every required field must be there with its type.
@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
+from batchling.emulator.routing import ProviderRoutes
 
 PROVIDER = "mistral"
 PREFIX = "/mistral"
@@ -409,7 +410,7 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             body = _error_body(message, "internal_server_error", "emulated_failure")
             failed.append(_error_line(base, 500, body))
             # Integrators' client code reads `error` as an object or a bare string (notes in
-            # shared/providers/mistral.md): about half the emulated failures carry the string.
+            # PROTOCOL.md): about half the emulated failures carry the string.
             if answers.is_failure(custom_id, 0.5, seed=BARE_ERROR_SEED):
                 failed[-1]["error"] = message
         # Requests that never ran (timeout, cancellation) appear in neither file.
@@ -519,17 +520,9 @@ def _check_create(payload: Any) -> Response | None:
 
 
 def routes(state: EmulatorState) -> list[Route]:
-    def refreshed(batch: EmulatedBatch) -> EmulatedBatch:
-        before = batch.phase
-        state.advance(batch)
-        if batch.phase.terminal and not before.terminal and batch.outcomes:
-            render(state, batch)
-        return batch
-
-    async def guard(request: Request, step: str) -> Response | None:
-        if (fault := await state.before(PROVIDER, step)) is not None:
-            return fault
-        return unauthorized(request)
+    served = ProviderRoutes(state, PROVIDER, render, refuse=unauthorized)
+    refreshed = served.refreshed
+    step = served.step
 
     def job_or_404(request: Request) -> EmulatedBatch | JSONResponse:
         batch = state.get_batch(PROVIDER, request.path_params["job_id"])
@@ -537,9 +530,8 @@ def routes(state: EmulatorState) -> list[Route]:
             return error(404, f"Batch job '{request.path_params['job_id']}' not found.")
         return batch
 
+    @step("upload")
     async def upload(request: Request) -> Response:
-        if (denied := await guard(request, "upload")) is not None:
-            return denied
         form = await request.form()
         upload_file = form.get("file")
         purpose = form.get("purpose") or "fine-tune"
@@ -571,9 +563,8 @@ def routes(state: EmulatorState) -> list[Route]:
         )
         return JSONResponse(file_object(stored))
 
+    @step("list")
     async def list_files(request: Request) -> Response:
-        if (denied := await guard(request, "list")) is not None:
-            return denied
         page = int(request.query_params.get("page", 0))
         page_size = int(request.query_params.get("page_size", 100))
         files = [f for f in state.files.values() if f.provider == PROVIDER]
@@ -585,17 +576,15 @@ def routes(state: EmulatorState) -> list[Route]:
             {"object": "list", "data": [file_object(f) for f in shown], "total": len(files)}
         )
 
+    @step("file")
     async def retrieve_file(request: Request) -> Response:
-        if (denied := await guard(request, "file")) is not None:
-            return denied
         stored = state.get_file(PROVIDER, request.path_params["file_id"])
         if stored is None:
             return error(404, "File not found.")
         return JSONResponse({**file_object(stored), "deleted": False})
 
+    @step("file")
     async def signed_url(request: Request) -> Response:
-        if (denied := await guard(request, "file")) is not None:
-            return denied
         file_id = request.path_params["file_id"]
         if state.get_file(PROVIDER, file_id) is None:
             return error(404, "File not found.")
@@ -604,31 +593,23 @@ def routes(state: EmulatorState) -> list[Route]:
         url = f"{here}/content?signature={signature(file_id)}"
         return JSONResponse({"url": url})
 
+    @step("download", keyless=True)
     async def file_content(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "download")) is not None:
-            return fault
         file_id = request.path_params["file_id"]
         signed = request.query_params.get("signature") == signature(file_id)
         if not signed and (denied := unauthorized(request)) is not None:
             return denied
-        stored = state.get_file(PROVIDER, file_id)
-        if stored is None:
-            return error(404, "File not found.")
-        return FileResponse(
-            state.served_path(PROVIDER, stored), media_type="application/octet-stream"
-        )
+        return served.download(file_id, lambda: error(404, "File not found."))
 
+    @step("delete")
     async def delete_file(request: Request) -> Response:
-        if (denied := await guard(request, "delete")) is not None:
-            return denied
         file_id = request.path_params["file_id"]
         if not state.delete_file(PROVIDER, file_id):
             return error(404, "File not found.")
         return JSONResponse({"id": file_id, "object": "file", "deleted": True})
 
+    @step("create")
     async def create_job(request: Request) -> Response:
-        if (denied := await guard(request, "create")) is not None:
-            return denied
         try:
             payload = await request.json()
         except json.JSONDecodeError:
@@ -713,9 +694,8 @@ def routes(state: EmulatorState) -> list[Route]:
         metadata = {k: v for k, v in query.items() if k not in LIST_PARAMETERS}
         return all(str(batch.metadata.get(k)) == v for k, v in metadata.items())
 
+    @step("list")
     async def list_jobs(request: Request) -> Response:
-        if (denied := await guard(request, "list")) is not None:
-            return denied
         try:
             page = int(request.query_params.get("page", 0))
             page_size = int(request.query_params.get("page_size", 100))
@@ -731,18 +711,16 @@ def routes(state: EmulatorState) -> list[Route]:
         data = [batch_object(state, b) for b in shown]
         return JSONResponse({"object": "list", "data": data, "total": len(jobs)})
 
+    @step("poll")
     async def get_job(request: Request) -> Response:
-        if (denied := await guard(request, "poll")) is not None:
-            return denied
         batch = job_or_404(request)
         if isinstance(batch, JSONResponse):
             return batch
         inline = request.query_params.get("inline", "").lower() == "true"
         return JSONResponse(batch_object(state, refreshed(batch), inline=inline))
 
+    @step("cancel")
     async def cancel_job(request: Request) -> Response:
-        if (denied := await guard(request, "cancel")) is not None:
-            return denied
         batch = job_or_404(request)
         if isinstance(batch, JSONResponse):
             return batch
@@ -754,9 +732,8 @@ def routes(state: EmulatorState) -> list[Route]:
         state.request_cancel(batch)
         return JSONResponse(batch_object(state, refreshed(batch)))
 
+    @step("delete")
     async def delete_job(request: Request) -> Response:
-        if (denied := await guard(request, "delete")) is not None:
-            return denied
         batch = job_or_404(request)
         if isinstance(batch, JSONResponse):
             return batch

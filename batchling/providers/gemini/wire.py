@@ -1,25 +1,14 @@
-"""Gemini Developer API batch adapter (Files API + batches), through `google.genai` (`.aio`).
-
-Requests go as a JSONL file of `{"key", "request": GenerateContentRequest}` lines uploaded with the
-resumable Files API; the batch's `displayName` carries batchling's metadata so that `find_batch`
-can recognise a batch after a crash. Two endpoints: `generateContent` (models/{m}:batchGenerateContent)
-and `embedContent` (models/{m}:asyncBatchEmbedContent, which the SDK marks experimental), whose
-lines are `{"key", "request": EmbedContentRequest}`.
-"""
+"""Gemini's batch lines, pure: a RawRequest as a GenerateContentRequest or EmbedContentRequest, the
+response schema as Gemini takes it, a result line as a Result, the batch operation as a
+BatchSnapshot."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import json
 import os
-import tempfile
 import urllib.parse
-import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any
 
 from batchling.errors import ConfigurationError, InputError
 from batchling.models import (
@@ -35,44 +24,17 @@ from batchling.models import (
     TextPart,
     Usage,
 )
-from batchling.providers import client_settings, content
 from batchling.providers.base import (
-    BatchLimits,
-    BatchRef,
     BatchSnapshot,
-    CreateHint,
-    LineEncoder,
-    ProviderInfo,
-    bound_encode,
 )
-from batchling.providers.retrying import Backoff, retrying
-from batchling.providers.text_input import embedding_text, refuse_response_format
-from batchling.records import ResultRecord, record_of
+from batchling.providers.gemini import INFO
+from batchling.providers.wire import content
+from batchling.providers.wire.text_input import embedding_text
 from batchling.structured import ResponseFormat
 
-if TYPE_CHECKING:
-    from google import genai
-    from google.genai import types as genai_types
-    from google.genai.client import AsyncClient
-
-GENERATE_CONTENT = "generateContent"
 EMBED_CONTENT = "embedContent"
 
-INFO = ProviderInfo(
-    name="gemini",
-    display_name="Google Gemini",
-    api_key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-    base_url_env=("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"),
-    # The endpoint names the model method each line is run with (models/{m}:batchGenerateContent).
-    endpoints=frozenset({GENERATE_CONTENT, EMBED_CONTENT}),
-    default_endpoint=GENERATE_CONTENT,
-    # gemini.md gives no request-count limit, only the 2 GB input file; the count bounds one
-    # chunk's download and polling work.
-    limits=BatchLimits(max_requests=100_000, max_bytes=2_000_000_000),
-    sdk="google-genai",
-    embedding_options={EMBED_CONTENT: frozenset({"dimensions", "task_type"})},
-    result_id_field="key",
-)
+
 # The EmbedContentRequest task types (proto enum TaskType), checked before a batch is sent.
 EMBEDDING_TASK_TYPES = (
     "RETRIEVAL_QUERY",
@@ -85,50 +47,26 @@ EMBEDDING_TASK_TYPES = (
     "CODE_RETRIEVAL_QUERY",
 )
 
-# The REST API sends BATCH_STATE_*; the SDK's typed objects hand out JOB_STATE_*. Both are mapped.
-STATUS_MAP: dict[str, Status] = {
-    "BATCH_STATE_PENDING": Status.QUEUED,
-    "BATCH_STATE_RUNNING": Status.RUNNING,
-    "BATCH_STATE_SUCCEEDED": Status.COMPLETED,
-    "BATCH_STATE_FAILED": Status.FAILED,
-    "BATCH_STATE_CANCELLED": Status.CANCELLED,
-    "BATCH_STATE_EXPIRED": Status.EXPIRED,
-    "BATCH_STATE_UNSPECIFIED": Status.UNKNOWN,
-    "JOB_STATE_QUEUED": Status.QUEUED,
-    "JOB_STATE_PENDING": Status.QUEUED,
-    "JOB_STATE_RUNNING": Status.RUNNING,
-    "JOB_STATE_UPDATING": Status.RUNNING,
-    "JOB_STATE_PAUSED": Status.QUEUED,
-    "JOB_STATE_CANCELLING": Status.CANCELLING,
-    "JOB_STATE_SUCCEEDED": Status.COMPLETED,
-    "JOB_STATE_PARTIALLY_SUCCEEDED": Status.COMPLETED,
-    "JOB_STATE_FAILED": Status.FAILED,
-    "JOB_STATE_CANCELLED": Status.CANCELLED,
-    "JOB_STATE_EXPIRED": Status.EXPIRED,
-    "JOB_STATE_UNSPECIFIED": Status.UNKNOWN,
-}
 
-# google-genai retries nothing and has no timeout unless told (README "Retries and timeouts").
-RETRY_INITIAL_DELAY = 0.5
-RETRY_MAX_DELAY = 8.0
-RETRY_JITTER = 0.25
-UPLOAD_ATTEMPTS = 3
-RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
-FIND_BATCH_SCAN_LIMIT = 1000
-LIST_PAGE_SIZE = 100
-JSONL_MIME_TYPE = "application/jsonl"
 DISPLAY_NAME_PREFIX = "batchling:"
+
+
 ROLE_NAMES = {"user": "user", "assistant": "model"}
+
+
 FILES_API_URL = "https://generativelanguage.googleapis.com/"
-# google-genai 3.x defaults the Developer API to v1; Google documents batches and files only under
-# v1beta (https://ai.google.dev/api/all-methods, https://ai.google.dev/api/batch-api).
-API_VERSION = "v1beta"
+
+
 # GenerationConfig.stopSequences, "up to 5" (https://ai.google.dev/api/generate-content).
 MAX_STOP_SEQUENCES = 5
+
+
 # Google documents no delay between BATCH_STATE_SUCCEEDED and its output appearing, but integrators
 # meet one (https://github.com/tidyverse/ellmer/pull/926): after this long past endTime without
 # output, polls raise instead of waiting on.
 RESULTS_GRACE_SECONDS = 3600.0
+
+
 # google.rpc.Code (googleapis/google/rpc/code.proto): batch result lines carry only the number.
 RPC_CODE_NAMES = {
     0: "OK",
@@ -150,14 +88,9 @@ RPC_CODE_NAMES = {
     16: "UNAUTHENTICATED",
 }
 
-T = TypeVar("T")
-
 
 def map_status(raw: str) -> Status:
-    return STATUS_MAP.get(raw, Status.UNKNOWN)
-
-
-# encode
+    return INFO.status_map.get(raw, Status.UNKNOWN)
 
 
 def _media_part(part: MediaPart, where: str) -> dict[str, Any]:
@@ -171,7 +104,7 @@ def _media_part(part: MediaPart, where: str) -> dict[str, Any]:
     if media.url is None:
         return {"inlineData": {"mimeType": media.media_type, "data": media.data}}
     if not media.url.startswith(FILES_API_URL):
-        # The batch input takes inline bytes; gemini.md documents no fetching of other URLs.
+        # The batch input takes inline bytes; PROTOCOL.md documents no fetching of other URLs.
         raise InputError(
             f"{where}: Gemini batch requests cannot fetch {media.kind}s from URLs "
             f"({media.url[:80]}); download it and give it as a local 'path' or a data URL "
@@ -325,8 +258,6 @@ def embedding_task_type(task_type: str, name: str) -> str:
     return upper
 
 
-# structured output
-
 # The OpenAPI-subset Schema's fields (GenerationConfig.responseSchema, v1beta reference), and the
 # JSON Schema keywords google-genai's own conversion (_transformers.process_schema) turns into them.
 OPENAPI_SCHEMA_KEYWORDS = frozenset(
@@ -355,9 +286,17 @@ OPENAPI_SCHEMA_KEYWORDS = frozenset(
         "maximum",
     }
 )
+
+
 CONVERTED_KEYWORDS = frozenset({"$ref", "const"})
+
+
 OPENAPI_TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object", "null"})
+
+
 SCHEMA_FIELD_ENV = "BATCHLING_GEMINI_SCHEMA_FIELD"
+
+
 SCHEMA_FIELDS = ("auto", "responseSchema", "responseJsonSchema")
 
 
@@ -462,9 +401,6 @@ def structured_output_config(response_format: ResponseFormat) -> dict[str, Any]:
     if converted is not None:
         return {"responseMimeType": "application/json", "responseSchema": converted}
     return {"responseMimeType": "application/json", "responseJsonSchema": response_format.schema}
-
-
-# decode
 
 
 def _embedding_values(response: dict[str, Any]) -> list[float] | None:
@@ -583,9 +519,6 @@ def decode_line(line: dict[str, Any]) -> Result:
     )
 
 
-# metadata in the display name
-
-
 def encode_display_name(metadata: dict[str, str]) -> str:
     return DISPLAY_NAME_PREFIX + urllib.parse.urlencode(sorted(metadata.items()))
 
@@ -599,7 +532,7 @@ def decode_display_name(display_name: str | None) -> dict[str, str] | None:
 
 
 def batch_name(batch_id: str) -> str:
-    """The SDK refuses a bare id (quirk 6): batches are always `batches/<id>`."""
+    """The SDK refuses a bare id (PROTOCOL.md, "batch names"): batches are always `batches/<id>`."""
     return batch_id if batch_id.startswith("batches/") else f"batches/{batch_id}"
 
 
@@ -679,296 +612,4 @@ def snapshot_from_operation(
         ),
         output_file_id=output.get("responsesFile") if isinstance(output, dict) else None,
         errors=errors,
-    )
-
-
-class GeminiProvider:
-    info: ClassVar[ProviderInfo] = INFO
-
-    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
-        self._api_key = api_key
-        self._base_url = base_url
-        # Kept for the adapter's lifetime: a dropped genai.Client closes its HTTP client (quirk 5).
-        self._genai: genai.Client | None = None
-
-    @property
-    def client(self) -> AsyncClient:
-        if self._genai is None:
-            from google import genai
-            from google.genai import types
-
-            self._genai = genai.Client(
-                api_key=self._api_key,
-                http_options=types.HttpOptions(
-                    base_url=self._base_url,
-                    api_version=API_VERSION,
-                    timeout=int(client_settings.timeout_seconds() * 1000),
-                    retry_options=types.HttpRetryOptions(
-                        attempts=client_settings.max_retries() + 1,
-                        initial_delay=RETRY_INITIAL_DELAY,
-                        max_delay=RETRY_MAX_DELAY,
-                        exp_base=2,
-                        jitter=RETRY_JITTER,
-                    ),
-                ),
-            )
-        return self._genai.aio
-
-    def encode(
-        self,
-        request: RawRequest,
-        *,
-        custom_id: str,
-        model: str,
-        endpoint: str,
-        response_format: ResponseFormat | None = None,
-    ) -> dict[str, Any]:
-        _check_endpoint(endpoint)
-        if endpoint == EMBED_CONTENT:
-            refuse_response_format(response_format, endpoint=endpoint)
-            body = encode_embed_request(request, custom_id=custom_id, model=model)
-            return {"key": custom_id, "request": body}
-        body = encode_request(request, custom_id=custom_id)
-        if response_format is not None:
-            body.setdefault("generationConfig", {}).update(
-                structured_output_config(response_format)
-            )
-        return {"key": custom_id, "request": body}
-
-    def line_encoder(
-        self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
-    ) -> LineEncoder:
-        if response_format is None or endpoint != GENERATE_CONTENT:
-            return bound_encode(
-                self, model=model, endpoint=endpoint, response_format=response_format
-            )
-        # Converted once: the same fields go in every line.
-        fields = structured_output_config(response_format)
-
-        def encode_line(request: RawRequest, custom_id: str) -> dict[str, Any]:
-            body = encode_request(request, custom_id=custom_id)
-            body.setdefault("generationConfig", {}).update(fields)
-            return {"key": custom_id, "request": body}
-
-        return encode_line
-
-    def decode(self, line: dict[str, Any]) -> Result:
-        return decode_line(line)
-
-    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
-        return record_of(self.decode(line))
-
-    async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
-        # The SDK retries the upload start, not the POST of the bytes: a failed one restarts.
-        uploaded = await _retrying(
-            lambda: self.client.files.upload(
-                file=chunk,
-                config={"mime_type": JSONL_MIME_TYPE, "display_name": name or chunk.name},
-            ),
-            attempts=min(UPLOAD_ATTEMPTS, client_settings.max_retries() + 1),
-        )
-        return uploaded.name
-
-    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
-        seen = 0
-        async for stored in await self.client.files.list(config={"page_size": LIST_PAGE_SIZE}):
-            if (
-                stored.display_name == name
-                and stored.size_bytes == size
-                and stored.name
-                and (stored.create_time is None or stored.create_time >= created_after)
-            ):
-                return stored.name
-            seen += 1
-            if seen >= FIND_BATCH_SCAN_LIMIT:
-                break
-        return None
-
-    async def create(
-        self,
-        chunk: Path,
-        *,
-        file_id: str | None,
-        model: str,
-        endpoint: str,
-        metadata: dict[str, str],
-    ) -> str:
-        _check_endpoint(endpoint)
-        if file_id is None:
-            raise ConfigurationError("Gemini batches need an uploaded input file: upload first.")
-        # One attempt: a retry of a creation that went unanswered could make a second batch;
-        # the manager retries, after looking for the first (see AsyncExperimentManager).
-        if endpoint == EMBED_CONTENT:
-            job = await self._create_embeddings(file_id, model=model, metadata=metadata)
-        else:
-            job = await self.client.batches.create(
-                model=model, src=file_id, config=_create_config(metadata)
-            )
-        if not job.name:
-            raise RuntimeError("Gemini answered the batch creation without a batch name.")
-        return job.name
-
-    async def _create_embeddings(
-        self, file_id: str, *, model: str, metadata: dict[str, str]
-    ) -> genai_types.BatchJob:
-        from google.genai import _common
-
-        # The SDK warns on every call that the method is experimental; batchling documents it.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", _common.ExperimentalWarning)
-            return await self.client.batches.create_embeddings(
-                model=model, src={"file_name": file_id}, config=_create_config(metadata)
-            )
-
-    async def find_batch(
-        self, metadata: dict[str, str], hint: CreateHint | None = None
-    ) -> str | None:
-        seen = 0
-        pager = await self.client.batches.list(config={"page_size": LIST_PAGE_SIZE})
-        async for job in pager:
-            carried = decode_display_name(job.display_name)
-            if (
-                carried is not None
-                and job.name
-                and all(carried.get(k) == v for k, v in metadata.items())
-            ):
-                return job.name
-            seen += 1
-            if seen >= FIND_BATCH_SCAN_LIMIT:
-                break
-        return None
-
-    async def poll(self, ref: BatchRef) -> BatchSnapshot:
-        name = batch_name(ref.batch_id)
-        # The SDK's BatchJob drops batchStats and the job error on the Developer API, so read
-        # the Operation as sent, through the SDK's own (retrying, timed) request path.
-        api_client = getattr(self.client, "_api_client", None)
-        if api_client is None or not hasattr(api_client, "async_request"):
-            return await self._poll_typed(name)
-        response = await _retrying(
-            lambda: api_client.async_request("get", name, {}, None), retry_if=_is_disconnect
-        )
-        return snapshot_from_operation(json.loads(response.body) if response.body else {})
-
-    async def _poll_typed(self, name: str) -> BatchSnapshot:
-        job = await self.client.batches.get(name=name)
-        raw = job.state.value if job.state is not None else "JOB_STATE_UNSPECIFIED"
-        status = map_status(raw)
-        if status == Status.COMPLETED:
-            dest = job.dest
-            has_output = dest is not None and bool(
-                dest.file_name or dest.inlined_responses or dest.inlined_embed_content_responses
-            )
-            ended = _timestamp(job.end_time) or _timestamp(job.update_time)
-            status = succeeded_status(name, has_output, ended)
-        return BatchSnapshot(
-            status=status,
-            provider_status=raw,
-            output_file_id=job.dest.file_name if job.dest else None,
-            errors=[job.error.message] if job.error and job.error.message else [],
-        )
-
-    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
-        if not snapshot.output_file_id:
-            return
-        # The SDK streams the download to a file; lines are then read from disk one at a time.
-        handle, temp_name = tempfile.mkstemp(prefix="batchling-gemini-", suffix=".jsonl")
-        os.close(handle)
-        temp = Path(temp_name)
-        try:
-            file_name = snapshot.output_file_id
-            await _retrying(lambda: self.client.files.download(file=file_name, destination=temp))
-            with temp.open("rb") as lines:
-                for raw in lines:
-                    if raw.strip():
-                        yield raw
-        finally:
-            temp.unlink(missing_ok=True)
-
-    async def cancel(self, ref: BatchRef) -> None:
-        from google.genai import errors
-
-        try:
-            await _retrying(
-                lambda: self.client.batches.cancel(name=batch_name(ref.batch_id)),
-                retry_if=_is_disconnect,
-            )
-        except errors.ClientError as error:
-            # A batch that ended meanwhile cannot be cancelled; there is nothing left to stop.
-            if error.status != "FAILED_PRECONDITION":
-                raise
-
-    async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
-        from google.genai import errors
-
-        names = [ref.input_file_id, snapshot.output_file_id if snapshot else None]
-        for name in filter(None, names):
-            try:
-                await self.client.files.delete(name=name)
-            except errors.ClientError as error:
-                if error.code != 404:
-                    raise
-
-    async def aclose(self) -> None:
-        if self._genai is not None:
-            await self._genai.aio.aclose()
-            self._genai.close()
-            self._genai = None
-
-
-def _check_endpoint(endpoint: str) -> None:
-    if endpoint not in INFO.endpoints:
-        raise ConfigurationError(
-            f"Provider 'gemini' does not accept endpoint '{endpoint}' for batches. "
-            f"Accepted: {', '.join(sorted(INFO.endpoints))}."
-        )
-
-
-def _is_transient(error: Exception) -> bool:
-    from google.genai import errors
-
-    if isinstance(error, errors.APIError):
-        return error.code in RETRYABLE_CODES
-    if isinstance(error, asyncio.TimeoutError):
-        return True
-    # httpx/httpx2 TransportError covers connect, read and timeout errors; aiohttp has its own.
-    return any(
-        (cls.__module__.split(".")[0] in {"httpx", "httpx2"} and cls.__name__ == "TransportError")
-        or (cls.__module__.split(".")[0] == "aiohttp" and cls.__name__ == "ClientConnectionError")
-        for cls in type(error).__mro__
-    )
-
-
-def _is_disconnect(error: Exception) -> bool:
-    """A connection closed without an answer: google-genai retries timeouts and refused
-    connections, but not this."""
-    return any(
-        cls.__module__.split(".")[0] in {"httpx", "httpx2"}
-        and cls.__name__ in {"ReadError", "WriteError", "RemoteProtocolError"}
-        for cls in type(error).__mro__
-    )
-
-
-def _create_config(metadata: dict[str, str]) -> Any:
-    """A batch creation's config: its display name, and a single attempt (the per-call retry
-    options replace the client's)."""
-    return {
-        "display_name": encode_display_name(metadata),
-        "http_options": {"retry_options": {"attempts": 1}},
-    }
-
-
-async def _retrying(
-    call: Callable[[], Awaitable[T]],
-    *,
-    attempts: int | None = None,
-    retry_if: Callable[[Exception], bool] = _is_transient,
-) -> T:
-    """Retry what google-genai does not retry itself: the upload's bytes, the download, and
-    (with retry_if=_is_disconnect) dropped connections on the other calls."""
-    return await retrying(
-        call,
-        attempts=attempts or client_settings.max_retries() + 1,
-        retry_if=retry_if,
-        backoff=Backoff(RETRY_INITIAL_DELAY, RETRY_MAX_DELAY, RETRY_JITTER),
     )

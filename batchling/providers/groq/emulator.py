@@ -1,4 +1,4 @@
-"""Groq's files + batches protocol (shared/providers/groq.md), served under /groq/openai/v1.
+"""Groq's files + batches protocol (PROTOCOL.md), served under /groq/openai/v1.
 
 A copy of OpenAI's protocol with Groq's own turns: paths carry `/openai/v1` below a base URL
 with no path, `completion_window` runs from 24h to 7d, a line with a bad `method` does not fail
@@ -13,12 +13,20 @@ import re
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from batchling.emulator import chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
-from batchling.emulator.openai import MAX_REQUESTS, PHASE_TIMESTAMP, STATUS, error
+from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
+from batchling.providers.openai_compatible.emulator import (
+    MAX_REQUESTS,
+    STATUS,
+    error,
+    file_and_batch_routes,
+    not_run_error,
+    phase_timestamps,
+)
 
 PROVIDER = "groq"
 PREFIX = "/groq"
@@ -30,8 +38,6 @@ MIN_WINDOW_HOURS = 24
 MAX_WINDOW_HOURS = 7 * 24
 LIST_PAGE_SIZE = 100
 MAX_LIST_IDS = 200
-EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
-CANCELLED_MESSAGE = "This request was not executed because the batch was cancelled."
 # Groq ids are ULIDs: "file_01jh6x76wtemjr74t1fh0faj5t", "batch_01jh6xa7reempvjyh6n3yst2zw"
 # (https://console.groq.com/docs/batch).
 GROQ_FILE_ID = ids.ulid("file_")
@@ -84,7 +90,7 @@ NO_JSON_SCHEMA = "This model does not support response format `json_schema`."
 
 
 def exports(base: str) -> dict[str, str]:
-    # No path: the SDK's own paths start with /openai/v1 (quirk 10).
+    # No path: the SDK's own paths start with /openai/v1 (PROTOCOL.md, "Groq paths").
     return {"GROQ_BASE_URL": f"{base}{PREFIX}", "GROQ_API_KEY": "emulator-key"}
 
 
@@ -130,9 +136,7 @@ def batch_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
         },
         "metadata": batch.metadata or None,
     }
-    for phase, key in PHASE_TIMESTAMP.items():
-        at = batch.phase_times.get(phase)
-        obj[key] = int(at) if at is not None else None
+    obj.update(phase_timestamps(batch))
     return obj
 
 
@@ -161,38 +165,33 @@ def validate_lines(
     skipped: list[dict[str, Any]] = []
     fatal: list[dict[str, Any]] = []
     seen: set[str] = set()
-    with stored.path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-            except json.JSONDecodeError:
-                fatal.append(
-                    {
-                        "code": "invalid_json_line",
-                        "line": number,
-                        "param": None,
-                        "message": "This line is not parseable as valid JSON.",
-                    }
-                )
-                continue
-            problem = _line_problem(line, seen)
-            if problem is not None:
-                code, message, param = problem
-                fatal.append({"code": code, "message": message, "param": param, "line": number})
-            elif line.get("method") != "POST":
-                skipped.append(
-                    {
-                        "code": "invalid_method",
-                        "param": "method",
-                        "line": number,
-                        "message": f"Method '{line.get('method')}' is not supported; only POST is.",
-                    }
-                )
-            else:
-                seen.add(line["custom_id"])
-                lines.append(line)
+    for number, line in numbered_lines(stored):
+        if line is NOT_JSON:
+            fatal.append(
+                {
+                    "code": "invalid_json_line",
+                    "line": number,
+                    "param": None,
+                    "message": "This line is not parseable as valid JSON.",
+                }
+            )
+            continue
+        problem = _line_problem(line, seen)
+        if problem is not None:
+            code, message, param = problem
+            fatal.append({"code": code, "message": message, "param": param, "line": number})
+        elif line.get("method") != "POST":
+            skipped.append(
+                {
+                    "code": "invalid_method",
+                    "param": "method",
+                    "line": number,
+                    "message": f"Method '{line.get('method')}' is not supported; only POST is.",
+                }
+            )
+        else:
+            seen.add(line["custom_id"])
+            lines.append(line)
     if len(lines) > MAX_REQUESTS:
         fatal.append(
             {
@@ -316,22 +315,8 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             )
             response = {"status_code": 500, "request_id": request_id, "body": body}
             failed.append({**base, "response": response, "error": None})
-        elif outcome == "expired":
-            failed.append(
-                {
-                    **base,
-                    "response": None,
-                    "error": {"code": "batch_expired", "message": EXPIRED_MESSAGE},
-                }
-            )
         else:
-            failed.append(
-                {
-                    **base,
-                    "response": None,
-                    "error": {"code": "batch_cancelled", "message": CANCELLED_MESSAGE},
-                }
-            )
+            failed.append({**base, "response": None, "error": not_run_error(outcome)})
     if output:
         batch.output_file_id = state.write_jsonl(
             PROVIDER,
@@ -355,16 +340,12 @@ def _not_found(what: str) -> JSONResponse:
 
 
 def routes(state: EmulatorState) -> list[Route]:
-    def refreshed(batch: EmulatedBatch) -> EmulatedBatch:
-        before = batch.phase
-        state.advance(batch)
-        if batch.phase.terminal and not before.terminal and batch.outcomes:
-            render(state, batch)
-        return batch
+    served = ProviderRoutes(state, PROVIDER, render)
+    refreshed = served.refreshed
+    step = served.step
 
+    @step("upload")
     async def upload(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "upload")) is not None:
-            return fault
         form = await request.form()
         upload_file = form.get("file")
         purpose = form.get("purpose")
@@ -389,41 +370,13 @@ def routes(state: EmulatorState) -> list[Route]:
         )
         return JSONResponse(file_object(stored))
 
+    @step("file")
     async def list_files(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "file")) is not None:
-            return fault
         files = [file_object(f) for f in state.files.values() if f.provider == PROVIDER]
         return JSONResponse({"object": "list", "data": files})
 
-    async def file_info(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "file")) is not None:
-            return fault
-        stored = state.get_file(PROVIDER, request.path_params["file_id"])
-        if stored is None:
-            return _not_found("File")
-        return JSONResponse(file_object(stored))
-
-    async def file_content(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "download")) is not None:
-            return fault
-        stored = state.get_file(PROVIDER, request.path_params["file_id"])
-        if stored is None:
-            return _not_found("File")
-        return FileResponse(
-            state.served_path(PROVIDER, stored), media_type="application/octet-stream"
-        )
-
-    async def delete_file(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "delete")) is not None:
-            return fault
-        file_id = request.path_params["file_id"]
-        if not state.delete_file(PROVIDER, file_id):
-            return _not_found("File")
-        return JSONResponse({"id": file_id, "object": "file", "deleted": True})
-
+    @step("create")
     async def create_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "create")) is not None:
-            return fault
         payload = await request.json()
         endpoint = payload.get("endpoint")
         if endpoint not in ENDPOINTS:
@@ -470,9 +423,8 @@ def routes(state: EmulatorState) -> list[Route]:
             batch.errors = skipped
         return JSONResponse(batch_object(state, batch))
 
+    @step("list")
     async def list_batches(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "list")) is not None:
-            return fault
         batches = sorted(state.list_batches(PROVIDER), key=lambda b: b.id, reverse=True)
         ids = request.query_params.getlist("id")
         if ids:
@@ -503,38 +455,12 @@ def routes(state: EmulatorState) -> list[Route]:
             }
         )
 
-    async def retrieve_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "poll")) is not None:
-            return fault
-        batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
-        if batch is None:
-            return _not_found("Batch")
-        return JSONResponse(batch_object(state, refreshed(batch)))
-
-    async def cancel_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "cancel")) is not None:
-            return fault
-        batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
-        if batch is None:
-            return _not_found("Batch")
-        refreshed(batch)
-        if batch.phase.terminal:
-            # No Groq-specific report found: OpenAI's 409 (see emulator/openai.py), whose API
-            # Groq's batches copy (https://console.groq.com/docs/batch).
-            return error(
-                409, f"Cannot cancel a batch with status '{STATUS[batch.phase]}'.", retry=False
-            )
-        state.request_cancel(batch)
-        return JSONResponse(batch_object(state, refreshed(batch)))
-
     return [
+        *file_and_batch_routes(
+            served, API, file_object=file_object, batch_object=batch_object, not_found=_not_found
+        ),
         Route(f"{API}/files", upload, methods=["POST"]),
         Route(f"{API}/files", list_files, methods=["GET"]),
-        Route(f"{API}/files/{{file_id}}", file_info, methods=["GET"]),
-        Route(f"{API}/files/{{file_id}}", delete_file, methods=["DELETE"]),
-        Route(f"{API}/files/{{file_id}}/content", file_content, methods=["GET"]),
         Route(f"{API}/batches", create_batch, methods=["POST"]),
         Route(f"{API}/batches", list_batches, methods=["GET"]),
-        Route(f"{API}/batches/{{batch_id}}", retrieve_batch, methods=["GET"]),
-        Route(f"{API}/batches/{{batch_id}}/cancel", cancel_batch, methods=["POST"]),
     ]

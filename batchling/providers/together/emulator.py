@@ -1,4 +1,4 @@
-"""Together AI's files + batches protocol (shared/providers/together.md), served under /together.
+"""Together AI's files + batches protocol (PROTOCOL.md), served under /together.
 
 Together's own turns: an upload is three requests (metadata POST answered by a 302 to a storage
 URL, a PUT of the raw bytes with no auth, then `/preprocess`), a re-upload of the same file is
@@ -16,11 +16,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
+from batchling.emulator.routing import ProviderRoutes
 
 PROVIDER = "together"
 PREFIX = "/together"
@@ -292,12 +293,9 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
 
 
 def routes(state: EmulatorState) -> list[Route]:
-    def refreshed(batch: EmulatedBatch) -> EmulatedBatch:
-        before = batch.phase
-        state.advance(batch)
-        if batch.phase.terminal and not before.terminal and batch.outcomes:
-            render(state, batch)
-        return batch
+    served = ProviderRoutes(state, PROVIDER, render, refuse=unauthorized)
+    refreshed = served.refreshed
+    step = served.step
 
     def duplicate_of(purpose: str, filename: str, checksum: str) -> StoredFile | None:
         for stored in state.files.values():
@@ -312,11 +310,8 @@ def routes(state: EmulatorState) -> list[Route]:
                 return stored
         return None
 
+    @step("upload")
     async def upload_init(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "upload")) is not None:
-            return fault
-        if (denied := unauthorized(request)) is not None:
-            return denied
         form = await request.form()
         fields = {name: form.get(name) for name in UPLOAD_FIELDS}
         missing = [
@@ -357,9 +352,8 @@ def routes(state: EmulatorState) -> list[Route]:
             location, status_code=302, headers={"X-Together-File-Id": stored.id}
         )
 
+    @step("upload", keyless=True)
     async def storage_put(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "upload")) is not None:
-            return fault
         stored = state.get_file(PROVIDER, request.path_params["file_id"])
         if stored is None or stored.extra.get("processing_status") != "PENDING":
             return Response("NoSuchUpload", status_code=404)
@@ -372,11 +366,8 @@ def routes(state: EmulatorState) -> list[Route]:
         stored.extra["uploaded"] = True
         return Response(status_code=200)
 
+    @step("upload")
     async def preprocess(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "upload")) is not None:
-            return fault
-        if (denied := unauthorized(request)) is not None:
-            return denied
         stored = state.get_file(PROVIDER, request.path_params["file_id"])
         if stored is None:
             return error(404, "File not found.", code="file_not_found")
@@ -395,12 +386,9 @@ def routes(state: EmulatorState) -> list[Route]:
             with stored.path.open("rb") as handle:
                 stored.extra["nlines"] = sum(1 for raw in handle if raw.strip())
 
+    @step("upload")
     async def direct_upload(request: Request) -> Response:
         """POST /v1/files/upload from the REST docs (the Python SDK does not use it)."""
-        if (fault := await state.before(PROVIDER, "upload")) is not None:
-            return fault
-        if (denied := unauthorized(request)) is not None:
-            return denied
         form = await request.form()
         upload = form.get("file")
         purpose = form.get("purpose")
@@ -428,51 +416,34 @@ def routes(state: EmulatorState) -> list[Route]:
         finish_upload(stored)
         return JSONResponse(file_object(stored))
 
+    @step("file")
     async def list_files(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "file")) is not None:
-            return fault
-        if (denied := unauthorized(request)) is not None:
-            return denied
         files = [f for f in state.files.values() if f.provider == PROVIDER]
         return JSONResponse({"data": [file_object(f) for f in files]})
 
+    @step("file")
     async def retrieve_file(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "file")) is not None:
-            return fault
-        if (denied := unauthorized(request)) is not None:
-            return denied
         stored = state.get_file(PROVIDER, request.path_params["file_id"])
         if stored is None:
             return error(404, "File not found.", code="file_not_found")
         return JSONResponse(file_object(stored))
 
+    @step("download")
     async def file_content(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "download")) is not None:
-            return fault
-        if (denied := unauthorized(request)) is not None:
-            return denied
-        stored = state.get_file(PROVIDER, request.path_params["file_id"])
-        if stored is None:
-            return error(404, "File not found.", code="file_not_found")
-        return FileResponse(
-            state.served_path(PROVIDER, stored), media_type="application/octet-stream"
+        return served.download(
+            request.path_params["file_id"],
+            lambda: error(404, "File not found.", code="file_not_found"),
         )
 
+    @step("delete")
     async def delete_file(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "delete")) is not None:
-            return fault
-        if (denied := unauthorized(request)) is not None:
-            return denied
         file_id = request.path_params["file_id"]
         if not state.delete_file(PROVIDER, file_id):
             return error(404, "File not found.", code="file_not_found")
         return JSONResponse({"id": file_id, "deleted": True})
 
+    @step("create")
     async def create_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "create")) is not None:
-            return fault
-        if (denied := unauthorized(request)) is not None:
-            return denied
         try:
             payload = await request.json()
         except json.JSONDecodeError:
@@ -528,29 +499,20 @@ def routes(state: EmulatorState) -> list[Route]:
             answer["warning"] = f"completion_window '{window}' was ignored: batches run within 24h."
         return JSONResponse(answer, status_code=201)
 
+    @step("list")
     async def list_batches(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "list")) is not None:
-            return fault
-        if (denied := unauthorized(request)) is not None:
-            return denied
         batches = sorted(state.list_batches(PROVIDER), key=lambda b: b.id, reverse=True)
         return JSONResponse([job_object(state, refreshed(b)) for b in batches])
 
+    @step("poll")
     async def retrieve_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "poll")) is not None:
-            return fault
-        if (denied := unauthorized(request)) is not None:
-            return denied
         batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
         if batch is None:
             return error(404, "Batch job not found.", code="not_found")
         return JSONResponse(job_object(state, refreshed(batch)))
 
+    @step("cancel")
     async def cancel_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "cancel")) is not None:
-            return fault
-        if (denied := unauthorized(request)) is not None:
-            return denied
         batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
         if batch is None:
             return error(404, "Batch job not found.", code="not_found")

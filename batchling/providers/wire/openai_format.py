@@ -19,7 +19,7 @@ from batchling.models import (
     TextPart,
     Usage,
 )
-from batchling.providers import content
+from batchling.providers.wire import content
 from batchling.records import ResultRecord
 from batchling.structured import ResponseFormat, strict_json_schema
 

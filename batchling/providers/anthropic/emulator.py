@@ -1,4 +1,4 @@
-"""Anthropic's Message Batches protocol (shared/providers/anthropic.md), served under /anthropic.
+"""Anthropic's Message Batches protocol (PROTOCOL.md), served under /anthropic.
 
 Requests arrive inline in the create call; results are one JSONL stream per batch at a
 relative `results_url`, which the SDK joins to its base URL (so it stays on the emulator).
@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase
+from batchling.emulator.routing import ProviderRoutes
 
 PROVIDER = "anthropic"
 PREFIX = "/anthropic"
@@ -332,13 +333,14 @@ def validate_requests(payload: Any) -> tuple[list[dict[str, Any]], str | None]:
     return requests, None
 
 
+def ended(before: Phase, batch: EmulatedBatch) -> bool:
+    return batch.phase.terminal and not before.terminal
+
+
 def routes(state: EmulatorState) -> list[Route]:
-    def refreshed(batch: EmulatedBatch) -> EmulatedBatch:
-        before = batch.phase
-        state.advance(batch)
-        if batch.phase.terminal and not before.terminal:
-            render(state, batch)
-        return batch
+    served = ProviderRoutes(state, PROVIDER, render, refuse=check_headers, renders_when=ended)
+    refreshed = served.refreshed
+    step = served.step
 
     def find(request: Request) -> EmulatedBatch | None:
         batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
@@ -351,11 +353,8 @@ def routes(state: EmulatorState) -> list[Route]:
             type_="not_found_error",
         )
 
+    @step("create")
     async def create_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "create")) is not None:
-            return fault
-        if (refused := check_headers(request)) is not None:
-            return refused
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return error(
@@ -378,11 +377,8 @@ def routes(state: EmulatorState) -> list[Route]:
         )
         return JSONResponse(batch_object(batch))
 
+    @step("list")
     async def list_batches(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "list")) is not None:
-            return fault
-        if (refused := check_headers(request)) is not None:
-            return refused
         try:
             limit = int(request.query_params.get("limit", 20))
         except ValueError:
@@ -408,19 +404,13 @@ def routes(state: EmulatorState) -> list[Route]:
             }
         )
 
+    @step("poll")
     async def retrieve_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "poll")) is not None:
-            return fault
-        if (refused := check_headers(request)) is not None:
-            return refused
         batch = find(request)
         return JSONResponse(batch_object(batch)) if batch is not None else not_found(request)
 
+    @step("cancel")
     async def cancel_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "cancel")) is not None:
-            return fault
-        if (refused := check_headers(request)) is not None:
-            return refused
         batch = find(request)
         if batch is None:
             return not_found(request)
@@ -429,11 +419,8 @@ def routes(state: EmulatorState) -> list[Route]:
         state.request_cancel(batch)
         return JSONResponse(batch_object(refreshed(batch)))
 
+    @step("download")
     async def batch_results(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "download")) is not None:
-            return fault
-        if (refused := check_headers(request)) is not None:
-            return refused
         batch = find(request)
         if batch is None:
             return not_found(request)
@@ -442,11 +429,8 @@ def routes(state: EmulatorState) -> list[Route]:
             return error(400, f"Message Batch '{batch.id}' has not ended: no results yet.")
         return FileResponse(state.served_path(PROVIDER, stored), media_type="application/binary")
 
+    @step("delete")
     async def delete_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "delete")) is not None:
-            return fault
-        if (refused := check_headers(request)) is not None:
-            return refused
         batch = find(request)
         if batch is None:
             return not_found(request)

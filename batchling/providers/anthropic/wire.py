@@ -1,22 +1,13 @@
-"""Anthropic Message Batches adapter, through `anthropic.AsyncAnthropic`.
-
-Requests go inline in the create call (there is no file upload), and results stream from the
-batch's `results_url`. Anthropic requires `max_tokens` on every request: a request without one
-is sent with `DEFAULT_MAX_TOKENS` (1024).
-"""
+"""Anthropic's Message Batches lines, pure: a RawRequest as one request's params (content, system,
+thinking, structured output), a result line as a Result, a batch as a BatchSnapshot."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
-import json
-from collections.abc import AsyncIterator
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from batchling.errors import AmbiguousBatchError, ConfigurationError, InputError
+from batchling.errors import InputError
 from batchling.models import (
     DocumentPart,
     ImagePart,
@@ -30,58 +21,39 @@ from batchling.models import (
     TextPart,
     Usage,
 )
-from batchling.providers import client_settings, content
+from batchling.providers.anthropic import INFO
 from batchling.providers.base import (
-    BatchLimits,
-    BatchRef,
     BatchSnapshot,
-    CreateHint,
-    LineEncoder,
-    ProviderInfo,
-    bound_encode,
 )
-from batchling.records import ResultRecord, record_of
+from batchling.providers.wire import content
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
-    from anthropic import AsyncAnthropic
     from anthropic.types.messages import MessageBatch
 
-MESSAGES_ENDPOINT = "/v1/messages"
 
-INFO = ProviderInfo(
-    name="anthropic",
-    display_name="Anthropic",
-    api_key_env=("ANTHROPIC_API_KEY",),
-    base_url_env=("ANTHROPIC_BASE_URL",),
-    endpoints=frozenset({MESSAGES_ENDPOINT}),
-    default_endpoint=MESSAGES_ENDPOINT,
-    # "256 MB" counted in decimal megabytes, to stay under the limit whichever way it is meant.
-    limits=BatchLimits(
-        max_requests=100_000,
-        max_bytes=256 * 1000 * 1000,
-        custom_id_pattern=r"^[a-zA-Z0-9_-]{1,64}$",
-    ),
-    sdk="anthropic",
-)
-
-# Anthropic has three batch states; `ended` is refined by map_status() from the batch's fields.
-STATUS_MAP: dict[str, Status] = {
-    "in_progress": Status.RUNNING,
-    "canceling": Status.CANCELLING,
-    "ended": Status.COMPLETED,
-}
-
-# How many batches, newest first, find_batch looks at for one whose creation was interrupted.
-FIND_BATCH_SCAN_LIMIT = 1000
 DEFAULT_MAX_TOKENS = 1024
+
+
 MAX_TEMPERATURE = 1.0
+
+
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+
 DOCUMENT_MEDIA_TYPES = frozenset({"application/pdf", "text/plain"})
+
+
 # `reasoning` levels as extended-thinking budgets (in tokens); 1024 is Anthropic's minimum.
 THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+
+
 MIN_THINKING_BUDGET = 1024
+
+
 MIN_THINKING_TOP_P = 0.95
+
+
 # Models with structured outputs, as of 2026-12-06: the structured-outputs page
 # (https://platform.claude.com/docs/en/build-with-claude/structured-outputs) lists Opus 4.6,
 # Sonnet 4.6, Sonnet 4.5, Opus 4.5 and Haiku 4.5; Opus 4.7 per Vertex AI's Claude page.
@@ -97,16 +69,13 @@ STRUCTURED_OUTPUT_MODELS = (
 
 def map_status(raw: str, *, cancel_initiated: bool = False, expired: int = 0) -> Status:
     """`ended` is CANCELLED once a cancel was initiated, EXPIRED when requests expired."""
-    status = STATUS_MAP.get(raw, Status.UNKNOWN)
+    status = INFO.status_map.get(raw, Status.UNKNOWN)
     if status is Status.COMPLETED:
         if cancel_initiated:
             return Status.CANCELLED
         if expired > 0:
             return Status.EXPIRED
     return status
-
-
-# encode
 
 
 def encode_image(part: ImagePart, where: str) -> dict[str, Any]:
@@ -317,9 +286,6 @@ def add_thinking(params: dict[str, Any], request: RawRequest, *, custom_id: str)
     params["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
 
-# decode
-
-
 def message_text(message: dict[str, Any]) -> str | None:
     blocks = message.get("content")
     if not isinstance(blocks, list):
@@ -422,158 +388,3 @@ def snapshot_of(batch: MessageBatch) -> BatchSnapshot:
         # Anthropic has no output files: the one results stream is where they are.
         output_file_id=batch.results_url,
     )
-
-
-class AnthropicProvider:
-    info: ClassVar[ProviderInfo] = INFO
-
-    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
-        self._api_key = api_key
-        self._base_url = base_url
-        self._client: AsyncAnthropic | None = None
-
-    @property
-    def client(self) -> AsyncAnthropic:
-        if self._client is None:
-            from anthropic import AsyncAnthropic
-
-            self._client = AsyncAnthropic(
-                api_key=self._api_key,
-                base_url=self._base_url,
-                max_retries=client_settings.max_retries(),
-                timeout=client_settings.timeout_seconds(),
-            )
-        return self._client
-
-    def encode(
-        self,
-        request: RawRequest,
-        *,
-        custom_id: str,
-        model: str,
-        endpoint: str,
-        response_format: ResponseFormat | None = None,
-    ) -> dict[str, Any]:
-        if endpoint != MESSAGES_ENDPOINT:
-            raise ConfigurationError(
-                f"Anthropic batches take only the '{MESSAGES_ENDPOINT}' endpoint, not '{endpoint}'."
-            )
-        params = encode_params(request, custom_id=custom_id, model=model)
-        if response_format is not None:
-            params["output_config"] = output_config(response_format, model=model)
-        return {"custom_id": custom_id, "params": params}
-
-    def line_encoder(
-        self, *, model: str, endpoint: str, response_format: ResponseFormat | None = None
-    ) -> LineEncoder:
-        if response_format is None:
-            return bound_encode(self, model=model, endpoint=endpoint, response_format=None)
-        try:
-            shared = output_config(response_format, model=model)
-        except InputError:
-            # Raised by each request, as `encode` does.
-            return bound_encode(
-                self, model=model, endpoint=endpoint, response_format=response_format
-            )
-
-        def encode_line(request: RawRequest, custom_id: str) -> dict[str, Any]:
-            line = self.encode(request, custom_id=custom_id, model=model, endpoint=endpoint)
-            line["params"]["output_config"] = shared
-            return line
-
-        return encode_line
-
-    def decode(self, line: dict[str, Any]) -> Result:
-        return decode_line(line)
-
-    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
-        return record_of(self.decode(line))
-
-    async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
-        return None
-
-    async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
-        return None  # requests go inline: there are no input files
-
-    async def create(
-        self,
-        chunk: Path,
-        *,
-        file_id: str | None,
-        model: str,
-        endpoint: str,
-        metadata: dict[str, str],
-    ) -> str:
-        with chunk.open("rb") as handle:
-            requests = [json.loads(raw) for raw in handle if raw.strip()]
-        # One attempt: a retry of a creation that went unanswered could make a second batch;
-        # the manager retries, after looking for the first (see AsyncExperimentManager).
-        once = self.client.with_options(max_retries=0)
-        batch = await once.messages.batches.create(requests=requests)
-        return batch.id
-
-    async def find_batch(
-        self, metadata: dict[str, str], hint: CreateHint | None = None
-    ) -> str | None:
-        # Anthropic batches carry no metadata (nor any other caller-chosen field): a batch whose
-        # creation was interrupted is recognised by when it was made and how many requests it
-        # holds, among those no other chunk has recorded and nobody has cancelled.
-        if hint is None or hint.created_after is None or hint.request_count is None:
-            return None
-        candidates: list[str] = []
-        seen = 0
-        async for batch in self.client.messages.batches.list(limit=100):  # newest first
-            if batch.created_at < hint.created_after or seen >= FIND_BATCH_SCAN_LIMIT:
-                break
-            seen += 1
-            counts = batch.request_counts
-            total = (
-                counts.processing
-                + counts.succeeded
-                + counts.errored
-                + counts.canceled
-                + counts.expired
-            )
-            if (
-                total == hint.request_count
-                and batch.cancel_initiated_at is None
-                and batch.id not in hint.exclude
-            ):
-                candidates.append(batch.id)
-        if len(candidates) > 1:
-            raise AmbiguousBatchError(candidates)
-        return candidates[0] if candidates else None
-
-    async def poll(self, ref: BatchRef) -> BatchSnapshot:
-        return snapshot_of(await self.client.messages.batches.retrieve(ref.batch_id))
-
-    async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
-        streaming = self.client.messages.batches.with_streaming_response
-        async with streaming.results(ref.batch_id) as response:
-            async for line in response.iter_lines():
-                if line.strip():
-                    yield line
-
-    async def cancel(self, ref: BatchRef) -> None:
-        from anthropic import BadRequestError
-
-        try:
-            await self.client.messages.batches.cancel(ref.batch_id)
-        except BadRequestError:
-            # The batch may have ended between the last poll and this call: nothing to cancel.
-            batch = await self.client.messages.batches.retrieve(ref.batch_id)
-            if batch.processing_status != "ended":
-                raise
-
-    async def delete_remote(self, ref: BatchRef, snapshot: BatchSnapshot | None) -> None:
-        """Delete the batch itself: it is what holds the requests and results at Anthropic."""
-        from anthropic import NotFoundError
-
-        if not ref.batch_id:
-            return
-        with contextlib.suppress(NotFoundError):
-            await self.client.messages.batches.delete(ref.batch_id)
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()

@@ -1,4 +1,4 @@
-"""OpenAI's files + batches protocol (shared/providers/openai.md), served under /openai/v1."""
+"""OpenAI's files + batches protocol (PROTOCOL.md), served under /openai/v1."""
 
 from __future__ import annotations
 
@@ -8,11 +8,20 @@ from typing import Any, overload
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from batchling.emulator import answers, chat, ids, media
-from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
+from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
+from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
+from batchling.providers.openai_compatible.emulator import (
+    MAX_REQUESTS,
+    STATUS,
+    error,
+    file_and_batch_routes,
+    not_run_error,
+    phase_timestamps,
+)
 
 PROVIDER = "openai"
 PREFIX = "/openai"
@@ -40,43 +49,9 @@ MODERATION_CATEGORIES = (
     "violence/graphic",
 )
 
-STATUS = {
-    Phase.VALIDATING: "validating",
-    Phase.RUNNING: "in_progress",
-    Phase.FINALIZING: "finalizing",
-    Phase.CANCELLING: "cancelling",
-    Phase.COMPLETED: "completed",
-    Phase.FAILED: "failed",
-    Phase.EXPIRED: "expired",
-    Phase.CANCELLED: "cancelled",
-}
-PHASE_TIMESTAMP = {
-    "running": "in_progress_at",
-    "finalizing": "finalizing_at",
-    "completed": "completed_at",
-    "failed": "failed_at",
-    "expired": "expired_at",
-    "cancelling": "cancelling_at",
-    "cancelled": "cancelled_at",
-}
-
 
 def exports(base: str) -> dict[str, str]:
     return {"OPENAI_BASE_URL": f"{base}{PREFIX}/v1", "OPENAI_API_KEY": "emulator-key"}
-
-
-def error(
-    status: int,
-    message: str,
-    *,
-    type_: str = "invalid_request_error",
-    param: str | None = None,
-    retry: bool = True,
-) -> JSONResponse:
-    headers = {} if retry else {"x-should-retry": "false"}
-    return JSONResponse(
-        chat.error_body(message, type_=type_, param=param), status_code=status, headers=headers
-    )
 
 
 def file_object(stored: StoredFile) -> dict[str, Any]:
@@ -117,9 +92,7 @@ def batch_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
         },
         "metadata": batch.metadata or None,
     }
-    for phase, key in PHASE_TIMESTAMP.items():
-        at = batch.phase_times.get(phase)
-        obj[key] = int(at) if at is not None else None
+    obj.update(phase_timestamps(batch))
     if batch.phase.terminal and batch.outcomes:
         obj["usage"] = batch.extra.get("usage")
     return obj
@@ -149,8 +122,6 @@ class StoredLines(Sequence[dict[str, Any]]):
         return lines[index]
 
 
-# A batch input file holds at most this many requests (OpenAI and Groq alike).
-MAX_REQUESTS = 50_000
 ORGANIZATION = "org-emulator"
 # Files API reference (https://platform.openai.com/docs/api-reference/files/create): "The Batch
 # API only supports .jsonl files up to 200 MB in size"; the live refusal is a 400 "File is too
@@ -166,73 +137,68 @@ def _validate_lines(
     model: str | None = None
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
-    with stored.path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                errors.append(
-                    {
-                        "code": "invalid_json_line",
-                        "message": "This line is not parseable as valid JSON.",
-                        "param": None,
-                        "line": number,
-                    }
-                )
-                continue
-            custom_id = line.get("custom_id") if isinstance(line, dict) else None
-            if not isinstance(custom_id, str):
-                errors.append(
-                    {
-                        "code": "missing_required_parameter",
-                        "message": "Missing required parameter: 'custom_id'.",
-                        "param": "custom_id",
-                        "line": number,
-                    }
-                )
-            elif custom_id in seen:
-                errors.append(
-                    {
-                        "code": "duplicate_custom_id",
-                        "message": f"The custom_id '{custom_id}' is duplicated.",
-                        "param": "custom_id",
-                        "line": number,
-                    }
-                )
-            elif line.get("method") != "POST":
-                errors.append(
-                    {
-                        "code": "invalid_value",
-                        "message": "Only POST is supported.",
-                        "param": "method",
-                        "line": number,
-                    }
-                )
-            elif line.get("url") != endpoint:
-                errors.append(
-                    {
-                        "code": "mismatched_url",
-                        "message": f"The url '{line.get('url')}' does not match the batch endpoint '{endpoint}'.",
-                        "param": "url",
-                        "line": number,
-                    }
-                )
-            elif not isinstance(line.get("body"), dict):
-                errors.append(
-                    {
-                        "code": "missing_required_parameter",
-                        "message": "Missing required parameter: 'body'.",
-                        "param": "body",
-                        "line": number,
-                    }
-                )
-            else:
-                seen.add(custom_id)
-                if not custom_ids:
-                    model = line["body"].get("model")
-                custom_ids.append(custom_id)
+    for number, line in numbered_lines(stored, orjson.loads):
+        if line is NOT_JSON:
+            errors.append(
+                {
+                    "code": "invalid_json_line",
+                    "message": "This line is not parseable as valid JSON.",
+                    "param": None,
+                    "line": number,
+                }
+            )
+            continue
+        custom_id = line.get("custom_id") if isinstance(line, dict) else None
+        if not isinstance(custom_id, str):
+            errors.append(
+                {
+                    "code": "missing_required_parameter",
+                    "message": "Missing required parameter: 'custom_id'.",
+                    "param": "custom_id",
+                    "line": number,
+                }
+            )
+        elif custom_id in seen:
+            errors.append(
+                {
+                    "code": "duplicate_custom_id",
+                    "message": f"The custom_id '{custom_id}' is duplicated.",
+                    "param": "custom_id",
+                    "line": number,
+                }
+            )
+        elif line.get("method") != "POST":
+            errors.append(
+                {
+                    "code": "invalid_value",
+                    "message": "Only POST is supported.",
+                    "param": "method",
+                    "line": number,
+                }
+            )
+        elif line.get("url") != endpoint:
+            errors.append(
+                {
+                    "code": "mismatched_url",
+                    "message": f"The url '{line.get('url')}' does not match the batch endpoint '{endpoint}'.",
+                    "param": "url",
+                    "line": number,
+                }
+            )
+        elif not isinstance(line.get("body"), dict):
+            errors.append(
+                {
+                    "code": "missing_required_parameter",
+                    "message": "Missing required parameter: 'body'.",
+                    "param": "body",
+                    "line": number,
+                }
+            )
+        else:
+            seen.add(custom_id)
+            if not custom_ids:
+                model = line["body"].get("model")
+            custom_ids.append(custom_id)
     if len(custom_ids) > MAX_REQUESTS:
         errors.append(
             {
@@ -520,36 +486,21 @@ def _failed_line(batch: EmulatedBatch, index: int, custom_id: str, outcome: str)
             "response": {"status_code": 500, "request_id": f"req_{index}", "body": body},
             "error": None,
         }
-    if outcome == "expired":
-        return {
-            **base,
-            "response": None,
-            "error": {
-                "code": "batch_expired",
-                "message": "This request could not be executed before the completion window expired.",
-            },
-        }
-    return {
-        **base,
-        "response": None,
-        "error": {
-            "code": "batch_cancelled",
-            "message": "This request was not executed because the batch was cancelled.",
-        },
-    }
+    return {**base, "response": None, "error": not_run_error(outcome)}
 
 
 def routes(state: EmulatorState) -> list[Route]:
-    def refreshed(batch: EmulatedBatch) -> EmulatedBatch:
-        before = batch.phase
-        state.advance(batch)
-        if batch.phase.terminal and not before.terminal and batch.outcomes:
-            render(state, batch)
-        return batch
+    served = ProviderRoutes(state, PROVIDER, render)
 
+    def not_found(what: str) -> Response:
+        message = "No such File object." if what == "File" else "No batch found with that id."
+        return error(404, message, retry=False)
+
+    refreshed = served.refreshed
+    step = served.step
+
+    @step("upload")
     async def upload(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "upload")) is not None:
-            return fault
         form = await request.form()
         upload_file = form.get("file")
         purpose = form.get("purpose")
@@ -571,9 +522,8 @@ def routes(state: EmulatorState) -> list[Route]:
         )
         return JSONResponse(file_object(stored))
 
+    @step("list")
     async def list_files(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "list")) is not None:
-            return fault
         limit = max(1, min(10_000, int(request.query_params.get("limit", 10_000))))
         after = request.query_params.get("after")
         purpose = request.query_params.get("purpose")
@@ -597,35 +547,8 @@ def routes(state: EmulatorState) -> list[Route]:
             }
         )
 
-    async def retrieve_file(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "file")) is not None:
-            return fault
-        stored = state.get_file(PROVIDER, request.path_params["file_id"])
-        if stored is None:
-            return error(404, "No such File object.", retry=False)
-        return JSONResponse(file_object(stored))
-
-    async def file_content(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "download")) is not None:
-            return fault
-        stored = state.get_file(PROVIDER, request.path_params["file_id"])
-        if stored is None:
-            return error(404, "No such File object.", retry=False)
-        return FileResponse(
-            state.served_path(PROVIDER, stored), media_type="application/octet-stream"
-        )
-
-    async def delete_file(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "delete")) is not None:
-            return fault
-        file_id = request.path_params["file_id"]
-        if not state.delete_file(PROVIDER, file_id):
-            return error(404, "No such File object.", retry=False)
-        return JSONResponse({"id": file_id, "object": "file", "deleted": True})
-
+    @step("create")
     async def create_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "create")) is not None:
-            return fault
         payload = await request.json()
         endpoint = payload.get("endpoint")
         if endpoint not in ENDPOINTS:
@@ -673,9 +596,8 @@ def routes(state: EmulatorState) -> list[Route]:
             state.fail_batch(batch, errors)
         return JSONResponse(batch_object(state, batch))
 
+    @step("list")
     async def list_batches(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "list")) is not None:
-            return fault
         limit = max(1, min(100, int(request.query_params.get("limit", 20))))
         after = request.query_params.get("after")
         batches = sorted(state.list_batches(PROVIDER), key=lambda b: b.id, reverse=True)
@@ -692,38 +614,12 @@ def routes(state: EmulatorState) -> list[Route]:
             }
         )
 
-    async def retrieve_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "poll")) is not None:
-            return fault
-        batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
-        if batch is None:
-            return error(404, "No batch found with that id.", retry=False)
-        return JSONResponse(batch_object(state, refreshed(batch)))
-
-    async def cancel_batch(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "cancel")) is not None:
-            return fault
-        batch = state.get_batch(PROVIDER, request.path_params["batch_id"])
-        if batch is None:
-            return error(404, "No batch found with that id.", retry=False)
-        refreshed(batch)
-        if batch.phase.terminal:
-            # The live 409 as integrators quote it (BerriAI/litellm tests/batches_tests, a
-            # ConflictError "Cannot cancel a batch with status 'completed'.", code and param null).
-            return error(
-                409, f"Cannot cancel a batch with status '{STATUS[batch.phase]}'.", retry=False
-            )
-        state.request_cancel(batch)
-        return JSONResponse(batch_object(state, refreshed(batch)))
-
     return [
+        *file_and_batch_routes(
+            served, "/v1", file_object=file_object, batch_object=batch_object, not_found=not_found
+        ),
         Route("/v1/files", upload, methods=["POST"]),
         Route("/v1/files", list_files, methods=["GET"]),
-        Route("/v1/files/{file_id}", retrieve_file, methods=["GET"]),
-        Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
-        Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
         Route("/v1/batches", create_batch, methods=["POST"]),
         Route("/v1/batches", list_batches, methods=["GET"]),
-        Route("/v1/batches/{batch_id}", retrieve_batch, methods=["GET"]),
-        Route("/v1/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
     ]

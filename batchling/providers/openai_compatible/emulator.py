@@ -1,0 +1,138 @@
+"""The emulator's part of OpenAI's files + batches protocol that every provider speaking it
+shares: statuses, error bodies, and the routes that read, download and delete a file and read
+and cancel a batch. A provider's `emulator.py` adds its upload, create and list routes and its
+quirks. Like every emulator module, it reads the documentation, not the adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from batchling.emulator import chat
+from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
+from batchling.emulator.routing import ProviderRoutes
+
+STATUS = {
+    Phase.VALIDATING: "validating",
+    Phase.RUNNING: "in_progress",
+    Phase.FINALIZING: "finalizing",
+    Phase.CANCELLING: "cancelling",
+    Phase.COMPLETED: "completed",
+    Phase.FAILED: "failed",
+    Phase.EXPIRED: "expired",
+    Phase.CANCELLED: "cancelled",
+}
+PHASE_TIMESTAMP = {
+    "running": "in_progress_at",
+    "finalizing": "finalizing_at",
+    "completed": "completed_at",
+    "failed": "failed_at",
+    "expired": "expired_at",
+    "cancelling": "cancelling_at",
+    "cancelled": "cancelled_at",
+}
+# A batch input file holds at most this many requests (OpenAI and Groq alike).
+MAX_REQUESTS = 50_000
+EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
+CANCELLED_MESSAGE = "This request was not executed because the batch was cancelled."
+
+FileObject = Callable[[StoredFile], dict[str, Any]]
+BatchObject = Callable[[EmulatorState, EmulatedBatch], dict[str, Any]]
+NotFound = Callable[[str], Response]
+"""'File' or 'Batch' -> the provider's 404."""
+
+
+def error(
+    status: int,
+    message: str,
+    *,
+    type_: str = "invalid_request_error",
+    param: str | None = None,
+    retry: bool = True,
+) -> JSONResponse:
+    headers = {} if retry else {"x-should-retry": "false"}
+    return JSONResponse(
+        chat.error_body(message, type_=type_, param=param), status_code=status, headers=headers
+    )
+
+
+def phase_timestamps(batch: EmulatedBatch) -> dict[str, int | None]:
+    """`in_progress_at`, `completed_at`, ...: when the batch entered each phase, or None."""
+    return {
+        key: int(at) if (at := batch.phase_times.get(phase)) is not None else None
+        for phase, key in PHASE_TIMESTAMP.items()
+    }
+
+
+def not_run_error(outcome: str) -> dict[str, str]:
+    """The `error` of an output line whose request never ran (expired or cancelled)."""
+    if outcome == "expired":
+        return {"code": "batch_expired", "message": EXPIRED_MESSAGE}
+    return {"code": "batch_cancelled", "message": CANCELLED_MESSAGE}
+
+
+def file_and_batch_routes(
+    served: ProviderRoutes,
+    api: str,
+    *,
+    file_object: FileObject,
+    batch_object: BatchObject,
+    not_found: NotFound,
+) -> list[Route]:
+    """GET and DELETE /files/{id}, GET /files/{id}/content, GET /batches/{id} and
+    POST /batches/{id}/cancel, under `api` (the provider's path prefix)."""
+    state, provider, step = served.state, served.provider, served.step
+
+    @step("file")
+    async def retrieve_file(request: Request) -> Response:
+        stored = state.get_file(provider, request.path_params["file_id"])
+        if stored is None:
+            return not_found("File")
+        return JSONResponse(file_object(stored))
+
+    @step("download")
+    async def file_content(request: Request) -> Response:
+        return served.download(request.path_params["file_id"], lambda: not_found("File"))
+
+    @step("delete")
+    async def delete_file(request: Request) -> Response:
+        file_id = request.path_params["file_id"]
+        if not state.delete_file(provider, file_id):
+            return not_found("File")
+        return JSONResponse({"id": file_id, "object": "file", "deleted": True})
+
+    @step("poll")
+    async def retrieve_batch(request: Request) -> Response:
+        batch = state.get_batch(provider, request.path_params["batch_id"])
+        if batch is None:
+            return not_found("Batch")
+        return JSONResponse(batch_object(state, served.refreshed(batch)))
+
+    @step("cancel")
+    async def cancel_batch(request: Request) -> Response:
+        batch = state.get_batch(provider, request.path_params["batch_id"])
+        if batch is None:
+            return not_found("Batch")
+        served.refreshed(batch)
+        if batch.phase.terminal:
+            # The live 409 as integrators quote it (BerriAI/litellm tests/batches_tests, a
+            # ConflictError "Cannot cancel a batch with status 'completed'.", code and param null).
+            # No Groq-specific report found: Groq's batches copy this API
+            # (https://console.groq.com/docs/batch).
+            return error(
+                409, f"Cannot cancel a batch with status '{STATUS[batch.phase]}'.", retry=False
+            )
+        state.request_cancel(batch)
+        return JSONResponse(batch_object(state, served.refreshed(batch)))
+
+    return [
+        Route(f"{api}/files/{{file_id}}", retrieve_file, methods=["GET"]),
+        Route(f"{api}/files/{{file_id}}", delete_file, methods=["DELETE"]),
+        Route(f"{api}/files/{{file_id}}/content", file_content, methods=["GET"]),
+        Route(f"{api}/batches/{{batch_id}}", retrieve_batch, methods=["GET"]),
+        Route(f"{api}/batches/{{batch_id}}/cancel", cancel_batch, methods=["POST"]),
+    ]

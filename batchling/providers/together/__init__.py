@@ -1,0 +1,10 @@
+"""Together AI's Batch API: files (uploaded through storage) + batch jobs.
+
+The folder: `provider.toml` (settings, limits, statuses, prices: data), `wire.py` (pure
+encode/decode), `adapter.py` (I/O over the official SDK), `emulator.py` (the emulator's routes),
+`PROTOCOL.md` (the wire protocol and its quirks).
+"""
+
+from batchling.providers.base import load_info
+
+INFO = load_info(__name__)
