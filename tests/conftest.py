@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from batchling.emulator import Emulator, EmulatorConfig
+from batchling.providers import PROVIDERS
+from batchling.providers.registry import provider_info
 
 KEY_VARIABLES = (
     "OPENAI_API_KEY",
@@ -27,6 +29,14 @@ BASE_URL_VARIABLES = (
     "MISTRAL_BASE_URL",
     "TOGETHER_BASE_URL",
 )
+# Every variable a provider folder reads, and the ones its SDK reads on its own.
+PROVIDER_VARIABLES = tuple(
+    {
+        var
+        for name in PROVIDERS
+        for var in provider_info(name).api_key_env + provider_info(name).base_url_env
+    }
+) + ("OPENAI_API_VERSION", "AZURE_OPENAI_AD_TOKEN")
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +44,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test may touch a real user's database or reach a real provider."""
     home = tmp_path / "batchling-home"
     monkeypatch.setenv("BATCHLING_HOME", str(home))
-    for name in KEY_VARIABLES + BASE_URL_VARIABLES:
+    for name in KEY_VARIABLES + BASE_URL_VARIABLES + PROVIDER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     return home
 

@@ -14,7 +14,7 @@ from batchling.providers import PROVIDERS
 from tests.helpers import question, request_dicts
 
 # Gemini returns no results for a batch that did not succeed; the others keep finished work.
-KEEPS_PARTIAL_RESULTS = {"openai", "anthropic", "groq", "mistral", "together"}
+DROPS_PARTIAL_RESULTS = {"gemini"}
 PROGRESS = [
     Status.SUBMITTING,
     Status.VALIDATING,
@@ -110,7 +110,7 @@ async def test_cancel_mid_run(
     results = await manager.get_results("stop")
     statuses = {r.status for r in results}
     assert len(results) == 40 and "cancelled" in statuses and statuses <= {"succeeded", "cancelled"}
-    assert ("succeeded" in statuses) == (provider in KEEPS_PARTIAL_RESULTS)
+    assert ("succeeded" in statuses) == (provider not in DROPS_PARTIAL_RESULTS)
 
 
 async def test_expiry(manager: AsyncExperimentManager, emulator: Emulator, provider: str) -> None:
@@ -121,4 +121,4 @@ async def test_expiry(manager: AsyncExperimentManager, emulator: Emulator, provi
     results = await manager.get_results("conf")
     statuses = {r.status for r in results}
     assert len(results) == 40 and "expired" in statuses and statuses <= {"succeeded", "expired"}
-    assert ("succeeded" in statuses) == (provider in KEEPS_PARTIAL_RESULTS)
+    assert ("succeeded" in statuses) == (provider not in DROPS_PARTIAL_RESULTS)

@@ -12,4 +12,5 @@ PROVIDERS: tuple[str, ...] = (
     "groq",
     "mistral",
     "together",
+    "azure",
 )
