@@ -13,4 +13,5 @@ PROVIDERS: tuple[str, ...] = (
     "mistral",
     "together",
     "azure",
+    "compatible",
 )
