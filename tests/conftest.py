@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from batchling.emulator import Emulator, EmulatorConfig
-from batchling.providers import PROVIDERS
-from batchling.providers.registry import provider_info
+from batchling.providers.registry import provider_info, provider_names
 
 KEY_VARIABLES = (
     "OPENAI_API_KEY",
@@ -29,14 +28,18 @@ BASE_URL_VARIABLES = (
     "MISTRAL_BASE_URL",
     "TOGETHER_BASE_URL",
 )
-# Every variable a provider folder reads, and the ones its SDK reads on its own.
-PROVIDER_VARIABLES = tuple(
-    {
-        var
-        for name in PROVIDERS
-        for var in provider_info(name).api_key_env + provider_info(name).base_url_env
-    }
-) + ("OPENAI_API_VERSION", "AZURE_OPENAI_AD_TOKEN")
+# Every variable a provider or built-in profile reads, and those its SDK reads on its own.
+PROVIDER_VARIABLES = (
+    *sorted(
+        {
+            var
+            for name in provider_names(include_user=False)
+            for var in provider_info(name).api_key_env + provider_info(name).base_url_env
+        }
+    ),
+    "OPENAI_API_VERSION",
+    "AZURE_OPENAI_AD_TOKEN",
+)
 
 
 @pytest.fixture(autouse=True)

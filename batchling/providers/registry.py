@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Mapping
+from types import ModuleType
 
 from batchling.errors import ConfigurationError, MissingApiKeyError
 from batchling.providers import PROVIDERS, client_settings
@@ -22,6 +23,26 @@ def profile_folders(*, include_user: bool = True) -> dict[str, str]:
         if hasattr(package, "profile_infos"):
             found |= dict.fromkeys(package.profile_infos(include_user=include_user), folder)
     return found
+
+
+def _profile_keeper() -> ModuleType:
+    """The provider folder that keeps user profiles (its package has `add_profile`)."""
+    for folder in PROVIDERS:
+        package = importlib.import_module(f"batchling.providers.{folder}")
+        if hasattr(package, "add_profile"):
+            return package
+    raise ConfigurationError("No provider folder keeps user profiles.")
+
+
+def add_profile(name: str, fields: dict[str, object]) -> str:
+    """Save a user provider profile (base URL, key variable's name, limits...); returns where."""
+    saved: str = _profile_keeper().add_profile(name, fields)
+    return saved
+
+
+def remove_profile(name: str) -> str:
+    removed: str = _profile_keeper().remove_profile(name)
+    return removed
 
 
 def provider_names(*, include_user: bool = True) -> list[str]:

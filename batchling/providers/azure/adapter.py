@@ -27,7 +27,7 @@ DEFAULT_API_VERSION = "2024-10-21"
 class AzureOpenAIProvider(OpenAIProvider):
     info: ClassVar[ProviderInfo] = INFO
 
-    def _new_client(self) -> AsyncAzureOpenAI:  # type: ignore[override]
+    def _new_client(self) -> AsyncAzureOpenAI:
         from openai import AsyncAzureOpenAI
 
         if not self._base_url:

@@ -24,3 +24,20 @@ def profile_infos(*, include_user: bool = True) -> dict[str, ProviderInfo]:
     from batchling.providers.compatible.profiles import profiles
 
     return {name: profile.info for name, profile in profiles(include_user=include_user).items()}
+
+
+def add_profile(name: str, fields: dict[str, object]) -> str:
+    """Save a user profile (the registry's hook for `batchling providers add`); returns the
+    file it went to. `fields` are a profile's TOML keys: never a key, only its variable's name."""
+    from batchling.providers import PROVIDERS
+    from batchling.providers.compatible import profiles
+
+    profile = profiles.make_profile(fields, name=name, where="batchling providers add")
+    taken = set(PROVIDERS) | set(profiles.built_in())
+    return str(profiles.add_profile(profile, taken=taken))
+
+
+def remove_profile(name: str) -> str:
+    from batchling.providers.compatible import profiles
+
+    return str(profiles.remove_profile(name))
