@@ -53,9 +53,11 @@ class AzureOpenAIProvider(OpenAIProvider):
         return bound_encode(self, model=model, endpoint=endpoint, response_format=response_format)
 
     async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
-        # Azure's file list takes `purpose` only: no order, limit or paging (PROTOCOL.md).
+        # Azure's file list takes `purpose` only and has no `has_more`: one page, read whole (the
+        # SDK's auto-paging would ask for the same page again and again; PROTOCOL.md).
         since = created_after.timestamp()
-        async for stored in self.client.files.list(purpose="batch"):
+        page = await self.client.files.list(purpose="batch")
+        for stored in page.data:
             if stored.filename == name and stored.bytes == size and stored.created_at >= since:
                 return stored.id
         return None
