@@ -111,7 +111,7 @@ def test_removing_an_unknown_profile_says_which_exist(isolated_home: Path) -> No
 def test_a_broken_profiles_file_is_named_in_the_error(isolated_home: Path) -> None:
     isolated_home.mkdir(parents=True, exist_ok=True)
     (isolated_home / "providers.toml").write_text("[x\n")
-    with pytest.raises(ConfigurationError, match="providers.toml: not valid TOML"):
+    with pytest.raises(ConfigurationError, match=r"providers\.toml: not valid TOML"):
         registry.provider_names()
 
 
