@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from batchling.capturing import capture
     from batchling.compare import Comparison
     from batchling.errors import (
         BatchlingError,
         ConfigurationError,
         CostLimitError,
+        DryRun,
         ExperimentExistsError,
         ExperimentNotFoundError,
         InputError,
@@ -44,6 +46,8 @@ _EXPORTS: dict[str, str] = {
     "BatchRecord": "batchling.models",
     "BatchlingError": "batchling.errors",
     "Comparison": "batchling.compare",
+    "DryRun": "batchling.errors",
+    "capture": "batchling.capturing",
     "ConfigurationError": "batchling.errors",
     "CostLimitError": "batchling.errors",
     "DocumentPart": "batchling.models",
@@ -78,6 +82,7 @@ __all__ = [
     "ConfigurationError",
     "CostLimitError",
     "DocumentPart",
+    "DryRun",
     "Experiment",
     "ExperimentCost",
     "ExperimentExistsError",
@@ -99,6 +104,7 @@ __all__ = [
     "StudyNotFoundError",
     "TextPart",
     "Usage",
+    "capture",
 ]
 
 

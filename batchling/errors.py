@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class BatchlingError(Exception):
     """Base class: the CLI prints these as one line and exits non-zero."""
@@ -69,6 +71,10 @@ class StoreError(BatchlingError):
     """The local database cannot be opened or is not a batchling database."""
 
 
+class ReadOnlyStoreError(StoreError):
+    """The local database can be read but not written (its file or directory is read-only)."""
+
+
 class CostLimitError(BatchlingError):
     """Starting would cost more than the limit the user set, or the cost cannot be estimated."""
 
@@ -103,3 +109,14 @@ class AmbiguousBatchError(BatchlingError):
             message or f"Several batches could be the one being created: {', '.join(candidates)}."
         )
         self.candidates = candidates
+
+
+class DryRun(BaseException):
+    """Raised by every call captured by `batchling.capture(..., dry_run=True)` once the requests
+    are collected: nothing was sent. `plan` holds the count and cost estimate per provider and
+    model (`plan.summary()`). A BaseException, like KeyboardInterrupt, so that an SDK's retry
+    loop or a framework's `except Exception` passes it on instead of retrying or wrapping it."""
+
+    def __init__(self, plan: Any) -> None:
+        super().__init__(plan.summary())
+        self.plan = plan

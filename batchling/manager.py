@@ -164,6 +164,9 @@ class AsyncExperimentManager:
         # The cyclic GC pauses while results download (~20% less CPU), for the whole process:
         # set False where other work must keep collecting meanwhile (a web app, say).
         self.pause_gc_during_downloads = True
+        # Where adapters read API keys and base URLs (None: os.environ); capture mode adds the
+        # keys its intercepted SDK calls carried, held in memory only.
+        self.provider_env: dict[str, str] | None = None
         self._store: Store | None = None
         self._providers: dict[tuple[str, str | None], Provider] = {}
         # Response-format classes given at create through this manager, by experiment name.
@@ -194,7 +197,7 @@ class AsyncExperimentManager:
         key = (experiment.provider, experiment.base_url)
         if key not in self._providers:
             self._providers[key] = registry.create_provider(
-                experiment.provider, base_url=experiment.base_url
+                experiment.provider, base_url=experiment.base_url, env=self.provider_env
             )
         return self._providers[key]
 

@@ -139,9 +139,17 @@ class ResultSequence(Sequence[Result]):
         return self._convert(result) if self._convert is not None else result
 
     def _query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        from batchling.store import connect_for_reading, database_error
+
         with self._lock:
             if self._connection is None:
-                # Reads only, under the lock: a sequence made in a worker thread (Jupyter's
-                # loop) is read in the user's.
-                self._connection = sqlite3.connect(self._db_path, check_same_thread=False)
-            return self._connection.execute(sql, parameters).fetchall()
+                # Under the lock: a sequence made in a worker thread (Jupyter's loop) is read
+                # in the user's.
+                self._connection = connect_for_reading(self._db_path)
+            try:
+                return self._connection.execute(sql, parameters).fetchall()
+            except sqlite3.DatabaseError as error:
+                problem = database_error(error, self._db_path)
+                if problem is None:
+                    raise
+                raise problem from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from batchling.errors import (
     ExperimentExistsError,
     ExperimentNotFoundError,
     InvalidStateError,
+    ReadOnlyStoreError,
     StoreError,
 )
 from batchling.inputs import duplicate_id_error
@@ -50,6 +52,7 @@ _TERMINAL_MARKS = ",".join("?" * len(_TERMINAL_VALUES))
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+S = TypeVar("S", bound=type)
 
 APPLICATION_ID = 0x6274636C
 """SQLite's `PRAGMA application_id` of a batchling database ("btcl"), set when it is created."""
@@ -210,7 +213,7 @@ def database_error(error: BaseException, path: Path) -> StoreError | None:
             "restore a backup."
         )
     if "readonly" in text or "read-only" in text:
-        return StoreError(
+        return ReadOnlyStoreError(
             f"The database {path} is read-only ({text}): list, status, results and export work; "
             "to change anything, make the file and its directory writable."
         )
@@ -220,6 +223,39 @@ def database_error(error: BaseException, path: Path) -> StoreError | None:
             "and can be read."
         )
     return StoreError(f"The database {path} cannot be used ({text}).")
+
+
+# immutable: a directory we cannot write has no -shm file to coordinate readers with, and
+# nobody can be writing there either.
+READ_ONLY_QUERIES = ("mode=ro", "mode=ro&immutable=1")
+
+
+def _needs_immutable(error: sqlite3.OperationalError) -> bool:
+    """Without a -shm file SQLite fails a WAL database as "unable to open" or, for a read-only
+    file, "attempt to write a readonly database" (SQLITE_READONLY_CANTINIT,
+    sqlite.org/wal.html#readonly)."""
+    text = str(error)
+    return "unable to open" in text or "readonly" in text
+
+
+def connect_for_reading(path: Path) -> sqlite3.Connection:
+    """A blocking connection that only reads (ResultSequence's), opened as open_for_reading
+    opens the store; its errors a user can meet are StoreError's one line."""
+    for query in READ_ONLY_QUERIES:
+        connection = sqlite3.connect(f"{path.as_uri()}?{query}", uri=True, check_same_thread=False)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return connection
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            if query == READ_ONLY_QUERIES[-1] or not (
+                isinstance(error, sqlite3.OperationalError) and _needs_immutable(error)
+            ):
+                problem = database_error(error, path)
+                if problem is None:
+                    raise
+                raise problem from None
+    raise AssertionError("unreachable")
 
 
 async def _has_json_arrows(db: aiosqlite.Connection) -> bool:
@@ -273,6 +309,52 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _explained(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method` whose SQLite errors a user can meet are StoreError's one line."""
+
+    def explain(store: Store, error: sqlite3.DatabaseError) -> StoreError | None:
+        return database_error(error, store.path)
+
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def rows(self: Store, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            try:
+                async for row in method(self, *args, **kwargs):
+                    yield row
+            except sqlite3.DatabaseError as error:
+                problem = explain(self, error)
+                if problem is None:
+                    raise
+                raise problem from None
+
+        return rows
+
+    @functools.wraps(method)
+    async def call(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as error:
+            problem = explain(self, error)
+            if problem is None:
+                raise
+            raise problem from None
+
+    return call
+
+
+def _explains_database_errors(cls: S) -> S:
+    """Every public read and write of the store: a damaged page met while reading, say, is the
+    same one line through the Python API as through the CLI, never a raw sqlite3 error."""
+    for name, method in list(vars(cls).items()):
+        if not name.startswith("_") and (
+            inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
+        ):
+            setattr(cls, name, _explained(method))
+    return cls
+
+
+@_explains_database_errors
 class Store:
     """Open with `await Store.open(path)`; close with `await store.close()` or `async with`."""
 
@@ -332,9 +414,7 @@ class Store:
         _check_header(path)
         db = None
         try:
-            # immutable: a directory we cannot write has no -shm file to coordinate readers with,
-            # and nobody can be writing there either.
-            for query in ("mode=ro", "mode=ro&immutable=1"):
+            for query in READ_ONLY_QUERIES:
                 db = await _connect(f"{path.resolve().as_uri()}?{query}", uri=True)
                 try:
                     state = await _schema_state(db, path)
@@ -342,7 +422,7 @@ class Store:
                 except sqlite3.OperationalError as error:
                     await db.close()
                     db = None
-                    if "unable to open" not in str(error) or "immutable" in query:
+                    if query == READ_ONLY_QUERIES[-1] or not _needs_immutable(error):
                         raise
             assert db is not None
             if state.empty:
@@ -915,9 +995,18 @@ class Store:
                         claims[path] = Claim(name, role)
         return claims
 
+    async def claim_file(self, experiment_name: str, path: Path, role: str) -> bool:
+        """Claim one more file (an export) for the experiment, at once and for good. False when
+        the database is read-only: the file is then written unclaimed, as by another program
+        (writing over it later needs `overwrite`), so that exports work from a read-only copy."""
+        try:
+            await self._claim_one(experiment_name, path, role)
+        except ReadOnlyStoreError:
+            return False
+        return True
+
     @_serialized
-    async def claim_file(self, experiment_name: str, path: Path, role: str) -> None:
-        """Claim one more file (an export) for the experiment, at once and for good."""
+    async def _claim_one(self, experiment_name: str, path: Path, role: str) -> None:
         await self._claim(await self._experiment_id(experiment_name), [(path, role)])
 
     async def _experiment_id(self, name: str) -> int:

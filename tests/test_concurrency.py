@@ -61,21 +61,23 @@ def test_80_processes_on_one_new_database_crash_none_and_store_every_result_once
                 os.killpg(process.pid, signal.SIGKILL)
     for process, _, err in outcomes:
         assert process.returncode == 0 and "Error" not in err and "Traceback" not in err, err
-    for index, (_, out, _) in enumerate(outcomes[:PIPELINES]):
+    for index, (_, out, err) in enumerate(outcomes[:PIPELINES]):
         ids = [json.loads(line)["custom_id"] for line in out.splitlines() if line.startswith("{")]
-        assert ids == [f"p{index}-sample-{n}" for n in range(REQUESTS)]
-    for _, out, _ in outcomes[PIPELINES:]:
-        assert all(json.loads(line)["name"].startswith("p") for line in out.splitlines())
+        assert ids == [f"p{index}-sample-{n}" for n in range(REQUESTS)], (out, err)
+    for _, out, err in outcomes[PIPELINES:]:
+        names = [json.loads(line)["name"] for line in out.splitlines()]
+        assert all(name.startswith("p") for name in names), (out, err)
 
-    assert emulator.state.calls[("groq", "create")] - creates_before == PIPELINES
+    creates = emulator.state.calls[("groq", "create")] - creates_before
+    assert creates == PIPELINES, [err for _, _, err in outcomes]
     with sqlite3.connect(db) as connection:
         statuses = connection.execute("SELECT name, status FROM experiments").fetchall()
         stored = connection.execute(
             "SELECT COUNT(*), COUNT(DISTINCT experiment_id || '/' || custom_id) FROM results"
         ).fetchone()
     connection.close()
-    assert sorted(statuses) == sorted((f"p{i}", "completed") for i in range(PIPELINES))
-    assert stored == (PIPELINES * REQUESTS, PIPELINES * REQUESTS)
+    assert sorted(statuses) == sorted((f"p{i}", "completed") for i in range(PIPELINES)), statuses
+    assert stored == (PIPELINES * REQUESTS, PIPELINES * REQUESTS), stored
     for index in range(PIPELINES):
         folder = tmp_path / "batchling-home" / "experiments" / f"p{index}"
         lines = read_jsonl(folder / "results.jsonl")

@@ -482,3 +482,64 @@ def test_the_cli_says_why_delete_was_refused(tmp_path: Path, emulator: Emulator)
     assert created.returncode == 0, created.stderr
     assert_one_error_line(cli("delete", "e", "--yes", db=path), "still running at the provider")
     assert cli("status", "e", db=path).returncode == 0
+
+
+# Damaged pages met while reading through the Python API: StoreError's one line, never sqlite3's.
+
+
+async def _finished_experiment(path: Path, emulator: Emulator, requests: int) -> None:
+    async with AsyncExperimentManager(path) as manager:
+        await manager.create_experiment(
+            "done",
+            provider="openai",
+            model="gpt-4o-mini",
+            raw_requests=request_dicts(requests),
+            results_file_path=path.with_name("done.jsonl"),
+            processed_file_path=path.with_name("done-input.jsonl"),
+        )
+        await manager.start_experiment("done")
+        await manager.wait("done", poll_interval=0.05, timeout=120)
+        assert len(await manager.get_results("done")) == requests
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
+def _results_pages(path: Path) -> tuple[int, int]:
+    """The results table's root page and the file's last page, as 0-based indexes."""
+    with sqlite3.connect(path) as db:
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'results'").fetchone()
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.close()
+    return int(root[0]) - 1, int(pages) - 1
+
+
+@pytest.mark.parametrize("which", ["results-root", "last"])
+async def test_damaged_pages_met_reading_results_through_the_python_api_are_one_line(
+    tmp_path: Path, emulator: Emulator, which: str
+) -> None:
+    path = tmp_path / "damaged.db"
+    await _finished_experiment(path, emulator, requests=400)
+    root, last = _results_pages(path)
+    _damage(path, root if which == "results-root" else last, b"\xab")
+    async with AsyncExperimentManager(path) as manager:
+        with pytest.raises(StoreError, match=r"is damaged \(.*\): recover .*\.recover"):
+            results = await manager.get_results("done")
+            # A sequence reads pages on access: the damage is met while reading them.
+            assert sum(1 for _ in results) == 400
+            [result async for result in manager.iter_results("done")]
+            await manager.export_rows("done")
+
+
+def test_damaged_pages_through_the_blocking_api_are_one_line(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    from batchling import ExperimentManager
+
+    path = tmp_path / "damaged.db"
+    asyncio.run(_finished_experiment(path, emulator, requests=400))
+    _damage(path, _results_pages(path)[0], b"\0")
+    manager = ExperimentManager(path)
+    assert [e.name for e in manager.list_experiments()] == ["done"]
+    with pytest.raises(StoreError, match=r"is damaged"):
+        list(manager.get_results("done"))

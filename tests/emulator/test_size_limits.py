@@ -21,8 +21,8 @@ from batchling.providers.mistral import adapter as mistral
 from batchling.providers.mistral import emulator as mistral_emulator
 from batchling.providers.openai import adapter as openai
 from batchling.providers.openai import emulator as openai_emulator
-from batchling.providers.together import adapter as together
 from batchling.providers.together import emulator as together_emulator
+from batchling.providers.together import wire as together
 
 MB = 1000 * 1000
 

@@ -17,12 +17,8 @@ import pytest
 from batchling.emulator import Emulator, Fault
 from batchling.errors import ConfigurationError, InputError, MissingApiKeyError
 from batchling.models import ImagePart, RawMessage, RawRequest, Status, TextPart
-from batchling.providers.anthropic.adapter import (
-    DEFAULT_MAX_TOKENS,
-    INFO,
-    AnthropicProvider,
-    map_status,
-)
+from batchling.providers.anthropic.adapter import INFO, AnthropicProvider
+from batchling.providers.anthropic.wire import DEFAULT_MAX_TOKENS, map_status
 from batchling.providers.base import BatchRef, BatchSnapshot
 from batchling.providers.registry import create_provider
 from tests.conftest import env_without

@@ -17,7 +17,8 @@ from batchling import AsyncExperimentManager, Status
 from batchling.emulator import Emulator
 from batchling.errors import InputError
 from batchling.models import RawRequest
-from batchling.providers.anthropic.adapter import AnthropicProvider, supports_structured_output
+from batchling.providers.anthropic.adapter import AnthropicProvider
+from batchling.providers.anthropic.wire import supports_structured_output
 from batchling.providers.base import BatchRef
 from batchling.structured import response_format_from
 from tests.helpers import read_jsonl, request_dicts

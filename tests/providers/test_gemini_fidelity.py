@@ -21,14 +21,14 @@ from batchling.emulator import Emulator
 from batchling.errors import InputError, ProviderError
 from batchling.models import RawRequest, Status
 from batchling.providers.base import BatchRef
-from batchling.providers.gemini import adapter as gemini_module
+from batchling.providers.gemini import wire as gemini_wire
 from batchling.providers.gemini.adapter import (
     EMBED_CONTENT,
     GeminiProvider,
-    ResultsNotPublishedError,
     decode_line,
     snapshot_from_operation,
 )
+from batchling.providers.gemini.wire import ResultsNotPublishedError
 from batchling.providers.registry import create_provider
 from batchling.structured import response_format_from
 
@@ -217,7 +217,7 @@ async def test_results_that_never_come_are_a_resumable_error_not_no_result(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emulator.config.gemini_output_lag_polls = 10_000
-    monkeypatch.setattr(gemini_module, "RESULTS_GRACE_SECONDS", -1.0)
+    monkeypatch.setattr(gemini_wire, "RESULTS_GRACE_SECONDS", -1.0)
     requests = [
         {"id": f"q{i}", "messages": [{"role": "user", "content": FRANCE}]} for i in range(2)
     ]

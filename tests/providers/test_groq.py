@@ -15,12 +15,8 @@ from batchling.errors import InputError, MissingApiKeyError
 from batchling.models import RawRequest, Result, Status
 from batchling.providers.base import BatchRef, BatchSnapshot
 from batchling.providers.groq import emulator as groq_emulator
-from batchling.providers.groq.adapter import (
-    INFO,
-    GroqProvider,
-    batch_errors,
-    map_status,
-)
+from batchling.providers.groq.adapter import INFO, GroqProvider, batch_errors
+from batchling.providers.groq.wire import map_status
 from batchling.providers.registry import create_provider
 from tests.conftest import env_without
 from tests.helpers import poll_until, question, until_terminal

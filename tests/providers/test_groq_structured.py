@@ -16,7 +16,8 @@ from batchling import AsyncExperimentManager, Status
 from batchling.emulator import Emulator
 from batchling.models import RawRequest
 from batchling.providers.base import BatchRef
-from batchling.providers.groq.adapter import GroqProvider, supports_strict_json_schema
+from batchling.providers.groq.adapter import GroqProvider
+from batchling.providers.groq.wire import supports_strict_json_schema
 from batchling.structured import response_format_from, strict_json_schema
 from tests.helpers import request_dicts
 

@@ -18,12 +18,7 @@ from batchling.emulator import Emulator, Fault
 from batchling.errors import ConfigurationError, InputError, MissingApiKeyError
 from batchling.models import RawRequest, Result, Status
 from batchling.providers.base import BatchRef, BatchSnapshot
-from batchling.providers.mistral.adapter import (
-    INFO,
-    MistralProvider,
-    decode_line,
-    map_status,
-)
+from batchling.providers.mistral.adapter import INFO, MistralProvider, decode_line, map_status
 from batchling.providers.registry import create_provider
 from tests.conftest import env_without
 from tests.helpers import poll_until, until_terminal

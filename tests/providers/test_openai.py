@@ -13,7 +13,8 @@ from batchling.emulator import Emulator, Fault
 from batchling.models import RawRequest, Status
 from batchling.providers.base import BatchRef
 from batchling.providers.openai import INFO
-from batchling.providers.openai.adapter import OpenAIProvider, map_status
+from batchling.providers.openai.adapter import OpenAIProvider
+from batchling.providers.openai.wire import map_status
 from batchling.providers.registry import create_provider
 
 CHAT = "/v1/chat/completions"

@@ -25,9 +25,9 @@ from batchling.providers.together.adapter import (
     TogetherProvider,
     job_of,
     jsonl_path,
-    map_status,
     snapshot_of,
 )
+from batchling.providers.together.wire import map_status
 from tests.conftest import env_without
 from tests.helpers import poll_until, until_terminal
 

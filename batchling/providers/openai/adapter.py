@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from typing_extensions import Unpack
 
-from batchling.models import RawRequest, Result, Status
+from batchling.models import RawRequest, Result
 from batchling.providers.base import (
     CreateHint,
     EncodeArgs,
@@ -17,25 +17,22 @@ from batchling.providers.base import (
     bound_encode,
 )
 from batchling.providers.openai import INFO
+from batchling.providers.openai.wire import EMBEDDINGS, MODERATIONS, encode_body
 from batchling.providers.openai_compatible.client import (
     FIND_BATCH_SCAN_LIMIT,
     FilesAndBatchesProvider,
 )
 from batchling.providers.wire import openai_format
-from batchling.providers.wire.text_input import (
-    embedding_text,
-    moderation_texts,
-    refuse_response_format,
-)
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
+
 CHAT = "/v1/chat/completions"
+
+
 RESPONSES = "/v1/responses"
-EMBEDDINGS = "/v1/embeddings"
-MODERATIONS = "/v1/moderations"
 
 
 TOKEN_LIMIT_HINT = (
@@ -47,40 +44,6 @@ TOKEN_LIMIT_HINT = (
 
 # OpenAI deprecated `max_tokens` for chat, and its reasoning models refuse it.
 CHAT_MAX_TOKENS = "max_completion_tokens"
-
-
-def map_status(raw: str) -> Status:
-    return INFO.status_map.get(raw, Status.UNKNOWN)
-
-
-def encode_body(
-    request: RawRequest,
-    *,
-    custom_id: str,
-    model: str,
-    endpoint: str,
-    fmt: ResponseFormat | None,
-) -> dict[str, Any]:
-    """The body of a /v1/responses, /v1/embeddings or /v1/moderations line."""
-    if endpoint == MODERATIONS:
-        refuse_response_format(fmt, endpoint=endpoint)
-        texts = moderation_texts(request, custom_id=custom_id, endpoint=endpoint)
-        return {"model": model, "input": texts}
-    if endpoint == EMBEDDINGS:
-        refuse_response_format(fmt, endpoint=endpoint)
-        text = embedding_text(
-            request,
-            custom_id=custom_id,
-            endpoint=endpoint,
-            accepts=INFO.embedding_options[endpoint],
-        )
-        return openai_format.encode_embeddings_body(
-            text, model=model, dimensions=request.dimensions
-        )
-    body = openai_format.encode_responses_body(request, model=model, custom_id=custom_id)
-    if fmt is not None:
-        body["text"] = openai_format.responses_text_format(fmt)
-    return body
 
 
 class OpenAIProvider(FilesAndBatchesProvider["AsyncOpenAI"]):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,8 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from typing_extensions import Unpack
 
-from batchling.errors import InputError
-from batchling.models import ImagePart, RawRequest, RequestCounts, Result, Status
+from batchling.models import RawRequest, Result
 from batchling.providers import client_settings
 from batchling.providers.base import (
     BatchRef,
@@ -28,140 +26,22 @@ from batchling.providers.base import (
 from batchling.providers.openai_compatible.client import FilesAndBatchesProvider
 from batchling.providers.retrying import Backoff, retrying
 from batchling.providers.together import INFO
-from batchling.providers.wire import openai_format
-from batchling.structured import ResponseFormat
+from batchling.providers.together.wire import (
+    decode_line,
+    encode_line,
+    job_of,
+    snapshot_of,
+)
 
 if TYPE_CHECKING:
     from together import AsyncTogether
-    from together.types import BatchJob
-
-CHAT = "/v1/chat/completions"
 
 
 # The storage PUT of an upload goes through the SDK's bare httpx client, which never retries.
 UPLOAD_ATTEMPTS = 4
+
+
 UPLOAD_BACKOFF_SECONDS = 1.0
-MAX_CUSTOM_ID_CHARS = 64
-# A bigger line passes validation and then fails at run time, after the batch was paid for.
-MAX_LINE_BYTES = 10_000_000
-TOGETHER_PART = openai_format.images_only_part("Together")
-# "Models not available for batch" (https://docs.together.ai/docs/inference/batch/overview,
-# 2026-12-06): "Batch jobs that target these models will fail". The list there goes on (MiniMax
-# models); these are the ones our copy of the page names in full.
-NOT_FOR_BATCH = frozenset(
-    {"deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-V3.1", "deepseek-ai/DeepSeek-V4-Pro"}
-)
-
-
-def map_status(raw: str) -> Status:
-    return INFO.status_map.get(raw, Status.UNKNOWN)
-
-
-# encode
-
-
-def encode_line(
-    request: RawRequest,
-    *,
-    custom_id: str,
-    model: str,
-    endpoint: str,
-    response_format: ResponseFormat | None = None,
-) -> dict[str, Any]:
-    """One Together chat batch line: OpenAI's body, but no `method` or `url`."""
-    name = f"Request '{request.id or custom_id}'"
-    if model in NOT_FOR_BATCH:
-        raise InputError(
-            f"Together's '{model}' is not available for batch processing (a batch of it would "
-            "fail). Choose another model."
-        )
-    if endpoint != CHAT:
-        raise InputError(
-            f"{name}: Together batches are encoded for {CHAT} only, not '{endpoint}'. "
-            f"Use --endpoint {CHAT}."
-        )
-    if len(custom_id) > MAX_CUSTOM_ID_CHARS:
-        raise InputError(
-            f"{name}: Together accepts custom ids of at most {MAX_CUSTOM_ID_CHARS} characters, "
-            f"this one has {len(custom_id)}. Give the request a shorter 'id'."
-        )
-    for message in request.messages:
-        if isinstance(message.content, str):
-            continue
-        for part in message.content:
-            if isinstance(part, ImagePart) and part.detail:
-                raise InputError(
-                    f"{name}: Together has no image 'detail' setting. Remove 'detail' from "
-                    "its image parts."
-                )
-    line = {
-        "custom_id": custom_id,
-        "body": openai_format.add_response_format(
-            openai_format.encode_chat_body(
-                request,
-                model=model,
-                custom_id=custom_id,
-                provider="Together",
-                encode_part=TOGETHER_PART,
-            ),
-            response_format,
-            endpoint=endpoint,
-            chat_endpoint=CHAT,
-        ),
-    }
-    size = len(json.dumps(line).encode())
-    if size > MAX_LINE_BYTES:
-        raise InputError(
-            f"{name} is {size / 1e6:.1f} MB once encoded; Together takes at most "
-            f"{MAX_LINE_BYTES // 1_000_000} MB a line (inline images included). "
-            "Use smaller images or image URLs."
-        )
-    return line
-
-
-# decode
-
-
-def decode_line(line: dict[str, Any]) -> Result:
-    """An output line (`response.status_code` + `body`) or an error line (`error`)."""
-    error = line.get("error")
-    if not (isinstance(error, dict) and error.get("code") is not None):
-        return openai_format.decode_line(line)
-    # The common ResultError takes a string code; keep `raw` exactly as it came.
-    readable = {**line, "error": {**error, "code": str(error["code"])}}
-    return openai_format.decode_line(readable).model_copy(update={"raw": line})
-
-
-def job_of(response: Any) -> BatchJob:
-    """The batch job, whether the service wrapped it in `{"job": ...}` or sent it bare."""
-    from together.types import BatchJob
-
-    job = getattr(response, "job", None)
-    if isinstance(job, BatchJob):
-        return job
-    if isinstance(job, dict):
-        return BatchJob.model_validate(job)
-    if isinstance(response, BatchJob):
-        return response
-    return BatchJob.model_validate(response.to_dict())
-
-
-def snapshot_of(job: BatchJob, total: int | None) -> BatchSnapshot:
-    """Together reports progress as a percentage only; counts need the request total."""
-    status = job.status or ""
-    counts = RequestCounts()
-    if total is not None:
-        done = total if status == "COMPLETED" else round(total * (job.progress or 0.0) / 100)
-        # Successes and per-request failures are told apart only by the result files.
-        counts = RequestCounts(total=total, completed=min(done, total))
-    return BatchSnapshot(
-        status=map_status(status),
-        provider_status=status,
-        counts=counts,
-        output_file_id=job.output_file_id or None,
-        error_file_id=job.error_file_id or None,
-        errors=[job.error] if job.error else [],
-    )
 
 
 @contextmanager

@@ -1,0 +1,179 @@
+"""The hook at the HTTP layer: `send` of httpx's and httpx2's clients (every official SDK's
+default transport; google-genai 3.x takes httpx2 when it is installed), scoped by a ContextVar so
+only calls made inside a capture are looked at. Everything else goes through untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import importlib
+import threading
+from collections.abc import Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from batchling.capturing.keys import canonical_body, request_key
+from batchling.capturing.routes import api_key_of, is_streaming, route_of
+
+if TYPE_CHECKING:
+    from batchling.capturing.engine import CapturedCall, CaptureEngine
+    from batchling.capturing.lines import Answer
+
+ACTIVE: contextvars.ContextVar[CaptureEngine | None] = contextvars.ContextVar(
+    "batchling_capture", default=None
+)
+CLIENT_MODULES = ("httpx", "httpx2", "aiohttp")
+_install_lock = threading.Lock()
+_installed: set[str] = set()
+
+
+def install() -> None:
+    """Patch each installed HTTP client module once per process, and the thread pools."""
+    with _install_lock:
+        for name in CLIENT_MODULES:
+            if name in _installed:
+                continue
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            if name == "aiohttp":
+                from batchling.capturing.aiohttp_hook import patch_aiohttp
+
+                patch_aiohttp(module)
+            else:
+                _patch_async(module)
+                _patch_sync(module)
+            _installed.add(name)
+        if "threads" not in _installed:
+            _patch_thread_pool()
+            _installed.add("threads")
+
+
+def captured_call(
+    method: str, url: str, headers: Mapping[str, str], content: bytes
+) -> CapturedCall | str | None:
+    """The call to batch, "stream" for a streaming call, or None to pass it through.
+    `headers` must answer lower-case names."""
+    from batchling.capturing.engine import CapturedCall
+
+    if not str(headers.get("content-type", "")).startswith("application/json"):
+        return None
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    route = route_of(method, url, headers, body)
+    if route is None:
+        return None
+    if is_streaming(route, body):
+        return "stream"
+    canonical = canonical_body(body)
+    return CapturedCall(
+        route,
+        request_key(route.provider, route.endpoint, route.model, canonical),
+        body,
+        canonical,
+        api_key_of(route.provider, headers),
+    )
+
+
+def _captured(request: Any) -> CapturedCall | str | None:
+    try:
+        content = request.content
+    except Exception:  # a streamed body (an upload) is never batchable
+        return None
+    return captured_call(request.method, str(request.url), request.headers, content)
+
+
+def refusal(engine: CaptureEngine, method: str, url: str) -> Answer:
+    from batchling.capturing.engine import error_answer
+
+    return error_answer(
+        400,
+        f"batchling.capture('{engine.settings.name}'): the streaming call {method} {url} cannot "
+        "be batched. Call it without streaming inside the capture, or pass "
+        "stream='passthrough' to capture() to send streaming calls directly.",
+    )
+
+
+def _response(module: ModuleType, request: Any, answer: Answer) -> Any:
+    # x-should-retry: the Stainless SDKs (openai, anthropic, groq, together) then take the answer
+    # as final, as it is: asking again would only return it again.
+    headers = {"content-type": "application/json", "x-should-retry": "false"}
+    return module.Response(
+        answer.status_code, headers=headers, content=answer.body, request=request
+    )
+
+
+def _answer_now(module: ModuleType, engine: CaptureEngine, request: Any) -> Any:
+    """The response to a refused streaming call, else the call to batch, else None."""
+    call = _captured(request)
+    if call == "stream":
+        if engine.stream_passthrough:
+            return None
+        return _response(module, request, refusal(engine, request.method, str(request.url)))
+    return call
+
+
+def _patch_async(module: ModuleType) -> None:
+    from batchling.capturing.engine import CapturedCall
+
+    original = module.AsyncClient.send
+
+    @functools.wraps(original)
+    async def send(self: Any, request: Any, **kwargs: Any) -> Any:
+        engine = ACTIVE.get()
+        found = _answer_now(module, engine, request) if engine is not None else None
+        if isinstance(found, CapturedCall):
+            assert engine is not None
+            answer: Answer | str = await asyncio.wrap_future(engine.submit(found))
+            if not isinstance(answer, str):
+                return _response(module, request, answer)
+            engine.direct_calls.append(found.key)
+        elif found is not None:
+            return found
+        return await original(self, request, **kwargs)
+
+    module.AsyncClient.send = send
+
+
+def _patch_sync(module: ModuleType) -> None:
+    from batchling.capturing.engine import CapturedCall
+
+    original = module.Client.send
+
+    @functools.wraps(original)
+    def send(self: Any, request: Any, **kwargs: Any) -> Any:
+        engine = ACTIVE.get()
+        found = _answer_now(module, engine, request) if engine is not None else None
+        if isinstance(found, CapturedCall):
+            assert engine is not None
+            answer = engine.submit(found).result()
+            if not isinstance(answer, str):
+                return _response(module, request, answer)
+            engine.direct_calls.append(found.key)
+        elif found is not None:
+            return found
+        return original(self, request, **kwargs)
+
+    module.Client.send = send
+
+
+def _patch_thread_pool() -> None:
+    """A task handed to a thread pool inside a capture runs in the submitter's context, as
+    asyncio.to_thread does: contextvars do not follow into pool threads by default."""
+    original = concurrent.futures.ThreadPoolExecutor.submit
+
+    def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if ACTIVE.get() is not None:
+            return original(self, contextvars.copy_context().run, fn, *args, **kwargs)
+        return original(self, fn, *args, **kwargs)
+
+    concurrent.futures.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]

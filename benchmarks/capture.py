@@ -1,0 +1,195 @@
+"""Capture mode vs an experiment (issue 13): N chat calls made with the openai SDK through
+`asyncio.gather` inside `batchling.capture(...)`, against the same N requests created, started,
+waited for and read back as an experiment; both on the emulator, each in a fresh interpreter.
+
+    python -m benchmarks.capture --n 10000 [--output FILE]
+
+Prints (and writes with --output) wall and CPU seconds, capture overhead per call, and each
+side's peak RSS (its own VmHWM). `sdk-only` makes the same N SDK calls answered at once by an
+httpx MockTransport: the SDK's own cost per call, which code pays with or without capture."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT_PREFIX = "CAPTURE-BENCHMARK "
+
+
+def prompts(n: int) -> list[str]:
+    return [f"What is the capital of country number {i}?" for i in range(n)]
+
+
+def run_capture(n: int) -> dict[str, Any]:
+    import asyncio
+
+    from openai import AsyncOpenAI
+
+    import batchling
+
+    client = AsyncOpenAI()
+
+    async def ask(text: str) -> str:
+        r = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
+        )
+        return r.choices[0].message.content or ""
+
+    async def main() -> list[str]:
+        async with batchling.capture(
+            "bench-capture", window_seconds=0.5, poll_interval=0.05, progress=False
+        ):
+            return await asyncio.gather(*(ask(t) for t in prompts(n)))
+
+    answers = asyncio.run(main())
+    return {"answered": sum(1 for a in answers if a)}
+
+
+def run_sdk_only(n: int) -> dict[str, Any]:
+    """The same N calls answered at once by an httpx MockTransport: what the openai SDK itself
+    costs per call (building the request, parsing the answer), paid with or without capture."""
+    import asyncio
+
+    import httpx
+    from openai import AsyncOpenAI
+
+    answer = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Paris", "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10},
+    }
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    client = AsyncOpenAI(http_client=httpx.AsyncClient(transport=transport))
+
+    async def ask(text: str) -> str:
+        r = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
+        )
+        return r.choices[0].message.content or ""
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(ask(t) for t in prompts(n)))
+
+    return {"answered": sum(1 for a in asyncio.run(main()) if a)}
+
+
+def run_experiment(n: int) -> dict[str, Any]:
+    import asyncio
+
+    from batchling import AsyncExperimentManager, RawMessage, RawRequest
+
+    async def main() -> int:
+        async with AsyncExperimentManager() as manager:
+            await manager.create_experiment(
+                "bench-experiment",
+                model="gpt-4o-mini",
+                provider="openai",
+                raw_requests=[
+                    RawRequest(messages=[RawMessage(role="user", content=t)]) for t in prompts(n)
+                ],
+            )
+            await manager.start_experiment("bench-experiment")
+            await manager.wait("bench-experiment", poll_interval=0.05)
+            return sum(1 for r in await manager.get_results("bench-experiment") if r.text)
+
+    return {"answered": asyncio.run(main())}
+
+
+SCENARIOS = {"capture": run_capture, "experiment": run_experiment, "sdk-only": run_sdk_only}
+
+
+def child(name: str, n: int) -> None:
+    from benchmarks.child import vm_hwm_mb
+
+    started, cpu = time.perf_counter(), time.process_time()
+    details = SCENARIOS[name](n)
+    details |= {
+        "wall_s": round(time.perf_counter() - started, 3),
+        "cpu_s": round(time.process_time() - cpu, 3),
+        "peak_rss_mb": vm_hwm_mb(),
+    }
+    sys.stdout.write(RESULT_PREFIX + json.dumps(details) + "\n")
+
+
+def measure(name: str, n: int, env: dict[str, str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix=f"batchling-bench-{name}-") as home:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.capture", "--child", name, "--n", str(n)],
+            env={**env, "BATCHLING_HOME": home, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(lines[-1][len(RESULT_PREFIX) :])
+    if result["answered"] != n:
+        raise SystemExit(f"{name}: {result['answered']} of {n} answered")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--child", choices=sorted(SCENARIOS))
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child, args.n)
+        return 0
+    from batchling.emulator import Emulator
+
+    with Emulator() as emulator:
+        env = {**os.environ, **emulator.env()}
+        experiment = measure("experiment", args.n, env)
+        captured = measure("capture", args.n, env)
+        sdk_only = measure("sdk-only", args.n, env)
+    report = {
+        "n": args.n,
+        "experiment": experiment,
+        "capture": captured,
+        "sdk_only": sdk_only,
+        # Capture's own share: its wall less the SDK's own per-call work, against the experiment.
+        "capture_less_sdk_wall_ratio": round(
+            (captured["wall_s"] - sdk_only["wall_s"]) / experiment["wall_s"], 2
+        ),
+        "capture_less_sdk_cpu_ratio": round(
+            (captured["cpu_s"] - sdk_only["cpu_s"]) / experiment["cpu_s"], 2
+        ),
+        "wall_ratio": round(captured["wall_s"] / experiment["wall_s"], 2),
+        "overhead_per_call_ms": round(
+            (captured["wall_s"] - experiment["wall_s"]) / args.n * 1000, 3
+        ),
+        "cpu_per_call_ms": round(captured["cpu_s"] / args.n * 1000, 3),
+        "harness_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

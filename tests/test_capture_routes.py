@@ -1,0 +1,115 @@
+"""Which intercepted calls are batchable, and where their batch goes (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchling.capturing.keys import canonical_body, custom_id_of, request_key
+from batchling.capturing.lines import answer_of, batch_line
+from batchling.capturing.routes import Route, route_of
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "expected"),
+    [
+        (
+            "https://api.openai.com/v1/chat/completions",
+            {},
+            Route("openai", "/v1/chat/completions", "m", "https://api.openai.com/v1"),
+        ),
+        (
+            "https://my-proxy.example/openai/v1/embeddings",
+            {"user-agent": "AsyncOpenAI/Python 3.63.0"},
+            Route("openai", "/v1/embeddings", "m", "https://my-proxy.example/openai/v1"),
+        ),
+        (
+            "http://127.0.0.1:9/anthropic/v1/messages",
+            {"user-agent": "pydantic-ai/2", "anthropic-version": "2023-06-01"},
+            Route("anthropic", "/v1/messages", "m", "http://127.0.0.1:9/anthropic"),
+        ),
+        (
+            "https://api.groq.com/openai/v1/chat/completions",
+            {},
+            Route("groq", "/v1/chat/completions", "m", "https://api.groq.com"),
+        ),
+        (
+            "http://127.0.0.1:9/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            {"x-goog-api-client": "google-genai-sdk/1.0 gl-python/3.11"},
+            Route("gemini", "generateContent", "gemini-2.0-flash", "http://127.0.0.1:9/gemini"),
+        ),
+        (
+            "http://127.0.0.1:9/mistral/v1/chat/completions",
+            {"user-agent": "mistral-client-python/1.9"},
+            Route("mistral", "/v1/chat/completions", "m", "http://127.0.0.1:9/mistral"),
+        ),
+    ],
+)
+def test_batchable_calls_are_routed_by_host_or_sdk_headers(
+    url: str, headers: dict[str, str], expected: Route
+) -> None:
+    assert route_of("POST", url, headers, CHAT) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "headers", "body"),
+    [
+        ("GET", "https://api.openai.com/v1/chat/completions", {}, CHAT),
+        ("POST", "https://api.openai.com/v1/files", {}, CHAT),
+        ("POST", "https://example.com/v1/chat/completions", {"user-agent": "curl/8"}, CHAT),
+        ("POST", "https://api.openai.com/v1/chat/completions", {}, {"messages": []}),
+        ("POST", "https://api.openai.com/v1/chat/completions", {}, None),
+    ],
+)
+def test_other_calls_pass_through(
+    method: str, url: str, headers: dict[str, str], body: dict[str, object] | None
+) -> None:
+    assert route_of(method, url, headers, body) is None
+
+
+def test_the_key_ignores_key_order_but_not_content() -> None:
+    one = canonical_body({"a": 1, "b": [1, 2]})
+    assert one == canonical_body({"b": [1, 2], "a": 1})
+    assert request_key("openai", "/v1/chat/completions", "m", one) != request_key(
+        "openai", "/v1/chat/completions", "m", canonical_body({"a": 2, "b": [1, 2]})
+    )
+    assert custom_id_of("ab" * 32) == "c" + ("ab" * 20)
+
+
+def test_result_lines_become_the_synchronous_answer_or_error() -> None:
+    ok = answer_of("openai", {"response": {"status_code": 200, "body": {"id": "x"}}})
+    assert (ok.status_code, ok.body) == (200, b'{"id":"x"}')
+    failed = answer_of(
+        "openai", {"response": None, "error": {"code": "batch_expired", "message": "late"}}
+    )
+    assert failed.status_code == 408 and b"late" in failed.body
+    errored = {
+        "result": {
+            "type": "errored",
+            "error": {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": "bad"},
+            },
+        }
+    }
+    assert answer_of("anthropic", errored).status_code == 400
+    assert (
+        answer_of("gemini", {"key": "k", "error": {"code": 8, "message": "quota"}}).status_code
+        == 429
+    )
+    assert batch_line("mistral", "/v1/chat/completions", "c1", CHAT) == {
+        "custom_id": "c1",
+        "body": {"messages": CHAT["messages"]},
+    }
+
+
+def test_the_key_is_read_where_each_sdk_puts_it() -> None:
+    from batchling.capturing.routes import api_key_of
+
+    assert api_key_of("openai", {"authorization": "Bearer sk-1"}) == "sk-1"
+    assert api_key_of("anthropic", {"x-api-key": "a-1"}) == "a-1"
+    assert api_key_of("anthropic", {"authorization": "Bearer t-1"}) == "t-1"
+    assert api_key_of("gemini", {"x-goog-api-key": "g-1"}) == "g-1"
+    assert api_key_of("mistral", {"authorization": "Basic xyz"}) is None
+    assert api_key_of("groq", {}) is None
