@@ -1191,13 +1191,20 @@ def demo(providers_: tuple[str, ...]) -> None:
 
     from rich.table import Table
 
-    from batchling.demo import CAPITALS_QUESTIONS, run_demo
+    from batchling.demo import CAPITALS_QUESTIONS, DEMO_MODELS, run_demo
     from batchling.display import experiment_panel
+    from batchling.errors import ConfigurationError
     from batchling.providers import registry
 
-    chosen = list(providers_) or registry.provider_names()
+    chosen = list(providers_) or list(DEMO_MODELS)
     for name in chosen:
         registry.provider_info(name)
+        if name not in DEMO_MODELS:
+            # A user's profile points at the user's service, which the emulator does not serve.
+            raise ConfigurationError(
+                f"The demo runs on the emulator's providers only ({', '.join(DEMO_MODELS)}), "
+                f"not on your profile '{name}'."
+            )
     console = _console()
     console.print(
         f"Starting the emulator and running the capitals example on {', '.join(chosen)} ..."
