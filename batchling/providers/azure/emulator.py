@@ -20,10 +20,11 @@ from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
 from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
 from batchling.providers.openai_compatible.emulator import (
     STATUS,
+    batch_fields,
     error,
     file_and_batch_routes,
-    not_run_error,
-    phase_timestamps,
+    line_error,
+    outcome_lines,
 )
 
 PROVIDER = "azure"
@@ -113,33 +114,9 @@ def file_object(stored: StoredFile) -> dict[str, Any]:
 
 
 def batch_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
-    counts = batch.counts()
-    done = state.done_count(batch) if not batch.phase.terminal else batch.total
-    obj: dict[str, Any] = {
-        "id": batch.id,
-        "object": "batch",
-        "endpoint": batch.extra["endpoint"],
-        "errors": {"object": "list", "data": batch.errors} if batch.errors else None,
-        "input_file_id": batch.extra["input_file_id"],
-        "completion_window": "24h",
-        "status": STATUS[batch.phase],
-        "output_file_id": batch.output_file_id,
-        "error_file_id": batch.error_file_id,
-        "created_at": int(batch.created_at),
-        "expires_at": int(batch.created_at) + 86400,
-        "request_counts": {
-            "total": batch.total,
-            "completed": counts["succeeded"] if batch.phase.terminal else done,
-            "failed": counts["failed"] + counts["expired"] + counts["cancelled"],
-        },
-        "metadata": batch.metadata or None,
+    return batch_fields(state, batch, status=STATUS[batch.phase]) | {
+        "expires_at": int(batch.created_at) + 86400
     }
-    obj.update(phase_timestamps(batch))
-    return obj
-
-
-def _line_error(code: str, message: str, line: int | None) -> dict[str, Any]:
-    return {"code": code, "message": message, "param": None, "line": line}
 
 
 def line_problem(
@@ -175,24 +152,24 @@ def validate_lines(
     deployment: str | None = None
     for number, line in numbered_lines(stored):
         if line is NOT_JSON:
-            errors.append(_line_error("invalid_json_line", "The line is not valid JSON.", number))
+            errors.append(line_error("invalid_json_line", "The line is not valid JSON.", number))
             continue
         problem = line_problem(line, endpoint, deployment, seen)
         if problem is not None:
-            errors.append(_line_error(*problem, number))
+            errors.append(line_error(*problem, number))
             continue
         seen.add(line["custom_id"])
         deployment = line["body"]["model"]
         lines.append(line)
     if len(lines) > MAX_REQUESTS:
         message = f"The number of requests exceeds the maximum allowed value of {MAX_REQUESTS:,}."
-        errors.append(_line_error("too_many_tasks", message, None))
+        errors.append(line_error("too_many_tasks", message, None))
     if not lines and not errors:
         # The how-to's own example of a failed batch.
         message = (
             "The input file is empty. Please ensure that the batch contains at least one request."
         )
-        errors.append(_line_error("empty_file", message, None))
+        errors.append(line_error("empty_file", message, None))
     return lines, errors
 
 
@@ -214,40 +191,29 @@ def response_body(
 def render(state: EmulatorState, batch: EmulatedBatch) -> None:
     """The output file and the error file (written even when empty, as Azure does)."""
     created = int(state.clock())
-    output: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
-    for index, (line, outcome) in enumerate(zip(batch.lines, batch.outcomes, strict=True)):
-        custom_id = line["custom_id"]
-        base = {"id": f"batch_req_{index}", "custom_id": custom_id}
-        request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{batch.id}/{index}"))
-        if outcome == "succeeded":
-            rate = state.json_break_rate(batch, custom_id)
-            body = response_body(line, created=created, invalid_json_rate=rate)
-            response = {"status_code": 200, "request_id": request_id, "body": body}
-            output.append({**base, "response": response, "error": None})
-        elif outcome == "failed":
-            body = chat.error_body(
-                f"Emulated failure for request '{custom_id}'.",
-                type_="server_error",
-                code="emulated_failure",
-            )
-            response = {"status_code": 500, "request_id": request_id, "body": body}
-            failed.append({**base, "response": response, "error": None})
-        else:
-            failed.append({**base, "response": None, "error": not_run_error(outcome)})
-    for rows, name in ((output, "output"), (failed, "error")):
-        if rows or name == "error":
-            written = state.write_jsonl(
-                PROVIDER,
-                rows,
-                filename=f"{batch.id}_{name}.jsonl",
-                purpose="batch_output",
-                prefix=OUTPUT_FILE_ID,
-            )
-            if name == "output":
-                batch.output_file_id = written.id
-            else:
-                batch.error_file_id = written.id
+
+    def answer(line: dict[str, Any], rate: float) -> dict[str, Any]:
+        return response_body(line, created=created, invalid_json_rate=rate)
+
+    def request_id(index: int) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{batch.id}/{index}"))
+
+    output, failed = outcome_lines(state, batch, answer, request_id=request_id)
+    if output:
+        batch.output_file_id = write_file(state, batch, output, "output")
+    batch.error_file_id = write_file(state, batch, failed, "error")
+
+
+def write_file(
+    state: EmulatorState, batch: EmulatedBatch, rows: list[dict[str, Any]], name: str
+) -> str:
+    return state.write_jsonl(
+        PROVIDER,
+        rows,
+        filename=f"{batch.id}_{name}.jsonl",
+        purpose="batch_output",
+        prefix=OUTPUT_FILE_ID,
+    ).id
 
 
 def _not_found(what: str) -> Response:
@@ -324,7 +290,7 @@ def routes(state: EmulatorState) -> list[Route]:
         # "Currently the completion window must be set to 24h. If you set any other value than
         # 24h your job will fail." (the how-to's Python tab).
         if payload.get("completion_window") != "24h":
-            errors.append(_line_error("invalid_request", "completion_window must be 24h.", None))
+            errors.append(line_error("invalid_request", "completion_window must be 24h.", None))
         batch = state.create_batch(
             PROVIDER,
             lines,

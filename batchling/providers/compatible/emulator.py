@@ -20,10 +20,11 @@ from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
 from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
 from batchling.providers.openai_compatible.emulator import (
     STATUS,
+    batch_fields,
     error,
     file_and_batch_routes,
-    not_run_error,
-    phase_timestamps,
+    line_error,
+    outcome_lines,
 )
 
 PROVIDER = "compatible"
@@ -74,32 +75,7 @@ def file_object(stored: StoredFile) -> dict[str, Any]:
 
 
 def batch_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
-    counts = batch.counts()
-    done = state.done_count(batch) if not batch.phase.terminal else batch.total
-    obj: dict[str, Any] = {
-        "id": batch.id,
-        "object": "batch",
-        "endpoint": batch.extra["endpoint"],
-        "errors": {"object": "list", "data": batch.errors} if batch.errors else None,
-        "input_file_id": batch.extra["input_file_id"],
-        "completion_window": "24h",
-        "status": status_of(batch.extra["service"], batch),
-        "output_file_id": batch.output_file_id,
-        "error_file_id": batch.error_file_id,
-        "created_at": int(batch.created_at),
-        "request_counts": {
-            "total": batch.total,
-            "completed": counts["succeeded"] if batch.phase.terminal else done,
-            "failed": counts["failed"] + counts["expired"] + counts["cancelled"],
-        },
-        "metadata": batch.metadata or None,
-    }
-    obj.update(phase_timestamps(batch))
-    return obj
-
-
-def _error(code: str, message: str, line: int | None) -> dict[str, Any]:
-    return {"code": code, "message": message, "param": None, "line": line}
+    return batch_fields(state, batch, status=status_of(batch.extra["service"], batch))
 
 
 def validate_lines(
@@ -112,56 +88,43 @@ def validate_lines(
     for number, line in numbered_lines(stored):
         custom_id = line.get("custom_id") if isinstance(line, dict) else None
         if line is NOT_JSON:
-            errors.append(_error("invalid_json_line", "This line is not valid JSON.", number))
+            errors.append(line_error("invalid_json_line", "This line is not valid JSON.", number))
         elif not isinstance(custom_id, str) or custom_id in seen:
-            errors.append(_error("invalid_custom_id", "custom_id missing or repeated.", number))
+            errors.append(line_error("invalid_custom_id", "custom_id missing or repeated.", number))
         elif line.get("method") != "POST" or line.get("url") != endpoint:
             message = f"method must be POST and url '{endpoint}'."
-            errors.append(_error("invalid_request", message, number))
+            errors.append(line_error("invalid_request", message, number))
         elif not isinstance(line.get("body"), dict) or not line["body"].get("model"):
-            errors.append(_error("invalid_request", "body.model is required.", number))
+            errors.append(line_error("invalid_request", "body.model is required.", number))
         elif model is not None and line["body"]["model"] != model:
-            errors.append(_error("model_mismatch", "All requests must use one model.", number))
+            errors.append(line_error("model_mismatch", "All requests must use one model.", number))
         else:
             seen.add(custom_id)
             model = line["body"]["model"]
             lines.append(line)
     if len(lines) > MAX_REQUESTS:
-        errors.append(_error("too_many_tasks", f"At most {MAX_REQUESTS:,} requests.", None))
+        errors.append(line_error("too_many_tasks", f"At most {MAX_REQUESTS:,} requests.", None))
     if not lines and not errors:
-        errors.append(_error("empty_file", "The input file is empty.", None))
+        errors.append(line_error("empty_file", "The input file is empty.", None))
     return lines, errors
 
 
 def render(state: EmulatorState, batch: EmulatedBatch) -> None:
     created = int(state.clock())
-    output: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
-    for index, (line, outcome) in enumerate(zip(batch.lines, batch.outcomes, strict=True)):
+
+    def answer(line: dict[str, Any], rate: float) -> dict[str, Any]:
         custom_id = line["custom_id"]
-        base = {"id": f"batch_req_{index}", "custom_id": custom_id}
-        if outcome == "succeeded":
-            rate = state.json_break_rate(batch, custom_id)
-            body = chat.chat_completion(
-                line["body"], custom_id=custom_id, created=created, invalid_json_rate=rate
+        return chat.chat_completion(
+            line["body"], custom_id=custom_id, created=created, invalid_json_rate=rate
+        )
+
+    output, failed = outcome_lines(state, batch, answer, request_id=lambda index: f"req_{index}")
+    for rows, name in ((output, "output"), (failed, "error")):
+        if rows:
+            stored = state.write_jsonl(
+                PROVIDER, rows, filename=f"{batch.id}_{name}.jsonl", purpose="batch_output"
             )
-            response = {"status_code": 200, "request_id": f"req_{index}", "body": body}
-            output.append({**base, "response": response, "error": None})
-        elif outcome == "failed":
-            message = f"Emulated failure for request '{custom_id}'."
-            body = chat.error_body(message, type_="server_error", code="emulated_failure")
-            response = {"status_code": 500, "request_id": f"req_{index}", "body": body}
-            failed.append({**base, "response": response, "error": None})
-        else:
-            failed.append({**base, "response": None, "error": not_run_error(outcome)})
-    if output:
-        batch.output_file_id = state.write_jsonl(
-            PROVIDER, output, filename=f"{batch.id}_output.jsonl", purpose="batch_output"
-        ).id
-    if failed:
-        batch.error_file_id = state.write_jsonl(
-            PROVIDER, failed, filename=f"{batch.id}_error.jsonl", purpose="batch_output"
-        ).id
+            setattr(batch, f"{name}_file_id", stored.id)
 
 
 def _not_found(what: str) -> Response:

@@ -136,3 +136,62 @@ def file_and_batch_routes(
         Route(f"{api}/batches/{{batch_id}}", retrieve_batch, methods=["GET"]),
         Route(f"{api}/batches/{{batch_id}}/cancel", cancel_batch, methods=["POST"]),
     ]
+
+
+def batch_fields(state: EmulatorState, batch: EmulatedBatch, *, status: str) -> dict[str, Any]:
+    """The fields of OpenAI's batch object every service speaking the protocol answers with
+    (a service adds its own), `status` as the service spells it."""
+    counts = batch.counts()
+    done = state.done_count(batch) if not batch.phase.terminal else batch.total
+    return {
+        "id": batch.id,
+        "object": "batch",
+        "endpoint": batch.extra["endpoint"],
+        "errors": {"object": "list", "data": batch.errors} if batch.errors else None,
+        "input_file_id": batch.extra["input_file_id"],
+        "completion_window": "24h",
+        "status": status,
+        "output_file_id": batch.output_file_id,
+        "error_file_id": batch.error_file_id,
+        "created_at": int(batch.created_at),
+        "request_counts": {
+            "total": batch.total,
+            "completed": counts["succeeded"] if batch.phase.terminal else done,
+            "failed": counts["failed"] + counts["expired"] + counts["cancelled"],
+        },
+        "metadata": batch.metadata or None,
+        **phase_timestamps(batch),
+    }
+
+
+Answer = Callable[[dict[str, Any], float], dict[str, Any]]
+"""(an input line, its broken-JSON rate) -> the response body of a request that succeeded."""
+
+
+def outcome_lines(
+    state: EmulatorState, batch: EmulatedBatch, answer: Answer, *, request_id: Callable[[int], str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(output lines, error lines) of a batch that just ended: an answer for each request that
+    succeeded, a 500 for each that failed, OpenAI's `error` for each that never ran."""
+    output: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for index, (line, outcome) in enumerate(zip(batch.lines, batch.outcomes, strict=True)):
+        custom_id = line["custom_id"]
+        base = {"id": f"batch_req_{index}", "custom_id": custom_id}
+        if outcome == "succeeded":
+            body = answer(line, state.json_break_rate(batch, custom_id))
+            response = {"status_code": 200, "request_id": request_id(index), "body": body}
+            output.append({**base, "response": response, "error": None})
+        elif outcome == "failed":
+            message = f"Emulated failure for request '{custom_id}'."
+            body = chat.error_body(message, type_="server_error", code="emulated_failure")
+            response = {"status_code": 500, "request_id": request_id(index), "body": body}
+            failed.append({**base, "response": response, "error": None})
+        else:
+            failed.append({**base, "response": None, "error": not_run_error(outcome)})
+    return output, failed
+
+
+def line_error(code: str, message: str, line: int | None) -> dict[str, Any]:
+    """One entry of a failed batch's `errors.data`."""
+    return {"code": code, "message": message, "param": None, "line": line}
