@@ -21,10 +21,12 @@ from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
 from batchling.providers.openai_compatible.emulator import (
     STATUS,
     batch_fields,
+    batch_list_route,
     error,
     file_and_batch_routes,
     line_error,
     outcome_lines,
+    upload_route,
 )
 
 PROVIDER = "azure"
@@ -220,47 +222,9 @@ def _not_found(what: str) -> Response:
     return JSONResponse(NOT_FOUND, status_code=404, headers={"x-should-retry": "false"})
 
 
-def _page(request: Request, items: list[dict[str, Any]], *, limit: int) -> JSONResponse:
-    after = request.query_params.get("after")
-    if after:
-        ids = [item["id"] for item in items]
-        items = items[ids.index(after) + 1 :] if after in ids else []
-    page = items[:limit]
-    return JSONResponse(
-        {
-            "object": "list",
-            "data": page,
-            "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None,
-            "has_more": len(items) > limit,
-        }
-    )
-
-
 def routes(state: EmulatorState) -> list[Route]:
     served = ProviderRoutes(state, PROVIDER, render, refuse=refuse)
     step = served.step
-
-    @step("upload")
-    async def upload(request: Request) -> Response:
-        form = await request.form()
-        upload_file = form.get("file")
-        if upload_file is None or isinstance(upload_file, str):
-            return error(400, "Missing required parameter: 'file'.", param="file", retry=False)
-        if form.get("purpose") != "batch":
-            message = f"Invalid value for purpose: '{form.get('purpose')}'."
-            return error(400, message, param="purpose", retry=False)
-        content = await upload_file.read()
-        if len(content) > MAX_FILE_BYTES:
-            return error(400, "The file is larger than the 200 MB batch limit.", retry=False)
-        stored = state.save_file(
-            PROVIDER,
-            content,
-            filename=upload_file.filename or "batch.jsonl",
-            purpose="batch",
-            prefix=input_file_id,
-        )
-        return JSONResponse(file_object(stored))
 
     @step("list")
     async def list_files(request: Request) -> Response:
@@ -303,19 +267,14 @@ def routes(state: EmulatorState) -> list[Route]:
             state.fail_batch(batch, errors)
         return JSONResponse(batch_object(state, batch))
 
-    @step("list")
-    async def list_batches(request: Request) -> Response:
-        limit = max(1, min(100, int(request.query_params.get("limit", 20))))
-        batches = sorted(state.list_batches(PROVIDER), key=lambda b: b.id, reverse=True)
-        objects = [batch_object(state, served.refreshed(b)) for b in batches]
-        return _page(request, objects, limit=limit)
-
     return [
         *file_and_batch_routes(
             served, API, file_object=file_object, batch_object=batch_object, not_found=_not_found
         ),
-        Route(f"{API}/files", upload, methods=["POST"]),
+        upload_route(
+            served, API, max_bytes=MAX_FILE_BYTES, prefix=input_file_id, file_object=file_object
+        ),
         Route(f"{API}/files", list_files, methods=["GET"]),
         Route(f"{API}/batches", create_batch, methods=["POST"]),
-        Route(f"{API}/batches", list_batches, methods=["GET"]),
+        batch_list_route(served, API, batch_object=batch_object),
     ]

@@ -21,10 +21,12 @@ from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
 from batchling.providers.openai_compatible.emulator import (
     STATUS,
     batch_fields,
+    batch_list_route,
     error,
     file_and_batch_routes,
     line_error,
     outcome_lines,
+    upload_route,
 )
 
 PROVIDER = "compatible"
@@ -135,26 +137,6 @@ def routes(state: EmulatorState) -> list[Route]:
     served = ProviderRoutes(state, PROVIDER, render, refuse=refuse)
     step = served.step
 
-    @step("upload")
-    async def upload(request: Request) -> Response:
-        form = await request.form()
-        upload_file = form.get("file")
-        if upload_file is None or isinstance(upload_file, str):
-            return error(400, "Missing required parameter: 'file'.", param="file", retry=False)
-        if form.get("purpose") != "batch":
-            return error(400, "purpose must be 'batch'.", param="purpose", retry=False)
-        content = await upload_file.read()
-        if len(content) > MAX_FILE_BYTES:
-            return error(400, "File is too large.", retry=False)
-        stored = state.save_file(
-            PROVIDER,
-            content,
-            filename=upload_file.filename or "batch.jsonl",
-            purpose="batch",
-            prefix=ids.openai_file,
-        )
-        return JSONResponse(file_object(stored))
-
     @step("list")
     async def list_files(request: Request) -> Response:
         files = sorted(
@@ -196,30 +178,14 @@ def routes(state: EmulatorState) -> list[Route]:
             state.fail_batch(batch, errors)
         return JSONResponse(batch_object(state, batch))
 
-    @step("list")
-    async def list_batches(request: Request) -> Response:
-        limit = max(1, min(100, int(request.query_params.get("limit", 20))))
-        after = request.query_params.get("after")
-        batches = sorted(state.list_batches(PROVIDER), key=lambda b: b.id, reverse=True)
-        if after:
-            batches = [b for b in batches if b.id < after]
-        page = [batch_object(state, served.refreshed(b)) for b in batches[:limit]]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": page,
-                "first_id": page[0]["id"] if page else None,
-                "last_id": page[-1]["id"] if page else None,
-                "has_more": len(batches) > limit,
-            }
-        )
-
     return [
         *file_and_batch_routes(
             served, API, file_object=file_object, batch_object=batch_object, not_found=_not_found
         ),
-        Route(f"{API}/files", upload, methods=["POST"]),
+        upload_route(
+            served, API, max_bytes=MAX_FILE_BYTES, prefix=ids.openai_file, file_object=file_object
+        ),
         Route(f"{API}/files", list_files, methods=["GET"]),
         Route(f"{API}/batches", create_batch, methods=["POST"]),
-        Route(f"{API}/batches", list_batches, methods=["GET"]),
+        batch_list_route(served, API, batch_object=batch_object),
     ]

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from batchling.emulator import chat
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
+from batchling.emulator.ids import IdFormat
 from batchling.emulator.routing import ProviderRoutes
 
 STATUS = {
@@ -195,3 +196,59 @@ def outcome_lines(
 def line_error(code: str, message: str, line: int | None) -> dict[str, Any]:
     """One entry of a failed batch's `errors.data`."""
     return {"code": code, "message": message, "param": None, "line": line}
+
+
+def upload_route(
+    served: ProviderRoutes, api: str, *, max_bytes: int, prefix: IdFormat, file_object: FileObject
+) -> Route:
+    """POST {api}/files: a batch input file (`purpose` "batch"), refused above `max_bytes` with
+    OpenAI's live "File is too large." (bespokelabsai/curator#111)."""
+    state, provider = served.state, served.provider
+
+    @served.step("upload")
+    async def upload(request: Request) -> Response:
+        form = await request.form()
+        upload_file = form.get("file")
+        if upload_file is None or isinstance(upload_file, str):
+            return error(400, "Missing required parameter: 'file'.", param="file", retry=False)
+        if form.get("purpose") != "batch":
+            message = f"Invalid value for purpose: '{form.get('purpose')}'."
+            return error(400, message, param="purpose", retry=False)
+        content = await upload_file.read()
+        if len(content) > max_bytes:
+            return error(400, "File is too large.", retry=False)
+        stored = state.save_file(
+            provider,
+            content,
+            filename=upload_file.filename or "batch.jsonl",
+            purpose="batch",
+            prefix=prefix,
+        )
+        return JSONResponse(file_object(stored))
+
+    return Route(f"{api}/files", upload, methods=["POST"])
+
+
+def batch_list_route(served: ProviderRoutes, api: str, *, batch_object: BatchObject) -> Route:
+    """GET {api}/batches: newest first, paged by `limit` (1 to 100, 20 by default) and `after`."""
+    state, provider = served.state, served.provider
+
+    @served.step("list")
+    async def list_batches(request: Request) -> Response:
+        limit = max(1, min(100, int(request.query_params.get("limit", 20))))
+        after = request.query_params.get("after")
+        batches = sorted(state.list_batches(provider), key=lambda b: b.id, reverse=True)
+        if after:
+            batches = [b for b in batches if b.id < after]
+        page = [batch_object(state, served.refreshed(b)) for b in batches[:limit]]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(batches) > limit,
+            }
+        )
+
+    return Route(f"{api}/batches", list_batches, methods=["GET"])
