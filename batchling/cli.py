@@ -221,9 +221,10 @@ def generation_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _manager(ctx: click.Context) -> ExperimentManager:
+    """The command's manager: one store connection for the whole command, closed with it."""
     from batchling.sync import ExperimentManager
 
-    return ExperimentManager(ctx.obj["db_path"])
+    return ctx.with_resource(ExperimentManager(ctx.obj["db_path"]))
 
 
 @contextlib.contextmanager

@@ -404,6 +404,17 @@ def stored(cls: type[M], values: dict[str, Any]) -> M:
     return model
 
 
+class SubmitStep(enum.StrEnum):
+    """How far the submission of one batch got: recorded before each provider call, so a run
+    that died mid-way resumes from the step it was in (see resume.py)."""
+
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+    CREATING = "creating"
+    SUBMITTED = "submitted"
+
+
 class BatchRecord(BaseModel):
     """One chunk of an experiment and what the provider said of it, as stored locally."""
 
@@ -413,7 +424,7 @@ class BatchRecord(BaseModel):
     path: Path
     request_count: int
     bytes: int
-    step: str = "pending"
+    step: SubmitStep = SubmitStep.PENDING
     file_id: str | None = None
     batch_id: str | None = None
     status: Status = Status.CREATED

@@ -19,6 +19,9 @@ from typing import IO
 from batchling.owned_files import FILE_MODE
 from batchling.records import ResultRecord, record_line
 
+RESULTS_FILE = "results file"
+"""Its role among the files an experiment owns (see owned_files.py)."""
+
 
 def part_path(results_path: Path, chunk: int) -> Path:
     """A name no other download (of this or another process) uses."""

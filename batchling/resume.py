@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from datetime import datetime, timedelta
 
 from batchling.errors import AmbiguousBatchError
@@ -20,6 +22,24 @@ RETRY_MAX_DELAY = 30.0
 # After a creation went unanswered, look for it at these fractions of the client timeout (after
 # a first look at once): a server may finish a request about a timeout after the client gave up.
 SETTLE_FRACTIONS = (0.1, 0.15, 0.25, 0.5, 1.0)
+
+
+def owner_id() -> str:
+    """This process, as the owner of an experiment's start (see Store.claim_start)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def upload_name(experiment: Experiment, batch: BatchRecord) -> str:

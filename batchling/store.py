@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import inspect
 import json
@@ -40,6 +41,7 @@ from batchling.models import (
 )
 from batchling.owned_files import Claim, owned_elsewhere
 from batchling.records import ResultRecord, record_line, record_of, result_of_record
+from batchling.updates import BatchUpdate, ExperimentUpdate
 
 INSERT_BATCH_SIZE = 10_000
 INSERT_BATCH_BYTES = 8 * 1024 * 1024
@@ -716,8 +718,8 @@ class Store:
             return [_experiment(row) for row in await cursor.fetchall()]
 
     @_serialized
-    async def update_experiment(self, name: str, **fields: Any) -> Experiment:
-        columns = {k: _column_value(v) for k, v in fields.items()}
+    async def update_experiment(self, name: str, update: ExperimentUpdate) -> Experiment:
+        columns = {k: _column_value(v) for k, v in update.given().items()}
         columns["updated_at"] = _ts(utcnow())
         assignments = ", ".join(f"{column} = ?" for column in columns)
         cursor = await self.db.execute(
@@ -947,8 +949,8 @@ class Store:
             return frozenset(row[0] for row in await cursor.fetchall())
 
     @_serialized
-    async def update_batch(self, experiment: Experiment, chunk: int, **fields: Any) -> None:
-        columns = {k: _column_value(v) for k, v in fields.items()}
+    async def update_batch(self, experiment: Experiment, chunk: int, update: BatchUpdate) -> None:
+        columns = {k: _column_value(v) for k, v in update.given().items()}
         columns["updated_at"] = _ts(utcnow())
         assignments = ", ".join(f"{column} = ?" for column in columns)
         experiment_id = await self._experiment_id(experiment.name)
@@ -1116,7 +1118,7 @@ class Store:
 
 
 def _column_value(value: Any) -> Any:
-    if isinstance(value, Status):
+    if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime):
         return _ts(value)

@@ -1,10 +1,12 @@
-"""The blocking API: the async core run through `asyncio.run`, also inside Jupyter's running loop."""
+"""The blocking API: the async core run on a private event loop, also inside Jupyter's running loop."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
+import functools
 import threading
 import weakref
 from collections.abc import (
@@ -17,30 +19,26 @@ from collections.abc import (
     Sequence,
 )
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 
-from batchling.manager import DEFAULT_POLL_INTERVAL, AsyncExperimentManager, ProgressCallback
+from batchling.core import costs, create, exports, lifecycle, listing, studies
+from batchling.core.lifecycle import DEFAULT_POLL_INTERVAL, ProgressCallback
+from batchling.core.session import Session
+from batchling.manager import AsyncExperimentManager
 from batchling.models import (
-    BatchRecord,
     Experiment,
-    GenerationParams,
-    RawRequest,
     Result,
-    Status,
 )
-from batchling.pricing import ExperimentCost
 from batchling.result_sequence import ResultSequence
 
 if TYPE_CHECKING:
-    from batchling.compare import Comparison, Target
-    from batchling.pricing import PriceTable
     from batchling.progress import TransferCallback
     from batchling.retry import RetryOutcome
-    from batchling.structured import ResponseFormat
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -50,101 +48,140 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     except RuntimeError:
         return asyncio.run(coroutine)
     # asyncio.run cannot nest inside a running loop (Jupyter): use a private loop in a worker thread.
-    return _run_in_worker(coroutine)
-
-
-def _run_in_worker(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run the coroutine on a private loop in a worker thread. A KeyboardInterrupt (or any
-    exception) in the calling thread cancels it there and waits for its cleanup, so an
-    interrupted cell stops at once and leaves the experiment as a rerun can resume it."""
-    started: concurrent.futures.Future[tuple[asyncio.AbstractEventLoop, asyncio.Future[T]]] = (
-        concurrent.futures.Future()
-    )
-
-    async def main() -> T:
-        task = asyncio.ensure_future(coroutine)
-        started.set_result((asyncio.get_running_loop(), task))
-        return await task
-
-    with concurrent.futures.ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="batchling"
-    ) as pool:
-        outcome = pool.submit(asyncio.run, main())
-        try:
-            while not outcome.done():
-                # Short waits: an interrupt that arrives without a signal (interrupt_main, or a
-                # SIGINT taken by another thread) is raised between two of them.
-                concurrent.futures.wait([outcome], timeout=0.1)
-        except BaseException:
-            loop, task = started.result()
-            with contextlib.suppress(RuntimeError):  # the loop closed as it finished meanwhile
-                loop.call_soon_threadsafe(task.cancel)
-            raise
-        return outcome.result()
+    worker = _LoopThread()
+    try:
+        return worker.run(coroutine)
+    finally:
+        worker.close()
 
 
 class _LoopThread:
-    """A private event loop in a worker thread that lives across several calls, as the steps
-    of an iterator need: each step runs on it, whether or not the caller's thread has a loop."""
+    """A private event loop in a worker thread, serving call after call whether or not the
+    caller's thread runs a loop of its own (Jupyter's does, and asyncio.run cannot nest in it)."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
-            target=self.loop.run_forever, name="batchling-iterator", daemon=True
+            target=self.loop.run_forever, name="batchling-loop", daemon=True
         )
         self._thread.start()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        try:
-            while not future.done():
-                # Short waits, as in _run_in_worker: an interrupt is raised between two of them.
-                concurrent.futures.wait([future], timeout=0.1)
-        except BaseException:
-            future.cancel()
-            raise
-        return future.result()
+        """Run the coroutine there, in the caller's context (its context variables). A
+        KeyboardInterrupt (or any exception) in the calling thread cancels it and waits for its
+        cleanup, so an interrupted call stops at once and leaves the experiment as a rerun can
+        resume it."""
+        context = contextvars.copy_context()
+        started: concurrent.futures.Future[asyncio.Task[T]] = concurrent.futures.Future()
 
-    def close(self, cleanup: Coroutine[Any, Any, None]) -> None:
+        async def main() -> T:
+            task = asyncio.get_running_loop().create_task(coroutine, context=context)
+            started.set_result(task)
+            return await task
+
+        outcome = asyncio.run_coroutine_threadsafe(main(), self.loop)
         try:
-            self.run(_after_others(cleanup))
+            _wait(outcome)
+        except BaseException:
+            task = started.result()
+            self.loop.call_soon_threadsafe(task.cancel)
+            with contextlib.suppress(BaseException):
+                _wait(outcome)
+            raise
+        return outcome.result()
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            _wait(asyncio.run_coroutine_threadsafe(_others_ended(), self.loop))
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join()
-            self.loop.close()
+        self._thread.join()
+        self.loop.close()
 
 
-async def _after_others(cleanup: Coroutine[Any, Any, None]) -> None:
-    # A step interrupted from the caller's thread is being cancelled: let it end first.
+def _wait(future: concurrent.futures.Future[Any]) -> None:
+    while not future.done():
+        # Short waits: an interrupt that arrives without a signal (interrupt_main, or a SIGINT
+        # taken by another thread) is raised between two of them.
+        concurrent.futures.wait([future], timeout=0.1)
+
+
+async def _others_ended() -> None:
+    # A call interrupted from the caller's thread is being cancelled: let it end first.
     others = asyncio.all_tasks() - {asyncio.current_task()}
     await asyncio.gather(*others, return_exceptions=True)
-    await cleanup
 
 
 async def _next(items: AsyncIterator[T]) -> T:
     return await items.__anext__()
 
 
+def _twin(
+    operation: Callable[Concatenate[Session, P], Coroutine[Any, Any, T]],
+    after: Callable[[ExperimentManager, T], T] | None = None,
+) -> Callable[Concatenate[ExperimentManager, P], T]:
+    """The blocking twin of one of the core's operations: its signature and documentation,
+    its result passed through `after` (which keeps returned experiments current)."""
+
+    @functools.wraps(operation)
+    def blocking(self: ExperimentManager, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        outcome = self._run(lambda manager: operation(manager, *args, **kwargs))
+        return after(self, outcome) if after is not None else outcome
+
+    return blocking
+
+
 class ExperimentManager:
-    """Blocking twin of AsyncExperimentManager: same methods, same arguments, same results."""
+    """Blocking twin of AsyncExperimentManager: same methods, same arguments, same results.
+
+    Its calls run on one event loop of its own. Used as `with ExperimentManager() as manager:`
+    they also share one store connection and one client per provider (as a CLI command does);
+    otherwise each call opens the store and closes it again. The Experiment create_experiment
+    returns is kept up to date by its later calls on it (start_experiment, refresh, wait, ...),
+    as in batchling 0.0.x."""
 
     def __init__(self, db_path: str | Path | None = None) -> None:
         self.db_path = db_path
         # As on AsyncExperimentManager.
         self.on_transfer: TransferCallback | None = None
         self.pause_gc_during_downloads = True
-        # Each call runs on its own async manager: they share this one's response models.
-        self._response_models: dict[str, type[BaseModel]] = {}
+        self._core = AsyncExperimentManager(db_path)
+        self._worker: _LoopThread | None = None
+        self._starting = threading.Lock()
+        self._held = 0  # nested `with` blocks
+        self._running = 0  # calls in progress, counted on the worker's loop
         # The Experiment each create_experiment returned, kept current by this manager's later
         # calls: batchling 0.0.x code reads `experiment.status` after start_experiment.
         self._created: dict[str, weakref.ref[Experiment]] = {}
 
-    def _manager(self) -> AsyncExperimentManager:
-        manager = AsyncExperimentManager(self.db_path)
-        manager.on_transfer = self.on_transfer
-        manager.pause_gc_during_downloads = self.pause_gc_during_downloads
-        manager._response_models = self._response_models
-        return manager
+    def __enter__(self) -> ExperimentManager:
+        self._held += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._held -= 1
+        if not self._held:
+            self.close()
+
+    def close(self) -> None:
+        """Close the store, the provider clients and the event loop (a later call opens them
+        again)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            try:
+                worker.run(self._core.aclose())
+            finally:
+                worker.close()
+
+    def _loop(self) -> _LoopThread:
+        with self._starting:  # calls from several threads share one loop
+            if self._worker is None:
+                self._worker = _LoopThread()
+                # Stops the thread of a manager dropped without close(); nothing stays open.
+                weakref.finalize(self, self._worker.close)
+            return self._worker
 
     def _current(self, experiment: Experiment) -> Experiment:
         """Copies the latest state of an experiment into the one create_experiment returned."""
@@ -163,26 +200,29 @@ class ExperimentManager:
         return experiments
 
     def _run(self, operation: Callable[[AsyncExperimentManager], Coroutine[Any, Any, T]]) -> T:
-        async def call() -> T:
-            async with self._manager() as manager:
-                return await operation(manager)
+        core = self._core
+        core.on_transfer = self.on_transfer
+        core.pause_gc_during_downloads = self.pause_gc_during_downloads
 
-        return run_sync(call())
+        async def call() -> T:
+            self._running += 1
+            try:
+                return await operation(core)
+            finally:
+                self._running -= 1
+                if not self._running and not self._held:
+                    await core.aclose()
+
+        return self._loop().run(call())
 
     def _iterate(
         self, operation: Callable[[AsyncExperimentManager], AsyncIterator[T]]
     ) -> Iterator[T]:
-        manager = self._manager()
-        worker = _LoopThread()
+        # A store of its own: its cursor stays open between steps, beside this manager's calls.
+        manager = AsyncExperimentManager(self._core.db_path)
+        manager._response_models = self._core._response_models
+        worker = self._loop()
         items = operation(manager)
-
-        async def cleanup() -> None:
-            try:
-                if isinstance(items, AsyncGenerator):
-                    await items.aclose()
-            finally:
-                await manager.aclose()
-
         try:
             while True:
                 try:
@@ -190,60 +230,37 @@ class ExperimentManager:
                 except StopAsyncIteration:
                     return
         finally:
-            worker.close(cleanup())
+            worker.run(_closed(items, manager))
 
-    def create_experiment(
-        self,
-        experiment_name: str,
-        *,
-        model: str,
-        provider: str = "openai",
-        endpoint: str | None = None,
-        title: str | None = None,
-        description: str | None = None,
-        raw_requests: Iterable[RawRequest | dict[str, Any]] | None = None,
-        raw_file_path: str | Path | None = None,
-        processed_file_path: str | Path | None = None,
-        results_file_path: str | Path | None = None,
-        base_url: str | None = None,
-        max_requests_per_batch: int | None = None,
-        max_bytes_per_batch: int | None = None,
-        response_format: Any = None,
-        template: Any = None,
-        rows: Any = None,
-        id_field: str | None = None,
-        study: str | None = None,
-        generation: GenerationParams | dict[str, Any] | None = None,
-        overwrite: bool = False,
-    ) -> Experiment:
-        """The experiment returned is kept up to date by this manager's later calls on it
-        (start_experiment, refresh, wait, get_results, ...), as in batchling 0.0.x."""
-        experiment = self._run(
-            lambda m: m.create_experiment(
-                experiment_name,
-                model=model,
-                provider=provider,
-                endpoint=endpoint,
-                title=title,
-                description=description,
-                raw_requests=raw_requests,
-                raw_file_path=raw_file_path,
-                processed_file_path=processed_file_path,
-                results_file_path=results_file_path,
-                base_url=base_url,
-                max_requests_per_batch=max_requests_per_batch,
-                max_bytes_per_batch=max_bytes_per_batch,
-                response_format=response_format,
-                template=template,
-                rows=rows,
-                id_field=id_field,
-                study=study,
-                generation=generation,
-                overwrite=overwrite,
-            )
-        )
+    def _created_here(self, experiment: Experiment) -> Experiment:
         self._created[experiment.name] = weakref.ref(experiment)
         return experiment
+
+    create_experiment = _twin(create.create_experiment, _created_here)
+    update_experiment = _twin(create.update_experiment, _current)
+    response_format = _twin(Session.response_format)
+
+    retrieve = _twin(listing.retrieve, _current)
+    list_experiments = _twin(listing.list_experiments)
+    count_experiments = _twin(listing.count_experiments)
+    active_experiments = _twin(listing.active_experiments)
+    list_batches = _twin(listing.list_batches)
+
+    refresh = _twin(lifecycle.refresh, _current)
+    refresh_many = _twin(lifecycle.refresh_many, _current_all)
+    cancel_experiment = _twin(lifecycle.cancel_experiment, _current)
+
+    experiment_cost = _twin(costs.experiment_cost)
+    experiment_costs = _twin(costs.experiment_costs)
+
+    compare_experiments = _twin(studies.compare_experiments)
+    get_comparison = _twin(studies.get_comparison)
+    write_comparison = _twin(studies.write_comparison)
+
+    export_rows = _twin(exports.export_rows)
+    export = _twin(exports.export)
+    to_pandas = _twin(exports.to_pandas)
+    to_polars = _twin(exports.to_polars)
 
     def start_experiment(
         self,
@@ -260,20 +277,6 @@ class ExperimentManager:
                     lambda m: m.start_experiment(experiment_name, max_cost=max_cost, adopt=adopt)
                 )
             )
-
-    def response_format(
-        self, experiment_name: str, response_model: type[BaseModel] | None = None
-    ) -> ResponseFormat | None:
-        return self._run(lambda m: m.response_format(experiment_name, response_model))
-
-    def retrieve(self, experiment_name: str) -> Experiment:
-        return self._current(self._run(lambda m: m.retrieve(experiment_name)))
-
-    def refresh(self, experiment_name: str) -> Experiment:
-        return self._current(self._run(lambda m: m.refresh(experiment_name)))
-
-    def refresh_many(self, experiment_names: Sequence[str] | None = None) -> list[Experiment]:
-        return self._current_all(self._run(lambda m: m.refresh_many(experiment_names)))
 
     def wait(
         self,
@@ -352,50 +355,6 @@ class ExperimentManager:
         self._current(outcome.experiment)
         return outcome
 
-    def list_experiments(
-        self,
-        *,
-        provider: str | None = None,
-        status: Status | str | Iterable[Status | str] | None = None,
-        name_prefix: str | None = None,
-        limit: int | None = None,
-    ) -> list[Experiment]:
-        return self._run(
-            lambda m: m.list_experiments(
-                provider=provider, status=status, name_prefix=name_prefix, limit=limit
-            )
-        )
-
-    def count_experiments(self) -> int:
-        return self._run(lambda m: m.count_experiments())
-
-    def active_experiments(self) -> list[Experiment]:
-        return self._run(lambda m: m.active_experiments())
-
-    def export_rows(self, experiment_name: str) -> list[dict[str, Any]]:
-        return self._run(lambda m: m.export_rows(experiment_name))
-
-    def export(
-        self,
-        experiment_name: str,
-        fmt: str = "jsonl",
-        path: str | Path | None = None,
-        *,
-        overwrite: bool = False,
-        raw: bool = False,
-    ) -> Path:
-        return self._run(
-            lambda m: m.export(experiment_name, fmt, path, overwrite=overwrite, raw=raw)
-        )
-
-    def to_pandas(self, experiment_name: str) -> Any:
-        """One row per request as a pandas DataFrame (pip install 'batchling[pandas]')."""
-        return self._run(lambda m: m.to_pandas(experiment_name))
-
-    def to_polars(self, experiment_name: str) -> Any:
-        """One row per request as a polars DataFrame (pip install 'batchling[polars]')."""
-        return self._run(lambda m: m.to_polars(experiment_name))
-
     @contextlib.contextmanager
     def _transfers(self, progress: bool) -> Iterator[None]:
         if not progress:
@@ -411,75 +370,17 @@ class ExperimentManager:
             finally:
                 self.on_transfer = before
 
-    def list_batches(self, experiment_name: str) -> list[BatchRecord]:
-        return self._run(lambda m: m.list_batches(experiment_name))
-
-    def update_experiment(self, experiment_name: str, **fields: Any) -> Experiment:
-        return self._current(self._run(lambda m: m.update_experiment(experiment_name, **fields)))
-
-    def cancel_experiment(self, experiment_name: str) -> Experiment:
-        return self._current(self._run(lambda m: m.cancel_experiment(experiment_name)))
-
     def delete_experiment(self, experiment_name: str, *, remote: bool = False) -> None:
         self._run(lambda m: m.delete_experiment(experiment_name, remote=remote))
         self._created.pop(experiment_name, None)
 
-    def experiment_cost(
-        self, experiment_name: str, *, table: PriceTable | None = None
-    ) -> ExperimentCost:
-        return self._run(lambda m: m.experiment_cost(experiment_name, table=table))
 
-    def experiment_costs(self, experiment_names: Iterable[str]) -> list[ExperimentCost]:
-        names = list(experiment_names)
-        return self._run(lambda m: m.experiment_costs(names))
-
-    def compare_experiments(
-        self,
-        targets: Sequence[str | Target],
-        *,
-        study: str | None = None,
-        raw_requests: Iterable[RawRequest | dict[str, Any]] | None = None,
-        raw_file_path: str | Path | None = None,
-        response_format: Any = None,
-        title: str | None = None,
-        description: str | None = None,
-        max_cost: float | None = None,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | None = None,
-        on_update: ProgressCallback | None = None,
-    ) -> Comparison:
-        return self._run(
-            lambda m: m.compare_experiments(
-                targets,
-                study=study,
-                raw_requests=raw_requests,
-                raw_file_path=raw_file_path,
-                response_format=response_format,
-                title=title,
-                description=description,
-                max_cost=max_cost,
-                poll_interval=poll_interval,
-                timeout=timeout,
-                on_update=on_update,
-            )
-        )
-
-    def get_comparison(
-        self, study: str, response_model: type[BaseModel] | None = None
-    ) -> Comparison:
-        return self._run(lambda m: m.get_comparison(study, response_model))
-
-    def write_comparison(
-        self,
-        comparison: Comparison,
-        path: str | Path,
-        *,
-        overwrite: bool = False,
-        raw: bool = False,
-    ) -> Path:
-        return self._run(
-            lambda m: m.write_comparison(comparison, path, overwrite=overwrite, raw=raw)
-        )
+async def _closed(items: AsyncIterator[Any], manager: AsyncExperimentManager) -> None:
+    try:
+        if isinstance(items, AsyncGenerator):
+            await items.aclose()
+    finally:
+        await manager.aclose()
 
 
 def _both(first: Callable[[T], None], second: Callable[[T], None] | None) -> Callable[[T], None]:

@@ -302,24 +302,6 @@ def _fields(pieces: Iterable[_Piece]) -> set[str]:
     return {piece.name for piece in pieces if isinstance(piece, _Field)}
 
 
-def placeholders(
-    template_messages: Iterable[RawMessage | Mapping[str, Any]],
-    *,
-    system_prompt: str | None = None,
-) -> set[str]:
-    """The column names the template's placeholders use (and the system prompt's, if given)."""
-    names: set[str] = set()
-    for message in _compile_messages(template_messages):
-        if message.text is not None:
-            names |= _fields(message.text)
-        for kind, content in message.parts or []:
-            if kind == "text" and isinstance(content, list):
-                names |= _fields(content)
-    if system_prompt is not None:
-        names |= _fields(_compile(system_prompt, where="system prompt"))
-    return names
-
-
 def _render_located(
     template_messages: Iterable[RawMessage | Mapping[str, Any]],
     rows: Iterable[tuple[str, Mapping[str, Any]]],

@@ -73,24 +73,24 @@ class PhaseMeter:
 
 @contextlib.contextmanager
 def timed_refresh() -> Iterator[dict[str, float]]:
-    """Seconds spent in `AsyncExperimentManager.refresh` meanwhile."""
-    from batchling.manager import AsyncExperimentManager
+    """Seconds spent in `refresh` (batchling/core/lifecycle.py) meanwhile."""
+    from batchling.core import lifecycle
 
     spent = {"seconds": 0.0}
-    original = AsyncExperimentManager.refresh
+    original = lifecycle.refresh
 
-    async def refresh(self: Any, experiment_name: str) -> Any:
+    async def refresh(session: Any, experiment_name: str) -> Any:
         start = time.perf_counter()
         try:
-            return await original(self, experiment_name)
+            return await original(session, experiment_name)
         finally:
             spent["seconds"] += time.perf_counter() - start
 
-    AsyncExperimentManager.refresh = refresh  # type: ignore[method-assign]
+    lifecycle.refresh = refresh
     try:
         yield spent
     finally:
-        AsyncExperimentManager.refresh = original  # type: ignore[method-assign]
+        lifecycle.refresh = original
 
 
 def plain_openai(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:

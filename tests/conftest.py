@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from batchling.emulator import Emulator, EmulatorConfig
+from batchling.emulator import Emulator
 from batchling.providers.registry import provider_info, provider_names
+from batchling.store import Store
+from tests.helpers import OpenedStores
 
 KEY_VARIABLES = (
     "OPENAI_API_KEY",
@@ -60,15 +62,36 @@ def emulator_server() -> Iterator[Emulator]:
 
 @pytest.fixture
 def emulator(emulator_server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    """The shared emulator with fresh knobs, and every SDK's environment pointed at it."""
-    emulator_server.state.config = EmulatorConfig()
-    emulator_server.state.faults.clear()
+    """The shared emulator as new (knobs, faults, holds, clock, files and batches), and every
+    SDK's environment pointed at it."""
+    emulator_server.reset()
     for name, value in emulator_server.env().items():
         monkeypatch.setenv(name, value)
     yield emulator_server
-    emulator_server.state.config = EmulatorConfig()
-    emulator_server.state.faults.clear()
+    emulator_server.reset()
 
 
 def env_without(*names: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in names}
+
+
+@pytest.fixture
+def stores(monkeypatch: pytest.MonkeyPatch) -> OpenedStores:
+    seen = OpenedStores()
+    open_for_reading = Store.open_for_reading.__func__  # type: ignore[attr-defined]
+    close = Store.close
+
+    async def opening(cls: type[Store], path: Path) -> Store:
+        store: Store = await open_for_reading(cls, path)
+        seen.opened += 1
+        seen.open.append(store)
+        return store
+
+    async def closing(self: Store) -> None:
+        if self in seen.open:
+            seen.open.remove(self)
+        await close(self)
+
+    monkeypatch.setattr(Store, "open_for_reading", classmethod(opening))
+    monkeypatch.setattr(Store, "close", closing)
+    return seen

@@ -8,7 +8,10 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from batchling.store import Store
 
 T = TypeVar("T")
 # A hang guard, not a measure: generous, as a loaded machine runs the emulator slowly.
@@ -89,3 +92,22 @@ async def until_terminal(
         return snapshot
 
     return await poll_until(poll, lambda s: s.status.is_terminal, "the batch to end")
+
+
+class OpenedStores:
+    """The stores opened (Store.open_for_reading, what a manager opens first) and still open."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.open: list[Store] = []
+
+
+class FakeClock:
+    """The emulator's clock (`emulator.state.clock`), moved forward by the test instead of by
+    time; the emulator fixture puts the real one back."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from batchling.cli import cli
 from batchling.emulator import Emulator
-from tests.helpers import request_dicts, write_jsonl
+from tests.helpers import OpenedStores, request_dicts, write_jsonl
 
 
 def invoke(*args: str, db: Path) -> tuple[int, str]:
@@ -256,3 +256,24 @@ def test_demo_runs_the_capitals_example_on_every_provider_and_built_in_profile()
         assert f"Experiment capitals-{provider}" in result.output
     assert result.output.count("completed (provider:") == len(DEMO_MODELS)
     assert result.output.count("The capital of France is Paris.") == len(DEMO_MODELS)
+
+
+def test_a_command_opens_the_store_once_and_closes_it(
+    emulator: Emulator, tmp_path: Path, stores: OpenedStores
+) -> None:
+    db = tmp_path / "db.sqlite"
+    raw = write_jsonl(tmp_path / "in.jsonl", request_dicts(2))
+    commands = [
+        ["create", "--name", "e", "--model", "gpt-4o-mini", "--raw-file-path", str(raw)],
+        ["start", "e"],
+        ["wait", "e", "--poll-interval", "0.02"],
+        ["status", "e"],
+        ["results", "e"],
+        ["export", "e", "--output", str(tmp_path / "e.csv"), "--format", "csv"],
+        ["list"],
+    ]
+    for command in commands:
+        stores.opened = 0
+        assert invoke(*command, db=db)[0] == 0, command
+        # One store a command (each call used to open its own: 3 to 6 a command).
+        assert stores.opened <= 1 and stores.open == [], command

@@ -32,7 +32,6 @@ def slow_emulator(emulator: Emulator) -> Iterator[Emulator]:
     )
     state.config = EmulatorConfig(processing_seconds=60)
     yield emulator
-    state.clock = time.time
 
 
 def invoke(db: Path, *args: str) -> tuple[int, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from batchling import AsyncExperimentManager, Experiment, Status
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator
 from batchling.providers import PROVIDERS
-from tests.helpers import question, request_dicts
+from tests.helpers import FakeClock, question, request_dicts
 
 # Gemini returns no results for a batch that did not succeed; the others keep finished work.
 DROPS_PARTIAL_RESULTS = {"gemini"}
@@ -98,19 +97,20 @@ async def test_per_request_failures_keep_the_provider_message(
 async def test_cancel_mid_run(
     manager: AsyncExperimentManager, emulator: Emulator, provider: str
 ) -> None:
+    clock = FakeClock()
+    emulator.state.clock = clock
     emulator.config.processing_seconds = 2.0
     await manager.create_experiment(
         "stop", model=DEMO_MODELS[provider], provider=provider, raw_requests=request_dicts(40)
     )
     await manager.start_experiment("stop")
-    await asyncio.sleep(1.0)
+    clock.now += 1.0  # half of the requests done
     await manager.cancel_experiment("stop")
     finished = await manager.wait("stop", poll_interval=0.05)
     assert finished.status == Status.CANCELLED
     results = await manager.get_results("stop")
-    statuses = {r.status for r in results}
-    assert len(results) == 40 and "cancelled" in statuses and statuses <= {"succeeded", "cancelled"}
-    assert ("succeeded" in statuses) == (provider not in DROPS_PARTIAL_RESULTS)
+    kept = 0 if provider in DROPS_PARTIAL_RESULTS else 20
+    assert [r.status for r in results] == ["succeeded"] * kept + ["cancelled"] * (40 - kept)
 
 
 async def test_expiry(manager: AsyncExperimentManager, emulator: Emulator, provider: str) -> None:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from batchling.progress import (
     watch_line,
     watch_table,
 )
-from tests.helpers import poll_until, request_dicts
+from tests.helpers import FakeClock, poll_until, request_dicts
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -53,16 +52,6 @@ def no_forced_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """CI may force colour; these tests pin what happens when output is not a terminal."""
     for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(name, raising=False)
-
-
-class FakeClock:
-    """The emulator's clock, moved forward by the test instead of by time."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # pure pieces
@@ -199,15 +188,10 @@ async def test_wait_calls_back_with_increasing_counts(emulator: Emulator, tmp_pa
         seen.append((e.status, e.request_counts.completed))
         clock.now += 15  # each poll finds the batch further along
 
-    try:
-        async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
-            await manager.create_experiment(
-                "slow", model="gpt-4o-mini", raw_requests=request_dicts(20)
-            )
-            await manager.start_experiment("slow")
-            final = await manager.wait("slow", poll_interval=0.01, on_update=on_update)
-    finally:
-        emulator.state.clock = time.time
+    async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
+        await manager.create_experiment("slow", model="gpt-4o-mini", raw_requests=request_dicts(20))
+        await manager.start_experiment("slow")
+        final = await manager.wait("slow", poll_interval=0.01, on_update=on_update)
     counts = [completed for _, completed in seen]
     assert counts == sorted(counts), counts
     assert any(0 < c < 20 for c in counts), counts
@@ -301,26 +285,22 @@ async def test_wait_all_has_every_experiments_poll_in_flight_at_once(
     emulator.state.clock = clock
     emulator.state.config = EmulatorConfig(processing_seconds=100)
     names = ["p1", "p2", "p3"]
-    try:
-        async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
-            for name in names:
-                await manager.create_experiment(name, model="m", raw_requests=request_dicts(2))
-                await manager.start_experiment(name)
-            polls = emulator.state.calls[("openai", "poll")]
-            emulator.hold("poll")
-            waiting = asyncio.ensure_future(manager.wait_all(names, poll_interval=0.01))
-            await poll_until(
-                lambda: emulator.state.calls[("openai", "poll")] - polls,
-                lambda held: held >= len(names),
-                "a held poll of every experiment",
-                every=0.005,
-            )
-            in_flight = emulator.state.calls[("openai", "poll")] - polls
-            clock.now += 1000
-            emulator.release("poll")
-            done = await waiting
-    finally:
+    async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
+        for name in names:
+            await manager.create_experiment(name, model="m", raw_requests=request_dicts(2))
+            await manager.start_experiment(name)
+        polls = emulator.state.calls[("openai", "poll")]
+        emulator.hold("poll")
+        waiting = asyncio.ensure_future(manager.wait_all(names, poll_interval=0.01))
+        await poll_until(
+            lambda: emulator.state.calls[("openai", "poll")] - polls,
+            lambda held: held >= len(names),
+            "a held poll of every experiment",
+            every=0.005,
+        )
+        in_flight = emulator.state.calls[("openai", "poll")] - polls
+        clock.now += 1000
         emulator.release("poll")
-        emulator.state.clock = time.time
+        done = await waiting
     assert in_flight == len(names)  # sequential polling would have one held poll, not three
     assert [e.status for e in done] == [Status.COMPLETED] * 3

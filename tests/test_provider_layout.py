@@ -29,8 +29,6 @@ NOT_FOR_EMULATORS = re.compile(
 NAMED_OUTSIDE = {
     ("providers/__init__.py", name): "the PROVIDERS list itself" for name in PROVIDERS
 } | {
-    ("manager.py", "openai"): "the default provider of create_experiment (manager split pending)",
-    ("sync.py", "openai"): "the blocking twin of that default",
     ("pricing.py", "openai"): "an example prices file in an error message",
     ("emulator/direct.py", "openai"): "capture's direct chat route (to move to openai/emulator.py)",
 }

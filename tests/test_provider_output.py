@@ -434,7 +434,7 @@ def test_results_prints_each_warning_of_the_download(emulator: Emulator, tmp_pat
 def test_a_providers_counts_never_exceed_the_batchs_requests(
     completed: int, failed: int, shown: tuple[int, int]
 ) -> None:
-    from batchling.manager import _reported
+    from batchling.core.lifecycle import _reported
     from batchling.models import BatchRecord
 
     batch = BatchRecord(

@@ -112,9 +112,9 @@ async def test_big_results_are_stored_in_smaller_blocks(
     emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A block holds at most RESULTS_FLUSH_BYTES of raw JSON and vectors (embeddings are big)."""
-    import batchling.manager
+    import batchling.core.download
 
-    monkeypatch.setattr(batchling.manager, "RESULTS_FLUSH_BYTES", 2000)
+    monkeypatch.setattr(batchling.core.download, "RESULTS_FLUSH_BYTES", 2000)
     blocks: list[int] = []
     save = Store.save_records
 

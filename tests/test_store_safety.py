@@ -21,8 +21,9 @@ from batchling.cli import cli as cli_group
 from batchling.emulator import Emulator
 from batchling.errors import ConfigurationError, InvalidStateError, StoreError
 from batchling.migrations import MIGRATIONS
-from batchling.models import Status
+from batchling.models import Status, SubmitStep
 from batchling.store import APPLICATION_ID, Store
+from batchling.updates import BatchUpdate, ExperimentUpdate
 from tests.helpers import request_dicts, write_jsonl
 
 
@@ -421,12 +422,12 @@ def test_listing_a_database_that_does_not_exist_creates_nothing(tmp_path: Path) 
 async def test_delete_is_refused_while_a_start_of_the_experiment_runs(
     tmp_path: Path, emulator: Emulator
 ) -> None:
-    from batchling.manager import _is_owner_alive, _owner_id
+    from batchling.resume import is_owner_alive, owner_id
 
     async with AsyncExperimentManager(tmp_path / "db") as manager:
         await manager.create_experiment("e", model="m", raw_requests=request_dicts(2))
         store = await manager.store()
-        assert await store.claim_start("e", _owner_id(), _is_owner_alive)
+        assert await store.claim_start("e", owner_id(), is_owner_alive)
         with pytest.raises(InvalidStateError, match=r"being started by another process .*nothing"):
             await manager.delete_experiment("e")
         with pytest.raises(InvalidStateError, match="being started"):
@@ -435,8 +436,8 @@ async def test_delete_is_refused_while_a_start_of_the_experiment_runs(
         # The start's owner is gone (it crashed before sending anything): deleting is safe.
         ended = subprocess.Popen([sys.executable, "-c", ""])
         ended.wait()
-        host = _owner_id().rpartition(":")[0]
-        await store.update_experiment("e", start_owner=f"{host}:{ended.pid}")
+        host = owner_id().rpartition(":")[0]
+        await store.update_experiment("e", ExperimentUpdate(start_owner=f"{host}:{ended.pid}"))
         await manager.delete_experiment("e")
 
 
@@ -465,7 +466,9 @@ async def test_delete_is_refused_while_a_batch_creation_was_interrupted(
     async with AsyncExperimentManager(tmp_path / "db") as manager:
         await manager.create_experiment("e", model="m", raw_requests=request_dicts(2))
         experiment = await manager.retrieve("e")
-        await (await manager.store()).update_batch(experiment, 0, step="creating")
+        await (await manager.store()).update_batch(
+            experiment, 0, BatchUpdate(step=SubmitStep.CREATING)
+        )
         with pytest.raises(
             InvalidStateError, match=r"creation was interrupted .*batchling start e"
         ):

@@ -86,7 +86,7 @@ async def test_bad_line_late_in_the_file_leaves_nothing(
 def test_gc_pause_nests_and_restores() -> None:
     import gc
 
-    from batchling.manager import _gc_paused
+    from batchling.core.download import _gc_paused
 
     assert gc.isenabled()
     outer = _gc_paused()
@@ -111,7 +111,7 @@ def test_gc_pause_nests_and_restores() -> None:
 async def test_a_download_pauses_the_gc_unless_the_manager_is_told_not_to(
     emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pause: bool
 ) -> None:
-    from batchling import manager as manager_module
+    from batchling.core import download as manager_module
 
     pauses: list[None] = []
 

@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import threading
 from pathlib import Path
 
 from batchling import AsyncExperimentManager, ExperimentManager, Status
 from batchling.emulator import Emulator
 from batchling.pricing import ModelPrice, PriceTable
-from tests.helpers import request_dicts
+from tests.helpers import OpenedStores, request_dicts
 
 # The blocking manager opens and closes the store in each call: nothing to hand out or close.
 ASYNC_ONLY = {"store", "aclose"}
@@ -64,11 +63,13 @@ def test_every_public_async_method_has_a_blocking_twin_with_the_same_signature()
         assert twin is not None, f"ExperimentManager has no {name}"
         assert not inspect.iscoroutinefunction(twin) and not inspect.isasyncgenfunction(twin)
         expected, actual = inspect.signature(method), inspect.signature(twin)
-        extra = [p for n, p in actual.parameters.items() if n not in expected.parameters]
+        # The receiver aside: the twin's `self`, the operation's `session` (batchling/core/).
+        wanted = list(expected.parameters.values())[1:]
+        given = list(actual.parameters.values())[1:]
+        extra = [p for p in given if p.name not in {w.name for w in wanted}]
         assert {p.name for p in extra} <= BLOCKING_ONLY, name
         assert all(p.kind == p.KEYWORD_ONLY and p.default is False for p in extra), name
-        shared = [p for p in actual.parameters.values() if p not in extra]
-        assert shared == list(expected.parameters.values()), name
+        assert [p for p in given if p not in extra] == wanted, name
         returns = str(expected.return_annotation)
         if is_iterator:
             returns = returns.replace("AsyncIterator[", "Iterator[", 1)
@@ -83,31 +84,59 @@ def finished(manager: ExperimentManager, name: str, count: int) -> None:
     manager.wait(name, poll_interval=0.02)
 
 
-def iterator_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "batchling-iterator"]
-
-
-def test_iter_results_yields_each_result_and_stops_its_worker(
-    emulator: Emulator, tmp_path: Path
+def test_iter_results_yields_each_result_and_closes_its_store(
+    emulator: Emulator, tmp_path: Path, stores: OpenedStores
 ) -> None:
     manager = ExperimentManager(tmp_path / "db.sqlite")
     finished(manager, "iter", 5)
     results = manager.iter_results("iter")
     assert [r.custom_id for r in results] == [r.custom_id for r in manager.get_results("iter")]
-    assert not iterator_threads()
+    assert stores.open == []
 
 
-def test_iter_results_stopped_early_closes_the_store(emulator: Emulator, tmp_path: Path) -> None:
+def test_iter_results_stopped_early_closes_the_store(
+    emulator: Emulator, tmp_path: Path, stores: OpenedStores
+) -> None:
     manager = ExperimentManager(tmp_path / "db.sqlite")
     finished(manager, "early", 5)
     results = manager.iter_results("early")
     first = next(results)
-    assert iterator_threads()
+    assert len(stores.open) == 1  # the iterator's own, its cursor open between steps
     results.close()
     assert first.text == "The capital of France is Paris."
-    assert not iterator_threads()
+    assert stores.open == []
     manager.delete_experiment("early")
     assert manager.list_experiments() == []
+
+
+def test_calls_share_one_store_inside_with_and_close_it_at_the_end(
+    emulator: Emulator, tmp_path: Path, stores: OpenedStores
+) -> None:
+    with ExperimentManager(tmp_path / "db.sqlite") as manager:
+        finished(manager, "held", 2)
+        assert len(manager.get_results("held")) == 2
+        assert stores.opened == 1 and len(stores.open) == 1
+    assert stores.open == []
+    outside = ExperimentManager(tmp_path / "db.sqlite")
+    outside.retrieve("held")
+    outside.retrieve("held")
+    assert stores.opened == 3 and stores.open == []  # without `with`: one per call, closed
+
+
+def test_a_manager_runs_every_call_on_one_event_loop_until_closed(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    manager = ExperimentManager(tmp_path / "db.sqlite")
+
+    async def running_loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    loops = {manager._run(lambda m: running_loop()) for _ in range(3)}
+    assert len(loops) == 1
+    manager.close()
+    assert next(iter(loops)).is_closed()
+    assert manager.list_experiments() == []  # a call after close starts a loop again
+    manager.close()
 
 
 def test_iter_results_works_inside_a_running_event_loop(emulator: Emulator, tmp_path: Path) -> None:

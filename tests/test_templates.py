@@ -10,11 +10,35 @@ import pytest
 
 from batchling.errors import InputError
 from batchling.models import ImagePart, RawMessage, RawRequest, TextPart
-from batchling.templates import _read_located_rows, _render_located, placeholders
+from batchling.templates import (
+    _compile,
+    _compile_messages,
+    _fields,
+    _read_located_rows,
+    _render_located,
+)
 
 TEMPLATE = [
     {"role": "user", "content": "What is the {attribute} of {country}? Answer in {language}."}
 ]
+
+
+def placeholders(
+    template_messages: Iterable[RawMessage | Mapping[str, Any]],
+    *,
+    system_prompt: str | None = None,
+) -> set[str]:
+    """The column names the template's placeholders use (and the system prompt's, if given)."""
+    names: set[str] = set()
+    for message in _compile_messages(template_messages):
+        if message.text is not None:
+            names |= _fields(message.text)
+        for kind, content in message.parts or []:
+            if kind == "text" and isinstance(content, list):
+                names |= _fields(content)
+    if system_prompt is not None:
+        names |= _fields(_compile(system_prompt, where="system prompt"))
+    return names
 
 
 def render_requests(

@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -118,6 +119,24 @@ class Emulator:
         `after`, only once that many have passed (a Together upload is three calls, say)."""
         self.state.let_through[step] = after
         self.state.held[step] = asyncio.Event()
+
+    def reset(self) -> None:
+        """Back to a new emulator's state, on the same server: default knobs, no faults, holds
+        released, the real clock, no files, batches, calls or recording (ids keep counting, so
+        none is ever given twice)."""
+        for step in list(self.state.held):
+            self.release(step)
+        state = self.state
+        state.config = EmulatorConfig()
+        state.faults.clear()
+        state.let_through.clear()
+        state.calls.clear()
+        state.recording = None
+        state.clock = time.time
+        for stored in state.files.values():
+            stored.path.unlink(missing_ok=True)
+        state.files.clear()
+        state.batches.clear()
 
     def forget(self, batch_id: str) -> None:
         """Lose a batch, as past its retention or on a restart: calls about it answer 404."""

@@ -1,0 +1,263 @@
+"""Starting an experiment: upload and create each batch, recording each step before it is taken,
+so a run that died anywhere resumes without a second upload or a second batch."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from batchling import resume
+from batchling.core import costs, lifecycle
+from batchling.core.session import Session
+from batchling.errors import (
+    AmbiguousBatchError,
+    ConfigurationError,
+    InvalidStateError,
+    ProviderError,
+)
+from batchling.models import BatchRecord, Experiment, Status, SubmitStep
+from batchling.pricing import check_cost_limit
+from batchling.progress import TransferMeter
+from batchling.providers import client_settings
+from batchling.providers.base import BatchRef, Provider
+from batchling.store import utcnow
+from batchling.updates import BatchUpdate, ExperimentUpdate
+
+
+async def start_experiment(
+    session: Session,
+    experiment_name: str,
+    *,
+    max_cost: float | None = None,
+    adopt: str | None = None,
+) -> Experiment:
+    """Upload and create every batch. Safe to run again after a crash: nothing is sent twice.
+
+    With `max_cost` (USD), refuses before sending anything when the estimated cost is above
+    it or cannot be estimated (CostLimitError). `adopt` names the provider batch to record for
+    the chunk whose creation was interrupted, when batchling cannot tell which one it is."""
+    if max_cost is not None:
+        max_cost = costs.check_max_cost(max_cost)
+    store = await session.store()
+    experiment = await store.get_experiment(experiment_name)
+    if experiment.status not in (Status.CREATED, Status.SUBMITTING):
+        raise InvalidStateError(
+            f"Experiment '{experiment_name}' has already been started (status "
+            f"{experiment.status}). Use 'batchling status {experiment_name}' to follow it."
+        )
+    if max_cost is not None:
+        check_cost_limit(
+            max_cost,
+            [await costs.experiment_cost(session, experiment_name)],
+            afterwards=f"Experiment '{experiment_name}' stays created, not started: start it "
+            f"with 'batchling start {experiment_name}' (a higher --max-cost, or none).",
+        )
+    try:
+        provider = session._provider(experiment)
+    except ConfigurationError as error:
+        # Keeps the class (MissingApiKeyError...) and says the record exists, so the user
+        # does not create it again.
+        state = "not started" if experiment.status == Status.CREATED else "not all submitted"
+        error.args = (
+            f"{error} Experiment '{experiment_name}' is saved but {state}: once that is "
+            f"fixed, run 'batchling start {experiment_name}'.",
+        )
+        raise
+    if not await store.claim_start(experiment_name, resume.owner_id(), resume.is_owner_alive):
+        raise InvalidStateError(
+            f"Experiment '{experiment_name}' is being started by another process right now."
+        )
+    metadata_base = {
+        "batchling_experiment": experiment.name[:500],
+        # Tells this experiment's batches from those of an earlier one with the same name.
+        "batchling_created": experiment.created_at.strftime("%Y%m%dT%H%M%S%f"),
+    }
+    try:
+        to_submit = [
+            b
+            for b in await store.list_batches(experiment)
+            if not b.batch_id and not b.results_stored
+        ]
+        upload = TransferMeter(
+            session.on_transfer, experiment_name, "upload", sum(b.bytes for b in to_submit)
+        )
+        if adopt is not None:
+            await _check_adoptable(session, experiment, to_submit, adopt)
+        upload.start()
+        for batch in to_submit:
+            await _submit_batch(session, experiment, provider, batch, metadata_base, adopt)
+            adopt = None if batch.step == SubmitStep.CREATING else adopt
+            upload.advance(batch.bytes)
+    except BaseException:
+        # Stays 'submitting' with its progress recorded; released so a rerun can resume it.
+        await store.update_experiment(experiment_name, ExperimentUpdate(start_owner=None))
+        raise
+    await store.update_experiment(
+        experiment_name, ExperimentUpdate(status=Status.VALIDATING, start_owner=None)
+    )
+    try:
+        return await lifecycle.refresh(session, experiment_name)
+    except ProviderError:
+        # Everything is submitted and recorded; a failed first poll is for 'wait' to redo.
+        return await store.get_experiment(experiment_name)
+
+
+async def _check_adoptable(
+    session: Session, experiment: Experiment, to_submit: list[BatchRecord], adopt: str
+) -> None:
+    store = await session.store()
+    if not any(b.step == SubmitStep.CREATING for b in to_submit):
+        raise InvalidStateError(
+            f"Experiment '{experiment.name}' has no batch whose creation was interrupted: "
+            "there is nothing to adopt. Run the command again without --adopt."
+        )
+    if adopt in await store.recorded_batch_ids(experiment.provider):
+        raise InvalidStateError(
+            f"Batch '{adopt}' is already recorded for a chunk of an experiment: it cannot "
+            f"be adopted by '{experiment.name}'."
+        )
+    # The batch must exist at the provider: a mistyped id is refused before it is recorded.
+    await session._call(experiment, "lookup", session._provider(experiment).poll(BatchRef(adopt)))
+
+
+async def _submit_batch(
+    session: Session,
+    experiment: Experiment,
+    provider: Provider,
+    batch: BatchRecord,
+    metadata_base: dict[str, str],
+    adopt: str | None = None,
+) -> None:
+    store = await session.store()
+    metadata = {**metadata_base, "batchling_chunk": str(batch.chunk)}
+    file_id = batch.file_id
+    if file_id is None and batch.step != SubmitStep.CREATING:
+        name = resume.upload_name(experiment, batch)
+        if batch.step == SubmitStep.UPLOADING and batch.updated_at is not None:
+            # A previous run may have uploaded the file and died before recording its id.
+            file_id = await session._call(
+                experiment,
+                "lookup",
+                provider.find_file(
+                    name, batch.path.stat().st_size, batch.updated_at - resume.CLOCK_SKEW
+                ),
+            )
+        if file_id is None:
+            await store.update_batch(
+                experiment,
+                batch.chunk,
+                BatchUpdate(step=SubmitStep.UPLOADING, status=Status.SUBMITTING),
+            )
+            file_id = await session._call(
+                experiment, "upload", provider.upload(batch.path, name=name)
+            )
+        await store.update_batch(
+            experiment, batch.chunk, BatchUpdate(step=SubmitStep.UPLOADED, file_id=file_id)
+        )
+    batch_id = None
+    if batch.step == SubmitStep.CREATING:
+        # A previous run may have created the batch and died before recording its id.
+        batch_id = adopt or await _find_created_batch(
+            session, experiment, provider, batch, file_id, metadata
+        )
+    if batch_id is None:
+        batch_id = await _create_batch(session, experiment, provider, batch, file_id, metadata)
+    await store.update_batch(
+        experiment,
+        batch.chunk,
+        BatchUpdate(
+            step=SubmitStep.SUBMITTED,
+            batch_id=batch_id,
+            status=Status.VALIDATING,
+            submitted_at=utcnow(),
+        ),
+    )
+
+
+async def _create_batch(
+    session: Session,
+    experiment: Experiment,
+    provider: Provider,
+    batch: BatchRecord,
+    file_id: str | None,
+    metadata: dict[str, str],
+) -> str:
+    """Create the chunk's batch, never twice: the SDKs make a single attempt, and a creation
+    that went unanswered (timeout, dropped connection) is looked for before another one."""
+    store = await session.store()
+    attempts = client_settings.max_retries() + 1
+    for attempt in range(1, attempts + 1):
+        started = utcnow()
+        await store.update_batch(experiment, batch.chunk, BatchUpdate(step=SubmitStep.CREATING))
+        try:
+            return await session._call(
+                experiment,
+                "create",
+                provider.create(
+                    batch.path,
+                    file_id=file_id,
+                    model=experiment.model,
+                    endpoint=experiment.endpoint,
+                    metadata=metadata,
+                ),
+            )
+        except ProviderError as error:
+            cause = error.__cause__
+            if resume.refused(cause):
+                if attempt < attempts and resume.worth_retrying(cause):
+                    await asyncio.sleep(resume.retry_delay(cause, attempt))
+                    continue
+                # The provider answered no: there is no orphan batch for a rerun to look for.
+                step = SubmitStep.UPLOADED if file_id else SubmitStep.PENDING
+                await store.update_batch(experiment, batch.chunk, BatchUpdate(step=step))
+                raise
+            if attempt == attempts:
+                raise  # left 'creating': a rerun looks for it first
+        found = await _find_unanswered_create(
+            session, experiment, provider, batch, file_id, metadata, started
+        )
+        if found is not None:
+            return found
+    raise AssertionError("unreachable")
+
+
+async def _find_unanswered_create(
+    session: Session,
+    experiment: Experiment,
+    provider: Provider,
+    batch: BatchRecord,
+    file_id: str | None,
+    metadata: dict[str, str],
+    started: datetime,
+) -> str | None:
+    """Look for a batch the provider may have made although the creation went unanswered,
+    over about two client timeouts, since it may finish the request after the client gave up."""
+    for delay in resume.settle_delays(client_settings.timeout_seconds()):
+        await asyncio.sleep(delay)
+        found = await _find_created_batch(
+            session, experiment, provider, batch, file_id, metadata, started
+        )
+        if found is not None:
+            return found
+    return None
+
+
+async def _find_created_batch(
+    session: Session,
+    experiment: Experiment,
+    provider: Provider,
+    batch: BatchRecord,
+    file_id: str | None,
+    metadata: dict[str, str],
+    started: datetime | None = None,
+) -> str | None:
+    """The provider's batch for this chunk that no record holds yet, if there is one."""
+    store = await session.store()
+    recorded = await store.recorded_batch_ids(experiment.provider)
+    hint = resume.create_hint(batch, file_id, recorded, started)
+    try:
+        return await session._call(experiment, "lookup", provider.find_batch(metadata, hint))
+    except AmbiguousBatchError as error:
+        raise AmbiguousBatchError(
+            error.candidates, resume.ambiguous(experiment, batch, error)
+        ) from None
