@@ -18,6 +18,7 @@ INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1
 """Token counts (max_tokens, a thinking budget, dimensions): far above any model's, within
 every provider's integer type."""
+INT32_MIN = -(2**31)
 MAX_POLL_SECONDS = 86_400.0
 MAX_TIMEOUT = 365 * 86_400.0
 """Seconds: a day between polls, a year of waiting."""

@@ -123,10 +123,11 @@ def _database_problem(ctx: click.Context, error: Exception) -> StoreError | None
 
     if not isinstance(error, sqlite3.Error):
         return None
-    from batchling.home import default_db_path
+    from batchling.repository import database_target
     from batchling.store import database_error
 
-    return database_error(error, (ctx.obj or {}).get("db_path") or default_db_path())
+    target = database_target((ctx.obj or {}).get("db_path"))
+    return database_error(error, target) if isinstance(target, Path) else None
 
 
 def _checked(
@@ -189,14 +190,15 @@ class CheckedInt(click.IntRange):
 @click.option(
     "--db",
     "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH|URL",
     envvar="BATCHLING_DB",
-    help="SQLite database file (default: $BATCHLING_HOME/batchling.db or the user data dir).",
+    help="SQLite database file or sqlite:///PATH, or a postgresql://USER@HOST/DATABASE URL "
+    "(default: $BATCHLING_HOME/batchling.db or the user data dir).",
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.version_option(package_name="batchling")
 @click.pass_context
-def cli(ctx: click.Context, db_path: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, db_path: str | None, debug: bool) -> None:
     """batchling: one client for the Batch APIs of OpenAI, Anthropic, Gemini, Groq, Mistral and Together AI.
 
     The options below may also follow the command (batchling list --db x.db).
@@ -204,6 +206,16 @@ def cli(ctx: click.Context, db_path: Path | None, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["db_path"] = db_path
     ctx.obj["debug"] = debug
+
+
+def _path_or_url(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> Path | str | None:
+    """A file option's value: a Path, or an object-storage URL kept as given (a Path would
+    fold its `//`)."""
+    from batchling.object_storage import is_remote
+
+    return value if value is None or is_remote(value) else Path(value)
 
 
 def generation_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -289,8 +301,10 @@ _RAW_CSV_HELP = (
 @click.option(
     "--raw-file-path",
     default=None,
-    type=click.Path(path_type=Path),
-    help='JSONL file of requests: one {"messages": [...]} object a line.',
+    callback=_path_or_url,
+    metavar="PATH|URL",
+    help='JSONL file of requests: one {"messages": [...]} object a line (a path, or an s3://, '
+    "gs:// or az:// URL with batchling[cloud]).",
 )
 @click.option(
     "--template-file",
@@ -312,15 +326,17 @@ _RAW_CSV_HELP = (
 )
 @click.option(
     "--processed-file-path",
-    type=click.Path(path_type=Path),
+    callback=_path_or_url,
+    metavar="PATH|URL",
     default=None,
-    help="Where to write the provider-formatted batch file.",
+    help="Where to write the provider-formatted batch file (a path or an object-storage URL).",
 )
 @click.option(
     "--results-file-path",
-    type=click.Path(path_type=Path),
+    callback=_path_or_url,
+    metavar="PATH|URL",
     default=None,
-    help="Where to write the results JSONL.",
+    help="Where to write the results JSONL (a path or an object-storage URL).",
 )
 @click.option("--base-url", default=None, help="Base URL of an OpenAI-compatible service (stored).")
 @click.option(
@@ -347,6 +363,7 @@ _RAW_CSV_HELP = (
     "temperature, top_p, max_tokens, stop, seed, reasoning. E.g. --set reasoning=low.",
 )
 @click.option("--start", "start_now", is_flag=True, help="Start the experiment right away.")
+@click.option("--queue", is_flag=True, help="Record it as queued: a `batchling worker` starts it.")
 @click.option(
     "--max-cost",
     type=CheckedFloat(min=0),
@@ -364,22 +381,25 @@ def create(
     endpoint: str | None,
     title: str | None,
     description: str | None,
-    raw_file_path: Path | None,
+    raw_file_path: Path | str | None,
     template_file: Path | None,
     rows_file: Path | None,
     id_field: str | None,
-    processed_file_path: Path | None,
-    results_file_path: Path | None,
+    processed_file_path: Path | str | None,
+    results_file_path: Path | str | None,
     base_url: str | None,
     max_requests_per_batch: int | None,
     response_format: str | None,
     generation: dict[str, Any],
     start_now: bool,
+    queue: bool,
     max_cost: float | None,
     overwrite: bool,
 ) -> None:
     """Create an experiment from a JSONL file of requests, or from a template and rows."""
     _check_create_sources(raw_file_path, template_file, rows_file, id_field)
+    if queue and start_now:
+        raise click.UsageError("--queue leaves the start to a worker: give --queue or --start.")
     if max_cost is not None and not start_now:
         raise click.UsageError("--max-cost applies when starting: add --start.")
     _warn_if_misspelt(provider, model)
@@ -410,6 +430,7 @@ def create(
         response_format=response_format,
         generation=generation or None,
         overwrite=overwrite,
+        queue=queue,
     )
     if start_now:
         with _transfers(manager):
@@ -435,7 +456,7 @@ def _warn_if_misspelt(provider: str, model: str) -> None:
 
 
 def _check_create_sources(
-    raw_file_path: Path | None,
+    raw_file_path: Path | str | None,
     template_file: Path | None,
     rows_file: Path | None,
     id_field: str | None,
@@ -921,6 +942,97 @@ def update(
         base_url=base_url,
     )
     _show_experiment(manager, name)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="One pass, then exit (for cron or an orchestrator).")
+@click.option(
+    "--poll-interval",
+    type=CheckedFloat(min=0.01, max=86_400),
+    default=30.0,
+    show_default=True,
+    help="Seconds between passes.",
+)
+@click.pass_context
+def worker(ctx: click.Context, once: bool, poll_interval: float) -> None:
+    """Start queued experiments, poll running ones, download finished ones' results.
+
+    Several workers (on one machine or many, on the same PostgreSQL database) share the queue:
+    each queued experiment is started by one of them. SIGTERM or Ctrl-C: the step in progress
+    is finished, then the worker exits (0)."""
+    import asyncio
+    import signal
+
+    from batchling.core.worker import WorkerPass, work
+    from batchling.manager import AsyncExperimentManager
+
+    def report(done: WorkerPass) -> None:
+        for name in done.started:
+            click.echo(f"started {name}")
+        for name in done.downloaded:
+            click.echo(f"results of {name} downloaded")
+        for name, error in done.failed.items():
+            click.echo(f"{name}: {error}", err=True)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with AsyncExperimentManager(ctx.obj["db_path"]) as manager:
+            if once:
+                report(await manager.work_once())
+            else:
+                await work(
+                    manager, poll_interval=poll_interval, stopping=stop.is_set, on_pass=report
+                )
+
+    asyncio.run(run())
+
+
+@cli.group()
+def db() -> None:
+    """Move records between databases."""
+
+
+@db.command(name="copy")
+@click.option(
+    "--from", "source", required=True, help="The SQLite database: a path or sqlite:///PATH."
+)
+@click.option(
+    "--to", "target", required=True, metavar="URL", help="The PostgreSQL database: postgresql://..."
+)
+def db_copy(source: str, target: str) -> None:
+    """Copy every experiment of a local database into a team database.
+
+    Each experiment goes in one transaction with its counts checked: run it again after an
+    interruption to resume, or later to bring changed experiments up to date."""
+    from batchling.db_copy import copy_database
+    from batchling.errors import StoreError
+    from batchling.repository import database_target, shown_target
+    from batchling.sync import run_sync
+
+    source_path, target_url = database_target(source), database_target(target)
+    if not isinstance(source_path, Path):
+        raise StoreError(
+            f"--from must be a SQLite database (a path or sqlite:///PATH), not {shown_target(source_path)}."
+        )
+    if not isinstance(target_url, str):
+        raise StoreError(f"--to must be a postgresql:// URL, not the file {target_url}.")
+    report = run_sync(copy_database(source_path, target_url))
+    rows = ", ".join(f"{count:,} {table}" for table, count in report.rows.items())
+    click.echo(
+        f"Copied {len(report.copied)} experiment(s) ({rows}; counts checked); "
+        f"{len(report.unchanged)} already there unchanged."
+    )
+    for name in report.newer_there:
+        click.echo(f"Kept '{name}' as it is there: it changed there after this copy was made.")
+    if report.conflicts:
+        raise StoreError(
+            f"{len(report.conflicts)} experiment name(s) are taken there by other experiments "
+            f"({', '.join(report.conflicts[:10])}): they were not copied, nothing there "
+            "changed. Copy them into another database, or delete the ones there first."
+        )
 
 
 @cli.group(invoke_without_command=True)

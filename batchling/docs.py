@@ -55,6 +55,17 @@ def cli_reference(root: click.Group | None = None) -> str:
         if aliases:
             title += " (alias: " + ", ".join(f"`batchling {a}`" for a in aliases) + ")"
         sections.append(_section(title, command_help(command, root_ctx, canonical)))
+        if isinstance(command, click.Group):
+            group_ctx = click.Context(command, info_name=canonical, parent=root_ctx)
+            for sub_name in command.list_commands(group_ctx):
+                sub = command.get_command(group_ctx, sub_name)
+                if sub is not None:
+                    sections.append(
+                        _section(
+                            f"`batchling {canonical} {sub_name}`",
+                            command_help(sub, group_ctx, sub_name),
+                        )
+                    )
     notice = (
         "<!-- Generated from the click commands by `python -m batchling.docs`; do not edit. -->"
     )

@@ -92,9 +92,11 @@ def without_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"[redacted]@{netloc}"))
 
 
-def offline_report(db_path: Path | None, env: Mapping[str, str] | None = None) -> list[Section]:
+def offline_report(
+    db_path: str | Path | None, env: Mapping[str, str] | None = None
+) -> list[Section]:
     """Versions, keys, base URLs, database and emulator: nothing leaves this machine."""
-    from batchling.home import default_db_path
+    from batchling.repository import database_target, shown_target
 
     env = os.environ if env is None else env
     about = Section("batchling")
@@ -119,9 +121,9 @@ def offline_report(db_path: Path | None, env: Mapping[str, str] | None = None) -
         )
 
     database = Section("database")
-    path = Path(db_path) if db_path is not None else default_db_path()
-    database.add("path", str(path))
-    for label, value in database_facts(path):
+    path = database_target(db_path)
+    database.add("path" if isinstance(path, Path) else "url", shown_target(path))
+    for label, value in database_facts(path) if isinstance(path, Path) else ():
         database.add(label, value)
 
     emulator = Section("emulator")

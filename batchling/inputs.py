@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -59,11 +60,18 @@ SourcedRequest = tuple[RawRequest, str | None]
 is, which spares serialising it again); None when it must be serialised."""
 
 
-def read_request_lines(path: Path) -> Iterator[SourcedRequest]:
-    """Stream (request, its line) from a JSONL file; errors name the file and the line."""
-    if not path.is_file():
+def read_request_lines(path: Path | str) -> Iterator[SourcedRequest]:
+    """Stream (request, its line) from a JSONL file, local or in object storage (a URL); errors
+    name the file and the line."""
+    from batchling.object_storage import is_remote, open_remote
+
+    if is_remote(path):
+        opened: contextlib.AbstractContextManager[IO[bytes]] = open_remote(str(path), "rb")
+    elif not Path(path).is_file():
         raise InputError(f"Requests file not found: {path}")
-    with path.open("rb") as handle:
+    else:
+        opened = Path(path).open("rb")  # noqa: SIM115  (entered just below)
+    with opened as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue

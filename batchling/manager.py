@@ -13,6 +13,7 @@ from batchling.core import (
     retries,
     studies,
     submit,
+    worker,
 )
 from batchling.core.session import Session
 
@@ -48,6 +49,9 @@ class AsyncExperimentManager(Session):
     delete_experiment = lifecycle.delete_experiment
 
     retry_experiment = retries.retry_experiment
+
+    enqueue = worker.enqueue
+    work_once = worker.work_once
 
     get_results = download.get_results
     iter_results = download.iter_results

@@ -144,3 +144,20 @@ async def m005_owned_files(db: aiosqlite.Connection) -> None:
 async def m006_download_warnings(db: aiosqlite.Connection) -> None:
     """Result lines a download ignored (unreadable, unknown ids, second answers), per batch."""
     await db.execute("ALTER TABLE batches ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'")
+
+
+@migration
+async def m007_start_lease(db: aiosqlite.Connection) -> None:
+    """When the claim on a start (start_owner) expires unless its owner renews it."""
+    await db.execute("ALTER TABLE experiments ADD COLUMN lease_expires_at TEXT")
+
+
+@migration
+async def m008_queue(db: aiosqlite.Connection) -> None:
+    """When an experiment was queued for workers to start (NULL: started by its user)."""
+    await db.executescript(
+        """
+        ALTER TABLE experiments ADD COLUMN queued_at TEXT;
+        CREATE INDEX experiments_queued ON experiments(queued_at) WHERE queued_at IS NOT NULL;
+        """
+    )

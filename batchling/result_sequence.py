@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Protocol, overload
 
 from batchling.models import Result
 from batchling.records import ResultRecord, result_of_record
@@ -22,6 +22,39 @@ _FROM = (
 )
 
 
+class RowReader(Protocol):
+    """Runs a read (SQLite's `?` placeholders) in the calling thread; closes its connection."""
+
+    def query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteRows:
+    def __init__(self, db_path: Path) -> None:
+        self._db_path = db_path.resolve()
+        self._connection: sqlite3.Connection | None = None
+
+    def query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        from batchling.store import connect_for_reading, database_error
+
+        if self._connection is None:
+            # A sequence made in a worker thread (Jupyter's loop) is read in the user's.
+            self._connection = connect_for_reading(self._db_path)
+        try:
+            return self._connection.execute(sql, parameters).fetchall()
+        except sqlite3.DatabaseError as error:
+            problem = database_error(error, self._db_path)
+            if problem is None:
+                raise
+            raise problem from None
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
 class ResultSequence(Sequence[Result]):
     """An experiment's results in request order: `len`, indexing, slicing and iteration, each
     reading from the database what it needs (its own connection, reading only, in the calling
@@ -30,17 +63,16 @@ class ResultSequence(Sequence[Result]):
 
     def __init__(
         self,
-        db_path: Path,
+        source: Path | RowReader,
         experiment_id: int,
         length: int,
         convert: Callable[[Result], Result] | None = None,
     ) -> None:
-        self._db_path = db_path.resolve()
+        self._reader = SqliteRows(source) if isinstance(source, Path) else source
         self._dense: bool | None = None
         self._experiment_id = experiment_id
         self._length = length
         self._convert = convert
-        self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._page: tuple[int, list[Result]] = (-1, [])
 
@@ -104,9 +136,7 @@ class ResultSequence(Sequence[Result]):
     def close(self) -> None:
         """Close the connection now (it closes itself when the sequence is collected)."""
         with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+            self._reader.close()
 
     def _page_rows(self, page: int) -> list[Result]:
         if self._dense is None:
@@ -139,17 +169,5 @@ class ResultSequence(Sequence[Result]):
         return self._convert(result) if self._convert is not None else result
 
     def _query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
-        from batchling.store import connect_for_reading, database_error
-
         with self._lock:
-            if self._connection is None:
-                # Under the lock: a sequence made in a worker thread (Jupyter's loop) is read
-                # in the user's.
-                self._connection = connect_for_reading(self._db_path)
-            try:
-                return self._connection.execute(sql, parameters).fetchall()
-            except sqlite3.DatabaseError as error:
-                problem = database_error(error, self._db_path)
-                if problem is None:
-                    raise
-                raise problem from None
+            return self._reader.query(sql, parameters)

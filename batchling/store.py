@@ -11,8 +11,16 @@ import json
 import os
 import random
 import sqlite3
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Sequence,
+)
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -41,6 +49,7 @@ from batchling.models import (
 )
 from batchling.owned_files import Claim, owned_elsewhere
 from batchling.records import ResultRecord, record_line, record_of, result_of_record
+from batchling.result_sequence import ResultSequence
 from batchling.updates import BatchUpdate, ExperimentUpdate
 
 INSERT_BATCH_SIZE = 10_000
@@ -62,6 +71,19 @@ BUSY_TIMEOUT_ENV = "BATCHLING_BUSY_TIMEOUT"
 DEFAULT_BUSY_TIMEOUT_SECONDS = 120.0
 """How long a write waits for other processes' writes before giving up (many pipelines at once
 on one database on a small machine take turns for seconds)."""
+
+
+LEASE_ENV = "BATCHLING_LEASE_SECONDS"
+DEFAULT_LEASE_SECONDS = 300.0
+"""How long a claim on a start holds without a heartbeat: its owner renews it every third of
+that; a start whose owner crashed on another machine is free once it has run out."""
+
+
+def lease_seconds() -> float:
+    raw = os.environ.get(LEASE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LEASE_SECONDS
+    return finite_number(LEASE_ENV, raw, minimum=0.1, maximum=86_400.0, unit="seconds")
 
 
 def busy_timeout_seconds() -> float:
@@ -470,6 +492,10 @@ class Store:
         self._retired.clear()
         await self.db.close()
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     async def __aenter__(self) -> Store:
         return self
 
@@ -525,33 +551,14 @@ class Store:
         `late_options` adds options known only once the requests have streamed by."""
         try:
             cursor = await self.db.execute(
-                """INSERT INTO experiments (name, title, description, provider, model, endpoint,
-                   base_url, status, total, processed_file_path, results_file_path, options,
-                   created_at, updated_at, study) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (
-                    experiment.name,
-                    experiment.title,
-                    experiment.description,
-                    experiment.provider,
-                    experiment.model,
-                    experiment.endpoint,
-                    experiment.base_url,
-                    experiment.status.value,
-                    experiment.request_counts.total,
-                    str(experiment.processed_file_path),
-                    str(experiment.results_file_path),
-                    json.dumps(options),
-                    _ts(experiment.created_at),
-                    _ts(experiment.updated_at),
-                    experiment.study,
-                ),
+                f"INSERT INTO experiments ({', '.join(EXPERIMENT_COLUMNS)}) "
+                f"VALUES ({','.join('?' * len(EXPERIMENT_COLUMNS))})",
+                experiment_row(experiment, options),
             )
         except sqlite3.IntegrityError:
             raise ExperimentExistsError(experiment.name) from None
         experiment_id = cursor.lastrowid
         assert experiment_id is not None
-        to_json = RawRequest.__pydantic_serializer__.to_json
-        inserting: asyncio.Task[None] | None = None
         try:
             # Claimed before any request streams (and any chunk is written), in this transaction.
             await self._claim(
@@ -561,27 +568,8 @@ class Store:
                     (experiment.results_file_path, RESULTS_ROLE),
                 ],
             )
-            rows: list[tuple[Any, ...]] = []
-            total = size = 0
-            for index, (custom_id, chunk, request, text) in enumerate(requests):
-                total += 1
-                if text is None:
-                    # The serializer itself: model_dump_json adds ~40% per request here.
-                    text = to_json(request, exclude_none=True).decode()
-                rows.append((experiment_id, index, custom_id, chunk, text))
-                size += len(text)
-                if len(rows) >= INSERT_BATCH_SIZE or size >= INSERT_BATCH_BYTES:
-                    size = 0
-                    # Inserted in SQLite's thread while the next rows are read and encoded here.
-                    if inserting is not None:
-                        await inserting
-                    inserting = asyncio.create_task(self._insert_requests(rows))
-                    await asyncio.sleep(0)  # let it hand the rows to the thread before we go on
-                    rows = []
-            if inserting is not None:
-                await inserting
-            if rows:
-                await self._insert_requests(rows)
+            # Each block is inserted in SQLite's thread while the next is read and encoded here.
+            total = await insert_request_blocks(requests, experiment_id, self._insert_requests)
             # The requests may be streamed: the experiment's total is what was inserted.
             if late_options is not None:
                 options = {**options, **late_options()}
@@ -597,9 +585,6 @@ class Store:
             await self._claim(experiment_id, [(b.path, PROCESSED_ROLE) for b in batches])
             await self.db.commit()
         except BaseException:
-            if inserting is not None:
-                with contextlib.suppress(BaseException):
-                    await inserting
             await self.db.rollback()
             raise
         return await self.get_experiment(experiment.name)
@@ -731,25 +716,88 @@ class Store:
         return await self.get_experiment(name)
 
     @_serialized
-    async def claim_start(self, name: str, owner: str, is_owner_alive: Any) -> bool:
-        """Atomically mark the experiment as being submitted by `owner`; False if someone else is."""
+    async def claim_start(
+        self,
+        name: str,
+        owner: str,
+        is_owner_alive: Callable[[str], bool],
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> bool:
+        """Atomically mark the experiment as being submitted by `owner`, for a lease of
+        `lease_seconds` (see renew_lease); False if another owner holds it."""
         async with self.db.execute(
-            "SELECT status, start_owner FROM experiments WHERE name = ?", (name,)
+            "SELECT status, start_owner, lease_expires_at FROM experiments WHERE name = ?",
+            (name,),
         ) as cursor:
             row = await cursor.fetchone()
         if row is None:
             raise ExperimentNotFoundError(name)
-        status, current = row[0], row[1]
-        free = status == Status.CREATED.value or (
-            status == Status.SUBMITTING.value and (current is None or not is_owner_alive(current))
-        )
+        now = utcnow()
+        free = start_is_free(row[0], row[1], row[2], is_owner_alive, now)
         if free:
-            await self.db.execute(
-                "UPDATE experiments SET status = ?, start_owner = ?, updated_at = ?, "
-                "started_at = COALESCE(started_at, ?) WHERE name = ?",
-                (Status.SUBMITTING.value, owner, _ts(utcnow()), _ts(utcnow()), name),
-            )
+            await self._take(name, owner, lease_seconds)
         return free
+
+    @_serialized
+    async def enqueue(self, name: str) -> None:
+        """Record the experiment (created, not started) as queued for a worker to start."""
+        cursor = await self.db.execute(
+            "UPDATE experiments SET queued_at = ?, updated_at = ? WHERE name = ? AND status = ?",
+            (_ts(utcnow()), _ts(utcnow()), name, Status.CREATED.value),
+        )
+        if cursor.rowcount == 0:
+            await self.get_experiment(name)
+            raise not_queueable(name)
+
+    @_serialized
+    async def take_queued(self, owner: str, *, lease_seconds: float) -> str | None:
+        """Claim the start of the oldest queued experiment nobody holds (or whose holder's
+        lease ran out) for `owner`; its name, or None when there is none."""
+        now = _ts(utcnow())
+        async with self.db.execute(
+            f"SELECT name FROM experiments WHERE {QUEUED_WHERE.format(now='?')} "
+            "ORDER BY queued_at, id LIMIT 1",
+            (now,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        await self._take(row[0], owner, lease_seconds)
+        return str(row[0])
+
+    async def _take(self, name: str, owner: str, lease_seconds: float) -> None:
+        now = utcnow()
+        await self.db.execute(
+            "UPDATE experiments SET status = ?, start_owner = ?, lease_expires_at = ?, "
+            "updated_at = ?, started_at = COALESCE(started_at, ?) WHERE name = ?",
+            (
+                Status.SUBMITTING.value,
+                owner,
+                _ts(now + timedelta(seconds=lease_seconds)),
+                _ts(now),
+                _ts(now),
+                name,
+            ),
+        )
+
+    @_serialized
+    async def renew_lease(self, name: str, owner: str, lease_seconds: float) -> bool:
+        """Extend `owner`'s claim on the start; False when it no longer holds it."""
+        cursor = await self.db.execute(
+            "UPDATE experiments SET lease_expires_at = ? WHERE name = ? AND start_owner = ?",
+            (_ts(utcnow() + timedelta(seconds=lease_seconds)), name, owner),
+        )
+        return cursor.rowcount == 1
+
+    @_serialized
+    async def release_start(self, name: str, owner: str) -> None:
+        """Give up `owner`'s claim on the start, if it still holds it."""
+        await self.db.execute(
+            "UPDATE experiments SET start_owner = NULL, lease_expires_at = NULL, updated_at = ? "
+            "WHERE name = ? AND start_owner = ?",
+            (_ts(utcnow()), name, owner),
+        )
 
     @_serialized
     async def delete_experiment(
@@ -764,37 +812,13 @@ class Store:
         """InvalidStateError when deleting the record would orphan work at the provider: a live
         start, a batch still running (billed), a creation that may have made a batch."""
         async with self.db.execute(
-            "SELECT e.status, e.start_owner, "
-            "(SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id AND b.batch_id IS NULL "
-            " AND b.step = 'creating'), "
-            "(SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id "
-            f" AND b.batch_id IS NOT NULL AND b.status NOT IN ({_TERMINAL_MARKS})) "
-            "FROM experiments e WHERE e.name = ?",
+            DELETABLE_SQL.format(terminal=_TERMINAL_MARKS, name="?"),
             (*_TERMINAL_VALUES, name),
         ) as cursor:
             row = await cursor.fetchone()
         if row is None:
             raise ExperimentNotFoundError(name)
-        status, owner, creating, running = row[0], row[1], int(row[2]), int(row[3])
-        if status == Status.SUBMITTING.value and owner is not None and is_owner_alive(owner):
-            raise InvalidStateError(
-                f"Experiment '{name}' is being started by another process ({owner}) right now: "
-                f"nothing was deleted. Let the start finish, cancel it ('batchling cancel {name}'), "
-                "then delete it."
-            )
-        if creating:
-            raise InvalidStateError(
-                f"Experiment '{name}' has a batch whose creation was interrupted and may exist at "
-                f"the provider: nothing was deleted. Run 'batchling start {name}' to find it, "
-                f"cancel it ('batchling cancel {name}'), then delete it."
-            )
-        if running:
-            raise InvalidStateError(
-                f"Experiment '{name}' has {running} batch{'es' if running > 1 else ''} still "
-                f"running at the provider, which would go on being billed: nothing was deleted. "
-                f"Cancel first ('batchling cancel {name}', then 'batchling wait {name}'), then "
-                "delete it."
-            )
+        check_deletable_row(name, tuple(row), is_owner_alive)
 
     # requests and batches
 
@@ -1060,6 +1084,16 @@ class Store:
             async for row in cursor:
                 yield result_of_record(ResultRecord._make(row))
 
+    async def result_sequence(
+        self, experiment: Experiment, convert: Callable[[Result], Result] | None
+    ) -> ResultSequence:
+        return ResultSequence(
+            self.path,
+            await self._experiment_id(experiment.name),
+            await self.count_results(experiment),
+            convert,
+        )
+
     async def iter_result_lines(self, experiment: Experiment) -> AsyncIterator[bytes]:
         """The results file's lines (each Result's JSON without `raw`), in request order, built
         straight from the rows: no model per row, which halves the cost of writing the file."""
@@ -1117,7 +1151,156 @@ class Store:
         return int(row[0]) if row else 0
 
 
+def start_is_free(
+    status: str,
+    owner: str | None,
+    lease_expires_at: str | None,
+    is_owner_alive: Callable[[str], bool],
+    now: datetime,
+) -> bool:
+    """Whether a start may be claimed: the experiment is new, or being submitted by nobody, by
+    a process of this machine that is gone, or by one whose lease ran out."""
+    if status == Status.CREATED.value:
+        return True
+    if status != Status.SUBMITTING.value:
+        return False
+    expired = lease_expires_at is not None and datetime.fromisoformat(lease_expires_at) <= now
+    return owner is None or expired or not is_owner_alive(owner)
+
+
+def not_queueable(name: str) -> InvalidStateError:
+    return InvalidStateError(
+        f"Experiment '{name}' has already been started: only a created one can be queued."
+    )
+
+
+QUEUED_WHERE = (
+    "queued_at IS NOT NULL AND (status = 'created' OR (status = 'submitting' AND "
+    "(start_owner IS NULL OR lease_expires_at <= {now})))"
+)
+"""Experiments a worker may take: queued and not started, or started by a worker whose lease
+ran out (it crashed); `{now}` is the engine's placeholder for the time now."""
+
+EXPERIMENT_COLUMNS = (
+    "name",
+    "title",
+    "description",
+    "provider",
+    "model",
+    "endpoint",
+    "base_url",
+    "status",
+    "total",
+    "processed_file_path",
+    "results_file_path",
+    "options",
+    "created_at",
+    "updated_at",
+    "study",
+)
+"""What create_experiment writes of an experiment, on either engine."""
+
+
+def experiment_row(experiment: Experiment, options: dict[str, Any]) -> tuple[Any, ...]:
+    """EXPERIMENT_COLUMNS' values for a new experiment."""
+    return (
+        experiment.name,
+        experiment.title,
+        experiment.description,
+        experiment.provider,
+        experiment.model,
+        experiment.endpoint,
+        experiment.base_url,
+        experiment.status.value,
+        experiment.request_counts.total,
+        str(experiment.processed_file_path),
+        str(experiment.results_file_path),
+        json.dumps(options),
+        _ts(experiment.created_at),
+        _ts(experiment.updated_at),
+        experiment.study,
+    )
+
+
+async def insert_request_blocks(
+    requests: Iterable[tuple[str, int, RawRequest, str | None]],
+    experiment_id: int,
+    insert: Callable[[list[tuple[Any, ...]]], Coroutine[Any, Any, None]],
+) -> int:
+    """Hand the requests to `insert` as (experiment_id, idx, custom_id, chunk, body) rows, a
+    block at a time, each inserted while the next is encoded; returns how many there were."""
+    to_json = RawRequest.__pydantic_serializer__.to_json
+    inserting: asyncio.Task[None] | None = None
+    try:
+        rows: list[tuple[Any, ...]] = []
+        total = size = 0
+        for index, (custom_id, chunk, request, text) in enumerate(requests):
+            total += 1
+            if text is None:
+                # The serializer itself: model_dump_json adds ~40% per request here.
+                text = to_json(request, exclude_none=True).decode()
+            rows.append((experiment_id, index, custom_id, chunk, text))
+            size += len(text)
+            if len(rows) >= INSERT_BATCH_SIZE or size >= INSERT_BATCH_BYTES:
+                size = 0
+                if inserting is not None:
+                    await inserting
+                inserting = asyncio.create_task(insert(rows))
+                await asyncio.sleep(0)  # let it hand the rows over before we go on
+                rows = []
+        if inserting is not None:
+            await inserting
+            inserting = None
+        if rows:
+            await insert(rows)
+    finally:
+        if inserting is not None:
+            with contextlib.suppress(BaseException):
+                await inserting
+    return total
+
+
+DELETABLE_SQL = (
+    "SELECT e.status, e.start_owner, "
+    "(SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id AND b.batch_id IS NULL "
+    " AND b.step = 'creating'), "
+    "(SELECT COUNT(*) FROM batches b WHERE b.experiment_id = e.id "
+    " AND b.batch_id IS NOT NULL AND b.status NOT IN ({terminal})) "
+    "FROM experiments e WHERE e.name = {name}"
+)
+"""What check_deletable_row judges; each engine fills in its placeholders."""
+
+
+def check_deletable_row(
+    name: str, row: tuple[Any, ...], is_owner_alive: Callable[[str], bool]
+) -> None:
+    """InvalidStateError when an experiment's DELETABLE_SQL row (status, start owner, batches
+    being created, batches running) says deleting it would orphan work at the provider."""
+    status, owner, creating, running = row[0], row[1], int(row[2]), int(row[3])
+    if status == Status.SUBMITTING.value and owner is not None and is_owner_alive(owner):
+        raise InvalidStateError(
+            f"Experiment '{name}' is being started by another process ({owner}) right now: "
+            f"nothing was deleted. Let the start finish, cancel it ('batchling cancel {name}'), "
+            "then delete it."
+        )
+    if creating:
+        raise InvalidStateError(
+            f"Experiment '{name}' has a batch whose creation was interrupted and may exist at "
+            f"the provider: nothing was deleted. Run 'batchling start {name}' to find it, "
+            f"cancel it ('batchling cancel {name}'), then delete it."
+        )
+    if running:
+        raise InvalidStateError(
+            f"Experiment '{name}' has {running} batch{'es' if running > 1 else ''} still "
+            f"running at the provider, which would go on being billed: nothing was deleted. "
+            f"Cancel first ('batchling cancel {name}', then 'batchling wait {name}'), then "
+            "delete it."
+        )
+
+
 def _column_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)  # stored 0/1 (PostgreSQL's integer columns take no bool)
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime):

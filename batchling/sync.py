@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from pydantic import BaseModel
 
 from batchling.core import costs, create, exports, lifecycle, listing, studies
+from batchling.core import worker as queue_worker
 from batchling.core.lifecycle import DEFAULT_POLL_INTERVAL, ProgressCallback
 from batchling.core.session import Session
 from batchling.manager import AsyncExperimentManager
@@ -261,6 +262,9 @@ class ExperimentManager:
     export = _twin(exports.export)
     to_pandas = _twin(exports.to_pandas)
     to_polars = _twin(exports.to_polars)
+
+    enqueue = _twin(queue_worker.enqueue, _current)
+    work_once = _twin(queue_worker.work_once)
 
     def start_experiment(
         self,

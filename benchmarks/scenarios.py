@@ -38,14 +38,17 @@ def phase_timer() -> tuple[dict[str, float], Callable[[str], None]]:
     return phases, phase
 
 
-def batchling_e2e(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
+def batchling_e2e(
+    n: int, workdir: Path, raw_path: Path, db: Path | str | None = None
+) -> dict[str, Any]:
     """create (from the raw JSONL) -> start -> wait -> results in the DB and the results JSONL
-    (the issue's definition; reading them back is `iter_results`, not part of it)."""
+    (the issue's definition; reading them back is `iter_results`, not part of it). `db`: a
+    database URL (benchmarks/store_engines.py), else a SQLite file in `workdir`."""
     from batchling import AsyncExperimentManager
 
     async def run() -> dict[str, Any]:
         phases, phase = phase_timer()
-        async with AsyncExperimentManager(db_path=workdir / "batchling.db") as manager:
+        async with AsyncExperimentManager(db_path=db or workdir / "batchling.db") as manager:
             await manager.create_experiment(
                 "bench",
                 model=MODEL,

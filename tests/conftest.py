@@ -10,6 +10,8 @@ from batchling.emulator import Emulator
 from batchling.providers.registry import provider_info, provider_names
 from batchling.store import Store
 from tests.helpers import OpenedStores
+from tests.postgres import Cluster, postgres_cluster, postgres_url  # noqa: F401  (fixtures)
+from tests.s3 import s3, s3_server  # noqa: F401  (fixtures)
 
 KEY_VARIABLES = (
     "OPENAI_API_KEY",
@@ -73,6 +75,15 @@ def emulator(emulator_server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 def env_without(*names: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in names}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Each engine in turn: a SQLite file, then a new PostgreSQL database (see tests/postgres.py)."""
+    if request.param == "sqlite":
+        return tmp_path / "db.sqlite"
+    cluster: Cluster = request.getfixturevalue("postgres_cluster")
+    return await cluster.new_database()
 
 
 @pytest.fixture

@@ -27,8 +27,9 @@ pytestmark = pytest.mark.parametrize("provider", PROVIDERS)
 
 
 @pytest.fixture
-async def manager(tmp_path: Path):  # type: ignore[no-untyped-def]
-    async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
+async def manager(database: Path | str):  # type: ignore[no-untyped-def]
+    """On each engine: SQLite, then PostgreSQL (see the `database` fixture)."""
+    async with AsyncExperimentManager(database) as manager:
         yield manager
 
 

@@ -17,16 +17,20 @@ from batchling.errors import (
     MissingApiKeyError,
 )
 from tests.helpers import FakeClock, question, read_jsonl, request_dicts, write_jsonl
+from tests.postgres import count_rows
 
 
 @pytest.fixture
-async def manager(tmp_path: Path):  # type: ignore[no-untyped-def]
-    async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
+async def manager(database: Path | str):  # type: ignore[no-untyped-def]
+    """On each engine: SQLite, then PostgreSQL (see the `database` fixture)."""
+    async with AsyncExperimentManager(database) as manager:
         yield manager
 
 
-def db_counts(path: Path) -> dict[str, int]:
+def db_counts(path: Path | str) -> dict[str, int]:
     tables = ("experiments", "requests", "batches", "results")
+    if isinstance(path, str):
+        return count_rows(path, tables)
     if not path.exists():
         return dict.fromkeys(tables, 0)  # created at the first write only
     with sqlite3.connect(path) as db:
@@ -354,6 +358,7 @@ async def test_a_failed_start_can_be_resumed_without_a_second_batch(
     from batchling.emulator import Fault
     from batchling.errors import ProviderError
 
+    earlier = set(emulator.state.batches)  # the same test's, on the other engine
     emulator.inject(Fault(step="create", kind=400, times=1))
     await manager.create_experiment("resume", model="m", raw_requests=request_dicts(3))
     with pytest.raises(ProviderError, match="run 'batchling start resume' again to resume"):
@@ -366,7 +371,7 @@ async def test_a_failed_start_can_be_resumed_without_a_second_batch(
     assert len(await manager.get_results("resume")) == 3
     mine = [
         b
-        for b in emulator.state.batches.values()
-        if b.metadata.get("batchling_experiment") == "resume"
+        for key, b in emulator.state.batches.items()
+        if key not in earlier and b.metadata.get("batchling_experiment") == "resume"
     ]
     assert len(mine) == 1

@@ -24,14 +24,15 @@ from batchling.errors import InputError
 from batchling.migrations import MIGRATIONS
 from batchling.owned_files import OutputPolicy, place, temp_beside
 from tests.helpers import read_jsonl, request_dicts
+from tests.postgres import fetch_rows
 
 BEFORE = "a file batchling did not write\n"
 ROLES = ["processed", "results"]
 
 
 @pytest.fixture
-async def manager(tmp_path: Path):  # type: ignore[no-untyped-def]
-    async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
+async def manager(database: Path | str):  # type: ignore[no-untyped-def]
+    async with AsyncExperimentManager(database) as manager:
         yield manager
 
 
@@ -79,12 +80,11 @@ def snapshot(paths: Iterator[Path] | list[Path]) -> dict[Path, bytes | None]:
     return {p: p.read_bytes() if p.is_file() else None for p in paths}
 
 
-def experiment_names(db: Path) -> list[str]:
-    with sqlite3.connect(db) as con:
-        try:
-            return [row[0] for row in con.execute("SELECT name FROM experiments ORDER BY id")]
-        except sqlite3.OperationalError:
-            return []  # nothing was ever written: the store had not even created its tables
+def experiment_names(db: Path | str) -> list[str]:
+    try:
+        return [row[0] for row in fetch_rows(db, "SELECT name FROM experiments ORDER BY id")]
+    except sqlite3.OperationalError:
+        return []  # nothing was ever written: the store had not even created its tables
 
 
 # Targets an output path may be given: each makes the path and says whether --overwrite may

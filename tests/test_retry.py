@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -25,6 +24,7 @@ from batchling.errors import InputError, InvalidStateError, ProviderError
 from batchling.providers import PROVIDERS
 from batchling.retry import retry_kinds
 from tests.helpers import read_jsonl, request_dicts, wait_until, write_jsonl
+from tests.postgres import fetch_rows
 
 COUNT = 6
 
@@ -35,8 +35,8 @@ class Capital(BaseModel):
 
 
 @pytest.fixture
-async def manager(tmp_path: Path):  # type: ignore[no-untyped-def]
-    async with AsyncExperimentManager(tmp_path / "db.sqlite") as manager:
+async def manager(database: Path | str):  # type: ignore[no-untyped-def]
+    async with AsyncExperimentManager(database) as manager:
         yield manager
 
 
@@ -64,25 +64,34 @@ async def finish(manager: AsyncExperimentManager, name: str) -> list[Result]:
     return await manager.get_results(name)
 
 
-def table_counts(db: Path, name: str) -> dict[str, int]:
-    with sqlite3.connect(db) as con:
-        (experiment_id,) = con.execute(
-            "SELECT id FROM experiments WHERE name = ?", (name,)
-        ).fetchone()
-        return {
-            table: con.execute(
-                f"SELECT COUNT(*) FROM {table} WHERE experiment_id = ?", (experiment_id,)
-            ).fetchone()[0]
-            for table in ("requests", "batches", "results")
-        }
+def table_counts(db: Path | str, name: str) -> dict[str, int]:
+    ((experiment_id,),) = fetch_rows(db, "SELECT id FROM experiments WHERE name = ?", name)
+    return {
+        table: fetch_rows(
+            db, f"SELECT COUNT(*) FROM {table} WHERE experiment_id = ?", experiment_id
+        )[0][0]
+        for table in ("requests", "batches", "results")
+    }
+
+
+_EARLIER_BATCHES: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _earlier_batches(emulator_server: Emulator) -> None:
+    """Batches of earlier tests (the same names on the other engine) are not this test's."""
+    _EARLIER_BATCHES.clear()
+    _EARLIER_BATCHES.update(emulator_server.state.batches)
 
 
 def emulated_batches(emulator: Emulator, name: str) -> list[Any]:
     """The batches the emulator received for this experiment (its ids all start with the name)."""
     return [
         b
-        for b in emulator.state.batches.values()
-        if b.custom_ids and all(cid.startswith(f"{name}-") for cid in b.custom_ids)
+        for key, b in emulator.state.batches.items()
+        if key not in _EARLIER_BATCHES
+        and b.custom_ids
+        and all(cid.startswith(f"{name}-") for cid in b.custom_ids)
     ]
 
 

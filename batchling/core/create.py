@@ -34,6 +34,7 @@ from batchling.models import (
     RequestCounts,
     Status,
 )
+from batchling.object_storage import beside, is_remote, staged, upload
 from batchling.owned_files import OutputPolicy, output_path
 from batchling.pricing import TokenTally
 from batchling.providers import PROVIDERS, registry
@@ -71,6 +72,7 @@ async def create_experiment(
     study: str | None = None,
     generation: GenerationParams | dict[str, Any] | None = None,
     overwrite: bool = False,
+    queue: bool = False,
 ) -> Experiment:
     """Validate and encode the requests, write the provider's input file(s), record it all.
 
@@ -82,7 +84,8 @@ async def create_experiment(
     `module:Class`) asks every request for JSON matching it; results are then validated.
     `study` groups it with other experiments (see compare_experiments).
     `generation` (temperature, max_tokens, reasoning, ...) fills what a request leaves unset.
-    A processed or results path that already exists is refused unless `overwrite`."""
+    A processed or results path that already exists is refused unless `overwrite`.
+    `queue` records it as queued, for a worker to start (`batchling worker`, work_once)."""
     check_name(experiment_name)
     _check_batch_bounds(max_requests_per_batch, max_bytes_per_batch)
     if base_url is not None:
@@ -126,6 +129,16 @@ async def create_experiment(
     )
 
     home = experiment_dir(experiment_name)
+    # Object-storage paths: written here first, then copied there (see object_storage.py).
+    urls = {
+        f"{role}_url": str(given)
+        for role, given in (("processed", processed_file_path), ("results", results_file_path))
+        if is_remote(given)
+    }
+    if "processed_url" in urls:
+        processed_file_path = staged(urls["processed_url"], home / "processed")
+    if "results_url" in urls:
+        results_file_path = staged(urls["results_url"], home / "results")
     processed = output_path(processed_file_path or home / "processed.jsonl", PROCESSED_FILE)
     results = output_path(results_file_path or home / "results.jsonl", RESULTS_FILE)
     policy = await output_policy(store, experiment_name, [processed, results], overwrite)
@@ -134,6 +147,7 @@ async def create_experiment(
     options: dict[str, Any] = {
         "max_requests_per_batch": max_requests_per_batch,
         "max_bytes_per_batch": max_bytes_per_batch,
+        **urls,
     }
     if fmt is not None:
         options["response_format"] = fmt.to_options()
@@ -171,10 +185,16 @@ async def create_experiment(
         writer.abort()
         writer.remove_created()
         raise
+    if "processed_url" in urls:
+        for batch in await store.list_batches(created):
+            upload(batch.path, beside(urls["processed_url"], batch.path))
     if fmt is not None and fmt.model is not None:
         session._response_models[experiment_name] = fmt.model
     else:
         session._response_models.pop(experiment_name, None)
+    if queue:
+        await store.enqueue(experiment_name)
+        return await store.get_experiment(experiment_name)
     return created
 
 
@@ -257,6 +277,8 @@ def _request_source(
 def load_requests(
     raw_requests: Iterable[RawRequest | dict[str, Any]] | None, raw_file_path: str | Path | None
 ) -> Iterator[SourcedRequest]:
+    if is_remote(raw_file_path):
+        return read_request_lines(str(raw_file_path))
     if raw_file_path is not None:
         path = Path(raw_file_path).expanduser()
         if not path.is_file():

@@ -16,6 +16,7 @@ from batchling.core import lifecycle
 from batchling.core.session import Session, output_policy
 from batchling.errors import BatchlingError, InputError, InvalidStateError
 from batchling.models import BatchRecord, Experiment, Result, ResultError, Status
+from batchling.object_storage import upload
 from batchling.owned_files import writing
 from batchling.progress import TransferMeter
 from batchling.provider_output import ResultIntake
@@ -49,12 +50,7 @@ async def get_results(
     store = await session.store()
     experiment = await download_results(session, experiment_name)
     convert = await _parsed_converter(session, experiment_name, response_model)
-    results = ResultSequence(
-        store.path,
-        await store._experiment_id(experiment_name),
-        await store.count_results(experiment),
-        convert,
-    )
+    results = await store.result_sequence(experiment, convert)
     if convert is not None and results:
         # Reading the first page converts it: a class that does not fit fails here, not
         # at some later read.
@@ -269,6 +265,9 @@ async def _write_results_file(
             f"Cannot write the results file {path}: {error.strerror}. The results are stored; "
             f"update the path with 'batchling update' or fix permissions, then run results again."
         ) from None
+    url = (await store.experiment_options(experiment.name)).get("results_url")
+    if url:
+        upload(path, url)
 
 
 @contextlib.contextmanager

@@ -12,13 +12,13 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from batchling.errors import BatchlingError, ProviderError
-from batchling.home import default_db_path, experiment_dir
+from batchling.home import experiment_dir
 from batchling.models import Experiment
 from batchling.owned_files import OutputPolicy
 from batchling.progress import TransferCallback
 from batchling.providers import registry
 from batchling.providers.base import Provider, ProviderInfo
-from batchling.store import Store
+from batchling.repository import Repository, database_target, open_repository
 from batchling.structured import ResponseFormat
 
 T = TypeVar("T")
@@ -38,7 +38,8 @@ class Session:
     """The state of an AsyncExperimentManager (its base): what every operation module takes."""
 
     def __init__(self, db_path: str | Path | None = None) -> None:
-        self.db_path = Path(db_path).expanduser() if db_path else default_db_path()
+        # A SQLite file (Path) or a PostgreSQL URL (str): see repository.database_target.
+        self.db_path = database_target(db_path)
         # Called as uploads (bytes) and downloads (results) progress; see batchling.progress.
         self.on_transfer: TransferCallback | None = None
         # The cyclic GC pauses while results download (~20% less CPU), for the whole process:
@@ -47,15 +48,15 @@ class Session:
         # Where adapters read API keys and base URLs (None: os.environ); capture mode adds the
         # keys its intercepted SDK calls carried, held in memory only.
         self.provider_env: dict[str, str] | None = None
-        self._store: Store | None = None
+        self._store: Repository | None = None
         self._providers: dict[tuple[str, str | None], Provider] = {}
         # Response-format classes given at create through this manager, by experiment name.
         self._response_models: dict[str, type[BaseModel]] = {}
 
-    async def store(self) -> Store:
+    async def store(self) -> Repository:
         if self._store is None:
             # Read-only until the first write: reading commands work on a read-only or busy file.
-            self._store = await Store.open_for_reading(self.db_path)
+            self._store = await open_repository(self.db_path)
         return self._store
 
     async def aclose(self) -> None:
@@ -117,7 +118,7 @@ def _redact_keys(text: str, info: ProviderInfo) -> str:
 
 
 async def output_policy(
-    store: Store, experiment_name: str, paths: Iterable[Path], overwrite: bool = False
+    store: Repository, experiment_name: str, paths: Iterable[Path], overwrite: bool = False
 ) -> OutputPolicy:
     """What the experiment may write among `paths` and the files beside them."""
     claims = await store.file_claims(path.parent for path in paths)

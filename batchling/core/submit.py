@@ -4,6 +4,8 @@ so a run that died anywhere resumes without a second upload or a second batch.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from batchling import resume
@@ -20,7 +22,8 @@ from batchling.pricing import check_cost_limit
 from batchling.progress import TransferMeter
 from batchling.providers import client_settings
 from batchling.providers.base import BatchRef, Provider
-from batchling.store import utcnow
+from batchling.repository import Repository
+from batchling.store import lease_seconds, utcnow
 from batchling.updates import BatchUpdate, ExperimentUpdate
 
 
@@ -36,6 +39,19 @@ async def start_experiment(
     With `max_cost` (USD), refuses before sending anything when the estimated cost is above
     it or cannot be estimated (CostLimitError). `adopt` names the provider batch to record for
     the chunk whose creation was interrupted, when batchling cannot tell which one it is."""
+    return await start_claimed(session, experiment_name, max_cost=max_cost, adopt=adopt)
+
+
+async def start_claimed(
+    session: Session,
+    experiment_name: str,
+    *,
+    max_cost: float | None = None,
+    adopt: str | None = None,
+    claimed_by: str | None = None,
+) -> Experiment:
+    """start_experiment; `claimed_by`: the owner that already holds the start's claim (a
+    worker took it from the queue), else this process claims it."""
     if max_cost is not None:
         max_cost = costs.check_max_cost(max_cost)
     store = await session.store()
@@ -63,7 +79,10 @@ async def start_experiment(
             f"fixed, run 'batchling start {experiment_name}'.",
         )
         raise
-    if not await store.claim_start(experiment_name, resume.owner_id(), resume.is_owner_alive):
+    owner, lease = claimed_by or resume.owner_id(), lease_seconds()
+    if claimed_by is None and not await store.claim_start(
+        experiment_name, owner, resume.is_owner_alive, lease_seconds=lease
+    ):
         raise InvalidStateError(
             f"Experiment '{experiment_name}' is being started by another process right now."
         )
@@ -84,13 +103,18 @@ async def start_experiment(
         if adopt is not None:
             await _check_adoptable(session, experiment, to_submit, adopt)
         upload.start()
-        for batch in to_submit:
-            await _submit_batch(session, experiment, provider, batch, metadata_base, adopt)
-            adopt = None if batch.step == SubmitStep.CREATING else adopt
-            upload.advance(batch.bytes)
+        async with kept_lease(store, experiment_name, owner, lease) as held:
+            for batch in to_submit:
+                held.check()
+                await _submit_batch(
+                    session, experiment, provider, batch, metadata_base, adopt, held.check
+                )
+                adopt = None if batch.step == SubmitStep.CREATING else adopt
+                upload.advance(batch.bytes)
+            held.check()
     except BaseException:
         # Stays 'submitting' with its progress recorded; released so a rerun can resume it.
-        await store.update_experiment(experiment_name, ExperimentUpdate(start_owner=None))
+        await store.release_start(experiment_name, owner)
         raise
     await store.update_experiment(
         experiment_name, ExperimentUpdate(status=Status.VALIDATING, start_owner=None)
@@ -100,6 +124,60 @@ async def start_experiment(
     except ProviderError:
         # Everything is submitted and recorded; a failed first poll is for 'wait' to redo.
         return await store.get_experiment(experiment_name)
+
+
+class HeldLease:
+    """A start's claim, renewed in the background; `check()` before each step that submits."""
+
+    def __init__(self, experiment_name: str, seconds: float) -> None:
+        self.experiment_name = experiment_name
+        self.seconds = seconds
+        self.lost = False
+        self.renewed = asyncio.get_running_loop().time()
+
+    def check(self) -> None:
+        """InvalidStateError when the claim is lost, or may be: a renewal overdue (the loop was
+        blocked) may have let the lease run out."""
+        overdue = asyncio.get_running_loop().time() - self.renewed >= self.seconds * 2 / 3
+        if self.lost or overdue:
+            self.lost = True
+            raise InvalidStateError(
+                f"This start of experiment '{self.experiment_name}' lost its claim (its lease ran "
+                "out, and another process may have taken the start over): it stopped before "
+                f"submitting more. Follow it with 'batchling status {self.experiment_name}'."
+            )
+
+
+@contextlib.asynccontextmanager
+async def kept_lease(
+    store: Repository, experiment_name: str, owner: str, seconds: float
+) -> AsyncIterator[HeldLease]:
+    """Renew `owner`'s lease on the start now and every third of its length while the block
+    runs."""
+    held = HeldLease(experiment_name, seconds)
+    loop = asyncio.get_running_loop()
+
+    async def renew() -> None:
+        try:
+            held.lost = held.lost or not await store.renew_lease(experiment_name, owner, seconds)
+            held.renewed = loop.time()
+        except Exception:
+            # The database out of reach: check() stops the start once a renewal is overdue.
+            pass
+
+    async def beat() -> None:
+        while not held.lost:
+            await asyncio.sleep(seconds / 3)
+            await renew()
+
+    await renew()
+    task = asyncio.create_task(beat())
+    try:
+        yield held
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _check_adoptable(
@@ -127,6 +205,7 @@ async def _submit_batch(
     batch: BatchRecord,
     metadata_base: dict[str, str],
     adopt: str | None = None,
+    still_held: Callable[[], None] = lambda: None,
 ) -> None:
     store = await session.store()
     metadata = {**metadata_base, "batchling_chunk": str(batch.chunk)}
@@ -161,7 +240,9 @@ async def _submit_batch(
             session, experiment, provider, batch, file_id, metadata
         )
     if batch_id is None:
-        batch_id = await _create_batch(session, experiment, provider, batch, file_id, metadata)
+        batch_id = await _create_batch(
+            session, experiment, provider, batch, file_id, metadata, still_held
+        )
     await store.update_batch(
         experiment,
         batch.chunk,
@@ -181,14 +262,18 @@ async def _create_batch(
     batch: BatchRecord,
     file_id: str | None,
     metadata: dict[str, str],
+    still_held: Callable[[], None] = lambda: None,
 ) -> str:
     """Create the chunk's batch, never twice: the SDKs make a single attempt, and a creation
-    that went unanswered (timeout, dropped connection) is looked for before another one."""
+    that went unanswered (timeout, dropped connection) is looked for before another one.
+    `still_held()` raises when the start's claim may have passed to another process."""
     store = await session.store()
     attempts = client_settings.max_retries() + 1
     for attempt in range(1, attempts + 1):
         started = utcnow()
+        still_held()
         await store.update_batch(experiment, batch.chunk, BatchUpdate(step=SubmitStep.CREATING))
+        still_held()
         try:
             return await session._call(
                 experiment,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from batchling.emulator import media
-from batchling.providers.gemini.emulator import embed_request_problem
+from batchling.providers.gemini.emulator import embed_request_problem, request_problem
 from batchling.providers.openai.emulator import embeddings_problem
 
 PDF_DATA = "data:application/pdf;base64,JVBERi0="
@@ -95,3 +95,12 @@ def test_gemini_embed_requests_with_an_unknown_task_type_are_refused() -> None:
 )
 def test_mistral_ocr_documents_are_checked(document: dict[str, Any], ok: bool) -> None:
     assert (media.mistral_ocr_problem({"document": document}) is None) is ok
+
+
+@pytest.mark.parametrize(
+    ("seed", "refused"), [(2**31 - 1, False), (-(2**31), False), (2**31, True)]
+)
+def test_gemini_refuses_a_seed_past_32_bits(seed: int, refused: bool) -> None:
+    request = {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"seed": seed}}
+    problem = request_problem(request)
+    assert (problem is not None and "generation_config.seed" in problem) is refused

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import httpx2
 import orjson
@@ -92,6 +93,19 @@ def test_encode_system_prompt_multi_turn_and_generation_params() -> None:
             "seed": 7,
         },
     }
+
+
+@pytest.mark.parametrize("seed", [2**31 - 1, -(2**31)])
+def test_a_seed_at_the_32_bit_bounds_is_sent(seed: int) -> None:
+    assert encode({"seed": seed, "messages": [{"role": "user", "content": "hi"}]})["request"][
+        "generationConfig"
+    ] == {"seed": seed}
+
+
+@pytest.mark.parametrize("seed", [2**31, -(2**31) - 1, 2**63 - 1])
+def test_a_seed_past_32_bits_is_one_line_naming_the_request(seed: int) -> None:
+    with pytest.raises(InputError, match=r"Request '.*': Gemini's 'seed' is a 32-bit integer"):
+        encode({"seed": seed, "messages": [{"role": "user", "content": "hi"}]})
 
 
 def test_leading_system_messages_join_the_system_instruction() -> None:
@@ -588,7 +602,10 @@ async def test_a_batch_creation_is_attempted_once(
     file_id = await adapter.upload(chunk)
     emulator.inject(Fault(step="create", kind=kind, times=1))
     before = emulator.state.calls[("gemini", "create")]
-    with pytest.raises((genai_errors.APIError, httpx.HTTPError, httpx2.HTTPError)):
+    # google-genai's async client runs on aiohttp whenever it is installed, else on httpx.
+    with pytest.raises(
+        (genai_errors.APIError, httpx.HTTPError, httpx2.HTTPError, aiohttp.ClientError)
+    ):
         await adapter.create(chunk, file_id=file_id, model=MODEL, endpoint=ENDPOINT, metadata={})
     assert emulator.state.calls[("gemini", "create")] - before == 1
     await adapter.aclose()

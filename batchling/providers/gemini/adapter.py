@@ -349,8 +349,13 @@ def _is_transient(error: Exception) -> bool:
 
 
 def _is_disconnect(error: Exception) -> bool:
-    """A connection closed without an answer: google-genai retries timeouts and refused
-    connections, but not this."""
+    """What google-genai does not retry itself: over httpx a connection closed without an
+    answer (it retries timeouts and refused connections); over aiohttp, which it uses for its
+    async client whenever aiohttp is installed, a timeout, which aiohttp raises as the builtin
+    TimeoutError (google-genai 3.6.1 `_api_client.py`: `_AIOHTTP_TRANSIENT_EXC` is
+    ClientConnectorError, ClientOSError and ServerDisconnectedError only)."""
+    if isinstance(error, asyncio.TimeoutError):
+        return True
     return any(
         cls.__module__.split(".")[0] in {"httpx", "httpx2"}
         and cls.__name__ in {"ReadError", "WriteError", "RemoteProtocolError"}

@@ -251,6 +251,11 @@ def request_problem(request: Any) -> str | None:
             "* GenerateContentRequest.generation_config.stop_sequences: "
             f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed\n"
         )
+    seed = config.get("seed")
+    # GenerationConfig.seed is an int32 (googleapis generative_service.proto,
+    # `optional int32 seed = 8`): proto JSON refuses a number past it.
+    if isinstance(seed, int) and not -(2**31) <= seed < 2**31:
+        return f"Invalid value at 'generation_config.seed' (TYPE_INT32), {seed}"
     schema = config.get("responseSchema", config.get("response_schema"))
     if schema is not None:
         problem = schema_problem(schema, "generation_config.response_schema")

@@ -10,6 +10,7 @@ import urllib.parse
 from datetime import datetime, timezone
 from typing import Any
 
+from batchling.bounds import INT32_MAX, INT32_MIN
 from batchling.errors import ConfigurationError, InputError
 from batchling.models import (
     ContentPart,
@@ -194,6 +195,14 @@ def _generation_config(request: RawRequest, custom_id: str) -> dict[str, Any]:
             )
         config["stopSequences"] = list(request.stop)
     if request.seed is not None:
+        # GenerationConfig.seed is an int32 (googleapis, google/ai/generativelanguage/v1beta/
+        # generative_service.proto: `optional int32 seed = 8`).
+        if not INT32_MIN <= request.seed <= INT32_MAX:
+            raise InputError(
+                f"Request '{custom_id}': Gemini's 'seed' is a 32-bit integer "
+                f"({INT32_MIN} to {INT32_MAX}), this request has {request.seed}; "
+                "give a smaller seed."
+            )
         config["seed"] = request.seed
     if request.reasoning is not None:
         config["thinkingConfig"] = thinking_config(request.reasoning)

@@ -1,0 +1,211 @@
+"""The repository the manager persists experiments through, and the engine a database URL names:
+a path or `sqlite:///PATH` (aiosqlite, the default) or `postgresql://...` (asyncpg)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from batchling.errors import StoreError
+from batchling.models import BatchRecord, Experiment, RawRequest, Result, Usage
+from batchling.owned_files import Claim
+from batchling.records import ResultRecord
+from batchling.updates import BatchUpdate, ExperimentUpdate
+
+if TYPE_CHECKING:
+    from batchling.result_sequence import ResultSequence
+    from batchling.store import CostInputs
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def database_target(value: str | Path | None) -> Path | str:
+    """The SQLite file (a Path) or the PostgreSQL URL (a str) that `--db` / `BATCHLING_DB` name;
+    the default database when None. StoreError for any other URL scheme."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        from batchling.home import default_db_path
+
+        return default_db_path()
+    if isinstance(value, Path):
+        return value.expanduser()
+    found = _SCHEME.match(value)
+    if found is None:
+        return Path(value).expanduser()
+    scheme = found.group(1).lower()
+    if scheme == "sqlite":
+        # SQLAlchemy's spelling: sqlite:///relative/path, sqlite:////absolute/path.
+        path = value[found.end() :]
+        if not path.startswith("/") or len(path) == 1:
+            raise StoreError(
+                f"The database URL {value!r} names no file: write sqlite:///relative/path or "
+                "sqlite:////absolute/path (--db or BATCHLING_DB)."
+            )
+        return Path(path[1:]).expanduser()
+    if scheme.split("+")[0] in POSTGRES_SCHEMES:
+        return value
+    raise StoreError(
+        f"The database URL scheme '{scheme}://' is not supported (--db or BATCHLING_DB): give a "
+        "file path, sqlite:///PATH or postgresql://USER@HOST/DATABASE."
+    )
+
+
+def shown_target(target: Path | str) -> str:
+    """The database named in messages: a PostgreSQL URL without its password."""
+    if isinstance(target, Path):
+        return str(target)
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", target)
+
+
+async def open_repository(target: Path | str) -> Repository:
+    """The store for a database target (see database_target), opened for reading: the first
+    write makes it writable (a SQLite file is created then; a PostgreSQL database migrated)."""
+    if isinstance(target, Path):
+        from batchling.store import Store
+
+        return await Store.open_for_reading(target)
+    from batchling.store_postgres import PostgresStore
+
+    store: Repository = await PostgresStore.open(target)
+    return store
+
+
+class Repository(Protocol):
+    """What the manager asks of a store; `batchling.store.Store` (SQLite) and
+    `batchling.store_postgres.PostgresStore` implement it."""
+
+    @property
+    def location(self) -> str: ...
+
+    async def close(self) -> None: ...
+
+    async def migrate(self) -> list[str]: ...
+
+    # experiments
+
+    async def create_experiment(
+        self,
+        experiment: Experiment,
+        requests: Iterable[tuple[str, int, RawRequest, str | None]],
+        batches: Iterable[BatchRecord],
+        options: dict[str, Any],
+        *,
+        late_options: Callable[[], dict[str, Any]] | None = None,
+    ) -> Experiment: ...
+
+    async def find_experiment(self, name: str) -> Experiment | None: ...
+
+    async def get_experiment(self, name: str) -> Experiment: ...
+
+    async def experiment_options(self, name: str) -> dict[str, Any]: ...
+
+    async def list_experiments(self, *, limit: int | None = None) -> list[Experiment]: ...
+
+    async def count_experiments(self) -> int: ...
+
+    async def cost_inputs(self, names: Iterable[str]) -> dict[str, CostInputs]: ...
+
+    async def list_study(self, study: str) -> list[Experiment]: ...
+
+    async def update_experiment(self, name: str, update: ExperimentUpdate) -> Experiment: ...
+
+    async def claim_start(
+        self,
+        name: str,
+        owner: str,
+        is_owner_alive: Callable[[str], bool],
+        *,
+        lease_seconds: float = ...,
+    ) -> bool: ...
+
+    async def renew_lease(self, name: str, owner: str, lease_seconds: float) -> bool: ...
+
+    async def enqueue(self, name: str) -> None: ...
+
+    async def take_queued(self, owner: str, *, lease_seconds: float) -> str | None: ...
+
+    async def release_start(self, name: str, owner: str) -> None: ...
+
+    async def delete_experiment(
+        self, name: str, is_owner_alive: Callable[[str], bool] = ...
+    ) -> None: ...
+
+    async def check_deletable(self, name: str, is_owner_alive: Callable[[str], bool]) -> None: ...
+
+    # requests and batches
+
+    def iter_requests(
+        self, experiment: Experiment
+    ) -> AsyncIterator[tuple[str, int, RawRequest]]: ...
+
+    async def chunk_custom_ids(self, experiment: Experiment, chunk: int) -> list[str]: ...
+
+    async def list_batches(self, experiment: Experiment) -> list[BatchRecord]: ...
+
+    async def replace_batches(
+        self, experiment: Experiment, batches: Iterable[BatchRecord], chunk_of: dict[str, int]
+    ) -> None: ...
+
+    async def add_retry_batches(
+        self,
+        experiment: Experiment,
+        batches: Iterable[BatchRecord],
+        chunk_of: dict[str, int],
+        *,
+        attempt: int,
+    ) -> bool: ...
+
+    async def unsuccessful_requests(
+        self, experiment: Experiment, kinds: set[str]
+    ) -> list[tuple[str, RawRequest]]: ...
+
+    async def error_kinds_in_chunks(
+        self, experiment: Experiment, chunks: list[int]
+    ) -> dict[str, int]: ...
+
+    async def count_outcomes_in_chunks(
+        self, experiment: Experiment, chunks: list[int]
+    ) -> tuple[int, int]: ...
+
+    async def recorded_batch_ids(self, provider: str) -> frozenset[str]: ...
+
+    async def update_batch(
+        self, experiment: Experiment, chunk: int, update: BatchUpdate
+    ) -> None: ...
+
+    # owned files
+
+    async def file_claims(self, directories: Iterable[Path]) -> dict[str, Claim]: ...
+
+    async def claim_file(self, experiment_name: str, path: Path, role: str) -> bool: ...
+
+    # results
+
+    async def save_results(
+        self, experiment: Experiment, results: Iterable[Result], *, replace: bool = True
+    ) -> int: ...
+
+    async def save_records(
+        self, experiment: Experiment, records: Iterable[ResultRecord], *, replace: bool = True
+    ) -> int: ...
+
+    async def commit(self) -> None: ...
+
+    def iter_results(self, experiment: Experiment) -> AsyncGenerator[Result, None]: ...
+
+    def iter_result_lines(self, experiment: Experiment) -> AsyncIterator[bytes]: ...
+
+    async def result_sequence(
+        self, experiment: Experiment, convert: Callable[[Result], Result] | None
+    ) -> ResultSequence: ...
+
+    async def count_outcomes(self, experiment: Experiment) -> tuple[int, int]: ...
+
+    async def first_submitted_at(self, experiment: Experiment) -> datetime | None: ...
+
+    def iter_usage(self, experiment: Experiment) -> AsyncIterator[Usage]: ...
+
+    async def count_results(self, experiment: Experiment) -> int: ...

@@ -1,0 +1,110 @@
+"""s3:// (gs://, az://) paths through fsspec, against a real S3 API: moto's server on loopback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from batchling import AsyncExperimentManager, Status
+from batchling.cli import cli
+from batchling.emulator import Emulator
+from batchling.errors import InputError, MissingExtraError
+from batchling.object_storage import beside, is_remote, staged
+from tests.helpers import request_dicts, write_jsonl
+from tests.s3 import BUCKET
+
+
+def put(filesystem: Any, key: str, path: Path) -> str:
+    filesystem.put_file(str(path), f"{BUCKET}/{key}")
+    return f"s3://{BUCKET}/{key}"
+
+
+def lines(filesystem: Any, key: str) -> list[bytes]:
+    with filesystem.open(f"{BUCKET}/{key}", "rb") as handle:
+        return list(handle)
+
+
+async def test_requests_from_s3_and_processed_and_results_files_to_s3(
+    s3: Any, emulator: Emulator, tmp_path: Path
+) -> None:
+    raw = put(s3, "in/requests.jsonl", write_jsonl(tmp_path / "r.jsonl", request_dicts(30)))
+    async with AsyncExperimentManager(tmp_path / "db") as manager:
+        created = await manager.create_experiment(
+            "cloud",
+            model="gpt-4o-mini",
+            raw_file_path=raw,
+            processed_file_path=f"s3://{BUCKET}/out/processed.jsonl",
+            results_file_path=f"s3://{BUCKET}/out/results.jsonl",
+        )
+        assert created.request_counts.total == 30
+        # The processed file is staged locally (the provider's upload reads it), then copied.
+        assert lines(
+            s3, "out/processed.jsonl"
+        ) == created.processed_file_path.read_bytes().splitlines(keepends=True)
+        await manager.start_experiment("cloud")
+        finished = await manager.wait("cloud", poll_interval=0.02)
+        assert finished.status == Status.COMPLETED
+        results = await manager.get_results("cloud")
+    stored = lines(s3, "out/results.jsonl")
+    assert len(stored) == len(results) == 30
+    assert stored == finished.results_file_path.read_bytes().splitlines(keepends=True)
+
+
+async def test_a_missing_requests_object_is_one_clear_line(
+    s3: Any, emulator: Emulator, tmp_path: Path
+) -> None:
+    async with AsyncExperimentManager(tmp_path / "db") as manager:
+        with pytest.raises(InputError, match=f"s3://{BUCKET}/nothing.jsonl does not exist"):
+            await manager.create_experiment(
+                "none", model="gpt-4o-mini", raw_file_path=f"s3://{BUCKET}/nothing.jsonl"
+            )
+        assert await manager.list_experiments() == []
+
+
+def test_cli_keeps_an_s3_url_whole(s3: Any, emulator: Emulator, tmp_path: Path) -> None:
+    raw = put(s3, "cli/requests.jsonl", write_jsonl(tmp_path / "r.jsonl", request_dicts(4)))
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--db",
+            str(tmp_path / "db"),
+            "create",
+            "--name",
+            "c",
+            "--model",
+            "gpt-4o-mini",
+            "--raw-file-path",
+            raw,
+            "--results-file-path",
+            f"s3://{BUCKET}/cli/results.jsonl",
+        ],
+        obj={},
+    )
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "db"), "start", "c"], obj={})
+    assert result.exit_code == 0, result.output
+    CliRunner().invoke(cli, ["--db", str(tmp_path / "db"), "wait", "c"], obj={})
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "db"), "results", "c"], obj={})
+    assert result.exit_code == 0, result.output
+    assert len(lines(s3, "cli/results.jsonl")) == 4
+
+
+def test_which_paths_are_object_storage() -> None:
+    assert all(map(is_remote, ["s3://b/k", "gs://b/k", "az://c/k", "abfs://c/k"]))
+    assert not any(map(is_remote, ["b/k", "/tmp/k", "file:///tmp/k", "C:\\k", Path("s3:/b")]))
+    assert staged("s3://b/runs/out.jsonl", Path("/h")) == Path("/h/out.jsonl")
+    assert beside("s3://b/runs/out.jsonl", Path("/h/out-2.jsonl")) == "s3://b/runs/out-2.jsonl"
+
+
+def test_without_fsspec_an_s3_path_says_which_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from batchling.inputs import read_request_lines
+
+    monkeypatch.setitem(sys.modules, "fsspec", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'batchling\[cloud\]'"):
+        next(read_request_lines("s3://b/requests.jsonl"))
