@@ -1035,9 +1035,80 @@ def db_copy(source: str, target: str) -> None:
         )
 
 
-@cli.command()
-def providers() -> None:
-    """The supported providers, their endpoints, variables and limits."""
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def providers(ctx: click.Context) -> None:
+    """The supported providers, their endpoints, variables and limits (with your own
+    OpenAI-compatible profiles: see `providers add`)."""
+    if ctx.invoked_subcommand is None:
+        _show_providers()
+
+
+@providers.command(name="add")
+@click.argument("name")
+@click.option(
+    "--base-url", required=True, help="The service's base URL (https://, or http:// on loopback)."
+)
+@click.option(
+    "--key-env", required=True, help="The NAME of the variable holding the key (never the key)."
+)
+@click.option("--base-url-env", default="", help="A variable that overrides the base URL.")
+@click.option("--display-name", default="", help="The name shown in listings.")
+@click.option(
+    "--max-requests", type=click.IntRange(min=1), help="Requests per batch (default 50,000)."
+)
+@click.option(
+    "--max-bytes", type=click.IntRange(min=1), help="Bytes per input file (default 200 MB)."
+)
+@click.option(
+    "--discount", type=click.FloatRange(0, 1, max_open=True), help="Batch discount, 0.5 for 50%."
+)
+@click.option(
+    "--model", "models", multiple=True, help="A batch-eligible model (repeat it; default: any)."
+)
+@click.option(
+    "--price",
+    "prices",
+    multiple=True,
+    metavar="MODEL=IN,OUT",
+    help="USD per 1M input and output tokens at batch prices (repeat it).",
+)
+def providers_add(name: str, base_url: str, key_env: str, **options: Any) -> None:
+    """Add (or replace) an OpenAI-compatible batch service as provider NAME."""
+    from batchling.errors import ConfigurationError
+    from batchling.providers import registry
+
+    fields: dict[str, object] = {"base_url": base_url, "api_key_env": key_env}
+    for key in ("base_url_env", "display_name", "max_requests", "max_bytes", "discount"):
+        if options[key] not in (None, ""):
+            fields[key] = options[key]
+    if options["models"]:
+        fields["models"] = list(options["models"])
+    prices: dict[str, list[str]] = {}
+    for price in options["prices"]:
+        model, _, pair = price.partition("=")
+        if not model or pair.count(",") != 1:
+            raise ConfigurationError(
+                f"--price '{price}': write MODEL=INPUT,OUTPUT (USD per 1M tokens)."
+            )
+        prices[model] = pair.split(",")
+    if prices:
+        fields["batch_prices"] = prices
+    saved = registry.add_profile(name, fields)
+    _console().print(f"Provider [bold]{name}[/bold] saved in {saved} (key read from ${key_env}).")
+
+
+@providers.command(name="remove")
+@click.argument("name")
+def providers_remove(name: str) -> None:
+    """Remove the OpenAI-compatible provider profile NAME that `providers add` saved."""
+    from batchling.providers import registry
+
+    saved = registry.remove_profile(name)
+    _console().print(f"Provider [bold]{name}[/bold] removed from {saved}.")
+
+
+def _show_providers() -> None:
     from rich.markup import escape
     from rich.padding import Padding
     from rich.table import Table
@@ -1233,13 +1304,20 @@ def demo(providers_: tuple[str, ...]) -> None:
 
     from rich.table import Table
 
-    from batchling.demo import CAPITALS_QUESTIONS, run_demo
+    from batchling.demo import CAPITALS_QUESTIONS, DEMO_MODELS, run_demo
     from batchling.display import experiment_panel
+    from batchling.errors import ConfigurationError
     from batchling.providers import registry
 
-    chosen = list(providers_) or registry.provider_names()
+    chosen = list(providers_) or list(DEMO_MODELS)
     for name in chosen:
         registry.provider_info(name)
+        if name not in DEMO_MODELS:
+            # A user's profile points at the user's service, which the emulator does not serve.
+            raise ConfigurationError(
+                f"The demo runs on the emulator's providers only ({', '.join(DEMO_MODELS)}), "
+                f"not on your profile '{name}'."
+            )
     console = _console()
     console.print(
         f"Starting the emulator and running the capitals example on {', '.join(chosen)} ..."

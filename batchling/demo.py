@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from batchling.models import Experiment, RawRequest, Result
-from batchling.providers import PROVIDERS
-from batchling.providers.registry import provider_info
+from batchling.providers.registry import provider_info, provider_names
 
 CAPITALS_QUESTIONS = ["France", "Japan", "Kenya", "Brazil", "Canada"]
-# provider -> the model its demo and the tests run (each folder's `demo_model`).
-DEMO_MODELS = {name: provider_info(name).demo_model for name in PROVIDERS}
+# provider -> the model its demo and the tests run (each folder's `demo_model`): every provider
+# and built-in profile, which the emulator serves; a user's profile is the user's own service.
+DEMO_MODELS = {name: provider_info(name).demo_model for name in provider_names(include_user=False)}
 
 
 def capitals_requests() -> list[RawRequest]:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from batchling import price_table
 from batchling.errors import ConfigurationError, CostLimitError
 from batchling.models import ImagePart, RawRequest, Usage
+from batchling.providers import registry
 
 PRICES_ENV = "BATCHLING_PRICES"
 PRICES_FILE_NAME = "prices.json"
@@ -100,6 +101,12 @@ def builtin_table() -> PriceTable:
             prices[provider][model] = ModelPrice(
                 input_price, output_price, above, long_input, long_output
             )
+    # Named provider profiles (built-in and the user's) carry their own prices.
+    for name in registry.profile_folders():
+        prices[name] = {
+            model: ModelPrice(given, got, None, None, None)
+            for model, (given, got) in registry.provider_info(name).batch_prices.items()
+        }
     return PriceTable(price_table.AS_OF, prices, [f"built-in table of {price_table.AS_OF}"])
 
 

@@ -790,10 +790,14 @@ class Store:
 
     @_serialized
     async def renew_lease(self, name: str, owner: str, lease_seconds: float) -> bool:
-        """Extend `owner`'s claim on the start; False when it no longer holds it."""
+        """Extend `owner`'s claim on the start; False when it no longer holds it. A lease that
+        ran out is lost even if nobody took it yet: another process may be about to, and
+        submitting on would make a second batch."""
+        now = utcnow()
         cursor = await self.db.execute(
-            "UPDATE experiments SET lease_expires_at = ? WHERE name = ? AND start_owner = ?",
-            (_ts(utcnow() + timedelta(seconds=lease_seconds)), name, owner),
+            "UPDATE experiments SET lease_expires_at = ? "
+            "WHERE name = ? AND start_owner = ? AND lease_expires_at > ?",
+            (_ts(now + timedelta(seconds=lease_seconds)), name, owner, _ts(now)),
         )
         return cursor.rowcount == 1
 

@@ -355,11 +355,14 @@ class PostgresStore:
         return str(name)
 
     async def renew_lease(self, name: str, owner: str, lease_seconds: float) -> bool:
+        now = utcnow()
         status = await self.pool.execute(
-            "UPDATE experiments SET lease_expires_at = $1 WHERE name = $2 AND start_owner = $3",
-            _ts(utcnow() + timedelta(seconds=lease_seconds)),
+            "UPDATE experiments SET lease_expires_at = $1 "
+            "WHERE name = $2 AND start_owner = $3 AND lease_expires_at > $4",
+            _ts(now + timedelta(seconds=lease_seconds)),
             name,
             owner,
+            _ts(now),
         )
         return bool(status == "UPDATE 1")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from batchling.emulator import Emulator
+from batchling.providers.registry import provider_info, provider_names
 from batchling.store import Store
 from tests.helpers import OpenedStores
 from tests.postgres import Cluster, postgres_cluster, postgres_url  # noqa: F401  (fixtures)
@@ -31,6 +32,18 @@ BASE_URL_VARIABLES = (
     "MISTRAL_BASE_URL",
     "TOGETHER_BASE_URL",
 )
+# Every variable a provider or built-in profile reads, and those its SDK reads on its own.
+PROVIDER_VARIABLES = (
+    *sorted(
+        {
+            var
+            for name in provider_names(include_user=False)
+            for var in provider_info(name).api_key_env + provider_info(name).base_url_env
+        }
+    ),
+    "OPENAI_API_VERSION",
+    "AZURE_OPENAI_AD_TOKEN",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +51,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test may touch a real user's database or reach a real provider."""
     home = tmp_path / "batchling-home"
     monkeypatch.setenv("BATCHLING_HOME", str(home))
-    for name in KEY_VARIABLES + BASE_URL_VARIABLES:
+    for name in KEY_VARIABLES + BASE_URL_VARIABLES + PROVIDER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     return home
 

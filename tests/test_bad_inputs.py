@@ -23,16 +23,14 @@ from batchling import ExperimentManager
 from batchling.cli import cli
 from batchling.emulator import Emulator
 from batchling.errors import BatchlingError
+from batchling.providers.registry import provider_info, provider_names
 from tests.helpers import write_jsonl
 
 GOOD = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}
+# Every provider and built-in profile -> the key variables its missing-key error names.
 KEY_VARIABLES = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GEMINI_API_KEY or GOOGLE_API_KEY",
-    "groq": "GROQ_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-    "together": "TOGETHER_API_KEY",
+    name: " or ".join(provider_info(name).api_key_env)
+    for name in provider_names(include_user=False)
 }
 
 
@@ -129,7 +127,7 @@ def invalid_schema(w: World) -> str:
 def missing_key(provider: str) -> Callable[[World], str]:
     def act(w: World) -> str:
         w.manager().create_experiment("k", model="m", provider=provider, raw_requests=[GOOD])
-        for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", KEY_VARIABLES[provider]):
+        for name in provider_info(provider).api_key_env:
             w.monkeypatch.delenv(name, raising=False)
         snapshot_inside(w)
         return cli_error(["start", "k"])

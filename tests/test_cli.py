@@ -212,7 +212,8 @@ def test_emulator_command_prints_export_lines() -> None:
     lines = exports("http://127.0.0.1:8765")
     assert lines["OPENAI_BASE_URL"] == "http://127.0.0.1:8765/openai/v1"
     assert all(
-        value.startswith("http://127.0.0.1") or "KEY" in name for name, value in lines.items()
+        value.startswith("http://127.0.0.1") or "KEY" in name or name == "OPENAI_API_VERSION"
+        for name, value in lines.items()
     )
 
 
@@ -246,13 +247,15 @@ def test_every_public_name_resolves_lazily_and_a_misspelt_one_is_an_error() -> N
         batchling.ExperimentManagr  # noqa: B018
 
 
-def test_demo_runs_the_capitals_example_on_all_six_providers() -> None:
-    result = CliRunner().invoke(cli, ["demo"], obj={}, env={"COLUMNS": "300"})
+def test_demo_runs_the_capitals_example_on_every_provider_and_built_in_profile() -> None:
+    from batchling.demo import DEMO_MODELS
+
+    result = CliRunner().invoke(cli, ["demo"], obj={}, env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
-    for provider in ("openai", "anthropic", "gemini", "groq", "mistral", "together"):
+    for provider in ("openai", "anthropic", "gemini", "groq", "mistral", "together", "azure"):
         assert f"Experiment capitals-{provider}" in result.output
-    assert result.output.count("completed (provider:") == 6
-    assert result.output.count("The capital of France is Paris.") == 6
+    assert result.output.count("completed (provider:") == len(DEMO_MODELS)
+    assert result.output.count("The capital of France is Paris.") == len(DEMO_MODELS)
 
 
 def test_a_command_opens_the_store_once_and_closes_it(

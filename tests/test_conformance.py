@@ -13,7 +13,7 @@ from batchling.providers import PROVIDERS
 from tests.helpers import FakeClock, question, request_dicts
 
 # Gemini returns no results for a batch that did not succeed; the others keep finished work.
-KEEPS_PARTIAL_RESULTS = {"openai", "anthropic", "groq", "mistral", "together"}
+DROPS_PARTIAL_RESULTS = {"gemini"}
 PROGRESS = [
     Status.SUBMITTING,
     Status.VALIDATING,
@@ -110,7 +110,7 @@ async def test_cancel_mid_run(
     finished = await manager.wait("stop", poll_interval=0.05)
     assert finished.status == Status.CANCELLED
     results = await manager.get_results("stop")
-    kept = 20 if provider in KEEPS_PARTIAL_RESULTS else 0
+    kept = 0 if provider in DROPS_PARTIAL_RESULTS else 20
     assert [r.status for r in results] == ["succeeded"] * kept + ["cancelled"] * (40 - kept)
 
 
@@ -122,4 +122,4 @@ async def test_expiry(manager: AsyncExperimentManager, emulator: Emulator, provi
     results = await manager.get_results("conf")
     statuses = {r.status for r in results}
     assert len(results) == 40 and "expired" in statuses and statuses <= {"succeeded", "expired"}
-    assert ("succeeded" in statuses) == (provider in KEEPS_PARTIAL_RESULTS)
+    assert ("succeeded" in statuses) == (provider not in DROPS_PARTIAL_RESULTS)

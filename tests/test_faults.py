@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from batchling import AsyncExperimentManager, resume
 from batchling.cli import cli
+from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator, Fault
 from batchling.errors import AmbiguousBatchError, ProviderError
 from batchling.models import Status
@@ -24,7 +25,7 @@ from tests.helpers import poll_until, question
 
 STEPS = ["upload", "create", "poll", "download"]
 KINDS: list[int | str] = [429, 500, 503, "drop", "slow"]
-MODELS = {
+MODELS = DEMO_MODELS | {
     "openai": "gpt-4o-mini",
     "anthropic": "claude-3-5-haiku-latest",
     "gemini": "gemini-2.0-flash",

@@ -83,3 +83,47 @@ async def test_the_owner_renews_its_lease_and_notices_when_it_lost_it(
     # Releasing a claim one no longer holds leaves the new owner's alone.
     await store.release_start("beat", "me:1")
     assert fetch_rows(database, "SELECT start_owner FROM experiments") == [(ELSEWHERE,)]
+
+
+async def test_a_lease_that_ran_out_is_lost_even_if_nobody_took_it(
+    manager: AsyncExperimentManager,
+) -> None:
+    """Another process may be about to take it: renewing it then could make two batches."""
+    await manager.create_experiment("late", model="gpt-4o-mini", raw_requests=request_dicts(2))
+    store = await manager.store()
+    assert await store.claim_start("late", "me:1", is_owner_alive, lease_seconds=-1)
+    assert not await store.renew_lease("late", "me:1", 300)
+    assert await store.claim_start("late", "me:2", is_owner_alive, lease_seconds=300)
+    assert await store.renew_lease("late", "me:2", 300)
+
+
+async def test_a_creation_is_fenced_by_the_database_not_only_by_the_clock(
+    manager: AsyncExperimentManager, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop was blocked past the lease (a slow import, a paused process) and another process
+    took the start over: the stalled start must not create its batch, even though its own clock
+    says a renewal is not yet overdue."""
+    from batchling.core import submit
+
+    earlier = set(emulator.state.batches)
+    await manager.create_experiment("fenced", model="gpt-4o-mini", raw_requests=request_dicts(2))
+    store = await manager.store()
+    taken_over = False
+    real_update = store.update_batch
+
+    async def upload_then_lose_the_claim(*args: object, **kwargs: object) -> None:
+        nonlocal taken_over
+        await real_update(*args, **kwargs)  # type: ignore[arg-type]
+        update = args[2] if len(args) > 2 else kwargs.get("update")
+        if not taken_over and getattr(update, "step", None) == submit.SubmitStep.UPLOADED:
+            taken_over = True
+            await store.release_start("fenced", owner)
+            assert await store.claim_start("fenced", ELSEWHERE, is_owner_alive, lease_seconds=300)
+
+    owner = "me:7"
+    monkeypatch.setattr(submit.resume, "owner_id", lambda: owner)
+    monkeypatch.setattr(store, "update_batch", upload_then_lose_the_claim)
+    with pytest.raises(InvalidStateError, match="lost its claim"):
+        await manager.start_experiment("fenced")
+    assert taken_over
+    assert mine(emulator, "fenced", earlier) == []

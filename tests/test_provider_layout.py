@@ -35,7 +35,8 @@ NAMED_OUTSIDE = {
 # Capture (merged from main on 2026-12-06) still knows each provider's hosts, SDK user agents and
 # batch line outside the folders; to move into provider.toml and each wire.py.
 NAMED_OUTSIDE |= {
-    ("capturing/routes.py", name): "capture's provider detection" for name in PROVIDERS
+    ("capturing/routes.py", name): "capture's provider detection"
+    for name in ("openai", "anthropic", "gemini", "groq", "mistral", "together")
 }
 NAMED_OUTSIDE |= {
     ("capturing/lines.py", name): "capture's batch line per provider"

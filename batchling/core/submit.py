@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -71,6 +71,9 @@ async def start_claimed(
         )
     try:
         provider = session._provider(experiment)
+        # The SDK's import can block the loop for seconds: done before the claim, it cannot
+        # starve the lease's renewals.
+        provider.warm()
     except ConfigurationError as error:
         # Keeps the class (MissingApiKeyError...) and says the record exists, so the user
         # does not create it again.
@@ -108,7 +111,7 @@ async def start_claimed(
             for batch in to_submit:
                 held.check()
                 await _submit_batch(
-                    session, experiment, provider, batch, metadata_base, adopt, held.check
+                    session, experiment, provider, batch, metadata_base, adopt, held.confirm
                 )
                 adopt = None if batch.step == SubmitStep.CREATING else adopt
                 upload.advance(batch.bytes)
@@ -128,12 +131,26 @@ async def start_claimed(
 
 
 class HeldLease:
-    """A start's claim, renewed in the background; `check()` before each step that submits."""
+    """A start's claim, renewed in the background; `check()` before each step that submits,
+    `confirm()` right before a batch creation."""
 
-    def __init__(self, experiment_name: str, seconds: float) -> None:
+    def __init__(self, store: Repository, experiment_name: str, owner: str, seconds: float) -> None:
+        self.store = store
         self.experiment_name = experiment_name
+        self.owner = owner
         self.seconds = seconds
         self.lost = False
+        self.renewed = asyncio.get_running_loop().time()
+
+    async def confirm(self) -> None:
+        """check(), then renew the lease in the database, which refuses once it ran out: another
+        process can take the start over only a whole lease after this, so a creation sent now
+        is recorded or found by it, never made twice (unless this process stalls a lease
+        long between here and the provider)."""
+        self.check()
+        if not await self.store.renew_lease(self.experiment_name, self.owner, self.seconds):
+            self.lost = True
+            self.check()
         self.renewed = asyncio.get_running_loop().time()
 
     def check(self) -> None:
@@ -155,7 +172,7 @@ async def kept_lease(
 ) -> AsyncIterator[HeldLease]:
     """Renew `owner`'s lease on the start now and every third of its length while the block
     runs."""
-    held = HeldLease(experiment_name, seconds)
+    held = HeldLease(store, experiment_name, owner, seconds)
     loop = asyncio.get_running_loop()
 
     async def renew() -> None:
@@ -206,7 +223,7 @@ async def _submit_batch(
     batch: BatchRecord,
     metadata_base: dict[str, str],
     adopt: str | None = None,
-    still_held: Callable[[], None] = lambda: None,
+    still_held: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     store = await session.store()
     metadata = {**metadata_base, "batchling_chunk": str(batch.chunk)}
@@ -265,7 +282,9 @@ class _Creation:
     metadata: dict[str, str]
 
 
-async def _create_batch(creation: _Creation, still_held: Callable[[], None]) -> str:
+async def _create_batch(
+    creation: _Creation, still_held: Callable[[], Awaitable[None]] | None = None
+) -> str:
     """Create the chunk's batch, never twice: the SDKs make a single attempt, and a creation
     that went unanswered (timeout, dropped connection) is looked for before another one.
     `still_held()` raises when the start's claim may have passed to another process."""
@@ -275,9 +294,9 @@ async def _create_batch(creation: _Creation, still_held: Callable[[], None]) -> 
     attempts = client_settings.max_retries() + 1
     for attempt in range(1, attempts + 1):
         started = utcnow()
-        still_held()
+        if still_held is not None:
+            await still_held()
         await store.update_batch(experiment, batch.chunk, BatchUpdate(step=SubmitStep.CREATING))
-        still_held()
         try:
             return await session._call(
                 experiment,

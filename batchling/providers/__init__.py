@@ -12,4 +12,6 @@ PROVIDERS: tuple[str, ...] = (
     "groq",
     "mistral",
     "together",
+    "azure",
+    "compatible",
 )

@@ -216,6 +216,11 @@ class Provider(Protocol):
         where the provider can list files: an upload whose answer was never read."""
         ...
 
+    def warm(self) -> None:
+        """Import the SDK and build its client now: a start does it before claiming the
+        experiment, so the import cannot stall the claim's renewals."""
+        ...
+
     async def create(self, chunk: Path, **new: Unpack[NewBatch]) -> str:
         """Create the batch; returns its id."""
         ...
@@ -271,6 +276,10 @@ class ProviderBase:
     async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:
         return None
 
+    def warm(self) -> None:
+        """Import the SDK and build its client now rather than at the first call (adapters
+        with an SDK client override it)."""
+
 
 class AsyncClosable(Protocol):
     async def close(self) -> None: ...
@@ -292,6 +301,9 @@ class SdkClientProvider(ProviderBase, Generic[ClientT]):
         if self._client is None:
             self._client = self._new_client()
         return self._client
+
+    def warm(self) -> None:
+        self.client  # noqa: B018 -- built for its side effect
 
     def _new_client(self) -> ClientT:
         """The SDK's client, its module imported here: `client_options()` is what it takes."""

@@ -6,41 +6,93 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Mapping
+from types import ModuleType
 
 from batchling.errors import ConfigurationError, MissingApiKeyError
 from batchling.providers import PROVIDERS, client_settings
 from batchling.providers.base import Provider, ProviderInfo
 
 
-def provider_names() -> list[str]:
-    return list(PROVIDERS)
+def profile_folders(*, include_user: bool = True) -> dict[str, str]:
+    """Named profiles -> the folder that serves them: a folder whose package has
+    `profile_infos()` adds providers beyond PROVIDERS (built-in ones, and with `include_user`,
+    the user's own from batchling's home)."""
+    found: dict[str, str] = {}
+    for folder in PROVIDERS:
+        package = importlib.import_module(f"batchling.providers.{folder}")
+        if hasattr(package, "profile_infos"):
+            found |= dict.fromkeys(package.profile_infos(include_user=include_user), folder)
+    return found
+
+
+def _profile_keeper() -> ModuleType:
+    """The provider folder that keeps user profiles (its package has `add_profile`)."""
+    for folder in PROVIDERS:
+        package = importlib.import_module(f"batchling.providers.{folder}")
+        if hasattr(package, "add_profile"):
+            return package
+    raise ConfigurationError("No provider folder keeps user profiles.")
+
+
+def add_profile(name: str, fields: dict[str, object]) -> str:
+    """Save a user provider profile (base URL, key variable's name, limits...); returns where."""
+    saved: str = _profile_keeper().add_profile(name, fields)
+    return saved
+
+
+def remove_profile(name: str) -> str:
+    removed: str = _profile_keeper().remove_profile(name)
+    return removed
+
+
+def provider_names(*, include_user: bool = True) -> list[str]:
+    """PROVIDERS, then the named profiles (the user's too unless `include_user` is False)."""
+    return [*PROVIDERS, *profile_folders(include_user=include_user)]
 
 
 def unknown_provider_message(name: str) -> str:
     import difflib
 
-    close = difflib.get_close_matches(name.lower(), PROVIDERS, n=1)
+    known = provider_names()
+    close = difflib.get_close_matches(name.lower(), known, n=1)
     guess = f" Did you mean '{close[0]}'?" if close else ""
-    return f"Unknown provider '{name}'.{guess} Known providers: {', '.join(PROVIDERS)}."
+    return f"Unknown provider '{name}'.{guess} Known providers: {', '.join(known)}."
 
 
 def check_provider(name: str) -> None:
     """Raises the unknown-provider error without importing the provider's adapter."""
-    if name not in PROVIDERS:
+    if name not in PROVIDERS and name not in profile_folders():
         raise ConfigurationError(unknown_provider_message(name))
 
 
 def provider_info(name: str) -> ProviderInfo:
-    """The provider's data (its folder's `INFO`), without importing its adapter or SDK."""
-    check_provider(name)
-    info: ProviderInfo = importlib.import_module(f"batchling.providers.{name}").INFO
-    return info
+    """The provider's data (its folder's `INFO`, or its profile's), without importing its
+    adapter or SDK."""
+    if name in PROVIDERS:
+        info: ProviderInfo = importlib.import_module(f"batchling.providers.{name}").INFO
+        return info
+    folder = profile_folders().get(name)
+    if folder is None:
+        raise ConfigurationError(unknown_provider_message(name))
+    profile: ProviderInfo = importlib.import_module(
+        f"batchling.providers.{folder}"
+    ).profile_infos()[name]
+    return profile
 
 
 def _adapter_class(name: str) -> type[Provider]:
-    check_provider(name)
-    adapter: type[Provider] = importlib.import_module(f"batchling.providers.{name}.adapter").Adapter
-    return adapter
+    if name in PROVIDERS:
+        adapter: type[Provider] = importlib.import_module(
+            f"batchling.providers.{name}.adapter"
+        ).Adapter
+        return adapter
+    folder = profile_folders().get(name)
+    if folder is None:
+        raise ConfigurationError(unknown_provider_message(name))
+    for_profile: type[Provider] = importlib.import_module(
+        f"batchling.providers.{folder}.adapter"
+    ).adapter_for(name)
+    return for_profile
 
 
 def resolve_api_key(info: ProviderInfo, env: Mapping[str, str] | None = None) -> str:

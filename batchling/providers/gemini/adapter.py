@@ -109,6 +109,9 @@ class GeminiProvider(ProviderBase):
         # (PROTOCOL.md, "client lifetime").
         self._genai: genai.Client | None = None
 
+    def warm(self) -> None:
+        self.client  # noqa: B018 -- built for its side effect
+
     @property
     def client(self) -> AsyncClient:
         if self._genai is None:

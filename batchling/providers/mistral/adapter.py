@@ -159,6 +159,9 @@ class MistralProvider(ProviderBase):
         self._client: Mistral | None = None
         self._http: httpx2.AsyncClient | None = None
 
+    def warm(self) -> None:
+        self.client  # noqa: B018 -- built for its side effect
+
     @property
     def client(self) -> Mistral:
         if self._client is None:
