@@ -18,12 +18,12 @@ def migration(function: Migration) -> Migration:
     return function
 
 
-@migration
-async def m001_initial(db: aiosqlite.Connection) -> None:
-    await db.executescript(
-        """
+def initial_tables(*, id_column: str, wide: str) -> str:
+    """m001's tables, in either engine's SQL: they differ in the experiment id's column and in the
+    integer type of counts and sizes (`wide`), which may pass 2**31 on PostgreSQL."""
+    return f"""
         CREATE TABLE experiments (
-            id INTEGER PRIMARY KEY,
+            id {id_column},
             name TEXT NOT NULL UNIQUE,
             title TEXT,
             description TEXT,
@@ -33,12 +33,12 @@ async def m001_initial(db: aiosqlite.Connection) -> None:
             base_url TEXT,
             status TEXT NOT NULL,
             provider_status TEXT,
-            total INTEGER NOT NULL DEFAULT 0,
-            completed INTEGER NOT NULL DEFAULT 0,
-            failed INTEGER NOT NULL DEFAULT 0,
+            total {wide} NOT NULL DEFAULT 0,
+            completed {wide} NOT NULL DEFAULT 0,
+            failed {wide} NOT NULL DEFAULT 0,
             processed_file_path TEXT NOT NULL,
             results_file_path TEXT NOT NULL,
-            options TEXT NOT NULL DEFAULT '{}',
+            options TEXT NOT NULL DEFAULT '{{}}',
             error TEXT,
             start_owner TEXT,
             created_at TEXT NOT NULL,
@@ -47,8 +47,8 @@ async def m001_initial(db: aiosqlite.Connection) -> None:
             completed_at TEXT
         );
         CREATE TABLE requests (
-            experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
-            idx INTEGER NOT NULL,
+            experiment_id {wide} NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            idx {wide} NOT NULL,
             custom_id TEXT NOT NULL,
             chunk INTEGER NOT NULL,
             body TEXT NOT NULL,
@@ -56,18 +56,18 @@ async def m001_initial(db: aiosqlite.Connection) -> None:
         );
         CREATE UNIQUE INDEX requests_custom_id ON requests(experiment_id, custom_id);
         CREATE TABLE batches (
-            experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            experiment_id {wide} NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
             chunk INTEGER NOT NULL,
             path TEXT NOT NULL,
-            request_count INTEGER NOT NULL,
-            bytes INTEGER NOT NULL,
+            request_count {wide} NOT NULL,
+            bytes {wide} NOT NULL,
             step TEXT NOT NULL DEFAULT 'pending',
             file_id TEXT,
             batch_id TEXT,
             status TEXT NOT NULL DEFAULT 'created',
             provider_status TEXT,
-            completed INTEGER NOT NULL DEFAULT 0,
-            failed INTEGER NOT NULL DEFAULT 0,
+            completed {wide} NOT NULL DEFAULT 0,
+            failed {wide} NOT NULL DEFAULT 0,
             output_file_id TEXT,
             error_file_id TEXT,
             errors TEXT NOT NULL DEFAULT '[]',
@@ -77,13 +77,13 @@ async def m001_initial(db: aiosqlite.Connection) -> None:
             PRIMARY KEY (experiment_id, chunk)
         );
         CREATE TABLE results (
-            experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            experiment_id {wide} NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
             custom_id TEXT NOT NULL,
             status TEXT NOT NULL,
             text TEXT,
             parsed TEXT,
-            input_tokens INTEGER,
-            output_tokens INTEGER,
+            input_tokens {wide},
+            output_tokens {wide},
             error_kind TEXT,
             error_message TEXT,
             error_code TEXT,
@@ -91,7 +91,23 @@ async def m001_initial(db: aiosqlite.Connection) -> None:
             PRIMARY KEY (experiment_id, custom_id)
         );
         """
-    )
+
+
+def owned_files_table(*, wide: str) -> str:
+    """m005's table, in either engine's SQL (see initial_tables)."""
+    return f"""
+        CREATE TABLE owned_files (
+            path TEXT PRIMARY KEY,
+            experiment_id {wide} NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            role TEXT NOT NULL
+        );
+        CREATE INDEX owned_files_experiment ON owned_files(experiment_id);
+        """
+
+
+@migration
+async def m001_initial(db: aiosqlite.Connection) -> None:
+    await db.executescript(initial_tables(id_column="INTEGER PRIMARY KEY", wide="INTEGER"))
 
 
 @migration
@@ -121,14 +137,8 @@ async def m005_owned_files(db: aiosqlite.Connection) -> None:
     """The files batchling writes, each owned by one experiment (see owned_files.py); those of
     existing experiments are claimed in the order the experiments were created."""
     await db.executescript(
-        """
-        CREATE TABLE owned_files (
-            path TEXT PRIMARY KEY,
-            experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
-            role TEXT NOT NULL
-        );
-        CREATE INDEX owned_files_experiment ON owned_files(experiment_id);
-        INSERT OR IGNORE INTO owned_files
+        owned_files_table(wide="INTEGER")
+        + """INSERT OR IGNORE INTO owned_files
             SELECT path, experiment_id, role FROM (
                 SELECT processed_file_path AS path, id AS experiment_id, 'processed file' AS role,
                        id AS k, 0 AS o FROM experiments

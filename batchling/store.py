@@ -60,6 +60,11 @@ PROCESSED_ROLE = "processed file"
 RESULTS_ROLE = "results file"
 _TERMINAL_VALUES = sorted(status.value for status in TERMINAL_STATUSES)
 _TERMINAL_MARKS = ",".join("?" * len(_TERMINAL_VALUES))
+_RESULTS_IN_REQUEST_ORDER = (
+    "FROM results res JOIN requests r "
+    "ON r.experiment_id = res.experiment_id AND r.custom_id = res.custom_id "
+    "JOIN experiments e ON e.id = res.experiment_id WHERE e.name = ? ORDER BY r.idx"
+)
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -91,6 +96,16 @@ def busy_timeout_seconds() -> float:
     if not raw:
         return DEFAULT_BUSY_TIMEOUT_SECONDS
     return finite_number(BUSY_TIMEOUT_ENV, raw, minimum=0.001, maximum=86_400.0, unit="seconds")
+
+
+async def _failed_open(db: aiosqlite.Connection | None, error: BaseException, path: Path) -> None:
+    """Close what an open that failed had opened; raise the error a user can act on instead of
+    `error`, if there is one (else the caller raises `error` itself)."""
+    if db is not None:
+        await db.close()
+    problem = database_error(error, path)
+    if problem is not None:
+        raise problem from None
 
 
 async def _connect(target: str, *, uri: bool = False) -> aiosqlite.Connection:
@@ -420,11 +435,7 @@ class Store:
             await db.execute("PRAGMA synchronous=NORMAL")
             store.json_rows = await _has_json_arrows(db)
         except BaseException as error:
-            if db is not None:
-                await db.close()
-            problem = database_error(error, path)
-            if problem is not None:
-                raise problem from None
+            await _failed_open(db, error, path)
             raise
         return store
 
@@ -461,11 +472,7 @@ class Store:
             store = cls(db, path, writable=False)
             store.json_rows = await _has_json_arrows(db)
         except BaseException as error:
-            if db is not None:
-                await db.close()
-            problem = database_error(error, path)
-            if problem is not None:
-                raise problem from None
+            await _failed_open(db, error, path)
             raise
         return store
 
@@ -1080,9 +1087,7 @@ class Store:
         """Results in request order."""
         columns = ", ".join(f"res.{c}" for c in ResultRecord._fields)
         async with self.db.execute(
-            f"SELECT {columns} FROM results res JOIN requests r "
-            "ON r.experiment_id = res.experiment_id AND r.custom_id = res.custom_id "
-            "JOIN experiments e ON e.id = res.experiment_id WHERE e.name = ? ORDER BY r.idx",
+            f"SELECT {columns} {_RESULTS_IN_REQUEST_ORDER}",
             (experiment.name,),
         ) as cursor:
             async for row in cursor:
@@ -1106,9 +1111,7 @@ class Store:
             "substr(res.raw, 1, 200)" if c == "raw" else f"res.{c}" for c in ResultRecord._fields
         )
         async with self.db.execute(
-            f"SELECT {columns} FROM results res JOIN requests r "
-            "ON r.experiment_id = res.experiment_id AND r.custom_id = res.custom_id "
-            "JOIN experiments e ON e.id = res.experiment_id WHERE e.name = ? ORDER BY r.idx",
+            f"SELECT {columns} {_RESULTS_IN_REQUEST_ORDER}",
             (experiment.name,),
         ) as cursor:
             async for row in cursor:

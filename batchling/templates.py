@@ -129,16 +129,20 @@ def _check_csv_header(path: Path, header: list[str]) -> None:
         raise InputError(f"{path}, line 1: duplicate header column(s) {names}.")
 
 
-def _read_json_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def _read_json_file(path: Path, expected: str) -> Any:
+    """The file's JSON; `expected` tells the user what the file should hold when it is not JSON."""
     try:
-        data = json.loads(path.read_bytes())
+        return json.loads(path.read_bytes())
     except json.JSONDecodeError as error:
         raise InputError(
-            f"{path}, line {error.lineno}: not valid JSON ({error.msg}). "
-            "A .json rows file must hold one list of objects."
+            f"{path}, line {error.lineno}: not valid JSON ({error.msg}). {expected}"
         ) from None
     except UnicodeDecodeError as error:
         raise InputError(f"{path}: not valid UTF-8 text ({error}).") from None
+
+
+def _read_json_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    data = _read_json_file(path, "A .json rows file must hold one list of objects.")
     if not isinstance(data, list):
         raise InputError(
             f"{path}: expected a JSON list of objects (one per row), got {_json_type(data)}."
@@ -414,15 +418,11 @@ def read_template(path: str | Path) -> Template:
             else ""
         )
         raise InputError(f"Template file not found: {path}.{hint}")
-    try:
-        data = json.loads(path.read_bytes())
-    except json.JSONDecodeError as error:
-        raise InputError(
-            f"{path}, line {error.lineno}: not valid JSON ({error.msg}). A template file holds "
-            'one JSON object such as {"messages": [{"role": "user", "content": "... {name} ..."}]}.'
-        ) from None
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not valid UTF-8 text ({error}).") from None
+    data = _read_json_file(
+        path,
+        'A template file holds one JSON object such as {"messages": [{"role": "user", '
+        '"content": "... {name} ..."}]}.',
+    )
     if isinstance(data, list):
         return Template(messages=data)
     if not isinstance(data, dict):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from batchling import resume
@@ -250,16 +251,13 @@ async def _submit_batch(
         await store.update_batch(
             experiment, batch.chunk, BatchUpdate(step=SubmitStep.UPLOADED, file_id=file_id)
         )
+    creation = _Creation(session, experiment, provider, batch, file_id, metadata)
     batch_id = None
     if batch.step == SubmitStep.CREATING:
         # A previous run may have created the batch and died before recording its id.
-        batch_id = adopt or await _find_created_batch(
-            session, experiment, provider, batch, file_id, metadata
-        )
+        batch_id = adopt or await _find_created_batch(creation)
     if batch_id is None:
-        batch_id = await _create_batch(
-            session, experiment, provider, batch, file_id, metadata, still_held
-        )
+        batch_id = await _create_batch(creation, still_held)
     await store.update_batch(
         experiment,
         batch.chunk,
@@ -272,18 +270,26 @@ async def _submit_batch(
     )
 
 
+@dataclass(frozen=True)
+class _Creation:
+    """What creating one chunk's batch, or finding the one an earlier run created, needs."""
+
+    session: Session
+    experiment: Experiment
+    provider: Provider
+    batch: BatchRecord
+    file_id: str | None
+    metadata: dict[str, str]
+
+
 async def _create_batch(
-    session: Session,
-    experiment: Experiment,
-    provider: Provider,
-    batch: BatchRecord,
-    file_id: str | None,
-    metadata: dict[str, str],
-    still_held: Callable[[], Awaitable[None]] | None = None,
+    creation: _Creation, still_held: Callable[[], Awaitable[None]] | None = None
 ) -> str:
     """Create the chunk's batch, never twice: the SDKs make a single attempt, and a creation
     that went unanswered (timeout, dropped connection) is looked for before another one.
     `still_held()` raises when the start's claim may have passed to another process."""
+    session, experiment, batch = creation.session, creation.experiment, creation.batch
+    file_id = creation.file_id
     store = await session.store()
     attempts = client_settings.max_retries() + 1
     for attempt in range(1, attempts + 1):
@@ -295,12 +301,12 @@ async def _create_batch(
             return await session._call(
                 experiment,
                 "create",
-                provider.create(
+                creation.provider.create(
                     batch.path,
                     file_id=file_id,
                     model=experiment.model,
                     endpoint=experiment.endpoint,
-                    metadata=metadata,
+                    metadata=creation.metadata,
                 ),
             )
         except ProviderError as error:
@@ -315,50 +321,33 @@ async def _create_batch(
                 raise
             if attempt == attempts:
                 raise  # left 'creating': a rerun looks for it first
-        found = await _find_unanswered_create(
-            session, experiment, provider, batch, file_id, metadata, started
-        )
+        found = await _find_unanswered_create(creation, started)
         if found is not None:
             return found
     raise AssertionError("unreachable")
 
 
-async def _find_unanswered_create(
-    session: Session,
-    experiment: Experiment,
-    provider: Provider,
-    batch: BatchRecord,
-    file_id: str | None,
-    metadata: dict[str, str],
-    started: datetime,
-) -> str | None:
+async def _find_unanswered_create(creation: _Creation, started: datetime) -> str | None:
     """Look for a batch the provider may have made although the creation went unanswered,
     over about two client timeouts, since it may finish the request after the client gave up."""
     for delay in resume.settle_delays(client_settings.timeout_seconds()):
         await asyncio.sleep(delay)
-        found = await _find_created_batch(
-            session, experiment, provider, batch, file_id, metadata, started
-        )
+        found = await _find_created_batch(creation, started)
         if found is not None:
             return found
     return None
 
 
-async def _find_created_batch(
-    session: Session,
-    experiment: Experiment,
-    provider: Provider,
-    batch: BatchRecord,
-    file_id: str | None,
-    metadata: dict[str, str],
-    started: datetime | None = None,
-) -> str | None:
+async def _find_created_batch(creation: _Creation, started: datetime | None = None) -> str | None:
     """The provider's batch for this chunk that no record holds yet, if there is one."""
+    session, experiment, batch = creation.session, creation.experiment, creation.batch
     store = await session.store()
     recorded = await store.recorded_batch_ids(experiment.provider)
-    hint = resume.create_hint(batch, file_id, recorded, started)
+    hint = resume.create_hint(batch, creation.file_id, recorded, started)
     try:
-        return await session._call(experiment, "lookup", provider.find_batch(metadata, hint))
+        return await session._call(
+            experiment, "lookup", creation.provider.find_batch(creation.metadata, hint)
+        )
     except AmbiguousBatchError as error:
         raise AmbiguousBatchError(
             error.candidates, resume.ambiguous(experiment, batch, error)

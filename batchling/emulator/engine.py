@@ -188,20 +188,8 @@ class EmulatorState:
         extra: dict[str, Any] | None = None,
     ) -> StoredFile:
         file_id = self.new_id(prefix)
-        path = self.root / file_id
-        path.write_bytes(content)
-        stored = StoredFile(
-            id=file_id,
-            provider=provider,
-            filename=filename,
-            purpose=purpose,
-            path=path,
-            bytes=len(content),
-            created_at=int(self.clock()),
-            extra=extra or {},
-        )
-        self.files[file_id] = stored
-        return stored
+        (self.root / file_id).write_bytes(content)
+        return self._keep(file_id, provider, len(content), filename, purpose, extra or {})
 
     def write_jsonl(
         self,
@@ -221,14 +209,27 @@ class EmulatorState:
                 data = orjson.dumps(line) + b"\n"
                 handle.write(data)
                 size += len(data)
+        return self._keep(file_id, provider, size, filename, purpose, {})
+
+    def _keep(
+        self,
+        file_id: str,
+        provider: str,
+        size: int,
+        filename: str,
+        purpose: str,
+        extra: dict[str, Any],
+    ) -> StoredFile:
+        """Record a file just written under root, as created now."""
         stored = StoredFile(
             id=file_id,
             provider=provider,
             filename=filename,
             purpose=purpose,
-            path=path,
+            path=self.root / file_id,
             bytes=size,
             created_at=int(self.clock()),
+            extra=extra,
         )
         self.files[file_id] = stored
         return stored

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterator
 from typing import Any
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -68,6 +69,24 @@ def _image_url_problem(url: Any, where: str) -> str | None:
     return None
 
 
+def _content_parts(messages: Any) -> Iterator[tuple[int, int, Any]]:
+    """Each part of each message's list `content`, after the message's and the part's index."""
+    for i, message in enumerate(messages if isinstance(messages, list) else []):
+        parts = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(parts if isinstance(parts, list) else []):
+            yield i, j, part
+
+
+def _pdf_data_problem(file: dict[str, Any], where: str) -> str | None:
+    """A file sent inline: a PDF data URL in `file_data`, with its `filename`."""
+    if data_url_type(str(file.get("file_data", ""))) == PDF and file.get("filename"):
+        return None
+    return (
+        f"Invalid file data: '{where}.file_data'. Expected a base64-encoded data URL with an "
+        "application/pdf MIME type and a 'filename'."
+    )
+
+
 def openai_chat_problem(
     body: dict[str, Any], *, files: bool, documents: bool = False
 ) -> str | None:
@@ -75,19 +94,15 @@ def openai_chat_problem(
     `document_url` on Mistral. The message is OpenAI's way of saying what is wrong."""
     allowed = {"text", "image_url"} | ({"file"} if files else set())
     allowed |= {"document_url"} if documents else set()
-    for i, message in enumerate(body.get("messages") or []):
-        parts = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(parts, list):
-            continue
-        for j, part in enumerate(parts):
-            where = f"messages[{i}].content[{j}]"
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind not in allowed:
-                supported = ", ".join(f"'{k}'" for k in sorted(allowed))
-                return f"Invalid value: '{kind}'. Supported values are: {supported}."
-            problem = _openai_part_problem(part, kind, where)
-            if problem is not None:
-                return problem
+    for i, j, part in _content_parts(body.get("messages")):
+        where = f"messages[{i}].content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in allowed:
+            supported = ", ".join(f"'{k}'" for k in sorted(allowed))
+            return f"Invalid value: '{kind}'. Supported values are: {supported}."
+        problem = _openai_part_problem(part, kind, where)
+        if problem is not None:
+            return problem
     return None
 
 
@@ -102,14 +117,7 @@ def _openai_part_problem(part: dict[str, Any], kind: str, where: str) -> str | N
     if kind == "file":
         found = part.get("file")
         file: dict[str, Any] = found if isinstance(found, dict) else {}
-        if file.get("file_id"):
-            return None
-        if data_url_type(str(file.get("file_data", ""))) != PDF or not file.get("filename"):
-            return (
-                f"Invalid file data: '{where}.file.file_data'. Expected a base64-encoded data "
-                "URL with an application/pdf MIME type and a 'filename'."
-            )
-        return None
+        return None if file.get("file_id") else _pdf_data_problem(file, f"{where}.file")
     url = part.get("document_url")
     if _is_http(url) or data_url_type(str(url)) == PDF:
         return None
@@ -133,15 +141,10 @@ def openai_responses_problem(body: dict[str, Any]) -> str | None:
         if effort not in RESPONSES_EFFORTS:
             supported = ", ".join(f"'{e}'" for e in sorted(RESPONSES_EFFORTS))
             return f"Invalid value: '{effort}'. Supported values are: {supported}."
-    items = body.get("input")
-    for i, item in enumerate(items if isinstance(items, list) else []):
-        parts = item.get("content") if isinstance(item, dict) else None
-        if not isinstance(parts, list):
-            continue
-        for j, part in enumerate(parts):
-            problem = _responses_part_problem(part, f"input[{i}].content[{j}]")
-            if problem is not None:
-                return problem
+    for i, j, part in _content_parts(body.get("input")):
+        problem = _responses_part_problem(part, f"input[{i}].content[{j}]")
+        if problem is not None:
+            return problem
     return None
 
 
@@ -157,12 +160,7 @@ def _responses_part_problem(part: Any, where: str) -> str | None:
     if kind == "input_file":
         if part.get("file_id") or _is_http(part.get("file_url")):
             return None
-        if data_url_type(str(part.get("file_data", ""))) != PDF or not part.get("filename"):
-            return (
-                f"Invalid file data: '{where}.file_data'. Expected a base64-encoded data URL "
-                "with an application/pdf MIME type and a 'filename'."
-            )
-        return None
+        return _pdf_data_problem(part, where)
     supported = "'input_file', 'input_image', 'input_text'"
     return f"Invalid value: '{kind}'. Supported values are: {supported}."
 
@@ -187,14 +185,10 @@ def mistral_ocr_problem(body: dict[str, Any]) -> str | None:
 
 def anthropic_problem(params: dict[str, Any]) -> str | None:
     """Anthropic's image and document blocks, and its extended-thinking rules."""
-    for i, message in enumerate(params.get("messages") or []):
-        blocks = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(blocks, list):
-            continue
-        for j, block in enumerate(blocks):
-            problem = _anthropic_block_problem(block, f"messages.{i}.content.{j}")
-            if problem is not None:
-                return problem
+    for i, j, block in _content_parts(params.get("messages")):
+        problem = _anthropic_block_problem(block, f"messages.{i}.content.{j}")
+        if problem is not None:
+            return problem
     return _thinking_problem(params)
 
 
