@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from batchling.emulator import chat
+from batchling.emulator import chat, media
 from batchling.emulator.engine import EmulatorState
 
 PROVIDER = "openai"
@@ -59,6 +59,10 @@ def routes(state: EmulatorState) -> list[Route]:
             return JSONResponse(
                 chat.error_body("'model' and 'messages' are required properties."), status_code=400
             )
+        # The parts a batch line's body may hold are those the endpoint takes (same checks).
+        problem = media.openai_chat_problem(body, files=True)
+        if problem is not None:
+            return JSONResponse(chat.error_body(problem), status_code=400)
         seed = orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
         answer = chat.chat_completion(
             body, custom_id=chat.short_id("direct-", seed), created=int(time.time())

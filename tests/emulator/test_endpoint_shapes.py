@@ -104,3 +104,21 @@ def test_gemini_refuses_a_seed_past_32_bits(seed: int, refused: bool) -> None:
     request = {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"seed": seed}}
     problem = request_problem(request)
     assert (problem is not None and "generation_config.seed" in problem) is refused
+
+
+async def test_the_direct_chat_endpoint_refuses_what_a_batch_line_may_not_hold(
+    emulator_server: Any,
+) -> None:
+    """Calls a capture passes through get the checks a batch line's body gets (no more lenient
+    than the batch route)."""
+    import httpx
+
+    base = emulator_server.env()["OPENAI_BASE_URL"].rstrip("/")
+    bad = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [{"type": "blob"}]}]}
+    good = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"authorization": "Bearer k"}
+    async with httpx.AsyncClient(headers=headers) as client:
+        refused = await client.post(f"{base}/chat/completions", json=bad)
+        answered = await client.post(f"{base}/chat/completions", json=good)
+    assert refused.status_code == 400 and "'blob'" in refused.json()["error"]["message"]
+    assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"]
