@@ -36,18 +36,13 @@ class SqliteRows:
         self._connection: sqlite3.Connection | None = None
 
     def query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
-        from batchling.store import connect_for_reading, database_error
+        from batchling.store import connect_for_reading, explained
 
         if self._connection is None:
             # A sequence made in a worker thread (Jupyter's loop) is read in the user's.
             self._connection = connect_for_reading(self._db_path)
-        try:
+        with explained(self._db_path):
             return self._connection.execute(sql, parameters).fetchall()
-        except sqlite3.DatabaseError as error:
-            problem = database_error(error, self._db_path)
-            if problem is None:
-                raise
-            raise problem from None
 
     def close(self) -> None:
         if self._connection is not None:

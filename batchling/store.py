@@ -18,6 +18,7 @@ from collections.abc import (
     Callable,
     Coroutine,
     Iterable,
+    Iterator,
     Sequence,
 )
 from datetime import datetime, timedelta, timezone
@@ -264,6 +265,19 @@ def database_error(error: BaseException, path: Path) -> StoreError | None:
     return StoreError(f"The database {path} cannot be used ({text}).")
 
 
+@contextlib.contextmanager
+def explained(path: Path) -> Iterator[None]:
+    """Within the block, an SQLite error a user can meet becomes StoreError's one line (see
+    database_error); any other error passes as it is."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        problem = database_error(error, path)
+        if problem is None:
+            raise
+        raise problem from None
+
+
 # immutable: a directory we cannot write has no -shm file to coordinate readers with, and
 # nobody can be writing there either.
 READ_ONLY_QUERIES = ("mode=ro", "mode=ro&immutable=1")
@@ -280,20 +294,19 @@ def _needs_immutable(error: sqlite3.OperationalError) -> bool:
 def connect_for_reading(path: Path) -> sqlite3.Connection:
     """A blocking connection that only reads (ResultSequence's), opened as open_for_reading
     opens the store; its errors a user can meet are StoreError's one line."""
-    for query in READ_ONLY_QUERIES:
-        connection = sqlite3.connect(f"{path.as_uri()}?{query}", uri=True, check_same_thread=False)
-        try:
-            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return connection
-        except sqlite3.DatabaseError as error:
-            connection.close()
-            if query == READ_ONLY_QUERIES[-1] or not (
-                isinstance(error, sqlite3.OperationalError) and _needs_immutable(error)
-            ):
-                problem = database_error(error, path)
-                if problem is None:
+    with explained(path):
+        for query in READ_ONLY_QUERIES:
+            uri = f"{path.as_uri()}?{query}"
+            connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            try:
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return connection
+            except sqlite3.DatabaseError as error:
+                connection.close()
+                if query == READ_ONLY_QUERIES[-1] or not (
+                    isinstance(error, sqlite3.OperationalError) and _needs_immutable(error)
+                ):
                     raise
-                raise problem from None
     raise AssertionError("unreachable")
 
 
@@ -350,34 +363,20 @@ def _dt(value: str | None) -> datetime | None:
 
 def _explained(method: Callable[..., Any]) -> Callable[..., Any]:
     """`method` whose SQLite errors a user can meet are StoreError's one line."""
-
-    def explain(store: Store, error: sqlite3.DatabaseError) -> StoreError | None:
-        return database_error(error, store.path)
-
     if inspect.isasyncgenfunction(method):
 
         @functools.wraps(method)
         async def rows(self: Store, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            try:
+            with explained(self.path):
                 async for row in method(self, *args, **kwargs):
                     yield row
-            except sqlite3.DatabaseError as error:
-                problem = explain(self, error)
-                if problem is None:
-                    raise
-                raise problem from None
 
         return rows
 
     @functools.wraps(method)
     async def call(self: Store, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with explained(self.path):
             return await method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as error:
-            problem = explain(self, error)
-            if problem is None:
-                raise
-            raise problem from None
 
     return call
 
