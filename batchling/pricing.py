@@ -21,7 +21,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from batchling import price_table
 from batchling.errors import ConfigurationError, CostLimitError
 from batchling.models import ImagePart, RawRequest, Usage
 from batchling.providers import registry
@@ -92,6 +91,10 @@ def user_prices_path() -> Path:
 
 
 def builtin_table() -> PriceTable:
+    # Imported here: building the table reads every provider folder's data, which commands
+    # that never price anything (list, --help) must not pay for at start-up.
+    from batchling import price_table
+
     prices: dict[str, dict[str, ModelPrice]] = {}
     for provider, models in price_table.BATCH_PRICES.items():
         tiers = price_table.LONG_CONTEXT.get(provider, {})
