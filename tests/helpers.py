@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
 
 if TYPE_CHECKING:
     from batchling.store import Store
@@ -111,3 +116,15 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def require(module: str, package: str) -> ModuleType:
+    """The module; skips in one line without it (also at module level), but fails under CI,
+    which installs the test extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        message = f"{module} is not installed: pip install '{package}' (or batchling[test])"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)

@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-import os
-from types import ModuleType
 
-import pytest
 from pydantic import BaseModel
 
 import batchling
 from batchling.emulator import Emulator
 from batchling.sync import ExperimentManager
-from tests.helpers import question
+from tests.helpers import question, require
 
 FAST = {"window_seconds": 0.2, "poll_interval": 0.05, "progress": False}
-
-
-def require(module: str, package: str) -> ModuleType:
-    """The module; skips in one line without it, but fails under CI (a test extra)."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        message = f"{module} is not installed: pip install '{package}' (or batchling[test])"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 class Capital(BaseModel):

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from batchling.emulator import Emulator
+from tests.helpers import require
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
+nbformat = require("nbformat", "nbformat")
+nbclient = require("nbclient", "nbclient")
+require("ipykernel", "ipykernel")
 
 ROOT = Path(__file__).parent.parent
 NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
