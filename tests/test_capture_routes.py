@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batchling.capturing.keys import canonical_body, custom_id_of, request_key
-from batchling.capturing.lines import answer_of, batch_line
-from batchling.capturing.routes import Route, route_of
+from batchling.capturing.routes import Route, route_of, rules_of
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -78,10 +77,10 @@ def test_the_key_ignores_key_order_but_not_content() -> None:
 
 
 def test_result_lines_become_the_synchronous_answer_or_error() -> None:
-    ok = answer_of("openai", {"response": {"status_code": 200, "body": {"id": "x"}}})
+    ok = rules_of("openai").answer({"response": {"status_code": 200, "body": {"id": "x"}}})
     assert (ok.status_code, ok.body) == (200, b'{"id":"x"}')
-    failed = answer_of(
-        "openai", {"response": None, "error": {"code": "batch_expired", "message": "late"}}
+    failed = rules_of("openai").answer(
+        {"response": None, "error": {"code": "batch_expired", "message": "late"}}
     )
     assert failed.status_code == 408 and b"late" in failed.body
     errored = {
@@ -93,12 +92,14 @@ def test_result_lines_become_the_synchronous_answer_or_error() -> None:
             },
         }
     }
-    assert answer_of("anthropic", errored).status_code == 400
+    assert rules_of("anthropic").answer(errored).status_code == 400
     assert (
-        answer_of("gemini", {"key": "k", "error": {"code": 8, "message": "quota"}}).status_code
+        rules_of("gemini")
+        .answer({"key": "k", "error": {"code": 8, "message": "quota"}})
+        .status_code
         == 429
     )
-    assert batch_line("mistral", "/v1/chat/completions", "c1", CHAT) == {
+    assert rules_of("mistral").batch_line("/v1/chat/completions", "c1", CHAT) == {
         "custom_id": "c1",
         "body": {"messages": CHAT["messages"]},
     }
@@ -113,3 +114,47 @@ def test_the_key_is_read_where_each_sdk_puts_it() -> None:
     assert api_key_of("gemini", {"x-goog-api-key": "g-1"}) == "g-1"
     assert api_key_of("mistral", {"authorization": "Basic xyz"}) is None
     assert api_key_of("groq", {}) is None
+
+
+@pytest.mark.parametrize(
+    ("provider", "endpoint", "expected"),
+    [
+        ("openai", "/v1/embeddings", {"method": "POST", "url": "/v1/embeddings", "body": CHAT}),
+        ("groq", "/v1/chat/completions", {"method": "POST", "url": "/v1/chat/completions"}),
+        ("anthropic", "/v1/messages", {"params": CHAT}),
+        ("together", "/v1/chat/completions", {"body": CHAT}),
+    ],
+)
+def test_each_provider_writes_its_own_batch_line(
+    provider: str, endpoint: str, expected: dict[str, object]
+) -> None:
+    line = rules_of(provider).batch_line(endpoint, "c1", CHAT)
+    assert expected.items() <= line.items()
+    assert line.get("custom_id") == "c1"
+    assert rules_of("gemini").batch_line("generateContent", "k1", CHAT) == {
+        "key": "k1",
+        "request": CHAT,
+    }
+
+
+def test_capture_rules_come_from_the_provider_folders_and_import_no_sdk() -> None:
+    import ast
+    from pathlib import Path
+
+    from batchling.providers import PROVIDERS
+
+    folders = Path(__file__).resolve().parents[1] / "batchling" / "providers"
+    captured = [name for name in PROVIDERS if (folders / name / "capture.py").is_file()]
+    assert {"openai", "anthropic", "gemini", "groq", "mistral", "together"} <= set(captured)
+    for name in captured:
+        assert rules_of(name) is not None
+        tree = ast.parse((folders / name / "capture.py").read_text())
+        imported = {
+            node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        } | {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        assert all(
+            m.startswith(("batchling.", "__future__", "re", "typing", "collections"))
+            for m in imported
+        ), imported
+    with pytest.raises(KeyError):
+        rules_of("nobody")

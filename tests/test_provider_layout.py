@@ -32,16 +32,6 @@ NAMED_OUTSIDE = {
     ("pricing.py", "openai"): "an example prices file in an error message",
     ("emulator/direct.py", "openai"): "capture's direct chat route (to move to openai/emulator.py)",
 }
-# Capture (merged from main on 2026-12-06) still knows each provider's hosts, SDK user agents and
-# batch line outside the folders; to move into provider.toml and each wire.py.
-NAMED_OUTSIDE |= {
-    ("capturing/routes.py", name): "capture's provider detection"
-    for name in ("openai", "anthropic", "gemini", "groq", "mistral", "together")
-}
-NAMED_OUTSIDE |= {
-    ("capturing/lines.py", name): "capture's batch line per provider"
-    for name in ("openai", "anthropic", "gemini", "groq", "mistral")
-}
 
 
 def package_of(path: Path) -> str:

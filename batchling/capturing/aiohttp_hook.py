@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from batchling.capturing import intercept
-from batchling.capturing.lines import Answer
+from batchling.providers.capture_rules import Answer
 
 
 def _content(kwargs: dict[str, Any]) -> bytes | None:

@@ -21,11 +21,11 @@ import orjson
 
 from batchling.capturing.keys import custom_id_of
 from batchling.capturing.ledger import Ledger, LedgerRow
-from batchling.capturing.lines import Answer, answer_of, batch_line
 from batchling.capturing.plan import CapturePlan, request_tokens
-from batchling.capturing.routes import Route
+from batchling.capturing.routes import Route, rules_of
 from batchling.errors import DryRun
 from batchling.models import Experiment, RawMessage, RawRequest, RequestCounts, Status
+from batchling.providers.capture_rules import Answer
 
 T = TypeVar("T")
 MAX_POLL_INTERVAL = 60.0
@@ -366,7 +366,7 @@ class CaptureEngine:
                 for result in await self._manager.get_results(name):
                     row = by_id.get(result.custom_id)
                     if row is not None and result.raw is not None:
-                        answer = answer_of(row.provider, result.raw)
+                        answer = rules_of(row.provider).answer(result.raw)
                         answers.append((row.key, answer.status_code, answer.body))
                 await self._ledger.save_answers(answers)
             for key, status, body in answers:
@@ -438,7 +438,9 @@ class CaptureEngine:
         encoded = []
         try:
             for row in rows:
-                line = batch_line(row.provider, row.endpoint, row.custom_id, orjson.loads(row.body))
+                line = rules_of(row.provider).batch_line(
+                    row.endpoint, row.custom_id, orjson.loads(row.body)
+                )
                 chunk = writer.add(orjson.dumps(line), custom_id=row.custom_id)
                 encoded.append((row.custom_id, chunk, _PLACEHOLDER, row.body.decode()))
             records = writer.close()

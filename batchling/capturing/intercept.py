@@ -21,7 +21,7 @@ from batchling.capturing.routes import api_key_of, is_streaming, route_of
 
 if TYPE_CHECKING:
     from batchling.capturing.engine import CapturedCall, CaptureEngine
-    from batchling.capturing.lines import Answer
+    from batchling.providers.capture_rules import Answer
 
 ACTIVE: contextvars.ContextVar[CaptureEngine | None] = contextvars.ContextVar(
     "batchling_capture", default=None
