@@ -30,7 +30,6 @@ NAMED_OUTSIDE = {
     ("providers/__init__.py", name): "the PROVIDERS list itself" for name in PROVIDERS
 } | {
     ("pricing.py", "openai"): "an example prices file in an error message",
-    ("emulator/direct.py", "openai"): "capture's direct chat route (to move to openai/emulator.py)",
 }
 
 
