@@ -6,7 +6,9 @@ blocking code (any thread) hand it calls the same way."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import contextlib
 import functools
 import os
 import threading
@@ -30,6 +32,7 @@ from batchling.providers.capture_rules import Answer
 T = TypeVar("T")
 MAX_POLL_INTERVAL = 60.0
 MAX_WINDOW_SECONDS = 60.0
+INBOX_SECONDS = 0.02
 DIRECT = "direct"
 """Answer meaning: send the call as it is, to the provider's synchronous endpoint."""
 
@@ -64,9 +67,7 @@ class CaptureSettings:
     progress: Callable[[Experiment], None] | None = None
 
 
-def _deliver(
-    out: concurrent.futures.Future[Answer | str], waiting: asyncio.Future[Answer | str]
-) -> None:
+def _settle(out: Any, waiting: asyncio.Future[Answer | str]) -> None:
     if out.done():
         return
     if waiting.cancelled():
@@ -75,6 +76,16 @@ def _deliver(
         out.set_exception(error)
     else:
         out.set_result(waiting.result())
+
+
+def _settle_value(out: asyncio.Future[Answer | str], answer: Answer | str) -> None:
+    if not out.done():
+        out.set_result(answer)
+
+
+def _settle_all(settled: list[tuple[Any, asyncio.Future[Answer | str]]]) -> None:
+    for out, waiting in settled:
+        _settle(out, waiting)
 
 
 def error_answer(status: int, message: str) -> Answer:
@@ -96,6 +107,11 @@ class CaptureEngine:
             target=self._run, name=f"batchling-capture-{settings.name}", daemon=True
         )
         self._waiting: dict[str, asyncio.Future[Answer | str]] = {}
+        self._inbox: collections.deque[tuple[CapturedCall, Any]] = collections.deque()
+        self._inbox_lock = threading.Lock()
+        self._wake_pending = False
+        self._batch_sizes: dict[str, int] = {}
+        self._outbox: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
         self._queues: dict[Route, list[CapturedCall]] = {}
         self._timers: dict[Route, asyncio.TimerHandle] = {}
         self._first_at: dict[Route, float] = {}
@@ -133,11 +149,54 @@ class CaptureEngine:
     def submit(self, call: CapturedCall) -> concurrent.futures.Future[Answer | str]:
         """Hand a call over from any thread; the future gets its answer (or DIRECT)."""
         out: concurrent.futures.Future[Answer | str] = concurrent.futures.Future()
-        try:
-            self._loop.call_soon_threadsafe(self._accept, call, out)
-        except RuntimeError:  # the capture has closed: a task that outlived it still holds it
-            out.set_result(self._closed_answer())
+        self._hand_over(call, out)
         return out
+
+    def submit_async(self, call: CapturedCall) -> asyncio.Future[Answer | str]:
+        """`submit` for a coroutine: the future is on the caller's running loop."""
+        out: asyncio.Future[Answer | str] = asyncio.get_running_loop().create_future()
+        self._hand_over(call, out)
+        return out
+
+    def _hand_over(self, call: CapturedCall, out: Any) -> None:
+        # One wake-up of the engine's loop takes every call handed over since the last one:
+        # a wake-up per call (a write to the loop's socket, a GIL hand-off) cost more than
+        # the rest of capture's work per call.
+        self._inbox.append((call, out))
+        with self._inbox_lock:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        try:
+            self._loop.call_soon_threadsafe(self._take_inbox)
+        except RuntimeError:  # the capture has closed: a task that outlived it still holds it
+            self._answer_inbox_closed()
+
+    def _answer_inbox_closed(self) -> None:
+        with self._inbox_lock:
+            self._wake_pending = False
+        closed = self._closed_answer()
+        while self._inbox:
+            self._answer_now(self._inbox.popleft()[1], closed)
+
+    def _take_inbox(self) -> None:
+        """Take the calls handed over; while they keep coming, look again every INBOX_SECONDS
+        instead of being woken for each (calls wait for a batch window anyway)."""
+        if not self._inbox:
+            with self._inbox_lock:
+                if not self._inbox:
+                    self._wake_pending = False
+                    return
+        while self._inbox:
+            self._accept(*self._inbox.popleft())
+        self._loop.call_later(INBOX_SECONDS, self._take_inbox)
+
+    @staticmethod
+    def _answer_now(out: Any, answer: Answer | str) -> None:
+        if isinstance(out, asyncio.Future):
+            out.get_loop().call_soon_threadsafe(_settle_value, out, answer)
+        elif not out.done():
+            out.set_result(answer)
 
     def stop(self) -> None:
         try:
@@ -146,6 +205,7 @@ class CaptureEngine:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
+            self._answer_inbox_closed()
 
     async def _open(self) -> None:
         from batchling.manager import AsyncExperimentManager
@@ -176,10 +236,10 @@ class CaptureEngine:
 
     # calls (on the engine's loop)
 
-    def _accept(self, call: CapturedCall, out: concurrent.futures.Future[Answer | str]) -> None:
+    def _accept(self, call: CapturedCall, out: Any) -> None:
         """Take one call (a callback: no task per call) and answer `out` when its key is."""
         if self._deadline_passed:
-            out.set_result(self._deadline_answer(call.route))
+            self._answer_now(out, self._deadline_answer(call.route))
             return
         if call.api_key:
             self._api_keys[call.route.provider] = call.api_key
@@ -188,7 +248,24 @@ class CaptureEngine:
             waiting = self._waiting[call.key] = self._loop.create_future()
             self._routes[call.key] = call.route
             self._enqueue(call)
-        waiting.add_done_callback(functools.partial(_deliver, out))
+        waiting.add_done_callback(functools.partial(self._deliver, out))
+
+    def _deliver(self, out: Any, waiting: asyncio.Future[Answer | str]) -> None:
+        if not isinstance(out, asyncio.Future):
+            _settle(out, waiting)
+            return
+        # Answers for an async caller's loop go over in one hand-off per engine loop turn.
+        loop = out.get_loop()
+        pending = self._outbox.get(loop)
+        if pending is None:
+            pending = self._outbox[loop] = []
+            self._loop.call_soon(self._post, loop)
+        pending.append((out, waiting))
+
+    def _post(self, loop: asyncio.AbstractEventLoop) -> None:
+        settled = self._outbox.pop(loop, [])
+        with contextlib.suppress(RuntimeError):  # a closed caller's loop: nobody waits there
+            loop.call_soon_threadsafe(_settle_all, settled)
 
     def _on_deadline(self) -> None:
         self._deadline_passed = True
@@ -234,10 +311,13 @@ class CaptureEngine:
         self._timers[route] = self._loop.call_at(when, self._flush, route)
 
     def _batch_size(self, route: Route) -> int:
-        from batchling.providers import registry
+        size = self._batch_sizes.get(route.provider)
+        if size is None:
+            from batchling.providers import registry
 
-        limit = registry.provider_info(route.provider).limits.max_requests
-        return min(self.settings.batch_size or limit, limit)
+            limit = registry.provider_info(route.provider).limits.max_requests
+            size = self._batch_sizes[route.provider] = min(self.settings.batch_size or limit, limit)
+        return size
 
     def _flush(self, route: Route) -> None:
         timer = self._timers.pop(route, None)
