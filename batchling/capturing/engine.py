@@ -115,6 +115,7 @@ class CaptureEngine:
         self._queues: dict[Route, list[CapturedCall]] = {}
         self._timers: dict[Route, asyncio.TimerHandle] = {}
         self._first_at: dict[Route, float] = {}
+        self._last_at: dict[Route, float] = {}
         self._routes: dict[str, Route] = {}
         self._deadline_passed = False
         self._api_keys: dict[str, str] = {}
@@ -301,14 +302,27 @@ class CaptureEngine:
         if len(queue) >= self._batch_size(route):
             self._flush(route)
             return
-        now = self._loop.time()
+        now = self._last_at[route] = self._loop.time()
         if len(queue) == 1:
             self._first_at[route] = now
-        timer = self._timers.pop(route, None)
-        if timer is not None:
-            timer.cancel()
-        when = min(now + self.settings.window_seconds, self._first_at[route] + MAX_WINDOW_SECONDS)
-        self._timers[route] = self._loop.call_at(when, self._flush, route)
+        if route not in self._timers:
+            self._timers[route] = self._loop.call_at(
+                self._window_end(route), self._on_window, route
+            )
+
+    def _window_end(self, route: Route) -> float:
+        return min(
+            self._last_at[route] + self.settings.window_seconds,
+            self._first_at[route] + MAX_WINDOW_SECONDS,
+        )
+
+    def _on_window(self, route: Route) -> None:
+        # One timer per queue, moved on when calls came meanwhile (not one per call).
+        end = self._window_end(route)
+        if self._loop.time() < end:
+            self._timers[route] = self._loop.call_at(end, self._on_window, route)
+        else:
+            self._flush(route)
 
     def _batch_size(self, route: Route) -> int:
         size = self._batch_sizes.get(route.provider)
