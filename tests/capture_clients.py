@@ -91,7 +91,8 @@ def together_chat() -> Callable[[str], Awaitable[str]]:
 
     async def ask(text: str) -> str:
         r = await client.chat.completions.create(
-            model="meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo", messages=[{"role": "user", "content": text}]
+            model="meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo",
+            messages=[{"role": "user", "content": text}],
         )
         return r.choices[0].message.content or ""
 

@@ -195,7 +195,8 @@ class CaptureEngine:
     @staticmethod
     def _answer_now(out: Any, answer: Answer | str) -> None:
         if isinstance(out, asyncio.Future):
-            out.get_loop().call_soon_threadsafe(_settle_value, out, answer)
+            with contextlib.suppress(RuntimeError):  # a closed caller's loop: nobody waits there
+                out.get_loop().call_soon_threadsafe(_settle_value, out, answer)
         elif not out.done():
             out.set_result(answer)
 
@@ -207,6 +208,8 @@ class CaptureEngine:
             self._thread.join()
             self._loop.close()
             self._answer_inbox_closed()
+            for loop in list(self._outbox):
+                self._post(loop)
 
     async def _open(self) -> None:
         from batchling.manager import AsyncExperimentManager
