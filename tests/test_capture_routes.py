@@ -158,3 +158,31 @@ def test_capture_rules_come_from_the_provider_folders_and_import_no_sdk() -> Non
         ), imported
     with pytest.raises(KeyError):
         rules_of("nobody")
+
+
+@pytest.mark.parametrize(
+    ("provider", "endpoint", "body", "output"),
+    [
+        ("openai", "/v1/embeddings", {"model": "m", "input": "hi"}, 0),
+        ("openai", "/v1/chat/completions", {**CHAT, "max_completion_tokens": 40}, 40),
+        ("anthropic", "/v1/messages", {**CHAT, "max_tokens": 55}, 55),
+        ("mistral", "/v1/moderations", {"model": "m", "input": ["hi"]}, 0),
+        (
+            "gemini",
+            "generateContent",
+            {
+                "contents": [{"parts": [{"text": "hi"}]}],
+                "generationConfig": {"maxOutputTokens": 77},
+            },
+            77,
+        ),
+        ("gemini", "embedContent", {"content": {"parts": [{"text": "hi"}]}}, 0),
+    ],
+)
+def test_the_cost_estimate_reads_each_providers_output_limit(
+    provider: str, endpoint: str, body: dict[str, object], output: int
+) -> None:
+    from batchling.capturing.plan import request_tokens
+
+    tokens = request_tokens(rules_of(provider), endpoint, body)
+    assert tokens[0] > 0 and tokens[1] == output

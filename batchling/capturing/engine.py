@@ -390,7 +390,9 @@ class CaptureEngine:
         if self.settings.dry_run:
             for call in new:
                 self.plan.add(
-                    route.provider, route.model, request_tokens(route.endpoint, call.body)
+                    route.provider,
+                    route.model,
+                    request_tokens(rules_of(route.provider), route.endpoint, call.body),
                 )
             for call in new:
                 self._resolve(call.key, DryRun(self.plan))
@@ -423,7 +425,11 @@ class CaptureEngine:
         max_cost = self.settings.max_cost
         assert max_cost is not None
         costs = [
-            self.plan.cost_of(route.provider, route.model, request_tokens(route.endpoint, c.body))
+            self.plan.cost_of(
+                route.provider,
+                route.model,
+                request_tokens(rules_of(route.provider), route.endpoint, c.body),
+            )
             for c in calls
         ]
         if any(cost is None for cost in costs):
@@ -559,7 +565,8 @@ class CaptureEngine:
             updated_at=now,
             study=self.settings.name,
         )
-        tokens = [request_tokens(row.endpoint, orjson.loads(row.body)) for row in rows]
+        rules = rules_of(first.provider)
+        tokens = [request_tokens(rules, row.endpoint, orjson.loads(row.body)) for row in rows]
         estimate = {
             "requests": len(rows),
             "input_tokens": sum(t[0] for t in tokens),

@@ -42,6 +42,18 @@ def body_streams(endpoint: str, body: dict[str, Any]) -> bool:
     return body.get("stream") is True
 
 
+OUTPUT_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+"""Body fields that bound the answer's length (OpenAI chat and responses, Anthropic, Groq...)."""
+
+
+def body_output_limit(body: dict[str, Any]) -> int | None:
+    for name in OUTPUT_LIMIT_FIELDS:
+        value = body.get(name)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def bearer_key(headers: Mapping[str, str]) -> str | None:
     scheme, _, token = headers.get("authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
@@ -66,6 +78,10 @@ class CaptureRules:
     key_headers: tuple[str, ...] = ()
     """Where its SDK puts the API key before any bearer token."""
     streams: Callable[[str, dict[str, Any]], bool] = body_streams
+    input_only: frozenset[str] = frozenset()
+    """Batch endpoints whose answer costs no output tokens (embeddings, moderations)."""
+    output_limit: Callable[[dict[str, Any]], int | None] = body_output_limit
+    """The most output tokens a body allows, if it says."""
 
     def api_key(self, headers: Mapping[str, str]) -> str | None:
         for name in self.key_headers:

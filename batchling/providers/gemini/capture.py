@@ -25,6 +25,13 @@ def streams(endpoint: str, body: dict[str, Any]) -> bool:
     return endpoint == STREAM_METHOD
 
 
+def output_limit(body: dict[str, Any]) -> int | None:
+    # GenerateContentRequest.generationConfig.maxOutputTokens (https://ai.google.dev/api/generate-content).
+    config = body.get("generationConfig")
+    value = config.get("maxOutputTokens") if isinstance(config, dict) else None
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def batch_line(endpoint: str, custom_id: str, body: dict[str, Any]) -> dict[str, Any]:
     # https://ai.google.dev/gemini-api/docs/batch-mode#input-file: {"key", "request"}
     return {"key": custom_id, "request": body}
@@ -52,4 +59,6 @@ RULES = CaptureRules(
     answer=answer,
     key_headers=("x-goog-api-key",),
     streams=streams,
+    input_only=frozenset({"embedContent"}),
+    output_limit=output_limit,
 )

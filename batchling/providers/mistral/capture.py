@@ -31,4 +31,5 @@ RULES = CaptureRules(
     ),
     batch_line=batch_line,
     answer=capture.answer,
+    input_only=frozenset({"/v1/embeddings", "/v1/moderations", "/v1/chat/moderations"}),
 )

@@ -15,4 +15,5 @@ RULES = CaptureRules(
     route=suffix_route(capture.OPENAI_PATHS),
     batch_line=capture.request_line,
     answer=capture.answer,
+    input_only=frozenset({"/v1/embeddings", "/v1/moderations"}),
 )
