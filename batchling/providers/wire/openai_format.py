@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from typing_extensions import Unpack
 
 from batchling.errors import InputError
 from batchling.models import (
@@ -22,6 +23,9 @@ from batchling.models import (
 from batchling.providers.wire import content
 from batchling.records import ResultRecord
 from batchling.structured import ResponseFormat, strict_json_schema
+
+if TYPE_CHECKING:
+    from batchling.providers.base import EncodeArgs
 
 OPENAI_IMAGE_TYPES = content.COMMON_IMAGE_TYPES
 
@@ -206,6 +210,57 @@ def encode_chat_body(
             request, provider=provider, custom_id=custom_id or "?"
         )
     return body
+
+
+def chat_only_body(
+    request: RawRequest,
+    *,
+    provider: str,
+    encode_part: content.PartEncoder,
+    chat_endpoint: str = "/v1/chat/completions",
+    max_tokens_field: str = "max_tokens",
+    **line: Unpack[EncodeArgs],
+) -> dict[str, Any]:
+    """The chat body of a service whose batches batchling sends to its chat endpoint only (the
+    line's response format is the caller's to add)."""
+    custom_id, endpoint = line["custom_id"], line["endpoint"]
+    if endpoint != chat_endpoint:
+        raise InputError(
+            f"Request '{custom_id}': batchling sends {provider} batches to {chat_endpoint} only, "
+            f"not '{endpoint}'."
+        )
+    return encode_chat_body(
+        request,
+        model=line["model"],
+        custom_id=custom_id,
+        provider=provider,
+        encode_part=encode_part,
+        max_tokens_field=max_tokens_field,
+    )
+
+
+def chat_only_line(
+    request: RawRequest,
+    *,
+    provider: str,
+    encode_part: content.PartEncoder,
+    chat_endpoint: str = "/v1/chat/completions",
+    max_tokens_field: str = "max_tokens",
+    **line: Unpack[EncodeArgs],
+) -> dict[str, Any]:
+    """The batch line of a chat request for a service batchling sends chat requests only."""
+    body = chat_only_body(
+        request,
+        provider=provider,
+        encode_part=encode_part,
+        chat_endpoint=chat_endpoint,
+        max_tokens_field=max_tokens_field,
+        **line,
+    )
+    endpoint = line["endpoint"]
+    fmt = line.get("response_format")
+    add_response_format(body, fmt, endpoint=endpoint, chat_endpoint=chat_endpoint)
+    return encode_line(body, custom_id=line["custom_id"], endpoint=endpoint)
 
 
 def chat_response_format(fmt: ResponseFormat) -> dict[str, Any]:
