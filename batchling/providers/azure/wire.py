@@ -17,15 +17,13 @@ CHAT = "/chat/completions"
 # The o-series deployments refuse `max_tokens`; `max_completion_tokens` is in 2024-10-21 and later.
 MAX_TOKENS_FIELD = "max_completion_tokens"
 # Global Batch takes images (URL or base64) in chat lines, no other media (how-to "FAQ").
-AZURE_PART = openai_format.images_only_part("Azure OpenAI")
+AZURE = openai_format.ChatOnlyService(
+    "Azure OpenAI",
+    openai_format.images_only_part("Azure OpenAI"),
+    chat_endpoint=CHAT,
+    max_tokens_field=MAX_TOKENS_FIELD,
+)
 
 
 def encode_line(request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
-    return openai_format.chat_only_line(
-        request,
-        provider="Azure OpenAI",
-        encode_part=AZURE_PART,
-        chat_endpoint=CHAT,
-        max_tokens_field=MAX_TOKENS_FIELD,
-        **line,
-    )
+    return openai_format.chat_only_line(request, AZURE, **line)

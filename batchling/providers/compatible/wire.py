@@ -28,6 +28,5 @@ def encode_line(
             f"Model '{model}' is not batch-eligible on {provider}; its profile lists: "
             f"{', '.join(sorted(models))}."
         )
-    return openai_format.chat_only_line(
-        request, provider=provider, encode_part=COMPATIBLE_PART, **line
-    )
+    service = openai_format.ChatOnlyService(provider, COMPATIBLE_PART)
+    return openai_format.chat_only_line(request, service, **line)

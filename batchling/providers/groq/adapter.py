@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from groq import AsyncGroq  # noqa: F401 -- the client type the base class is given
 
 
-GROQ_PART = openai_format.images_only_part("Groq")
+GROQ = openai_format.ChatOnlyService("Groq", openai_format.images_only_part("Groq"))
 
 
 class GroqProvider(FilesAndBatchesProvider["AsyncGroq"]):
@@ -43,7 +43,7 @@ class GroqProvider(FilesAndBatchesProvider["AsyncGroq"]):
     sdk_client = "AsyncGroq"
 
     def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
-        body = openai_format.chat_only_body(request, provider="Groq", encode_part=GROQ_PART, **line)
+        body = openai_format.chat_only_body(request, GROQ, **line)
         custom_id = line["custom_id"]
         _check_request(request, body, custom_id)
         add_response_format(body, line.get("response_format"))

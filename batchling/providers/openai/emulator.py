@@ -478,15 +478,7 @@ def routes(state: EmulatorState) -> list[Route]:
             ids = [f.id for f in files]
             files = files[ids.index(after) + 1 :] if after in ids else []
         page = [file_object(f) for f in files[:limit]]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": page,
-                "first_id": page[0]["id"] if page else None,
-                "last_id": page[-1]["id"] if page else None,
-                "has_more": len(files) > limit,
-            }
-        )
+        return protocol.list_page(page, has_more=len(files) > limit)
 
     return protocol.all_routes(
         served,

@@ -471,6 +471,19 @@ def all_routes(
     ]
 
 
+def list_page(page: list[dict[str, Any]], *, has_more: bool) -> JSONResponse:
+    """OpenAI's page of a list: its objects, the first and last ids, whether more follow."""
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": has_more,
+        }
+    )
+
+
 def batch_list_route(served: ProviderRoutes, api: str, *, batch_object: BatchObject) -> Route:
     """GET {api}/batches: newest first, paged by `limit` (1 to 100, 20 by default) and `after`."""
     state, provider = served.state, served.provider
@@ -483,14 +496,6 @@ def batch_list_route(served: ProviderRoutes, api: str, *, batch_object: BatchObj
         if after:
             batches = [b for b in batches if b.id < after]
         page = [batch_object(state, served.refreshed(b)) for b in batches[:limit]]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": page,
-                "first_id": page[0]["id"] if page else None,
-                "last_id": page[-1]["id"] if page else None,
-                "has_more": len(batches) > limit,
-            }
-        )
+        return list_page(page, has_more=len(batches) > limit)
 
     return Route(f"{api}/batches", list_batches, methods=["GET"])

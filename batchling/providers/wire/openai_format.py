@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -212,54 +213,45 @@ def encode_chat_body(
     return body
 
 
+@dataclass(frozen=True)
+class ChatOnlyService:
+    """A service batchling sends chat requests only, as its lines need them."""
+
+    name: str
+    """As error messages name it."""
+    encode_part: content.PartEncoder
+    chat_endpoint: str = "/v1/chat/completions"
+    max_tokens_field: str = "max_tokens"
+
+
 def chat_only_body(
-    request: RawRequest,
-    *,
-    provider: str,
-    encode_part: content.PartEncoder,
-    chat_endpoint: str = "/v1/chat/completions",
-    max_tokens_field: str = "max_tokens",
-    **line: Unpack[EncodeArgs],
+    request: RawRequest, service: ChatOnlyService, **line: Unpack[EncodeArgs]
 ) -> dict[str, Any]:
-    """The chat body of a service whose batches batchling sends to its chat endpoint only (the
-    line's response format is the caller's to add)."""
+    """The chat body of a line for `service` (its response format is the caller's to add)."""
     custom_id, endpoint = line["custom_id"], line["endpoint"]
-    if endpoint != chat_endpoint:
+    if endpoint != service.chat_endpoint:
         raise InputError(
-            f"Request '{custom_id}': batchling sends {provider} batches to {chat_endpoint} only, "
-            f"not '{endpoint}'."
+            f"Request '{custom_id}': batchling sends {service.name} batches to "
+            f"{service.chat_endpoint} only, not '{endpoint}'."
         )
     return encode_chat_body(
         request,
         model=line["model"],
         custom_id=custom_id,
-        provider=provider,
-        encode_part=encode_part,
-        max_tokens_field=max_tokens_field,
+        provider=service.name,
+        encode_part=service.encode_part,
+        max_tokens_field=service.max_tokens_field,
     )
 
 
 def chat_only_line(
-    request: RawRequest,
-    *,
-    provider: str,
-    encode_part: content.PartEncoder,
-    chat_endpoint: str = "/v1/chat/completions",
-    max_tokens_field: str = "max_tokens",
-    **line: Unpack[EncodeArgs],
+    request: RawRequest, service: ChatOnlyService, **line: Unpack[EncodeArgs]
 ) -> dict[str, Any]:
-    """The batch line of a chat request for a service batchling sends chat requests only."""
-    body = chat_only_body(
-        request,
-        provider=provider,
-        encode_part=encode_part,
-        chat_endpoint=chat_endpoint,
-        max_tokens_field=max_tokens_field,
-        **line,
-    )
+    """The batch line of a chat request for `service`, with its response format."""
+    body = chat_only_body(request, service, **line)
     endpoint = line["endpoint"]
     fmt = line.get("response_format")
-    add_response_format(body, fmt, endpoint=endpoint, chat_endpoint=chat_endpoint)
+    add_response_format(body, fmt, endpoint=endpoint, chat_endpoint=service.chat_endpoint)
     return encode_line(body, custom_id=line["custom_id"], endpoint=endpoint)
 
 
