@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import chat, ids
+from batchling.emulator import chat
 from batchling.emulator.engine import EmulatedBatch, EmulatorState
 from batchling.emulator.routing import ProviderRoutes
 from batchling.providers.compatible.profiles import Profile, built_in
@@ -153,7 +153,7 @@ def routes(state: EmulatorState) -> list[Route]:
             lines,
             errors,
             metadata=payload.get("metadata") or {},
-            prefix=ids.openai_batch,
+            prefix=protocol.batch_id,
             extra={"endpoint": endpoint, "input_file_id": stored.id, "service": service},
         )
         return JSONResponse(batch_object(state, batch))
@@ -165,7 +165,7 @@ def routes(state: EmulatorState) -> list[Route]:
         batch_object=batch_object,
         not_found=_not_found,
         max_bytes=lambda: MAX_FILE_BYTES,
-        file_prefix=ids.openai_file,
+        file_prefix=protocol.file_id,
         list_files=list_files,
         endpoints={CHAT},
         create_batch=create_batch,

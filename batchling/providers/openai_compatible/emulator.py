@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import chat
+from batchling.emulator import chat, ids
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 from batchling.emulator.ids import IdFormat
 from batchling.emulator.routing import NOT_JSON, Handler, ProviderRoutes, numbered_lines
@@ -47,6 +47,17 @@ FileObject = Callable[[StoredFile], dict[str, Any]]
 BatchObject = Callable[[EmulatorState, EmulatedBatch], dict[str, Any]]
 NotFound = Callable[[str], Response]
 """'File' or 'Batch' -> the provider's 404."""
+
+
+def file_id(sequence: int) -> str:
+    """`file-` and 22 letters and digits, as "file-2Ycrm6KrJu3fxtPYFTQy6x"."""
+    noise = ids.salted(sequence, "file")
+    return f"file-{ids.digits(sequence, ids.BASE62, 6)}{ids.digits(noise, ids.BASE62, 16)}"
+
+
+def batch_id(sequence: int) -> str:
+    """`batch_` and 32 hex digits, as "batch_67f0c1b2d2c881908f9e3b8a4b1c2d3e"."""
+    return f"batch_{sequence:08x}{ids.salted(sequence, 'batch'):032x}"[:38]
 
 
 def error(
