@@ -34,6 +34,7 @@ from batchling.models import (
     Usage,
 )
 from batchling.owned_files import Claim, owned_elsewhere
+from batchling.postgres_text import texts, use_text_codec
 from batchling.records import ResultRecord, record_line, record_of, result_of_record
 from batchling.repository import shown_target
 from batchling.result_sequence import ResultSequence
@@ -114,7 +115,9 @@ class PostgresStore:
         and apply the migrations this database has not seen."""
         asyncpg = _asyncpg()
         try:
-            pool = await asyncpg.create_pool(connection_url(url), min_size=1, max_size=POOL_SIZE)
+            pool = await asyncpg.create_pool(
+                connection_url(url), min_size=1, max_size=POOL_SIZE, init=use_text_codec
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             raise StoreError(
                 f"Cannot connect to the PostgreSQL database {shown_target(url)} "
@@ -278,7 +281,7 @@ class PostgresStore:
             "SELECT e.name, e.provider, e.model, e.options, "
             "EXISTS(SELECT 1 FROM results r WHERE r.experiment_id = e.id) "
             "FROM experiments e WHERE e.name = ANY($1::text[])",
-            list(dict.fromkeys(names)),
+            texts(dict.fromkeys(names)),
         )
         return {
             row[0]: CostInputs(row[1], row[2], json.loads(row[3]), bool(row[4])) for row in rows
@@ -468,7 +471,7 @@ class PostgresStore:
             "WHERE r.experiment_id = $1 AND res.status != 'succeeded' "
             "AND COALESCE(res.error_kind, 'provider') = ANY($2::text[]) ORDER BY r.idx",
             experiment_id,
-            sorted(kinds),
+            texts(sorted(kinds)),
         )
         return [(row[0], RawRequest.model_validate_json(row[1])) for row in rows]
 
@@ -706,7 +709,7 @@ async def _claim(
     rows = await connection.fetch(
         "SELECT o.path, o.experiment_id, o.role, e.name FROM owned_files o "
         "JOIN experiments e ON e.id = o.experiment_id WHERE o.path = ANY($1::text[])",
-        [path for path, _ in pairs],
+        texts(path for path, _ in pairs),
     )
     owners = {row[0]: row for row in rows}
     for path, role in pairs:
@@ -737,7 +740,7 @@ async def _move_requests(
         "UPDATE requests r SET chunk = m.chunk FROM unnest($2::text[], $3::int[]) "
         "AS m(custom_id, chunk) WHERE r.experiment_id = $1 AND r.custom_id = m.custom_id",
         experiment_id,
-        list(chunk_of),
+        texts(chunk_of),
         list(chunk_of.values()),
     )
 
@@ -763,7 +766,7 @@ async def _copy_requests(connection: asyncpg.Connection, rows: list[tuple[Any, .
             "SELECT custom_id, MIN(idx) FROM requests WHERE experiment_id = $1 "
             "AND custom_id = ANY($2::text[]) GROUP BY custom_id",
             experiment_id,
-            [row[2] for row in rows],
+            texts(row[2] for row in rows),
         )
     }
     for _, index, custom_id, *_ in rows:
@@ -790,6 +793,7 @@ class PostgresRows:
             thread.start()
             self._loop = loop
             self._connection = self._call(_asyncpg().connect(self._url))
+            self._call(use_text_codec(self._connection))
             self._finalizer = weakref.finalize(self, _shut, loop, thread, self._connection)
         return [
             tuple(row) for row in self._call(self._connection.fetch(numbered(sql), *parameters))
