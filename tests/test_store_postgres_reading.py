@@ -152,7 +152,9 @@ async def test_a_role_that_may_only_select_reads_and_cannot_write(
     assert expected[0].text in run(reader, "results", "shared", "--json").output
     async with AsyncExperimentManager(reader) as member:
         assert list(await member.get_results("shared")) == expected
-        with pytest.raises(ReadOnlyStoreError, match=r"read-only for this role, which may not write"):
+        with pytest.raises(
+            ReadOnlyStoreError, match=r"read-only for this role, which may not write"
+        ):
             await member.update_experiment("shared", title="mine")
     deleted = run(reader, "delete", "shared", "--yes")
     assert deleted.exit_code != 0
