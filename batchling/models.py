@@ -132,10 +132,11 @@ def _set_fields(model: BaseModel, values: dict[str, Any], given: set[str]) -> No
 
 
 class SharedFieldNames(set[str]):
-    """The fields set of every request the fast path builds with the same fields: one object
-    for all of them, not a set each, so the cyclic GC has fewer objects to scan as a list of
-    requests grows. Never changed in place: a model copies it before pydantic adds a field to
-    it (`_unshared_setattr`); copies and pickles of it are plain sets."""
+    """The fields set of every model the fast paths build with the same fields (requests, and
+    results read back): one object for all of them, not a set each (~200-700 bytes), so the
+    cyclic GC has fewer objects to scan as a list of them grows. Never changed in place: a
+    model copies it before pydantic adds a field to it (`_unshared_setattr`); copies and
+    pickles of it are plain sets."""
 
     def _in_place(self, *args: Any) -> Any:
         raise TypeError("the fields set of a request is shared: assign the field instead")
@@ -157,7 +158,7 @@ class SharedFieldNames(set[str]):
 _SHARED_FIELDS: dict[frozenset[str], SharedFieldNames] = {}
 
 
-def shared_field_names(names: Iterable[str]) -> SharedFieldNames:
+def _shared_field_names(names: Iterable[str]) -> SharedFieldNames:
     key = frozenset(names)
     found = _SHARED_FIELDS.get(key)
     if found is None:
@@ -279,7 +280,7 @@ class RawRequest(GenerationParams):
                 ):
                     values = {**_REQUEST_DEFAULTS, **data}
                     values["messages"] = messages
-                    _set_fields(self, values, shared_field_names(data))
+                    _set_fields(self, values, _shared_field_names(data))
                     return
             super().__init__(**data)
 
@@ -332,7 +333,7 @@ def _plain_messages(value: Any) -> list[RawMessage] | None:
 
 
 _MESSAGE_FIELDS = frozenset({"role", "content"})
-_MESSAGE_FIELDS_SET = shared_field_names(_MESSAGE_FIELDS)
+_MESSAGE_FIELDS_SET = _shared_field_names(_MESSAGE_FIELDS)
 
 
 class RequestCounts(BaseModel):
@@ -376,6 +377,9 @@ class Experiment(BaseModel):
 class Usage(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
+    if not TYPE_CHECKING:
+        __setattr__ = _unshared_setattr
+
     input_tokens: int = 0
     output_tokens: int = 0
 
@@ -386,6 +390,9 @@ ResultStatus = Literal["succeeded", "failed", "expired", "cancelled"]
 class ResultError(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
+    if not TYPE_CHECKING:
+        __setattr__ = _unshared_setattr
+
     kind: Literal["provider", "expired", "cancelled", "parse"] = "provider"
     message: str
     code: str | None = None
@@ -395,6 +402,9 @@ class Result(BaseModel):
     """One request's outcome, in the same shape whatever the provider."""
 
     model_config = ConfigDict(defer_build=True)
+
+    if not TYPE_CHECKING:
+        __setattr__ = _unshared_setattr
 
     custom_id: str
     status: ResultStatus
@@ -455,7 +465,7 @@ def stored(cls: type[M], values: dict[str, Any]) -> M:
     """A model from values known to be valid (read back from the store), every field given:
     what pydantic's __init__ would leave, without validating them again."""
     model = cls.__new__(cls)
-    _set_fields(model, values, set(values))
+    _set_fields(model, values, _shared_field_names(values))
     return model
 
 
