@@ -26,11 +26,7 @@ NOT_FOR_EMULATORS = re.compile(
     r"^batchling\.providers\.((\w+\.)?(wire|adapter)|openai_compatible\.client)(\.|$)"
 )
 # Where a provider's name may stand outside its folder, and why. Keep this short.
-NAMED_OUTSIDE = {
-    ("providers/__init__.py", name): "the PROVIDERS list itself" for name in PROVIDERS
-} | {
-    ("pricing.py", "openai"): "an example prices file in an error message",
-}
+NAMED_OUTSIDE = {("providers/__init__.py", name): "the PROVIDERS list itself" for name in PROVIDERS}
 
 
 def package_of(path: Path) -> str:

@@ -2,7 +2,7 @@
 streaming, past a deadline with on_deadline="sync"). Each answers a body as one line of a batch
 would be answered: the same checks of the provider's emulator (a body a batch line may not hold
 is refused here too, never more leniently) and the same answer, at once. Sources:
-https://platform.openai.com/docs/api-reference/chat/create (and /embeddings, /responses,
+https://platform.openai.com/docs/api-reference/embeddings (and /responses,
 /moderations), https://docs.anthropic.com/en/api/messages,
 https://ai.google.dev/api/generate-content, https://console.groq.com/docs/api-reference#chat,
 https://docs.mistral.ai/api/ (chat, embeddings, moderations, ocr),
@@ -11,7 +11,7 @@ https://docs.together.ai/reference/chat-completions-1."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,9 +177,9 @@ GEMINI = (
         lambda message: gemini.error(400, message),
     ),
 )
+# OpenAI's chat route is its folder's (openai/emulator.py `direct_chat_route`).
 DIRECT = (
-    *(_openai(e) for e in ("/v1/chat/completions", "/v1/embeddings", "/v1/responses")),
-    _openai("/v1/moderations"),
+    *(_openai(e) for e in ("/v1/embeddings", "/v1/responses", "/v1/moderations")),
     ANTHROPIC,
     *GEMINI,
     GROQ,
@@ -187,24 +187,6 @@ DIRECT = (
     *(_mistral(e) for e in ("/v1/moderations", "/v1/chat/moderations")),
     TOGETHER,
 )
-
-
-def _chunks(answer: Body) -> Iterator[bytes]:
-    """An OpenAI-style chat answer as `chat.completion.chunk` events, then `data: [DONE]`
-    (https://platform.openai.com/docs/api-reference/chat-streaming)."""
-    base = {k: answer[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
-    choice = answer["choices"][0]
-    deltas = [
-        {
-            "index": 0,
-            "delta": {"role": "assistant", "content": choice["message"]["content"]},
-            "finish_reason": None,
-        },
-        {"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]},
-    ]
-    for delta in deltas:
-        yield b"data: " + orjson.dumps(base | {"choices": [delta]}) + b"\n\n"
-    yield b"data: [DONE]\n\n"
 
 
 def _route(state: EmulatorState, direct: Direct) -> Route:
@@ -230,7 +212,8 @@ def _route(state: EmulatorState, direct: Direct) -> Route:
             return JSONResponse(answered)
         if "choices" not in answered:
             return direct.refusal("The emulator streams chat completions only.")
-        return StreamingResponse(_chunks(answered), media_type="text/event-stream")
+        # OpenAI's chat events, which these chat APIs stream alike.
+        return StreamingResponse(openai._chunks(answered), media_type="text/event-stream")
 
     return Route(direct.path, answer, methods=["POST"])
 
