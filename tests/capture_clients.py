@@ -99,6 +99,20 @@ def together_chat() -> Callable[[str], Awaitable[str]]:
     return ask
 
 
+def azure_chat() -> Callable[[str], Awaitable[str]]:
+    from openai import AsyncAzureOpenAI
+
+    client = AsyncAzureOpenAI()  # endpoint, key and api-version from the environment
+
+    async def ask(text: str) -> str:
+        r = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
+        )
+        return r.choices[0].message.content or ""
+
+    return ask
+
+
 CLIENTS: dict[str, Callable[[], Callable[[str], Awaitable[str]]]] = {
     "openai": openai_chat,
     "anthropic": anthropic_chat,
@@ -106,6 +120,7 @@ CLIENTS: dict[str, Callable[[], Callable[[str], Awaitable[str]]]] = {
     "groq": groq_chat,
     "mistral": mistral_chat,
     "together": together_chat,
+    "azure": azure_chat,
 }
 
 

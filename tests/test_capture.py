@@ -148,6 +148,19 @@ def _sync_clients() -> dict[str, Callable[[], Callable[[str], str]]]:
             or ""
         )
 
+    def azure_() -> Callable[[str], str]:
+        from openai import AzureOpenAI
+
+        client = AzureOpenAI()
+        return lambda text: (
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
+            )
+            .choices[0]
+            .message.content
+            or ""
+        )
+
     return {
         "openai": openai_,
         "anthropic": anthropic_,
@@ -155,6 +168,7 @@ def _sync_clients() -> dict[str, Callable[[], Callable[[str], str]]]:
         "groq": groq_,
         "mistral": mistral_,
         "together": together_,
+        "azure": azure_,
     }
 
 

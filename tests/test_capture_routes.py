@@ -39,6 +39,16 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
             Route("gemini", "generateContent", "gemini-2.0-flash", "http://127.0.0.1:9/gemini"),
         ),
         (
+            "https://res.openai.azure.com/openai/deployments/dep/chat/completions?api-version=1",
+            {"user-agent": "AsyncAzureOpenAI/Python 3.63.0", "x-stainless-lang": "python"},
+            Route("azure", "/chat/completions", "dep", "https://res.openai.azure.com"),
+        ),
+        (
+            "http://127.0.0.1:9/azure/openai/deployments/dep/chat/completions",
+            {"user-agent": "langchain/1", "api-key": "k", "x-stainless-lang": "python"},
+            Route("azure", "/chat/completions", "dep", "http://127.0.0.1:9/azure"),
+        ),
+        (
             "http://127.0.0.1:9/mistral/v1/chat/completions",
             {"user-agent": "mistral-client-python/1.9"},
             Route("mistral", "/v1/chat/completions", "m", "http://127.0.0.1:9/mistral"),
@@ -112,6 +122,7 @@ def test_the_key_is_read_where_each_sdk_puts_it() -> None:
     assert api_key_of("anthropic", {"x-api-key": "a-1"}) == "a-1"
     assert api_key_of("anthropic", {"authorization": "Bearer t-1"}) == "t-1"
     assert api_key_of("gemini", {"x-goog-api-key": "g-1"}) == "g-1"
+    assert api_key_of("azure", {"api-key": "z-1"}) == "z-1"
     assert api_key_of("mistral", {"authorization": "Basic xyz"}) is None
     assert api_key_of("groq", {}) is None
 

@@ -6,7 +6,7 @@ https://platform.openai.com/docs/api-reference/embeddings (and /responses,
 /moderations), https://docs.anthropic.com/en/api/messages,
 https://ai.google.dev/api/generate-content, https://console.groq.com/docs/api-reference#chat,
 https://docs.mistral.ai/api/ (chat, embeddings, moderations, ocr),
-https://docs.together.ai/reference/chat-completions-1."""
+https://docs.together.ai/reference/chat-completions-1, Azure's below."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from starlette.routing import Route
 from batchling.emulator import chat, media
 from batchling.emulator.engine import EmulatorState
 from batchling.providers.anthropic import emulator as anthropic
+from batchling.providers.azure import emulator as azure
 from batchling.providers.gemini import emulator as gemini
 from batchling.providers.groq import emulator as groq
 from batchling.providers.mistral import emulator as mistral
@@ -177,7 +178,28 @@ GEMINI = (
         lambda message: gemini.error(400, message),
     ),
 )
+
+
 # OpenAI's chat route is its folder's (openai/emulator.py `direct_chat_route`).
+def _azure_problem(request: Request, body: Body) -> str | None:
+    deployment = request.path_params["deployment"]
+    if deployment not in azure.DEPLOYMENTS:
+        return f"The model deployment '{deployment}' was not found."
+    return _required(body, "messages")
+
+
+# https://learn.microsoft.com/azure/ai-foundry/openai/reference (chat completions); a synchronous
+# call may use any deployment, a batch only a GlobalBatch one.
+AZURE = Direct(
+    azure.PROVIDER,
+    f"{azure.PREFIX}{azure.API}/deployments/{{deployment}}{azure.CHAT}",
+    azure.refuse,
+    _azure_problem,
+    lambda _, body, cid: azure.response_body(
+        {"body": body, "custom_id": cid}, created=_now(), invalid_json_rate=0.0
+    ),
+    _openai_style_refusal,
+)
 DIRECT = (
     *(_openai(e) for e in ("/v1/embeddings", "/v1/responses", "/v1/moderations")),
     ANTHROPIC,
@@ -186,6 +208,7 @@ DIRECT = (
     *(_mistral(e) for e in ("/v1/chat/completions", "/v1/embeddings", "/v1/ocr")),
     *(_mistral(e) for e in ("/v1/moderations", "/v1/chat/moderations")),
     TOGETHER,
+    AZURE,
 )
 
 

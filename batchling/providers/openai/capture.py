@@ -1,4 +1,4 @@
-"""Capture rules: the openai SDK's calls (and AzureOpenAI's, same SDK) batched as OpenAI's."""
+"""Capture rules: the openai SDK's OpenAI client calls (AzureOpenAI's are azure/capture.py's)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from batchling.providers.openai_compatible import capture
 RULES = CaptureRules(
     hosts=("api.openai.com",),
     # "<ClientClass>/Python <version>" (openai/_base_client.py `user_agent`).
-    user_agent=re.compile(r"^(Async)?(Azure)?OpenAI/"),
+    user_agent=re.compile(r"^(Async)?OpenAI/"),
     family_headers=capture.STAINLESS_HEADERS,
     route=suffix_route(capture.OPENAI_PATHS),
     batch_line=capture.request_line,
