@@ -444,7 +444,7 @@ class Store:
         reopens it for writing. A database that does not exist yet reads as empty."""
         path = Path(path).expanduser()
         if not path.exists() or (path.is_file() and path.stat().st_size == 0):
-            return await cls._empty(path)
+            return await cls.empty(path)
         _check_header(path)
         db = None
         try:
@@ -461,7 +461,7 @@ class Store:
             assert db is not None
             if state.empty:
                 await db.close()
-                return await cls._empty(path)
+                return await cls.empty(path)
             if state.pending:
                 # An older batchling's database is brought up to date once, by a writer.
                 await db.close()
@@ -476,7 +476,7 @@ class Store:
         return store
 
     @classmethod
-    async def _empty(cls, path: Path) -> Store:
+    async def empty(cls, path: Path) -> Store:
         """A store for a database not created yet: reads find nothing, the first write creates it."""
         db = await aiosqlite.connect(":memory:")
         db.row_factory = aiosqlite.Row
