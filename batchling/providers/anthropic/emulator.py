@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, ids, media
+from batchling.emulator import answers, chat, direct, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase
 from batchling.emulator.routing import ProviderRoutes
 
@@ -458,3 +458,16 @@ def routes(state: EmulatorState) -> list[Route]:
         Route("/v1/messages/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
         Route("/v1/messages/batches/{batch_id}/results", batch_results, methods=["GET"]),
     ]
+
+
+# The synchronous endpoint a capture passes calls to: https://docs.anthropic.com/en/api/messages
+DIRECT = (
+    direct.Direct(
+        PROVIDER,
+        f"{PREFIX}/v1/messages",
+        check_headers,
+        lambda _, body: invalid_params(body),
+        lambda _, body, cid: message(body, custom_id=cid),
+        lambda text: error(400, text),
+    ),
+)

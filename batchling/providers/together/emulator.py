@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, ids, media
+from batchling.emulator import answers, chat, direct, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 from batchling.emulator.routing import ProviderRoutes
 
@@ -536,3 +536,20 @@ def routes(state: EmulatorState) -> list[Route]:
         Route("/v1/batches/{batch_id}", retrieve_batch, methods=["GET"]),
         Route("/v1/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
     ]
+
+
+# The synchronous endpoint a capture passes calls to:
+# https://docs.together.ai/reference/chat-completions-1
+DIRECT = (
+    direct.Direct(
+        PROVIDER,
+        f"{PREFIX}{CHAT}",
+        unauthorized,
+        lambda _, body: (
+            direct.required(body, "model", "messages")
+            or media.openai_chat_problem(body, files=False)
+        ),
+        lambda _, body, cid: response_body(CHAT, body, custom_id=cid, created=direct.now()),
+        lambda message: error(400, message),
+    ),
+)
