@@ -113,6 +113,24 @@ def azure_chat() -> Callable[[str], Awaitable[str]]:
     return ask
 
 
+def compatible_chat() -> Callable[[str], Awaitable[str]]:
+    from openai import AsyncOpenAI
+
+    # The openai SDK at an OpenAI-compatible service's base URL, as its docs show it.
+    client = AsyncOpenAI(
+        base_url=os.environ["OPENAI_COMPATIBLE_BASE_URL"],
+        api_key=os.environ["OPENAI_COMPATIBLE_API_KEY"],
+    )
+
+    async def ask(text: str) -> str:
+        r = await client.chat.completions.create(
+            model="demo-chat-model", messages=[{"role": "user", "content": text}]
+        )
+        return r.choices[0].message.content or ""
+
+    return ask
+
+
 CLIENTS: dict[str, Callable[[], Callable[[str], Awaitable[str]]]] = {
     "openai": openai_chat,
     "anthropic": anthropic_chat,
@@ -121,6 +139,7 @@ CLIENTS: dict[str, Callable[[], Callable[[str], Awaitable[str]]]] = {
     "mistral": mistral_chat,
     "together": together_chat,
     "azure": azure_chat,
+    "compatible": compatible_chat,
 }
 
 

@@ -161,6 +161,22 @@ def _sync_clients() -> dict[str, Callable[[], Callable[[str], str]]]:
             or ""
         )
 
+    def compatible_() -> Callable[[str], str]:
+        from openai import OpenAI
+
+        client = OpenAI(
+            base_url=os.environ["OPENAI_COMPATIBLE_BASE_URL"],
+            api_key=os.environ["OPENAI_COMPATIBLE_API_KEY"],
+        )
+        return lambda text: (
+            client.chat.completions.create(
+                model="demo-chat-model", messages=[{"role": "user", "content": text}]
+            )
+            .choices[0]
+            .message.content
+            or ""
+        )
+
     return {
         "openai": openai_,
         "anthropic": anthropic_,
@@ -169,6 +185,7 @@ def _sync_clients() -> dict[str, Callable[[], Callable[[str], str]]]:
         "mistral": mistral_,
         "together": together_,
         "azure": azure_,
+        "compatible": compatible_,
     }
 
 

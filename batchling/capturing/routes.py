@@ -36,8 +36,30 @@ def all_rules() -> dict[str, CaptureRules]:
     return found
 
 
+_served_by: dict[str, str] = {}
+"""Providers beyond the folders (named profiles) -> the folder whose rules serve them."""
+
+
 def rules_of(provider: str) -> CaptureRules:
-    return all_rules()[provider]
+    rules = all_rules()
+    if provider in rules:
+        return rules[provider]
+    folder = _served_by.get(provider)
+    if folder is None:
+        from batchling.providers import registry
+
+        folder = _served_by[provider] = registry.profile_folders()[provider]
+    return rules[folder]
+
+
+def provider_at(url: str) -> str | None:
+    """The provider a URL alone names: one under a base URL a provider folder serves."""
+    for folder, rule in all_rules().items():
+        name = rule.provider_at(url) if rule.provider_at is not None else None
+        if name is not None:
+            _served_by.setdefault(name, folder)
+            return name
+    return None
 
 
 def provider_of(host: str, headers: Mapping[str, str]) -> str | None:
@@ -67,7 +89,7 @@ def route_of(
     if method != "POST" or body is None:
         return None
     parts = urlsplit(url)
-    provider = provider_of(parts.hostname or "", headers)
+    provider = provider_at(url) or provider_of(parts.hostname or "", headers)
     if provider is None:
         return None
     call = rules_of(provider).route(parts.path.rstrip("/"), body)

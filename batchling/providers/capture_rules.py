@@ -71,6 +71,9 @@ class CaptureRules:
     """(endpoint, custom id, body) -> one line of the batch input, carrying the body unchanged."""
     answer: Callable[[dict[str, Any]], Answer]
     """A batch result line -> the synchronous answer it holds."""
+    provider_at: Callable[[str], str | None] | None = None
+    """(URL) -> the provider whose base URL holds it, for services told apart only by their base
+    URL (OpenAI-compatible ones); looked at before any other tell."""
     sdk_headers: tuple[Header, ...] = ()
     """Headers only its SDK sends, which stay when a framework replaces the User-Agent."""
     family_headers: tuple[Header, ...] = ()

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import chat
+from batchling.emulator import chat, direct
 from batchling.emulator.engine import EmulatedBatch, EmulatorState
 from batchling.emulator.routing import ProviderRoutes
 from batchling.providers.compatible.profiles import Profile, built_in
@@ -170,3 +170,17 @@ def routes(state: EmulatorState) -> list[Route]:
         endpoints={CHAT},
         create_batch=create_batch,
     )
+
+
+# The synchronous endpoint a capture passes calls to: the services' chat completions, OpenAI's
+# (https://novita.ai/docs/api-reference/model-apis-llm-create-chat-completion), under any prefix.
+DIRECT = (
+    direct.Direct(
+        PROVIDER,
+        f"{PREFIX}{API}/chat/completions",
+        refuse,
+        lambda _, body: direct.required(body, "model", "messages"),
+        lambda _, body, cid: chat.chat_completion(body, custom_id=cid, created=direct.now()),
+        direct.openai_style_refusal,
+    ),
+)

@@ -6,8 +6,10 @@ limits, prices and batch-eligible models; it becomes a ProviderInfo on the gener
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import json
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from batchling.errors import ConfigurationError
 from batchling.home import home_dir
@@ -220,3 +222,51 @@ def remove_profile(name: str, home: Path | None = None) -> Path:
         raise ConfigurationError(f"No user profile '{name}' to remove (user profiles: {known}).")
     del found[name]
     return save_user_profiles(found, home)
+
+
+@functools.lru_cache(maxsize=4)
+def _profiles_as_of(user_file_version: tuple[str, int, int]) -> dict[str, Profile]:
+    return profiles()
+
+
+def _user_file_version() -> tuple[str, int, int]:
+    """The user's profile file and its version: profiles are read again only when it changes."""
+    path = user_file()
+    try:
+        stat = path.stat()
+    except OSError:
+        return str(path), 0, 0
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
+def base_urls() -> dict[str, str]:
+    """Provider name -> the base URL its batches go to (a profile's base URL variable wins over
+    its default, as in the adapter), for every compatible service known."""
+    found = {
+        name: os.environ.get(profile.base_url_env) or profile.base_url
+        for name, profile in _profiles_as_of(_user_file_version()).items()
+    }
+    generic = next((os.environ[v] for v in INFO.base_url_env if os.environ.get(v)), None)
+    if generic:
+        found[INFO.name] = generic
+    return found
+
+
+def _under(url: SplitResult, base: SplitResult) -> bool:
+    prefix = base.path.rstrip("/")
+    return (
+        url.scheme == base.scheme
+        and url.netloc.lower() == base.netloc.lower()
+        and (url.path == prefix or url.path.startswith(prefix + "/"))
+    )
+
+
+def service_at(url: str) -> str | None:
+    """The compatible service whose base URL holds `url` (the longest one wins), or None."""
+    parts = urlsplit(url)
+    under = [
+        (len(base.path.rstrip("/")), name)
+        for name, base in ((n, urlsplit(u)) for n, u in base_urls().items())
+        if _under(parts, base)
+    ]
+    return max(under)[1] if under else None
