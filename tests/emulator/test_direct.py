@@ -71,7 +71,40 @@ CASES: dict[str, tuple[str, str, dict[str, str], dict[str, Any], str, dict[str, 
         "Missing required parameter: 'messages'",
         {"model": "gpt-4o-mini", "messages": HI},
     ),
+    "compatible": (
+        "OPENAI_COMPATIBLE_BASE_URL",
+        "/chat/completions",
+        BEARER,
+        {"model": "demo-chat-model"},
+        "Missing required parameter: 'messages'",
+        {"model": "demo-chat-model", "messages": HI},
+    ),
 }
+# OpenAI's other synchronous endpoints: (path, refused body, words of its refusal, good body,
+# the field its answer holds), each refused by the check of its batch route (invalid_parts).
+OPENAI_ENDPOINTS = [
+    (
+        "/embeddings",
+        {"model": "text-embedding-ada-002", "input": "hi", "dimensions": 8},
+        "does not support specifying dimensions",
+        {"model": "text-embedding-3-small", "input": "hi", "dimensions": 8},
+        "data",
+    ),
+    (
+        "/responses",
+        {"model": "gpt-4o-mini", "input": "hi", "reasoning": {"effort": "extreme"}},
+        "Invalid value: 'extreme'",
+        {"model": "gpt-4o-mini", "input": "hi"},
+        "output",
+    ),
+    (
+        "/moderations",
+        {"input": "hi"},
+        "Missing required parameter: 'model'",
+        {"model": "omni-moderation-latest", "input": "hi"},
+        "results",
+    ),
+]
 
 
 @pytest.mark.parametrize("provider", list(CASES))
@@ -89,6 +122,28 @@ async def test_a_direct_call_is_refused_where_its_batch_line_would_be(
     assert answered.status_code == 200 and "error" not in answered.json()
     assert ("choices" in answered.json()) is ("/chat/completions" in path)
     assert keyless.status_code in (401, 403)
+
+
+@pytest.mark.parametrize(("path", "bad", "words", "good", "field"), OPENAI_ENDPOINTS)
+async def test_openais_other_direct_endpoints_refuse_answer_and_need_a_key(
+    path: str,
+    bad: dict[str, Any],
+    words: str,
+    good: dict[str, Any],
+    field: str,
+    emulator_server: Emulator,
+) -> None:
+    url = emulator_server.env()["OPENAI_BASE_URL"].rstrip("/") + path
+    async with httpx.AsyncClient(headers=BEARER) as client:
+        refused = await client.post(url, json=bad)
+        answered = await client.post(url, json=good)
+    async with httpx.AsyncClient() as client:
+        keyless = await client.post(url, json=good)
+    assert refused.status_code == 400 and words in refused.text
+    # A Response object holds `"error": null` (https://platform.openai.com/docs/api-reference/responses/object).
+    assert answered.status_code == 200 and answered.json().get("error") is None
+    assert answered.json()[field] and "choices" not in answered.json()
+    assert keyless.status_code == 401
 
 
 def test_every_captured_provider_has_a_direct_endpoint_case() -> None:
