@@ -366,6 +366,30 @@ def test_streaming_call_is_refused_by_name_or_passed_through(
     assert sent("direct") == 1
 
 
+def test_a_streamed_call_that_is_not_chat_is_refused_by_name_or_passed_through_as_sent(
+    emulator: Emulator, sent: Callable[[str], int]
+) -> None:
+    import openai
+
+    client = openai.AsyncOpenAI()
+
+    async def stream(mode: Any) -> list[str]:
+        async with batchling.capture("streams-responses", stream=mode, **FAST):
+            events = await client.responses.create(model="gpt-4o-mini", input="hi", stream=True)
+            return [event.type async for event in events]
+
+    with pytest.raises(openai.BadRequestError, match=r"streaming call POST .*/responses"):
+        asyncio.run(stream("error"))
+    assert sent("direct") == 0
+    # Passed through unchanged, stream=True and all: the answer is the server's own (the
+    # emulator streams chat only), raised at once as the SDK's error, never a hang or a batch.
+    with pytest.raises(openai.BadRequestError, match="streams chat completions only"):
+        asyncio.run(stream("passthrough"))
+    assert sent("direct") == 1
+    assert sent("batch_created") == 0
+    assert _study("streams-responses") == []
+
+
 def test_failed_line_raises_the_sdks_own_error(emulator: Emulator) -> None:
     import openai
 
