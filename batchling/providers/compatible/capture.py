@@ -10,7 +10,6 @@ from batchling.providers.capture_rules import CaptureRules, suffix_route
 from batchling.providers.compatible.profiles import service_at
 from batchling.providers.openai_compatible import capture
 
-
 RULES = CaptureRules(
     hosts=(),
     user_agent=None,
