@@ -969,6 +969,8 @@ def worker(ctx: click.Context, once: bool, poll_interval: float) -> None:
     def report(done: WorkerPass) -> None:
         for name in done.started:
             click.echo(f"started {name}")
+        for name, reason in done.waiting.items():
+            click.echo(f"waiting {name}: {reason}")
         for name in done.downloaded:
             click.echo(f"results of {name} downloaded")
         for name, error in done.failed.items():
