@@ -1340,6 +1340,16 @@ def demo(providers_: tuple[str, ...]) -> None:
     console.print(f"Done in {time.perf_counter() - began:.1f} s.")
 
 
+def _add_team_commands() -> None:
+    from batchling.team_cli import budget, quota
+
+    cli.add_command(quota)
+    cli.add_command(budget)
+
+
+_add_team_commands()
+
+
 def main() -> None:
     cli(obj={})
 

@@ -72,8 +72,15 @@ class EmulatorConfig:
     fail in every batch and a retry never recovers them (for tests that pin which requests fail).
     By default each batch draws them anew, as a transient failure at a provider would."""
     enqueued_token_limit: int | None = None
-    """OpenAI: input tokens one model may have in unfinished batches; a batch that would go
-    past it fails in validation with `token_limit_exceeded`."""
+    """Input tokens one model may have in unfinished batches. OpenAI: a batch that would go past
+    it fails in validation with `token_limit_exceeded`; Gemini and Together refuse its creation
+    with 429."""
+    batch_limit: int | None = None
+    """Gemini: unfinished batches a project may have ("concurrent batch requests"); one more
+    is refused with 429 RESOURCE_EXHAUSTED."""
+    queued_request_limit: int | None = None
+    """Anthropic: requests of unfinished batches a workspace may have ("batch requests in
+    processing queue"); a batch that would go past it is refused with 429 rate_limit_error."""
     gemini_output_lag_polls: int | None = None
     """Gemini: polls of a batch just SUCCEEDED that still show no output. None: 1 poll for about
     half the batches (chosen by their first request's id), as the live service sometimes does."""
@@ -272,6 +279,41 @@ class EmulatorState:
         self.batches[batch.id] = batch
         self.calls[(provider, "batch_created")] += 1
         return batch
+
+    def over_quota(
+        self, provider: str, *, model: str | None, tokens: int, requests: int, kinds: str
+    ) -> str | None:
+        """Why a new batch (`tokens` enqueued of `model`, `requests` requests) would pass one of
+        the quota knobs named in `kinds` ("tokens batches requests"), counting the provider's
+        unfinished batches; None when it fits. Each refusal counts in calls[(provider,
+        "quota_refused")], so a test can tell none happened."""
+        unfinished = [b for b in self.list_batches(provider) if not self.advance(b).terminal]
+        config = self.config
+        reason = None
+        if "tokens" in kinds and config.enqueued_token_limit is not None:
+            held = sum(
+                b.extra.get("enqueued_tokens", 0)
+                for b in unfinished
+                if b.extra.get("model") == model
+            )
+            if held + tokens > config.enqueued_token_limit:
+                reason = (
+                    f"Enqueued token limit reached for {model}: {held:,} of "
+                    f"{config.enqueued_token_limit:,} enqueued tokens are in unfinished batches."
+                )
+        limit = config.batch_limit
+        if "batches" in kinds and limit is not None and len(unfinished) + 1 > limit:
+            reason = f"Too many concurrent batch jobs: the limit is {limit}."
+        if "requests" in kinds and config.queued_request_limit is not None:
+            held = sum(b.total for b in unfinished)
+            if held + requests > config.queued_request_limit:
+                reason = (
+                    f"Number of batch requests in the processing queue would exceed the limit "
+                    f"of {config.queued_request_limit:,} ({held:,} are processing)."
+                )
+        if reason is not None:
+            self.calls[(provider, "quota_refused")] += 1
+        return reason
 
     def get_batch(self, provider: str, batch_id: str) -> EmulatedBatch | None:
         batch = self.batches.get(batch_id)

@@ -579,6 +579,7 @@ def routes(state: EmulatorState) -> list[Route]:
             )
             if queued + tokens > limit:
                 errors = [token_limit_error(str(model), limit)]
+                state.calls[(PROVIDER, "quota_refused")] += 1
         batch = state.create_batch(
             PROVIDER,
             lines,
