@@ -380,9 +380,7 @@ def routes(state: EmulatorState) -> list[Route]:
         # Rate limits page, Message Batches API: "batch requests in processing queue" per
         # workspace; past a limit the API answers 429 rate_limit_error
         # (https://docs.anthropic.com/en/api/rate-limits, https://docs.anthropic.com/en/api/errors).
-        refused = state.over_quota(
-            PROVIDER, model=None, tokens=0, requests=len(requests), kinds="requests"
-        )
+        refused = served.over_quota(model=None, tokens=0, requests=len(requests), kinds="requests")
         if refused is not None:
             return rate_limited(refused)
         batch = state.create_batch(

@@ -828,8 +828,8 @@ def routes(state: EmulatorState) -> list[Route]:
         # past one the API answers 429 RESOURCE_EXHAUSTED
         # (https://ai.google.dev/gemini-api/docs/rate-limits#batch-mode,
         # https://ai.google.dev/gemini-api/docs/troubleshooting#error-codes).
-        refused = state.over_quota(
-            PROVIDER, model=full_model, tokens=tokens, requests=len(lines), kinds="tokens batches"
+        refused = served.over_quota(
+            model=full_model, tokens=tokens, requests=len(lines), kinds="tokens batches"
         )
         if refused is not None:
             return error(429, refused, status="RESOURCE_EXHAUSTED")

@@ -478,9 +478,7 @@ def routes(state: EmulatorState) -> list[Route]:
         # "Up to 30B tokens enqueued per model at any time"
         # (https://docs.together.ai/docs/inference/batch/overview); its limits answer 429
         # (https://docs.together.ai/docs/rate-limits).
-        refused = state.over_quota(
-            PROVIDER, model=model, tokens=tokens, requests=len(lines), kinds="tokens"
-        )
+        refused = served.over_quota(model=model, tokens=tokens, requests=len(lines), kinds="tokens")
         if refused is not None:
             return error(429, refused, type_="rate_limit_exceeded", code="rate_limit_exceeded")
         batch = state.create_batch(
