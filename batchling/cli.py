@@ -364,6 +364,7 @@ _RAW_CSV_HELP = (
 )
 @click.option("--start", "start_now", is_flag=True, help="Start the experiment right away.")
 @click.option("--queue", is_flag=True, help="Record it as queued: a `batchling worker` starts it.")
+@click.option("--study", default=None, help="The study it belongs to (budgets bind studies).")
 @click.option(
     "--max-cost",
     type=CheckedFloat(min=0),
@@ -393,6 +394,7 @@ def create(
     generation: dict[str, Any],
     start_now: bool,
     queue: bool,
+    study: str | None,
     max_cost: float | None,
     overwrite: bool,
 ) -> None:
@@ -431,6 +433,7 @@ def create(
         generation=generation or None,
         overwrite=overwrite,
         queue=queue,
+        study=study,
     )
     if start_now:
         with _transfers(manager):

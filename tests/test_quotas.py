@@ -161,6 +161,22 @@ async def test_a_users_start_on_a_team_database_waits_for_the_quota(
         assert (await manager.retrieve("u1")).status == Status.CREATED
 
 
+async def test_status_and_list_show_a_waiting_experiment_and_why(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    async with AsyncExperimentManager(tmp_path / "db") as manager:
+        store = await manager.store()
+        await store.set_budget(ALL, 0.0)
+        await _queue(manager, ["held"], "openai")
+        assert list((await manager.work_once()).waiting) == ["held"]
+    db = ["--db", str(tmp_path / "db")]
+    status = CliRunner().invoke(cli, [*db, "status", "held"], obj={}, env={"COLUMNS": "300"})
+    assert status.exit_code == 0, status.output
+    assert "Waiting" in status.output and "over the budget of the team" in status.output
+    listed = CliRunner().invoke(cli, [*db, "list"], obj={})
+    assert "held" in listed.output and "waiting" in listed.output
+
+
 def test_quota_and_budget_commands(tmp_path: Path) -> None:
     db = ["--db", str(tmp_path / "db")]
     runner = CliRunner()
