@@ -1248,15 +1248,18 @@ def not_queueable(name: str) -> InvalidStateError:
     )
 
 
+_SENT_SOMETHING = (
+    "EXISTS (SELECT 1 FROM batches b WHERE b.experiment_id = experiments.id AND (b.file_id IS NOT "
+    "NULL OR b.batch_id IS NOT NULL OR b.step IN ('uploading', 'creating')))"
+)
 DEFER_SQL = (
     "UPDATE experiments SET start_owner = NULL, lease_expires_at = NULL, error = $1, "
-    "updated_at = $2, "
-    "status = CASE WHEN EXISTS (SELECT 1 FROM batches b WHERE b.experiment_id = experiments.id "
-    "AND b.step <> 'pending') THEN status ELSE 'created' END, "
-    "started_at = CASE WHEN EXISTS (SELECT 1 FROM batches b WHERE b.experiment_id = "
-    "experiments.id AND b.step <> 'pending') THEN started_at ELSE NULL END "
+    f"updated_at = $2, status = CASE WHEN {_SENT_SOMETHING} THEN status ELSE 'created' END, "
+    f"started_at = CASE WHEN {_SENT_SOMETHING} THEN started_at ELSE NULL END "
     "WHERE name = $3 AND start_owner = $4"
 )
+"""Release a start that must wait; one that sent nothing (and may have sent nothing) to the
+provider is 'created' again."""
 
 CREATING_ELSEWHERE_SQL = (
     "SELECT e.name FROM batches b JOIN experiments e ON e.id = b.experiment_id "

@@ -171,9 +171,10 @@ async def _take_creation_turn(session: Session, experiment: Experiment, chunk: i
         raise WaitingError(
             f"Experiment '{experiment.name}' waits: experiment '{busy}' is creating a "
             f"{experiment.provider} batch right now, and {experiment.provider} batches carry no "
-            "marker to tell whose is whose after a crash, so creations take turns. It is "
-            f"retried by the next worker pass (or run 'batchling start {experiment.name}' "
-            "again in a moment)."
+            "marker to tell whose is whose after a crash, so creations take turns. A worker "
+            f"tries again on its next pass; or run 'batchling start {experiment.name}' again "
+            f"in a moment (if the process starting '{busy}' died, 'batchling start {busy}' "
+            "resumes it first)."
         )
 
 
