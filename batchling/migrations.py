@@ -106,12 +106,14 @@ def owned_files_table(*, wide: str) -> str:
 
 
 def quota_tables(*, wide: str) -> str:
-    """m009's tables, in either engine's SQL: what each started experiment holds of its
-    provider's quota and of its study's budget (a row per experiment, kept after it ends: the
-    day's spending adds them up), and the limits a team set over the defaults."""
+    """m009's tables, in either engine's SQL: what each start (an experiment's attempt: its
+    first run, then each retry) holds of its provider's quota and of its study's budget (kept
+    after it ends: the day's spending adds them up), and the limits a team set over the
+    defaults."""
     return f"""
         CREATE TABLE reservations (
-            experiment_id {wide} PRIMARY KEY,
+            experiment_id {wide} NOT NULL,
+            attempt INTEGER NOT NULL,
             provider TEXT NOT NULL,
             model TEXT NOT NULL,
             study TEXT,
@@ -119,7 +121,8 @@ def quota_tables(*, wide: str) -> str:
             batches {wide} NOT NULL,
             requests {wide} NOT NULL,
             usd DOUBLE PRECISION,
-            reserved_at TEXT NOT NULL
+            reserved_at TEXT NOT NULL,
+            PRIMARY KEY (experiment_id, attempt)
         );
         CREATE INDEX reservations_model ON reservations(provider, model);
         CREATE INDEX reservations_day ON reservations(reserved_at);

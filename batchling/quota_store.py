@@ -35,10 +35,14 @@ async def reserve(
     defaults: Mapping[str, QuotaLimits],
     now: datetime,
 ) -> Refusal | None:
-    """Record the reservation when it fits (see quotas.judge); an experiment that already holds
+    """Record the reservation when it fits (see quotas.judge); an attempt that already holds
     one (a start resumed) keeps it."""
     r = reservation
-    if await run("SELECT 1 FROM reservations WHERE experiment_id = $1", experiment_id):
+    if await run(
+        "SELECT 1 FROM reservations WHERE experiment_id = $1 AND attempt = $2",
+        experiment_id,
+        r.attempt,
+    ):
         return None
     overrides = {
         row[0]: QuotaLimits(*row[1:])
@@ -55,7 +59,8 @@ async def reserve(
         for row in await run(
             "SELECT r.model, SUM(r.tokens), SUM(r.batches), SUM(r.requests) FROM reservations r "
             f"JOIN experiments e ON e.id = r.experiment_id WHERE r.provider = $1 "
-            f"AND e.status NOT IN ({_ENDED}) GROUP BY r.model",
+            f"AND e.status NOT IN ({_ENDED}) AND r.attempt = (SELECT MAX(b.attempt) FROM "
+            "batches b WHERE b.experiment_id = r.experiment_id) GROUP BY r.model",
             r.provider,
         )
     }
@@ -75,9 +80,10 @@ async def reserve(
     refusal = judge(r, defaults, overrides, held, budgets, spent)
     if refusal is None:
         await run(
-            "INSERT INTO reservations (experiment_id, provider, model, study, tokens, batches, "
-            "requests, usd, reserved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO reservations (experiment_id, attempt, provider, model, study, tokens, "
+            "batches, requests, usd, reserved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             experiment_id,
+            r.attempt,
             r.provider,
             r.model,
             r.study,

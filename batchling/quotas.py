@@ -38,9 +38,11 @@ class Held:
 
 @dataclass(frozen=True)
 class Reservation:
-    """What starting one experiment takes: `usd` None when its model has no known price."""
+    """What starting one attempt of an experiment takes: `usd` None when its model has no known
+    price."""
 
     experiment: str
+    attempt: int
     provider: str
     model: str
     study: str | None

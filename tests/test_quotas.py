@@ -212,6 +212,7 @@ def test_quota_and_budget_commands(tmp_path: Path) -> None:
 def _reservation(**given: object) -> Reservation:
     fields: dict[str, object] = {
         "experiment": "e",
+        "attempt": 1,
         "provider": "openai",
         "model": "gpt-4o",
         "study": None,
@@ -252,3 +253,34 @@ def test_judge_checks_the_study_and_the_team_budget_and_unknown_prices() -> None
     assert unpriced is not None and "no known price" in unpriced.reason()
     alone = judge(_reservation(usd=200.0), {}, {}, {}, {ALL: 100.0}, {})
     assert alone is not None and alone.never_fits and "on its own" in alone.reason()
+
+
+async def test_a_retry_reserves_its_own_share_before_it_is_sent(
+    postgres_url: str, emulator: Emulator
+) -> None:
+    emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
+    async with AsyncExperimentManager(postgres_url) as manager:
+        store = await manager.store()
+        await store.set_quota(QuotaRow("anthropic", ALL, QuotaLimits(requests=8)))
+        for name, count in (("x", 8), ("y", 7)):
+            await manager.create_experiment(
+                name,
+                model=DEMO_MODELS["anthropic"],
+                provider="anthropic",
+                raw_requests=request_dicts(count),
+            )
+        await manager.start_experiment("x")
+        x = await manager.wait("x", poll_interval=0.02)
+        failed = x.request_counts.failed
+        assert 1 < failed < 8
+        emulator.config.processing_seconds = 30
+        await manager.start_experiment("y")  # 7 of 8 queued requests held
+        with pytest.raises(WaitingError, match=f"7 of 8 queued requests .* needs {failed}"):
+            await manager.retry_experiment("x")
+        await manager.cancel_experiment("y")
+        await manager.wait("y", poll_interval=0.02)
+        emulator.config.processing_seconds = 0
+        outcome = await manager.retry_experiment("x")
+        assert outcome.requests == failed
+    assert emulator.state.calls[("anthropic", "quota_refused")] == 0

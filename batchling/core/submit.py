@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -141,21 +142,28 @@ async def start_claimed(
 
 
 async def reserve_capacity(session: Session, experiment: Experiment, provider: Provider) -> None:
-    """Reserve what the experiment will hold of its provider's quota and of the budgets, or
-    WaitingError. Tokens: the requests' estimated input plus their output ceiling (max_tokens),
-    so an estimate that falls short of the provider's count still fits."""
+    """Reserve what the experiment's latest attempt will hold of its provider's quota and of
+    the budgets, or WaitingError. Tokens: the requests' estimated input plus their output
+    ceiling (max_tokens), so an estimate that falls short of the provider's count still fits;
+    a retry's share of them is its share of the requests."""
     store = await session.store()
-    batches = [b for b in await store.list_batches(experiment) if not b.results_stored]
+    batches = await store.list_batches(experiment)
+    attempt = max((b.attempt for b in batches), default=1)
+    current = [b for b in batches if b.attempt == attempt]
+    requests = sum(b.request_count for b in current)
+    share = requests / max(1, sum(b.request_count for b in batches if b.attempt == 1))
     cost = await costs.experiment_cost(session, experiment.name)
+    estimate = cost.estimate
     reservation = Reservation(
         experiment=experiment.name,
+        attempt=attempt,
         provider=experiment.provider,
         model=experiment.model,
         study=experiment.study,
-        tokens=cost.estimate.input_tokens + cost.estimate.output_tokens,
-        batches=len(batches),
-        requests=sum(b.request_count for b in batches),
-        usd=cost.estimate.usd,
+        tokens=math.ceil((estimate.input_tokens + estimate.output_tokens) * min(1.0, share)),
+        batches=len(current),
+        requests=requests,
+        usd=None if estimate.usd is None else estimate.usd * min(1.0, share),
     )
     refusal = await store.reserve(reservation, provider.info.quotas)
     if refusal is not None:
