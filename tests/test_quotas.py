@@ -83,25 +83,40 @@ async def test_workers_keep_within_shared_quotas_and_the_emulator_refuses_nothin
     assert started.error is None  # the waiting reason is gone once it started
 
 
+@pytest.mark.parametrize(
+    ("provider", "refusal"),
+    [
+        ("anthropic", "processing queue"),
+        ("gemini", "Too many concurrent batch jobs"),
+        ("together", "Enqueued token limit reached"),
+    ],
+)
 async def test_without_batchlings_quota_the_emulator_refuses(
-    tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+    refusal: str,
 ) -> None:
     monkeypatch.setenv("BATCHLING_MAX_RETRIES", "0")
     emulator.config.processing_seconds = 30
-    emulator.config.queued_request_limit = REQUESTS + 1
     async with AsyncExperimentManager(tmp_path / "db") as manager:
         for name in ("x", "y"):
             await manager.create_experiment(
                 name,
-                model=DEMO_MODELS["anthropic"],
-                provider="anthropic",
+                model=DEMO_MODELS[provider],
+                provider=provider,
                 raw_requests=request_dicts(REQUESTS),
             )
         # A user's own start on a local file is not bound by quotas: the provider decides.
         await manager.start_experiment("x")
-        with pytest.raises(ProviderError, match="processing queue"):
+        (first,) = emulator.state.batches.values()
+        emulator.config.queued_request_limit = REQUESTS + 1
+        emulator.config.batch_limit = 1
+        emulator.config.enqueued_token_limit = first.extra.get("enqueued_tokens", 0) + 1
+        with pytest.raises(ProviderError, match=refusal):
             await manager.start_experiment("y")
-    assert emulator.state.calls[("anthropic", "quota_refused")] == 1
+    assert emulator.state.calls[(provider, "quota_refused")] == 1
 
 
 async def test_an_experiment_over_the_quota_on_its_own_says_what_to_do(
