@@ -7,6 +7,7 @@ The default run is 36 experiments; BATCHLING_CHAOS_FULL=1 (set by CI) runs the i
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 import signal
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 from batchling import AsyncExperimentManager
+from batchling.core.submit import TOKEN_MARGIN
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator
 from batchling.quotas import ALL, QuotaLimits, QuotaRow
@@ -38,7 +40,7 @@ async def _share_tight_quotas(url: str, emulator: Emulator) -> None:
     """Quotas in the database a few experiments wide, and the emulator refusing just past them."""
     async with AsyncExperimentManager(url) as manager:
         tokens = (await manager.experiment_cost("q0")).estimate
-        per_experiment = tokens.input_tokens + tokens.output_tokens
+        per_experiment = math.ceil(tokens.input_tokens * TOKEN_MARGIN)
         store = await manager.store()
         for provider in ("openai", "gemini", "together"):
             limits = QuotaLimits(tokens=per_experiment * AT_ONCE)

@@ -141,11 +141,16 @@ async def start_claimed(
         return await store.get_experiment(experiment_name)
 
 
+TOKEN_MARGIN = 1.25
+"""Reserved tokens per estimated input token: the estimate counts text as roughly four
+characters a token (or with tiktoken's o200k_base), which a provider's tokenizer may pass."""
+
+
 async def reserve_capacity(session: Session, experiment: Experiment, provider: Provider) -> None:
     """Reserve what the experiment's latest attempt will hold of its provider's quota and of
-    the budgets, or WaitingError. Tokens: the requests' estimated input plus their output
-    ceiling (max_tokens), so an estimate that falls short of the provider's count still fits;
-    a retry's share of them is its share of the requests."""
+    the budgets, or WaitingError. Tokens: the requests' estimated input tokens (what the
+    providers' queue limits count) and a margin, so that an estimate a little short of the
+    provider's count still fits; a retry's share of them is its share of the requests."""
     store = await session.store()
     batches = await store.list_batches(experiment)
     attempt = max((b.attempt for b in batches), default=1)
@@ -160,7 +165,7 @@ async def reserve_capacity(session: Session, experiment: Experiment, provider: P
         provider=experiment.provider,
         model=experiment.model,
         study=experiment.study,
-        tokens=math.ceil((estimate.input_tokens + estimate.output_tokens) * min(1.0, share)),
+        tokens=math.ceil(estimate.input_tokens * TOKEN_MARGIN * min(1.0, share)),
         batches=len(current),
         requests=requests,
         usd=None if estimate.usd is None else estimate.usd * min(1.0, share),

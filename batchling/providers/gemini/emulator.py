@@ -823,7 +823,7 @@ def routes(state: EmulatorState) -> list[Route]:
             # Inline requests are not echoed back: every poll would carry them all.
             input_spec = {}
         full_model = model if model.startswith("models/") else f"models/{model}"
-        tokens = sum(answers.count_tokens(json.dumps(line.get("request", line))) for line in lines)
+        tokens = sum(prompt_tokens(line.get("request") or {}) for line in lines)
         # Batch mode limits: concurrent batch requests per project, enqueued tokens per model;
         # past one the API answers 429 RESOURCE_EXHAUSTED
         # (https://ai.google.dev/gemini-api/docs/rate-limits#batch-mode,
