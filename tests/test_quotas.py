@@ -299,3 +299,22 @@ async def test_a_retry_reserves_its_own_share_before_it_is_sent(
         outcome = await manager.retry_experiment("x")
         assert outcome.requests == failed
     assert emulator.state.calls[("anthropic", "quota_refused")] == 0
+
+
+async def test_a_running_worker_reports_a_waiting_experiment_once(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    from batchling.core.worker import WorkerPass, work
+
+    passes: list[WorkerPass] = []
+    async with AsyncExperimentManager(tmp_path / "db") as manager:
+        await (await manager.store()).set_budget(ALL, 0.0)
+        await _queue(manager, ["held"], "openai")
+        await work(
+            manager,
+            poll_interval=0.01,
+            stopping=lambda: len(passes) >= 3,
+            on_pass=passes.append,
+        )
+        assert (await manager.retrieve("held")).status == Status.CREATED
+    assert [list(done.waiting) for done in passes] == [["held"], [], []]
