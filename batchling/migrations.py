@@ -106,7 +106,7 @@ def owned_files_table(*, wide: str) -> str:
 
 
 def quota_tables(*, wide: str) -> str:
-    """m009's tables, in either engine's SQL: what each start (an experiment's attempt: its
+    """m010's tables, in either engine's SQL: what each start (an experiment's attempt: its
     first run, then each retry) holds of its provider's quota and of its study's budget (kept
     after it ends: the day's spending adds them up), and the limits a team set over the
     defaults."""
@@ -210,6 +210,12 @@ async def m008_queue(db: aiosqlite.Connection) -> None:
 
 
 @migration
-async def m009_quotas(db: aiosqlite.Connection) -> None:
+async def m009_text_escape(db: aiosqlite.Connection) -> None:
+    """Nothing here: SQLite keeps NUL in text as itself; PostgreSQL's texts are escaped from
+    now on (postgres_text.py), its m009 doubles the escape character already stored."""
+
+
+@migration
+async def m010_quotas(db: aiosqlite.Connection) -> None:
     """Provider quotas and team budgets shared by every worker (see batchling.quotas)."""
     await db.executescript(quota_tables(wide="INTEGER"))
