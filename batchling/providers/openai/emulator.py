@@ -446,6 +446,7 @@ def routes(state: EmulatorState) -> list[Route]:
             )
             if queued + tokens > limit:
                 errors = [token_limit_error(str(model), limit)]
+                state.calls[(PROVIDER, "quota_refused")] += 1
         batch = protocol.new_batch(
             state,
             PROVIDER,
