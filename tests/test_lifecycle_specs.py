@@ -28,6 +28,7 @@ from batchling.emulator.recording import Exchange
 from batchling.models import TERMINAL_STATUSES, RawRequest
 from batchling.providers import registry
 from batchling.providers.base import BatchRef, BatchSnapshot, CreateHint, Provider
+from tests.helpers import poll_until
 from tests.openapi_check import SpecCheck, jsonl, load, multipart_file, require_specs
 
 PROVIDERS = ["openai", "anthropic", "gemini", "groq", "mistral", "together"]
@@ -172,12 +173,11 @@ def request(index: int) -> RawRequest:
 async def poll_to_the_end(provider: Provider, ref: BatchRef) -> BatchSnapshot:
     """Polls until the batch has ended (a provider may finish a step or two after the emulator's
     clock says so, as Gemini's results do)."""
-    for _ in range(200):
-        snapshot = await provider.poll(ref)
-        if snapshot.status in TERMINAL_STATUSES:
-            return snapshot
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{ref.batch_id} never ended: {snapshot}")
+    return await poll_until(
+        lambda: provider.poll(ref),
+        lambda snapshot: snapshot.status in TERMINAL_STATUSES,
+        f"{ref.batch_id} to end",
+    )
 
 
 async def run_lifecycle(provider: Provider, emulator: Emulator, tmp_path: Path) -> None:
