@@ -74,6 +74,9 @@ class EmulatorConfig:
     enqueued_token_limit: int | None = None
     """OpenAI: input tokens one model may have in unfinished batches; a batch that would go
     past it fails in validation with `token_limit_exceeded`."""
+    file_processing_seconds: float = 0.0
+    """Azure OpenAI: how long an uploaded file stays `pending` before it is `processed` (a batch
+    is refused on a pending file)."""
     gemini_output_lag_polls: int | None = None
     """Gemini: polls of a batch just SUCCEEDED that still show no output. None: 1 poll for about
     half the batches (chosen by their first request's id), as the live service sometimes does."""
