@@ -1035,6 +1035,24 @@ def db_copy(source: str, target: str) -> None:
         )
 
 
+@db.command(name="migrate")
+@click.pass_context
+def db_migrate(ctx: click.Context) -> None:
+    """Bring the database's schema up to date (the first writing command does it too), so
+    that reading commands and roles that may only read can use it."""
+    from batchling.migrations import MIGRATIONS
+    from batchling.repository import database_target, open_repository
+    from batchling.sync import run_sync
+
+    async def migrate() -> str:
+        store = await open_repository(database_target(ctx.obj["db_path"]), writing=True)
+        await store.close()
+        return store.location
+
+    location = run_sync(migrate())
+    click.echo(f"{location}: the schema is up to date (version {len(MIGRATIONS)}).")
+
+
 @cli.group(invoke_without_command=True)
 @click.pass_context
 def providers(ctx: click.Context) -> None:

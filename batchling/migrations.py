@@ -171,3 +171,9 @@ async def m008_queue(db: aiosqlite.Connection) -> None:
         CREATE INDEX experiments_queued ON experiments(queued_at) WHERE queued_at IS NOT NULL;
         """
     )
+
+
+@migration
+async def m009_text_escape(db: aiosqlite.Connection) -> None:
+    """Nothing here: SQLite keeps NUL in text as itself; PostgreSQL's texts are escaped from
+    now on (postgres_text.py), its m009 doubles the escape character already stored."""

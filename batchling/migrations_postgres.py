@@ -36,4 +36,30 @@ MIGRATIONS_SQL: list[tuple[str, str]] = [
         CREATE INDEX experiments_queued ON experiments(queued_at) WHERE queued_at IS NOT NULL;
         """,
     ),
+    (
+        # Texts are escaped from now on (postgres_text.py): U+FFFF written as itself before is
+        # doubled, so it reads back the same; one pass over each table, rows holding it rewritten.
+        "m009_text_escape",
+        """
+        DO $$
+        DECLARE
+            item record;
+        BEGIN
+            FOR item IN
+                SELECT table_name,
+                    string_agg(format('%1$I = replace(%1$I, chr(65535), repeat(chr(65535), 2))',
+                        column_name), ', ') AS assignments,
+                    string_agg(format('strpos(%I, chr(65535)) > 0', column_name), ' OR ')
+                        AS holding
+                FROM information_schema.columns
+                WHERE table_schema = current_schema() AND data_type = 'text'
+                    AND table_name <> 'migrations'
+                GROUP BY table_name
+            LOOP
+                EXECUTE format('UPDATE %I SET %s WHERE %s',
+                    item.table_name, item.assignments, item.holding);
+            END LOOP;
+        END $$;
+        """,
+    ),
 ]

@@ -60,16 +60,20 @@ def shown_target(target: Path | str) -> str:
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", target)
 
 
-async def open_repository(target: Path | str) -> Repository:
+async def open_repository(target: Path | str, *, writing: bool = False) -> Repository:
     """The store for a database target (see database_target), opened for reading: the first
-    write makes it writable (a SQLite file is created then; a PostgreSQL database migrated)."""
+    write makes it writable (a SQLite file is created then; a PostgreSQL database migrated).
+    `writing`: opened for writing at once (created and migrated as needed)."""
+    store: Repository
     if isinstance(target, Path):
         from batchling.store import Store
 
-        return await Store.open_for_reading(target)
+        store = await (Store.open(target) if writing else Store.open_for_reading(target))
+        return store
     from batchling.store_postgres import PostgresStore
 
-    store: Repository = await PostgresStore.open(target)
+    opening = PostgresStore.open if writing else PostgresStore.open_for_reading
+    store = await opening(target)
     return store
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import json
 import threading
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from batchling.errors import (
     ExperimentExistsError,
     ExperimentNotFoundError,
     MissingExtraError,
+    ReadOnlyStoreError,
     StoreError,
 )
 from batchling.inputs import duplicate_id_error
@@ -34,6 +36,7 @@ from batchling.models import (
     Usage,
 )
 from batchling.owned_files import Claim, owned_elsewhere
+from batchling.postgres_text import texts, use_text_codec
 from batchling.records import ResultRecord, record_line, record_of, result_of_record
 from batchling.repository import shown_target
 from batchling.result_sequence import ResultSequence
@@ -46,6 +49,7 @@ from batchling.store import (
     RESULT_COLUMNS,
     RESULTS_ROLE,
     CostInputs,
+    Store,
     _batch,
     _column_value,
     _dt,
@@ -97,12 +101,124 @@ def connection_url(url: str) -> str:
     return f"{scheme.split('+')[0]}{sep}{rest}"
 
 
+_READS = frozenset(
+    {
+        "find_experiment",
+        "get_experiment",
+        "experiment_options",
+        "list_experiments",
+        "count_experiments",
+        "cost_inputs",
+        "list_study",
+        "check_deletable",
+        "iter_requests",
+        "chunk_custom_ids",
+        "list_batches",
+        "unsuccessful_requests",
+        "error_kinds_in_chunks",
+        "count_outcomes_in_chunks",
+        "recorded_batch_ids",
+        "file_claims",
+        "iter_results",
+        "iter_result_lines",
+        "result_sequence",
+        "count_outcomes",
+        "first_submitted_at",
+        "iter_usage",
+        "count_results",
+    }
+)
+"""The methods that only read; any other public method writes (and so migrates first)."""
+_UNWRAPPED = frozenset({"migrate", "close", "commit"})
+
+
+def _missing_schema(error: BaseException) -> bool:
+    """Whether a read failed on a table or column a migration adds (KeyError: a row without it)."""
+    asyncpg = _asyncpg()
+    return isinstance(error, (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError, KeyError))
+
+
+@contextlib.contextmanager
+def _explained_write(location: str, *, migrating: bool = False) -> Iterator[None]:
+    """Within the block, a write the role may not make is ReadOnlyStoreError's one line."""
+    try:
+        yield
+    except _asyncpg().InsufficientPrivilegeError as error:
+        doing = "upgrade its schema (a writing command does that first)" if migrating else "write"
+        raise ReadOnlyStoreError(
+            f"The database {location} is read-only for this role, which may not {doing} "
+            f"({error}): list, status, results and export work; to change anything, connect "
+            "as a role that may write (--db or BATCHLING_DB)."
+        ) from None
+
+
+def _reading(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A read: on a new database it finds nothing, as on a SQLite file not created yet; on an
+    older batchling's, what a migration adds is StoreError's one line."""
+    name = method.__name__
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def rows(self: PostgresStore, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            try:
+                async for row in method(self, *args, **kwargs):
+                    yield row
+            except Exception as error:
+                if not (self.pending and _missing_schema(error)):
+                    raise
+                empty = await self._nothing_yet()
+                async for row in getattr(empty, name)(*args, **kwargs):
+                    yield row
+
+        return rows
+
+    @functools.wraps(method)
+    async def call(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except Exception as error:
+            if not (self.pending and _missing_schema(error)):
+                raise
+            return await getattr(await self._nothing_yet(), name)(*args, **kwargs)
+
+    return call
+
+
+def _writing(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A write: the database is migrated first, if it needs it."""
+
+    @functools.wraps(method)
+    async def call(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
+        await self._ready_to_write()
+        with _explained_write(self.location):
+            return await method(self, *args, **kwargs)
+
+    return call
+
+
+def _reads_do_not_migrate(cls: type[PostgresStore]) -> type[PostgresStore]:
+    """Reads never change the database (a role that may only SELECT reads, and an older
+    batchling's database is left as it is); the first write migrates it."""
+    for name, method in list(vars(cls).items()):
+        if name in _READS:
+            setattr(cls, name, _reading(method))
+        elif name[0] != "_" and name not in _UNWRAPPED and inspect.iscoroutinefunction(method):
+            setattr(cls, name, _writing(method))
+    return cls
+
+
+@_reads_do_not_migrate
 class PostgresStore:
-    """Open with `await PostgresStore.open(url)`; close with `await store.close()`."""
+    """Open with `await PostgresStore.open(url)` (or `open_for_reading`); close with
+    `await store.close()`."""
 
     def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         self.pool = pool
         self.url = url
+        # Migrations this database has not seen, left to the first write (see open_for_reading).
+        self.pending = False
+        self.schema_version = 0
+        self._empty: Store | None = None
 
     @property
     def location(self) -> str:
@@ -112,9 +228,23 @@ class PostgresStore:
     async def open(cls, url: str) -> PostgresStore:
         """Connect, check the schema (another application's or a newer batchling's: StoreError)
         and apply the migrations this database has not seen."""
+        store = await cls.open_for_reading(url)
+        try:
+            await store._ready_to_write()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    @classmethod
+    async def open_for_reading(cls, url: str) -> PostgresStore:
+        """Connect and check the schema, writing nothing, so that a role that may only read
+        reads; an older batchling's database is migrated by the first write."""
         asyncpg = _asyncpg()
         try:
-            pool = await asyncpg.create_pool(connection_url(url), min_size=1, max_size=POOL_SIZE)
+            pool = await asyncpg.create_pool(
+                connection_url(url), min_size=1, max_size=POOL_SIZE, init=use_text_codec
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             raise StoreError(
                 f"Cannot connect to the PostgreSQL database {shown_target(url)} "
@@ -124,8 +254,7 @@ class PostgresStore:
         store = cls(pool, url)
         try:
             async with pool.acquire() as connection:
-                if await store._schema_pending(connection):
-                    await store.migrate()
+                store.pending = await store._schema_pending(connection)
         except BaseException:
             await pool.close()
             raise
@@ -152,6 +281,7 @@ class PostgresStore:
             )
         applied = {row[0] for row in await connection.fetch("SELECT name FROM migrations")}
         known = [name for name, _ in MIGRATIONS_SQL]
+        self.schema_version = len(applied)
         if applied - set(known):
             raise StoreError(
                 f"{self.location} was written by a newer batchling (schema version "
@@ -181,9 +311,31 @@ class PostgresStore:
                     _ts(utcnow()),
                 )
                 applied.append(name)
+        self.pending, self.schema_version = False, len(MIGRATIONS_SQL)
         return applied
 
+    async def _ready_to_write(self) -> None:
+        if self.pending:
+            with _explained_write(self.location, migrating=True):
+                await self.migrate()
+
+    async def _nothing_yet(self) -> Store:
+        """What a read that met a missing table or column reads instead: on a new database,
+        an empty store (SQLite's in memory); on an older batchling's, StoreError's one line."""
+        if self.schema_version != 0:
+            raise StoreError(
+                f"{self.location} has an older batchling's schema (version "
+                f"{self.schema_version}; this batchling uses {len(MIGRATIONS_SQL)}), which "
+                "reading commands do not change: run a writing command or `batchling db "
+                "migrate` first (as a role that may change its tables)."
+            )
+        if self._empty is None:
+            self._empty = await Store.empty(Path(self.location))
+        return self._empty
+
     async def close(self) -> None:
+        if self._empty is not None:
+            await self._empty.close()
         await self.pool.close()
 
     async def __aenter__(self) -> PostgresStore:
@@ -278,7 +430,7 @@ class PostgresStore:
             "SELECT e.name, e.provider, e.model, e.options, "
             "EXISTS(SELECT 1 FROM results r WHERE r.experiment_id = e.id) "
             "FROM experiments e WHERE e.name = ANY($1::text[])",
-            list(dict.fromkeys(names)),
+            texts(dict.fromkeys(names)),
         )
         return {
             row[0]: CostInputs(row[1], row[2], json.loads(row[3]), bool(row[4])) for row in rows
@@ -468,7 +620,7 @@ class PostgresStore:
             "WHERE r.experiment_id = $1 AND res.status != 'succeeded' "
             "AND COALESCE(res.error_kind, 'provider') = ANY($2::text[]) ORDER BY r.idx",
             experiment_id,
-            sorted(kinds),
+            texts(sorted(kinds)),
         )
         return [(row[0], RawRequest.model_validate_json(row[1])) for row in rows]
 
@@ -706,7 +858,7 @@ async def _claim(
     rows = await connection.fetch(
         "SELECT o.path, o.experiment_id, o.role, e.name FROM owned_files o "
         "JOIN experiments e ON e.id = o.experiment_id WHERE o.path = ANY($1::text[])",
-        [path for path, _ in pairs],
+        texts(path for path, _ in pairs),
     )
     owners = {row[0]: row for row in rows}
     for path, role in pairs:
@@ -737,7 +889,7 @@ async def _move_requests(
         "UPDATE requests r SET chunk = m.chunk FROM unnest($2::text[], $3::int[]) "
         "AS m(custom_id, chunk) WHERE r.experiment_id = $1 AND r.custom_id = m.custom_id",
         experiment_id,
-        list(chunk_of),
+        texts(chunk_of),
         list(chunk_of.values()),
     )
 
@@ -763,7 +915,7 @@ async def _copy_requests(connection: asyncpg.Connection, rows: list[tuple[Any, .
             "SELECT custom_id, MIN(idx) FROM requests WHERE experiment_id = $1 "
             "AND custom_id = ANY($2::text[]) GROUP BY custom_id",
             experiment_id,
-            [row[2] for row in rows],
+            texts(row[2] for row in rows),
         )
     }
     for _, index, custom_id, *_ in rows:
@@ -790,6 +942,7 @@ class PostgresRows:
             thread.start()
             self._loop = loop
             self._connection = self._call(_asyncpg().connect(self._url))
+            self._call(use_text_codec(self._connection))
             self._finalizer = weakref.finalize(self, _shut, loop, thread, self._connection)
         return [
             tuple(row) for row in self._call(self._connection.fetch(numbered(sql), *parameters))

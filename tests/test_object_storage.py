@@ -108,3 +108,47 @@ def test_without_fsspec_an_s3_path_says_which_extra(
     monkeypatch.setitem(sys.modules, "fsspec", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'batchling\[cloud\]'"):
         next(read_request_lines("s3://b/requests.jsonl"))
+
+
+def chunk_keys(filesystem: Any, folder: str) -> dict[str, bytes]:
+    filesystem.invalidate_cache()
+    return {
+        key.rsplit("/", 1)[1]: filesystem.cat_file(key)
+        for key in filesystem.ls(f"{BUCKET}/{folder}", detail=False)
+    }
+
+
+async def test_retry_and_update_chunk_files_go_to_object_storage_too(
+    s3: Any, emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
+    async with AsyncExperimentManager(tmp_path / "db") as manager:
+        await manager.create_experiment(
+            "again",
+            model="gpt-4o-mini",
+            raw_requests=request_dicts(6),
+            max_requests_per_batch=4,
+            processed_file_path=f"s3://{BUCKET}/again/processed.jsonl",
+            results_file_path=f"s3://{BUCKET}/again/results.jsonl",
+        )
+        # A changed model re-encodes the chunks: the copies there change with them.
+        await manager.update_experiment("again", model="gpt-4.1-mini")
+        batches = await manager.list_batches("again")
+        there = chunk_keys(s3, "again")
+        assert {b.path.name: b.path.read_bytes() for b in batches}.items() <= there.items()
+        assert all(b'"gpt-4.1-mini"' in there[b.path.name] for b in batches)
+        await manager.start_experiment("again")
+        await manager.wait("again", poll_interval=0.02)
+        await manager.get_results("again")
+        emulator.config.failure_rate = 0.0
+        outcome = await manager.retry_experiment("again")
+        assert outcome.requests > 0
+        retried = [b for b in await manager.list_batches("again") if b.attempt == 2]
+        assert retried and all(".retry1" in b.path.name for b in retried)
+        there = chunk_keys(s3, "again")
+        assert {b.path.name: b.path.read_bytes() for b in retried}.items() <= there.items()
+        await manager.wait("again", poll_interval=0.02)
+        results = await manager.get_results("again")
+    assert all(r.status == "succeeded" for r in results)
+    assert len(lines(s3, "again/results.jsonl")) == 6

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,7 +82,9 @@ def snapshot(paths: Iterator[Path] | list[Path]) -> dict[Path, bytes | None]:
 def experiment_names(db: Path | str) -> list[str]:
     try:
         return [row[0] for row in fetch_rows(db, "SELECT name FROM experiments ORDER BY id")]
-    except sqlite3.OperationalError:
+    except Exception as error:  # sqlite3's OperationalError or asyncpg's UndefinedTableError
+        if type(error).__name__ not in ("OperationalError", "UndefinedTableError"):
+            raise
         return []  # nothing was ever written: the store had not even created its tables
 
 

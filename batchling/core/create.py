@@ -185,9 +185,7 @@ async def create_experiment(
         writer.abort()
         writer.remove_created()
         raise
-    if "processed_url" in urls:
-        for batch in await store.list_batches(created):
-            upload(batch.path, beside(urls["processed_url"], batch.path))
+    copy_chunks_there(options, await store.list_batches(created))
     if fmt is not None and fmt.model is not None:
         session._response_models[experiment_name] = fmt.model
     else:
@@ -235,6 +233,7 @@ async def update_experiment(session: Session, /, experiment_name: str, **fields:
             response_format=await session.response_format(experiment_name),
         )
         await store.replace_batches(experiment, chunks, chunk_of)
+        copy_chunks_there(options, chunks)
     return await store.update_experiment(experiment_name, ExperimentUpdate(**fields))
 
 
@@ -347,6 +346,15 @@ def _checked(
 def _closed(writer: ChunkWriter) -> Iterator[BatchRecord]:
     """The writer's chunks, finished when the store asks for them (after the last request)."""
     yield from writer.close()
+
+
+def copy_chunks_there(options: dict[str, Any], batches: Iterable[BatchRecord]) -> None:
+    """When the experiment's processed file is in object storage (its `processed_url`), copy
+    the chunk files written here for it there too, streamed (see object_storage.py)."""
+    url = options.get("processed_url")
+    if url:
+        for batch in batches:
+            upload(batch.path, beside(url, batch.path))
 
 
 def write_chunks(

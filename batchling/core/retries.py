@@ -39,7 +39,12 @@ async def retry_experiment(
                 f"Experiment '{experiment_name}' has not been started: run 'batchling start "
                 f"{experiment_name}' first; retry re-runs what failed once it has ended."
             )
-        # An earlier retry planned this attempt and was interrupted: submit it, plan nothing.
+        # An earlier retry planned this attempt and was interrupted: submit it, plan nothing
+        # (its chunks are copied again: the interruption may have come before their copy).
+        create.copy_chunks_there(
+            await store.experiment_options(experiment_name),
+            lifecycle.latest_attempt(batches),
+        )
         await submit.start_experiment(session, experiment_name)
         return await _retry_outcome(session, experiment_name, chosen, resumed=True)
     if not experiment.is_finished:
@@ -52,6 +57,7 @@ async def retry_experiment(
     if not pairs:
         return RetryOutcome(experiment=experiment, attempt=latest, requests=0, kinds=chosen)
     attempt = latest + 1
+    options = await store.experiment_options(experiment_name)
     processed = experiment.processed_file_path
     chunks, chunk_of = create.write_chunks(
         registry.encoder(experiment.provider),
@@ -61,7 +67,7 @@ async def retry_experiment(
         model=experiment.model,
         endpoint=experiment.endpoint,
         info=registry.provider_info(experiment.provider),
-        options=await store.experiment_options(experiment_name),
+        options=options,
         response_format=await session.response_format(experiment_name),
     )
     offset = max(b.chunk for b in batches) + 1
@@ -78,6 +84,7 @@ async def retry_experiment(
             f"Experiment '{experiment_name}' is being retried by another process right now: "
             f"follow it with 'batchling status {experiment_name}'."
         )
+    create.copy_chunks_there(options, chunks)
     await submit.start_experiment(session, experiment_name)
     return await _retry_outcome(session, experiment_name, chosen)
 
