@@ -56,6 +56,9 @@ class ProviderInfo:
     """model -> (input, output) USD per 1M tokens at batch prices (see batchling.price_table)."""
     long_context_prices: Mapping[str, tuple[int, float, float]] = field(default_factory=dict)
     """model -> (input tokens above which the tier applies, input, output) at batch prices."""
+    media: frozenset[str] = frozenset()
+    """The media parts a batch line takes: image_url, image_data, document_url, document_data
+    (an image or a document by URL, or inline from a file or data)."""
 
     def map_status(self, raw: str) -> Status:
         return self.status_map.get(raw, Status.UNKNOWN)
@@ -94,6 +97,7 @@ def load_info(package: str) -> ProviderInfo:
             model: (int(threshold), float(given), float(got))
             for model, (threshold, given, got) in data.get("long_context_prices", {}).items()
         },
+        media=frozenset(data.get("media", ())),
     )
 
 
