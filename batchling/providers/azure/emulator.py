@@ -249,7 +249,7 @@ def routes(state: EmulatorState) -> list[Route]:
         file_object=file_object,
         batch_object=batch_object,
         not_found=_not_found,
-        max_bytes=lambda: MAX_FILE_BYTES,
+        max_bytes=lambda request: MAX_FILE_BYTES,
         file_prefix=input_file_id,
         list_files=list_files,
         endpoints={CHAT},
