@@ -68,7 +68,9 @@ class WholeRequests:
 
 def create_app(state: EmulatorState) -> Starlette:
     mounts = [Mount(module.PREFIX, routes=module.routes(state)) for module in provider_modules()]
-    app = Starlette(routes=mounts)
+    # The synchronous endpoints capture passes calls to, before the batch APIs' mounts.
+    direct = importlib.import_module("batchling.emulator.direct")
+    app = Starlette(routes=[*direct.routes(state), *mounts])
     app.state.emulator = state
     app.add_middleware(WholeRequests, state=state)
     # Outside WholeRequests: it sees the body as the client sent it.
