@@ -81,6 +81,9 @@ class EmulatorConfig:
     queued_request_limit: int | None = None
     """Anthropic: requests of unfinished batches a workspace may have ("batch requests in
     processing queue"); a batch that would go past it is refused with 429 rate_limit_error."""
+    file_processing_seconds: float = 0.0
+    """Azure OpenAI: how long an uploaded file stays `pending` before it is `processed` (a batch
+    is refused on a pending file)."""
     gemini_output_lag_polls: int | None = None
     """Gemini: polls of a batch just SUCCEEDED that still show no output. None: 1 poll for about
     half the batches (chosen by their first request's id), as the live service sometimes does."""

@@ -62,6 +62,9 @@ class ProviderInfo:
     batch_metadata: bool = True
     """False where a batch keeps nothing the caller chose (no metadata): creations of that
     provider's batches then take turns across processes (see Repository.enter_creation)."""
+    media: frozenset[str] = frozenset()
+    """The media parts a batch line takes: image_url, image_data, document_url, document_data
+    (an image or a document by URL, or inline from a file or data)."""
 
     def map_status(self, raw: str) -> Status:
         return self.status_map.get(raw, Status.UNKNOWN)
@@ -102,6 +105,7 @@ def load_info(package: str) -> ProviderInfo:
         },
         quotas=parse_limits(data.get("quotas", {})),
         batch_metadata=bool(data.get("batch_metadata", True)),
+        media=frozenset(data.get("media", ())),
     )
 
 
