@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
@@ -116,12 +117,61 @@ ContentPart = Annotated[
 MediaPart = ImagePart | DocumentPart
 
 
+_DICT = BaseModel.__dict__["__dict__"]
+_FIELDS_SET = BaseModel.__dict__["__pydantic_fields_set__"]
+_EXTRA = BaseModel.__dict__["__pydantic_extra__"]
+_PRIVATE = BaseModel.__dict__["__pydantic_private__"]
+
+
 def _set_fields(model: BaseModel, values: dict[str, Any], given: set[str]) -> None:
     """What pydantic's __init__ leaves on an instance, for input already known to be valid."""
-    object.__setattr__(model, "__dict__", values)
-    object.__setattr__(model, "__pydantic_fields_set__", given)
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
+    _DICT.__set__(model, values)
+    _FIELDS_SET.__set__(model, given)
+    _EXTRA.__set__(model, None)
+    _PRIVATE.__set__(model, None)
+
+
+class SharedFieldNames(set[str]):
+    """The fields set of every model the fast paths build with the same fields (requests, and
+    results read back): one object for all of them, not a set each (~200-700 bytes), so the
+    cyclic GC has fewer objects to scan as a list of them grows. Never changed in place: a
+    model copies it before pydantic adds a field to it (`_unshared_setattr`); copies and
+    pickles of it are plain sets."""
+
+    def _in_place(self, *args: Any) -> Any:
+        raise TypeError("the fields set of a request is shared: assign the field instead")
+
+    add = update = discard = remove = pop = clear = _in_place
+    intersection_update = difference_update = symmetric_difference_update = _in_place
+    __ior__ = __iand__ = __isub__ = __ixor__ = _in_place
+
+    def __copy__(self) -> set[str]:
+        return set(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> set[str]:
+        return set(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (set, (list(self),))
+
+
+_SHARED_FIELDS: dict[frozenset[str], SharedFieldNames] = {}
+
+
+def _shared_field_names(names: Iterable[str]) -> SharedFieldNames:
+    key = frozenset(names)
+    found = _SHARED_FIELDS.get(key)
+    if found is None:
+        found = _SHARED_FIELDS[key] = SharedFieldNames(key)
+    return found
+
+
+def _unshared_setattr(model: BaseModel, name: str, value: Any) -> None:
+    """pydantic's __setattr__, on a fields set of the model's own (it adds `name` to it)."""
+    given = _FIELDS_SET.__get__(model)
+    if type(given) is SharedFieldNames:
+        _FIELDS_SET.__set__(model, set(given))
+    BaseModel.__setattr__(model, name, value)
 
 
 ROLES = frozenset({"system", "user", "assistant"})
@@ -140,9 +190,11 @@ class RawMessage(BaseModel):
             # here is cheaper than pydantic's validator. Anything else gets it, with its errors.
             role, content = data.get("role"), data.get("content")
             if len(data) == 2 and type(role) is str and role in ROLES and type(content) is str:
-                _set_fields(self, {"role": role, "content": content}, {"role", "content"})
+                _set_fields(self, {"role": role, "content": content}, _MESSAGE_FIELDS_SET)
             else:
                 super().__init__(**data)
+
+        __setattr__ = _unshared_setattr
 
     @field_validator("content")
     @classmethod
@@ -180,6 +232,9 @@ class GenerationParams(BaseModel):
     # Embeddings only: the vector size, and the task the vector is for (Gemini).
     dimensions: int | None = Field(default=None, gt=0, le=INT32_MAX)
     task_type: str | None = Field(default=None, min_length=1)
+
+    if not TYPE_CHECKING:
+        __setattr__ = _unshared_setattr
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -225,7 +280,7 @@ class RawRequest(GenerationParams):
                 ):
                     values = {**_REQUEST_DEFAULTS, **data}
                     values["messages"] = messages
-                    _set_fields(self, values, set(data))
+                    _set_fields(self, values, _shared_field_names(data))
                     return
             super().__init__(**data)
 
@@ -278,6 +333,7 @@ def _plain_messages(value: Any) -> list[RawMessage] | None:
 
 
 _MESSAGE_FIELDS = frozenset({"role", "content"})
+_MESSAGE_FIELDS_SET = _shared_field_names(_MESSAGE_FIELDS)
 
 
 class RequestCounts(BaseModel):
@@ -321,6 +377,9 @@ class Experiment(BaseModel):
 class Usage(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
+    if not TYPE_CHECKING:
+        __setattr__ = _unshared_setattr
+
     input_tokens: int = 0
     output_tokens: int = 0
 
@@ -331,6 +390,9 @@ ResultStatus = Literal["succeeded", "failed", "expired", "cancelled"]
 class ResultError(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
+    if not TYPE_CHECKING:
+        __setattr__ = _unshared_setattr
+
     kind: Literal["provider", "expired", "cancelled", "parse"] = "provider"
     message: str
     code: str | None = None
@@ -340,6 +402,9 @@ class Result(BaseModel):
     """One request's outcome, in the same shape whatever the provider."""
 
     model_config = ConfigDict(defer_build=True)
+
+    if not TYPE_CHECKING:
+        __setattr__ = _unshared_setattr
 
     custom_id: str
     status: ResultStatus
@@ -400,7 +465,7 @@ def stored(cls: type[M], values: dict[str, Any]) -> M:
     """A model from values known to be valid (read back from the store), every field given:
     what pydantic's __init__ would leave, without validating them again."""
     model = cls.__new__(cls)
-    _set_fields(model, values, set(values))
+    _set_fields(model, values, _shared_field_names(values))
     return model
 
 

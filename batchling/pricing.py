@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from batchling.errors import ConfigurationError, CostLimitError
 from batchling.models import ImagePart, RawRequest, Usage
-from batchling.providers import registry
+from batchling.providers import PROVIDERS, registry
 
 PRICES_ENV = "BATCHLING_PRICES"
 PRICES_FILE_NAME = "prices.json"
@@ -134,7 +134,8 @@ def load_price_table(path: Path | None = None) -> PriceTable:
 
 
 def _parse_prices_file(data: Any, path: Path) -> dict[str, dict[str, ModelPrice]]:
-    example = '{"prices": {"openai": {"my-model": {"input": 0.1, "output": 0.4}}}}'
+    provider = PROVIDERS[0]
+    example = f'{{"prices": {{"{provider}": {{"my-model": {{"input": 0.1, "output": 0.4}}}}}}}}'
     prices = data.get("prices") if isinstance(data, dict) else None
     if not isinstance(prices, dict):
         raise ConfigurationError(

@@ -217,11 +217,12 @@ def poll_running(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
             t0 = time.perf_counter()
             await manager.refresh_many()  # the first round also imports the SDKs, makes clients
             first = time.perf_counter() - t0
-            rounds = []
+            rounds, cpu = [], []
             for _ in range(POLL_ROUNDS):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 experiments = await manager.refresh_many()
                 rounds.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
             if len(experiments) != n or any(e.is_finished for e in experiments):
                 raise RuntimeError("expected every experiment still running")
         return {
@@ -231,6 +232,9 @@ def poll_running(n: int, workdir: Path, raw_path: Path) -> dict[str, Any]:
             "first_round_s": round(first, 4),
             "rounds_s": [round(r, 4) for r in rounds],
             "median_round_s": round(statistics.median(rounds), 4),
+            # This process's CPU (all threads) in each round: comparable on a loaded machine.
+            "rounds_cpu_s": [round(c, 4) for c in cpu],
+            "median_round_cpu_s": round(statistics.median(cpu), 4),
         }
 
     return asyncio.run(run())

@@ -237,6 +237,29 @@ def test_help_imports_neither_the_manager_nor_pydantic() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_list_imports_no_vendor_sdk_http_client_rich_or_tokenizer(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    raw = write_jsonl(tmp_path / "capitals.jsonl", request_dicts(2))
+    code, out = invoke(
+        "create", "--name", "caps", "--model", "gpt-4o-mini", "--raw-file-path", str(raw), db=db
+    )
+    assert code == 0, out
+    unwanted = ("openai", "anthropic", "google.genai", "groq", "mistralai", "together", "httpx")
+    code_text = (
+        "import sys\nfrom batchling.cli import main\n"
+        f"sys.argv = ['batchling', '--db', {str(db)!r}, 'list']\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        f"bad = [m for m in {(*unwanted, 'rich', 'tiktoken', 'batchling.emulator')!r} "
+        "if m in sys.modules]\nassert not bad, bad\n"
+    )
+    env = {**os.environ, "NO_COLOR": "1"}
+    listed = subprocess.run(
+        [sys.executable, "-c", code_text], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "caps" in listed.stdout
+
+
 def test_every_public_name_resolves_lazily_and_a_misspelt_one_is_an_error() -> None:
     import batchling
 

@@ -3,6 +3,9 @@
 The emulator finishes the held request after the kill, as a real server would, so a rerun meets
 what the killed run made but never recorded. The emulator ends with exactly one input file and
 one batch per chunk, and the database with every result once.
+
+Only the killed command and its first rerun are CLI processes; the steps before and after them
+run in this process through the blocking API (the same core), which keeps the matrix fast.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pytest
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator
 from batchling.providers import PROVIDERS
+from batchling.sync import ExperimentManager
 from tests.helpers import request_dicts, wait_until, write_jsonl
 
 CHUNKS = 3
@@ -61,20 +65,26 @@ def finish(*args: str, db: Path) -> str:
 
 def create(name: str, provider: str, tmp_path: Path, db: Path, chunks: int = CHUNKS) -> None:
     raw = write_jsonl(tmp_path / "raw.jsonl", request_dicts(REQUESTS))
-    finish(
-        "create",
-        "--name",
-        name,
-        "--model",
-        DEMO_MODELS[provider],
-        "--provider",
-        provider,
-        "--raw-file-path",
-        str(raw),
-        "--max-requests-per-batch",
-        str(REQUESTS // chunks),
-        db=db,
-    )
+    with ExperimentManager(db) as manager:
+        manager.create_experiment(
+            name,
+            model=DEMO_MODELS[provider],
+            provider=provider,
+            raw_file_path=raw,
+            max_requests_per_batch=REQUESTS // chunks,
+        )
+
+
+def in_process(steps: list[str], name: str, db: Path) -> None:
+    """Run lifecycle steps through the blocking API, as the CLI commands of the same names do."""
+    with ExperimentManager(db) as manager:
+        for step in steps:
+            if step == "start":
+                manager.start_experiment(name)
+            elif step == "wait":
+                manager.wait(name, poll_interval=0.05)
+            else:
+                manager.download_results(name)
 
 
 def kill_while_held(
@@ -175,8 +185,7 @@ def test_sigkill_at_a_step_then_rerun(
     if step == "poll":
         emulator.config.processing_seconds = 2.0
     create(name, provider, tmp_path, db)
-    for earlier in STEPS[: STEPS.index(command)]:
-        finish(earlier, name, db=db)
+    in_process(STEPS[: STEPS.index(command)], name, db)
 
     kill_while_held(emulator, provider, step, command, name=name, db=db, after=after)
     if orphan == "batch":  # the window this test is for: made at the provider, never recorded
@@ -184,8 +193,8 @@ def test_sigkill_at_a_step_then_rerun(
     if orphan == "file":
         assert sorted(copies_of_chunks(emulator, provider, db)) == [0] * (CHUNKS - 1) + [1]
 
-    for rest in STEPS[STEPS.index(command) :]:
-        finish(rest, name, db=db)
+    finish(command, name, db=db)  # the rerun of the killed command, as a user would
+    in_process(STEPS[STEPS.index(command) + 1 :], name, db)
 
     assert len(my_batches(emulator, provider, name)) == CHUNKS
     if provider != "anthropic":  # Anthropic takes requests inline, without files
@@ -222,8 +231,7 @@ def test_anthropic_several_candidates_create_nothing_until_one_is_adopted(
     mistyped = run("start", name, "--adopt", "msgbatch_mistyped", db=db)
     assert mistyped.returncode != 0 and "NotFoundError" in mistyped.stderr
     finish("start", name, "--adopt", orphan, db=db)
-    finish("wait", name, db=db)
-    finish("results", name, db=db)
+    in_process(["wait", "results"], name, db)
     assert len(my_batches(emulator, "anthropic", name)) == CHUNKS
     assert len(emulator.state.batches) == batches_before + CHUNKS - 1
     assert_every_result_once(db)
@@ -244,7 +252,8 @@ def test_two_processes_starting_at_once_submit_exactly_once(
 ) -> None:
     db = tmp_path / "db.sqlite"
     raw = write_jsonl(tmp_path / "raw.jsonl", request_dicts(4))
-    finish("create", "--name", "race", "--model", "m", "--raw-file-path", str(raw), db=db)
+    with ExperimentManager(db) as manager:
+        manager.create_experiment("race", model="m", raw_file_path=raw)
     emulator.hold("upload")
     try:
         before = emulator.state.calls[("openai", "upload")]

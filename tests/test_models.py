@@ -107,6 +107,46 @@ def test_a_request_built_fast_can_be_changed_like_any_other() -> None:
     assert RawRequest.model_validate(request.model_dump()) == request
 
 
+def test_a_change_to_one_fast_request_leaves_the_fields_set_of_the_others_alone() -> None:
+    first, second = (RawRequest(id=i, messages=[{"role": "user", "content": i}]) for i in "ab")
+    first.max_tokens = 7
+    first.messages[0].role = "system"
+    assert first.model_fields_set == {"id", "messages", "max_tokens"}
+    assert second.model_fields_set == {"id", "messages"}
+    assert second.messages[0].model_fields_set == {"role", "content"}
+    assert second.model_dump(exclude_unset=True) == {
+        "id": "b",
+        "messages": [{"role": "user", "content": "b"}],
+    }
+
+
+def test_copies_and_pickles_of_a_fast_request_have_fields_sets_of_their_own() -> None:
+    import copy
+    import pickle
+
+    request = RawRequest(id="a", messages=[{"role": "user", "content": "x"}])
+    updated = request.model_copy(update={"temperature": 0.5})
+    assert updated.model_fields_set == {"id", "messages", "temperature"}
+    assert request.model_fields_set == {"id", "messages"}
+    for twin in (copy.copy(request), copy.deepcopy(request), pickle.loads(pickle.dumps(request))):
+        assert twin == request
+        twin.seed = 1
+        assert twin.model_fields_set == {"id", "messages", "seed"}
+    assert request.model_fields_set == {"id", "messages"}
+
+
+def test_the_shared_fields_set_of_fast_requests_cannot_be_changed_in_place() -> None:
+    request = RawRequest(id="a", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(TypeError, match="shared"):
+        request.model_fields_set.add("seed")
+    with pytest.raises(TypeError, match="shared"):
+        request.messages[0].model_fields_set.discard("role")
+    assert RawRequest(id="b", messages=[{"role": "user", "content": "y"}]).model_fields_set == {
+        "id",
+        "messages",
+    }
+
+
 class City(BaseModel):
     name: str
 

@@ -26,12 +26,7 @@ NOT_FOR_EMULATORS = re.compile(
     r"^batchling\.providers\.((\w+\.)?(wire|adapter)|openai_compatible\.client)(\.|$)"
 )
 # Where a provider's name may stand outside its folder, and why. Keep this short.
-NAMED_OUTSIDE = {
-    ("providers/__init__.py", name): "the PROVIDERS list itself" for name in PROVIDERS
-} | {
-    ("pricing.py", "openai"): "an example prices file in an error message",
-    ("emulator/direct.py", "openai"): "capture's direct chat route (to move to openai/emulator.py)",
-}
+NAMED_OUTSIDE = {("providers/__init__.py", name): "the PROVIDERS list itself" for name in PROVIDERS}
 # Capture (merged from main on 2026-12-06) still knows each provider's hosts, SDK user agents and
 # batch line outside the folders; to move into provider.toml and each wire.py.
 NAMED_OUTSIDE |= {

@@ -105,6 +105,20 @@ async def test_results_rebuilt_from_rows_are_the_models_with_the_same_fields_set
     ] * 2
 
 
+async def test_a_result_read_back_changes_alone(stored) -> None:  # type: ignore[no-untyped-def]
+    store, experiment = stored
+    first, second = [r async for r in store.iter_results(experiment)][:2]
+    first.text = "changed"
+    assert first.usage is not None
+    first.usage.output_tokens = 9
+    assert first.text == "changed" and first.usage.output_tokens == 9
+    assert second.model_fields_set == set(Result.model_fields)
+    again = [r async for r in store.iter_results(experiment)]
+    assert again[0] == RESULTS[0] and again[1] == RESULTS[1]
+    with pytest.raises(TypeError, match="shared"):
+        second.model_fields_set.add("text")
+
+
 async def test_result_sequence_reads_what_iter_results_reads(stored) -> None:  # type: ignore[no-untyped-def]
     from batchling.result_sequence import ResultSequence
 

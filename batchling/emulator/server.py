@@ -68,9 +68,7 @@ class WholeRequests:
 
 def create_app(state: EmulatorState) -> Starlette:
     mounts = [Mount(module.PREFIX, routes=module.routes(state)) for module in provider_modules()]
-    app = Starlette(
-        routes=[*importlib.import_module("batchling.emulator.direct").routes(state), *mounts]
-    )
+    app = Starlette(routes=mounts)
     app.state.emulator = state
     app.add_middleware(WholeRequests, state=state)
     # Outside WholeRequests: it sees the body as the client sent it.

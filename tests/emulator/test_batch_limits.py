@@ -12,7 +12,7 @@ import pytest
 from batchling.emulator import Emulator
 from batchling.models import Status
 from batchling.providers.base import BatchRef
-from batchling.providers.openai.emulator import MAX_REQUESTS
+from batchling.providers.openai_compatible.emulator import MAX_REQUESTS
 from batchling.providers.registry import create_provider
 
 ENDPOINTS = {"openai": "/v1/chat/completions", "groq": "/v1/chat/completions"}

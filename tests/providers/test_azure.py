@@ -35,7 +35,7 @@ def test_a_line_names_the_deployment_and_azures_url_without_v1() -> None:
 
 
 def test_another_endpoint_is_refused_at_encode() -> None:
-    with pytest.raises(InputError, match="Azure OpenAI batches run /chat/completions only"):
+    with pytest.raises(InputError, match="sends Azure OpenAI batches to /chat/completions only"):
         encoder("azure").encode(
             ask("Hi"), custom_id="c1", model=MODEL, endpoint="/v1/chat/completions"
         )

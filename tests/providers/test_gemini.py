@@ -25,7 +25,6 @@ from batchling.providers.gemini.adapter import (
     GeminiProvider,
     decode_display_name,
     encode_display_name,
-    map_status,
     snapshot_from_operation,
 )
 from batchling.providers.registry import create_provider
@@ -343,7 +342,7 @@ def test_decode_blocked_prompt_is_a_failure() -> None:
     ],
 )
 def test_status_mapping(raw: str, common: Status) -> None:
-    assert map_status(raw) == common
+    assert INFO.map_status(raw) == common
 
 
 def test_every_wire_and_sdk_state_is_mapped() -> None:

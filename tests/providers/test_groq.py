@@ -16,7 +16,6 @@ from batchling.models import RawRequest, Result, Status
 from batchling.providers.base import BatchRef, BatchSnapshot
 from batchling.providers.groq import emulator as groq_emulator
 from batchling.providers.groq.adapter import INFO, GroqProvider, batch_errors
-from batchling.providers.groq.wire import map_status
 from batchling.providers.registry import create_provider
 from tests.conftest import env_without
 from tests.helpers import poll_until, question, until_terminal
@@ -302,7 +301,7 @@ def test_decode_cancelled_line(code: str) -> None:
     ],
 )
 def test_status_mapping(raw: str, common: Status) -> None:
-    assert map_status(raw) == common
+    assert INFO.map_status(raw) == common
 
 
 def test_every_groq_status_is_mapped() -> None:

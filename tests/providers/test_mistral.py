@@ -18,7 +18,7 @@ from batchling.emulator import Emulator, Fault
 from batchling.errors import ConfigurationError, InputError, MissingApiKeyError
 from batchling.models import RawRequest, Result, Status
 from batchling.providers.base import BatchRef, BatchSnapshot
-from batchling.providers.mistral.adapter import INFO, MistralProvider, decode_line, map_status
+from batchling.providers.mistral.adapter import INFO, MistralProvider, decode_line
 from batchling.providers.registry import create_provider
 from tests.conftest import env_without
 from tests.helpers import poll_until, until_terminal
@@ -298,7 +298,7 @@ def test_decode_expired_and_cancelled_lines(code: str, status: str) -> None:
     ],
 )
 def test_status_mapping(raw: str, common: Status) -> None:
-    assert map_status(raw) == common
+    assert INFO.map_status(raw) == common
 
 
 def test_every_mistral_status_is_mapped() -> None:

@@ -14,7 +14,6 @@ from batchling.models import RawRequest, Status
 from batchling.providers.base import BatchRef
 from batchling.providers.openai import INFO
 from batchling.providers.openai.adapter import OpenAIProvider
-from batchling.providers.openai.wire import map_status
 from batchling.providers.registry import create_provider
 
 CHAT = "/v1/chat/completions"
@@ -177,7 +176,7 @@ def test_decode_expired_line() -> None:
     ],
 )
 def test_status_mapping(raw: str, common: Status) -> None:
-    assert map_status(raw) == common
+    assert INFO.map_status(raw) == common
 
 
 def test_every_openai_status_is_mapped() -> None:

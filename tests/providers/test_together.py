@@ -27,7 +27,6 @@ from batchling.providers.together.adapter import (
     jsonl_path,
     snapshot_of,
 )
-from batchling.providers.together.wire import map_status
 from tests.conftest import env_without
 from tests.helpers import poll_until, until_terminal
 
@@ -291,7 +290,7 @@ def test_decode_expired_and_cancelled_lines_should_together_send_them() -> None:
     ],
 )
 def test_status_mapping(raw: str, common: Status) -> None:
-    assert map_status(raw) == common
+    assert INFO.map_status(raw) == common
 
 
 def test_every_together_status_is_mapped() -> None:

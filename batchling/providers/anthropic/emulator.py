@@ -47,6 +47,12 @@ RESULT_TYPE = {
 COUNT_KEYS = ("processing", "succeeded", "errored", "canceled", "expired")
 
 
+def batch_id(sequence: int) -> str:
+    """`msgbatch_01` and 22 letters and digits, as "msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d"."""
+    noise = ids.salted(sequence, "msgbatch")
+    return f"msgbatch_01{ids.digits(sequence, ids.BASE62, 8)}{ids.digits(noise, ids.BASE62, 14)}"
+
+
 def exports(base: str) -> dict[str, str]:
     return {"ANTHROPIC_BASE_URL": f"{base}{PREFIX}", "ANTHROPIC_API_KEY": API_KEY}
 
@@ -373,7 +379,7 @@ def routes(state: EmulatorState) -> list[Route]:
             PROVIDER,
             requests,
             [r["custom_id"] for r in requests],
-            prefix=ids.anthropic_batch,
+            prefix=batch_id,
         )
         return JSONResponse(batch_object(batch))
 

@@ -17,17 +17,8 @@ from starlette.routing import Route
 
 from batchling.emulator import chat, ids
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
-from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
-from batchling.providers.openai_compatible.emulator import (
-    STATUS,
-    batch_fields,
-    batch_list_route,
-    error,
-    file_and_batch_routes,
-    line_error,
-    outcome_lines,
-    upload_route,
-)
+from batchling.emulator.routing import ProviderRoutes
+from batchling.providers.openai_compatible import emulator as protocol
 
 PROVIDER = "azure"
 PREFIX = "/azure"
@@ -87,7 +78,7 @@ def input_file_id(sequence: int) -> str:
     return "file-" + ids.uuid4()(sequence).replace("-", "")
 
 
-# An output or error file's id is "file-" and a UUID (file-c795ae52-3ba7-417d-86ec-07eebca57d0b),
+# An output or protocol.error file's id is "file-" and a UUID (file-c795ae52-3ba7-417d-86ec-07eebca57d0b),
 # a batch's "batch_" and a UUID (batch_6caaf24d-54a5-46be-b1b7-518884fcbdde): the how-to's samples.
 OUTPUT_FILE_ID = ids.uuid4("file-")
 BATCH_ID = ids.uuid4("batch_")
@@ -102,13 +93,7 @@ def refuse(request: Request) -> Response | None:
 
 
 def file_object(stored: StoredFile) -> dict[str, Any]:
-    return {
-        "id": stored.id,
-        "object": "file",
-        "bytes": stored.bytes,
-        "created_at": stored.created_at,
-        "filename": stored.filename,
-        "purpose": stored.purpose,
+    return protocol.file_fields(stored) | {
         "status": "processed",
         "expires_at": None,
         "status_details": None,
@@ -116,7 +101,7 @@ def file_object(stored: StoredFile) -> dict[str, Any]:
 
 
 def batch_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
-    return batch_fields(state, batch, status=STATUS[batch.phase]) | {
+    return protocol.batch_fields(state, batch, status=protocol.STATUS[batch.phase]) | {
         "expires_at": int(batch.created_at) + 86400
     }
 
@@ -144,35 +129,27 @@ def line_problem(
     return None
 
 
+WORDING = protocol.FileWording(
+    not_json="The line is not valid JSON.",
+    too_many=lambda count, limit: (
+        f"The number of requests exceeds the maximum allowed value of {limit:,}."
+    ),
+    # The how-to's own example of a failed batch.
+    empty="The input file is empty. Please ensure that the batch contains at least one request.",
+)
+
+
 def validate_lines(
     stored: StoredFile, endpoint: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The lines of a valid input file, or the errors that fail its batch."""
-    lines: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    deployment: str | None = None
-    for number, line in numbered_lines(stored):
-        if line is NOT_JSON:
-            errors.append(line_error("invalid_json_line", "The line is not valid JSON.", number))
-            continue
-        problem = line_problem(line, endpoint, deployment, seen)
-        if problem is not None:
-            errors.append(line_error(*problem, number))
-            continue
-        seen.add(line["custom_id"])
-        deployment = line["body"]["model"]
-        lines.append(line)
-    if len(lines) > MAX_REQUESTS:
-        message = f"The number of requests exceeds the maximum allowed value of {MAX_REQUESTS:,}."
-        errors.append(line_error("too_many_tasks", message, None))
-    if not lines and not errors:
-        # The how-to's own example of a failed batch.
-        message = (
-            "The input file is empty. Please ensure that the batch contains at least one request."
-        )
-        errors.append(line_error("empty_file", message, None))
-    return lines, errors
+
+    def problem(line: Any, kept: list[dict[str, Any]], seen: set[str]) -> protocol.Problem | None:
+        deployment = kept[0]["body"]["model"] if kept else None
+        found = line_problem(line, endpoint, deployment, seen)
+        return None if found is None else (*found, None)
+
+    return protocol.kept_lines(stored, problem, max_requests=MAX_REQUESTS, wording=WORDING)
 
 
 def response_body(
@@ -200,22 +177,10 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
     def request_id(index: int) -> str:
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{batch.id}/{index}"))
 
-    output, failed = outcome_lines(state, batch, answer, request_id=request_id)
-    if output:
-        batch.output_file_id = write_file(state, batch, output, "output")
-    batch.error_file_id = write_file(state, batch, failed, "error")
-
-
-def write_file(
-    state: EmulatorState, batch: EmulatedBatch, rows: list[dict[str, Any]], name: str
-) -> str:
-    return state.write_jsonl(
-        PROVIDER,
-        rows,
-        filename=f"{batch.id}_{name}.jsonl",
-        purpose="batch_output",
-        prefix=OUTPUT_FILE_ID,
-    ).id
+    output, failed = protocol.outcome_lines(state, batch, answer, request_id=request_id)
+    protocol.write_results(
+        state, batch, output, failed, prefix=OUTPUT_FILE_ID, error_file_always=True
+    )
 
 
 def _not_found(what: str) -> Response:
@@ -236,45 +201,36 @@ def routes(state: EmulatorState) -> list[Route]:
         ]
         return JSONResponse({"object": "list", "data": files})
 
-    @step("create")
-    async def create_batch(request: Request) -> Response:
-        payload = await request.json()
-        endpoint = payload.get("endpoint")
-        if endpoint != CHAT:
-            return error(400, f"Invalid endpoint '{endpoint}'.", param="endpoint", retry=False)
+    async def create_batch(request: Request, payload: dict[str, Any], endpoint: str) -> Response:
         stored = state.get_file(PROVIDER, str(payload.get("input_file_id")))
         if stored is None or stored.purpose != "batch":
-            message = f"Input file '{payload.get('input_file_id')}' not found."
-            return error(400, message, param="input_file_id", retry=False)
+            return protocol.missing_input_file(payload)
         metadata = payload.get("metadata") or {}
         if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_PAIRS:
             message = f"metadata holds at most {MAX_METADATA_PAIRS} string pairs."
-            return error(400, message, param="metadata", retry=False)
+            return protocol.error(400, message, param="metadata", retry=False)
         lines, errors = validate_lines(stored, endpoint)
         # "Currently the completion window must be set to 24h. If you set any other value than
         # 24h your job will fail." (the how-to's Python tab).
         if payload.get("completion_window") != "24h":
-            errors.append(line_error("invalid_request", "completion_window must be 24h.", None))
-        batch = state.create_batch(
-            PROVIDER,
-            lines,
-            [line["custom_id"] for line in lines],
-            metadata=metadata,
-            prefix=BATCH_ID,
-            extra={"endpoint": endpoint, "input_file_id": stored.id},
+            errors.append(
+                protocol.line_error("invalid_request", "completion_window must be 24h.", None)
+            )
+        extra = {"endpoint": endpoint, "input_file_id": stored.id}
+        batch = protocol.new_batch(
+            state, PROVIDER, lines, errors, metadata=metadata, prefix=BATCH_ID, extra=extra
         )
-        if errors:
-            state.fail_batch(batch, errors)
         return JSONResponse(batch_object(state, batch))
 
-    return [
-        *file_and_batch_routes(
-            served, API, file_object=file_object, batch_object=batch_object, not_found=_not_found
-        ),
-        upload_route(
-            served, API, max_bytes=MAX_FILE_BYTES, prefix=input_file_id, file_object=file_object
-        ),
-        Route(f"{API}/files", list_files, methods=["GET"]),
-        Route(f"{API}/batches", create_batch, methods=["POST"]),
-        batch_list_route(served, API, batch_object=batch_object),
-    ]
+    return protocol.all_routes(
+        served,
+        API,
+        file_object=file_object,
+        batch_object=batch_object,
+        not_found=_not_found,
+        max_bytes=lambda: MAX_FILE_BYTES,
+        file_prefix=input_file_id,
+        list_files=list_files,
+        endpoints={CHAT},
+        create_batch=create_batch,
+    )

@@ -49,7 +49,6 @@ from batchling.providers.gemini.wire import (
     encode_display_name,
     encode_embed_request,
     encode_request,
-    map_status,
     snapshot_from_operation,
     structured_output_config,
     succeeded_status,
@@ -261,7 +260,7 @@ class GeminiProvider(ProviderBase):
     async def _poll_typed(self, name: str) -> BatchSnapshot:
         job = await self.client.batches.get(name=name)
         raw = job.state.value if job.state is not None else "JOB_STATE_UNSPECIFIED"
-        status = map_status(raw)
+        status = INFO.map_status(raw)
         if status == Status.COMPLETED:
             dest = job.dest
             has_output = dest is not None and bool(

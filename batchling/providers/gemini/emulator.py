@@ -113,6 +113,18 @@ NOT_FOUND_PAGE = (
 )
 
 
+def gemini_id(length: int) -> ids.IdFormat:
+    """Lowercase letters and digits, as live Gemini names: batches/ and 36, files/ and 12
+    ("7h9w4gzuqot3bb3fpd1e2nqcp980iwnmjs7n", "85nave4ld71j" in the listing captured in
+    https://github.com/flachesis/gemini-rust/pull/13)."""
+
+    def make(sequence: int) -> str:
+        noise = ids.salted(sequence, f"gemini-{length}")
+        return ids.digits(sequence, ids.BASE36, 6) + ids.digits(noise, ids.BASE36, length - 6)
+
+    return make
+
+
 def exports(base: str) -> dict[str, str]:
     return {
         "GEMINI_BASE_URL": f"{base}{PREFIX}",
@@ -707,7 +719,7 @@ def routes(state: EmulatorState) -> list[Route]:
             bytes(session.data),
             filename=session.display_name or "upload",
             purpose="batch",
-            prefix=ids.gemini_name(12),
+            prefix=gemini_id(12),
             extra={
                 "mime_type": session.mime_type,
                 "display_name": session.display_name,
@@ -826,7 +838,7 @@ def routes(state: EmulatorState) -> list[Route]:
             PROVIDER,
             lines,
             [_line_key(line, i) for i, line in enumerate(lines)],
-            prefix=ids.gemini_name(36),
+            prefix=gemini_id(36),
             extra={
                 "model": model if model.startswith("models/") else f"models/{model}",
                 "display_name": str(

@@ -90,10 +90,6 @@ RPC_CODE_NAMES = {
 }
 
 
-def map_status(raw: str) -> Status:
-    return INFO.status_map.get(raw, Status.UNKNOWN)
-
-
 def _media_part(part: MediaPart, where: str) -> dict[str, Any]:
     """Bytes go inline; a URL only when it names a file already in Gemini's Files API."""
     if isinstance(part, ImagePart) and part.detail not in (None, "auto"):
@@ -603,7 +599,7 @@ def snapshot_from_operation(
     output = metadata.get("output") or (operation.get("response") or {})
     error = operation.get("error") or metadata.get("error")
     errors = [str(error.get("message") or error)] if isinstance(error, dict) else []
-    status = map_status(raw_state)
+    status = INFO.map_status(raw_state)
     if status == Status.COMPLETED:
         has_output = isinstance(output, dict) and bool(
             output.get("responsesFile") or output.get("inlinedResponses")

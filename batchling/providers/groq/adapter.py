@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from typing_extensions import Unpack
 
-from batchling.errors import InputError
 from batchling.models import (
     RawRequest,
     Result,
@@ -31,39 +30,24 @@ from batchling.providers.openai_compatible.client import (
 from batchling.providers.wire import openai_format
 
 if TYPE_CHECKING:
-    from groq import AsyncGroq
+    from groq import AsyncGroq  # noqa: F401 -- the client type the base class is given
 
 
-CHAT_ENDPOINT = "/v1/chat/completions"
-
-
-GROQ_PART = openai_format.images_only_part("Groq")
+GROQ = openai_format.ChatOnlyService("Groq", openai_format.images_only_part("Groq"))
 
 
 class GroqProvider(FilesAndBatchesProvider["AsyncGroq"]):
     info: ClassVar[ProviderInfo] = INFO
 
     sdk_module = "groq"
-
-    def _new_client(self) -> AsyncGroq:
-        from groq import AsyncGroq
-
-        return AsyncGroq(**self.client_options())
+    sdk_client = "AsyncGroq"
 
     def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
-        custom_id, model, endpoint = line["custom_id"], line["model"], line["endpoint"]
-        response_format = line.get("response_format")
-        if endpoint != CHAT_ENDPOINT:
-            raise InputError(
-                f"Request '{custom_id}': batchling sends Groq batches to {CHAT_ENDPOINT} only, "
-                f"not '{endpoint}'."
-            )
-        body = openai_format.encode_chat_body(
-            request, model=model, custom_id=custom_id, provider="Groq", encode_part=GROQ_PART
-        )
+        body = openai_format.chat_only_body(request, GROQ, **line)
+        custom_id = line["custom_id"]
         _check_request(request, body, custom_id)
-        add_response_format(body, response_format)
-        return openai_format.encode_line(body, custom_id=custom_id, endpoint=endpoint)
+        add_response_format(body, line.get("response_format"))
+        return openai_format.encode_line(body, custom_id=custom_id, endpoint=line["endpoint"])
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)

@@ -18,15 +18,8 @@ from starlette.routing import Route
 
 from batchling.emulator import chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
-from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
-from batchling.providers.openai_compatible.emulator import (
-    MAX_REQUESTS,
-    STATUS,
-    error,
-    file_and_batch_routes,
-    not_run_error,
-    phase_timestamps,
-)
+from batchling.emulator.routing import ProviderRoutes
+from batchling.providers.openai_compatible import emulator as protocol
 
 PROVIDER = "groq"
 PREFIX = "/groq"
@@ -103,44 +96,16 @@ def window_hours(window: object) -> int | None:
     return hours if MIN_WINDOW_HOURS <= hours <= MAX_WINDOW_HOURS else None
 
 
-def file_object(stored: StoredFile) -> dict[str, Any]:
-    return {
-        "id": stored.id,
-        "object": "file",
-        "bytes": stored.bytes,
-        "created_at": stored.created_at,
-        "filename": stored.filename,
-        "purpose": stored.purpose,
-    }
-
-
 def batch_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
-    counts = batch.counts()
-    terminal = batch.phase.terminal
-    obj: dict[str, Any] = {
-        "id": batch.id,
-        "object": "batch",
-        "endpoint": batch.extra["endpoint"],
+    return protocol.batch_fields(state, batch, status=protocol.STATUS[batch.phase]) | {
+        # Groq's docs show `errors` as a plain list, not OpenAI's {"object": "list", ...}.
         "errors": batch.errors or None,
-        "input_file_id": batch.extra["input_file_id"],
         "completion_window": batch.extra["completion_window"],
-        "status": STATUS[batch.phase],
-        "output_file_id": batch.output_file_id,
-        "error_file_id": batch.error_file_id,
-        "created_at": int(batch.created_at),
         "expires_at": int(batch.created_at) + 3600 * batch.extra["window_hours"],
-        "request_counts": {
-            "total": batch.total,
-            "completed": counts["succeeded"] if terminal else state.done_count(batch),
-            "failed": counts["failed"] + counts["expired"] + counts["cancelled"],
-        },
-        "metadata": batch.metadata or None,
     }
-    obj.update(phase_timestamps(batch))
-    return obj
 
 
-def _line_problem(line: Any, seen: set[str]) -> tuple[str, str, str | None] | None:
+def _line_problem(line: Any, seen: set[str]) -> protocol.Problem | None:
     """(code, message, param) of a line that fails the whole batch, or None."""
     if not isinstance(line, dict):
         return "invalid_json_line", "This line is not a JSON object.", None
@@ -157,60 +122,29 @@ def _line_problem(line: Any, seen: set[str]) -> tuple[str, str, str | None] | No
     return None
 
 
+WORDING = protocol.FileWording(empty="The input file has no runnable request.")
+
+
 def validate_lines(
     stored: StoredFile,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Runnable lines, lines skipped for a bad method, and errors that fail the batch."""
     lines: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    fatal: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for number, line in numbered_lines(stored):
-        if line is NOT_JSON:
-            fatal.append(
-                {
-                    "code": "invalid_json_line",
-                    "line": number,
-                    "param": None,
-                    "message": "This line is not parseable as valid JSON.",
-                }
-            )
-            continue
-        problem = _line_problem(line, seen)
-        if problem is not None:
-            code, message, param = problem
-            fatal.append({"code": code, "message": message, "param": param, "line": number})
-        elif line.get("method") != "POST":
-            skipped.append(
-                {
-                    "code": "invalid_method",
-                    "param": "method",
-                    "line": number,
-                    "message": f"Method '{line.get('method')}' is not supported; only POST is.",
-                }
-            )
-        else:
-            seen.add(line["custom_id"])
-            lines.append(line)
-    if len(lines) > MAX_REQUESTS:
-        fatal.append(
-            {
-                "code": "too_many_tasks",
-                "message": f"The input file holds {len(lines):,} requests; "
-                f"a batch takes at most {MAX_REQUESTS:,}.",
-                "param": None,
-                "line": None,
-            }
-        )
-    if not lines and not fatal:
-        fatal.append(
-            {
-                "code": "empty_file",
-                "message": "The input file has no runnable request.",
-                "param": None,
-                "line": None,
-            }
-        )
+
+    def accept(line: dict[str, Any], number: int) -> bool:
+        if line.get("method") != "POST":
+            message = f"Method '{line.get('method')}' is not supported; only POST is."
+            skipped.append(protocol.line_error("invalid_method", message, number, param="method"))
+            return False
+        seen.add(line["custom_id"])
+        lines.append(line)
+        return True
+
+    fatal = protocol.file_errors(
+        stored, lambda line: _line_problem(line, seen), accept, wording=WORDING
+    )
     return lines, skipped, fatal
 
 
@@ -272,71 +206,48 @@ def response_format_problem(line: dict[str, Any]) -> str | None:
     return None if model in allowed else NO_JSON_SCHEMA
 
 
+def refusal(line: dict[str, Any], broken_rate: float) -> dict[str, Any] | None:
+    """The 400 body of a request Groq refuses as it runs the batch, or None."""
+    if (problem := invalid_parts(line)) is not None:
+        return chat.error_body(problem, code="invalid_value")
+    model = line["body"].get("model")
+    if model not in BATCH_MODELS.get(line["url"], frozenset()):
+        message = f"The model `{model}` is not available for batch processing."
+        return chat.error_body(message, param="model")
+    if (refused := response_format_problem(line)) is not None:
+        return chat.error_body(refused, param="response_format")
+    if json_mode_fails(line, broken_rate):
+        return JSON_VALIDATE_FAILED
+    return None
+
+
 def render(state: EmulatorState, batch: EmulatedBatch) -> None:
     """Write the output and error files of a batch that just ended (order is not promised)."""
     created = int(state.clock())
-    output: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
-    for index, (line, outcome) in enumerate(zip(batch.lines, batch.outcomes, strict=True)):
-        custom_id = line["custom_id"]
-        base = {"id": f"batch_req_{batch.id}_{index}", "custom_id": custom_id}
-        request_id = f"req_{batch.id}_{index}"
-        if outcome == "succeeded" and (problem := invalid_parts(line)) is not None:
-            body = chat.error_body(problem, code="invalid_value")
-            response = {"status_code": 400, "request_id": f"req_{index}", "body": body}
-            failed.append({**base, "response": response, "error": None})
-        elif outcome == "succeeded" and (
-            model := line["body"].get("model")
-        ) not in BATCH_MODELS.get(line["url"], frozenset()):
-            message = f"The model `{model}` is not available for batch processing."
-            body = chat.error_body(message, param="model")
-            response = {"status_code": 400, "request_id": request_id, "body": body}
-            failed.append({**base, "response": response, "error": None})
-        elif outcome == "succeeded" and (refused := response_format_problem(line)) is not None:
-            body = chat.error_body(refused, param="response_format")
-            response = {"status_code": 400, "request_id": request_id, "body": body}
-            failed.append({**base, "response": response, "error": None})
-        elif outcome == "succeeded" and json_mode_fails(
-            line, state.json_break_rate(batch, custom_id)
-        ):
-            response = {"status_code": 400, "request_id": request_id, "body": JSON_VALIDATE_FAILED}
-            failed.append({**base, "response": response, "error": None})
-        elif outcome == "succeeded":
-            body = response_body(
-                line, created=created, invalid_json_rate=state.json_break_rate(batch, custom_id)
-            )
-            response = {"status_code": 200, "request_id": request_id, "body": body}
-            output.append({**base, "response": response, "error": None})
-        elif outcome == "failed":
-            body = chat.error_body(
-                f"Emulated failure for request '{custom_id}'.",
-                type_="internal_server_error",
-                code="emulated_failure",
-            )
-            response = {"status_code": 500, "request_id": request_id, "body": body}
-            failed.append({**base, "response": response, "error": None})
-        else:
-            failed.append({**base, "response": None, "error": not_run_error(outcome)})
-    if output:
-        batch.output_file_id = state.write_jsonl(
-            PROVIDER,
-            output,
-            filename=f"{batch.id}_output.jsonl",
-            purpose="batch_output",
-            prefix=GROQ_FILE_ID,
-        ).id
-    if failed:
-        batch.error_file_id = state.write_jsonl(
-            PROVIDER,
-            failed,
-            filename=f"{batch.id}_error.jsonl",
-            purpose="batch_output",
-            prefix=GROQ_FILE_ID,
-        ).id
+
+    def answer(line: dict[str, Any], rate: float) -> dict[str, Any]:
+        return response_body(line, created=created, invalid_json_rate=rate)
+
+    output, failed = protocol.outcome_lines(
+        state,
+        batch,
+        answer,
+        request_id=lambda index: f"req_{batch.id}_{index}",
+        refusal=refusal,
+        line_id=lambda index: f"batch_req_{batch.id}_{index}",
+        failure_type="internal_server_error",
+    )
+    protocol.write_results(state, batch, output, failed, prefix=GROQ_FILE_ID)
 
 
 def _not_found(what: str) -> JSONResponse:
-    return error(404, f"{what} not found.", type_="not_found_error", retry=False)
+    return protocol.error(404, f"{what} not found.", type_="not_found_error", retry=False)
+
+
+def purpose_problem(purpose: object) -> str | None:
+    return (
+        None if purpose == "batch" else f"Invalid purpose '{purpose}': only 'batch' is supported."
+    )
 
 
 def routes(state: EmulatorState) -> list[Route]:
@@ -344,47 +255,16 @@ def routes(state: EmulatorState) -> list[Route]:
     refreshed = served.refreshed
     step = served.step
 
-    @step("upload")
-    async def upload(request: Request) -> Response:
-        form = await request.form()
-        upload_file = form.get("file")
-        purpose = form.get("purpose")
-        if upload_file is None or isinstance(upload_file, str):
-            return error(400, "Missing required parameter: 'file'.", param="file", retry=False)
-        if purpose != "batch":
-            return error(
-                400,
-                f"Invalid purpose '{purpose}': only 'batch' is supported.",
-                param="purpose",
-                retry=False,
-            )
-        content = await upload_file.read()
-        if len(content) > MAX_BATCH_FILE_BYTES:
-            return error(400, "File is too large.", retry=False)
-        stored = state.save_file(
-            PROVIDER,
-            content,
-            filename=upload_file.filename or "batch.jsonl",
-            purpose="batch",
-            prefix=GROQ_FILE_ID,
-        )
-        return JSONResponse(file_object(stored))
-
     @step("file")
     async def list_files(request: Request) -> Response:
-        files = [file_object(f) for f in state.files.values() if f.provider == PROVIDER]
+        files = [protocol.file_fields(f) for f in state.files.values() if f.provider == PROVIDER]
         return JSONResponse({"object": "list", "data": files})
 
-    @step("create")
-    async def create_batch(request: Request) -> Response:
-        payload = await request.json()
-        endpoint = payload.get("endpoint")
-        if endpoint not in ENDPOINTS:
-            return error(400, f"Invalid endpoint '{endpoint}'.", param="endpoint", retry=False)
+    async def create_batch(request: Request, payload: dict[str, Any], endpoint: str) -> Response:
         window = payload.get("completion_window")
         hours = window_hours(window)
         if hours is None:
-            return error(
+            return protocol.error(
                 400,
                 f"Invalid completion_window '{window}': use a duration from 24h to 7d.",
                 param="completion_window",
@@ -392,34 +272,25 @@ def routes(state: EmulatorState) -> list[Route]:
             )
         stored = state.get_file(PROVIDER, str(payload.get("input_file_id")))
         if stored is None or stored.purpose != "batch":
-            return error(
-                400,
-                f"Input file '{payload.get('input_file_id')}' not found.",
-                param="input_file_id",
-                retry=False,
-            )
+            return protocol.missing_input_file(payload)
         metadata = payload.get("metadata") or {}
         if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-            return error(
+            return protocol.error(
                 400, "metadata must map strings to strings.", param="metadata", retry=False
             )
         lines, skipped, fatal = validate_lines(stored)
-        batch = state.create_batch(
+        extra = {"completion_window": window, "window_hours": hours}
+        batch = protocol.new_batch(
+            state,
             PROVIDER,
             lines,
-            [line["custom_id"] for line in lines],
+            fatal + skipped if fatal else [],
             metadata=metadata,
             prefix=GROQ_BATCH_ID,
-            extra={
-                "endpoint": endpoint,
-                "input_file_id": stored.id,
-                "completion_window": window,
-                "window_hours": hours,
-            },
+            extra={"endpoint": endpoint, "input_file_id": stored.id, **extra},
         )
-        if fatal:
-            state.fail_batch(batch, fatal + skipped)
-        else:
+        if not fatal:
+            # A line with a bad method is listed, and its batch runs without it.
             batch.errors = skipped
         return JSONResponse(batch_object(state, batch))
 
@@ -429,7 +300,7 @@ def routes(state: EmulatorState) -> list[Route]:
         ids = request.query_params.getlist("id")
         if ids:
             if len(ids) > MAX_LIST_IDS:
-                return error(
+                return protocol.error(
                     400, f"At most {MAX_LIST_IDS} ids may be given.", param="id", retry=False
                 )
             wanted = set(ids)
@@ -456,11 +327,22 @@ def routes(state: EmulatorState) -> list[Route]:
         )
 
     return [
-        *file_and_batch_routes(
-            served, API, file_object=file_object, batch_object=batch_object, not_found=_not_found
+        *protocol.file_and_batch_routes(
+            served,
+            API,
+            file_object=protocol.file_fields,
+            batch_object=batch_object,
+            not_found=_not_found,
         ),
-        Route(f"{API}/files", upload, methods=["POST"]),
+        protocol.upload_route(
+            served,
+            API,
+            max_bytes=lambda: MAX_BATCH_FILE_BYTES,
+            prefix=GROQ_FILE_ID,
+            file_object=protocol.file_fields,
+            purpose_problem=purpose_problem,
+        ),
         Route(f"{API}/files", list_files, methods=["GET"]),
-        Route(f"{API}/batches", create_batch, methods=["POST"]),
+        protocol.create_route(served, API, endpoints=ENDPOINTS, create=create_batch),
         Route(f"{API}/batches", list_batches, methods=["GET"]),
     ]

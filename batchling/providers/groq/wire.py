@@ -13,9 +13,7 @@ from batchling.models import (
     Result,
     ResultError,
     ResultStatus,
-    Status,
 )
-from batchling.providers.groq import INFO
 from batchling.providers.wire import openai_format
 from batchling.structured import ResponseFormat
 
@@ -51,10 +49,6 @@ _EXPIRED_CODES = {"batch_expired", "request_expired", "expired"}
 
 
 _CANCELLED_CODES = {"batch_cancelled", "batch_canceled", "cancelled", "canceled"}
-
-
-def map_status(raw: str) -> Status:
-    return INFO.status_map.get(raw, Status.UNKNOWN)
 
 
 def supports_strict_json_schema(model: str) -> bool:

@@ -31,7 +31,6 @@ from batchling.providers.mistral.wire import (
     CHAT,
     decode_line,
     encode_body,
-    map_status,
 )
 from batchling.providers.wire import openai_format
 from batchling.providers.wire.text_input import refuse_response_format
@@ -277,7 +276,7 @@ class MistralProvider(ProviderBase):
         job = await self.client.batch.jobs.get_async(job_id=ref.batch_id)
         status = str(job.status)
         return BatchSnapshot(
-            status=map_status(status),
+            status=INFO.map_status(status),
             provider_status=status,
             counts=RequestCounts(
                 total=job.total_requests,

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from batchling.emulator import answers, chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 from batchling.emulator.routing import ProviderRoutes
+from batchling.providers.openai_compatible.emulator import file_fields
 
 PROVIDER = "mistral"
 PREFIX = "/mistral"
@@ -125,13 +126,7 @@ def unauthorized(request: Request) -> JSONResponse | None:
 
 def file_object(stored: StoredFile) -> dict[str, Any]:
     extra = stored.extra
-    return {
-        "id": stored.id,
-        "object": "file",
-        "bytes": stored.bytes,
-        "created_at": stored.created_at,
-        "filename": stored.filename,
-        "purpose": stored.purpose,
+    return file_fields(stored) | {
         "sample_type": extra.get("sample_type", "batch_request"),
         "source": extra.get("source", "upload"),
         "num_lines": extra.get("num_lines"),

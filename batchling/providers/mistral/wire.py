@@ -15,7 +15,6 @@ from batchling.models import (
     RawRequest,
     Result,
     ResultError,
-    Status,
 )
 from batchling.providers.mistral import INFO
 from batchling.providers.wire import content, openai_format
@@ -49,10 +48,6 @@ _TOP_LEVEL_ERROR_KINDS = {
     "batch_cancelled": "cancelled",
     "cancelled": "cancelled",
 }
-
-
-def map_status(raw: str) -> Status:
-    return INFO.status_map.get(raw, Status.UNKNOWN)
 
 
 def _request_name(request: RawRequest, custom_id: str) -> str:

@@ -26,7 +26,7 @@ from batchling.providers.wire import openai_format
 from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
-    from openai import AsyncOpenAI
+    from openai import AsyncOpenAI  # noqa: F401 -- the client type the base class is given
 
 
 CHAT = "/v1/chat/completions"
@@ -50,11 +50,7 @@ class OpenAIProvider(FilesAndBatchesProvider["AsyncOpenAI"]):
     info: ClassVar[ProviderInfo] = INFO
 
     sdk_module = "openai"
-
-    def _new_client(self) -> AsyncOpenAI:
-        from openai import AsyncOpenAI
-
-        return AsyncOpenAI(**self.client_options())
+    sdk_client = "AsyncOpenAI"
 
     def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
         custom_id, model, endpoint = line["custom_id"], line["model"], line["endpoint"]

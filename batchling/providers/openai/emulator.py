@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, ids, media
+from batchling.emulator import answers, chat, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
-from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
-from batchling.providers.openai_compatible.emulator import (
-    MAX_REQUESTS,
-    STATUS,
-    error,
-    file_and_batch_routes,
-    not_run_error,
-    phase_timestamps,
-)
+from batchling.emulator.routing import ProviderRoutes
+from batchling.providers.openai_compatible import emulator as protocol
 
 PROVIDER = "openai"
 PREFIX = "/openai"
@@ -55,13 +49,7 @@ def exports(base: str) -> dict[str, str]:
 
 
 def file_object(stored: StoredFile) -> dict[str, Any]:
-    return {
-        "id": stored.id,
-        "object": "file",
-        "bytes": stored.bytes,
-        "created_at": stored.created_at,
-        "filename": stored.filename,
-        "purpose": stored.purpose,
+    return protocol.file_fields(stored) | {
         "status": "processed",
         "expires_at": stored.created_at + 30 * 86400,
         "status_details": None,
@@ -69,30 +57,10 @@ def file_object(stored: StoredFile) -> dict[str, Any]:
 
 
 def batch_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
-    counts = batch.counts()
-    done = state.done_count(batch) if not batch.phase.terminal else batch.total
-    completed = counts["succeeded"] if batch.phase.terminal else done
-    obj: dict[str, Any] = {
-        "id": batch.id,
-        "object": "batch",
-        "endpoint": batch.extra["endpoint"],
+    obj = protocol.batch_fields(state, batch, status=protocol.STATUS[batch.phase]) | {
         "model": batch.extra.get("model"),
-        "errors": {"object": "list", "data": batch.errors} if batch.errors else None,
-        "input_file_id": batch.extra["input_file_id"],
-        "completion_window": "24h",
-        "status": STATUS[batch.phase],
-        "output_file_id": batch.output_file_id,
-        "error_file_id": batch.error_file_id,
-        "created_at": int(batch.created_at),
         "expires_at": int(batch.created_at) + 86400,
-        "request_counts": {
-            "total": batch.total,
-            "completed": completed,
-            "failed": counts["failed"] + counts["expired"] + counts["cancelled"],
-        },
-        "metadata": batch.metadata or None,
     }
-    obj.update(phase_timestamps(batch))
     if batch.phase.terminal and batch.outcomes:
         obj["usage"] = batch.extra.get("usage")
     return obj
@@ -129,96 +97,53 @@ ORGANIZATION = "org-emulator"
 MAX_BATCH_FILE_BYTES = 200_000_000
 
 
+WORDING = protocol.FileWording(
+    too_many=lambda count, limit: (
+        f"The batch input file holds {count:,} requests; a batch takes at most {limit:,}."
+    )
+)
+
+
+def _line_problem(line: Any, endpoint: str, seen: set[str]) -> protocol.Problem | None:
+    """(code, message, param) of a line that fails the batch, or None."""
+    custom_id = line.get("custom_id") if isinstance(line, dict) else None
+    if not isinstance(custom_id, str):
+        return "missing_required_parameter", "Missing required parameter: 'custom_id'.", "custom_id"
+    if custom_id in seen:
+        return "duplicate_custom_id", f"The custom_id '{custom_id}' is duplicated.", "custom_id"
+    if line.get("method") != "POST":
+        return "invalid_value", "Only POST is supported.", "method"
+    if line.get("url") != endpoint:
+        message = f"The url '{line.get('url')}' does not match the batch endpoint '{endpoint}'."
+        return "mismatched_url", message, "url"
+    if not isinstance(line.get("body"), dict):
+        return "missing_required_parameter", "Missing required parameter: 'body'.", "body"
+    return None
+
+
 def _validate_lines(
     stored: StoredFile, endpoint: str
 ) -> tuple[StoredLines, list[dict[str, Any]], str | None]:
     """(the valid lines, the errors, the first line's model), streaming through the file."""
     custom_ids: list[str] = []
-    model: str | None = None
-    errors: list[dict[str, Any]] = []
+    models: list[str | None] = []
     seen: set[str] = set()
-    for number, line in numbered_lines(stored, orjson.loads):
-        if line is NOT_JSON:
-            errors.append(
-                {
-                    "code": "invalid_json_line",
-                    "message": "This line is not parseable as valid JSON.",
-                    "param": None,
-                    "line": number,
-                }
-            )
-            continue
-        custom_id = line.get("custom_id") if isinstance(line, dict) else None
-        if not isinstance(custom_id, str):
-            errors.append(
-                {
-                    "code": "missing_required_parameter",
-                    "message": "Missing required parameter: 'custom_id'.",
-                    "param": "custom_id",
-                    "line": number,
-                }
-            )
-        elif custom_id in seen:
-            errors.append(
-                {
-                    "code": "duplicate_custom_id",
-                    "message": f"The custom_id '{custom_id}' is duplicated.",
-                    "param": "custom_id",
-                    "line": number,
-                }
-            )
-        elif line.get("method") != "POST":
-            errors.append(
-                {
-                    "code": "invalid_value",
-                    "message": "Only POST is supported.",
-                    "param": "method",
-                    "line": number,
-                }
-            )
-        elif line.get("url") != endpoint:
-            errors.append(
-                {
-                    "code": "mismatched_url",
-                    "message": f"The url '{line.get('url')}' does not match the batch endpoint '{endpoint}'.",
-                    "param": "url",
-                    "line": number,
-                }
-            )
-        elif not isinstance(line.get("body"), dict):
-            errors.append(
-                {
-                    "code": "missing_required_parameter",
-                    "message": "Missing required parameter: 'body'.",
-                    "param": "body",
-                    "line": number,
-                }
-            )
-        else:
-            seen.add(custom_id)
-            if not custom_ids:
-                model = line["body"].get("model")
-            custom_ids.append(custom_id)
-    if len(custom_ids) > MAX_REQUESTS:
-        errors.append(
-            {
-                "code": "too_many_tasks",
-                "message": f"The batch input file holds {len(custom_ids):,} requests; "
-                f"a batch takes at most {MAX_REQUESTS:,}.",
-                "param": None,
-                "line": None,
-            }
-        )
-    if not custom_ids and not errors:
-        errors.append(
-            {
-                "code": "empty_file",
-                "message": "The input file is empty.",
-                "param": None,
-                "line": None,
-            }
-        )
-    return StoredLines(stored, custom_ids), errors, model
+
+    def accept(line: dict[str, Any], number: int) -> bool:
+        seen.add(line["custom_id"])
+        if not custom_ids:
+            models.append(line["body"].get("model"))
+        custom_ids.append(line["custom_id"])
+        return True
+
+    errors = protocol.file_errors(
+        stored,
+        lambda line: _line_problem(line, endpoint, seen),
+        accept,
+        wording=WORDING,
+        loads=orjson.loads,
+    )
+    return StoredLines(stored, custom_ids), errors, models[0] if models else None
 
 
 def enqueued_tokens(lines: Iterable[dict[str, Any]]) -> int:
@@ -234,7 +159,7 @@ def enqueued_tokens(lines: Iterable[dict[str, Any]]) -> int:
 
 
 def token_limit_error(model: str, limit: int) -> dict[str, Any]:
-    # The live error as quoted in openai/openai-python#2084: a batch failed in validation.
+    # The live protocol.error as quoted in openai/openai-python#2084: a batch failed in validation.
     return {
         "code": "token_limit_exceeded",
         "line": None,
@@ -450,21 +375,13 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
         outcome == "succeeded" and index not in refused
         for index, outcome in enumerate(batch.outcomes)
     ):
-        batch.output_file_id = state.write_jsonl(
-            PROVIDER,
-            output(),
-            filename=f"{batch.id}_output.jsonl",
-            purpose="batch_output",
-            prefix=ids.openai_file,
-        ).id
+        batch.output_file_id = protocol.write_result_file(
+            state, batch, "output", output(), prefix=protocol.file_id
+        )
     if refused or any(outcome != "succeeded" for outcome in batch.outcomes):
-        batch.error_file_id = state.write_jsonl(
-            PROVIDER,
-            failed(),
-            filename=f"{batch.id}_error.jsonl",
-            purpose="batch_output",
-            prefix=ids.openai_file,
-        ).id
+        batch.error_file_id = protocol.write_result_file(
+            state, batch, "error", failed(), prefix=protocol.file_id
+        )
     usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
     batch.extra["usage"] = {
         **usage,
@@ -486,7 +403,72 @@ def _failed_line(batch: EmulatedBatch, index: int, custom_id: str, outcome: str)
             "response": {"status_code": 500, "request_id": f"req_{index}", "body": body},
             "error": None,
         }
-    return {**base, "response": None, "error": not_run_error(outcome)}
+    return {**base, "response": None, "error": protocol.not_run_error(outcome)}
+
+
+def purpose_problem(purpose: object) -> str | None:
+    """Any purpose is taken (fine-tune, vision, ...); only a missing one is refused."""
+    if isinstance(purpose, str) and purpose:
+        return None
+    return "Missing required parameter: 'purpose'."
+
+
+def _unauthorized() -> JSONResponse:
+    # https://platform.openai.com/docs/guides/error-codes: 401 without a valid key.
+    return JSONResponse(
+        chat.error_body("You didn't provide an API key.", code="invalid_api_key"), status_code=401
+    )
+
+
+def _chunks(answer: dict[str, Any]) -> Iterator[bytes]:
+    """The answer as `chat.completion.chunk` events, then `data: [DONE]`."""
+    base = {k: answer[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    choice = answer["choices"][0]
+    deltas = [
+        {
+            "index": 0,
+            "delta": {"role": "assistant", "content": choice["message"]["content"]},
+            "finish_reason": None,
+        },
+        {"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]},
+    ]
+    for delta in deltas:
+        yield b"data: " + orjson.dumps(base | {"choices": [delta]}) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+def direct_chat_route(state: EmulatorState) -> Route:
+    """POST /v1/chat/completions answered at once (or streamed with `stream: true`), so that
+    calls a capture passes through (outside it, streaming, past a deadline) have somewhere to
+    go: https://platform.openai.com/docs/api-reference/chat/create and .../chat-streaming."""
+
+    async def chat_completions(request: Request) -> Response:
+        if (fault := await state.before(PROVIDER, "direct")) is not None:
+            return fault
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            return _unauthorized()
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return JSONResponse(chat.error_body("The body is not valid JSON."), status_code=400)
+        if not isinstance(body, dict) or not body.get("model") or not body.get("messages"):
+            return JSONResponse(
+                chat.error_body("'model' and 'messages' are required properties."), status_code=400
+            )
+        # The parts a batch line's body may hold are those the endpoint takes (same checks).
+        problem = media.openai_chat_problem(body, files=True)
+        if problem is not None:
+            return JSONResponse(chat.error_body(problem), status_code=400)
+        seed = orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
+        answer = chat.chat_completion(
+            body, custom_id=chat.short_id("direct-", seed), created=int(time.time())
+        )
+        answer["choices"][0]["message"]["refusal"] = None
+        if body.get("stream") is True:
+            return StreamingResponse(_chunks(answer), media_type="text/event-stream")
+        return JSONResponse(answer)
+
+    return Route("/v1/chat/completions", chat_completions, methods=["POST"])
 
 
 def routes(state: EmulatorState) -> list[Route]:
@@ -494,33 +476,51 @@ def routes(state: EmulatorState) -> list[Route]:
 
     def not_found(what: str) -> Response:
         message = "No such File object." if what == "File" else "No batch found with that id."
-        return error(404, message, retry=False)
+        return protocol.error(404, message, retry=False)
 
     refreshed = served.refreshed
     step = served.step
 
-    @step("upload")
-    async def upload(request: Request) -> Response:
-        form = await request.form()
-        upload_file = form.get("file")
-        purpose = form.get("purpose")
-        if upload_file is None or isinstance(upload_file, str):
-            return error(400, "Missing required parameter: 'file'.", param="file", retry=False)
-        if not isinstance(purpose, str) or not purpose:
-            return error(
-                400, "Missing required parameter: 'purpose'.", param="purpose", retry=False
+    async def create_batch(request: Request, payload: dict[str, Any], endpoint: str) -> Response:
+        if payload.get("completion_window") != "24h":
+            return protocol.error(
+                400, "completion_window must be '24h'.", param="completion_window", retry=False
             )
-        content = await upload_file.read()
-        if purpose == "batch" and len(content) > MAX_BATCH_FILE_BYTES:
-            return error(400, "File is too large.", retry=False)
-        stored = state.save_file(
+        stored = state.get_file(PROVIDER, str(payload.get("input_file_id")))
+        if stored is None:
+            return protocol.missing_input_file(payload)
+        metadata = payload.get("metadata") or {}
+        if len(metadata) > 16:
+            return protocol.error(
+                400, "metadata may hold at most 16 pairs.", param="metadata", retry=False
+            )
+        lines, errors, model = _validate_lines(stored, endpoint)
+        limit = state.config.enqueued_token_limit
+        tokens = enqueued_tokens(lines) if limit is not None and not errors else 0
+        if limit is not None and not errors:
+            queued = sum(
+                b.extra.get("enqueued_tokens", 0)
+                for b in state.list_batches(PROVIDER)
+                if b.extra.get("model") == model and not refreshed(b).phase.terminal
+            )
+            if queued + tokens > limit:
+                errors = [token_limit_error(str(model), limit)]
+        batch = protocol.new_batch(
+            state,
             PROVIDER,
-            content,
-            filename=upload_file.filename or "upload.jsonl",
-            purpose=purpose,
-            prefix=ids.openai_file,
+            lines,
+            errors,
+            custom_ids=lines.custom_ids,
+            metadata=metadata,
+            prefix=protocol.batch_id,
+            extra={
+                "endpoint": endpoint,
+                "input_file_id": stored.id,
+                "model": model,
+                "enqueued_tokens": tokens,
+            },
         )
-        return JSONResponse(file_object(stored))
+        return JSONResponse(batch_object(state, batch))
 
     @step("list")
     async def list_files(request: Request) -> Response:
@@ -537,89 +537,21 @@ def routes(state: EmulatorState) -> list[Route]:
             ids = [f.id for f in files]
             files = files[ids.index(after) + 1 :] if after in ids else []
         page = [file_object(f) for f in files[:limit]]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": page,
-                "first_id": page[0]["id"] if page else None,
-                "last_id": page[-1]["id"] if page else None,
-                "has_more": len(files) > limit,
-            }
-        )
-
-    @step("create")
-    async def create_batch(request: Request) -> Response:
-        payload = await request.json()
-        endpoint = payload.get("endpoint")
-        if endpoint not in ENDPOINTS:
-            return error(400, f"Invalid endpoint '{endpoint}'.", param="endpoint", retry=False)
-        if payload.get("completion_window") != "24h":
-            return error(
-                400, "completion_window must be '24h'.", param="completion_window", retry=False
-            )
-        stored = state.get_file(PROVIDER, str(payload.get("input_file_id")))
-        if stored is None:
-            return error(
-                400,
-                f"Input file '{payload.get('input_file_id')}' not found.",
-                param="input_file_id",
-                retry=False,
-            )
-        metadata = payload.get("metadata") or {}
-        if len(metadata) > 16:
-            return error(400, "metadata may hold at most 16 pairs.", param="metadata", retry=False)
-        lines, errors, model = _validate_lines(stored, endpoint)
-        limit = state.config.enqueued_token_limit
-        tokens = enqueued_tokens(lines) if limit is not None and not errors else 0
-        if limit is not None and not errors:
-            queued = sum(
-                b.extra.get("enqueued_tokens", 0)
-                for b in state.list_batches(PROVIDER)
-                if b.extra.get("model") == model and not refreshed(b).phase.terminal
-            )
-            if queued + tokens > limit:
-                errors = [token_limit_error(str(model), limit)]
-        batch = state.create_batch(
-            PROVIDER,
-            lines,
-            lines.custom_ids,
-            metadata=metadata,
-            extra={
-                "endpoint": endpoint,
-                "input_file_id": stored.id,
-                "model": model,
-                "enqueued_tokens": tokens,
-            },
-            prefix=ids.openai_batch,
-        )
-        if errors:
-            state.fail_batch(batch, errors)
-        return JSONResponse(batch_object(state, batch))
-
-    @step("list")
-    async def list_batches(request: Request) -> Response:
-        limit = max(1, min(100, int(request.query_params.get("limit", 20))))
-        after = request.query_params.get("after")
-        batches = sorted(state.list_batches(PROVIDER), key=lambda b: b.id, reverse=True)
-        if after:
-            batches = [b for b in batches if b.id < after]
-        page = [batch_object(state, refreshed(b)) for b in batches[:limit]]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": page,
-                "first_id": page[0]["id"] if page else None,
-                "last_id": page[-1]["id"] if page else None,
-                "has_more": len(batches) > limit,
-            }
-        )
+        return protocol.list_page(page, has_more=len(files) > limit)
 
     return [
-        *file_and_batch_routes(
-            served, "/v1", file_object=file_object, batch_object=batch_object, not_found=not_found
+        direct_chat_route(state),
+        *protocol.all_routes(
+            served,
+            "/v1",
+            file_object=file_object,
+            batch_object=batch_object,
+            not_found=not_found,
+            max_bytes=lambda: MAX_BATCH_FILE_BYTES,
+            file_prefix=protocol.file_id,
+            list_files=list_files,
+            endpoints=ENDPOINTS,
+            create_batch=create_batch,
+            purpose_problem=purpose_problem,
         ),
-        Route("/v1/files", upload, methods=["POST"]),
-        Route("/v1/files", list_files, methods=["GET"]),
-        Route("/v1/batches", create_batch, methods=["POST"]),
-        Route("/v1/batches", list_batches, methods=["GET"]),
     ]

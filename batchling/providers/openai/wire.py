@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchling.models import RawRequest, Status
+from batchling.models import RawRequest
 from batchling.providers.openai import INFO
 from batchling.providers.wire import openai_format
 from batchling.providers.wire.text_input import (
@@ -19,10 +19,6 @@ EMBEDDINGS = "/v1/embeddings"
 
 
 MODERATIONS = "/v1/moderations"
-
-
-def map_status(raw: str) -> Status:
-    return INFO.status_map.get(raw, Status.UNKNOWN)
 
 
 def encode_body(

@@ -35,8 +35,15 @@ class FilesAndBatchesProvider(SdkClientProvider[ClientT]):
     sdk_module: ClassVar[str]
     """The SDK's import name: its BadRequestError, ConflictError and NotFoundError are used."""
 
+    sdk_client: ClassVar[str]
+    """The SDK's async client class, built with `client_options()`."""
+
     def sdk(self) -> ModuleType:
         return importlib.import_module(self.sdk_module)
+
+    def _new_client(self) -> ClientT:
+        client: ClientT = getattr(self.sdk(), self.sdk_client)(**self.client_options())
+        return client
 
     def decode_record(self, line: dict[str, Any]) -> ResultRecord:
         # The common line (a chat completion that succeeded) straight to its record.

@@ -5,17 +5,19 @@ quirks. Like every emulator module, it reads the documentation, not the adapters
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import chat
+from batchling.emulator import chat, ids
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 from batchling.emulator.ids import IdFormat
-from batchling.emulator.routing import ProviderRoutes
+from batchling.emulator.routing import NOT_JSON, Handler, ProviderRoutes, numbered_lines
 
 STATUS = {
     Phase.VALIDATING: "validating",
@@ -45,6 +47,17 @@ FileObject = Callable[[StoredFile], dict[str, Any]]
 BatchObject = Callable[[EmulatorState, EmulatedBatch], dict[str, Any]]
 NotFound = Callable[[str], Response]
 """'File' or 'Batch' -> the provider's 404."""
+
+
+def file_id(sequence: int) -> str:
+    """`file-` and 22 letters and digits, as "file-2Ycrm6KrJu3fxtPYFTQy6x"."""
+    noise = ids.salted(sequence, "file")
+    return f"file-{ids.digits(sequence, ids.BASE62, 6)}{ids.digits(noise, ids.BASE62, 16)}"
+
+
+def batch_id(sequence: int) -> str:
+    """`batch_` and 32 hex digits, as "batch_67f0c1b2d2c881908f9e3b8a4b1c2d3e"."""
+    return f"batch_{sequence:08x}{ids.salted(sequence, 'batch'):032x}"[:38]
 
 
 def error(
@@ -139,6 +152,51 @@ def file_and_batch_routes(
     ]
 
 
+def file_fields(stored: StoredFile) -> dict[str, Any]:
+    """The fields of OpenAI's file object every service speaking the protocol answers with."""
+    return {
+        "id": stored.id,
+        "object": "file",
+        "bytes": stored.bytes,
+        "created_at": stored.created_at,
+        "filename": stored.filename,
+        "purpose": stored.purpose,
+    }
+
+
+def missing_input_file(payload: dict[str, Any]) -> JSONResponse:
+    """A batch created on a file the service does not hold (or not as a batch input)."""
+    message = f"Input file '{payload.get('input_file_id')}' not found."
+    return error(400, message, param="input_file_id", retry=False)
+
+
+def invalid_endpoint(endpoint: object) -> JSONResponse:
+    return error(400, f"Invalid endpoint '{endpoint}'.", param="endpoint", retry=False)
+
+
+def new_batch(
+    state: EmulatorState,
+    provider: str,
+    lines: Sequence[dict[str, Any]],
+    errors: list[dict[str, Any]],
+    *,
+    metadata: dict[str, Any],
+    prefix: IdFormat,
+    extra: dict[str, Any],
+    custom_ids: list[str] | None = None,
+) -> EmulatedBatch:
+    """A batch of `lines`, failed at once when its input file had `errors` (the services create
+    the batch and fail it in validation)."""
+    if custom_ids is None:
+        custom_ids = [line["custom_id"] for line in lines]
+    batch = state.create_batch(
+        provider, lines, custom_ids, metadata=metadata, prefix=prefix, extra=extra
+    )
+    if errors:
+        state.fail_batch(batch, errors)
+    return batch
+
+
 def batch_fields(state: EmulatorState, batch: EmulatedBatch, *, status: str) -> dict[str, Any]:
     """The fields of OpenAI's batch object every service speaking the protocol answers with
     (a service adds its own), `status` as the service spells it."""
@@ -167,25 +225,40 @@ def batch_fields(state: EmulatorState, batch: EmulatedBatch, *, status: str) -> 
 
 Answer = Callable[[dict[str, Any], float], dict[str, Any]]
 """(an input line, its broken-JSON rate) -> the response body of a request that succeeded."""
+Refusal = Callable[[dict[str, Any], float], dict[str, Any] | None]
+"""(an input line, its broken-JSON rate) -> the 400 body of a request the service refuses as it
+runs, or None."""
 
 
 def outcome_lines(
-    state: EmulatorState, batch: EmulatedBatch, answer: Answer, *, request_id: Callable[[int], str]
+    state: EmulatorState,
+    batch: EmulatedBatch,
+    answer: Answer,
+    *,
+    request_id: Callable[[int], str],
+    refusal: Refusal | None = None,
+    line_id: Callable[[int], str] = lambda index: f"batch_req_{index}",
+    failure_type: str = "server_error",
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(output lines, error lines) of a batch that just ended: an answer for each request that
-    succeeded, a 500 for each that failed, OpenAI's `error` for each that never ran."""
+    succeeded (or the service's 400 when it refuses one), a 500 for each that failed, OpenAI's
+    `error` for each that never ran."""
     output: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     for index, (line, outcome) in enumerate(zip(batch.lines, batch.outcomes, strict=True)):
         custom_id = line["custom_id"]
-        base = {"id": f"batch_req_{index}", "custom_id": custom_id}
+        base = {"id": line_id(index), "custom_id": custom_id}
         if outcome == "succeeded":
-            body = answer(line, state.json_break_rate(batch, custom_id))
-            response = {"status_code": 200, "request_id": request_id(index), "body": body}
-            output.append({**base, "response": response, "error": None})
+            rate = state.json_break_rate(batch, custom_id)
+            refused = refusal(line, rate) if refusal is not None else None
+            status, body = (200, answer(line, rate)) if refused is None else (400, refused)
+            response = {"status_code": status, "request_id": request_id(index), "body": body}
+            (output if refused is None else failed).append(
+                {**base, "response": response, "error": None}
+            )
         elif outcome == "failed":
             message = f"Emulated failure for request '{custom_id}'."
-            body = chat.error_body(message, type_="server_error", code="emulated_failure")
+            body = chat.error_body(message, type_=failure_type, code="emulated_failure")
             response = {"status_code": 500, "request_id": request_id(index), "body": body}
             failed.append({**base, "response": response, "error": None})
         else:
@@ -193,40 +266,233 @@ def outcome_lines(
     return output, failed
 
 
-def line_error(code: str, message: str, line: int | None) -> dict[str, Any]:
+def write_result_file(
+    state: EmulatorState,
+    batch: EmulatedBatch,
+    name: str,
+    rows: Iterable[dict[str, Any]],
+    *,
+    prefix: str | IdFormat = "file-",
+) -> str:
+    """The id of the batch's result file `name` ("output" or "error"), streamed from `rows`."""
+    return state.write_jsonl(
+        batch.provider,
+        rows,
+        filename=f"{batch.id}_{name}.jsonl",
+        purpose="batch_output",
+        prefix=prefix,
+    ).id
+
+
+def write_results(
+    state: EmulatorState,
+    batch: EmulatedBatch,
+    output: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    *,
+    prefix: str | IdFormat = "file-",
+    error_file_always: bool = False,
+) -> None:
+    """The batch's output file and error file, each written when it has lines (the error file
+    always, for a service that writes it empty)."""
+    if output:
+        batch.output_file_id = write_result_file(state, batch, "output", output, prefix=prefix)
+    if failed or error_file_always:
+        batch.error_file_id = write_result_file(state, batch, "error", failed, prefix=prefix)
+
+
+def line_error(
+    code: str, message: str, line: int | None, *, param: str | None = None
+) -> dict[str, Any]:
     """One entry of a failed batch's `errors.data`."""
-    return {"code": code, "message": message, "param": None, "line": line}
+    return {"code": code, "message": message, "param": param, "line": line}
+
+
+PurposeCheck = Callable[[object], str | None]
+"""A file's `purpose` -> why the service refuses it, or None."""
+
+
+def batch_purpose_only(purpose: object) -> str | None:
+    return None if purpose == "batch" else f"Invalid value for purpose: '{purpose}'."
+
+
+Problem = tuple[str, str, str | None]
+"""(code, message, param) of a line that fails its batch."""
+
+
+def too_many_message(count: int, limit: int) -> str:
+    return f"The input file holds {count:,} requests; a batch takes at most {limit:,}."
+
+
+@dataclass(frozen=True)
+class FileWording:
+    """How a service words its refusal of an input file as a whole."""
+
+    not_json: str = "This line is not parseable as valid JSON."
+    too_many: Callable[[int, int], str] = too_many_message
+    empty: str = "The input file is empty."
+
+
+def file_errors(
+    stored: StoredFile,
+    problem: Callable[[Any], Problem | None],
+    accept: Callable[[dict[str, Any], int], bool],
+    *,
+    max_requests: int = MAX_REQUESTS,
+    wording: FileWording = FileWording(),
+    loads: Callable[[bytes], Any] = json.loads,
+) -> list[dict[str, Any]]:
+    """The errors that fail a batch of `stored`, read line by line: each line's `problem`, or
+    it goes with its number to `accept` (True when it counts as a request); then more than `max_requests`
+    requests, or none, fail the whole file."""
+    errors: list[dict[str, Any]] = []
+    count = 0
+    for number, line in numbered_lines(stored, loads):
+        if line is NOT_JSON:
+            errors.append(line_error("invalid_json_line", wording.not_json, number))
+        elif (found := problem(line)) is not None:
+            code, message, param = found
+            errors.append(line_error(code, message, number, param=param))
+        elif accept(line, number):
+            count += 1
+    if count > max_requests:
+        errors.append(line_error("too_many_tasks", wording.too_many(count, max_requests), None))
+    if not count and not errors:
+        errors.append(line_error("empty_file", wording.empty, None))
+    return errors
+
+
+def kept_lines(
+    stored: StoredFile,
+    problem: Callable[[Any, list[dict[str, Any]], set[str]], Problem | None],
+    *,
+    max_requests: int = MAX_REQUESTS,
+    wording: FileWording = FileWording(),
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the lines, the errors that fail the batch) of a file whose lines are all kept in memory:
+    `problem` sees each line with the lines kept so far and their custom ids."""
+    lines: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def accept(line: dict[str, Any], number: int) -> bool:
+        seen.add(line["custom_id"])
+        lines.append(line)
+        return True
+
+    errors = file_errors(
+        stored,
+        lambda line: problem(line, lines, seen),
+        accept,
+        max_requests=max_requests,
+        wording=wording,
+    )
+    return lines, errors
 
 
 def upload_route(
-    served: ProviderRoutes, api: str, *, max_bytes: int, prefix: IdFormat, file_object: FileObject
+    served: ProviderRoutes,
+    api: str,
+    *,
+    max_bytes: Callable[[], int],
+    prefix: IdFormat,
+    file_object: FileObject,
+    purpose_problem: PurposeCheck = batch_purpose_only,
 ) -> Route:
-    """POST {api}/files: a batch input file (`purpose` "batch"), refused above `max_bytes` with
-    OpenAI's live "File is too large." (bespokelabsai/curator#111)."""
+    """POST {api}/files: an input file whose `purpose` the service takes (by default "batch"
+    only), a batch file refused above `max_bytes()` (read at each upload) with OpenAI's live "File is too large."
+    (bespokelabsai/curator#111)."""
     state, provider = served.state, served.provider
 
     @served.step("upload")
     async def upload(request: Request) -> Response:
         form = await request.form()
         upload_file = form.get("file")
+        purpose = form.get("purpose")
         if upload_file is None or isinstance(upload_file, str):
             return error(400, "Missing required parameter: 'file'.", param="file", retry=False)
-        if form.get("purpose") != "batch":
-            message = f"Invalid value for purpose: '{form.get('purpose')}'."
-            return error(400, message, param="purpose", retry=False)
+        if (problem := purpose_problem(purpose)) is not None:
+            return error(400, problem, param="purpose", retry=False)
         content = await upload_file.read()
-        if len(content) > max_bytes:
+        if purpose == "batch" and len(content) > max_bytes():
             return error(400, "File is too large.", retry=False)
         stored = state.save_file(
             provider,
             content,
             filename=upload_file.filename or "batch.jsonl",
-            purpose="batch",
+            purpose=str(purpose),
             prefix=prefix,
         )
         return JSONResponse(file_object(stored))
 
     return Route(f"{api}/files", upload, methods=["POST"])
+
+
+Creator = Callable[[Request, dict[str, Any], str], Awaitable[Response]]
+"""(the request, its JSON body, its endpoint, one the service runs) -> the created batch."""
+
+
+def create_route(
+    served: ProviderRoutes, api: str, *, endpoints: Collection[str], create: Creator
+) -> Route:
+    """POST {api}/batches: the body read and its `endpoint` checked, then the service's own
+    `create`."""
+
+    @served.step("create")
+    async def create_batch(request: Request) -> Response:
+        payload = await request.json()
+        endpoint = payload.get("endpoint")
+        if endpoint not in endpoints:
+            return invalid_endpoint(endpoint)
+        return await create(request, payload, endpoint)
+
+    return Route(f"{api}/batches", create_batch, methods=["POST"])
+
+
+def all_routes(
+    served: ProviderRoutes,
+    api: str,
+    *,
+    file_object: FileObject,
+    batch_object: BatchObject,
+    not_found: NotFound,
+    max_bytes: Callable[[], int],
+    file_prefix: IdFormat,
+    list_files: Handler,
+    endpoints: Collection[str],
+    create_batch: Creator,
+    purpose_problem: PurposeCheck = batch_purpose_only,
+) -> list[Route]:
+    """Every route of the protocol under `api`: the shared ones, and the service's own file list
+    and batch creation."""
+    return [
+        *file_and_batch_routes(
+            served, api, file_object=file_object, batch_object=batch_object, not_found=not_found
+        ),
+        upload_route(
+            served,
+            api,
+            max_bytes=max_bytes,
+            prefix=file_prefix,
+            file_object=file_object,
+            purpose_problem=purpose_problem,
+        ),
+        Route(f"{api}/files", list_files, methods=["GET"]),
+        create_route(served, api, endpoints=endpoints, create=create_batch),
+        batch_list_route(served, api, batch_object=batch_object),
+    ]
+
+
+def list_page(page: list[dict[str, Any]], *, has_more: bool) -> JSONResponse:
+    """OpenAI's page of a list: its objects, the first and last ids, whether more follow."""
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": has_more,
+        }
+    )
 
 
 def batch_list_route(served: ProviderRoutes, api: str, *, batch_object: BatchObject) -> Route:
@@ -241,14 +507,6 @@ def batch_list_route(served: ProviderRoutes, api: str, *, batch_object: BatchObj
         if after:
             batches = [b for b in batches if b.id < after]
         page = [batch_object(state, served.refreshed(b)) for b in batches[:limit]]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": page,
-                "first_id": page[0]["id"] if page else None,
-                "last_id": page[-1]["id"] if page else None,
-                "has_more": len(batches) > limit,
-            }
-        )
+        return list_page(page, has_more=len(batches) > limit)
 
     return Route(f"{api}/batches", list_batches, methods=["GET"])

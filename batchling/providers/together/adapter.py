@@ -34,7 +34,7 @@ from batchling.providers.together.wire import (
 )
 
 if TYPE_CHECKING:
-    from together import AsyncTogether
+    from together import AsyncTogether  # noqa: F401 -- the client type the base class is given
 
 
 # The storage PUT of an upload goes through the SDK's bare httpx client, which never retries.
@@ -82,6 +82,7 @@ class TogetherProvider(FilesAndBatchesProvider["AsyncTogether"]):
     info: ClassVar[ProviderInfo] = INFO
 
     sdk_module = "together"
+    sdk_client = "AsyncTogether"
     # Together's lines are not OpenAI's: no direct record of a chat line.
     decode_record = ProviderBase.decode_record
 
@@ -89,21 +90,8 @@ class TogetherProvider(FilesAndBatchesProvider["AsyncTogether"]):
         super().__init__(api_key=api_key, base_url=base_url)
         self._request_totals: dict[str, int | None] = {}
 
-    def _new_client(self) -> AsyncTogether:
-        from together import AsyncTogether
-
-        return AsyncTogether(**self.client_options())
-
     def encode(self, request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
-        custom_id, model, endpoint = line["custom_id"], line["model"], line["endpoint"]
-        response_format = line.get("response_format")
-        return encode_line(
-            request,
-            custom_id=custom_id,
-            model=model,
-            endpoint=endpoint,
-            response_format=response_format,
-        )
+        return encode_line(request, **line)
 
     def decode(self, line: dict[str, Any]) -> Result:
         return decode_line(line)

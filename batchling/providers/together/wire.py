@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import Unpack
+
 from batchling.errors import InputError
-from batchling.models import ImagePart, RawRequest, RequestCounts, Result, Status
-from batchling.providers.base import (
-    BatchSnapshot,
-)
+from batchling.models import ImagePart, RawRequest, RequestCounts, Result
+from batchling.providers.base import BatchSnapshot, EncodeArgs
 from batchling.providers.together import INFO
 from batchling.providers.wire import openai_format
-from batchling.structured import ResponseFormat
 
 if TYPE_CHECKING:
     from together.types import BatchJob
@@ -40,19 +39,10 @@ NOT_FOR_BATCH = frozenset(
 )
 
 
-def map_status(raw: str) -> Status:
-    return INFO.status_map.get(raw, Status.UNKNOWN)
-
-
-def encode_line(
-    request: RawRequest,
-    *,
-    custom_id: str,
-    model: str,
-    endpoint: str,
-    response_format: ResponseFormat | None = None,
-) -> dict[str, Any]:
+def encode_line(request: RawRequest, **line: Unpack[EncodeArgs]) -> dict[str, Any]:
     """One Together chat batch line: OpenAI's body, but no `method` or `url`."""
+    custom_id, model, endpoint = line["custom_id"], line["model"], line["endpoint"]
+    response_format = line.get("response_format")
     name = f"Request '{request.id or custom_id}'"
     if model in NOT_FOR_BATCH:
         raise InputError(
@@ -78,7 +68,7 @@ def encode_line(
                     f"{name}: Together has no image 'detail' setting. Remove 'detail' from "
                     "its image parts."
                 )
-    line = {
+    encoded = {
         "custom_id": custom_id,
         "body": openai_format.add_response_format(
             openai_format.encode_chat_body(
@@ -93,14 +83,14 @@ def encode_line(
             chat_endpoint=CHAT,
         ),
     }
-    size = len(json.dumps(line).encode())
+    size = len(json.dumps(encoded).encode())
     if size > MAX_LINE_BYTES:
         raise InputError(
             f"{name} is {size / 1e6:.1f} MB once encoded; Together takes at most "
             f"{MAX_LINE_BYTES // 1_000_000} MB a line (inline images included). "
             "Use smaller images or image URLs."
         )
-    return line
+    return encoded
 
 
 def decode_line(line: dict[str, Any]) -> Result:
@@ -136,7 +126,7 @@ def snapshot_of(job: BatchJob, total: int | None) -> BatchSnapshot:
         # Successes and per-request failures are told apart only by the result files.
         counts = RequestCounts(total=total, completed=min(done, total))
     return BatchSnapshot(
-        status=map_status(status),
+        status=INFO.map_status(status),
         provider_status=status,
         counts=counts,
         output_file_id=job.output_file_id or None,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from typing_extensions import Unpack
 
 from batchling.errors import InputError
 from batchling.models import (
@@ -22,6 +24,9 @@ from batchling.models import (
 from batchling.providers.wire import content
 from batchling.records import ResultRecord
 from batchling.structured import ResponseFormat, strict_json_schema
+
+if TYPE_CHECKING:
+    from batchling.providers.base import EncodeArgs
 
 OPENAI_IMAGE_TYPES = content.COMMON_IMAGE_TYPES
 
@@ -206,6 +211,48 @@ def encode_chat_body(
             request, provider=provider, custom_id=custom_id or "?"
         )
     return body
+
+
+@dataclass(frozen=True)
+class ChatOnlyService:
+    """A service batchling sends chat requests only, as its lines need them."""
+
+    name: str
+    """As error messages name it."""
+    encode_part: content.PartEncoder
+    chat_endpoint: str = "/v1/chat/completions"
+    max_tokens_field: str = "max_tokens"
+
+
+def chat_only_body(
+    request: RawRequest, service: ChatOnlyService, **line: Unpack[EncodeArgs]
+) -> dict[str, Any]:
+    """The chat body of a line for `service` (its response format is the caller's to add)."""
+    custom_id, endpoint = line["custom_id"], line["endpoint"]
+    if endpoint != service.chat_endpoint:
+        raise InputError(
+            f"Request '{custom_id}': batchling sends {service.name} batches to "
+            f"{service.chat_endpoint} only, not '{endpoint}'."
+        )
+    return encode_chat_body(
+        request,
+        model=line["model"],
+        custom_id=custom_id,
+        provider=service.name,
+        encode_part=service.encode_part,
+        max_tokens_field=service.max_tokens_field,
+    )
+
+
+def chat_only_line(
+    request: RawRequest, service: ChatOnlyService, **line: Unpack[EncodeArgs]
+) -> dict[str, Any]:
+    """The batch line of a chat request for `service`, with its response format."""
+    body = chat_only_body(request, service, **line)
+    endpoint = line["endpoint"]
+    fmt = line.get("response_format")
+    add_response_format(body, fmt, endpoint=endpoint, chat_endpoint=service.chat_endpoint)
+    return encode_line(body, custom_id=line["custom_id"], endpoint=endpoint)
 
 
 def chat_response_format(fmt: ResponseFormat) -> dict[str, Any]:
