@@ -144,3 +144,39 @@ async def test_retry_and_update_chunk_files_go_to_object_storage_too(
     assert [r.status for r in results] == ["succeeded"] * 6
     assert len(cloud.read("again/results.jsonl").splitlines()) == 6
     assert {b.path.name for b in retried} < set(cloud.names("again"))
+
+
+async def test_a_retry_cut_short_before_its_copy_copies_its_chunks_when_resumed(
+    s3: Any, emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batchling.core import create
+
+    cloud = Bucket("s3", s3)
+    emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
+    async with AsyncExperimentManager(tmp_path / "db") as manager:
+        await manager.create_experiment(
+            "cut",
+            model="gpt-4o-mini",
+            raw_requests=request_dicts(4),
+            processed_file_path=cloud.url("cut/processed.jsonl"),
+        )
+        await manager.start_experiment("cut")
+        await manager.wait("cut", poll_interval=0.02)
+        await manager.get_results("cut")
+        emulator.config.failure_rate = 0.0
+        copy = create.copy_chunks_there
+
+        def crash(options: dict[str, Any], batches: Any) -> None:
+            raise ConnectionResetError("cut before the copy")
+
+        monkeypatch.setattr(create, "copy_chunks_there", crash)
+        with pytest.raises(ConnectionResetError):
+            await manager.retry_experiment("cut")
+        assert not any(".retry1" in name for name in cloud.names("cut"))
+        monkeypatch.setattr(create, "copy_chunks_there", copy)
+        assert (await manager.retry_experiment("cut")).resumed
+        retried = [b for b in await manager.list_batches("cut") if b.attempt == 2]
+    assert retried
+    for batch in retried:
+        assert cloud.read(f"cut/{batch.path.name}") == batch.path.read_bytes()
