@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import chat, ids
+from batchling.emulator import chat, direct, ids
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
 from batchling.emulator.routing import ProviderRoutes
 from batchling.providers.openai_compatible import emulator as protocol
@@ -234,3 +234,27 @@ def routes(state: EmulatorState) -> list[Route]:
         endpoints={CHAT},
         create_batch=create_batch,
     )
+
+
+def _direct_problem(request: Request, body: dict[str, Any]) -> str | None:
+    deployment = request.path_params["deployment"]
+    if deployment not in DEPLOYMENTS:
+        return f"The model deployment '{deployment}' was not found."
+    return direct.required(body, "messages")
+
+
+# The synchronous endpoint a capture passes calls to:
+# https://learn.microsoft.com/azure/ai-foundry/openai/reference (chat completions); a synchronous
+# call may use any deployment, a batch only a GlobalBatch one.
+DIRECT = (
+    direct.Direct(
+        PROVIDER,
+        f"{PREFIX}{API}/deployments/{{deployment}}{CHAT}",
+        refuse,
+        _direct_problem,
+        lambda _, body, cid: response_body(
+            {"body": body, "custom_id": cid}, created=direct.now(), invalid_json_rate=0.0
+        ),
+        direct.openai_style_refusal,
+    ),
+)
