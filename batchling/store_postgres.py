@@ -348,7 +348,11 @@ class PostgresStore:
                 "migrate` first (as a role that may change its tables)."
             )
         if self._empty is None:
-            self._empty = await Store.empty(Path(self.location))
+            empty = await Store.empty(Path(self.location))
+            if self._empty is None:
+                self._empty = empty
+            else:  # another read made one meanwhile
+                await empty.close()
         return self._empty
 
     async def close(self) -> None:
