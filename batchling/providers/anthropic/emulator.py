@@ -67,6 +67,14 @@ def error(status: int, message: str, *, type_: str = "invalid_request_error") ->
     )
 
 
+def rate_limited(message: str) -> JSONResponse:
+    """429 rate_limit_error with the retry-after header the API sends with it."""
+    answer = error(429, message, type_="rate_limit_error")
+    answer.headers["retry-after"] = "1"
+    del answer.headers["x-should-retry"]
+    return answer
+
+
 def rfc3339(at: float | None) -> str | None:
     if at is None:
         return None
@@ -375,6 +383,12 @@ def routes(state: EmulatorState) -> list[Route]:
         requests, problem = validate_requests(payload)
         if problem is not None:
             return error(400, problem)
+        # Rate limits page, Message Batches API: "batch requests in processing queue" per
+        # workspace; past a limit the API answers 429 rate_limit_error
+        # (https://docs.anthropic.com/en/api/rate-limits, https://docs.anthropic.com/en/api/errors).
+        refused = served.over_quota(model=None, tokens=0, requests=len(requests), kinds="requests")
+        if refused is not None:
+            return rate_limited(refused)
         batch = state.create_batch(
             PROVIDER,
             requests,

@@ -834,13 +834,25 @@ def routes(state: EmulatorState) -> list[Route]:
             lines = inline_lines
             # Inline requests are not echoed back: every poll would carry them all.
             input_spec = {}
+        full_model = model if model.startswith("models/") else f"models/{model}"
+        tokens = sum(prompt_tokens(line.get("request") or {}) for line in lines)
+        # Batch mode limits: concurrent batch requests per project, enqueued tokens per model;
+        # past one the API answers 429 RESOURCE_EXHAUSTED
+        # (https://ai.google.dev/gemini-api/docs/rate-limits#batch-mode,
+        # https://ai.google.dev/gemini-api/docs/troubleshooting#error-codes).
+        refused = served.over_quota(
+            model=full_model, tokens=tokens, requests=len(lines), kinds="tokens batches"
+        )
+        if refused is not None:
+            return error(429, refused, status="RESOURCE_EXHAUSTED")
         batch = state.create_batch(
             PROVIDER,
             lines,
             [_line_key(line, i) for i, line in enumerate(lines)],
             prefix=gemini_id(36),
             extra={
-                "model": model if model.startswith("models/") else f"models/{model}",
+                "model": full_model,
+                "enqueued_tokens": tokens,
                 "display_name": str(
                     batch_spec.get("displayName", batch_spec.get("display_name", ""))
                 ),

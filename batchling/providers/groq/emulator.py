@@ -337,7 +337,7 @@ def routes(state: EmulatorState) -> list[Route]:
         protocol.upload_route(
             served,
             API,
-            max_bytes=lambda: MAX_BATCH_FILE_BYTES,
+            max_bytes=lambda request: MAX_BATCH_FILE_BYTES,
             prefix=GROQ_FILE_ID,
             file_object=protocol.file_fields,
             purpose_problem=purpose_problem,

@@ -446,6 +446,7 @@ def routes(state: EmulatorState) -> list[Route]:
             )
             if queued + tokens > limit:
                 errors = [token_limit_error(str(model), limit)]
+                state.calls[(PROVIDER, "quota_refused")] += 1
         batch = protocol.new_batch(
             state,
             PROVIDER,
@@ -487,7 +488,7 @@ def routes(state: EmulatorState) -> list[Route]:
             file_object=file_object,
             batch_object=batch_object,
             not_found=not_found,
-            max_bytes=lambda: MAX_BATCH_FILE_BYTES,
+            max_bytes=lambda request: MAX_BATCH_FILE_BYTES,
             file_prefix=protocol.file_id,
             list_files=list_files,
             endpoints=ENDPOINTS,
