@@ -107,17 +107,25 @@ OPENAI_ENDPOINTS = [
 ]
 
 
+async def _bad_good_keyless(
+    url: str, headers: dict[str, str], bad: dict[str, Any], good: dict[str, Any]
+) -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+    """The refused body, the good one, and the good one without a key."""
+    async with httpx.AsyncClient(headers=headers) as client:
+        refused = await client.post(url, json=bad)
+        answered = await client.post(url, json=good)
+    async with httpx.AsyncClient() as client:
+        keyless = await client.post(url, json=good)
+    return refused, answered, keyless
+
+
 @pytest.mark.parametrize("provider", list(CASES))
 async def test_a_direct_call_is_refused_where_its_batch_line_would_be(
     provider: str, emulator_server: Emulator
 ) -> None:
     variable, path, headers, bad, words, good = CASES[provider]
     url = emulator_server.env()[variable].rstrip("/") + path
-    async with httpx.AsyncClient(headers=headers) as client:
-        refused = await client.post(url, json=bad)
-        answered = await client.post(url, json=good)
-    async with httpx.AsyncClient() as client:
-        keyless = await client.post(url, json=good)
+    refused, answered, keyless = await _bad_good_keyless(url, headers, bad, good)
     assert refused.status_code == 400 and words in refused.text
     assert answered.status_code == 200 and "error" not in answered.json()
     assert ("choices" in answered.json()) is ("/chat/completions" in path)
@@ -134,11 +142,7 @@ async def test_openais_other_direct_endpoints_refuse_answer_and_need_a_key(
     emulator_server: Emulator,
 ) -> None:
     url = emulator_server.env()["OPENAI_BASE_URL"].rstrip("/") + path
-    async with httpx.AsyncClient(headers=BEARER) as client:
-        refused = await client.post(url, json=bad)
-        answered = await client.post(url, json=good)
-    async with httpx.AsyncClient() as client:
-        keyless = await client.post(url, json=good)
+    refused, answered, keyless = await _bad_good_keyless(url, BEARER, bad, good)
     assert refused.status_code == 400 and words in refused.text
     # A Response object holds `"error": null` (https://platform.openai.com/docs/api-reference/responses/object).
     assert answered.status_code == 200 and answered.json().get("error") is None
