@@ -36,6 +36,8 @@ EMBED_OUTPUT_TYPE = (
     "type.googleapis.com/google.ai.generativelanguage.v1beta.EmbedContentBatchOutput"
 )
 DEFAULT_EMBEDDING_DIMENSIONS = 3072
+# The published output sizes (https://ai.google.dev/gemini-api/docs/embeddings).
+EMBEDDING_DIMENSIONS = {"gemini-embedding-001": 3072, "text-embedding-004": 768}
 FILE_TTL_SECONDS = 48 * 3600
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -407,7 +409,9 @@ def embed_content(request: dict[str, Any], *, model: str) -> dict[str, Any]:
     text = _parts_text((request.get("content") or {}).get("parts"))
     dimensions = _embed_dimensions(request)
     if not isinstance(dimensions, int) or dimensions <= 0:
-        dimensions = answers.embedding_dimensions(model, DEFAULT_EMBEDDING_DIMENSIONS)
+        dimensions = answers.embedding_dimensions(
+            model, EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_DIMENSIONS
+        )
     return {
         "embedding": {"values": answers.embedding(text, dimensions)},
         "usageMetadata": {"promptTokenCount": answers.count_tokens(text)},

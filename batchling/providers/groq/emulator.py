@@ -364,6 +364,6 @@ DIRECT = (
             or response_format_problem(_direct_line(body))
         ),
         lambda _, body, cid: response_body(_direct_line(body, cid), created=direct.now()),
-        direct.openai_style_refusal,
+        protocol.refusal,
     ),
 )

@@ -49,7 +49,9 @@ MIN_TIMEOUT_HOURS = 1
 MAX_TIMEOUT_HOURS = 168
 MAX_METADATA_KEY_CHARS = 32
 MAX_METADATA_VALUE_CHARS = 512
-EMBEDDING_DIMENSIONS = 1024
+DEFAULT_EMBEDDING_DIMENSIONS = 1024
+# The published output sizes (https://docs.mistral.ai/capabilities/embeddings/).
+EMBEDDING_DIMENSIONS = {"mistral-embed": 1024, "codestral-embed": 1536}
 MODERATION_CATEGORIES = (
     "sexual",
     "hate_and_discrimination",
@@ -179,7 +181,7 @@ def _texts(value: Any) -> list[str]:
 def embeddings_answer(body: dict[str, Any], *, custom_id: str, model: str) -> dict[str, Any]:
     inputs = _texts(body.get("input"))
     dimensions = body.get("output_dimension") or answers.embedding_dimensions(
-        body.get("model") or model, EMBEDDING_DIMENSIONS
+        body.get("model") or model, EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_DIMENSIONS
     )
     tokens = sum(answers.count_tokens(text) for text in inputs)
     return {

@@ -26,6 +26,12 @@ ENDPOINTS = {
     "/v1/moderations",
 }
 DEFAULT_EMBEDDING_DIMENSIONS = 1536
+# The published output sizes of the embedding models (https://platform.openai.com/docs/models).
+EMBEDDING_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
 MODERATION_CATEGORIES = (
     "harassment",
     "harassment/threatening",
@@ -266,7 +272,7 @@ def response_body(
         inputs = body.get("input")
         inputs = inputs if isinstance(inputs, list) else [inputs]
         dims = body.get("dimensions") or answers.embedding_dimensions(
-            body.get("model"), DEFAULT_EMBEDDING_DIMENSIONS
+            body.get("model"), EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_DIMENSIONS
         )
         tokens = sum(answers.count_tokens(str(text)) for text in inputs)
         return {
@@ -508,7 +514,7 @@ def _direct(endpoint: str) -> direct.Direct:
             direct.required(body, *needs) or invalid_parts({"url": endpoint, "body": body})
         ),
         lambda _, body, cid: response_body(endpoint, body, custom_id=cid, created=direct.now()),
-        direct.openai_style_refusal,
+        protocol.refusal,
     )
 
 

@@ -74,6 +74,11 @@ def error(
     )
 
 
+def refusal(message: str) -> Response:
+    """A body refused with 400, as a synchronous endpoint refuses it."""
+    return error(400, message)
+
+
 def phase_timestamps(batch: EmulatedBatch) -> dict[str, int | None]:
     """`in_progress_at`, `completed_at`, ...: when the batch entered each phase, or None."""
     return {
