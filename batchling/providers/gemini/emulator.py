@@ -36,7 +36,7 @@ EMBED_OUTPUT_TYPE = (
     "type.googleapis.com/google.ai.generativelanguage.v1beta.EmbedContentBatchOutput"
 )
 DEFAULT_EMBEDDING_DIMENSIONS = 3072
-# The published output sizes (https://ai.google.dev/gemini-api/docs/embeddings).
+# The published output sizes (https://ai.google.dev/gemini-api/docs/models/gemini-embedding-001).
 EMBEDDING_DIMENSIONS = {"gemini-embedding-001": 3072, "text-embedding-004": 768}
 FILE_TTL_SECONDS = 48 * 3600
 DEFAULT_PAGE_SIZE = 50

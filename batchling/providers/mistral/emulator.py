@@ -50,7 +50,8 @@ MAX_TIMEOUT_HOURS = 168
 MAX_METADATA_KEY_CHARS = 32
 MAX_METADATA_VALUE_CHARS = 512
 DEFAULT_EMBEDDING_DIMENSIONS = 1024
-# The published output sizes (https://docs.mistral.ai/capabilities/embeddings/).
+# The published output sizes (https://docs.mistral.ai/capabilities/embeddings/text_embeddings,
+# .../code_embeddings).
 EMBEDDING_DIMENSIONS = {"mistral-embed": 1024, "codestral-embed": 1536}
 MODERATION_CATEGORIES = (
     "sexual",

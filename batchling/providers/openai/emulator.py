@@ -26,7 +26,7 @@ ENDPOINTS = {
     "/v1/moderations",
 }
 DEFAULT_EMBEDDING_DIMENSIONS = 1536
-# The published output sizes of the embedding models (https://platform.openai.com/docs/models).
+# The published output sizes (https://platform.openai.com/docs/guides/embeddings).
 EMBEDDING_DIMENSIONS = {
     "text-embedding-3-small": 1536,
     "text-embedding-3-large": 3072,
