@@ -1097,7 +1097,7 @@ class Store:
             (experiment.name,),
         ) as cursor:
             async for row in cursor:
-                yield result_of_record(ResultRecord._make(row))
+                yield result_of_record(row)
 
     async def result_sequence(
         self, experiment: Experiment, convert: Callable[[Result], Result] | None
