@@ -364,6 +364,7 @@ _RAW_CSV_HELP = (
 )
 @click.option("--start", "start_now", is_flag=True, help="Start the experiment right away.")
 @click.option("--queue", is_flag=True, help="Record it as queued: a `batchling worker` starts it.")
+@click.option("--study", default=None, help="The study it belongs to (budgets bind studies).")
 @click.option(
     "--max-cost",
     type=CheckedFloat(min=0),
@@ -393,6 +394,7 @@ def create(
     generation: dict[str, Any],
     start_now: bool,
     queue: bool,
+    study: str | None,
     max_cost: float | None,
     overwrite: bool,
 ) -> None:
@@ -431,6 +433,7 @@ def create(
         generation=generation or None,
         overwrite=overwrite,
         queue=queue,
+        study=study,
     )
     if start_now:
         with _transfers(manager):
@@ -969,6 +972,8 @@ def worker(ctx: click.Context, once: bool, poll_interval: float) -> None:
     def report(done: WorkerPass) -> None:
         for name in done.started:
             click.echo(f"started {name}")
+        for name, reason in done.waiting.items():
+            click.echo(f"waiting {name}: {reason}")
         for name in done.downloaded:
             click.echo(f"results of {name} downloaded")
         for name, error in done.failed.items():
@@ -1354,6 +1359,16 @@ def demo(providers_: tuple[str, ...]) -> None:
         )
     console.print(table)
     console.print(f"Done in {time.perf_counter() - began:.1f} s.")
+
+
+def _add_team_commands() -> None:
+    from batchling.team_cli import budget, quota
+
+    cli.add_command(quota)
+    cli.add_command(budget)
+
+
+_add_team_commands()
 
 
 def main() -> None:

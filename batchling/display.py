@@ -77,7 +77,9 @@ def experiment_panel(
         rows.append(("Study", _safe(experiment.study)))
     if cost is not None:
         rows += cost_rows(cost)
-    if experiment.error:
+    if experiment.error and shown_status(experiment) == "waiting":
+        rows.append(("Waiting", f"[yellow]{_safe(experiment.error)}[/yellow]"))
+    elif experiment.error:
         rows.append(("Error", f"[red]{_safe(experiment.error)}[/red]"))
     for label, value in rows:
         grid.add_row(label, value)
@@ -99,6 +101,14 @@ def experiment_panel(
     return Panel(grid, title=f"Experiment [bold]{_safe(experiment.name)}[/bold]", expand=False)
 
 
+def shown_status(experiment: Experiment) -> str:
+    """Its status; 'waiting' for a queued one a quota or a budget holds back (its error says
+    why: see Repository.defer_start)."""
+    if experiment.status == Status.CREATED and experiment.error:
+        return "waiting"
+    return experiment.status.value
+
+
 def experiments_table_segments(
     experiments: Sequence[Experiment],
     costs: Sequence[ExperimentCost] | None = None,
@@ -115,7 +125,7 @@ def experiments_table_segments(
             printable(e.name),
             printable(e.provider),
             printable(e.model),
-            e.status.value,
+            shown_status(e),
             f"{e.request_counts.completed}/{e.request_counts.total}",
             e.created_at.strftime("%Y-%m-%d %H:%M"),
         ]

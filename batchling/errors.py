@@ -61,6 +61,13 @@ class InvalidStateError(BatchlingError):
     """The experiment is not in a state that allows the operation (start twice, results early)."""
 
 
+class WaitingError(InvalidStateError):
+    """Not started now, and nothing sent: a quota, a budget, or another process's creation of a
+    batch stands in the way. A worker leaves the experiment queued and tries again later."""
+
+    exit_code = 6
+
+
 class ProviderError(BatchlingError):
     """The provider (or the network) failed in a way retries could not fix. The record is intact."""
 

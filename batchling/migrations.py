@@ -105,6 +105,42 @@ def owned_files_table(*, wide: str) -> str:
         """
 
 
+def quota_tables(*, wide: str) -> str:
+    """m010's tables, in either engine's SQL: what each start (an experiment's attempt: its
+    first run, then each retry) holds of its provider's quota and of its study's budget (kept
+    after it ends: the day's spending adds them up), and the limits a team set over the
+    defaults."""
+    return f"""
+        CREATE TABLE reservations (
+            experiment_id {wide} NOT NULL,
+            attempt INTEGER NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            study TEXT,
+            tokens {wide} NOT NULL,
+            batches {wide} NOT NULL,
+            requests {wide} NOT NULL,
+            usd DOUBLE PRECISION,
+            reserved_at TEXT NOT NULL,
+            PRIMARY KEY (experiment_id, attempt)
+        );
+        CREATE INDEX reservations_model ON reservations(provider, model);
+        CREATE INDEX reservations_day ON reservations(reserved_at);
+        CREATE TABLE quota_limits (
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            tokens {wide},
+            batches {wide},
+            requests {wide},
+            PRIMARY KEY (provider, model)
+        );
+        CREATE TABLE budgets (
+            study TEXT PRIMARY KEY,
+            usd_per_day DOUBLE PRECISION NOT NULL
+        );
+        """
+
+
 @migration
 async def m001_initial(db: aiosqlite.Connection) -> None:
     await db.executescript(initial_tables(id_column="INTEGER PRIMARY KEY", wide="INTEGER"))
@@ -177,3 +213,9 @@ async def m008_queue(db: aiosqlite.Connection) -> None:
 async def m009_text_escape(db: aiosqlite.Connection) -> None:
     """Nothing here: SQLite keeps NUL in text as itself; PostgreSQL's texts are escaped from
     now on (postgres_text.py), its m009 doubles the escape character already stored."""
+
+
+@migration
+async def m010_quotas(db: aiosqlite.Connection) -> None:
+    """Provider quotas and team budgets shared by every worker (see batchling.quotas)."""
+    await db.executescript(quota_tables(wide="INTEGER"))

@@ -5,7 +5,7 @@ Timestamps stay ISO-8601 text as in SQLite, so rows read and copy alike on both 
 
 from __future__ import annotations
 
-from batchling.migrations import initial_tables, owned_files_table
+from batchling.migrations import initial_tables, owned_files_table, quota_tables
 
 MIGRATIONS_SQL: list[tuple[str, str]] = [
     (
@@ -62,4 +62,5 @@ MIGRATIONS_SQL: list[tuple[str, str]] = [
         END $$;
         """,
     ),
+    ("m010_quotas", quota_tables(wide="BIGINT")),
 ]

@@ -62,7 +62,8 @@ def open_remote(url: str, mode: str) -> Iterator[IO[bytes]]:
     except (OSError, ValueError) as error:
         raise InputError(
             f"Cannot {doing} {url} ({type(error).__name__}: {error}): check the URL and the "
-            "storage credentials (for s3://, AWS_* variables or ~/.aws)."
+            "storage credentials (s3://: AWS_* variables or ~/.aws; gs://: Google's application "
+            "default credentials; az://: AZURE_STORAGE_CONNECTION_STRING)."
         ) from None
 
 

@@ -4,7 +4,7 @@ a path or `sqlite:///PATH` (aiosqlite, the default) or `postgresql://...` (async
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from batchling.errors import StoreError
 from batchling.models import BatchRecord, Experiment, RawRequest, Result, Usage
 from batchling.owned_files import Claim
+from batchling.quotas import QuotaLimits, QuotaRow, Refusal, Reservation
 from batchling.records import ResultRecord
 from batchling.updates import BatchUpdate, ExperimentUpdate
 
@@ -129,7 +130,28 @@ class Repository(Protocol):
 
     async def enqueue(self, name: str) -> None: ...
 
-    async def take_queued(self, owner: str, *, lease_seconds: float) -> str | None: ...
+    async def take_queued(
+        self, owner: str, *, lease_seconds: float, skip: Collection[str] = ()
+    ) -> str | None: ...
+
+    async def defer_start(self, name: str, owner: str, reason: str) -> None: ...
+
+    shared: bool
+    """Whether processes on several machines share it (quotas then bind every start)."""
+
+    async def reserve(
+        self, reservation: Reservation, defaults: Mapping[str, QuotaLimits]
+    ) -> Refusal | None: ...
+
+    async def set_quota(self, row: QuotaRow) -> None: ...
+
+    async def list_quotas(self) -> list[QuotaRow]: ...
+
+    async def set_budget(self, study: str, usd_per_day: float | None) -> None: ...
+
+    async def list_budgets(self) -> list[tuple[str, float, float]]: ...
+
+    async def enter_creation(self, experiment: Experiment, chunk: int) -> str | None: ...
 
     async def release_start(self, name: str, owner: str) -> None: ...
 

@@ -16,9 +16,11 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Coroutine,
     Iterable,
     Iterator,
+    Mapping,
     Sequence,
 )
 from datetime import datetime, timedelta, timezone
@@ -28,6 +30,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 import aiosqlite
 import orjson
 
+from batchling import quota_store
 from batchling.bounds import finite_number
 from batchling.errors import (
     ExperimentExistsError,
@@ -46,9 +49,11 @@ from batchling.models import (
     RequestCounts,
     Result,
     Status,
+    SubmitStep,
     Usage,
 )
 from batchling.owned_files import Claim, owned_elsewhere
+from batchling.quotas import QuotaLimits, QuotaRow, Refusal, Reservation
 from batchling.records import ResultRecord, record_line, record_of, result_of_record
 from batchling.result_sequence import ResultSequence
 from batchling.updates import BatchUpdate, ExperimentUpdate
@@ -395,6 +400,9 @@ def _explains_database_errors(cls: S) -> S:
 @_explains_database_errors
 class Store:
     """Open with `await Store.open(path)`; close with `await store.close()` or `async with`."""
+
+    shared = False
+    """A file on this machine: quotas bind its workers, not a user's own starts."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path, *, writable: bool = True) -> None:
         self.db = db
@@ -753,14 +761,16 @@ class Store:
             raise not_queueable(name)
 
     @_serialized
-    async def take_queued(self, owner: str, *, lease_seconds: float) -> str | None:
+    async def take_queued(
+        self, owner: str, *, lease_seconds: float, skip: Collection[str] = ()
+    ) -> str | None:
         """Claim the start of the oldest queued experiment nobody holds (or whose holder's
-        lease ran out) for `owner`; its name, or None when there is none."""
+        lease ran out) for `owner`, but those in `skip`; its name, or None when there is none."""
         now = _ts(utcnow())
         row = await self._row(
             f"SELECT name FROM experiments WHERE {QUEUED_WHERE.format(now='?')} "
-            "ORDER BY queued_at, id LIMIT 1",
-            (now,),
+            "AND name NOT IN (SELECT value FROM json_each(?)) ORDER BY queued_at, id LIMIT 1",
+            (now, json.dumps(list(skip))),
         )
         if row is None:
             return None
@@ -803,6 +813,63 @@ class Store:
             "WHERE name = ? AND start_owner = ?",
             (_ts(utcnow()), name, owner),
         )
+
+    @_serialized
+    async def defer_start(self, name: str, owner: str, reason: str) -> None:
+        """Give up `owner`'s claim on a start that must wait (a quota, a budget), recording why
+        in the experiment's error until it starts; one that sent nothing is created again."""
+        await self.db.execute(DEFER_SQL.replace("$", "?"), (reason, _ts(utcnow()), name, owner))
+
+    @_serialized
+    async def reserve(
+        self, reservation: Reservation, defaults: Mapping[str, QuotaLimits]
+    ) -> Refusal | None:
+        """See quota_store.reserve: atomic under BEGIN IMMEDIATE."""
+        experiment_id = await self._experiment_id(reservation.experiment)
+        return await quota_store.reserve(self._run, experiment_id, reservation, defaults, utcnow())
+
+    @_serialized
+    async def set_quota(self, row: QuotaRow) -> None:
+        await quota_store.set_quota(self._run, row)
+
+    async def list_quotas(self) -> list[QuotaRow]:
+        return await quota_store.list_quotas(self._run)
+
+    @_serialized
+    async def set_budget(self, study: str, usd_per_day: float | None) -> None:
+        await quota_store.set_budget(self._run, study, usd_per_day)
+
+    async def list_budgets(self) -> list[tuple[str, float, float]]:
+        return await quota_store.list_budgets(self._run, utcnow())
+
+    @_serialized
+    async def enter_creation(self, experiment: Experiment, chunk: int) -> str | None:
+        """Mark the chunk's batch creation as started unless another process is creating one of
+        the same provider right now (see CREATING_ELSEWHERE_SQL): the name of its experiment
+        then, and nothing changed."""
+        experiment_id = await self._experiment_id(experiment.name)
+        rows = await self._run(
+            CREATING_ELSEWHERE_SQL, experiment.provider, experiment_id, chunk, _ts(utcnow())
+        )
+        if rows:
+            return str(rows[0][0])
+        await self.db.execute(
+            "UPDATE batches SET step = ?, updated_at = ? WHERE experiment_id = ? AND chunk = ? "
+            "AND step <> ?",
+            (
+                SubmitStep.CREATING.value,
+                _ts(utcnow()),
+                experiment_id,
+                chunk,
+                SubmitStep.CREATING.value,
+            ),
+        )
+        return None
+
+    async def _run(self, sql: str, *args: Any) -> list[Any]:
+        """A statement of quota_store's: SQLite reads `$n` placeholders as `?n`."""
+        async with self.db.execute(sql.replace("$", "?"), args) as cursor:
+            return list(await cursor.fetchall())
 
     @_serialized
     async def delete_experiment(
@@ -1183,6 +1250,28 @@ def not_queueable(name: str) -> InvalidStateError:
         f"Experiment '{name}' has already been started: only a created one can be queued."
     )
 
+
+_SENT_SOMETHING = (
+    "EXISTS (SELECT 1 FROM batches b WHERE b.experiment_id = experiments.id AND (b.file_id IS NOT "
+    "NULL OR b.batch_id IS NOT NULL OR b.step IN ('uploading', 'creating')))"
+)
+DEFER_SQL = (
+    "UPDATE experiments SET start_owner = NULL, lease_expires_at = NULL, error = $1, "
+    f"updated_at = $2, status = CASE WHEN {_SENT_SOMETHING} THEN status ELSE 'created' END, "
+    f"started_at = CASE WHEN {_SENT_SOMETHING} THEN started_at ELSE NULL END "
+    "WHERE name = $3 AND start_owner = $4"
+)
+"""Release a start that must wait; one that sent nothing (and may have sent nothing) to the
+provider is 'created' again."""
+
+CREATING_ELSEWHERE_SQL = (
+    "SELECT e.name FROM batches b JOIN experiments e ON e.id = b.experiment_id "
+    "WHERE e.provider = $1 AND b.step = 'creating' AND b.batch_id IS NULL "
+    "AND NOT (b.experiment_id = $2 AND b.chunk = $3) AND e.status = 'submitting' "
+    "AND (e.queued_at IS NOT NULL OR e.lease_expires_at > $4) LIMIT 1"
+)
+"""Another chunk of the provider whose creation started and is not recorded, by a process that
+holds its start's lease or, since it is queued, by whichever worker resumes it."""
 
 QUEUED_WHERE = (
     "queued_at IS NOT NULL AND (status = 'created' OR (status = 'submitting' AND "

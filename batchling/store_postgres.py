@@ -12,11 +12,20 @@ import inspect
 import json
 import threading
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchling import quota_store
 from batchling.errors import (
     ExperimentExistsError,
     ExperimentNotFoundError,
@@ -33,15 +42,19 @@ from batchling.models import (
     RawRequest,
     Result,
     Status,
+    SubmitStep,
     Usage,
 )
 from batchling.owned_files import Claim, owned_elsewhere
 from batchling.postgres_text import texts, use_text_codec
+from batchling.quotas import QuotaLimits, QuotaRow, Refusal, Reservation
 from batchling.records import ResultRecord, record_line, record_of, result_of_record
 from batchling.repository import shown_target
 from batchling.result_sequence import ResultSequence
 from batchling.store import (
+    CREATING_ELSEWHERE_SQL,
     DEFAULT_LEASE_SECONDS,
+    DEFER_SQL,
     DELETABLE_SQL,
     EXPERIMENT_COLUMNS,
     PROCESSED_ROLE,
@@ -126,6 +139,8 @@ _READS = frozenset(
         "first_submitted_at",
         "iter_usage",
         "count_results",
+        "list_quotas",
+        "list_budgets",
     }
 )
 """The methods that only read; any other public method writes (and so migrates first)."""
@@ -211,6 +226,9 @@ def _reads_do_not_migrate(cls: type[PostgresStore]) -> type[PostgresStore]:
 class PostgresStore:
     """Open with `await PostgresStore.open(url)` (or `open_for_reading`); close with
     `await store.close()`."""
+
+    shared = True
+    """A team's database: quotas bind every start."""
 
     def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         self.pool = pool
@@ -330,7 +348,11 @@ class PostgresStore:
                 "migrate` first (as a role that may change its tables)."
             )
         if self._empty is None:
-            self._empty = await Store.empty(Path(self.location))
+            empty = await Store.empty(Path(self.location))
+            if self._empty is None:
+                self._empty = empty
+            else:  # another read made one meanwhile
+                await empty.close()
         return self._empty
 
     async def close(self) -> None:
@@ -491,15 +513,19 @@ class PostgresStore:
             await self.get_experiment(name)
             raise not_queueable(name)
 
-    async def take_queued(self, owner: str, *, lease_seconds: float) -> str | None:
+    async def take_queued(
+        self, owner: str, *, lease_seconds: float, skip: Collection[str] = ()
+    ) -> str | None:
         """As Store.take_queued; workers skip the rows another worker is taking
         (FOR UPDATE SKIP LOCKED), so each queued experiment goes to one of them."""
         now = utcnow()
         async with self._transaction() as connection:
             name = await connection.fetchval(
                 f"SELECT name FROM experiments WHERE {QUEUED_WHERE.format(now='$1')} "
+                "AND NOT (name = ANY($2::text[])) "
                 "ORDER BY queued_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
                 _ts(now),
+                list(skip),
             )
             if name is None:
                 return None
@@ -526,6 +552,61 @@ class PostgresStore:
             name,
             owner,
         )
+
+    async def defer_start(self, name: str, owner: str, reason: str) -> None:
+        await self.pool.execute(DEFER_SQL, reason, _ts(utcnow()), name, owner)
+
+    async def reserve(
+        self, reservation: Reservation, defaults: Mapping[str, QuotaLimits]
+    ) -> Refusal | None:
+        """See quota_store.reserve: atomic under one advisory lock every reservation takes."""
+        async with self._locked() as run:
+            experiment_id = await _experiment_id(run.connection, reservation.experiment)
+            return await quota_store.reserve(run, experiment_id, reservation, defaults, utcnow())
+
+    async def set_quota(self, row: QuotaRow) -> None:
+        async with self._locked() as run:
+            await quota_store.set_quota(run, row)
+
+    async def list_quotas(self) -> list[QuotaRow]:
+        async with self.pool.acquire() as connection:
+            return await quota_store.list_quotas(_Run(connection))
+
+    async def set_budget(self, study: str, usd_per_day: float | None) -> None:
+        async with self._locked() as run:
+            await quota_store.set_budget(run, study, usd_per_day)
+
+    async def list_budgets(self) -> list[tuple[str, float, float]]:
+        async with self.pool.acquire() as connection:
+            return await quota_store.list_budgets(_Run(connection), utcnow())
+
+    async def enter_creation(self, experiment: Experiment, chunk: int) -> str | None:
+        """As Store.enter_creation, under the advisory lock."""
+        async with self._locked() as run:
+            experiment_id = await _experiment_id(run.connection, experiment.name)
+            rows = await run(
+                CREATING_ELSEWHERE_SQL, experiment.provider, experiment_id, chunk, _ts(utcnow())
+            )
+            if rows:
+                return str(rows[0][0])
+            await run(
+                "UPDATE batches SET step = $1, updated_at = $2 WHERE experiment_id = $3 "
+                "AND chunk = $4 AND step <> $1",
+                SubmitStep.CREATING.value,
+                _ts(utcnow()),
+                experiment_id,
+                chunk,
+            )
+        return None
+
+    @contextlib.asynccontextmanager
+    async def _locked(self) -> AsyncIterator[_Run]:
+        """A transaction holding the lock every quota reservation and batch creation takes."""
+        async with self._transaction() as connection:
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock($1)", quota_store.ADVISORY_LOCK_KEY
+            )
+            yield _Run(connection)
 
     async def delete_experiment(
         self, name: str, is_owner_alive: Callable[[str], bool] = lambda owner: False
@@ -806,6 +887,16 @@ class PostgresStore:
         async with self.pool.acquire() as connection, connection.transaction():
             async for row in connection.cursor(sql, *args, prefetch=1000):
                 yield row
+
+
+class _Run:
+    """quota_store's Run over one connection (in its transaction)."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+
+    async def __call__(self, sql: str, *args: Any) -> list[Any]:
+        return list(await self.connection.fetch(sql, *args))
 
 
 async def _take(

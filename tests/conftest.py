@@ -10,6 +10,7 @@ from batchling.emulator import Emulator
 from batchling.providers.registry import provider_info, provider_names
 from batchling.store import Store
 from tests.helpers import OpenedStores
+from tests.object_stores import azurite_server, cloud, gcs_server  # noqa: F401  (fixtures)
 from tests.postgres import Cluster, postgres_cluster, postgres_url  # noqa: F401  (fixtures)
 from tests.s3 import s3, s3_server  # noqa: F401  (fixtures)
 

@@ -211,3 +211,24 @@ def fetch_rows(target: Path | str, sql: str, *parameters: Any) -> list[tuple[Any
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, fetch()).result()
+
+
+async def schema_at(url: str, version: int, *statements: str) -> None:
+    """The database as a batchling that knew only its first `version` migrations left it, then
+    `statements` run on it."""
+    import asyncpg
+
+    from batchling.migrations_postgres import MIGRATIONS_SQL
+
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(
+            "CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        for name, sql in MIGRATIONS_SQL[:version]:
+            await connection.execute(sql)
+            await connection.execute("INSERT INTO migrations VALUES ($1, 'then')", name)
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()

@@ -126,7 +126,9 @@ def invalid_schema(w: World) -> str:
 
 def missing_key(provider: str) -> Callable[[World], str]:
     def act(w: World) -> str:
-        w.manager().create_experiment("k", model="m", provider=provider, raw_requests=[GOOD])
+        # The provider's demo model: a profile may list the models it takes.
+        model = provider_info(provider).demo_model
+        w.manager().create_experiment("k", model=model, provider=provider, raw_requests=[GOOD])
         for name in provider_info(provider).api_key_env:
             w.monkeypatch.delenv(name, raising=False)
         snapshot_inside(w)

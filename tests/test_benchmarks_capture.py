@@ -27,3 +27,4 @@ def test_capture_benchmark_smoke(tmp_path: Path) -> None:
         assert report[side]["answered"] == 20
         assert report[side]["wall_s"] > 0 and report[side]["peak_rss_mb"] > 0
     assert {"wall_ratio", "overhead_per_call_ms", "capture_less_sdk_cpu_ratio"} <= set(report)
+    assert 0 < report["capture"]["engine_thread_cpu_s"] < report["capture"]["cpu_s"]

@@ -15,109 +15,11 @@ import pytest
 import batchling
 from batchling.emulator import Emulator
 from batchling.sync import ExperimentManager
+from tests.capture_clients import CLIENTS, openai_chat
 from tests.helpers import question
 
 FAST = {"window_seconds": 0.2, "poll_interval": 0.05, "progress": False}
 CAPITALS = {"France": "Paris", "Japan": "Tokyo", "Kenya": "Nairobi"}
-
-
-def _openai_chat() -> Callable[[str], Awaitable[str]]:
-    from openai import AsyncOpenAI
-
-    client = AsyncOpenAI()
-
-    async def ask(text: str) -> str:
-        r = await client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
-        )
-        return r.choices[0].message.content or ""
-
-    return ask
-
-
-def _anthropic_chat() -> Callable[[str], Awaitable[str]]:
-    from anthropic import AsyncAnthropic
-
-    client = AsyncAnthropic()
-
-    async def ask(text: str) -> str:
-        r = await client.messages.create(
-            model="claude-3-5-haiku-latest",
-            max_tokens=100,
-            messages=[{"role": "user", "content": text}],
-        )
-        block = r.content[0]
-        return block.text if block.type == "text" else ""
-
-    return ask
-
-
-def _gemini_chat() -> Callable[[str], Awaitable[str]]:
-    from google import genai
-
-    client = genai.Client()  # the default client: its base URL and key from the environment
-
-    async def ask(text: str) -> str:
-        r = await client.aio.models.generate_content(model="gemini-2.0-flash", contents=text)
-        return r.text or ""
-
-    return ask
-
-
-def _groq_chat() -> Callable[[str], Awaitable[str]]:
-    from groq import AsyncGroq
-
-    client = AsyncGroq()
-
-    async def ask(text: str) -> str:
-        r = await client.chat.completions.create(
-            model="llama-3.1-8b-instant", messages=[{"role": "user", "content": text}]
-        )
-        return r.choices[0].message.content or ""
-
-    return ask
-
-
-def _mistral_chat() -> Callable[[str], Awaitable[str]]:
-    from mistralai.client import Mistral
-
-    # The SDK reads no base URL variable: pointed at the emulator as a user would.
-    client = Mistral(
-        api_key=os.environ["MISTRAL_API_KEY"], server_url=os.environ["MISTRAL_BASE_URL"]
-    )
-
-    async def ask(text: str) -> str:
-        r = await client.chat.complete_async(
-            model="mistral-small-latest", messages=[{"role": "user", "content": text}]
-        )
-        content = r.choices[0].message.content
-        return content if isinstance(content, str) else ""
-
-    return ask
-
-
-def _together_chat() -> Callable[[str], Awaitable[str]]:
-    from together import AsyncTogether
-
-    client = AsyncTogether()
-
-    async def ask(text: str) -> str:
-        r = await client.chat.completions.create(
-            model="meta-llama/Llama-3-8b-chat-hf", messages=[{"role": "user", "content": text}]
-        )
-        return r.choices[0].message.content or ""
-
-    return ask
-
-
-CLIENTS = {
-    "openai": _openai_chat,
-    "anthropic": _anthropic_chat,
-    "gemini": _gemini_chat,
-    "groq": _groq_chat,
-    "mistral": _mistral_chat,
-    "together": _together_chat,
-}
 
 
 @pytest.fixture
@@ -246,6 +148,19 @@ def _sync_clients() -> dict[str, Callable[[], Callable[[str], str]]]:
             or ""
         )
 
+    def azure_() -> Callable[[str], str]:
+        from openai import AzureOpenAI
+
+        client = AzureOpenAI()
+        return lambda text: (
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
+            )
+            .choices[0]
+            .message.content
+            or ""
+        )
+
     return {
         "openai": openai_,
         "anthropic": anthropic_,
@@ -253,6 +168,7 @@ def _sync_clients() -> dict[str, Callable[[], Callable[[str], str]]]:
         "groq": groq_,
         "mistral": mistral_,
         "together": together_,
+        "azure": azure_,
     }
 
 
@@ -317,7 +233,7 @@ def test_sync_code_fanning_out_over_threads_is_batched(
 def test_rerun_after_completion_sends_nothing_and_returns_the_same_answers(
     emulator: Emulator,
 ) -> None:
-    ask = _openai_chat()
+    ask = openai_chat()
     texts = [question(i) for i in range(4)]
 
     async def main() -> list[str]:
@@ -332,7 +248,7 @@ def test_rerun_after_completion_sends_nothing_and_returns_the_same_answers(
 
 
 def test_changed_prompt_sends_only_what_changed(emulator: Emulator) -> None:
-    ask = _openai_chat()
+    ask = openai_chat()
 
     async def main(texts: list[str]) -> list[str]:
         async with batchling.capture("changed", **FAST):
@@ -345,7 +261,7 @@ def test_changed_prompt_sends_only_what_changed(emulator: Emulator) -> None:
 
 
 def test_cache_false_sends_every_call_again(emulator: Emulator, sent: Callable[[str], int]) -> None:
-    ask = _openai_chat()
+    ask = openai_chat()
 
     async def main(cache: bool) -> str:
         async with batchling.capture("nocache", cache=cache, **FAST):
@@ -359,7 +275,7 @@ def test_cache_false_sends_every_call_again(emulator: Emulator, sent: Callable[[
 def test_call_outside_the_context_goes_direct_while_a_capture_runs(
     emulator: Emulator, sent: Callable[[str], int]
 ) -> None:
-    ask = _openai_chat()
+    ask = openai_chat()
 
     async def main() -> tuple[list[str], str]:
         go = asyncio.Event()
@@ -381,7 +297,7 @@ def test_call_outside_the_context_goes_direct_while_a_capture_runs(
 
 
 def test_two_captures_in_one_process_stay_apart(emulator: Emulator) -> None:
-    ask = _openai_chat()
+    ask = openai_chat()
 
     async def one(name: str, indexes: list[int]) -> list[str]:
         async with batchling.capture(name, **FAST):
@@ -437,7 +353,7 @@ def test_failed_line_raises_the_sdks_own_error(emulator: Emulator) -> None:
     import openai
 
     emulator.config.failure_rate = 1.0
-    ask = _openai_chat()
+    ask = openai_chat()
 
     async def main() -> str:
         async with batchling.capture("fails", **FAST):
@@ -450,7 +366,7 @@ def test_failed_line_raises_the_sdks_own_error(emulator: Emulator) -> None:
 def test_progress_shows_the_captured_batch_on_stderr(
     emulator: Emulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ask = _openai_chat()
+    ask = openai_chat()
 
     async def main() -> list[str]:
         async with batchling.capture("shown", window_seconds=0.2, poll_interval=0.05) as cap:
@@ -527,7 +443,7 @@ def test_captured_batches_show_in_the_cli_like_any_experiment(emulator: Emulator
     from batchling.cli import cli
     from batchling.home import default_db_path
 
-    ask = _openai_chat()
+    ask = openai_chat()
 
     async def main() -> list[str]:
         async with batchling.capture("shown-cli", **FAST) as cap:
@@ -549,7 +465,7 @@ def test_a_call_that_outlives_its_capture_gets_a_clear_error_not_a_hang(
 ) -> None:
     import openai
 
-    ask = _openai_chat()
+    ask = openai_chat()
 
     async def main() -> None:
         async with batchling.capture("closed", **FAST):

@@ -1,7 +1,8 @@
 """Every request the adapters send and every answer the emulator gives, over the whole lifecycle
-(upload, create, poll, list, download, cancel, delete) of all six providers, checked against the
-providers' published OpenAPI specs (shared/specs; SOURCES.md says which are official), and the
-specs' own example payloads decoded by the adapters.
+(upload, create, poll, list, download, cancel, delete) of every provider whose folder names a
+published OpenAPI spec (`openapi_spec` in its provider.toml; the files are in shared/specs,
+SOURCES.md says which are official), checked against that spec, and the specs' own example
+payloads decoded by the adapters.
 
 The traffic is recorded by the emulator itself (EmulatorState.recording), so what is checked is
 what crossed the socket, after the official SDK had its say.
@@ -10,8 +11,10 @@ what crossed the socket, after the official SDK had its say.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import re
+import tomllib
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -26,11 +29,13 @@ from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator, EmulatorConfig
 from batchling.emulator.recording import Exchange
 from batchling.models import TERMINAL_STATUSES, RawRequest
+from batchling.providers import PROVIDERS as ALL_PROVIDERS
 from batchling.providers import registry
 from batchling.providers.base import BatchRef, BatchSnapshot, CreateHint, Provider
+from tests.helpers import poll_until
 from tests.openapi_check import SpecCheck, jsonl, load, multipart_file, require_specs
 
-PROVIDERS = ["openai", "anthropic", "gemini", "groq", "mistral", "together"]
+PROVIDERS_DIR = Path(__file__).resolve().parents[1] / "batchling" / "providers"
 
 
 @pytest.fixture(autouse=True)
@@ -114,14 +119,18 @@ class ProviderSpec:
     """The emulator's mount prefix for the provider (the SDK's base URL path)."""
 
 
-SPEC_OF = {
-    "openai": ProviderSpec("openai.yaml", "/openai"),
-    "groq": ProviderSpec("groq-derived.yaml", "/groq"),
-    "mistral": ProviderSpec("mistral.yaml", "/mistral"),
-    "together": ProviderSpec("together.yaml", "/together"),
-    "anthropic": ProviderSpec("anthropic-unofficial.yaml", "/anthropic"),
-    "gemini": ProviderSpec("gemini-converted.yaml", "/gemini"),
-}
+def spec_of_folder(name: str) -> ProviderSpec | None:
+    """The folder's `openapi_spec` (provider.toml) and its emulator's mount, or None."""
+    data = tomllib.loads((PROVIDERS_DIR / name / "provider.toml").read_text(encoding="utf-8"))
+    if "openapi_spec" not in data:
+        return None
+    emulator = importlib.import_module(f"batchling.providers.{name}.emulator")
+    return ProviderSpec(data["openapi_spec"], emulator.PREFIX)
+
+
+SPEC_OF = {name: spec for name in ALL_PROVIDERS if (spec := spec_of_folder(name)) is not None}
+# The providers whose folders name a published spec: every test below runs on each.
+PROVIDERS = list(SPEC_OF)
 
 
 @cache
@@ -172,12 +181,11 @@ def request(index: int) -> RawRequest:
 async def poll_to_the_end(provider: Provider, ref: BatchRef) -> BatchSnapshot:
     """Polls until the batch has ended (a provider may finish a step or two after the emulator's
     clock says so, as Gemini's results do)."""
-    for _ in range(200):
-        snapshot = await provider.poll(ref)
-        if snapshot.status in TERMINAL_STATUSES:
-            return snapshot
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{ref.batch_id} never ended: {snapshot}")
+    return await poll_until(
+        lambda: provider.poll(ref),
+        lambda snapshot: snapshot.status in TERMINAL_STATUSES,
+        f"{ref.batch_id} to end",
+    )
 
 
 async def run_lifecycle(provider: Provider, emulator: Emulator, tmp_path: Path) -> None:

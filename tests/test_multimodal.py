@@ -13,7 +13,7 @@ from batchling import AsyncExperimentManager, GenerationParams, RawRequest, Stat
 from batchling.emulator import Emulator
 from batchling.emulator import media as wire
 from batchling.errors import InputError
-from batchling.providers import registry
+from batchling.providers import PROVIDERS, registry
 from tests.helpers import read_jsonl
 
 # A real 1x1 PNG and a minimal PDF.
@@ -28,15 +28,7 @@ PDF_DATA_URL = f"data:application/pdf;base64,{PDF_B64}"
 IMAGE_URL = "https://example.com/cat.png"
 PDF_URL = "https://example.com/paper.pdf"
 
-MODELS = {
-    "openai": "gpt-4o-mini",
-    "anthropic": "claude-x",
-    "gemini": "gemini-x",
-    "groq": "meta-llama/llama-4-scout-17b-16e-instruct",
-    "mistral": "mistral-small-latest",
-    "together": "meta-llama/Llama-4-Scout-17B-16E-Instruct",
-}
-PROVIDERS = list(MODELS)
+MODELS = {name: registry.provider_info(name).demo_model for name in PROVIDERS}
 ENDPOINTS = {p: registry.provider_info(p).default_endpoint for p in PROVIDERS}
 
 
@@ -77,17 +69,16 @@ def contains(found: dict[str, Any], expected: dict[str, Any]) -> bool:
     return all(found.get(key) == value for key, value in expected.items())
 
 
-def body_of(provider: str, line: dict[str, Any]) -> dict[str, Any]:
-    """Where each provider's line carries the request itself."""
-    key = {"anthropic": "params", "gemini": "request"}.get(provider, "body")
-    body: dict[str, Any] = line[key]
+def body_of(line: dict[str, Any]) -> dict[str, Any]:
+    """Where a provider's line carries the request itself (Anthropic: params, Gemini: request)."""
+    body: dict[str, Any] = next(line[key] for key in ("body", "params", "request") if key in line)
     return body
 
 
 def media_of(provider: str, line: dict[str, Any]) -> dict[str, Any]:
     """The encoded image or document of an `ask()` request (the second part of the message)."""
-    body = body_of(provider, line)
-    if provider == "gemini":
+    body = body_of(line)
+    if "contents" in body:
         part: dict[str, Any] = body["contents"][0]["parts"][1]
         return part
     messages = [m for m in body["messages"] if m["role"] == "user"]
@@ -95,7 +86,17 @@ def media_of(provider: str, line: dict[str, Any]) -> dict[str, Any]:
     return part
 
 
-# What each provider's batch line holds for each way of giving a part; None: refused.
+# Each way of giving a part -> the media capability it needs (ProviderInfo.media, provider.toml).
+KIND_MEDIA = {
+    "image_url": "image_url",
+    "image_data_url": "image_data",
+    "image_path": "image_data",
+    "image_data": "image_data",
+    "pdf_path": "document_data",
+    "pdf_data": "document_data",
+    "pdf_url": "document_url",
+}
+# What each provider's batch line holds for each way of giving a part it takes.
 OPENAI_STYLE_IMAGES = {
     "image_url": {"type": "image_url", "image_url": {"url": IMAGE_URL}},
     "image_data_url": {"type": "image_url", "image_url": {"url": PNG_DATA_URL}},
@@ -113,12 +114,11 @@ ANTHROPIC_PDF = {
 GEMINI_PNG = {"inlineData": {"mimeType": "image/png", "data": PNG_B64}}
 GEMINI_PDF = {"inlineData": {"mimeType": "application/pdf", "data": PDF_B64}}
 OPENAI_PDF = {"type": "file", "file": {"filename": "paper.pdf", "file_data": PDF_DATA_URL}}
-EXPECTED: dict[str, dict[str, dict[str, Any] | None]] = {
+EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
     "openai": {
         **OPENAI_STYLE_IMAGES,
         "pdf_path": OPENAI_PDF,
         "pdf_data": {**OPENAI_PDF, "file": {**OPENAI_PDF["file"], "filename": "document.pdf"}},
-        "pdf_url": None,
     },
     "anthropic": {
         "image_url": {"type": "image", "source": {"type": "url", "url": IMAGE_URL}},
@@ -130,15 +130,13 @@ EXPECTED: dict[str, dict[str, dict[str, Any] | None]] = {
         "pdf_url": {"type": "document", "source": {"type": "url", "url": PDF_URL}},
     },
     "gemini": {
-        "image_url": None,
         "image_data_url": GEMINI_PNG,
         "image_path": GEMINI_PNG,
         "image_data": GEMINI_PNG,
         "pdf_path": GEMINI_PDF,
         "pdf_data": GEMINI_PDF,
-        "pdf_url": None,
     },
-    "groq": {**OPENAI_STYLE_IMAGES, "pdf_path": None, "pdf_data": None, "pdf_url": None},
+    "groq": OPENAI_STYLE_IMAGES,
     "mistral": {
         **OPENAI_STYLE_IMAGES,
         "pdf_path": {
@@ -149,7 +147,9 @@ EXPECTED: dict[str, dict[str, dict[str, Any] | None]] = {
         "pdf_data": {"type": "document_url", "document_url": PDF_DATA_URL},
         "pdf_url": {"type": "document_url", "document_url": PDF_URL, "document_name": "paper.pdf"},
     },
-    "together": {**OPENAI_STYLE_IMAGES, "pdf_path": None, "pdf_data": None, "pdf_url": None},
+    "together": OPENAI_STYLE_IMAGES,
+    "azure": OPENAI_STYLE_IMAGES,
+    "compatible": OPENAI_STYLE_IMAGES,
 }
 
 
@@ -165,13 +165,23 @@ def part_for(kind: str, files: dict[str, Path]) -> dict[str, Any]:
     }[kind]
 
 
+def takes(provider: str, kind: str) -> bool:
+    return KIND_MEDIA[kind] in registry.provider_info(provider).media
+
+
 def cases(accepted: bool) -> list[tuple[str, str]]:
     return [
         (provider, kind)
-        for provider, kinds in EXPECTED.items()
-        for kind, expected in kinds.items()
-        if (expected is not None) == accepted
+        for provider in PROVIDERS
+        for kind in KIND_MEDIA
+        if takes(provider, kind) == accepted
     ]
+
+
+def test_the_expected_shapes_are_those_of_the_parts_each_provider_takes() -> None:
+    assert {p: set(EXPECTED[p]) for p in PROVIDERS} == {
+        p: {kind for kind in KIND_MEDIA if takes(p, kind)} for p in PROVIDERS
+    }
 
 
 # the public model
@@ -189,7 +199,7 @@ def test_a_media_part_needs_exactly_one_source_and_data_needs_its_type() -> None
 
 
 def test_a_remote_url_without_an_image_extension_is_taken_as_it_is() -> None:
-    for provider in ("openai", "anthropic", "groq", "mistral", "together"):
+    for provider in [p for p in PROVIDERS if takes(p, "image_url")]:
         line = encode(provider, ask({"type": "image", "url": "https://x/image.php?id=3"}))
         assert "https://x/image.php?id=3" in str(media_of(provider, line))
 
@@ -309,7 +319,7 @@ def test_gemini_takes_urls_of_its_own_files_api() -> None:
         encode("gemini", ask({"type": "document", "url": uri}))
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq", "mistral", "together"])
+@pytest.mark.parametrize("provider", [p for p in PROVIDERS if takes(p, "image_url")])
 def test_images_in_assistant_messages_are_refused(provider: str) -> None:
     data = {
         "messages": [
@@ -515,7 +525,7 @@ async def test_parts_arrive_in_the_providers_shape_and_are_answered(
     provider: str,
     files: dict[str, Path],
 ) -> None:
-    kinds = [kind for kind, expected in EXPECTED[provider].items() if expected is not None]
+    kinds = [kind for kind in KIND_MEDIA if takes(provider, kind)]
     requests = [
         {**ask(part_for(kind, files), reasoning="low"), "id": kind.replace("_", "-")}
         for kind in kinds

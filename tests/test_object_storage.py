@@ -15,6 +15,7 @@ from batchling.emulator import Emulator
 from batchling.errors import InputError, MissingExtraError
 from batchling.object_storage import beside, is_remote, staged
 from tests.helpers import request_dicts, write_jsonl
+from tests.object_stores import Bucket
 from tests.s3 import BUCKET
 
 
@@ -28,30 +29,30 @@ def lines(filesystem: Any, key: str) -> list[bytes]:
         return list(handle)
 
 
-async def test_requests_from_s3_and_processed_and_results_files_to_s3(
-    s3: Any, emulator: Emulator, tmp_path: Path
+async def test_requests_processed_and_results_files_in_object_storage(
+    cloud: Bucket, emulator: Emulator, tmp_path: Path
 ) -> None:
-    raw = put(s3, "in/requests.jsonl", write_jsonl(tmp_path / "r.jsonl", request_dicts(30)))
+    raw = cloud.put(
+        "in/requests.jsonl", write_jsonl(tmp_path / "r.jsonl", request_dicts(30)).read_bytes()
+    )
     async with AsyncExperimentManager(tmp_path / "db") as manager:
         created = await manager.create_experiment(
             "cloud",
             model="gpt-4o-mini",
             raw_file_path=raw,
-            processed_file_path=f"s3://{BUCKET}/out/processed.jsonl",
-            results_file_path=f"s3://{BUCKET}/out/results.jsonl",
+            processed_file_path=cloud.url("out/processed.jsonl"),
+            results_file_path=cloud.url("out/results.jsonl"),
         )
         assert created.request_counts.total == 30
         # The processed file is staged locally (the provider's upload reads it), then copied.
-        assert lines(
-            s3, "out/processed.jsonl"
-        ) == created.processed_file_path.read_bytes().splitlines(keepends=True)
+        assert cloud.read("out/processed.jsonl") == created.processed_file_path.read_bytes()
         await manager.start_experiment("cloud")
         finished = await manager.wait("cloud", poll_interval=0.02)
         assert finished.status == Status.COMPLETED
         results = await manager.get_results("cloud")
-    stored = lines(s3, "out/results.jsonl")
-    assert len(stored) == len(results) == 30
-    assert stored == finished.results_file_path.read_bytes().splitlines(keepends=True)
+    stored = cloud.read("out/results.jsonl")
+    assert len(stored.splitlines()) == len(results) == 30
+    assert stored == finished.results_file_path.read_bytes()
 
 
 async def test_a_missing_requests_object_is_one_clear_line(
@@ -110,16 +111,8 @@ def test_without_fsspec_an_s3_path_says_which_extra(
         next(read_request_lines("s3://b/requests.jsonl"))
 
 
-def chunk_keys(filesystem: Any, folder: str) -> dict[str, bytes]:
-    filesystem.invalidate_cache()
-    return {
-        key.rsplit("/", 1)[1]: filesystem.cat_file(key)
-        for key in filesystem.ls(f"{BUCKET}/{folder}", detail=False)
-    }
-
-
 async def test_retry_and_update_chunk_files_go_to_object_storage_too(
-    s3: Any, emulator: Emulator, tmp_path: Path
+    cloud: Bucket, emulator: Emulator, tmp_path: Path
 ) -> None:
     emulator.config.failure_rate = 0.5
     emulator.config.fixed_failures = True
@@ -129,26 +122,61 @@ async def test_retry_and_update_chunk_files_go_to_object_storage_too(
             model="gpt-4o-mini",
             raw_requests=request_dicts(6),
             max_requests_per_batch=4,
-            processed_file_path=f"s3://{BUCKET}/again/processed.jsonl",
-            results_file_path=f"s3://{BUCKET}/again/results.jsonl",
+            processed_file_path=cloud.url("again/processed.jsonl"),
+            results_file_path=cloud.url("again/results.jsonl"),
         )
         # A changed model re-encodes the chunks: the copies there change with them.
         await manager.update_experiment("again", model="gpt-4.1-mini")
-        batches = await manager.list_batches("again")
-        there = chunk_keys(s3, "again")
-        assert {b.path.name: b.path.read_bytes() for b in batches}.items() <= there.items()
-        assert all(b'"gpt-4.1-mini"' in there[b.path.name] for b in batches)
+        for batch in await manager.list_batches("again"):
+            there = cloud.read(f"again/{batch.path.name}")
+            assert there == batch.path.read_bytes() and b'"gpt-4.1-mini"' in there
         await manager.start_experiment("again")
         await manager.wait("again", poll_interval=0.02)
         await manager.get_results("again")
         emulator.config.failure_rate = 0.0
-        outcome = await manager.retry_experiment("again")
-        assert outcome.requests > 0
+        assert (await manager.retry_experiment("again")).requests > 0
         retried = [b for b in await manager.list_batches("again") if b.attempt == 2]
         assert retried and all(".retry1" in b.path.name for b in retried)
-        there = chunk_keys(s3, "again")
-        assert {b.path.name: b.path.read_bytes() for b in retried}.items() <= there.items()
+        for batch in retried:
+            assert cloud.read(f"again/{batch.path.name}") == batch.path.read_bytes()
         await manager.wait("again", poll_interval=0.02)
         results = await manager.get_results("again")
-    assert all(r.status == "succeeded" for r in results)
-    assert len(lines(s3, "again/results.jsonl")) == 6
+    assert [r.status for r in results] == ["succeeded"] * 6
+    assert len(cloud.read("again/results.jsonl").splitlines()) == 6
+    assert {b.path.name for b in retried} < set(cloud.names("again"))
+
+
+async def test_a_retry_cut_short_before_its_copy_copies_its_chunks_when_resumed(
+    s3: Any, emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batchling.core import create
+
+    cloud = Bucket("s3", s3)
+    emulator.config.failure_rate = 0.5
+    emulator.config.fixed_failures = True
+    async with AsyncExperimentManager(tmp_path / "db") as manager:
+        await manager.create_experiment(
+            "cut",
+            model="gpt-4o-mini",
+            raw_requests=request_dicts(4),
+            processed_file_path=cloud.url("cut/processed.jsonl"),
+        )
+        await manager.start_experiment("cut")
+        await manager.wait("cut", poll_interval=0.02)
+        await manager.get_results("cut")
+        emulator.config.failure_rate = 0.0
+        copy = create.copy_chunks_there
+
+        def crash(options: dict[str, Any], batches: Any) -> None:
+            raise ConnectionResetError("cut before the copy")
+
+        monkeypatch.setattr(create, "copy_chunks_there", crash)
+        with pytest.raises(ConnectionResetError):
+            await manager.retry_experiment("cut")
+        assert not any(".retry1" in name for name in cloud.names("cut"))
+        monkeypatch.setattr(create, "copy_chunks_there", copy)
+        assert (await manager.retry_experiment("cut")).resumed
+        retried = [b for b in await manager.list_batches("cut") if b.attempt == 2]
+    assert retried
+    for batch in retried:
+        assert cloud.read(f"cut/{batch.path.name}") == batch.path.read_bytes()

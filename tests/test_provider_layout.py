@@ -27,16 +27,6 @@ NOT_FOR_EMULATORS = re.compile(
 )
 # Where a provider's name may stand outside its folder, and why. Keep this short.
 NAMED_OUTSIDE = {("providers/__init__.py", name): "the PROVIDERS list itself" for name in PROVIDERS}
-# Capture (merged from main on 2026-12-06) still knows each provider's hosts, SDK user agents and
-# batch line outside the folders; to move into provider.toml and each wire.py.
-NAMED_OUTSIDE |= {
-    ("capturing/routes.py", name): "capture's provider detection"
-    for name in ("openai", "anthropic", "gemini", "groq", "mistral", "together")
-}
-NAMED_OUTSIDE |= {
-    ("capturing/lines.py", name): "capture's batch line per provider"
-    for name in ("openai", "anthropic", "gemini", "groq", "mistral")
-}
 
 
 def package_of(path: Path) -> str:

@@ -29,7 +29,7 @@ def test_the_teams_section_runs(
     postgres_url: str, s3: Any, emulator: Emulator, tmp_path: Path
 ) -> None:
     blocks = section_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     write_jsonl(tmp_path / "requests.jsonl", request_dicts(6))
     s3.put_file(str(tmp_path / "requests.jsonl"), f"{BUCKET}/requests.jsonl")
     bin_dir = Path(sys.executable).parent
@@ -57,7 +57,11 @@ def test_the_teams_section_runs(
         in (done.stdout)
     )
     names = [row[0] for row in fetch_rows(postgres_url, "SELECT name FROM experiments ORDER BY id")]
-    assert names == ["team-demo", "solo-run", "from-s3", "queued-run"]
+    assert names == ["team-demo", "solo-run", "from-s3", "queued-run", "nightly-1"]
     assert "started queued-run" in done.stdout
+    assert "Quota of openai/gpt-4o-mini: 40,000,000 enqueued tokens, 50 batches." in done.stdout
+    assert "started nightly-1" in done.stdout
+    budget = next(line for line in done.stdout.splitlines() if line.startswith("study 'nightly'"))
+    assert budget.startswith("study 'nightly': 25 USD a day, ") and "0 USD reserved" not in budget
     with s3.open(f"{BUCKET}/results/from-s3.jsonl", "rb") as handle:
         assert len(list(handle)) == 6

@@ -14,11 +14,12 @@ from batchling.postgres_text import ESCAPE, escape, unescape
 from batchling.records import ResultRecord
 from batchling.store_postgres import PostgresStore
 from batchling.updates import ExperimentUpdate
-from tests.postgres import fetch_rows
+from tests.postgres import fetch_rows, schema_at
 
 # NUL, and the PostgreSQL store's escape character (U+FFFF) alone, doubled and before a "0".
 NUL_TEXT = "a\x00b\x00"
 ESCAPE_LOOKALIKES = "\uffff|\uffff\uffff|\uffff0|\x00\uffff0"
+OLD_TITLE = ESCAPE_LOOKALIKES.replace("\x00", "")
 
 
 def nul_requests(count: int) -> list[dict[str, object]]:
@@ -98,28 +99,17 @@ async def test_db_copy_moves_nul_texts_to_postgresql(
 async def test_postgres_texts_written_before_the_escape_read_the_same(postgres_url: str) -> None:
     """A database of an older batchling may hold the escape character as itself: upgrading
     keeps such texts as they were."""
-    import asyncpg
-
-    connection = await asyncpg.connect(postgres_url)
-    try:
-        await connection.execute(
-            "CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-        )
-        for name, sql in MIGRATIONS_SQL[:8]:
-            await connection.execute(sql)
-            await connection.execute("INSERT INTO migrations VALUES ($1, 'then')", name)
-        await connection.execute(
-            "INSERT INTO experiments (name, title, provider, model, endpoint, status, "
-            "processed_file_path, results_file_path, created_at, updated_at) "
-            "VALUES ('old', $1, 'openai', 'm', '/v1/chat/completions', 'created', 'p', 'r', "
-            "'2025-01-01T00:00:00+00:00', '2025-01-01T00:00:00+00:00')",
-            ESCAPE_LOOKALIKES.replace("\x00", ""),
-        )
-    finally:
-        await connection.close()
+    await schema_at(
+        postgres_url,
+        8,
+        "INSERT INTO experiments (name, title, provider, model, endpoint, status, "
+        "processed_file_path, results_file_path, created_at, updated_at) "
+        f"VALUES ('old', '{OLD_TITLE}', 'openai', 'm', '/v1/chat/completions', 'created', "
+        "'p', 'r', '2025-01-01T00:00:00+00:00', '2025-01-01T00:00:00+00:00')",
+    )
     async with await PostgresStore.open(postgres_url) as store:
         experiment = await store.get_experiment("old")
-    assert experiment.title == ESCAPE_LOOKALIKES.replace("\x00", "")
+    assert experiment.title == OLD_TITLE
     assert fetch_rows(postgres_url, "SELECT COUNT(*) FROM migrations")[0][0] == len(MIGRATIONS_SQL)
 
 

@@ -16,7 +16,7 @@ from batchling.errors import ReadOnlyStoreError, StoreError
 from batchling.migrations_postgres import MIGRATIONS_SQL
 from batchling.store_postgres import _READS, PostgresStore
 from tests.helpers import request_dicts
-from tests.postgres import Cluster, fetch_rows
+from tests.postgres import Cluster, fetch_rows, schema_at
 
 EXPERIMENT_ROW = (
     "INSERT INTO experiments (name, provider, model, endpoint, status, processed_file_path, "
@@ -28,19 +28,7 @@ EXPERIMENT_ROW = (
 
 async def older_database(url: str, version: int) -> None:
     """The database as a batchling that knew `version` migrations left it, with one experiment."""
-    import asyncpg
-
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(
-            "CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-        )
-        for name, sql in MIGRATIONS_SQL[:version]:
-            await connection.execute(sql)
-            await connection.execute("INSERT INTO migrations VALUES ($1, 'then')", name)
-        await connection.execute(EXPERIMENT_ROW)
-    finally:
-        await connection.close()
+    await schema_at(url, version, EXPERIMENT_ROW)
 
 
 def applied(url: str) -> int:

@@ -4,7 +4,6 @@ installed (google/genai/_api_client.py `_use_aiohttp`): `ClientSession._request`
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 from http import HTTPStatus
@@ -12,7 +11,7 @@ from types import ModuleType
 from typing import Any
 
 from batchling.capturing import intercept
-from batchling.capturing.lines import Answer
+from batchling.providers.capture_rules import Answer
 
 
 def _content(kwargs: dict[str, Any]) -> bytes | None:
@@ -85,7 +84,7 @@ def patch_aiohttp(module: ModuleType) -> None:
                     answer = intercept.refusal(engine, method.upper(), url)
                     return CapturedResponse(method, url, answer.status_code, answer.body)
             elif call is not None and not isinstance(call, str):
-                outcome: Answer | str = await asyncio.wrap_future(engine.submit(call))
+                outcome: Answer | str = await engine.submit_async(call)
                 if not isinstance(outcome, str):
                     return CapturedResponse(method, url, outcome.status_code, outcome.body)
                 engine.direct_calls.append(call.key)

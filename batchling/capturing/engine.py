@@ -6,7 +6,9 @@ blocking code (any thread) hand it calls the same way."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import contextlib
 import functools
 import os
 import threading
@@ -21,15 +23,16 @@ import orjson
 
 from batchling.capturing.keys import custom_id_of
 from batchling.capturing.ledger import Ledger, LedgerRow
-from batchling.capturing.lines import Answer, answer_of, batch_line
 from batchling.capturing.plan import CapturePlan, request_tokens
-from batchling.capturing.routes import Route
+from batchling.capturing.routes import Route, rules_of
 from batchling.errors import DryRun
 from batchling.models import Experiment, RawMessage, RawRequest, RequestCounts, Status
+from batchling.providers.capture_rules import Answer
 
 T = TypeVar("T")
 MAX_POLL_INTERVAL = 60.0
 MAX_WINDOW_SECONDS = 60.0
+INBOX_SECONDS = 0.02
 DIRECT = "direct"
 """Answer meaning: send the call as it is, to the provider's synchronous endpoint."""
 
@@ -64,9 +67,7 @@ class CaptureSettings:
     progress: Callable[[Experiment], None] | None = None
 
 
-def _deliver(
-    out: concurrent.futures.Future[Answer | str], waiting: asyncio.Future[Answer | str]
-) -> None:
+def _settle(out: Any, waiting: asyncio.Future[Answer | str]) -> None:
     if out.done():
         return
     if waiting.cancelled():
@@ -75,6 +76,16 @@ def _deliver(
         out.set_exception(error)
     else:
         out.set_result(waiting.result())
+
+
+def _settle_value(out: asyncio.Future[Answer | str], answer: Answer | str) -> None:
+    if not out.done():
+        out.set_result(answer)
+
+
+def _settle_all(settled: list[tuple[Any, asyncio.Future[Answer | str]]]) -> None:
+    for out, waiting in settled:
+        _settle(out, waiting)
 
 
 def error_answer(status: int, message: str) -> Answer:
@@ -96,9 +107,15 @@ class CaptureEngine:
             target=self._run, name=f"batchling-capture-{settings.name}", daemon=True
         )
         self._waiting: dict[str, asyncio.Future[Answer | str]] = {}
+        self._inbox: collections.deque[tuple[CapturedCall, Any]] = collections.deque()
+        self._inbox_lock = threading.Lock()
+        self._wake_pending = False
+        self._batch_sizes: dict[str, int] = {}
+        self._outbox: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
         self._queues: dict[Route, list[CapturedCall]] = {}
         self._timers: dict[Route, asyncio.TimerHandle] = {}
         self._first_at: dict[Route, float] = {}
+        self._last_at: dict[Route, float] = {}
         self._routes: dict[str, Route] = {}
         self._deadline_passed = False
         self._api_keys: dict[str, str] = {}
@@ -133,11 +150,55 @@ class CaptureEngine:
     def submit(self, call: CapturedCall) -> concurrent.futures.Future[Answer | str]:
         """Hand a call over from any thread; the future gets its answer (or DIRECT)."""
         out: concurrent.futures.Future[Answer | str] = concurrent.futures.Future()
-        try:
-            self._loop.call_soon_threadsafe(self._accept, call, out)
-        except RuntimeError:  # the capture has closed: a task that outlived it still holds it
-            out.set_result(self._closed_answer())
+        self._hand_over(call, out)
         return out
+
+    def submit_async(self, call: CapturedCall) -> asyncio.Future[Answer | str]:
+        """`submit` for a coroutine: the future is on the caller's running loop."""
+        out: asyncio.Future[Answer | str] = asyncio.get_running_loop().create_future()
+        self._hand_over(call, out)
+        return out
+
+    def _hand_over(self, call: CapturedCall, out: Any) -> None:
+        # One wake-up of the engine's loop takes every call handed over since the last one:
+        # a wake-up per call (a write to the loop's socket, a GIL hand-off) cost more than
+        # the rest of capture's work per call.
+        self._inbox.append((call, out))
+        with self._inbox_lock:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        try:
+            self._loop.call_soon_threadsafe(self._take_inbox)
+        except RuntimeError:  # the capture has closed: a task that outlived it still holds it
+            self._answer_inbox_closed()
+
+    def _answer_inbox_closed(self) -> None:
+        with self._inbox_lock:
+            self._wake_pending = False
+        closed = self._closed_answer()
+        while self._inbox:
+            self._answer_now(self._inbox.popleft()[1], closed)
+
+    def _take_inbox(self) -> None:
+        """Take the calls handed over; while they keep coming, look again every INBOX_SECONDS
+        instead of being woken for each (calls wait for a batch window anyway)."""
+        if not self._inbox:
+            with self._inbox_lock:
+                if not self._inbox:
+                    self._wake_pending = False
+                    return
+        while self._inbox:
+            self._accept(*self._inbox.popleft())
+        self._loop.call_later(INBOX_SECONDS, self._take_inbox)
+
+    @staticmethod
+    def _answer_now(out: Any, answer: Answer | str) -> None:
+        if isinstance(out, asyncio.Future):
+            with contextlib.suppress(RuntimeError):  # a closed caller's loop: nobody waits there
+                out.get_loop().call_soon_threadsafe(_settle_value, out, answer)
+        elif not out.done():
+            out.set_result(answer)
 
     def stop(self) -> None:
         try:
@@ -146,6 +207,9 @@ class CaptureEngine:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
+            self._answer_inbox_closed()
+            for loop in list(self._outbox):
+                self._post(loop)
 
     async def _open(self) -> None:
         from batchling.manager import AsyncExperimentManager
@@ -176,10 +240,10 @@ class CaptureEngine:
 
     # calls (on the engine's loop)
 
-    def _accept(self, call: CapturedCall, out: concurrent.futures.Future[Answer | str]) -> None:
+    def _accept(self, call: CapturedCall, out: Any) -> None:
         """Take one call (a callback: no task per call) and answer `out` when its key is."""
         if self._deadline_passed:
-            out.set_result(self._deadline_answer(call.route))
+            self._answer_now(out, self._deadline_answer(call.route))
             return
         if call.api_key:
             self._api_keys[call.route.provider] = call.api_key
@@ -188,7 +252,24 @@ class CaptureEngine:
             waiting = self._waiting[call.key] = self._loop.create_future()
             self._routes[call.key] = call.route
             self._enqueue(call)
-        waiting.add_done_callback(functools.partial(_deliver, out))
+        waiting.add_done_callback(functools.partial(self._deliver, out))
+
+    def _deliver(self, out: Any, waiting: asyncio.Future[Answer | str]) -> None:
+        if not isinstance(out, asyncio.Future):
+            _settle(out, waiting)
+            return
+        # Answers for an async caller's loop go over in one hand-off per engine loop turn.
+        loop = out.get_loop()
+        pending = self._outbox.get(loop)
+        if pending is None:
+            pending = self._outbox[loop] = []
+            self._loop.call_soon(self._post, loop)
+        pending.append((out, waiting))
+
+    def _post(self, loop: asyncio.AbstractEventLoop) -> None:
+        settled = self._outbox.pop(loop, [])
+        with contextlib.suppress(RuntimeError):  # a closed caller's loop: nobody waits there
+            loop.call_soon_threadsafe(_settle_all, settled)
 
     def _on_deadline(self) -> None:
         self._deadline_passed = True
@@ -224,20 +305,36 @@ class CaptureEngine:
         if len(queue) >= self._batch_size(route):
             self._flush(route)
             return
-        now = self._loop.time()
+        now = self._last_at[route] = self._loop.time()
         if len(queue) == 1:
             self._first_at[route] = now
-        timer = self._timers.pop(route, None)
-        if timer is not None:
-            timer.cancel()
-        when = min(now + self.settings.window_seconds, self._first_at[route] + MAX_WINDOW_SECONDS)
-        self._timers[route] = self._loop.call_at(when, self._flush, route)
+        if route not in self._timers:
+            self._timers[route] = self._loop.call_at(
+                self._window_end(route), self._on_window, route
+            )
+
+    def _window_end(self, route: Route) -> float:
+        return min(
+            self._last_at[route] + self.settings.window_seconds,
+            self._first_at[route] + MAX_WINDOW_SECONDS,
+        )
+
+    def _on_window(self, route: Route) -> None:
+        # One timer per queue, moved on when calls came meanwhile (not one per call).
+        end = self._window_end(route)
+        if self._loop.time() < end:
+            self._timers[route] = self._loop.call_at(end, self._on_window, route)
+        else:
+            self._flush(route)
 
     def _batch_size(self, route: Route) -> int:
-        from batchling.providers import registry
+        size = self._batch_sizes.get(route.provider)
+        if size is None:
+            from batchling.providers import registry
 
-        limit = registry.provider_info(route.provider).limits.max_requests
-        return min(self.settings.batch_size or limit, limit)
+            limit = registry.provider_info(route.provider).limits.max_requests
+            size = self._batch_sizes[route.provider] = min(self.settings.batch_size or limit, limit)
+        return size
 
     def _flush(self, route: Route) -> None:
         timer = self._timers.pop(route, None)
@@ -293,7 +390,9 @@ class CaptureEngine:
         if self.settings.dry_run:
             for call in new:
                 self.plan.add(
-                    route.provider, route.model, request_tokens(route.endpoint, call.body)
+                    route.provider,
+                    route.model,
+                    request_tokens(rules_of(route.provider), route.endpoint, call.body),
                 )
             for call in new:
                 self._resolve(call.key, DryRun(self.plan))
@@ -326,7 +425,11 @@ class CaptureEngine:
         max_cost = self.settings.max_cost
         assert max_cost is not None
         costs = [
-            self.plan.cost_of(route.provider, route.model, request_tokens(route.endpoint, c.body))
+            self.plan.cost_of(
+                route.provider,
+                route.model,
+                request_tokens(rules_of(route.provider), route.endpoint, c.body),
+            )
             for c in calls
         ]
         if any(cost is None for cost in costs):
@@ -366,7 +469,7 @@ class CaptureEngine:
                 for result in await self._manager.get_results(name):
                     row = by_id.get(result.custom_id)
                     if row is not None and result.raw is not None:
-                        answer = answer_of(row.provider, result.raw)
+                        answer = rules_of(row.provider).answer(result.raw)
                         answers.append((row.key, answer.status_code, answer.body))
                 await self._ledger.save_answers(answers)
             for key, status, body in answers:
@@ -438,7 +541,9 @@ class CaptureEngine:
         encoded = []
         try:
             for row in rows:
-                line = batch_line(row.provider, row.endpoint, row.custom_id, orjson.loads(row.body))
+                line = rules_of(row.provider).batch_line(
+                    row.endpoint, row.custom_id, orjson.loads(row.body)
+                )
                 chunk = writer.add(orjson.dumps(line), custom_id=row.custom_id)
                 encoded.append((row.custom_id, chunk, _PLACEHOLDER, row.body.decode()))
             records = writer.close()
@@ -460,7 +565,8 @@ class CaptureEngine:
             updated_at=now,
             study=self.settings.name,
         )
-        tokens = [request_tokens(row.endpoint, orjson.loads(row.body)) for row in rows]
+        rules = rules_of(first.provider)
+        tokens = [request_tokens(rules, row.endpoint, orjson.loads(row.body)) for row in rows]
         estimate = {
             "requests": len(rows),
             "input_tokens": sum(t[0] for t in tokens),

@@ -4,7 +4,6 @@ only calls made inside a capture are looked at. Everything else goes through unt
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextvars
 import functools
@@ -21,7 +20,7 @@ from batchling.capturing.routes import api_key_of, is_streaming, route_of
 
 if TYPE_CHECKING:
     from batchling.capturing.engine import CapturedCall, CaptureEngine
-    from batchling.capturing.lines import Answer
+    from batchling.providers.capture_rules import Answer
 
 ACTIVE: contextvars.ContextVar[CaptureEngine | None] = contextvars.ContextVar(
     "batchling_capture", default=None
@@ -133,7 +132,7 @@ def _patch_async(module: ModuleType) -> None:
         found = _answer_now(module, engine, request) if engine is not None else None
         if isinstance(found, CapturedCall):
             assert engine is not None
-            answer: Answer | str = await asyncio.wrap_future(engine.submit(found))
+            answer: Answer | str = await engine.submit_async(found)
             if not isinstance(answer, str):
                 return _response(module, request, answer)
             engine.direct_calls.append(found.key)

@@ -13,15 +13,7 @@ from batchling.pricing import (
     load_price_table,
     token_counter,
 )
-
-# Body fields that bound the answer's length, per SDK (OpenAI chat/responses, Anthropic, Gemini).
-_MAX_OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
-_INPUT_ONLY_ENDPOINTS = (
-    "/v1/embeddings",
-    "embedContent",
-    "/v1/moderations",
-    "/v1/chat/moderations",
-)
+from batchling.providers.capture_rules import CaptureRules
 
 
 def _texts(value: Any) -> list[str]:
@@ -36,7 +28,7 @@ def _texts(value: Any) -> list[str]:
     return []
 
 
-def request_tokens(endpoint: str, body: dict[str, Any]) -> tuple[int, int]:
+def request_tokens(rules: CaptureRules, endpoint: str, body: dict[str, Any]) -> tuple[int, int]:
     """(input, output) tokens of one captured body; output is its own limit when it sets one."""
     count = token_counter()[0]
     content = {
@@ -46,16 +38,9 @@ def request_tokens(endpoint: str, body: dict[str, Any]) -> tuple[int, int]:
         in ("messages", "system", "input", "contents", "content", "systemInstruction", "prompt")
     }
     tokens = sum(count(text) for text in _texts(content))
-    if endpoint in _INPUT_ONLY_ENDPOINTS:
+    if endpoint in rules.input_only:
         return tokens, 0
-    config = body.get("generationConfig")
-    config = config if isinstance(config, dict) else {}
-    for source in (body, config):
-        for name in (*_MAX_OUTPUT_FIELDS, "maxOutputTokens"):
-            value = source.get(name)
-            if isinstance(value, int) and value > 0:
-                return tokens, value
-    return tokens, ASSUMED_OUTPUT_TOKENS
+    return tokens, rules.output_limit(body) or ASSUMED_OUTPUT_TOKENS
 
 
 @dataclass

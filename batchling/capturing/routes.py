@@ -1,60 +1,18 @@
 """Which intercepted HTTP calls are batchable: (provider, batch endpoint, model, base URL) from
-the request as the SDK built it. Pure: no I/O."""
+the request as the SDK built it, by the capture rules of the provider folders. Pure: no I/O."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+import functools
+import importlib
+import importlib.util
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-# The provider's own hosts; any other host (the emulator, Azure, a proxy) is told by the SDK's
-# User-Agent, which each official SDK sets to its own name.
-_HOSTS = {
-    "api.openai.com": "openai",
-    "api.anthropic.com": "anthropic",
-    "generativelanguage.googleapis.com": "gemini",
-    "api.groq.com": "groq",
-    "api.mistral.ai": "mistral",
-    "api.together.xyz": "together",
-    "api.together.ai": "together",
-}
-# Stainless SDKs send "<ClientClass>/Python <version>" (openai/_base_client.py `user_agent`),
-# Mistral's Speakeasy SDK "mistral-client-python/...", google-genai "google-genai-sdk/...".
-_AGENTS = (
-    (re.compile(r"^(Async)?(Azure)?OpenAI/"), "openai"),
-    (re.compile(r"^(Async)?Anthropic"), "anthropic"),
-    (re.compile(r"^(Async)?Groq/"), "groq"),
-    (re.compile(r"^(Async)?Together/"), "together"),
-    (re.compile(r"^mistral-client-python/"), "mistral"),
-    (re.compile(r"google-genai-sdk/"), "gemini"),
-)
-# Path suffix of the synchronous endpoint -> the batch endpoint it becomes, per provider.
-_OPENAI_STYLE = {
-    "/chat/completions": "/v1/chat/completions",
-    "/embeddings": "/v1/embeddings",
-    "/responses": "/v1/responses",
-    "/moderations": "/v1/moderations",
-}
-_SUFFIXES: dict[str, dict[str, str]] = {
-    "openai": _OPENAI_STYLE,
-    "groq": {"/chat/completions": "/v1/chat/completions"},
-    "together": {"/chat/completions": "/v1/chat/completions"},
-    "mistral": {
-        "/chat/completions": "/v1/chat/completions",
-        "/embeddings": "/v1/embeddings",
-        "/moderations": "/v1/moderations",
-        "/chat/moderations": "/v1/chat/moderations",
-        "/ocr": "/v1/ocr",
-    },
-    "anthropic": {"/messages": "/v1/messages"},
-}
-# Base URLs the adapters expect end before these parts of the path (their SDKs add them).
-_BASE_TAIL = {"anthropic": "/v1", "groq": "/openai/v1", "together": "/v1", "mistral": "/v1"}
-_GEMINI_PATH = re.compile(
-    r"^(?P<base>.*?)/(?P<version>v1(?:alpha|beta)?)/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent|embedContent)$"
-)
+from batchling.providers import PROVIDERS
+from batchling.providers.capture_rules import CaptureRules, has_header
 
 
 @dataclass(frozen=True)
@@ -67,21 +25,37 @@ class Route:
     base_url: str
 
 
+@functools.cache
+def all_rules() -> dict[str, CaptureRules]:
+    """Provider name -> its capture rules, for each folder of PROVIDERS that has `capture.py`."""
+    found: dict[str, CaptureRules] = {}
+    for name in PROVIDERS:
+        module = f"batchling.providers.{name}.capture"
+        if importlib.util.find_spec(module) is not None:
+            found[name] = importlib.import_module(module).RULES
+    return found
+
+
+def rules_of(provider: str) -> CaptureRules:
+    return all_rules()[provider]
+
+
 def provider_of(host: str, headers: Mapping[str, str]) -> str | None:
-    provider = _HOSTS.get(host.lower())
-    if provider is not None:
-        return provider
+    """The provider's own host, else its SDK's User-Agent, else a header only its SDK sends,
+    else a header of its SDK's family."""
+    rules = all_rules()
+    host = host.lower()
     user_agent = headers.get("user-agent", "")
-    for pattern, name in _AGENTS:
-        if pattern.search(user_agent):
-            return name
-    # A framework may replace the User-Agent (pydantic-ai does); the SDKs' own headers remain.
-    if "anthropic-version" in headers:
-        return "anthropic"
-    if "google-genai-sdk/" in headers.get("x-goog-api-client", ""):
-        return "gemini"
-    if "x-stainless-lang" in headers:
-        return "openai"
+    tells: tuple[Callable[[CaptureRules], bool], ...] = (
+        lambda r: host in r.hosts,
+        lambda r: r.user_agent is not None and r.user_agent.search(user_agent) is not None,
+        lambda r: has_header(headers, r.sdk_headers),
+        lambda r: has_header(headers, r.family_headers),
+    )
+    for tell in tells:
+        for name, rule in rules.items():
+            if tell(rule):
+                return name
     return None
 
 
@@ -96,38 +70,18 @@ def route_of(
     provider = provider_of(parts.hostname or "", headers)
     if provider is None:
         return None
-    path = parts.path.rstrip("/")
-    origin = f"{parts.scheme}://{parts.netloc}"
-    if provider == "gemini":
-        match = _GEMINI_PATH.match(path)
-        if match is None:
-            return None
-        return Route(provider, match["method"], match["model"], origin + match["base"])
-    for suffix, endpoint in _SUFFIXES[provider].items():
-        if path.endswith(suffix):
-            base = path[: -len(suffix)]
-            tail = _BASE_TAIL.get(provider, "")
-            if tail and base.endswith(tail):
-                base = base[: -len(tail)]
-            model = body.get("model")
-            if not isinstance(model, str) or not model:
-                return None
-            return Route(provider, endpoint, model, origin + base)
-    return None
-
-
-STREAM_GENERATE_CONTENT = "streamGenerateContent"
+    call = rules_of(provider).route(parts.path.rstrip("/"), body)
+    if call is None:
+        return None
+    return Route(
+        provider, call.endpoint, call.model, f"{parts.scheme}://{parts.netloc}{call.base_path}"
+    )
 
 
 def is_streaming(route: Route, body: dict[str, Any]) -> bool:
-    return body.get("stream") is True or route.endpoint == STREAM_GENERATE_CONTENT
+    return rules_of(route.provider).streams(route.endpoint, body)
 
 
 def api_key_of(provider: str, headers: Mapping[str, str]) -> str | None:
-    """The key the SDK put on the call: `x-api-key` (Anthropic), `x-goog-api-key` (Gemini), else
-    a bearer token (the OpenAI-style SDKs, Mistral, and Anthropic's auth token)."""
-    for name in {"anthropic": ("x-api-key",), "gemini": ("x-goog-api-key",)}.get(provider, ()):
-        if headers.get(name):
-            return headers[name]
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    """The key the SDK put on the call, where its provider's rules say it is."""
+    return rules_of(provider).api_key(headers)

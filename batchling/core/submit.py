@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,12 +18,14 @@ from batchling.errors import (
     ConfigurationError,
     InvalidStateError,
     ProviderError,
+    WaitingError,
 )
 from batchling.models import BatchRecord, Experiment, Status, SubmitStep
 from batchling.pricing import check_cost_limit
 from batchling.progress import TransferMeter
 from batchling.providers import client_settings
 from batchling.providers.base import BatchRef, Provider
+from batchling.quotas import Reservation
 from batchling.repository import Repository
 from batchling.store import lease_seconds, utcnow
 from batchling.updates import BatchUpdate, ExperimentUpdate
@@ -96,6 +99,10 @@ async def start_claimed(
         "batchling_created": experiment.created_at.strftime("%Y%m%dT%H%M%S%f"),
     }
     try:
+        if claimed_by is not None or store.shared:
+            # Queued, or started on a team's database: the provider's quota and the budget
+            # are shared with every worker, and what does not fit waits.
+            await reserve_capacity(session, experiment, provider)
         to_submit = [
             b
             for b in await store.list_batches(experiment)
@@ -116,18 +123,72 @@ async def start_claimed(
                 adopt = None if batch.step == SubmitStep.CREATING else adopt
                 upload.advance(batch.bytes)
             held.check()
+    except WaitingError as error:
+        # Released with the reason it waits shown as its error (a worker takes it again).
+        await store.defer_start(experiment_name, owner, str(error))
+        raise
     except BaseException:
         # Stays 'submitting' with its progress recorded; released so a rerun can resume it.
         await store.release_start(experiment_name, owner)
         raise
     await store.update_experiment(
-        experiment_name, ExperimentUpdate(status=Status.VALIDATING, start_owner=None)
+        experiment_name, ExperimentUpdate(status=Status.VALIDATING, start_owner=None, error=None)
     )
     try:
         return await lifecycle.refresh(session, experiment_name)
     except ProviderError:
         # Everything is submitted and recorded; a failed first poll is for 'wait' to redo.
         return await store.get_experiment(experiment_name)
+
+
+TOKEN_MARGIN = 1.25
+"""Reserved tokens per estimated input token: the estimate counts text as roughly four
+characters a token (or with tiktoken's o200k_base), which a provider's tokenizer may pass."""
+
+
+async def reserve_capacity(session: Session, experiment: Experiment, provider: Provider) -> None:
+    """Reserve what the experiment's latest attempt will hold of its provider's quota and of
+    the budgets, or WaitingError. Tokens: the requests' estimated input tokens (what the
+    providers' queue limits count) and a margin, so that an estimate a little short of the
+    provider's count still fits; a retry's share of them is its share of the requests."""
+    store = await session.store()
+    batches = await store.list_batches(experiment)
+    attempt = max((b.attempt for b in batches), default=1)
+    current = [b for b in batches if b.attempt == attempt]
+    requests = sum(b.request_count for b in current)
+    share = requests / max(1, sum(b.request_count for b in batches if b.attempt == 1))
+    cost = await costs.experiment_cost(session, experiment.name)
+    estimate = cost.estimate
+    reservation = Reservation(
+        experiment=experiment.name,
+        attempt=attempt,
+        provider=experiment.provider,
+        model=experiment.model,
+        study=experiment.study,
+        tokens=math.ceil(estimate.input_tokens * TOKEN_MARGIN * min(1.0, share)),
+        batches=len(current),
+        requests=requests,
+        usd=None if estimate.usd is None else estimate.usd * min(1.0, share),
+    )
+    refusal = await store.reserve(reservation, provider.info.quotas)
+    if refusal is not None:
+        raise WaitingError(f"Experiment '{experiment.name}' is not started, {refusal.reason()}.")
+
+
+async def _take_creation_turn(session: Session, experiment: Experiment, chunk: int) -> None:
+    """For a provider whose batches keep no marker of ours: wait for no other process to be
+    creating one (WaitingError), so that a batch found after a crash is this chunk's."""
+    store = await session.store()
+    busy = await store.enter_creation(experiment, chunk)
+    if busy is not None:
+        raise WaitingError(
+            f"Experiment '{experiment.name}' waits: experiment '{busy}' is creating a "
+            f"{experiment.provider} batch right now, and {experiment.provider} batches carry no "
+            "marker to tell whose is whose after a crash, so creations take turns. A worker "
+            f"tries again on its next pass; or run 'batchling start {experiment.name}' again "
+            f"in a moment (if the process starting '{busy}' died, 'batchling start {busy}' "
+            "resumes it first)."
+        )
 
 
 class HeldLease:
@@ -254,6 +315,8 @@ async def _submit_batch(
     creation = _Creation(session, experiment, provider, batch, file_id, metadata)
     batch_id = None
     if batch.step == SubmitStep.CREATING:
+        if not provider.info.batch_metadata and adopt is None:
+            await _take_creation_turn(session, experiment, batch.chunk)
         # A previous run may have created the batch and died before recording its id.
         batch_id = adopt or await _find_created_batch(creation)
     if batch_id is None:
@@ -296,7 +359,10 @@ async def _create_batch(
         started = utcnow()
         if still_held is not None:
             await still_held()
-        await store.update_batch(experiment, batch.chunk, BatchUpdate(step=SubmitStep.CREATING))
+        if creation.provider.info.batch_metadata:
+            await store.update_batch(experiment, batch.chunk, BatchUpdate(step=SubmitStep.CREATING))
+        else:
+            await _take_creation_turn(session, experiment, batch.chunk)
         try:
             return await session._call(
                 experiment,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from batchling import resume
 from batchling.core import download, lifecycle, submit
 from batchling.core.session import Session
-from batchling.errors import BatchlingError
+from batchling.errors import BatchlingError, WaitingError
 from batchling.models import Experiment, Status
 from batchling.store import lease_seconds
 
@@ -21,6 +21,8 @@ class WorkerPass:
     """What one pass did."""
 
     started: list[str] = dataclasses.field(default_factory=list)
+    waiting: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Left queued (a quota, a budget, another process's creation), with the reason."""
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
     polled: int = 0
     downloaded: list[str] = dataclasses.field(default_factory=list)
@@ -44,12 +46,15 @@ async def _work_pass(session: Session, stopping: Callable[[], bool]) -> WorkerPa
     done = WorkerPass()
     owner = resume.owner_id()
     while not stopping():
-        name = await store.take_queued(owner, lease_seconds=lease_seconds())
+        name = await store.take_queued(owner, lease_seconds=lease_seconds(), skip=done.waiting)
         if name is None:
             break
         try:
             await submit.start_claimed(session, name, claimed_by=owner)
             done.started.append(name)
+        except WaitingError as error:
+            # Deferred by start_claimed; the next pass tries again.
+            done.waiting[name] = str(error)
         except BatchlingError as error:
             # Released: the next pass (of any worker) tries again from where it stopped.
             await store.release_start(name, owner)
@@ -80,11 +85,17 @@ async def work(
     stopping: Callable[[], bool],
     on_pass: Callable[[WorkerPass], None] | None = None,
 ) -> None:
-    """Passes until `stopping()`: each step in progress is finished first."""
+    """Passes until `stopping()`: each step in progress is finished first. An experiment left
+    waiting is reported once, and again only when its reason changes."""
+    reported: dict[str, str] = {}
     while not stopping():
         done = await _work_pass(session, stopping)
+        news = {k: v for k, v in done.waiting.items() if reported.get(k) != v}
+        reported.update(done.waiting)
+        for name in done.started:
+            reported.pop(name, None)
         if on_pass is not None:
-            on_pass(done)
+            on_pass(dataclasses.replace(done, waiting=news))
         waited = 0.0
         while waited < poll_interval and not stopping():
             await asyncio.sleep(min(0.2, poll_interval))

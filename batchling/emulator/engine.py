@@ -72,8 +72,18 @@ class EmulatorConfig:
     fail in every batch and a retry never recovers them (for tests that pin which requests fail).
     By default each batch draws them anew, as a transient failure at a provider would."""
     enqueued_token_limit: int | None = None
-    """OpenAI: input tokens one model may have in unfinished batches; a batch that would go
-    past it fails in validation with `token_limit_exceeded`."""
+    """Input tokens one model may have in unfinished batches. OpenAI: a batch that would go past
+    it fails in validation with `token_limit_exceeded`; Gemini and Together refuse its creation
+    with 429."""
+    batch_limit: int | None = None
+    """Gemini: unfinished batches a project may have ("concurrent batch requests"); one more
+    is refused with 429 RESOURCE_EXHAUSTED."""
+    queued_request_limit: int | None = None
+    """Anthropic: requests of unfinished batches a workspace may have ("batch requests in
+    processing queue"); a batch that would go past it is refused with 429 rate_limit_error."""
+    file_processing_seconds: float = 0.0
+    """Azure OpenAI: how long an uploaded file stays `pending` before it is `processed` (a batch
+    is refused on a pending file)."""
     gemini_output_lag_polls: int | None = None
     """Gemini: polls of a batch just SUCCEEDED that still show no output. None: 1 poll for about
     half the batches (chosen by their first request's id), as the live service sometimes does."""

@@ -52,6 +52,44 @@ class ProviderRoutes:
 
         return decorate
 
+    def over_quota(
+        self, *, model: str | None, tokens: int, requests: int, kinds: str
+    ) -> str | None:
+        """Why a new batch of this provider (`tokens` enqueued of `model`, `requests` requests) would pass one of
+        the quota knobs named in `kinds` ("tokens batches requests"), counting the provider's
+        unfinished batches; None when it fits. Each refusal counts in calls[(provider,
+        "quota_refused")], so a test can tell none happened."""
+        provider = self.provider
+        unfinished = [
+            b for b in self.state.list_batches(provider) if not self.refreshed(b).phase.terminal
+        ]
+        config = self.state.config
+        reason = None
+        if "tokens" in kinds and config.enqueued_token_limit is not None:
+            held = sum(
+                b.extra.get("enqueued_tokens", 0)
+                for b in unfinished
+                if b.extra.get("model") == model
+            )
+            if held + tokens > config.enqueued_token_limit:
+                reason = (
+                    f"Enqueued token limit reached for {model}: {held:,} of "
+                    f"{config.enqueued_token_limit:,} enqueued tokens are in unfinished batches."
+                )
+        limit = config.batch_limit
+        if "batches" in kinds and limit is not None and len(unfinished) + 1 > limit:
+            reason = f"Too many concurrent batch jobs: the limit is {limit}."
+        if "requests" in kinds and config.queued_request_limit is not None:
+            held = sum(b.total for b in unfinished)
+            if held + requests > config.queued_request_limit:
+                reason = (
+                    f"Number of batch requests in the processing queue would exceed the limit "
+                    f"of {config.queued_request_limit:,} ({held:,} are processing)."
+                )
+        if reason is not None:
+            self.state.calls[(provider, "quota_refused")] += 1
+        return reason
+
     def download(self, file_id: str, not_found: Callable[[], Response]) -> Response:
         """A stored file's bytes as the provider serves them (doctored while a fault says so)."""
         stored = self.state.get_file(self.provider, file_id)

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from batchling.emulator import direct
 from batchling.emulator.connection import ConnectionAccess
 from batchling.emulator.engine import EmulatorConfig, EmulatorState, Fault
 from batchling.emulator.recording import Recorder
@@ -67,8 +68,10 @@ class WholeRequests:
 
 
 def create_app(state: EmulatorState) -> Starlette:
-    mounts = [Mount(module.PREFIX, routes=module.routes(state)) for module in provider_modules()]
-    app = Starlette(routes=mounts)
+    modules = provider_modules()
+    mounts = [Mount(module.PREFIX, routes=module.routes(state)) for module in modules]
+    # The synchronous endpoints capture passes calls to, before the batch APIs' mounts.
+    app = Starlette(routes=[*direct.routes(state, modules), *mounts])
     app.state.emulator = state
     app.add_middleware(WholeRequests, state=state)
     # Outside WholeRequests: it sees the body as the client sent it.

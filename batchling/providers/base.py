@@ -14,6 +14,7 @@ from typing_extensions import NotRequired, Unpack
 
 from batchling.models import RawRequest, RequestCounts, Result, Status
 from batchling.providers import client_settings
+from batchling.quotas import QuotaLimits, parse_limits
 from batchling.records import ResultRecord, record_of
 from batchling.structured import ResponseFormat
 
@@ -56,6 +57,14 @@ class ProviderInfo:
     """model -> (input, output) USD per 1M tokens at batch prices (see batchling.price_table)."""
     long_context_prices: Mapping[str, tuple[int, float, float]] = field(default_factory=dict)
     """model -> (input tokens above which the tier applies, input, output) at batch prices."""
+    quotas: Mapping[str, QuotaLimits] = field(default_factory=dict)
+    """model (or quotas.ALL) -> the documented limits on what may wait at the provider at once."""
+    batch_metadata: bool = True
+    """False where a batch keeps nothing the caller chose (no metadata): creations of that
+    provider's batches then take turns across processes (see Repository.enter_creation)."""
+    media: frozenset[str] = frozenset()
+    """The media parts a batch line takes: image_url, image_data, document_url, document_data
+    (an image or a document by URL, or inline from a file or data)."""
 
     def map_status(self, raw: str) -> Status:
         return self.status_map.get(raw, Status.UNKNOWN)
@@ -94,6 +103,9 @@ def load_info(package: str) -> ProviderInfo:
             model: (int(threshold), float(given), float(got))
             for model, (threshold, given, got) in data.get("long_context_prices", {}).items()
         },
+        quotas=parse_limits(data.get("quotas", {})),
+        batch_metadata=bool(data.get("batch_metadata", True)),
+        media=frozenset(data.get("media", ())),
     )
 
 

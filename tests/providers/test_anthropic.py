@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import subprocess
@@ -22,7 +21,7 @@ from batchling.providers.anthropic.wire import DEFAULT_MAX_TOKENS, map_status
 from batchling.providers.base import BatchRef, BatchSnapshot
 from batchling.providers.registry import create_provider
 from tests.conftest import env_without
-from tests.helpers import until_terminal
+from tests.helpers import FakeClock, until_terminal
 
 MODEL = "claude-x"
 ENDPOINT = "/v1/messages"
@@ -402,15 +401,18 @@ async def test_failures_carry_the_providers_message(
 async def test_cancel_keeps_finished_results(
     provider: AnthropicProvider, emulator: Emulator, tmp_path: Path
 ) -> None:
+    clock = FakeClock()
+    emulator.state.clock = clock
     emulator.config.processing_seconds = 1.0
     emulator.config.cancel_seconds = 0.2
     requests = {f"req-{i}": RawRequest(messages=[user(f"Question {i}")]) for i in range(10)}
     ref = await submit(provider, tmp_path, requests)
-    await asyncio.sleep(0.5)
+    clock.now += 0.5  # half of the requests done
     await provider.cancel(ref)
-    seen: list[Status] = []
-    snapshot = await until_terminal(provider, ref, seen=seen, key="status")
-    assert seen == [Status.CANCELLING, Status.CANCELLED]
+    assert (await provider.poll(ref)).status is Status.CANCELLING
+    clock.now += 0.3  # past the cancellation's 0.2 s
+    snapshot = await provider.poll(ref)
+    assert snapshot.status is Status.CANCELLED
     results = await collect(provider, ref, snapshot)
     statuses = [r.status for r in results.values()]
     assert len(results) == 10

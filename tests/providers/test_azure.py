@@ -13,11 +13,12 @@ from batchling.emulator import Emulator
 from batchling.errors import ConfigurationError, InputError
 from batchling.models import RawRequest
 from batchling.providers.azure import INFO
+from batchling.providers.azure import adapter as azure_adapter
 from batchling.providers.azure import emulator as azure_emulator
 from batchling.providers.azure.adapter import AzureOpenAIProvider
 from batchling.providers.base import BatchRef
 from batchling.providers.registry import create_provider, encoder
-from tests.helpers import question, request_dicts, until_terminal
+from tests.helpers import FakeClock, question, request_dicts, until_terminal
 
 MODEL = "gpt-4o-mini"
 
@@ -143,3 +144,58 @@ async def test_a_finished_batch_has_an_error_file_even_when_nothing_failed(
     assert batch.error_file_id and batch.output_file_id
     # Azure's content filter verdicts ride on each answer.
     assert results[0].raw is not None and "content_filter_results" in json.dumps(results[0].raw)
+
+
+def azure_call(emulator: Emulator, method: str, path: str, **kwargs: object) -> httpx.Response:
+    url = f"{emulator.base_url}/azure/openai{path}?api-version=2024-10-21"
+    return httpx.request(method, url, headers={"api-key": "k"}, **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_uploaded_file_is_pending_and_a_batch_on_it_is_refused_until_processed(
+    emulator: Emulator,
+) -> None:
+    clock = FakeClock()
+    emulator.state.clock = clock
+    emulator.config.file_processing_seconds = 60.0
+    content = json.dumps(line("a")).encode() + b"\n"
+    uploaded = azure_call(
+        emulator, "POST", "/files", files={"file": ("in.jsonl", content)}, data={"purpose": "batch"}
+    ).json()
+    assert uploaded["status"] == "pending"
+    create = {"input_file_id": uploaded["id"], "endpoint": "/chat/completions"}
+    refused = azure_call(emulator, "POST", "/batches", json=create | {"completion_window": "24h"})
+    assert refused.status_code == 400
+    assert "is in 'pending' state" in refused.json()["error"]["message"]
+    clock.now += 60.0
+    assert azure_call(emulator, "GET", f"/files/{uploaded['id']}").json()["status"] == "processed"
+    created = azure_call(emulator, "POST", "/batches", json=create | {"completion_window": "24h"})
+    assert created.status_code == 200 and created.json()["status"] == "validating"
+
+
+async def test_the_adapter_waits_for_its_file_to_be_processed_before_creating_the_batch(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    emulator.state.clock = clock
+    emulator.config.file_processing_seconds = 20.0
+    waits: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+        clock.now += delay
+
+    monkeypatch.setattr(azure_adapter, "sleep", sleep)
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps(line("a")) + "\n")
+    adapter = create_provider("azure")
+    try:
+        file_id = await adapter.upload(path)
+        batch_id = await adapter.create(
+            path, file_id=file_id, model=MODEL, endpoint="/chat/completions", metadata={}
+        )
+        snapshot = await adapter.poll(BatchRef(batch_id))
+    finally:
+        await adapter.aclose()
+    # Polled with waits doubling from 0.5 s until the file was processed, 20 s after its upload.
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 15.0]
+    assert snapshot.status is not Status.FAILED

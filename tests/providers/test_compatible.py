@@ -3,6 +3,7 @@ and the protocol under any path prefix on the emulator."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from batchling.cli import cli
 from batchling.emulator import Emulator
 from batchling.errors import ConfigurationError, InputError
 from batchling.providers import registry
+from batchling.providers.compatible import emulator as compatible_emulator
 from batchling.providers.compatible import profiles
 from tests.helpers import request_dicts
 
@@ -166,3 +168,31 @@ async def test_a_batch_mixing_models_fails_as_the_services_document(
         await adapter.aclose()
     assert snapshot.status == Status.FAILED
     assert snapshot.errors == ["line 2: All requests must use one model."]
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_the_emulator_holds_each_built_in_service_to_its_profiles_file_limit(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # A file one byte over the profile's limit, without writing that many bytes.
+    monkeypatch.setattr(
+        compatible_emulator,
+        "served_profiles",
+        lambda: {n: dataclasses.replace(p, max_bytes=10) for n, p in profiles.built_in().items()},
+    )
+    base = emulator.env()[registry.provider_info(name).base_url_env[0]]
+    answer = httpx.post(
+        f"{base}/files",
+        headers={"authorization": "Bearer k"},
+        files={"file": ("in.jsonl", b"x" * 11)},
+        data={"purpose": "batch"},
+    )
+    assert answer.status_code == 400 and answer.json()["error"]["message"] == "File is too large."
+    generic = emulator.env()["OPENAI_COMPATIBLE_BASE_URL"]
+    fits = httpx.post(
+        f"{generic}/files",
+        headers={"authorization": "Bearer k"},
+        files={"file": ("in.jsonl", b"x" * 11)},
+        data={"purpose": "batch"},
+    )
+    assert fits.status_code == 200

@@ -486,10 +486,10 @@ async def test_ids_have_the_real_formats(emulator: Emulator, tmp_path: Path) -> 
     assert FILE_NAME.match(ref.input_file_id or ""), ref.input_file_id
     assert snapshot.output_file_id == f"files/batch-{ref.batch_id.removeprefix('batches/')}"
     # Made from the emulator's counter: names sort in creation order, as its lists page.
-    from batchling.emulator.ids import gemini_name
+    from batchling.providers.gemini.emulator import gemini_id
 
-    assert [gemini_name(36)(n) for n in (9, 10, 36, 37)] == sorted(
-        gemini_name(36)(n) for n in (9, 10, 36, 37)
+    assert [gemini_id(36)(n) for n in (9, 10, 36, 37)] == sorted(
+        gemini_id(36)(n) for n in (9, 10, 36, 37)
     )
     await adapter.aclose()
 

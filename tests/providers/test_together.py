@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import subprocess
@@ -28,7 +27,7 @@ from batchling.providers.together.adapter import (
     snapshot_of,
 )
 from tests.conftest import env_without
-from tests.helpers import poll_until, until_terminal
+from tests.helpers import FakeClock, poll_until, until_terminal
 
 CHAT = "/v1/chat/completions"
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
@@ -506,12 +505,14 @@ async def test_output_order_does_not_follow_the_input(emulator: Emulator, tmp_pa
 async def test_cancel_mid_run_keeps_the_finished_results(
     emulator: Emulator, tmp_path: Path
 ) -> None:
+    clock = FakeClock()
+    emulator.state.clock = clock
     emulator.config.processing_seconds = 2.0
     adapter = create_provider("together")
     ref = await submit(adapter, write_chunk(tmp_path, 20, tag="cx"))
-    await asyncio.sleep(1.0)
+    clock.now += 1.0  # half of the requests done
     await adapter.cancel(ref)
-    snapshot = await until_terminal(adapter, ref)
+    snapshot = await adapter.poll(ref)
     assert snapshot.status == Status.CANCELLED and snapshot.provider_status == "CANCELLED"
     results = await decoded(adapter, ref, snapshot)
     assert 0 < len(results) < 20
@@ -522,14 +523,17 @@ async def test_cancel_mid_run_keeps_the_finished_results(
 
 
 async def test_cancel_shows_no_cancelling_status(emulator: Emulator, tmp_path: Path) -> None:
+    clock = FakeClock()
+    emulator.state.clock = clock
     emulator.config.processing_seconds = 5.0
     emulator.config.cancel_seconds = 0.3
     adapter = create_provider("together")
     ref = await submit(adapter, write_chunk(tmp_path, 4, tag="cs"))
-    await asyncio.sleep(0.6)
+    clock.now += 0.6
     await adapter.cancel(ref)
     assert (await adapter.poll(ref)).provider_status == "IN_PROGRESS"
-    assert (await until_terminal(adapter, ref)).provider_status == "CANCELLED"
+    clock.now += 0.4  # past the cancellation's 0.3 s, shown as still running before
+    assert (await adapter.poll(ref)).provider_status == "CANCELLED"
     await adapter.aclose()
 
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, ids, media
+from batchling.emulator import answers, chat, direct, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase
 from batchling.emulator.routing import ProviderRoutes
 
@@ -65,6 +65,14 @@ def error(status: int, message: str, *, type_: str = "invalid_request_error") ->
         status_code=status,
         headers={"x-should-retry": "false", "request-id": request_id},
     )
+
+
+def rate_limited(message: str) -> JSONResponse:
+    """429 rate_limit_error with the retry-after header the API sends with it."""
+    answer = error(429, message, type_="rate_limit_error")
+    answer.headers["retry-after"] = "1"
+    del answer.headers["x-should-retry"]
+    return answer
 
 
 def rfc3339(at: float | None) -> str | None:
@@ -375,6 +383,12 @@ def routes(state: EmulatorState) -> list[Route]:
         requests, problem = validate_requests(payload)
         if problem is not None:
             return error(400, problem)
+        # Rate limits page, Message Batches API: "batch requests in processing queue" per
+        # workspace; past a limit the API answers 429 rate_limit_error
+        # (https://docs.anthropic.com/en/api/rate-limits, https://docs.anthropic.com/en/api/errors).
+        refused = served.over_quota(model=None, tokens=0, requests=len(requests), kinds="requests")
+        if refused is not None:
+            return rate_limited(refused)
         batch = state.create_batch(
             PROVIDER,
             requests,
@@ -458,3 +472,16 @@ def routes(state: EmulatorState) -> list[Route]:
         Route("/v1/messages/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
         Route("/v1/messages/batches/{batch_id}/results", batch_results, methods=["GET"]),
     ]
+
+
+# The synchronous endpoint a capture passes calls to: https://docs.anthropic.com/en/api/messages
+DIRECT = (
+    direct.Direct(
+        PROVIDER,
+        f"{PREFIX}/v1/messages",
+        check_headers,
+        lambda _, body: invalid_params(body),
+        lambda _, body, cid: message(body, custom_id=cid),
+        lambda text: error(400, text),
+    ),
+)

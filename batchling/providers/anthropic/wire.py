@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from batchling.errors import InputError
 from batchling.models import (
@@ -65,6 +65,13 @@ STRUCTURED_OUTPUT_MODELS = (
     "claude-sonnet-4-5",
     "claude-haiku-4-5",
 )
+
+
+# A request that never ran, by its result type: (its status, why it has no answer).
+NOT_RUN: dict[str, tuple[Literal["cancelled", "expired"], str]] = {
+    "canceled": ("cancelled", "The request was not processed because the batch was cancelled."),
+    "expired": ("expired", "The request was not processed before the batch expired (24 h)."),
+}
 
 
 def map_status(raw: str, *, cancel_initiated: bool = False, expired: int = 0) -> Status:
@@ -333,28 +340,10 @@ def decode_line(line: dict[str, Any]) -> Result:
         )
     if kind == "errored":
         return Result(custom_id=custom_id, status="failed", error=error_of(result), raw=line)
-    if kind == "canceled":
-        return Result(
-            custom_id=custom_id,
-            status="cancelled",
-            error=ResultError(
-                kind="cancelled",
-                message="The request was not processed because the batch was cancelled.",
-                code="canceled",
-            ),
-            raw=line,
-        )
-    if kind == "expired":
-        return Result(
-            custom_id=custom_id,
-            status="expired",
-            error=ResultError(
-                kind="expired",
-                message="The request was not processed before the batch expired (24 h).",
-                code="expired",
-            ),
-            raw=line,
-        )
+    if kind in NOT_RUN:
+        status, message = NOT_RUN[kind]
+        error = ResultError(kind=status, message=message, code=kind)
+        return Result(custom_id=custom_id, status=status, error=error, raw=line)
     return Result(
         custom_id=custom_id,
         status="failed",

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import chat, ids
+from batchling.emulator import chat, direct, ids
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
 from batchling.emulator.routing import ProviderRoutes
 from batchling.providers.openai_compatible import emulator as protocol
@@ -92,12 +92,22 @@ def refuse(request: Request) -> Response | None:
     return None
 
 
-def file_object(stored: StoredFile) -> dict[str, Any]:
-    return protocol.file_fields(stored) | {
-        "status": "processed",
-        "expires_at": None,
-        "status_details": None,
-    }
+def file_status(state: EmulatorState, stored: StoredFile) -> str:
+    """An uploaded file is `pending`, then `processed` (the how-to's "Track file upload status":
+    the upload answers "status": "pending", and its sample polls files.retrieve until
+    "processed"); how long it stays pending is `file_processing_seconds`."""
+    ready_at = stored.created_at + state.config.file_processing_seconds
+    return "processed" if stored.purpose != "batch" or state.clock() >= ready_at else "pending"
+
+
+def pending_file(stored: StoredFile) -> JSONResponse:
+    # The live refusal, quoted in learn.microsoft.com/en-us/answers/questions/2203029 (2025-03).
+    message = (
+        f"The input file '{stored.id}' is in 'pending' state. Only files with status "
+        "'Processed' are accepted for batch inferencing. Please check the file status and try "
+        "again"
+    )
+    return protocol.error(400, message, param="input_file_id", retry=False)
 
 
 def batch_object(state: EmulatorState, batch: EmulatedBatch) -> dict[str, Any]:
@@ -189,6 +199,15 @@ def _not_found(what: str) -> Response:
 
 def routes(state: EmulatorState) -> list[Route]:
     served = ProviderRoutes(state, PROVIDER, render, refuse=refuse)
+
+    def file_object(stored: StoredFile) -> dict[str, Any]:
+        status = file_status(state, stored)
+        return protocol.file_fields(stored) | {
+            "status": status,
+            "expires_at": None,
+            "status_details": None,
+        }
+
     step = served.step
 
     @step("list")
@@ -205,6 +224,8 @@ def routes(state: EmulatorState) -> list[Route]:
         stored = state.get_file(PROVIDER, str(payload.get("input_file_id")))
         if stored is None or stored.purpose != "batch":
             return protocol.missing_input_file(payload)
+        if file_status(state, stored) == "pending":
+            return pending_file(stored)
         metadata = payload.get("metadata") or {}
         if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_PAIRS:
             message = f"metadata holds at most {MAX_METADATA_PAIRS} string pairs."
@@ -228,9 +249,33 @@ def routes(state: EmulatorState) -> list[Route]:
         file_object=file_object,
         batch_object=batch_object,
         not_found=_not_found,
-        max_bytes=lambda: MAX_FILE_BYTES,
+        max_bytes=lambda request: MAX_FILE_BYTES,
         file_prefix=input_file_id,
         list_files=list_files,
         endpoints={CHAT},
         create_batch=create_batch,
     )
+
+
+def _direct_problem(request: Request, body: dict[str, Any]) -> str | None:
+    deployment = request.path_params["deployment"]
+    if deployment not in DEPLOYMENTS:
+        return f"The model deployment '{deployment}' was not found."
+    return direct.required(body, "messages")
+
+
+# The synchronous endpoint a capture passes calls to:
+# https://learn.microsoft.com/azure/ai-foundry/openai/reference (chat completions); a synchronous
+# call may use any deployment, a batch only a GlobalBatch one.
+DIRECT = (
+    direct.Direct(
+        PROVIDER,
+        f"{PREFIX}{API}/deployments/{{deployment}}{CHAT}",
+        refuse,
+        _direct_problem,
+        lambda _, body, cid: response_body(
+            {"body": body, "custom_id": cid}, created=direct.now(), invalid_json_rate=0.0
+        ),
+        direct.openai_style_refusal,
+    ),
+)

@@ -60,6 +60,15 @@ def refuse(request: Request) -> Response | None:
     return None
 
 
+def limits_of(service: str) -> tuple[int, int]:
+    """(requests, bytes) a batch of the service at path `service` may hold: its profile's
+    documented limits, else OpenAI's."""
+    profile = served_profiles().get(service.split("/", 1)[0])
+    if profile is None:
+        return MAX_REQUESTS, MAX_FILE_BYTES
+    return profile.max_requests, profile.max_bytes
+
+
 def status_of(service: str, batch: EmulatedBatch) -> str:
     """The status as the service at path `service` spells it: its profile's documented
     spellings (an unlisted one upper-cased like them), else OpenAI's."""
@@ -140,13 +149,13 @@ def routes(state: EmulatorState) -> list[Route]:
         stored = state.get_file(PROVIDER, str(payload.get("input_file_id")))
         if stored is None:
             return protocol.missing_input_file(payload)
+        service = request.path_params["service"]
         lines, errors = protocol.kept_lines(
             stored,
             lambda line, kept, seen: line_problem(line, endpoint, kept, seen),
-            max_requests=MAX_REQUESTS,
+            max_requests=limits_of(service)[0],
             wording=WORDING,
         )
-        service = request.path_params["service"]
         batch = protocol.new_batch(
             state,
             PROVIDER,
@@ -164,7 +173,7 @@ def routes(state: EmulatorState) -> list[Route]:
         file_object=protocol.file_fields,
         batch_object=batch_object,
         not_found=_not_found,
-        max_bytes=lambda: MAX_FILE_BYTES,
+        max_bytes=lambda request: limits_of(request.path_params["service"])[1],
         file_prefix=protocol.file_id,
         list_files=list_files,
         endpoints={CHAT},

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, ids, media
+from batchling.emulator import answers, chat, direct, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 from batchling.emulator.routing import NOT_JSON, ProviderRoutes, numbered_lines
 
@@ -834,13 +834,25 @@ def routes(state: EmulatorState) -> list[Route]:
             lines = inline_lines
             # Inline requests are not echoed back: every poll would carry them all.
             input_spec = {}
+        full_model = model if model.startswith("models/") else f"models/{model}"
+        tokens = sum(prompt_tokens(line.get("request") or {}) for line in lines)
+        # Batch mode limits: concurrent batch requests per project, enqueued tokens per model;
+        # past one the API answers 429 RESOURCE_EXHAUSTED
+        # (https://ai.google.dev/gemini-api/docs/rate-limits#batch-mode,
+        # https://ai.google.dev/gemini-api/docs/troubleshooting#error-codes).
+        refused = served.over_quota(
+            model=full_model, tokens=tokens, requests=len(lines), kinds="tokens batches"
+        )
+        if refused is not None:
+            return error(429, refused, status="RESOURCE_EXHAUSTED")
         batch = state.create_batch(
             PROVIDER,
             lines,
             [_line_key(line, i) for i, line in enumerate(lines)],
             prefix=gemini_id(36),
             extra={
-                "model": model if model.startswith("models/") else f"models/{model}",
+                "model": full_model,
+                "enqueued_tokens": tokens,
                 "display_name": str(
                     batch_spec.get("displayName", batch_spec.get("display_name", ""))
                 ),
@@ -939,3 +951,38 @@ def _page(request: Request, items: list[Any]) -> tuple[list[Any], str | None]:
     size = max(1, min(MAX_PAGE_SIZE, size))
     end = start + size
     return items[start:end], (str(end) if end < len(items) else None)
+
+
+def _direct_refuse(request: Request) -> Response | None:
+    return None if has_api_key(request) else error(403, UNREGISTERED_CALLER)
+
+
+def _direct_embed_request(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    # The batch line names the model; the synchronous call has it in its path.
+    return {"model": f"models/{request.path_params['model']}", **body}
+
+
+# The synchronous endpoints a capture passes calls to: https://ai.google.dev/api/generate-content
+# and https://ai.google.dev/api/embeddings#method:-models.embedcontent
+DIRECT = (
+    direct.Direct(
+        PROVIDER,
+        f"{PREFIX}/{{version}}/models/{{model}}:generateContent",
+        _direct_refuse,
+        lambda _, body: request_problem(body),
+        lambda request, body, cid: generate_content(
+            body, model=request.path_params["model"], key=cid
+        ),
+        lambda message: error(400, message),
+    ),
+    direct.Direct(
+        PROVIDER,
+        f"{PREFIX}/{{version}}/models/{{model}}:embedContent",
+        _direct_refuse,
+        lambda request, body: embed_request_problem(_direct_embed_request(request, body)),
+        lambda request, body, cid: embed_content(
+            _direct_embed_request(request, body), model=request.path_params["model"]
+        ),
+        lambda message: error(400, message),
+    ),
+)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import chat, ids, media
+from batchling.emulator import chat, direct, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
 from batchling.emulator.routing import ProviderRoutes
 from batchling.providers.openai_compatible import emulator as protocol
@@ -337,7 +337,7 @@ def routes(state: EmulatorState) -> list[Route]:
         protocol.upload_route(
             served,
             API,
-            max_bytes=lambda: MAX_BATCH_FILE_BYTES,
+            max_bytes=lambda request: MAX_BATCH_FILE_BYTES,
             prefix=GROQ_FILE_ID,
             file_object=protocol.file_fields,
             purpose_problem=purpose_problem,
@@ -346,3 +346,24 @@ def routes(state: EmulatorState) -> list[Route]:
         protocol.create_route(served, API, endpoints=ENDPOINTS, create=create_batch),
         Route(f"{API}/batches", list_batches, methods=["GET"]),
     ]
+
+
+def _direct_line(body: dict[str, Any], custom_id: str = "") -> dict[str, Any]:
+    return {"url": CHAT, "body": body, "custom_id": custom_id}
+
+
+# The synchronous endpoint a capture passes calls to: https://console.groq.com/docs/api-reference#chat
+DIRECT = (
+    direct.Direct(
+        PROVIDER,
+        f"{PREFIX}{API}{CHAT.removeprefix('/v1')}",
+        direct.bearer,
+        lambda _, body: (
+            direct.required(body, "model", "messages")
+            or invalid_parts(_direct_line(body))
+            or response_format_problem(_direct_line(body))
+        ),
+        lambda _, body, cid: response_body(_direct_line(body, cid), created=direct.now()),
+        direct.openai_style_refusal,
+    ),
+)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, ids, media
+from batchling.emulator import answers, chat, direct, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 from batchling.emulator.routing import ProviderRoutes
 from batchling.providers.openai_compatible.emulator import file_fields
@@ -748,3 +748,40 @@ def routes(state: EmulatorState) -> list[Route]:
         Route("/v1/batch/jobs/{job_id}", delete_job, methods=["DELETE"]),
         Route("/v1/batch/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
     ]
+
+
+def _direct(endpoint: str) -> direct.Direct:
+    def problem(_: Request, body: dict[str, Any]) -> str | None:
+        if endpoint == "/v1/chat/completions":
+            return direct.required(body, "model") or (
+                message_order_problem(body)
+                or media.openai_chat_problem(body, files=False, documents=True)
+            )
+        if endpoint == "/v1/ocr":
+            return direct.required(body, "model") or media.mistral_ocr_problem(body)
+        return direct.required(body, "model")
+
+    def answer(_: Request, body: dict[str, Any], custom_id: str) -> dict[str, Any]:
+        found = response_body(
+            endpoint, body, custom_id=custom_id, model=body["model"], created=direct.now()
+        )
+        assert found is not None  # only endpoints it answers are routed
+        return found
+
+    return direct.Direct(
+        PROVIDER, f"{PREFIX}{endpoint}", unauthorized, problem, answer, lambda m: error(400, m)
+    )
+
+
+# The synchronous endpoints a capture passes calls to: https://docs.mistral.ai/api/ (chat,
+# embeddings, ocr, moderations).
+DIRECT = tuple(
+    _direct(endpoint)
+    for endpoint in (
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/ocr",
+        "/v1/moderations",
+        "/v1/chat/moderations",
+    )
+)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, media
+from batchling.emulator import answers, chat, direct, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
 from batchling.emulator.routing import ProviderRoutes
 from batchling.providers.openai_compatible import emulator as protocol
@@ -413,64 +412,6 @@ def purpose_problem(purpose: object) -> str | None:
     return "Missing required parameter: 'purpose'."
 
 
-def _unauthorized() -> JSONResponse:
-    # https://platform.openai.com/docs/guides/error-codes: 401 without a valid key.
-    return JSONResponse(
-        chat.error_body("You didn't provide an API key.", code="invalid_api_key"), status_code=401
-    )
-
-
-def _chunks(answer: dict[str, Any]) -> Iterator[bytes]:
-    """The answer as `chat.completion.chunk` events, then `data: [DONE]`."""
-    base = {k: answer[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
-    choice = answer["choices"][0]
-    deltas = [
-        {
-            "index": 0,
-            "delta": {"role": "assistant", "content": choice["message"]["content"]},
-            "finish_reason": None,
-        },
-        {"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]},
-    ]
-    for delta in deltas:
-        yield b"data: " + orjson.dumps(base | {"choices": [delta]}) + b"\n\n"
-    yield b"data: [DONE]\n\n"
-
-
-def direct_chat_route(state: EmulatorState) -> Route:
-    """POST /v1/chat/completions answered at once (or streamed with `stream: true`), so that
-    calls a capture passes through (outside it, streaming, past a deadline) have somewhere to
-    go: https://platform.openai.com/docs/api-reference/chat/create and .../chat-streaming."""
-
-    async def chat_completions(request: Request) -> Response:
-        if (fault := await state.before(PROVIDER, "direct")) is not None:
-            return fault
-        if not request.headers.get("authorization", "").startswith("Bearer "):
-            return _unauthorized()
-        try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            return JSONResponse(chat.error_body("The body is not valid JSON."), status_code=400)
-        if not isinstance(body, dict) or not body.get("model") or not body.get("messages"):
-            return JSONResponse(
-                chat.error_body("'model' and 'messages' are required properties."), status_code=400
-            )
-        # The parts a batch line's body may hold are those the endpoint takes (same checks).
-        problem = media.openai_chat_problem(body, files=True)
-        if problem is not None:
-            return JSONResponse(chat.error_body(problem), status_code=400)
-        seed = orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
-        answer = chat.chat_completion(
-            body, custom_id=chat.short_id("direct-", seed), created=int(time.time())
-        )
-        answer["choices"][0]["message"]["refusal"] = None
-        if body.get("stream") is True:
-            return StreamingResponse(_chunks(answer), media_type="text/event-stream")
-        return JSONResponse(answer)
-
-    return Route("/v1/chat/completions", chat_completions, methods=["POST"])
-
-
 def routes(state: EmulatorState) -> list[Route]:
     served = ProviderRoutes(state, PROVIDER, render)
 
@@ -505,6 +446,7 @@ def routes(state: EmulatorState) -> list[Route]:
             )
             if queued + tokens > limit:
                 errors = [token_limit_error(str(model), limit)]
+                state.calls[(PROVIDER, "quota_refused")] += 1
         batch = protocol.new_batch(
             state,
             PROVIDER,
@@ -540,14 +482,13 @@ def routes(state: EmulatorState) -> list[Route]:
         return protocol.list_page(page, has_more=len(files) > limit)
 
     return [
-        direct_chat_route(state),
         *protocol.all_routes(
             served,
             "/v1",
             file_object=file_object,
             batch_object=batch_object,
             not_found=not_found,
-            max_bytes=lambda: MAX_BATCH_FILE_BYTES,
+            max_bytes=lambda request: MAX_BATCH_FILE_BYTES,
             file_prefix=protocol.file_id,
             list_files=list_files,
             endpoints=ENDPOINTS,
@@ -555,3 +496,26 @@ def routes(state: EmulatorState) -> list[Route]:
             purpose_problem=purpose_problem,
         ),
     ]
+
+
+def _direct(endpoint: str) -> direct.Direct:
+    needs = ("model", "messages") if endpoint == "/v1/chat/completions" else ("model",)
+    return direct.Direct(
+        PROVIDER,
+        f"{PREFIX}{endpoint}",
+        direct.bearer,
+        lambda _, body: (
+            direct.required(body, *needs) or invalid_parts({"url": endpoint, "body": body})
+        ),
+        lambda _, body, cid: response_body(endpoint, body, custom_id=cid, created=direct.now()),
+        direct.openai_style_refusal,
+    )
+
+
+# The synchronous endpoints a capture passes calls to:
+# https://platform.openai.com/docs/api-reference/chat/create (and .../chat-streaming,
+# .../embeddings, .../responses, .../moderations).
+DIRECT = tuple(
+    _direct(endpoint)
+    for endpoint in ("/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations")
+)

@@ -393,14 +393,14 @@ def upload_route(
     served: ProviderRoutes,
     api: str,
     *,
-    max_bytes: Callable[[], int],
+    max_bytes: Callable[[Request], int],
     prefix: IdFormat,
     file_object: FileObject,
     purpose_problem: PurposeCheck = batch_purpose_only,
 ) -> Route:
     """POST {api}/files: an input file whose `purpose` the service takes (by default "batch"
-    only), a batch file refused above `max_bytes()` (read at each upload) with OpenAI's live "File is too large."
-    (bespokelabsai/curator#111)."""
+    only), a batch file refused above `max_bytes(request)` (read at each upload) with OpenAI's
+    live "File is too large." (bespokelabsai/curator#111)."""
     state, provider = served.state, served.provider
 
     @served.step("upload")
@@ -413,7 +413,7 @@ def upload_route(
         if (problem := purpose_problem(purpose)) is not None:
             return error(400, problem, param="purpose", retry=False)
         content = await upload_file.read()
-        if purpose == "batch" and len(content) > max_bytes():
+        if purpose == "batch" and len(content) > max_bytes(request):
             return error(400, "File is too large.", retry=False)
         stored = state.save_file(
             provider,
@@ -455,7 +455,7 @@ def all_routes(
     file_object: FileObject,
     batch_object: BatchObject,
     not_found: NotFound,
-    max_bytes: Callable[[], int],
+    max_bytes: Callable[[Request], int],
     file_prefix: IdFormat,
     list_files: Handler,
     endpoints: Collection[str],

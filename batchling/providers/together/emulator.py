@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, ids, media
+from batchling.emulator import answers, chat, direct, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 from batchling.emulator.routing import ProviderRoutes
 
@@ -472,6 +472,15 @@ def routes(state: EmulatorState) -> list[Route]:
         model = payload.get("model_id") or next(
             (line["body"].get("model") for line in lines if line["body"].get("model")), None
         )
+        tokens = sum(
+            chat.prompt_tokens(line["body"].get("messages") or []) for line in lines if not errors
+        )
+        # "Up to 30B tokens enqueued per model at any time"
+        # (https://docs.together.ai/docs/inference/batch/overview); its limits answer 429
+        # (https://docs.together.ai/docs/rate-limits).
+        refused = served.over_quota(model=model, tokens=tokens, requests=len(lines), kinds="tokens")
+        if refused is not None:
+            return error(429, refused, type_="rate_limit_exceeded", code="rate_limit_exceeded")
         batch = state.create_batch(
             PROVIDER,
             lines,
@@ -481,6 +490,7 @@ def routes(state: EmulatorState) -> list[Route]:
                 "endpoint": endpoint,
                 "input_file_id": stored.id,
                 "model": model,
+                "enqueued_tokens": tokens,
                 "file_size_bytes": stored.bytes,
                 "oversize": oversize,
             },
@@ -536,3 +546,20 @@ def routes(state: EmulatorState) -> list[Route]:
         Route("/v1/batches/{batch_id}", retrieve_batch, methods=["GET"]),
         Route("/v1/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
     ]
+
+
+# The synchronous endpoint a capture passes calls to:
+# https://docs.together.ai/reference/chat-completions-1
+DIRECT = (
+    direct.Direct(
+        PROVIDER,
+        f"{PREFIX}{CHAT}",
+        unauthorized,
+        lambda _, body: (
+            direct.required(body, "model", "messages")
+            or media.openai_chat_problem(body, files=False)
+        ),
+        lambda _, body, cid: response_body(CHAT, body, custom_id=cid, created=direct.now()),
+        lambda message: error(400, message),
+    ),
+)
