@@ -160,7 +160,7 @@ class ResultSequence(Sequence[Result]):
         return [self._result(row) for row in rows]
 
     def _result(self, row: Sequence[Any]) -> Result:
-        result = result_of_record(ResultRecord._make(row))
+        result = result_of_record(row)
         return self._convert(result) if self._convert is not None else result
 
     def _query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:

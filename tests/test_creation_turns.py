@@ -3,11 +3,13 @@ across processes, so that a start resumed after a crash can only find its own ba
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from batchling import AsyncExperimentManager
+from batchling.core import submit
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator
 from batchling.errors import WaitingError
@@ -71,7 +73,10 @@ async def test_an_interrupted_creation_holds_the_turn_while_a_worker_will_resume
         assert await store.enter_creation(y, 0) == "z"
 
 
-async def test_a_start_waits_its_turn_and_says_why(tmp_path: Path, emulator: Emulator) -> None:
+async def test_a_start_waits_its_turn_and_says_why(
+    tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(submit, "CREATION_TURN_WAIT_S", 0.3)
     async with AsyncExperimentManager(tmp_path / "db") as manager:
         x, _ = await _experiments(manager, ["x", "y"])
         store = await manager.store()
@@ -82,3 +87,22 @@ async def test_a_start_waits_its_turn_and_says_why(tmp_path: Path, emulator: Emu
         y = await manager.retrieve("y")
     assert y.status.value == "created" and "creations take turns" in (y.error or "")
     assert ("anthropic", "batch_created") not in emulator.state.calls
+
+
+async def test_starts_of_one_process_take_turns_without_failing(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """Several starts at once (a notebook's gather): each waits for the creation under way,
+    none fails, and each experiment gets its own batch once."""
+    names = [f"a{i}" for i in range(4)]
+    async with AsyncExperimentManager(tmp_path / "db") as manager:
+        await _experiments(manager, names)
+        started = await asyncio.gather(*(manager.start_experiment(name) for name in names))
+        assert all(e.status.value != "created" for e in started)
+        ids = [
+            b.batch_id
+            for name in names
+            for b in await (await manager.store()).list_batches(await manager.retrieve(name))
+        ]
+    assert len(ids) == len(set(ids)) == len(names) and all(ids)
+    assert len(emulator.state.batches) == len(names)

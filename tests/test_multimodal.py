@@ -11,9 +11,11 @@ import pytest
 
 from batchling import AsyncExperimentManager, GenerationParams, RawRequest, Status
 from batchling.emulator import Emulator
-from batchling.emulator import media as wire
 from batchling.errors import InputError
 from batchling.providers import PROVIDERS, registry
+from batchling.providers.anthropic import emulator as anthropic_emulator
+from batchling.providers.gemini import emulator as gemini_emulator
+from batchling.providers.openai_compatible import emulator as protocol
 from tests.helpers import read_jsonl
 
 # A real 1x1 PNG and a minimal PDF.
@@ -457,18 +459,18 @@ def test_request_settings_win_over_experiment_defaults() -> None:
 )
 def test_emulator_refuses_malformed_openai_parts(body: dict[str, Any], message: str) -> None:
     request = {"messages": [{"role": "user", "content": [body]}]}
-    assert message in str(wire.openai_chat_problem(request, files=True))
+    assert message in str(protocol.chat_parts_problem(request, files=True))
 
 
 def test_emulator_refuses_files_where_the_provider_takes_none() -> None:
     request = {"messages": [{"role": "user", "content": [OPENAI_PDF]}]}
-    assert wire.openai_chat_problem(request, files=True) is None
-    assert "Supported values" in str(wire.openai_chat_problem(request, files=False))
+    assert protocol.chat_parts_problem(request, files=True) is None
+    assert "Supported values" in str(protocol.chat_parts_problem(request, files=False))
 
 
 def test_emulator_refuses_malformed_anthropic_blocks_and_thinking() -> None:
     def problem(block: dict[str, Any], **params: Any) -> str | None:
-        return wire.anthropic_problem(
+        return anthropic_emulator.parts_problem(
             {"max_tokens": 100, "messages": [{"role": "user", "content": [block]}], **params}
         )
 
@@ -486,7 +488,7 @@ def test_emulator_refuses_malformed_anthropic_blocks_and_thinking() -> None:
 def test_emulator_refuses_malformed_gemini_parts() -> None:
     def problem(part: dict[str, Any], **config: Any) -> str | None:
         request = {"contents": [{"role": "user", "parts": [part]}], "generationConfig": config}
-        return wire.gemini_problem(request)
+        return gemini_emulator.parts_problem(request)
 
     assert problem(GEMINI_PNG) is None
     assert "Unsupported MIME type: image/bmp" in str(

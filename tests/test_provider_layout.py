@@ -4,7 +4,9 @@ its adapter, and no provider is named outside its folder (PROVIDERS is the one l
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,15 @@ NOT_FOR_EMULATORS = re.compile(
 )
 # Where a provider's name may stand outside its folder, and why. Keep this short.
 NAMED_OUTSIDE = {("providers/__init__.py", name): "the PROVIDERS list itself" for name in PROVIDERS}
+# The emulator's shared core (batchling/emulator/*.py) names no provider in its code, not even
+# inside a longer identifier or string; where it still does, and why. Comments and docstrings
+# may name them.
+NAMED_IN_EMULATOR_CORE = {
+    ("engine.py", "gemini"): "EmulatorConfig.gemini_output_lag_polls, a public knob tests set",
+}
+EMULATOR_CORE = PACKAGE / "emulator"
+# Python 3.12 splits an f-string into pieces; its text is FSTRING_MIDDLE.
+STRING_TOKENS = {tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}
 
 
 def package_of(path: Path) -> str:
@@ -120,3 +131,57 @@ def test_no_provider_is_named_outside_its_folder() -> None:
     assert not unexpected, "provider names outside their folders:\n" + "\n".join(unexpected)
     stale = sorted(key for key in NAMED_OUTSIDE if key not in found)
     assert not stale, f"exceptions no longer needed, remove them: {stale}"
+
+
+def provider_names_in_code(source: str) -> list[tuple[int, str, str]]:
+    """(line, provider, token) for each identifier or non-docstring string literal of `source`
+    that holds a provider's name as a word (`_`, digits and punctuation separate words)."""
+    word = re.compile(rf"(?i)(?<![a-z])({'|'.join(PROVIDERS)})(?![a-z])")
+    tree = ast.parse(source)
+    # Docstrings, attribute docstrings included: every string standing alone as a statement.
+    docstrings = {
+        node.value.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    }
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        is_code_string = token.type in STRING_TOKENS and token.start[0] not in docstrings
+        if token.type == tokenize.NAME or is_code_string:
+            found.extend(
+                (token.start[0], name.lower(), token.string[:60])
+                for name in word.findall(token.string)
+            )
+    return found
+
+
+def test_the_emulator_core_names_no_provider_in_code() -> None:
+    found: dict[tuple[str, str], str] = {}
+    for path in sorted(EMULATOR_CORE.glob("*.py")):
+        for line, name, token in provider_names_in_code(path.read_text()):
+            found.setdefault((path.name, name), f"emulator/{path.name}:{line}: {token}")
+    unexpected = [place for key, place in found.items() if key not in NAMED_IN_EMULATOR_CORE]
+    assert not unexpected, (
+        "provider names in the emulator's shared core; move the code to the provider's "
+        "emulator.py:\n" + "\n".join(unexpected)
+    )
+    stale = sorted(key for key in NAMED_IN_EMULATOR_CORE if key not in found)
+    assert not stale, f"exceptions no longer needed, remove them: {stale}"
+
+
+def test_the_emulator_core_rule_sees_identifiers_and_strings_but_not_comments() -> None:
+    source = (
+        '"""Docstrings may say OpenAI."""\n'
+        "GEMINI_URL = 1  # comments may say Mistral\n"
+        '"""Attribute docstrings may say Azure."""\n'
+        "def f():\n"
+        '    """Nor Groq here."""\n'
+        "    return \"mistral-embed\", f'{x}/anthropic/v1', 'altogether'\n"
+    )
+    assert [(line, name) for line, name, _ in provider_names_in_code(source)] == [
+        (2, "gemini"),
+        (6, "mistral"),
+        (6, "anthropic"),
+    ]

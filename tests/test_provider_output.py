@@ -367,12 +367,12 @@ def test_warnings_are_bounded_whatever_the_number_of_bad_lines() -> None:
     assert intake.warnings[-1] == f"... and {1000 - MAX_WARNINGS} more lines ignored."
 
 
-@pytest.mark.parametrize("json_rows", [True, False])
+@pytest.mark.parametrize("bulk_rows", [True, False])
 async def test_the_store_never_replaces_a_success_but_replaces_anything_else(
-    manager: AsyncExperimentManager, json_rows: bool
+    manager: AsyncExperimentManager, bulk_rows: bool
 ) -> None:
     store = await manager.store()
-    store.json_rows = json_rows  # both ways rows go in: one JSON statement, or executemany
+    store.bulk_rows = bulk_rows  # both ways rows go in: many a statement, or executemany
     experiment = await manager.create_experiment(
         "kept",
         model="m",

@@ -1,14 +1,15 @@
-"""Requests and results go into SQLite in blocks, as one JSON array SQLite unpacks; rows SQLite's
-JSON could not carry (a NUL character), and SQLite without JSON functions, take executemany.
-Every path stores the same thing."""
+"""Requests and results go into SQLite in blocks, many rows a statement (multi-row VALUES), or
+by executemany after a constraint failed (and in tests). Every path stores the same thing."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from batchling import AsyncExperimentManager
+from batchling import store as store_module
 from batchling.emulator import Emulator
 from batchling.errors import InputError
 from batchling.models import Result, ResultError, Usage
@@ -36,11 +37,11 @@ def requests_for(results: list[Result]) -> list[dict[str, object]]:
     ]
 
 
-@pytest.mark.parametrize("json_rows", [True, False])
-async def test_every_value_comes_back_as_it_went_in(tmp_path: Path, json_rows: bool) -> None:
+@pytest.mark.parametrize("bulk_rows", [True, False])
+async def test_every_value_comes_back_as_it_went_in(tmp_path: Path, bulk_rows: bool) -> None:
     async with AsyncExperimentManager(db_path=tmp_path / "db") as manager:
         store = await manager.store()
-        store.json_rows = json_rows
+        store.bulk_rows = bulk_rows
         experiment = await manager.create_experiment(
             "e", model="m", raw_requests=requests_for(ODD_RESULTS)
         )
@@ -78,12 +79,30 @@ async def test_a_repeated_id_within_one_block_names_both_requests(tmp_path: Path
     assert INSERT_BATCH_SIZE > 40
 
 
-async def test_sqlite_s_json_functions_are_detected(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db")
-    try:
-        assert store.json_rows  # SQLite >= 3.38 here; older builds take executemany
-    finally:
-        await store.close()
+def test_a_statement_binds_no_more_values_than_sqlite_allows() -> None:
+    assert store_module._MAX_BOUND_VALUES <= 32_766
+    if sqlite3.sqlite_version_info < (3, 32, 0):
+        assert store_module._MAX_BOUND_VALUES == 999
+
+
+@pytest.mark.parametrize(("repeat_at", "of"), [(5, 2), (3, 2)])
+async def test_a_block_of_many_statements_stores_every_row_and_names_a_repeat_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repeat_at: int, of: int
+) -> None:
+    """Two request rows a statement: a repeat in a later statement, or within one."""
+    monkeypatch.setattr(store_module, "_MAX_BOUND_VALUES", 2 * 5)
+    rows = [{"id": f"r{i}", "messages": [{"role": "user", "content": "q"}]} for i in range(7)]
+    async with AsyncExperimentManager(db_path=tmp_path / "db") as manager:
+        await manager.create_experiment("whole", model="m", raw_requests=rows)
+        store = await manager.store()
+        experiment = await store.get_experiment("whole")
+        stored = [request.id async for _, _, request in store.iter_requests(experiment)]
+        assert stored == [f"r{i}" for i in range(7)]
+        rows[repeat_at]["id"] = f"r{of}"
+        with pytest.raises(
+            InputError, match=rf"Duplicate request id 'r{of}' \(requests {of} and {repeat_at}\)"
+        ):
+            await manager.create_experiment("twice", model="m", raw_requests=rows)
 
 
 async def test_big_requests_are_inserted_in_smaller_blocks(

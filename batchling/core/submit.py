@@ -118,7 +118,14 @@ async def start_claimed(
             for batch in to_submit:
                 held.check()
                 await _submit_batch(
-                    session, experiment, provider, batch, metadata_base, adopt, held.confirm
+                    session,
+                    experiment,
+                    provider,
+                    batch,
+                    metadata_base,
+                    adopt,
+                    held.confirm,
+                    wait_for_turn=claimed_by is None,
                 )
                 adopt = None if batch.step == SubmitStep.CREATING else adopt
                 upload.advance(batch.bytes)
@@ -175,11 +182,25 @@ async def reserve_capacity(session: Session, experiment: Experiment, provider: P
         raise WaitingError(f"Experiment '{experiment.name}' is not started, {refusal.reason()}.")
 
 
-async def _take_creation_turn(session: Session, experiment: Experiment, chunk: int) -> None:
-    """For a provider whose batches keep no marker of ours: wait for no other process to be
-    creating one (WaitingError), so that a batch found after a crash is this chunk's."""
+CREATION_TURN_WAIT_S = 60.0
+"""How long a start (not a worker, which defers and tries again on its next pass) waits for
+another creation of the same provider to end: one create call, normally a second or two."""
+
+
+async def _take_creation_turn(
+    session: Session, experiment: Experiment, chunk: int, wait: bool
+) -> None:
+    """For a provider whose batches keep no marker of ours: wait for no other process (or
+    task) to be creating one, so that a batch found after a crash is this chunk's; WaitingError
+    when the turn does not come (at once for a worker, within CREATION_TURN_WAIT_S otherwise)."""
     store = await session.store()
-    busy = await store.enter_creation(experiment, chunk)
+    deadline = asyncio.get_running_loop().time() + (CREATION_TURN_WAIT_S if wait else 0.0)
+    pause = 0.05
+    while (busy := await store.enter_creation(experiment, chunk)) is not None:
+        if asyncio.get_running_loop().time() + pause > deadline:
+            break
+        await asyncio.sleep(pause)
+        pause = min(1.0, pause * 2)
     if busy is not None:
         raise WaitingError(
             f"Experiment '{experiment.name}' waits: experiment '{busy}' is creating a "
@@ -285,6 +306,8 @@ async def _submit_batch(
     metadata_base: dict[str, str],
     adopt: str | None = None,
     still_held: Callable[[], Awaitable[None]] | None = None,
+    *,
+    wait_for_turn: bool = True,
 ) -> None:
     store = await session.store()
     metadata = {**metadata_base, "batchling_chunk": str(batch.chunk)}
@@ -312,11 +335,11 @@ async def _submit_batch(
         await store.update_batch(
             experiment, batch.chunk, BatchUpdate(step=SubmitStep.UPLOADED, file_id=file_id)
         )
-    creation = _Creation(session, experiment, provider, batch, file_id, metadata)
+    creation = _Creation(session, experiment, provider, batch, file_id, metadata, wait_for_turn)
     batch_id = None
     if batch.step == SubmitStep.CREATING:
         if not provider.info.batch_metadata and adopt is None:
-            await _take_creation_turn(session, experiment, batch.chunk)
+            await _take_creation_turn(session, experiment, batch.chunk, wait_for_turn)
         # A previous run may have created the batch and died before recording its id.
         batch_id = adopt or await _find_created_batch(creation)
     if batch_id is None:
@@ -343,6 +366,7 @@ class _Creation:
     batch: BatchRecord
     file_id: str | None
     metadata: dict[str, str]
+    wait_for_turn: bool
 
 
 async def _create_batch(
@@ -362,7 +386,7 @@ async def _create_batch(
         if creation.provider.info.batch_metadata:
             await store.update_batch(experiment, batch.chunk, BatchUpdate(step=SubmitStep.CREATING))
         else:
-            await _take_creation_turn(session, experiment, batch.chunk)
+            await _take_creation_turn(session, experiment, batch.chunk, creation.wait_for_turn)
         try:
             return await session._call(
                 experiment,

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 _CAPITALS = {
@@ -99,21 +100,10 @@ def truncate_to_tokens(text: str, max_tokens: int | None) -> tuple[str, bool]:
     return text[: max_tokens * 4], True
 
 
-# The published output sizes of the embedding models the emulator knows by name.
-EMBEDDING_DIMENSIONS = {
-    "text-embedding-3-small": 1536,
-    "text-embedding-3-large": 3072,
-    "text-embedding-ada-002": 1536,
-    "gemini-embedding-001": 3072,
-    "text-embedding-004": 768,
-    "mistral-embed": 1024,
-    "codestral-embed": 1536,
-}
-
-
-def embedding_dimensions(model: str | None, default: int) -> int:
-    """The vector size of `model` (with or without a `models/` prefix), else the default."""
-    return EMBEDDING_DIMENSIONS.get((model or "").removeprefix("models/"), default)
+def embedding_dimensions(model: str | None, sizes: Mapping[str, int], default: int) -> int:
+    """The vector size of `model` (with or without a `models/` prefix) in the provider's table
+    of published sizes, else the default."""
+    return sizes.get((model or "").removeprefix("models/"), default)
 
 
 def embedding(text: str, dimensions: int) -> list[float]:

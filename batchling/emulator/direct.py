@@ -44,10 +44,6 @@ def bearer(request: Request) -> Response | None:
     return JSONResponse(body, status_code=401)
 
 
-def openai_style_refusal(message: str) -> Response:
-    return JSONResponse(chat.error_body(message), status_code=400)
-
-
 def required(body: Body, *fields: str) -> str | None:
     missing = [name for name in fields if not body.get(name)]
     return f"Missing required parameter: '{missing[0]}'." if missing else None

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from batchling.emulator import media
 from batchling.providers.gemini.emulator import embed_request_problem, request_problem
-from batchling.providers.openai.emulator import embeddings_problem
+from batchling.providers.mistral.emulator import ocr_problem
+from batchling.providers.openai.emulator import embeddings_problem, responses_problem
 
 PDF_DATA = "data:application/pdf;base64,JVBERi0="
 
@@ -26,7 +26,7 @@ def test_well_formed_responses_parts_and_reasoning_pass() -> None:
         {"type": "input_file", "file_url": "https://a/b.pdf"},
         reasoning={"effort": "high"},
     )
-    assert media.openai_responses_problem(body) is None
+    assert responses_problem(body) is None
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_well_formed_responses_parts_and_reasoning_pass() -> None:
     ],
 )
 def test_malformed_responses_bodies_are_refused(body: dict[str, Any], message: str) -> None:
-    problem = media.openai_responses_problem(body)
+    problem = responses_problem(body)
     assert problem is not None
     assert re.search(message, problem), problem
 
@@ -94,7 +94,7 @@ def test_gemini_embed_requests_with_an_unknown_task_type_are_refused() -> None:
     ],
 )
 def test_mistral_ocr_documents_are_checked(document: dict[str, Any], ok: bool) -> None:
-    assert (media.mistral_ocr_problem({"document": document}) is None) is ok
+    assert (ocr_problem({"document": document}) is None) is ok
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ MAX_REQUESTS = 100_000
 MAX_BODY_BYTES = 256 * 1000 * 1000
 EXPIRY_SECONDS = 24 * 3600
 LIST_LIMIT_MAX = 1000
+MIN_THINKING_BUDGET = 1024
 
 PROCESSING_STATUS = {
     Phase.VALIDATING: "in_progress",
@@ -128,7 +129,7 @@ def invalid_params(params: dict[str, Any]) -> str | None:
         not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1
     ):
         return "temperature: Input should be a number between 0 and 1"
-    return output_format_problem(params) or media.anthropic_problem(params)
+    return output_format_problem(params) or parts_problem(params)
 
 
 # Structured-outputs docs (https://platform.claude.com/docs/en/build-with-claude/structured-outputs):
@@ -485,3 +486,54 @@ DIRECT = (
         lambda text: error(400, text),
     ),
 )
+
+
+def parts_problem(params: dict[str, Any]) -> str | None:
+    """Anthropic's image and document blocks, and its extended-thinking rules."""
+    for i, j, block in media.content_parts(params.get("messages")):
+        problem = _block_problem(block, f"messages.{i}.content.{j}")
+        if problem is not None:
+            return problem
+    return _thinking_problem(params)
+
+
+def _block_problem(block: Any, where: str) -> str | None:
+    kind = block.get("type") if isinstance(block, dict) else None
+    if kind == "text":
+        return None
+    if kind not in ("image", "document"):
+        return f"{where}.type: Input tag '{kind}' does not match any of the expected tags"
+    found = block.get("source")
+    source: dict[str, Any] = found if isinstance(found, dict) else {}
+    source_type = source.get("type")
+    if source_type == "url":
+        return None if media.is_http(source.get("url")) else f"{where}.source.url: invalid URL"
+    if kind == "document" and source_type == "text":
+        ok = source.get("media_type") == "text/plain" and isinstance(source.get("data"), str)
+        return None if ok else f"{where}.source.text: expected media_type 'text/plain' and data"
+    if source_type != "base64":
+        return f"{where}.source.type: Input tag '{source_type}' does not match the expected tags"
+    accepted = media.IMAGE_TYPES if kind == "image" else frozenset({media.PDF})
+    if source.get("media_type") not in accepted:
+        names = " or ".join(f"'{t}'" for t in sorted(accepted))
+        return f"{where}.source.base64.media_type: Input should be {names}"
+    if not media.is_base64(source.get("data")):
+        return f"{where}.source.base64.data: The {kind} data is not valid base64."
+    return None
+
+
+def _thinking_problem(params: dict[str, Any]) -> str | None:
+    thinking = params.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < MIN_THINKING_BUDGET:
+        return (
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to "
+            f"{MIN_THINKING_BUDGET}"
+        )
+    if not isinstance(params.get("max_tokens"), int) or params["max_tokens"] <= budget:
+        return "`max_tokens` must be greater than `thinking.budget_tokens`."
+    if params.get("temperature") not in (None, 1):
+        return "`temperature` may only be set to 1 when thinking is enabled."
+    return None

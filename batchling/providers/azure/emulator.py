@@ -276,6 +276,6 @@ DIRECT = (
         lambda _, body, cid: response_body(
             {"body": body, "custom_id": cid}, created=direct.now(), invalid_json_rate=0.0
         ),
-        direct.openai_style_refusal,
+        protocol.refusal,
     ),
 )

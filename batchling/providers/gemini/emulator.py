@@ -36,9 +36,25 @@ EMBED_OUTPUT_TYPE = (
     "type.googleapis.com/google.ai.generativelanguage.v1beta.EmbedContentBatchOutput"
 )
 DEFAULT_EMBEDDING_DIMENSIONS = 3072
+# The published output sizes (https://ai.google.dev/gemini-api/docs/models/gemini-embedding-001).
+EMBEDDING_DIMENSIONS = {"gemini-embedding-001": 3072, "text-embedding-004": 768}
 FILE_TTL_SECONDS = 48 * 3600
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+INLINE_TYPES = media.IMAGE_TYPES | {
+    "image/heic",
+    "image/heif",
+    media.PDF,
+    "text/plain",
+    "text/html",
+    "text/csv",
+    "text/markdown",
+    "audio/wav",
+    "audio/mp3",
+    "audio/mpeg",
+    "video/mp4",
+}
+FILES_URL = "https://generativelanguage.googleapis.com/"
 # What Gemini bills for one image part, whatever its size (close enough for an emulator).
 IMAGE_TOKENS = 258
 
@@ -273,7 +289,7 @@ def request_problem(request: Any) -> str | None:
         problem = schema_problem(schema, "generation_config.response_schema")
         if problem is not None:
             return problem
-    return media.gemini_problem(request)
+    return parts_problem(request)
 
 
 def _camel(name: str) -> str:
@@ -393,7 +409,9 @@ def embed_content(request: dict[str, Any], *, model: str) -> dict[str, Any]:
     text = _parts_text((request.get("content") or {}).get("parts"))
     dimensions = _embed_dimensions(request)
     if not isinstance(dimensions, int) or dimensions <= 0:
-        dimensions = answers.embedding_dimensions(model, DEFAULT_EMBEDDING_DIMENSIONS)
+        dimensions = answers.embedding_dimensions(
+            model, EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_DIMENSIONS
+        )
     return {
         "embedding": {"values": answers.embedding(text, dimensions)},
         "usageMetadata": {"promptTokenCount": answers.count_tokens(text)},
@@ -986,3 +1004,45 @@ DIRECT = (
         lambda message: error(400, message),
     ),
 )
+
+
+def parts_problem(request: dict[str, Any]) -> str | None:
+    """Gemini's parts (one of text, inlineData, fileData each) and its thinking config."""
+    for i, content in enumerate(request.get("contents") or []):
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for j, part in enumerate(parts if isinstance(parts, list) else []):
+            problem = _part_problem(part, f"contents[{i}].parts[{j}]")
+            if problem is not None:
+                return problem
+    config = request.get("generationConfig") or {}
+    thinking = config.get("thinkingConfig") if isinstance(config, dict) else None
+    if isinstance(thinking, dict) and "thinkingBudget" in thinking and "thinkingLevel" in thinking:
+        return "You can only set only one of thinking budget and thinking level."
+    return None
+
+
+def _part_problem(part: Any, where: str) -> str | None:
+    if not isinstance(part, dict):
+        return f"Invalid JSON payload received. '{where}' must be an object."
+    inline = part.get("inlineData", part.get("inline_data"))
+    file_data = part.get("fileData", part.get("file_data"))
+    if isinstance(inline, dict):
+        mime = inline.get("mimeType", inline.get("mime_type"))
+        if not media.is_base64(inline.get("data")):
+            return (
+                f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 decoding failed."
+            )
+        if mime not in INLINE_TYPES:
+            return f"Unsupported MIME type: {mime}"
+    elif isinstance(file_data, dict):
+        uri = file_data.get("fileUri", file_data.get("file_uri"))
+        if not isinstance(uri, str) or not uri.startswith(FILES_URL):
+            return f"Invalid or unsupported file uri: {uri}"
+        if not file_data.get("mimeType", file_data.get("mime_type")):
+            return f"* GenerateContentRequest.{where}.file_data.mime_type: mime_type is required"
+    elif not isinstance(part.get("text"), str):
+        return (
+            f"* GenerateContentRequest.{where}.data: required oneof field 'data' must have one "
+            "initialized field"
+        )
+    return None

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import chat, direct, ids, media
+from batchling.emulator import chat, direct, ids
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, StoredFile
 from batchling.emulator.routing import ProviderRoutes
 from batchling.providers.openai_compatible import emulator as protocol
@@ -188,7 +188,7 @@ def invalid_parts(line: dict[str, Any]) -> str | None:
     # the wording of the live refusal is not published.
     if _has_data_url(body) and len(json.dumps(body)) > MAX_BASE64_BYTES:
         return "Request with base64 encoded images exceeds the 4 MB maximum request size."
-    return media.openai_chat_problem(body, files=False)
+    return protocol.chat_parts_problem(body, files=False)
 
 
 def response_format_problem(line: dict[str, Any]) -> str | None:
@@ -364,6 +364,6 @@ DIRECT = (
             or response_format_problem(_direct_line(body))
         ),
         lambda _, body, cid: response_body(_direct_line(body, cid), created=direct.now()),
-        direct.openai_style_refusal,
+        protocol.refusal,
     ),
 )

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from batchling.emulator import answers, chat, direct, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 from batchling.emulator.routing import ProviderRoutes
-from batchling.providers.openai_compatible.emulator import file_fields
+from batchling.providers.openai_compatible import emulator as protocol
 
 PROVIDER = "mistral"
 PREFIX = "/mistral"
@@ -49,7 +49,10 @@ MIN_TIMEOUT_HOURS = 1
 MAX_TIMEOUT_HOURS = 168
 MAX_METADATA_KEY_CHARS = 32
 MAX_METADATA_VALUE_CHARS = 512
-EMBEDDING_DIMENSIONS = 1024
+DEFAULT_EMBEDDING_DIMENSIONS = 1024
+# The published output sizes (https://docs.mistral.ai/capabilities/embeddings/text_embeddings,
+# .../code_embeddings).
+EMBEDDING_DIMENSIONS = {"mistral-embed": 1024, "codestral-embed": 1536}
 MODERATION_CATEGORIES = (
     "sexual",
     "hate_and_discrimination",
@@ -126,7 +129,7 @@ def unauthorized(request: Request) -> JSONResponse | None:
 
 def file_object(stored: StoredFile) -> dict[str, Any]:
     extra = stored.extra
-    return file_fields(stored) | {
+    return protocol.file_fields(stored) | {
         "sample_type": extra.get("sample_type", "batch_request"),
         "source": extra.get("source", "upload"),
         "num_lines": extra.get("num_lines"),
@@ -179,7 +182,7 @@ def _texts(value: Any) -> list[str]:
 def embeddings_answer(body: dict[str, Any], *, custom_id: str, model: str) -> dict[str, Any]:
     inputs = _texts(body.get("input"))
     dimensions = body.get("output_dimension") or answers.embedding_dimensions(
-        body.get("model") or model, EMBEDDING_DIMENSIONS
+        body.get("model") or model, EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_DIMENSIONS
     )
     tokens = sum(answers.count_tokens(text) for text in inputs)
     return {
@@ -647,12 +650,14 @@ def routes(state: EmulatorState) -> list[Route]:
                         problem, "invalid_request_message_order", MESSAGE_ORDER_CODE
                     )
                 elif (
-                    problem := media.openai_chat_problem(line["body"], files=False, documents=True)
+                    problem := protocol.chat_parts_problem(
+                        line["body"], files=False, documents=True
+                    )
                 ) is not None:
                     rejected[index] = _error_body(problem, "invalid_request_error", "3051")
         if endpoint == "/v1/ocr":
             for index, line in enumerate(lines):
-                if (problem := media.mistral_ocr_problem(line["body"])) is not None:
+                if (problem := ocr_problem(line["body"])) is not None:
                     rejected[index] = _error_body(problem, "invalid_request_error", "3051")
         batch = state.create_batch(
             PROVIDER,
@@ -755,10 +760,10 @@ def _direct(endpoint: str) -> direct.Direct:
         if endpoint == "/v1/chat/completions":
             return direct.required(body, "model") or (
                 message_order_problem(body)
-                or media.openai_chat_problem(body, files=False, documents=True)
+                or protocol.chat_parts_problem(body, files=False, documents=True)
             )
         if endpoint == "/v1/ocr":
-            return direct.required(body, "model") or media.mistral_ocr_problem(body)
+            return direct.required(body, "model") or ocr_problem(body)
         return direct.required(body, "model")
 
     def answer(_: Request, body: dict[str, Any], custom_id: str) -> dict[str, Any]:
@@ -785,3 +790,21 @@ DIRECT = tuple(
         "/v1/chat/moderations",
     )
 )
+
+
+def ocr_problem(body: dict[str, Any]) -> str | None:
+    """A /v1/ocr body's `document`: an `image_url` or a `document_url` chunk (URL or data URL)."""
+    document = body.get("document")
+    kind = document.get("type") if isinstance(document, dict) else None
+    if kind == "image_url":
+        image = document.get("image_url") if isinstance(document, dict) else None
+        url = image.get("url") if isinstance(image, dict) else image
+        return media.image_url_problem(url, "document.image_url")
+    if kind == "document_url":
+        url = document.get("document_url") if isinstance(document, dict) else None
+        if media.is_document_url(url):
+            return None
+        return "Invalid document URL: 'document.document_url'. Expected a URL or a PDF data URL."
+    if kind == "file":
+        return None
+    return f"Invalid value: '{kind}'. Supported values are: 'document_url', 'file', 'image_url'."

@@ -26,6 +26,12 @@ ENDPOINTS = {
     "/v1/moderations",
 }
 DEFAULT_EMBEDDING_DIMENSIONS = 1536
+# The published output sizes (https://platform.openai.com/docs/guides/embeddings).
+EMBEDDING_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
 MODERATION_CATEGORIES = (
     "harassment",
     "harassment/threatening",
@@ -266,7 +272,7 @@ def response_body(
         inputs = body.get("input")
         inputs = inputs if isinstance(inputs, list) else [inputs]
         dims = body.get("dimensions") or answers.embedding_dimensions(
-            body.get("model"), DEFAULT_EMBEDDING_DIMENSIONS
+            body.get("model"), EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_DIMENSIONS
         )
         tokens = sum(answers.count_tokens(str(text)) for text in inputs)
         return {
@@ -301,12 +307,12 @@ def invalid_parts(line: dict[str, Any]) -> str | None:
     url = line.get("url")
     body = line["body"]
     if url == "/v1/responses":
-        return media.openai_responses_problem(body)
+        return responses_problem(body)
     if url == "/v1/embeddings":
         return embeddings_problem(body)
     if url != "/v1/chat/completions":
         return None
-    return media.openai_chat_problem(body, files=True)
+    return protocol.chat_parts_problem(body, files=True)
 
 
 def embeddings_problem(body: dict[str, Any]) -> str | None:
@@ -508,7 +514,7 @@ def _direct(endpoint: str) -> direct.Direct:
             direct.required(body, *needs) or invalid_parts({"url": endpoint, "body": body})
         ),
         lambda _, body, cid: response_body(endpoint, body, custom_id=cid, created=direct.now()),
-        direct.openai_style_refusal,
+        protocol.refusal,
     )
 
 
@@ -519,3 +525,44 @@ DIRECT = tuple(
     _direct(endpoint)
     for endpoint in ("/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations")
 )
+
+
+RESPONSES_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh"})
+# Chat-completions parameters a Responses API body refuses by name.
+RESPONSES_UNKNOWN = ("stop", "seed", "max_tokens", "max_completion_tokens", "reasoning_effort")
+
+
+def responses_problem(body: dict[str, Any]) -> str | None:
+    """A Responses API body: its input parts (`input_text`, `input_image`, `input_file`) and
+    generation parameters, with OpenAI's wording."""
+    for name in RESPONSES_UNKNOWN:
+        if name in body:
+            return f"Unknown parameter: '{name}'."
+    reasoning = body.get("reasoning")
+    if reasoning is not None:
+        effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+        if effort not in RESPONSES_EFFORTS:
+            supported = ", ".join(f"'{e}'" for e in sorted(RESPONSES_EFFORTS))
+            return f"Invalid value: '{effort}'. Supported values are: {supported}."
+    for i, j, part in media.content_parts(body.get("input")):
+        problem = _responses_part_problem(part, f"input[{i}].content[{j}]")
+        if problem is not None:
+            return problem
+    return None
+
+
+def _responses_part_problem(part: Any, where: str) -> str | None:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "input_text":
+        ok = isinstance(part.get("text"), str)
+        return None if ok else f"Missing required parameter: '{where}.text'."
+    if kind == "input_image":
+        if part.get("file_id"):
+            return None
+        return media.image_url_problem(part.get("image_url"), f"{where}.image_url")
+    if kind == "input_file":
+        if part.get("file_id") or media.is_http(part.get("file_url")):
+            return None
+        return media.pdf_data_problem(part, where)
+    supported = "'input_file', 'input_image', 'input_text'"
+    return f"Invalid value: '{kind}'. Supported values are: {supported}."

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import chat, ids
+from batchling.emulator import chat, ids, media
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 from batchling.emulator.ids import IdFormat
 from batchling.emulator.routing import NOT_JSON, Handler, ProviderRoutes, numbered_lines
@@ -72,6 +72,11 @@ def error(
     return JSONResponse(
         chat.error_body(message, type_=type_, param=param), status_code=status, headers=headers
     )
+
+
+def refusal(message: str) -> Response:
+    """A body refused with 400, as a synchronous endpoint refuses it."""
+    return error(400, message)
 
 
 def phase_timestamps(batch: EmulatedBatch) -> dict[str, int | None]:
@@ -510,3 +515,38 @@ def batch_list_route(served: ProviderRoutes, api: str, *, batch_object: BatchObj
         return list_page(page, has_more=len(batches) > limit)
 
     return Route(f"{api}/batches", list_batches, methods=["GET"])
+
+
+def chat_parts_problem(body: dict[str, Any], *, files: bool, documents: bool = False) -> str | None:
+    """OpenAI-style chat parts: `image_url` everywhere, `file` (PDF data) on OpenAI, and
+    `document_url` on Mistral. The message is OpenAI's way of saying what is wrong."""
+    allowed = {"text", "image_url"} | ({"file"} if files else set())
+    allowed |= {"document_url"} if documents else set()
+    for i, j, part in media.content_parts(body.get("messages")):
+        where = f"messages[{i}].content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in allowed:
+            supported = ", ".join(f"'{k}'" for k in sorted(allowed))
+            return f"Invalid value: '{kind}'. Supported values are: {supported}."
+        problem = _chat_part_problem(part, kind, where)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _chat_part_problem(part: dict[str, Any], kind: str, where: str) -> str | None:
+    if kind == "text":
+        ok = isinstance(part.get("text"), str)
+        return None if ok else f"Missing required parameter: '{where}.text'."
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        return media.image_url_problem(url, f"{where}.image_url.url")
+    if kind == "file":
+        found = part.get("file")
+        file: dict[str, Any] = found if isinstance(found, dict) else {}
+        return None if file.get("file_id") else media.pdf_data_problem(file, f"{where}.file")
+    url = part.get("document_url")
+    if media.is_document_url(url):
+        return None
+    return f"Invalid document URL: '{where}.document_url'. Expected a URL or a PDF data URL."

@@ -19,9 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from batchling.emulator import answers, chat, direct, ids, media
+from batchling.emulator import answers, chat, direct, ids
 from batchling.emulator.engine import EmulatedBatch, EmulatorState, Phase, StoredFile
 from batchling.emulator.routing import ProviderRoutes
+from batchling.providers.openai_compatible import emulator as protocol
 
 PROVIDER = "together"
 PREFIX = "/together"
@@ -261,7 +262,9 @@ def render(state: EmulatorState, batch: EmulatedBatch) -> None:
             continue
         if custom_id in oversize:
             failed.append({"custom_id": custom_id, "error": TOO_LARGE})
-        elif endpoint == CHAT and (problem := media.openai_chat_problem(line["body"], files=False)):
+        elif endpoint == CHAT and (
+            problem := protocol.chat_parts_problem(line["body"], files=False)
+        ):
             body = chat.error_body(problem, code="invalid_value")
             failed.append({"custom_id": custom_id, "response": {"status_code": 400, "body": body}})
         elif outcome == "failed":
@@ -557,7 +560,7 @@ DIRECT = (
         unauthorized,
         lambda _, body: (
             direct.required(body, "model", "messages")
-            or media.openai_chat_problem(body, files=False)
+            or protocol.chat_parts_problem(body, files=False)
         ),
         lambda _, body, cid: response_body(CHAT, body, custom_id=cid, created=direct.now()),
         lambda message: error(400, message),
