@@ -190,6 +190,6 @@ DIRECT = (
         refuse,
         lambda _, body: direct.required(body, "model", "messages"),
         lambda _, body, cid: chat.chat_completion(body, custom_id=cid, created=direct.now()),
-        direct.openai_style_refusal,
+        protocol.refusal,
     ),
 )
