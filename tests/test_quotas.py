@@ -51,7 +51,8 @@ async def _work_until_done(
 async def test_workers_keep_within_shared_quotas_and_the_emulator_refuses_nothing(
     database: Path | str, emulator: Emulator
 ) -> None:
-    emulator.config.processing_seconds = 0.3
+    # Nothing ends during the first pass, however slow the machine: what it starts is the quota's.
+    emulator.config.processing_seconds = 3600
     emulator.config.queued_request_limit = REQUESTS + 1  # Anthropic: one experiment at a time
     emulator.config.batch_limit = 1  # Gemini: one batch at a time
     anthropic = [f"a{i}" for i in range(3)]
@@ -71,6 +72,7 @@ async def test_workers_keep_within_shared_quotas_and_the_emulator_refuses_nothin
         assert "waiting for anthropic (all models)'s quota: 3 of 4 queued requests" in (
             waiting.error or ""
         )
+        emulator.config.processing_seconds = 0.3  # the batches under way end now
         await _work_until_done(managers, anthropic + gemini)
         results = [len(await managers[0].get_results(n)) for n in anthropic + gemini]
         started = await managers[0].retrieve("a2")
