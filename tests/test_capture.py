@@ -64,6 +64,16 @@ def test_each_sdk_answers_gathered_calls_from_one_batch(
     assert sent("direct") == 0
 
 
+def _chat_completions(client: Any, model: str) -> Callable[[str], str]:
+    """A blocking OpenAI-protocol client's chat call (openai, groq, together, azure, ...)."""
+    return lambda text: (
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}])
+        .choices[0]
+        .message.content
+        or ""
+    )
+
+
 def _sync_clients() -> dict[str, Callable[[], Callable[[str], str]]]:
     """Each SDK's blocking client, as plain sync code would call it."""
 
@@ -71,14 +81,7 @@ def _sync_clients() -> dict[str, Callable[[], Callable[[str], str]]]:
         from openai import OpenAI
 
         client = OpenAI()
-        return lambda text: (
-            client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
-            )
-            .choices[0]
-            .message.content
-            or ""
-        )
+        return _chat_completions(client, "gpt-4o-mini")
 
     def anthropic_() -> Callable[[str], str]:
         from anthropic import Anthropic
@@ -107,14 +110,7 @@ def _sync_clients() -> dict[str, Callable[[], Callable[[str], str]]]:
         from groq import Groq
 
         client = Groq()
-        return lambda text: (
-            client.chat.completions.create(
-                model="llama-3.1-8b-instant", messages=[{"role": "user", "content": text}]
-            )
-            .choices[0]
-            .message.content
-            or ""
-        )
+        return _chat_completions(client, "llama-3.1-8b-instant")
 
     def mistral_() -> Callable[[str], str]:
         from mistralai.client import Mistral
@@ -139,27 +135,13 @@ def _sync_clients() -> dict[str, Callable[[], Callable[[str], str]]]:
         from together import Together
 
         client = Together()
-        return lambda text: (
-            client.chat.completions.create(
-                model="meta-llama/Llama-3-8b-chat-hf", messages=[{"role": "user", "content": text}]
-            )
-            .choices[0]
-            .message.content
-            or ""
-        )
+        return _chat_completions(client, "meta-llama/Llama-3-8b-chat-hf")
 
     def azure_() -> Callable[[str], str]:
         from openai import AzureOpenAI
 
         client = AzureOpenAI()
-        return lambda text: (
-            client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
-            )
-            .choices[0]
-            .message.content
-            or ""
-        )
+        return _chat_completions(client, "gpt-4o-mini")
 
     def compatible_() -> Callable[[str], str]:
         from openai import OpenAI
@@ -168,14 +150,7 @@ def _sync_clients() -> dict[str, Callable[[], Callable[[str], str]]]:
             base_url=os.environ["OPENAI_COMPATIBLE_BASE_URL"],
             api_key=os.environ["OPENAI_COMPATIBLE_API_KEY"],
         )
-        return lambda text: (
-            client.chat.completions.create(
-                model="demo-chat-model", messages=[{"role": "user", "content": text}]
-            )
-            .choices[0]
-            .message.content
-            or ""
-        )
+        return _chat_completions(client, "demo-chat-model")
 
     return {
         "openai": openai_,
