@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import orjson
 from pydantic import ValidationError
 
 from batchling.errors import InputError
-from batchling.models import GenerationParams, RawRequest
+from batchling.models import GenerationParams, RawRequest, plain_request
 
 T = TypeVar("T")
 
@@ -76,21 +75,26 @@ def read_request_lines(path: Path | str) -> Iterator[SourcedRequest]:
             if not raw.strip():
                 continue
             try:
-                # The fast path: pydantic parses and checks in one go. Anything it refuses goes
-                # through the slow path below, which says precisely what is wrong.
-                request = RawRequest.model_validate_json(raw)
-            except ValidationError:
-                pass
-            else:
-                yield request, raw.strip().decode()
-                continue
-            try:
                 data = orjson.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise InputError(
-                    f"{path}, line {number}: not valid JSON ({error}). Each line must be one JSON object."
-                ) from None
-            yield parse_request(data, where=f"{path}, line {number}"), None
+            except orjson.JSONDecodeError as error:
+                # What orjson refuses (an integer past 64 bits, say) pydantic's parser may take.
+                yield _validated_json(raw, error, where=f"{path}, line {number}")
+                continue
+            # The common text-only shape is checked without pydantic's validator (which parses
+            # the line again before it calls RawRequest's own fast path); anything else gets it.
+            request = plain_request(data) if type(data) is dict else None
+            if request is None:
+                request = parse_request(data, where=f"{path}, line {number}")
+            yield request, raw.strip().decode()
+
+
+def _validated_json(raw: bytes, error: Exception, *, where: str) -> SourcedRequest:
+    try:
+        return RawRequest.model_validate_json(raw), raw.strip().decode()
+    except ValidationError:
+        raise InputError(
+            f"{where}: not valid JSON ({error}). Each line must be one JSON object."
+        ) from None
 
 
 def generated_custom_id(experiment_name: str, index: int) -> str:

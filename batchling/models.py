@@ -264,25 +264,11 @@ class RawRequest(GenerationParams):
         def __init__(self, /, **data: Any) -> None:
             # Text-only requests with an id, a system prompt and max_tokens are checked here
             # (cheaper than pydantic's validator); any other shape, valid or not, gets it.
-            if data.keys() <= _PLAIN_REQUEST_FIELDS:
-                messages = _plain_messages(data.get("messages"))
-                request_id = data.get("id")
-                system = data.get("system_prompt")
-                max_tokens = data.get("max_tokens")
-                if (
-                    messages is not None
-                    and (request_id is None or (type(request_id) is str and request_id.strip()))
-                    and (system is None or type(system) is str)
-                    and (
-                        max_tokens is None
-                        or (type(max_tokens) is int and 0 < max_tokens <= INT32_MAX)
-                    )
-                ):
-                    values = {**_REQUEST_DEFAULTS, **data}
-                    values["messages"] = messages
-                    _set_fields(self, values, _shared_field_names(data))
-                    return
-            super().__init__(**data)
+            values = _plain_request_values(data)
+            if values is None:
+                super().__init__(**data)
+            else:
+                _set_fields(self, values, _shared_field_names(data))
 
     def with_defaults(self, defaults: GenerationParams | None) -> RawRequest:
         """This request, with each generation setting it leaves unset taken from `defaults`."""
@@ -311,6 +297,39 @@ _REQUEST_DEFAULTS = {
 }
 
 
+def _plain_request_values(data: dict[str, Any]) -> dict[str, Any] | None:
+    """A request's fields when `data` is a text-only request with at most an id, a system
+    prompt and max_tokens, checked as pydantic would accept it; else None."""
+    if not data.keys() <= _PLAIN_REQUEST_FIELDS:
+        return None
+    messages = _plain_messages(data.get("messages"))
+    request_id = data.get("id")
+    system = data.get("system_prompt")
+    max_tokens = data.get("max_tokens")
+    if (
+        messages is not None
+        and (request_id is None or (type(request_id) is str and request_id.strip()))
+        and (system is None or type(system) is str)
+        and (max_tokens is None or (type(max_tokens) is int and 0 < max_tokens <= INT32_MAX))
+    ):
+        values = {**_REQUEST_DEFAULTS, **data}
+        values["messages"] = messages
+        return values
+    return None
+
+
+def plain_request(data: dict[str, Any]) -> RawRequest | None:
+    """The request of a dict of the common text-only shape (as parsed from a JSONL line),
+    built without pydantic's validator; None for any other shape, which pydantic then checks
+    (with its errors)."""
+    values = _plain_request_values(data)
+    if values is None:
+        return None
+    request = RawRequest.__new__(RawRequest)
+    _set_fields(request, values, _shared_field_names(data))
+    return request
+
+
 def _plain_messages(value: Any) -> list[RawMessage] | None:
     """A new list of the messages when every one is a text message (a RawMessage or its dict),
     else None."""
@@ -326,7 +345,9 @@ def _plain_messages(value: Any) -> list[RawMessage] | None:
             role, content = item["role"], item["content"]
             if type(role) is not str or role not in ROLES or type(content) is not str:
                 return None
-            messages.append(RawMessage(**item))
+            message = RawMessage.__new__(RawMessage)
+            _set_fields(message, {"role": role, "content": content}, _MESSAGE_FIELDS_SET)
+            messages.append(message)
         else:
             return None
     return messages
