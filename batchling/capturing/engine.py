@@ -117,6 +117,7 @@ class CaptureEngine:
         self._first_at: dict[Route, float] = {}
         self._last_at: dict[Route, float] = {}
         self._routes: dict[str, Route] = {}
+        self._refusals: dict[Route, Answer | None] = {}
         self._deadline_passed = False
         self._api_keys: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -245,6 +246,10 @@ class CaptureEngine:
         if self._deadline_passed:
             self._answer_now(out, self._deadline_answer(call.route))
             return
+        refused = self._refusal(call.route)
+        if refused is not None:
+            self._answer_now(out, refused)
+            return
         if call.api_key:
             self._api_keys[call.route.provider] = call.api_key
         waiting = self._waiting.get(call.key)
@@ -253,6 +258,20 @@ class CaptureEngine:
             self._routes[call.key] = call.route
             self._enqueue(call)
         waiting.add_done_callback(functools.partial(self._deliver, out))
+
+    def _refusal(self, route: Route) -> Answer | None:
+        """The answer to a call whose model the provider's Batch API refuses: nothing is queued,
+        recorded or sent for it (as the experiment path refuses it before creating anything)."""
+        if route not in self._refusals:
+            reason = rules_of(route.provider).refusal(route.provider, route.model)
+            self._refusals[route] = (
+                None
+                if reason is None
+                else error_answer(
+                    400, f"batchling.capture('{self.settings.name}'): {reason} Nothing was sent."
+                )
+            )
+        return self._refusals[route]
 
     def _deliver(self, out: Any, waiting: asyncio.Future[Answer | str]) -> None:
         if not isinstance(out, asyncio.Future):
@@ -420,7 +439,7 @@ class CaptureEngine:
 
     def _check_cost(self, route: Route, calls: list[CapturedCall]) -> None:
         from batchling.errors import CostLimitError
-        from batchling.pricing import format_usd
+        from batchling.pricing import format_usd, unknown_price_message
 
         max_cost = self.settings.max_cost
         assert max_cost is not None
@@ -433,9 +452,12 @@ class CaptureEngine:
             for c in calls
         ]
         if any(cost is None for cost in costs):
+            # Never taken as $0: the limit could not be kept (as check_cost_limit refuses it).
             raise CostLimitError(
-                f"max_cost is set but {route.provider}:{route.model} has no known price: nothing "
-                "was sent. Add its price to batchling's price table, or drop max_cost."
+                f"max_cost {format_usd(max_cost)} is set but the price of {route.provider}:"
+                f"{route.model} is unknown, so its cost cannot be estimated: these {len(calls)} "
+                f"calls were not sent. {unknown_price_message(route.provider, route.model)} "
+                "Or drop max_cost."
             )
         total = self._spent + sum(cost or 0.0 for cost in costs)
         if total > max_cost:
