@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from batchling.capturing import routes
 from batchling.capturing.keys import custom_id_of
 from batchling.capturing.ledger import Ledger, LedgerRow
 from batchling.capturing.plan import CapturePlan, request_tokens
@@ -102,6 +103,10 @@ class CaptureEngine:
         self.experiments: list[str] = []
         self.direct_calls: list[str] = []
         self.stream_passthrough = settings.stream == "passthrough"
+        # Which compatible service a URL is under, read once per URL for this capture: reading
+        # the profiles (a stat of the user's file, the environment) cost more than the rest of
+        # routing a call.
+        self.provider_at = functools.lru_cache(maxsize=256)(routes.provider_at)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._run, name=f"batchling-capture-{settings.name}", daemon=True
