@@ -66,6 +66,56 @@ def run_capture(n: int) -> dict[str, Any]:
     }
 
 
+def run_hook_only(n: int) -> dict[str, Any]:
+    """Capture's own work alone: N requests as the openai SDK builds them (built before the
+    clock starts) sent through the HTTP client's `send` inside a capture, so no SDK work is
+    timed: interception, hand-offs, queues, ledger, the batch and the answers built."""
+    import asyncio
+    import importlib.util
+
+    import openai
+
+    import batchling
+
+    httpx: Any = importlib.import_module(
+        "httpx2" if importlib.util.find_spec("httpx2") else "httpx"
+    )
+    headers = {
+        "accept": "application/json",
+        "content-type": "application/json",
+        "user-agent": f"AsyncOpenAI/Python {openai.__version__}",
+        "x-stainless-lang": "python",
+        "x-stainless-package-version": openai.__version__,
+        "x-stainless-runtime": "CPython",
+        "authorization": f"Bearer {os.environ['OPENAI_API_KEY']}",
+    }
+    url = f"{os.environ['OPENAI_BASE_URL'].rstrip('/')}/chat/completions"
+    requests = [
+        httpx.Request(
+            "POST",
+            url,
+            headers=headers,
+            json={"messages": [{"role": "user", "content": t}], "model": "gpt-4o-mini"},
+        )
+        for t in prompts(n)
+    ]
+    client = httpx.AsyncClient()
+
+    async def main() -> list[bytes]:
+        async with batchling.capture(
+            "bench-hook", window_seconds=0.5, poll_interval=0.05, progress=False
+        ):
+            responses = await asyncio.gather(*(client.send(r) for r in requests))
+            return [r.content for r in responses]
+
+    cpu = time.process_time()
+    answers = asyncio.run(main())
+    return {
+        "answered": sum(1 for a in answers if b"Paris" in a or b"content" in a),
+        "hook_cpu_s": round(time.process_time() - cpu, 3),
+    }
+
+
 def run_sdk_only(n: int) -> dict[str, Any]:
     """The same N calls, each answered at once at the point capture answers them (the HTTP
     client's `send`) with one prepared body: what the openai SDK itself costs per call
@@ -140,7 +190,12 @@ def run_experiment(n: int) -> dict[str, Any]:
     return {"answered": asyncio.run(main())}
 
 
-SCENARIOS = {"capture": run_capture, "experiment": run_experiment, "sdk-only": run_sdk_only}
+SCENARIOS = {
+    "capture": run_capture,
+    "experiment": run_experiment,
+    "sdk-only": run_sdk_only,
+    "hook-only": run_hook_only,
+}
 
 
 def child(name: str, n: int) -> None:
