@@ -46,23 +46,26 @@ def run_capture(n: int) -> dict[str, Any]:
         return r.choices[0].message.content or ""
 
     engine_cpu: list[float] = []
+    batches: list[int] = []
 
     async def main() -> list[str]:
         async with batchling.capture(
             "bench-capture", window_seconds=0.5, poll_interval=0.05, progress=False
-        ):
+        ) as captured:
             answers = await asyncio.gather(*(ask(t) for t in prompts(n)))
             # The capture engine's own thread (queues, ledger, batches), apart from the SDK's.
             for thread in threading.enumerate():
                 if thread.name == "batchling-capture-bench-capture" and thread.ident:
                     clock = time.pthread_getcpuclockid(thread.ident)
                     engine_cpu.append(time.clock_gettime(clock))
-            return answers
+        batches.append(len(captured.experiments))
+        return answers
 
     answers = asyncio.run(main())
     return {
         "answered": sum(1 for a in answers if a),
         "engine_thread_cpu_s": round(sum(engine_cpu), 3),
+        "batches": batches[0],
     }
 
 
@@ -100,19 +103,22 @@ def run_hook_only(n: int) -> dict[str, Any]:
         for t in prompts(n)
     ]
     client = httpx.AsyncClient()
+    batches: list[int] = []
 
     async def main() -> list[bytes]:
         async with batchling.capture(
             "bench-hook", window_seconds=0.5, poll_interval=0.05, progress=False
-        ):
+        ) as captured:
             responses = await asyncio.gather(*(client.send(r) for r in requests))
-            return [r.content for r in responses]
+        batches.append(len(captured.experiments))
+        return [r.content for r in responses]
 
     cpu = time.process_time()
     answers = asyncio.run(main())
     return {
         "answered": sum(1 for a in answers if b"Paris" in a or b"content" in a),
         "hook_cpu_s": round(time.process_time() - cpu, 3),
+        "batches": batches[0],
     }
 
 

@@ -440,7 +440,7 @@ class CaptureEngine:
         # Recorded before anything is sent: a re-run finds them and re-attaches.
         async with self._writing:
             await self._ledger.record(rows)
-        self._follow(name)
+        self._follow(name, rows)
 
     def _check_cost(self, route: Route, calls: list[CapturedCall]) -> None:
         from batchling.errors import CostLimitError
@@ -478,13 +478,14 @@ class CaptureEngine:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S%f")
         return f"{self.settings.name}-{stamp}-{self._sequence}"
 
-    def _follow(self, name: str) -> None:
+    def _follow(self, name: str, recorded: list[LedgerRow] | None = None) -> None:
+        """Collect experiment `name`'s answers; `recorded`: its rows, when just recorded."""
         if name not in self._followers:
-            self._followers[name] = self._loop.create_task(self._collect(name))
+            self._followers[name] = self._loop.create_task(self._collect(name, recorded))
 
-    async def _collect(self, name: str) -> None:
+    async def _collect(self, name: str, recorded: list[LedgerRow] | None) -> None:
         assert self._ledger is not None
-        rows = await self._ledger.experiment_rows(name)
+        rows = recorded if recorded is not None else await self._ledger.experiment_rows(name)
         keys = [row.key for row in rows]
         try:
             async with self._writing:
@@ -566,11 +567,13 @@ class CaptureEngine:
             home / "processed.jsonl", max_requests=limits.max_requests, max_bytes=limits.max_bytes
         )
         encoded = []
+        rules = rules_of(first.provider)
+        tokens = []
         try:
             for row in rows:
-                line = rules_of(row.provider).batch_line(
-                    row.endpoint, row.custom_id, orjson.loads(row.body)
-                )
+                body = orjson.loads(row.body)
+                tokens.append(request_tokens(rules, row.endpoint, body))
+                line = rules.batch_line(row.endpoint, row.custom_id, body)
                 chunk = writer.add(orjson.dumps(line), custom_id=row.custom_id)
                 encoded.append((row.custom_id, chunk, _PLACEHOLDER, row.body.decode()))
             records = writer.close()
@@ -592,8 +595,6 @@ class CaptureEngine:
             updated_at=now,
             study=self.settings.name,
         )
-        rules = rules_of(first.provider)
-        tokens = [request_tokens(rules, row.endpoint, orjson.loads(row.body)) for row in rows]
         estimate = {
             "requests": len(rows),
             "input_tokens": sum(t[0] for t in tokens),

@@ -89,7 +89,7 @@ def _captured(engine: CaptureEngine, request: Any) -> CapturedCall | str | None:
     except Exception:  # a streamed body (an upload) is never batchable
         return None
     # A plain dict: routing asks a dozen header questions, each a scan of an httpx Headers.
-    headers = dict(request.headers.items())
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers.raw}
     return captured_call(engine, request.method, str(request.url), headers, content)
 
 
