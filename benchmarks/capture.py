@@ -69,6 +69,19 @@ def run_capture(n: int) -> dict[str, Any]:
     }
 
 
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds of each live thread of this process, by name."""
+    found: dict[str, float] = {}
+    for thread in threading.enumerate():
+        if thread.ident:
+            try:
+                clock = time.pthread_getcpuclockid(thread.ident)
+            except OSError:
+                continue
+            found[thread.name] = round(found.get(thread.name, 0.0) + time.clock_gettime(clock), 3)
+    return found
+
+
 def run_hook_only(n: int) -> dict[str, Any]:
     """Capture's own work alone: N requests as the openai SDK builds them (built before the
     clock starts) sent through the HTTP client's `send` inside a capture, so no SDK work is
@@ -104,12 +117,14 @@ def run_hook_only(n: int) -> dict[str, Any]:
     ]
     client = httpx.AsyncClient()
     batches: list[int] = []
+    threads: dict[str, float] = {}
 
     async def main() -> list[bytes]:
         async with batchling.capture(
             "bench-hook", window_seconds=0.5, poll_interval=0.05, progress=False
         ) as captured:
             responses = await asyncio.gather(*(client.send(r) for r in requests))
+            threads.update(_thread_cpu())
         batches.append(len(captured.experiments))
         return [r.content for r in responses]
 
@@ -119,6 +134,7 @@ def run_hook_only(n: int) -> dict[str, Any]:
         "answered": sum(1 for a in answers if b"Paris" in a or b"content" in a),
         "hook_cpu_s": round(time.process_time() - cpu, 3),
         "batches": batches[0],
+        "thread_cpu_s": threads,
     }
 
 

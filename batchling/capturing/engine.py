@@ -41,14 +41,20 @@ DIRECT = "direct"
 _PLACEHOLDER = RawRequest(messages=[RawMessage(role="user", content="captured")])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CapturedCall:
     route: Route
     key: str
-    body: dict[str, Any]
     canonical: bytes
+    """The body as sent (canonical JSON); the parsed body is not kept: calls wait in memory for
+    their batch, and bytes cost the garbage collector nothing, a dict of lists a scan each time."""
     api_key: str | None = field(default=None, repr=False)
     """The key the SDK sent: its batches are submitted with it. Held in memory only."""
+
+    @property
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = orjson.loads(self.canonical)
+        return body
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,6 @@ def captured_call(
     return CapturedCall(
         route,
         request_key(route.provider, route.endpoint, route.model, canonical),
-        body,
         canonical,
         api_key_of(route.provider, headers),
     )
