@@ -5,8 +5,10 @@ waited for and read back as an experiment; both on the emulator, each in a fresh
     python -m benchmarks.capture --n 10000 [--output FILE]
 
 Prints (and writes with --output) wall and CPU seconds, capture overhead per call, and each
-side's peak RSS (its own VmHWM). `sdk-only` makes the same N SDK calls answered at once by an
-httpx MockTransport: the SDK's own cost per call, which code pays with or without capture."""
+side's peak RSS (its own VmHWM). `sdk-only` makes the same N SDK calls answered at once at the
+HTTP client's `send`: the SDK's own cost per call, which code pays with or without capture.
+`hook-only` sends N requests built beforehand through `send` inside a capture: capture's own
+work (interception, engine, ledger, the batch, the answers) without the SDK's."""
 
 from __future__ import annotations
 
@@ -268,11 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         experiment = measure("experiment", args.n, env)
         captured = measure("capture", args.n, env)
         sdk_only = measure("sdk-only", args.n, env)
+        hook_only = measure("hook-only", args.n, env)
     report = {
         "n": args.n,
         "experiment": experiment,
         "capture": captured,
         "sdk_only": sdk_only,
+        "hook_only": hook_only,
         # Capture's own share: its wall less the SDK's own per-call work, against the experiment.
         "capture_less_sdk_wall_ratio": round(
             (captured["wall_s"] - sdk_only["wall_s"]) / experiment["wall_s"], 2
