@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,9 +16,14 @@ from batchling.bounds import INT64_MAX, MAX_POLL_SECONDS, MAX_TIMEOUT
 from batchling.providers import PROVIDERS
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from rich.console import Console
 
+    from batchling import store_read
+    from batchling.display import ListedExperiment
     from batchling.errors import StoreError
+    from batchling.pricing import ExperimentCost
     from batchling.sync import ExperimentManager
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -559,6 +564,8 @@ def list_(
 
         check_provider(provider)
     filtered = provider is not None or bool(statuses) or name_prefix is not None
+    if not as_json and _list_read_only(ctx, provider, statuses, name_prefix, limit):
+        return
     manager = _manager(ctx)
     if filtered:
         experiments = manager.list_experiments(
@@ -574,13 +581,14 @@ def list_(
             click.echo(experiment.model_dump_json())
         return
     if not experiments:
-        click.echo(
-            "No experiments match these filters."
-            if filtered
-            else "No experiments yet. Create one with 'batchling create'."
-        )
+        _no_experiments(filtered)
         return
-    costs = manager.experiment_costs(e.name for e in experiments)
+    _print_experiments(experiments, manager.experiment_costs(e.name for e in experiments), matching)
+
+
+def _print_experiments(
+    experiments: Sequence[ListedExperiment], costs: Sequence[ExperimentCost], matching: int
+) -> None:
     if _styled_output():
         from batchling.display import experiments_table
 
@@ -595,6 +603,86 @@ def list_(
             f"Showing the newest {len(experiments)} of {matching} experiments "
             "(--limit N for more, --limit 0 for all)."
         )
+
+
+def _no_experiments(filtered: bool) -> None:
+    click.echo(
+        "No experiments match these filters."
+        if filtered
+        else "No experiments yet. Create one with 'batchling create'."
+    )
+
+
+def _list_read_only(
+    ctx: click.Context,
+    provider: str | None,
+    statuses: tuple[str, ...],
+    name_prefix: str | None,
+    limit: int,
+) -> bool:
+    """`list` from a read-only connection, without the manager, asyncio or aiosqlite (issue 15:
+    start-up is most of its time); False, having printed nothing, when the normal path must
+    answer (see store_read)."""
+    import sqlite3
+
+    from batchling import store_read
+
+    with store_read.reading(store_read.sqlite_path(ctx.obj["db_path"])) as connection:
+        if connection is None:
+            return False
+        try:
+            filtered = provider is not None or bool(statuses) or name_prefix is not None
+            if filtered:
+                experiments = [
+                    e
+                    for e in store_read.experiments(connection)
+                    if (provider is None or e.provider == provider)
+                    and (not statuses or e.status in statuses)
+                    and (name_prefix is None or e.name.startswith(name_prefix))
+                ]
+                matching = len(experiments)
+                experiments = experiments[:limit] if limit else experiments
+            else:
+                experiments = store_read.experiments(connection, limit=limit or None)
+                matching = store_read.count_experiments(connection) if limit else len(experiments)
+            if not experiments:
+                _no_experiments(filtered)
+                return True
+            costs = _read_only_costs(connection, experiments)
+        except sqlite3.Error:
+            return False
+    if costs is None:
+        return False
+    _print_experiments(experiments, costs, matching)
+    return True
+
+
+def _read_only_costs(
+    connection: sqlite3.Connection, experiments: Sequence[store_read.ExperimentRow]
+) -> list[ExperimentCost] | None:
+    """What core.costs.experiment_costs answers, from the same rows; None when an experiment
+    has no stored estimate (its requests would be counted: the normal path does that)."""
+    from batchling import pricing, store_read
+    from batchling.models import Usage
+
+    table = pricing.load_price_table()
+    costs = []
+    for experiment in experiments:
+        estimate = pricing.token_estimate_from_options(json.loads(experiment.options))
+        if estimate is None:
+            return None
+        usages = None
+        if store_read.has_results(connection, experiment.id):
+            usages = [
+                Usage(input_tokens=i, output_tokens=o)
+                for i, o in store_read.usage_pairs(connection, experiment.id)
+            ]
+        costs.append(
+            pricing.experiment_cost(
+                experiment.provider, experiment.model, estimate, usages, table=table
+            )
+        )
+    return costs
 
 
 def _follow_options(command: F) -> F:

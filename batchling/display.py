@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from batchling.bounds import printable, redacted_url
 from batchling.models import BatchRecord, Experiment, Result, Status
@@ -101,16 +102,50 @@ def experiment_panel(
     return Panel(grid, title=f"Experiment [bold]{_safe(experiment.name)}[/bold]", expand=False)
 
 
-def shown_status(experiment: Experiment) -> str:
+class _Counts(Protocol):
+    @property
+    def total(self) -> int: ...
+
+    @property
+    def completed(self) -> int: ...
+
+
+class ListedExperiment(Protocol):
+    """What the experiments table reads: an Experiment, or store_read's row (whose status is
+    the stored value, a plain str)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+    @property
+    def request_counts(self) -> _Counts: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def shown_status(experiment: ListedExperiment) -> str:
     """Its status; 'waiting' for a queued one a quota or a budget holds back (its error says
     why: see Repository.defer_start)."""
     if experiment.status == Status.CREATED and experiment.error:
         return "waiting"
-    return experiment.status.value
+    return Status(experiment.status).value
 
 
 def experiments_table_segments(
-    experiments: Sequence[Experiment],
+    experiments: Sequence[ListedExperiment],
     costs: Sequence[ExperimentCost] | None = None,
     width: int | None = None,
 ) -> list[tuple[str, str | None]]:
@@ -149,7 +184,7 @@ def experiments_table_segments(
     ]
     for row, experiment in zip(rows, experiments, strict=True):
         for index, (cell, width) in enumerate(zip(row, widths, strict=True)):
-            style = STATUS_STYLE.get(experiment.status, "blue") if index == status else None
+            style = STATUS_STYLE.get(Status(experiment.status), "blue") if index == status else None
             segments.append((cell.ljust(width) if index < len(row) - 1 else cell, style))
             segments.append(("\n" if index == len(row) - 1 else "  ", None))
     return segments
@@ -195,7 +230,7 @@ def _narrowed(
 
 
 def experiments_table(
-    experiments: Sequence[Experiment],
+    experiments: Sequence[ListedExperiment],
     costs: Sequence[ExperimentCost] | None = None,
     width: int | None = None,
 ) -> RenderableType:
@@ -209,7 +244,7 @@ def experiments_table(
 
 
 def experiments_table_plain(
-    experiments: Sequence[Experiment], costs: Sequence[ExperimentCost] | None = None
+    experiments: Sequence[ListedExperiment], costs: Sequence[ExperimentCost] | None = None
 ) -> str:
     """The same table without styles, for output that is not a terminal: rich is not imported."""
     return "".join(piece for piece, _ in experiments_table_segments(experiments, costs)).rstrip()
