@@ -18,7 +18,7 @@ from batchling.providers import PROVIDERS
 if TYPE_CHECKING:
     import sqlite3
 
-    from rich.console import Console
+    from rich.console import Console, RenderableType
 
     from batchling import store_read
     from batchling.display import ListedExperiment
@@ -891,6 +891,8 @@ def compare(
 def results(ctx: click.Context, name: str, as_json: bool) -> None:
     """Download the results (once), store them and write the results file; shows the first 50
     and the counts."""
+    if not as_json and _results_read_only(ctx, name):
+        return
     manager = _manager(ctx)
     with _transfers(manager, lines=not as_json):
         found = manager.get_results(name)
@@ -903,13 +905,52 @@ def results(ctx: click.Context, name: str, as_json: bool) -> None:
         return
     from batchling.display import results_table
 
-    console = _console()
-    # The table reads the first rows only; the counts come from the experiment's record.
-    console.print(results_table(found))
     experiment = manager.retrieve(name)
+    # The table reads the first rows only; the counts come from the experiment's record.
     counts = experiment.request_counts
-    console.print(f"{counts.completed:,} succeeded, {counts.failed:,} failed.")
-    console.print(f"Results written to {experiment.results_file_path}")
+    _print_results(
+        results_table(found), counts.completed, counts.failed, experiment.results_file_path
+    )
+
+
+def _print_results(table: RenderableType, succeeded: int, failed: int, path: Path) -> None:
+    console = _console()
+    console.print(table)
+    console.print(f"{succeeded:,} succeeded, {failed:,} failed.")
+    console.print(f"Results written to {path}")
+
+
+def _results_read_only(ctx: click.Context, name: str) -> bool:
+    """`results NAME` from a read-only connection when nothing is to be downloaded or written
+    (issue 15); False, having printed nothing, when the normal path must answer."""
+    import sqlite3
+
+    from batchling import store_read
+
+    with store_read.reading(store_read.sqlite_path(ctx.obj["db_path"])) as connection:
+        if connection is None:
+            return False
+        try:
+            experiment = store_read.downloaded(connection, name)
+            if experiment is None:
+                return False
+            from batchling.display import results_table
+            from batchling.result_sequence import ResultSequence
+
+            warnings = store_read.batch_warnings(connection, experiment.id)
+            found = ResultSequence(
+                store_read.Rows(connection),
+                experiment.id,
+                store_read.count_results(connection, experiment.id),
+            )
+            table = results_table(found)
+        except sqlite3.Error:
+            return False
+    for chunk, warning in warnings:
+        click.echo(f"Warning (batch {chunk}): {warning}", err=True)
+    counts = experiment.request_counts
+    _print_results(table, counts.completed, counts.failed, experiment.results_file_path)
+    return True
 
 
 @cli.command()

@@ -8,6 +8,7 @@ handles and explains it, so the two never print different things."""
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
@@ -159,3 +160,56 @@ def usage_pairs(connection: sqlite3.Connection, experiment_id: int) -> list[tupl
             (experiment_id,),
         )
     ]
+
+
+_TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+"""models.TERMINAL_STATUSES' values (a test pins the two)."""
+
+
+def downloaded(connection: sqlite3.Connection, name: str) -> ExperimentRow | None:
+    """The experiment when `get_results` would download nothing, write nothing and convert
+    nothing (core/download.py): finished, every batch's results stored, its results file
+    there, no response format; else None."""
+    found = experiment(connection, name)
+    if found is None or found.status not in _TERMINAL or not found.results_file_path.exists():
+        return None
+    if json.loads(found.options).get("response_format"):
+        return None
+    pending = connection.execute(
+        "SELECT COUNT(*) FROM batches WHERE experiment_id = ? AND NOT results_stored",
+        (found.id,),
+    ).fetchone()[0]
+    return found if pending == 0 else None
+
+
+def batch_warnings(connection: sqlite3.Connection, experiment_id: int) -> list[tuple[int, str]]:
+    """(chunk, warning) of each batch's warnings, in Store.list_batches' order."""
+    return [
+        (chunk, warning)
+        for chunk, warnings in connection.execute(
+            "SELECT chunk, warnings FROM batches WHERE experiment_id = ? ORDER BY chunk",
+            (experiment_id,),
+        )
+        for warning in json.loads(warnings)
+    ]
+
+
+def count_results(connection: sqlite3.Connection, experiment_id: int) -> int:
+    return int(
+        connection.execute(
+            "SELECT COUNT(*) FROM results WHERE experiment_id = ?", (experiment_id,)
+        ).fetchone()[0]
+    )
+
+
+class Rows:
+    """result_sequence.RowReader over this module's connection (its owner closes it)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        return self._connection.execute(sql, parameters).fetchall()
+
+    def close(self) -> None:
+        """Nothing: the connection is `reading`'s."""
