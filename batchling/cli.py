@@ -909,8 +909,14 @@ def results(ctx: click.Context, name: str, as_json: bool) -> None:
     # The table reads the first rows only; the counts come from the experiment's record.
     counts = experiment.request_counts
     _print_results(
-        results_table(found), counts.completed, counts.failed, experiment.results_file_path
+        results_table(found, SHOWN_RESULTS),
+        counts.completed,
+        counts.failed,
+        experiment.results_file_path,
     )
+
+
+SHOWN_RESULTS = 50
 
 
 def _print_results(table: RenderableType, succeeded: int, failed: int, path: Path) -> None:
@@ -935,15 +941,14 @@ def _results_read_only(ctx: click.Context, name: str) -> bool:
             if experiment is None:
                 return False
             from batchling.display import results_table
-            from batchling.result_sequence import ResultSequence
 
             warnings = store_read.batch_warnings(connection, experiment.id)
-            found = ResultSequence(
-                store_read.Rows(connection),
-                experiment.id,
-                store_read.count_results(connection, experiment.id),
+            total = store_read.count_results(connection, experiment.id)
+            table = results_table(
+                store_read.first_results(connection, experiment.id, SHOWN_RESULTS),
+                SHOWN_RESULTS,
+                total=total,
             )
-            table = results_table(found)
         except sqlite3.Error:
             return False
     for chunk, warning in warnings:

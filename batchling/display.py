@@ -7,22 +7,23 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from batchling.bounds import printable, redacted_url
-from batchling.models import BatchRecord, Experiment, Result, Status
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from batchling.compare import Comparison
+    from batchling.models import BatchRecord, Experiment, Status
     from batchling.pricing import ExperimentCost
     from batchling.retry import RetryOutcome
 
+# By status value: the tables of `list` and `results` are drawn without importing the models.
 STATUS_STYLE = {
-    Status.COMPLETED: "green",
-    Status.FAILED: "red",
-    Status.EXPIRED: "yellow",
-    Status.CANCELLED: "yellow",
-    Status.CANCELLING: "yellow",
-    Status.CREATED: "cyan",
+    "completed": "green",
+    "failed": "red",
+    "expired": "yellow",
+    "cancelled": "yellow",
+    "cancelling": "yellow",
+    "created": "cyan",
 }
 
 
@@ -34,7 +35,7 @@ def _safe(text: str) -> str:
 
 
 def status_text(status: Status) -> str:
-    style = STATUS_STYLE.get(status, "blue")
+    style = STATUS_STYLE.get(status.value, "blue")
     return f"[{style}]{status.value}[/{style}]"
 
 
@@ -139,9 +140,9 @@ class ListedExperiment(Protocol):
 def shown_status(experiment: ListedExperiment) -> str:
     """Its status; 'waiting' for a queued one a quota or a budget holds back (its error says
     why: see Repository.defer_start)."""
-    if experiment.status == Status.CREATED and experiment.error:
+    if experiment.status == "created" and experiment.error:
         return "waiting"
-    return Status(experiment.status).value
+    return str(experiment.status)
 
 
 def experiments_table_segments(
@@ -184,7 +185,7 @@ def experiments_table_segments(
     ]
     for row, experiment in zip(rows, experiments, strict=True):
         for index, (cell, width) in enumerate(zip(row, widths, strict=True)):
-            style = STATUS_STYLE.get(Status(experiment.status), "blue") if index == status else None
+            style = STATUS_STYLE.get(str(experiment.status), "blue") if index == status else None
             segments.append((cell.ljust(width) if index < len(row) - 1 else cell, style))
             segments.append(("\n" if index == len(row) - 1 else "  ", None))
     return segments
@@ -296,10 +297,41 @@ def cost_rows(cost: ExperimentCost) -> list[tuple[str, str]]:
     return rows
 
 
-def results_table(results: Sequence[Result], limit: int = 50) -> RenderableType:
+class _Error(Protocol):
+    @property
+    def message(self) -> str: ...
+
+
+class ShownResult(Protocol):
+    """What the results table reads: a Result, or store_read's row."""
+
+    @property
+    def custom_id(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def text(self) -> str | None: ...
+
+    @property
+    def error(self) -> _Error | None: ...
+
+    @property
+    def embedding(self) -> Sequence[float] | None: ...
+
+
+def results_table(
+    results: Sequence[ShownResult], limit: int = 50, *, total: int | None = None
+) -> RenderableType:
+    """The first `limit` of `results` (of `total`, when only those first ones are given)."""
     from rich.table import Table
 
-    table = Table(title=f"Results ({len(results)})")
+    total = len(results) if total is None else total
+    table = Table(title=f"Results ({total})")
     table.add_column("Custom id")
     table.add_column("Status")
     table.add_column("Output / error", overflow="fold")
@@ -313,8 +345,8 @@ def results_table(results: Sequence[Result], limit: int = 50) -> RenderableType:
             f"[{style}]{result.status}[/{style}]",
             _safe(printable(body or "", keep_newlines=True)),
         )
-    if len(results) > limit:
-        table.caption = f"{len(results) - limit} more in the results file"
+    if total > limit:
+        table.caption = f"{total - limit} more in the results file"
     return table
 
 

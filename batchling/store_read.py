@@ -202,14 +202,38 @@ def count_results(connection: sqlite3.Connection, experiment_id: int) -> int:
     )
 
 
-class Rows:
-    """result_sequence.RowReader over this module's connection (its owner closes it)."""
+class ShownError(NamedTuple):
+    message: str
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._connection = connection
 
-    def query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
-        return self._connection.execute(sql, parameters).fetchall()
+class ShownResult(NamedTuple):
+    """What the results table shows of a result, as records.result_of_record reads it."""
 
-    def close(self) -> None:
-        """Nothing: the connection is `reading`'s."""
+    custom_id: str
+    status: str
+    text: str | None
+    error: ShownError | None
+    embedding: list[float] | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+def first_results(
+    connection: sqlite3.Connection, experiment_id: int, count: int
+) -> list[ShownResult]:
+    """The first `count` results in request order, as ResultSequence's slice reads them."""
+    rows = connection.execute(
+        "SELECT res.custom_id, res.status, res.text, res.error_kind, res.error_message, "
+        "res.embedding FROM requests r JOIN results res "
+        "ON res.experiment_id = r.experiment_id AND res.custom_id = r.custom_id "
+        "WHERE r.experiment_id = ? ORDER BY r.idx LIMIT ?",
+        (experiment_id, count),
+    ).fetchall()
+    shown = []
+    for custom_id, status, text, error_kind, error_message, embedding in rows:
+        error = ShownError(error_message or "") if error_kind else None
+        vector = json.loads(embedding) if embedding else None
+        shown.append(ShownResult(custom_id, status, text, error, vector))
+    return shown

@@ -240,6 +240,24 @@ def test_results_already_downloaded_print_what_the_manager_path_prints(
     assert "succeeded, " in out and "Results written to" in out
 
 
+def test_results_of_embeddings_print_what_the_manager_path_prints(
+    emulator: Emulator, tmp_path: Path, manager_calls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "db.sqlite"
+    manager = ExperimentManager(path)
+    manager.create_experiment(
+        "vectors",
+        model="text-embedding-3-small",
+        endpoint="/v1/embeddings",
+        raw_requests=[{"messages": [{"role": "user", "content": "a cat"}]}],
+    )
+    manager.start_experiment("vectors")
+    manager.wait("vectors", poll_interval=0.01)
+    manager.get_results("vectors")
+    out = assert_same(monkeypatch, manager_calls, path, "results", "vectors")
+    assert "embedding, 1536 dimensions" in out
+
+
 def test_results_to_download_or_rewrite_take_the_normal_path(
     db: Path, tmp_path: Path, manager_calls: list[str]
 ) -> None:
@@ -287,7 +305,10 @@ def test_the_read_only_path_pins_the_store_schema_and_statuses() -> None:
 def test_list_and_results_import_no_manager_asyncio_or_aiosqlite(db: Path) -> None:
     for args, unwanted in (
         (["list"], ("asyncio", "aiosqlite", "batchling.store", "batchling.sync", "rich")),
-        (["results", "eval-done"], ("asyncio", "aiosqlite", "batchling.store", "batchling.sync")),
+        (
+            ["results", "eval-done"],
+            ("asyncio", "aiosqlite", "batchling.store", "batchling.sync", "pydantic"),
+        ),
     ):
         code = (
             "import sys\nfrom batchling.cli import main\n"
