@@ -623,8 +623,6 @@ def _list_read_only(
     """`list` from a read-only connection, without the manager, asyncio or aiosqlite (issue 15:
     start-up is most of its time); False, having printed nothing, when the normal path must
     answer (see store_read)."""
-    import sqlite3
-
     from batchling import store_read
 
     with store_read.reading(store_read.sqlite_path(ctx.obj["db_path"])) as connection:
@@ -649,7 +647,9 @@ def _list_read_only(
                 _no_experiments(filtered)
                 return True
             costs = _read_only_costs(connection, experiments)
-        except sqlite3.Error:
+        except Exception:
+            # Whatever it is (a damaged row, a prices file to explain), the normal path meets
+            # it too and says it the way it always has.
             return False
     if costs is None:
         return False
@@ -929,8 +929,6 @@ def _print_results(table: RenderableType, succeeded: int, failed: int, path: Pat
 def _results_read_only(ctx: click.Context, name: str) -> bool:
     """`results NAME` from a read-only connection when nothing is to be downloaded or written
     (issue 15); False, having printed nothing, when the normal path must answer."""
-    import sqlite3
-
     from batchling import store_read
 
     with store_read.reading(store_read.sqlite_path(ctx.obj["db_path"])) as connection:
@@ -949,7 +947,7 @@ def _results_read_only(ctx: click.Context, name: str) -> bool:
                 SHOWN_RESULTS,
                 total=total,
             )
-        except sqlite3.Error:
+        except Exception:
             return False
     for chunk, warning in warnings:
         click.echo(f"Warning (batch {chunk}): {warning}", err=True)

@@ -214,6 +214,17 @@ def test_an_sqlite_error_while_reading_falls_back_having_printed_nothing(
     assert manager_calls == ["list", "results"]
 
 
+def test_a_broken_prices_file_is_explained_by_the_normal_path(
+    db: Path, tmp_path: Path, manager_calls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text("{not json", encoding="utf-8")
+    monkeypatch.setenv("BATCHLING_PRICES", str(prices))
+    code, out = run(db, "list")
+    assert code != 0 and out.startswith("Error: Cannot read the prices file")
+    assert "Experiments" not in out and manager_calls == ["list"]
+
+
 def test_an_experiment_without_a_stored_estimate_is_listed_by_the_normal_path(
     db: Path, manager_calls: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
