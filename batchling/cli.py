@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
     from batchling import store_read
-    from batchling.display import ListedExperiment
+    from batchling.display import ListedExperiment, ShownCost
     from batchling.errors import StoreError
-    from batchling.pricing import ExperimentCost
+    from batchling.prices import ShortCost
     from batchling.sync import ExperimentManager
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -587,7 +587,7 @@ def list_(
 
 
 def _print_experiments(
-    experiments: Sequence[ListedExperiment], costs: Sequence[ExperimentCost], matching: int
+    experiments: Sequence[ListedExperiment], costs: Sequence[ShownCost], matching: int
 ) -> None:
     if _styled_output():
         from batchling.display import experiments_table
@@ -659,29 +659,25 @@ def _list_read_only(
 
 def _read_only_costs(
     connection: sqlite3.Connection, experiments: Sequence[store_read.ExperimentRow]
-) -> list[ExperimentCost] | None:
-    """What core.costs.experiment_costs answers, from the same rows; None when an experiment
-    has no stored estimate (its requests would be counted: the normal path does that)."""
-    from batchling import pricing, store_read
-    from batchling.models import Usage
+) -> list[ShortCost] | None:
+    """What core.costs.experiment_costs answers, from the same rows, without the cost models;
+    None when an experiment has no stored estimate (its requests would be counted: the normal
+    path does that)."""
+    from batchling import prices, store_read
 
-    table = pricing.load_price_table()
+    table = prices.load_price_table()
     costs = []
     for experiment in experiments:
-        estimate = pricing.token_estimate_from_options(json.loads(experiment.options))
-        if estimate is None:
+        estimate = json.loads(experiment.options).get("token_estimate")
+        if not isinstance(estimate, dict):
             return None
         usages = None
         if store_read.has_results(connection, experiment.id):
-            usages = [
-                Usage(input_tokens=i, output_tokens=o)
-                for i, o in store_read.usage_pairs(connection, experiment.id)
-            ]
-        costs.append(
-            pricing.experiment_cost(
-                experiment.provider, experiment.model, estimate, usages, table=table
-            )
-        )
+            usages = store_read.usage_pairs(connection, experiment.id)
+        cost = prices.short_cost_of(table, experiment.provider, experiment.model, estimate, usages)
+        if cost is None:
+            return None
+        costs.append(cost)
     return costs
 
 

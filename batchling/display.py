@@ -147,7 +147,7 @@ def shown_status(experiment: ListedExperiment) -> str:
 
 def experiments_table_segments(
     experiments: Sequence[ListedExperiment],
-    costs: Sequence[ExperimentCost] | None = None,
+    costs: Sequence[ShownCost] | None = None,
     width: int | None = None,
 ) -> list[tuple[str, str | None]]:
     """The experiments table as (text, style) pieces: aligned columns, no rich Table (which
@@ -232,7 +232,7 @@ def _narrowed(
 
 def experiments_table(
     experiments: Sequence[ListedExperiment],
-    costs: Sequence[ExperimentCost] | None = None,
+    costs: Sequence[ShownCost] | None = None,
     width: int | None = None,
 ) -> RenderableType:
     from rich.text import Text
@@ -245,15 +245,33 @@ def experiments_table(
 
 
 def experiments_table_plain(
-    experiments: Sequence[ListedExperiment], costs: Sequence[ExperimentCost] | None = None
+    experiments: Sequence[ListedExperiment], costs: Sequence[ShownCost] | None = None
 ) -> str:
     """The same table without styles, for output that is not a terminal: rich is not imported."""
     return "".join(piece for piece, _ in experiments_table_segments(experiments, costs)).rstrip()
 
 
-def short_cost(cost: ExperimentCost) -> str:
+class _Usd(Protocol):
+    @property
+    def usd(self) -> float | None: ...
+
+
+class ShownCost(Protocol):
+    """What the experiments table reads of a cost: pricing.ExperimentCost or prices.ShortCost."""
+
+    @property
+    def priced(self) -> bool: ...
+
+    @property
+    def estimate(self) -> _Usd: ...
+
+    @property
+    def actual(self) -> _Usd | None: ...
+
+
+def short_cost(cost: ShownCost) -> str:
     """Actual cost when known, else the estimate marked as a ceiling; 'unknown' without a price."""
-    from batchling.pricing import format_usd
+    from batchling.prices import format_usd
 
     if not cost.priced:
         return "unknown"

@@ -313,9 +313,12 @@ def test_the_read_only_path_pins_the_store_schema_and_statuses() -> None:
     assert {s.value for s in TERMINAL_STATUSES} == store_read._TERMINAL
 
 
-def test_list_and_results_import_no_manager_asyncio_or_aiosqlite(db: Path) -> None:
+def test_list_and_results_import_no_manager_asyncio_aiosqlite_or_pydantic(db: Path) -> None:
     for args, unwanted in (
-        (["list"], ("asyncio", "aiosqlite", "batchling.store", "batchling.sync", "rich")),
+        (
+            ["list"],
+            ("asyncio", "aiosqlite", "batchling.store", "batchling.sync", "rich", "pydantic"),
+        ),
         (
             ["results", "eval-done"],
             ("asyncio", "aiosqlite", "batchling.store", "batchling.sync", "pydantic"),
