@@ -335,3 +335,60 @@ def test_list_and_results_import_no_manager_asyncio_aiosqlite_or_pydantic(db: Pa
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
         )
         assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("model", "usages"),
+    [
+        ("gemini-2.5-pro", None),
+        ("gemini-2.5-pro", [(250_000, 900), (1_000, 20), (0, 0)]),
+        ("no-such-model", [(10, 2)]),
+        ("no-such-model", None),
+    ],
+)
+def test_the_cost_column_is_what_the_cost_model_gives(
+    model: str, usages: list[tuple[int, int]] | None
+) -> None:
+    from batchling import prices, pricing
+    from batchling.display import short_cost
+    from batchling.models import Usage
+
+    stored = {
+        "requests": 3,
+        "input_tokens": 260_000,
+        "output_tokens": 3_000,
+        "large_requests": [[250_000, 1_000]],
+    }
+    table = prices.load_price_table()
+    light = prices.short_cost_of(table, "gemini", model, stored, usages)
+    assert light is not None
+    full = pricing.experiment_cost(
+        "gemini",
+        model,
+        pricing.TokenEstimate.model_validate(stored),
+        [Usage(input_tokens=i, output_tokens=o) for i, o in usages] if usages is not None else None,
+        table=table,
+    )
+    assert (light.priced, light.estimate.usd) == (full.priced, full.estimate.usd)
+    assert (light.actual is None) == (full.actual is None)
+    if light.priced and light.actual is not None and full.actual is not None:
+        assert light.actual.usd == full.actual.usd
+    assert short_cost(light) == short_cost(full)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"input_tokens": "12"},
+        {"input_tokens": 1.5},
+        {"large_requests": [[1]]},
+        {"large_requests": 3},
+    ],
+)
+def test_a_stored_estimate_of_another_shape_is_left_to_the_cost_model(
+    stored: dict[str, Any],
+) -> None:
+    from batchling import prices
+
+    table = prices.load_price_table()
+    assert prices.short_cost_of(table, "openai", "gpt-4o-mini", stored, None) is None
