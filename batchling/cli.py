@@ -643,17 +643,17 @@ def _list_read_only(
             else:
                 experiments = store_read.experiments(connection, limit=limit or None)
                 matching = store_read.count_experiments(connection) if limit else len(experiments)
-            if not experiments:
-                _no_experiments(filtered)
-                return True
-            costs = _read_only_costs(connection, experiments)
+            costs = _read_only_costs(connection, experiments) if experiments else []
         except Exception:
             # Whatever it is (a damaged row, a prices file to explain), the normal path meets
             # it too and says it the way it always has.
             return False
     if costs is None:
         return False
-    _print_experiments(experiments, costs, matching)
+    if not experiments:
+        _no_experiments(filtered)
+    else:
+        _print_experiments(experiments, costs, matching)
     return True
 
 

@@ -88,8 +88,13 @@ def _open(path: Path) -> sqlite3.Connection | None:
                 return connection
             connection.close()
             return None
-        except sqlite3.Error:
+        except sqlite3.Error as error:
             connection.close()
+            # Only where the store itself reads immutably (no -shm file can be made: see
+            # store._needs_immutable); a busy or damaged file is the normal path's to explain.
+            text = str(error)
+            if "unable to open" not in text and "readonly" not in text:
+                return None
     return None
 
 
