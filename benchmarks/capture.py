@@ -5,8 +5,10 @@ waited for and read back as an experiment; both on the emulator, each in a fresh
     python -m benchmarks.capture --n 10000 [--output FILE]
 
 Prints (and writes with --output) wall and CPU seconds, capture overhead per call, and each
-side's peak RSS (its own VmHWM). `sdk-only` makes the same N SDK calls answered at once by an
-httpx MockTransport: the SDK's own cost per call, which code pays with or without capture."""
+side's peak RSS (its own VmHWM). `sdk-only` makes the same N SDK calls answered at once at the
+HTTP client's `send`: the SDK's own cost per call, which code pays with or without capture.
+`hook-only` sends N requests built beforehand through `send` inside a capture: capture's own
+work (interception, engine, ledger, the batch, the answers) without the SDK's."""
 
 from __future__ import annotations
 
@@ -46,23 +48,95 @@ def run_capture(n: int) -> dict[str, Any]:
         return r.choices[0].message.content or ""
 
     engine_cpu: list[float] = []
+    batches: list[int] = []
 
     async def main() -> list[str]:
         async with batchling.capture(
             "bench-capture", window_seconds=0.5, poll_interval=0.05, progress=False
-        ):
+        ) as captured:
             answers = await asyncio.gather(*(ask(t) for t in prompts(n)))
             # The capture engine's own thread (queues, ledger, batches), apart from the SDK's.
             for thread in threading.enumerate():
                 if thread.name == "batchling-capture-bench-capture" and thread.ident:
                     clock = time.pthread_getcpuclockid(thread.ident)
                     engine_cpu.append(time.clock_gettime(clock))
-            return answers
+        batches.append(len(captured.experiments))
+        return answers
 
     answers = asyncio.run(main())
     return {
         "answered": sum(1 for a in answers if a),
         "engine_thread_cpu_s": round(sum(engine_cpu), 3),
+        "batches": batches[0],
+    }
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds of each live thread of this process, by name."""
+    found: dict[str, float] = {}
+    for thread in threading.enumerate():
+        if thread.ident:
+            try:
+                clock = time.pthread_getcpuclockid(thread.ident)
+            except OSError:
+                continue
+            found[thread.name] = round(found.get(thread.name, 0.0) + time.clock_gettime(clock), 3)
+    return found
+
+
+def run_hook_only(n: int) -> dict[str, Any]:
+    """Capture's own work alone: N requests as the openai SDK builds them (built before the
+    clock starts) sent through the HTTP client's `send` inside a capture, so no SDK work is
+    timed: interception, hand-offs, queues, ledger, the batch and the answers built."""
+    import asyncio
+    import importlib.util
+
+    import openai
+
+    import batchling
+
+    httpx: Any = importlib.import_module(
+        "httpx2" if importlib.util.find_spec("httpx2") else "httpx"
+    )
+    headers = {
+        "accept": "application/json",
+        "content-type": "application/json",
+        "user-agent": f"AsyncOpenAI/Python {openai.__version__}",
+        "x-stainless-lang": "python",
+        "x-stainless-package-version": openai.__version__,
+        "x-stainless-runtime": "CPython",
+        "authorization": f"Bearer {os.environ['OPENAI_API_KEY']}",
+    }
+    url = f"{os.environ['OPENAI_BASE_URL'].rstrip('/')}/chat/completions"
+    requests = [
+        httpx.Request(
+            "POST",
+            url,
+            headers=headers,
+            json={"messages": [{"role": "user", "content": t}], "model": "gpt-4o-mini"},
+        )
+        for t in prompts(n)
+    ]
+    client = httpx.AsyncClient()
+    batches: list[int] = []
+    threads: dict[str, float] = {}
+
+    async def main() -> list[bytes]:
+        async with batchling.capture(
+            "bench-hook", window_seconds=0.5, poll_interval=0.05, progress=False
+        ) as captured:
+            responses = await asyncio.gather(*(client.send(r) for r in requests))
+            threads.update(_thread_cpu())
+        batches.append(len(captured.experiments))
+        return [r.content for r in responses]
+
+    cpu = time.process_time()
+    answers = asyncio.run(main())
+    return {
+        "answered": sum(1 for a in answers if b"Paris" in a or b"content" in a),
+        "hook_cpu_s": round(time.process_time() - cpu, 3),
+        "batches": batches[0],
+        "thread_cpu_s": threads,
     }
 
 
@@ -140,7 +214,12 @@ def run_experiment(n: int) -> dict[str, Any]:
     return {"answered": asyncio.run(main())}
 
 
-SCENARIOS = {"capture": run_capture, "experiment": run_experiment, "sdk-only": run_sdk_only}
+SCENARIOS = {
+    "capture": run_capture,
+    "experiment": run_experiment,
+    "sdk-only": run_sdk_only,
+    "hook-only": run_hook_only,
+}
 
 
 def child(name: str, n: int) -> None:
@@ -191,11 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         experiment = measure("experiment", args.n, env)
         captured = measure("capture", args.n, env)
         sdk_only = measure("sdk-only", args.n, env)
+        hook_only = measure("hook-only", args.n, env)
     report = {
         "n": args.n,
         "experiment": experiment,
         "capture": captured,
         "sdk_only": sdk_only,
+        "hook_only": hook_only,
         # Capture's own share: its wall less the SDK's own per-call work, against the experiment.
         "capture_less_sdk_wall_ratio": round(
             (captured["wall_s"] - sdk_only["wall_s"]) / experiment["wall_s"], 2

@@ -153,3 +153,127 @@ def test_calls_are_told_apart_by_base_url_host_and_path_prefix(
     assert route is not None and route.provider == "novita"
     route = route_of("POST", f"{novita}/chat/completions", OPENAI_SDK, CHAT)
     assert route is not None and route.provider == "openai"
+
+
+def _ledger_rows(capture: str) -> int:
+    import sqlite3
+
+    from batchling.home import default_db_path
+
+    if not default_db_path().exists():
+        return 0
+    with sqlite3.connect(default_db_path()) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        if "capture_requests" not in tables:
+            return 0
+        return int(
+            db.execute(
+                "SELECT COUNT(*) FROM capture_requests WHERE capture = ?", (capture,)
+            ).fetchone()[0]
+        )
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_model_outside_the_profiles_list_raises_the_sdks_error_and_nothing_is_sent(
+    emulator: Emulator, dry_run: bool
+) -> None:
+    import openai
+
+    before = sum(emulator.state.calls.values())
+    # dashscope's profile lists its batch-eligible models; the experiment path refuses others.
+    ask = _ask_at(os.environ["DASHSCOPE_BASE_URL"], os.environ["DASHSCOPE_API_KEY"])
+
+    async def main() -> None:
+        async with batchling.capture("compat-refused", dry_run=dry_run, **FAST):
+            await ask("What is the capital of Peru?")
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        asyncio.run(main())
+    message = raised.value.message
+    assert "Model 'demo-chat-model' is not batch-eligible on Alibaba Cloud Model Studio" in message
+    assert "qwen-flash, qwen-max, qwen-plus, qwen-turbo" in message
+    assert "\n" not in message
+    assert sum(emulator.state.calls.values()) == before
+    assert _study("compat-refused") == []
+    assert _ledger_rows("compat-refused") == 0
+
+
+def test_a_model_on_the_profiles_list_is_batched(emulator: Emulator) -> None:
+    ask = _ask_at(os.environ["DASHSCOPE_BASE_URL"], os.environ["DASHSCOPE_API_KEY"], "qwen-plus")
+    answers = _capture_capitals("compat-listed", ask)
+    assert all(capital in a for a, capital in zip(answers, CAPITALS.values(), strict=True))
+    assert [row[:3] for row in _study("compat-listed")] == [("dashscope", 3, "completed")]
+
+
+def _ask_generic() -> Any:
+    return _ask_at(
+        os.environ["OPENAI_COMPATIBLE_BASE_URL"], os.environ["OPENAI_COMPATIBLE_API_KEY"]
+    )
+
+
+def test_the_generic_provider_dry_run_shows_the_price_unknown_and_how_to_give_it(
+    emulator: Emulator,
+) -> None:
+    ask = _ask_generic()
+
+    async def main() -> None:
+        async with batchling.capture("compat-plan-unknown", dry_run=True, **FAST):
+            await asyncio.gather(ask("a"), ask("b"))
+
+    with pytest.raises(DryRun) as raised:
+        asyncio.run(main())
+    plan = raised.value.plan
+    assert plan.usd is None
+    assert plan.lines[("compatible", "demo-chat-model")].requests == 2
+    summary = plan.summary()
+    assert "$0 at batch prices plus 1 model(s) of unknown price" in summary
+    assert "No price is known for compatible:demo-chat-model. Add it to" in summary
+
+
+def test_the_generic_provider_with_max_cost_refuses_naming_the_unknown_price(
+    emulator: Emulator,
+) -> None:
+    import openai
+
+    before = sum(emulator.state.calls.values())
+    ask = _ask_generic()
+
+    async def main() -> None:
+        async with batchling.capture("compat-budget", max_cost=100.0, **FAST):
+            await ask("What is the capital of Peru?")
+
+    with pytest.raises(openai.APIStatusError) as raised:
+        asyncio.run(main())
+    message = raised.value.message
+    assert "max_cost $100.00 is set but the price of compatible:demo-chat-model is unknown" in (
+        message
+    )
+    assert "prices.json" in message and '"compatible": {"demo-chat-model"' in message
+    assert sum(emulator.state.calls.values()) == before
+    assert _study("compat-budget") == []
+
+
+def test_the_generic_provider_with_a_price_given_keeps_max_cost(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    prices = tmp_path / "prices.json"
+    prices.write_text(
+        json.dumps({"prices": {"compatible": {"demo-chat-model": {"input": 1.0, "output": 2.0}}}})
+    )
+    monkeypatch.setenv("BATCHLING_PRICES", str(prices))
+    ask = _ask_generic()
+
+    async def within() -> str:
+        async with batchling.capture("compat-priced", max_cost=5.0, **FAST):
+            return await ask("What is the capital of Peru?")
+
+    assert "Lima" in asyncio.run(within())
+
+    async def above() -> str:
+        async with batchling.capture("compat-priced-low", max_cost=1e-9, **FAST):
+            return await ask("What is the capital of Kenya?")
+
+    with pytest.raises(Exception, match="above max_cost"):
+        asyncio.run(above())

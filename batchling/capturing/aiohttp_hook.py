@@ -78,7 +78,7 @@ def patch_aiohttp(module: ModuleType) -> None:
                 {str(k).lower(): str(v) for k, v in (kwargs.get("headers") or {}).items()}
             )
             url = str(str_or_url)
-            call = intercept.captured_call(method.upper(), url, headers, content)
+            call = intercept.captured_call(engine, method.upper(), url, headers, content)
             if call == "stream":
                 if not engine.stream_passthrough:
                     answer = intercept.refusal(engine, method.upper(), url)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from batchling.capturing import routes
 from batchling.capturing.keys import custom_id_of
 from batchling.capturing.ledger import Ledger, LedgerRow
 from batchling.capturing.plan import CapturePlan, request_tokens
@@ -40,14 +41,20 @@ DIRECT = "direct"
 _PLACEHOLDER = RawRequest(messages=[RawMessage(role="user", content="captured")])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CapturedCall:
     route: Route
     key: str
-    body: dict[str, Any]
     canonical: bytes
+    """The body as sent (canonical JSON); the parsed body is not kept: calls wait in memory for
+    their batch, and bytes cost the garbage collector nothing, a dict of lists a scan each time."""
     api_key: str | None = field(default=None, repr=False)
     """The key the SDK sent: its batches are submitted with it. Held in memory only."""
+
+    @property
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = orjson.loads(self.canonical)
+        return body
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,10 @@ class CaptureEngine:
         self.experiments: list[str] = []
         self.direct_calls: list[str] = []
         self.stream_passthrough = settings.stream == "passthrough"
+        # Which compatible service a URL is under, read once per URL for this capture: reading
+        # the profiles (a stat of the user's file, the environment) cost more than the rest of
+        # routing a call.
+        self.provider_at = functools.lru_cache(maxsize=256)(routes.provider_at)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._run, name=f"batchling-capture-{settings.name}", daemon=True
@@ -117,6 +128,7 @@ class CaptureEngine:
         self._first_at: dict[Route, float] = {}
         self._last_at: dict[Route, float] = {}
         self._routes: dict[str, Route] = {}
+        self._refusals: dict[Route, Answer | None] = {}
         self._deadline_passed = False
         self._api_keys: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -245,6 +257,10 @@ class CaptureEngine:
         if self._deadline_passed:
             self._answer_now(out, self._deadline_answer(call.route))
             return
+        refused = self._refusal(call.route)
+        if refused is not None:
+            self._answer_now(out, refused)
+            return
         if call.api_key:
             self._api_keys[call.route.provider] = call.api_key
         waiting = self._waiting.get(call.key)
@@ -253,6 +269,20 @@ class CaptureEngine:
             self._routes[call.key] = call.route
             self._enqueue(call)
         waiting.add_done_callback(functools.partial(self._deliver, out))
+
+    def _refusal(self, route: Route) -> Answer | None:
+        """The answer to a call whose model the provider's Batch API refuses: nothing is queued,
+        recorded or sent for it (as the experiment path refuses it before creating anything)."""
+        if route not in self._refusals:
+            reason = rules_of(route.provider).refusal(route.provider, route.model)
+            self._refusals[route] = (
+                None
+                if reason is None
+                else error_answer(
+                    400, f"batchling.capture('{self.settings.name}'): {reason} Nothing was sent."
+                )
+            )
+        return self._refusals[route]
 
     def _deliver(self, out: Any, waiting: asyncio.Future[Answer | str]) -> None:
         if not isinstance(out, asyncio.Future):
@@ -416,11 +446,11 @@ class CaptureEngine:
         # Recorded before anything is sent: a re-run finds them and re-attaches.
         async with self._writing:
             await self._ledger.record(rows)
-        self._follow(name)
+        self._follow(name, rows)
 
     def _check_cost(self, route: Route, calls: list[CapturedCall]) -> None:
         from batchling.errors import CostLimitError
-        from batchling.pricing import format_usd
+        from batchling.pricing import format_usd, unknown_price_message
 
         max_cost = self.settings.max_cost
         assert max_cost is not None
@@ -433,9 +463,12 @@ class CaptureEngine:
             for c in calls
         ]
         if any(cost is None for cost in costs):
+            # Never taken as $0: the limit could not be kept (as check_cost_limit refuses it).
             raise CostLimitError(
-                f"max_cost is set but {route.provider}:{route.model} has no known price: nothing "
-                "was sent. Add its price to batchling's price table, or drop max_cost."
+                f"max_cost {format_usd(max_cost)} is set but the price of {route.provider}:"
+                f"{route.model} is unknown, so its cost cannot be estimated: these {len(calls)} "
+                f"calls were not sent. {unknown_price_message(route.provider, route.model)} "
+                "Or drop max_cost."
             )
         total = self._spent + sum(cost or 0.0 for cost in costs)
         if total > max_cost:
@@ -451,13 +484,14 @@ class CaptureEngine:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S%f")
         return f"{self.settings.name}-{stamp}-{self._sequence}"
 
-    def _follow(self, name: str) -> None:
+    def _follow(self, name: str, recorded: list[LedgerRow] | None = None) -> None:
+        """Collect experiment `name`'s answers; `recorded`: its rows, when just recorded."""
         if name not in self._followers:
-            self._followers[name] = self._loop.create_task(self._collect(name))
+            self._followers[name] = self._loop.create_task(self._collect(name, recorded))
 
-    async def _collect(self, name: str) -> None:
+    async def _collect(self, name: str, recorded: list[LedgerRow] | None) -> None:
         assert self._ledger is not None
-        rows = await self._ledger.experiment_rows(name)
+        rows = recorded if recorded is not None else await self._ledger.experiment_rows(name)
         keys = [row.key for row in rows]
         try:
             async with self._writing:
@@ -539,11 +573,13 @@ class CaptureEngine:
             home / "processed.jsonl", max_requests=limits.max_requests, max_bytes=limits.max_bytes
         )
         encoded = []
+        rules = rules_of(first.provider)
+        tokens = []
         try:
             for row in rows:
-                line = rules_of(row.provider).batch_line(
-                    row.endpoint, row.custom_id, orjson.loads(row.body)
-                )
+                body = orjson.loads(row.body)
+                tokens.append(request_tokens(rules, row.endpoint, body))
+                line = rules.batch_line(row.endpoint, row.custom_id, body)
                 chunk = writer.add(orjson.dumps(line), custom_id=row.custom_id)
                 encoded.append((row.custom_id, chunk, _PLACEHOLDER, row.body.decode()))
             records = writer.close()
@@ -565,8 +601,6 @@ class CaptureEngine:
             updated_at=now,
             study=self.settings.name,
         )
-        rules = rules_of(first.provider)
-        tokens = [request_tokens(rules, row.endpoint, orjson.loads(row.body)) for row in rows]
         estimate = {
             "requests": len(rows),
             "input_tokens": sum(t[0] for t in tokens),

@@ -54,7 +54,7 @@ def install() -> None:
 
 
 def captured_call(
-    method: str, url: str, headers: Mapping[str, str], content: bytes
+    engine: CaptureEngine, method: str, url: str, headers: Mapping[str, str], content: bytes
 ) -> CapturedCall | str | None:
     """The call to batch, "stream" for a streaming call, or None to pass it through.
     `headers` must answer lower-case names."""
@@ -68,7 +68,7 @@ def captured_call(
         return None
     if not isinstance(body, dict):
         return None
-    route = route_of(method, url, headers, body)
+    route = route_of(method, url, headers, body, services=engine.provider_at)
     if route is None:
         return None
     if is_streaming(route, body):
@@ -77,18 +77,19 @@ def captured_call(
     return CapturedCall(
         route,
         request_key(route.provider, route.endpoint, route.model, canonical),
-        body,
         canonical,
         api_key_of(route.provider, headers),
     )
 
 
-def _captured(request: Any) -> CapturedCall | str | None:
+def _captured(engine: CaptureEngine, request: Any) -> CapturedCall | str | None:
     try:
         content = request.content
     except Exception:  # a streamed body (an upload) is never batchable
         return None
-    return captured_call(request.method, str(request.url), request.headers, content)
+    # A plain dict: routing asks a dozen header questions, each a scan of an httpx Headers.
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers.raw}
+    return captured_call(engine, request.method, str(request.url), headers, content)
 
 
 def refusal(engine: CaptureEngine, method: str, url: str) -> Answer:
@@ -102,10 +103,18 @@ def refusal(engine: CaptureEngine, method: str, url: str) -> Answer:
     )
 
 
+_answer_headers: dict[str, Any] = {}
+"""HTTP client module name -> the headers of every answer, built once (a Response copies them)."""
+
+
 def _response(module: ModuleType, request: Any, answer: Answer) -> Any:
-    # x-should-retry: the Stainless SDKs (openai, anthropic, groq, together) then take the answer
-    # as final, as it is: asking again would only return it again.
-    headers = {"content-type": "application/json", "x-should-retry": "false"}
+    headers = _answer_headers.get(module.__name__)
+    if headers is None:
+        # x-should-retry: the Stainless SDKs (openai, anthropic, groq, together) then take the
+        # answer as final, as it is: asking again would only return it again.
+        headers = _answer_headers[module.__name__] = module.Headers(
+            {"content-type": "application/json", "x-should-retry": "false"}
+        )
     return module.Response(
         answer.status_code, headers=headers, content=answer.body, request=request
     )
@@ -113,7 +122,7 @@ def _response(module: ModuleType, request: Any, answer: Answer) -> Any:
 
 def _answer_now(module: ModuleType, engine: CaptureEngine, request: Any) -> Any:
     """The response to a refused streaming call, else the call to batch, else None."""
-    call = _captured(request)
+    call = _captured(engine, request)
     if call == "stream":
         if engine.stream_passthrough:
             return None
@@ -165,13 +174,20 @@ def _patch_sync(module: ModuleType) -> None:
     module.Client.send = send
 
 
+def _runs_in_a_context(fn: Any) -> bool:
+    """asyncio.to_thread's callable already runs in a copy of the caller's context."""
+    return isinstance(fn, functools.partial) and isinstance(
+        getattr(fn.func, "__self__", None), contextvars.Context
+    )
+
+
 def _patch_thread_pool() -> None:
     """A task handed to a thread pool inside a capture runs in the submitter's context, as
     asyncio.to_thread does: contextvars do not follow into pool threads by default."""
     original = concurrent.futures.ThreadPoolExecutor.submit
 
     def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if ACTIVE.get() is not None:
+        if ACTIVE.get() is not None and not _runs_in_a_context(fn):
             return original(self, contextvars.copy_context().run, fn, *args, **kwargs)
         return original(self, fn, *args, **kwargs)
 

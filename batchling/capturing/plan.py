@@ -12,6 +12,8 @@ from batchling.pricing import (
     format_usd,
     load_price_table,
     token_counter,
+    total_usd,
+    unknown_price_message,
 )
 from batchling.providers.capture_rules import CaptureRules
 
@@ -90,5 +92,13 @@ class CapturePlan:
             f"input + up to {line.output_tokens:,} output tokens, {format_usd(line.usd)}"
             for line in self.lines.values()
         ]
-        total = f"{self.requests} requests, estimated {format_usd(self.usd)} at batch prices"
-        return "\n".join([f"Dry run: {total}; nothing was sent.", *rows])
+        known, unknown = total_usd(line.usd for line in self.lines.values())
+        total = f"{self.requests} requests, estimated {format_usd(known)} at batch prices"
+        if unknown:
+            total += f" plus {unknown} model(s) of unknown price (not counted as $0)"
+        unpriced = [
+            f"  {unknown_price_message(line.provider, line.model)}"
+            for line in self.lines.values()
+            if line.usd is None
+        ]
+        return "\n".join([f"Dry run: {total}; nothing was sent.", *rows, *unpriced])

@@ -82,14 +82,20 @@ def provider_of(host: str, headers: Mapping[str, str]) -> str | None:
 
 
 def route_of(
-    method: str, url: str, headers: Mapping[str, str], body: dict[str, Any] | None
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: dict[str, Any] | None,
+    *,
+    services: Callable[[str], str | None] = provider_at,
 ) -> Route | None:
     """The batch route of a call, or None when it is not batchable (any GET, files, models,
-    another host, a body that is not a JSON object)."""
+    another host, a body that is not a JSON object). `services` is `provider_at`, or a capture's
+    memo of it."""
     if method != "POST" or body is None:
         return None
     parts = urlsplit(url)
-    provider = provider_at(url) or provider_of(parts.hostname or "", headers)
+    provider = services(url) or provider_of(parts.hostname or "", headers)
     if provider is None:
         return None
     call = rules_of(provider).route(parts.path.rstrip("/"), body)

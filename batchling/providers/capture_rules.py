@@ -54,6 +54,10 @@ def body_output_limit(body: dict[str, Any]) -> int | None:
     return None
 
 
+def any_model(provider: str, model: str) -> str | None:
+    return None
+
+
 def bearer_key(headers: Mapping[str, str]) -> str | None:
     scheme, _, token = headers.get("authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
@@ -85,6 +89,8 @@ class CaptureRules:
     """Batch endpoints whose answer costs no output tokens (embeddings, moderations)."""
     output_limit: Callable[[dict[str, Any]], int | None] = body_output_limit
     """The most output tokens a body allows, if it says."""
+    refusal: Callable[[str, str], str | None] = any_model
+    """(provider, model) -> why its Batch API refuses that model, or None when it takes it."""
 
     def api_key(self, headers: Mapping[str, str]) -> str | None:
         for name in self.key_headers:

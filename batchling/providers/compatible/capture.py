@@ -6,9 +6,26 @@ endpoints, the one every compatible service documents (PROTOCOL.md)."""
 
 from __future__ import annotations
 
+from batchling.errors import InputError
 from batchling.providers.capture_rules import CaptureRules, suffix_route
-from batchling.providers.compatible.profiles import service_at
+from batchling.providers.compatible.profiles import profiles, service_at
+from batchling.providers.compatible.wire import check_batch_model
 from batchling.providers.openai_compatible import capture
+
+
+def refusal(provider: str, model: str) -> str | None:
+    """A profile listing its batch-eligible models has the service refuse any other in a batch
+    (e.g. dashscope's "Supported models", https://www.alibabacloud.com/help/en/model-studio/
+    batch-interfaces-compatible-with-openai): the experiment path's own check, at the call."""
+    profile = profiles().get(provider)
+    if profile is None:
+        return None
+    try:
+        check_batch_model(model, provider=profile.display_name or provider, models=profile.models)
+    except InputError as error:
+        return str(error)
+    return None
+
 
 RULES = CaptureRules(
     hosts=(),
@@ -17,4 +34,5 @@ RULES = CaptureRules(
     route=suffix_route({"/chat/completions": "/v1/chat/completions"}),
     batch_line=capture.request_line,
     answer=capture.answer,
+    refusal=refusal,
 )

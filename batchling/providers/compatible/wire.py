@@ -19,14 +19,18 @@ CHAT = "/v1/chat/completions"
 COMPATIBLE_PART = openai_format.images_only_part("the OpenAI-compatible service")
 
 
-def encode_line(
-    request: RawRequest, *, provider: str, models: Collection[str] = (), **line: Unpack[EncodeArgs]
-) -> dict[str, Any]:
-    model = line["model"]
+def check_batch_model(model: str, *, provider: str, models: Collection[str] = ()) -> None:
+    """Refuse a model outside the profile's batch-eligible list (none: any model goes)."""
     if models and model not in models:
         raise InputError(
             f"Model '{model}' is not batch-eligible on {provider}; its profile lists: "
             f"{', '.join(sorted(models))}."
         )
+
+
+def encode_line(
+    request: RawRequest, *, provider: str, models: Collection[str] = (), **line: Unpack[EncodeArgs]
+) -> dict[str, Any]:
+    check_batch_model(line["model"], provider=provider, models=models)
     service = openai_format.ChatOnlyService(provider, COMPATIBLE_PART)
     return openai_format.chat_only_line(request, service, **line)
