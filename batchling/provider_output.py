@@ -25,7 +25,8 @@ RAW_LINE_CHARS = 2000
 MAX_WARNINGS = 20
 """Warnings kept word for word per batch; the rest are counted in a last one."""
 
-Decode = Callable[[dict[str, Any]], ResultRecord]
+Decode = Callable[[dict[str, Any], str], ResultRecord]
+"""A parsed line and its text as it came to the record stored (see Provider.decode_record)."""
 
 
 class ResultIntake:
@@ -56,7 +57,7 @@ class ResultIntake:
             self._refuse(custom_id)
             return None
         try:
-            record = self._decode(data)
+            record = self._decode(data, line if isinstance(line, str) else line.decode())
         except Exception as error:
             return self._unreadable(line, f"{type(error).__name__}: {error}", custom_id)
         if record.custom_id != custom_id:

@@ -8,6 +8,7 @@ requests, keeps the first of two answers, and never changes a result that alread
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -258,8 +259,8 @@ def openai_line(custom_id: Any, text: str = "ok") -> bytes:
     )
 
 
-def decode(line: dict[str, Any]) -> ResultRecord:
-    return openai_format.chat_record(line) or record_of(openai_format.decode_line(line))
+def decode(line: dict[str, Any], text: str | None = None) -> ResultRecord:
+    return openai_format.chat_record(line, text) or record_of(openai_format.decode_line(line))
 
 
 GOOD = openai_line("a")
@@ -441,3 +442,13 @@ def test_a_providers_counts_never_exceed_the_batchs_requests(
         chunk=0, path=Path("p"), request_count=2, bytes=1, completed=completed, failed=failed
     )
     assert _reported(batch) == shown
+
+
+@pytest.mark.parametrize("as_bytes", [True, False])
+def test_a_line_is_stored_as_it_came_bytes_or_text(as_bytes: bool) -> None:
+    text = json.dumps(orjson.loads(openai_line("a", text="é ✓")))
+    intake = ResultIntake(["a"], decode, id_field="custom_id")
+    record = intake.take(text.encode() if as_bytes else text)
+    assert record is not None
+    assert record.raw == text
+    assert orjson.loads(record.raw) == json.loads(text)

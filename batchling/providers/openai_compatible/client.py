@@ -45,9 +45,9 @@ class FilesAndBatchesProvider(SdkClientProvider[ClientT]):
         client: ClientT = getattr(self.sdk(), self.sdk_client)(**self.client_options())
         return client
 
-    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
+    def decode_record(self, line: dict[str, Any], text: str | None = None) -> ResultRecord:
         # The common line (a chat completion that succeeded) straight to its record.
-        return openai_format.chat_record(line) or record_of(self.decode(line))
+        return openai_format.chat_record(line, text) or record_of(self.decode(line))
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         # An open file is streamed from disk (and rewound by httpx for a retry); a path would be
