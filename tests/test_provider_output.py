@@ -9,7 +9,7 @@ requests, keeps the first of two answers, and never changes a result that alread
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from batchling.cli import cli
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator, Fault
 from batchling.emulator.answers import is_failure
-from batchling.provider_output import MAX_WARNINGS, RAW_LINE_CHARS, ResultIntake
+from batchling.provider_output import MAX_WARNINGS, RAW_LINE_CHARS, ResultIntake, nonblank_lines
 from batchling.providers import registry
 from batchling.providers.wire import openai_format
 from batchling.records import ResultRecord, record_of
@@ -452,3 +452,25 @@ def test_a_line_is_stored_as_it_came_bytes_or_text(as_bytes: bool) -> None:
     assert record is not None
     assert record.raw == text
     assert orjson.loads(record.raw) == json.loads(text)
+
+
+async def _chunks(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def test_output_lines_are_split_at_jsonl_line_breaks_only_across_chunks() -> None:
+    # A JSON string may hold U+2028 (and NEL) unescaped: str.splitlines would cut it there.
+    first = orjson.dumps({"custom_id": "a", "text": "one\u2028two\x85three é"})
+    data = first + b"\r\n  \n" + b'{"custom_id": "b"}\r' + b'{"custom_id": "c"}'
+    for cut in range(len(data) + 1):
+        chunks = (data[:cut], data[cut:])
+        lines = [line async for line in nonblank_lines(_chunks(*chunks))]
+        assert lines == [first.decode(), '{"custom_id": "b"}', '{"custom_id": "c"}'], cut
+
+
+async def test_output_lines_of_bytes_not_utf8_read_as_replacement_characters() -> None:
+    lines = [
+        line async for line in nonblank_lines(_chunks(b'{"a": "\xff', b'"}\n\n', b"\xe2\x80\xa8\n"))
+    ]
+    assert lines == ['{"a": "\ufffd"}']

@@ -15,6 +15,7 @@ from typing_extensions import Unpack
 
 from batchling.errors import ProviderError
 from batchling.models import RequestCounts
+from batchling.provider_output import nonblank_lines
 from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
@@ -107,9 +108,8 @@ class FilesAndBatchesProvider(SdkClientProvider[ClientT]):
             if not file_id:
                 continue
             async with client.files.with_streaming_response.content(file_id) as response:
-                async for line in response.iter_lines():
-                    if line.strip():
-                        yield line
+                async for line in nonblank_lines(response.iter_bytes()):
+                    yield line
 
     async def cancel(self, ref: BatchRef) -> None:
         sdk = self.sdk()
