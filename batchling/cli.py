@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,9 +16,14 @@ from batchling.bounds import INT64_MAX, MAX_POLL_SECONDS, MAX_TIMEOUT
 from batchling.providers import PROVIDERS
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    import sqlite3
 
+    from rich.console import Console, RenderableType
+
+    from batchling import store_read
+    from batchling.display import ListedExperiment, ShownCost
     from batchling.errors import StoreError
+    from batchling.prices import ShortCost
     from batchling.sync import ExperimentManager
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -559,6 +564,8 @@ def list_(
 
         check_provider(provider)
     filtered = provider is not None or bool(statuses) or name_prefix is not None
+    if not as_json and _list_read_only(ctx, provider, statuses, name_prefix, limit):
+        return
     manager = _manager(ctx)
     if filtered:
         experiments = manager.list_experiments(
@@ -574,13 +581,14 @@ def list_(
             click.echo(experiment.model_dump_json())
         return
     if not experiments:
-        click.echo(
-            "No experiments match these filters."
-            if filtered
-            else "No experiments yet. Create one with 'batchling create'."
-        )
+        _no_experiments(filtered)
         return
-    costs = manager.experiment_costs(e.name for e in experiments)
+    _print_experiments(experiments, manager.experiment_costs(e.name for e in experiments), matching)
+
+
+def _print_experiments(
+    experiments: Sequence[ListedExperiment], costs: Sequence[ShownCost], matching: int
+) -> None:
     if _styled_output():
         from batchling.display import experiments_table
 
@@ -595,6 +603,82 @@ def list_(
             f"Showing the newest {len(experiments)} of {matching} experiments "
             "(--limit N for more, --limit 0 for all)."
         )
+
+
+def _no_experiments(filtered: bool) -> None:
+    click.echo(
+        "No experiments match these filters."
+        if filtered
+        else "No experiments yet. Create one with 'batchling create'."
+    )
+
+
+def _list_read_only(
+    ctx: click.Context,
+    provider: str | None,
+    statuses: tuple[str, ...],
+    name_prefix: str | None,
+    limit: int,
+) -> bool:
+    """`list` from a read-only connection, without the manager, asyncio or aiosqlite (issue 15:
+    start-up is most of its time); False, having printed nothing, when the normal path must
+    answer (see store_read)."""
+    from batchling import store_read
+
+    with store_read.reading(store_read.sqlite_path(ctx.obj["db_path"])) as connection:
+        if connection is None:
+            return False
+        try:
+            filtered = provider is not None or bool(statuses) or name_prefix is not None
+            if filtered:
+                experiments = [
+                    e
+                    for e in store_read.experiments(connection)
+                    if (provider is None or e.provider == provider)
+                    and (not statuses or e.status in statuses)
+                    and (name_prefix is None or e.name.startswith(name_prefix))
+                ]
+                matching = len(experiments)
+                experiments = experiments[:limit] if limit else experiments
+            else:
+                experiments = store_read.experiments(connection, limit=limit or None)
+                matching = store_read.count_experiments(connection) if limit else len(experiments)
+            costs = _read_only_costs(connection, experiments) if experiments else []
+        except Exception:
+            # Whatever it is (a damaged row, a prices file to explain), the normal path meets
+            # it too and says it the way it always has.
+            return False
+    if costs is None:
+        return False
+    if not experiments:
+        _no_experiments(filtered)
+    else:
+        _print_experiments(experiments, costs, matching)
+    return True
+
+
+def _read_only_costs(
+    connection: sqlite3.Connection, experiments: Sequence[store_read.ExperimentRow]
+) -> list[ShortCost] | None:
+    """What core.costs.experiment_costs answers, from the same rows, without the cost models;
+    None when an experiment has no stored estimate (its requests would be counted: the normal
+    path does that)."""
+    from batchling import prices, store_read
+
+    table = prices.load_price_table()
+    costs = []
+    for experiment in experiments:
+        estimate = json.loads(experiment.options).get("token_estimate")
+        if not isinstance(estimate, dict):
+            return None
+        usages = None
+        if store_read.has_results(connection, experiment.id):
+            usages = store_read.usage_pairs(connection, experiment.id)
+        cost = prices.short_cost_of(table, experiment.provider, experiment.model, estimate, usages)
+        if cost is None:
+            return None
+        costs.append(cost)
+    return costs
 
 
 def _follow_options(command: F) -> F:
@@ -803,6 +887,8 @@ def compare(
 def results(ctx: click.Context, name: str, as_json: bool) -> None:
     """Download the results (once), store them and write the results file; shows the first 50
     and the counts."""
+    if not as_json and _results_read_only(ctx, name):
+        return
     manager = _manager(ctx)
     with _transfers(manager, lines=not as_json):
         found = manager.get_results(name)
@@ -815,13 +901,55 @@ def results(ctx: click.Context, name: str, as_json: bool) -> None:
         return
     from batchling.display import results_table
 
-    console = _console()
-    # The table reads the first rows only; the counts come from the experiment's record.
-    console.print(results_table(found))
     experiment = manager.retrieve(name)
+    # The table reads the first rows only; the counts come from the experiment's record.
     counts = experiment.request_counts
-    console.print(f"{counts.completed:,} succeeded, {counts.failed:,} failed.")
-    console.print(f"Results written to {experiment.results_file_path}")
+    _print_results(
+        results_table(found, SHOWN_RESULTS),
+        counts.completed,
+        counts.failed,
+        experiment.results_file_path,
+    )
+
+
+SHOWN_RESULTS = 50
+
+
+def _print_results(table: RenderableType, succeeded: int, failed: int, path: Path) -> None:
+    console = _console()
+    console.print(table)
+    console.print(f"{succeeded:,} succeeded, {failed:,} failed.")
+    console.print(f"Results written to {path}")
+
+
+def _results_read_only(ctx: click.Context, name: str) -> bool:
+    """`results NAME` from a read-only connection when nothing is to be downloaded or written
+    (issue 15); False, having printed nothing, when the normal path must answer."""
+    from batchling import store_read
+
+    with store_read.reading(store_read.sqlite_path(ctx.obj["db_path"])) as connection:
+        if connection is None:
+            return False
+        try:
+            experiment = store_read.downloaded(connection, name)
+            if experiment is None:
+                return False
+            from batchling.display import results_table
+
+            warnings = store_read.batch_warnings(connection, experiment.id)
+            total = store_read.count_results(connection, experiment.id)
+            table = results_table(
+                store_read.first_results(connection, experiment.id, SHOWN_RESULTS),
+                SHOWN_RESULTS,
+                total=total,
+            )
+        except Exception:
+            return False
+    for chunk, warning in warnings:
+        click.echo(f"Warning (batch {chunk}): {warning}", err=True)
+    counts = experiment.request_counts
+    _print_results(table, counts.completed, counts.failed, experiment.results_file_path)
+    return True
 
 
 @cli.command()

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from batchling.bounds import printable, redacted_url
-from batchling.models import BatchRecord, Experiment, Result, Status
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from batchling.compare import Comparison
+    from batchling.models import BatchRecord, Experiment, Status
     from batchling.pricing import ExperimentCost
     from batchling.retry import RetryOutcome
 
+# By status value: the tables of `list` and `results` are drawn without importing the models.
 STATUS_STYLE = {
-    Status.COMPLETED: "green",
-    Status.FAILED: "red",
-    Status.EXPIRED: "yellow",
-    Status.CANCELLED: "yellow",
-    Status.CANCELLING: "yellow",
-    Status.CREATED: "cyan",
+    "completed": "green",
+    "failed": "red",
+    "expired": "yellow",
+    "cancelled": "yellow",
+    "cancelling": "yellow",
+    "created": "cyan",
 }
 
 
@@ -33,7 +35,7 @@ def _safe(text: str) -> str:
 
 
 def status_text(status: Status) -> str:
-    style = STATUS_STYLE.get(status, "blue")
+    style = STATUS_STYLE.get(status.value, "blue")
     return f"[{style}]{status.value}[/{style}]"
 
 
@@ -101,17 +103,51 @@ def experiment_panel(
     return Panel(grid, title=f"Experiment [bold]{_safe(experiment.name)}[/bold]", expand=False)
 
 
-def shown_status(experiment: Experiment) -> str:
+class _Counts(Protocol):
+    @property
+    def total(self) -> int: ...
+
+    @property
+    def completed(self) -> int: ...
+
+
+class ListedExperiment(Protocol):
+    """What the experiments table reads: an Experiment, or store_read's row (whose status is
+    the stored value, a plain str)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+    @property
+    def request_counts(self) -> _Counts: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def shown_status(experiment: ListedExperiment) -> str:
     """Its status; 'waiting' for a queued one a quota or a budget holds back (its error says
     why: see Repository.defer_start)."""
-    if experiment.status == Status.CREATED and experiment.error:
+    if experiment.status == "created" and experiment.error:
         return "waiting"
-    return experiment.status.value
+    return str(experiment.status)
 
 
 def experiments_table_segments(
-    experiments: Sequence[Experiment],
-    costs: Sequence[ExperimentCost] | None = None,
+    experiments: Sequence[ListedExperiment],
+    costs: Sequence[ShownCost] | None = None,
     width: int | None = None,
 ) -> list[tuple[str, str | None]]:
     """The experiments table as (text, style) pieces: aligned columns, no rich Table (which
@@ -149,7 +185,7 @@ def experiments_table_segments(
     ]
     for row, experiment in zip(rows, experiments, strict=True):
         for index, (cell, width) in enumerate(zip(row, widths, strict=True)):
-            style = STATUS_STYLE.get(experiment.status, "blue") if index == status else None
+            style = STATUS_STYLE.get(str(experiment.status), "blue") if index == status else None
             segments.append((cell.ljust(width) if index < len(row) - 1 else cell, style))
             segments.append(("\n" if index == len(row) - 1 else "  ", None))
     return segments
@@ -195,8 +231,8 @@ def _narrowed(
 
 
 def experiments_table(
-    experiments: Sequence[Experiment],
-    costs: Sequence[ExperimentCost] | None = None,
+    experiments: Sequence[ListedExperiment],
+    costs: Sequence[ShownCost] | None = None,
     width: int | None = None,
 ) -> RenderableType:
     from rich.text import Text
@@ -209,15 +245,33 @@ def experiments_table(
 
 
 def experiments_table_plain(
-    experiments: Sequence[Experiment], costs: Sequence[ExperimentCost] | None = None
+    experiments: Sequence[ListedExperiment], costs: Sequence[ShownCost] | None = None
 ) -> str:
     """The same table without styles, for output that is not a terminal: rich is not imported."""
     return "".join(piece for piece, _ in experiments_table_segments(experiments, costs)).rstrip()
 
 
-def short_cost(cost: ExperimentCost) -> str:
+class _Usd(Protocol):
+    @property
+    def usd(self) -> float | None: ...
+
+
+class ShownCost(Protocol):
+    """What the experiments table reads of a cost: pricing.ExperimentCost or prices.ShortCost."""
+
+    @property
+    def priced(self) -> bool: ...
+
+    @property
+    def estimate(self) -> _Usd: ...
+
+    @property
+    def actual(self) -> _Usd | None: ...
+
+
+def short_cost(cost: ShownCost) -> str:
     """Actual cost when known, else the estimate marked as a ceiling; 'unknown' without a price."""
-    from batchling.pricing import format_usd
+    from batchling.prices import format_usd
 
     if not cost.priced:
         return "unknown"
@@ -261,10 +315,41 @@ def cost_rows(cost: ExperimentCost) -> list[tuple[str, str]]:
     return rows
 
 
-def results_table(results: Sequence[Result], limit: int = 50) -> RenderableType:
+class _Error(Protocol):
+    @property
+    def message(self) -> str: ...
+
+
+class ShownResult(Protocol):
+    """What the results table reads: a Result, or store_read's row."""
+
+    @property
+    def custom_id(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def text(self) -> str | None: ...
+
+    @property
+    def error(self) -> _Error | None: ...
+
+    @property
+    def embedding(self) -> Sequence[float] | None: ...
+
+
+def results_table(
+    results: Sequence[ShownResult], limit: int = 50, *, total: int | None = None
+) -> RenderableType:
+    """The first `limit` of `results` (of `total`, when only those first ones are given)."""
     from rich.table import Table
 
-    table = Table(title=f"Results ({len(results)})")
+    total = len(results) if total is None else total
+    table = Table(title=f"Results ({total})")
     table.add_column("Custom id")
     table.add_column("Status")
     table.add_column("Output / error", overflow="fold")
@@ -278,8 +363,8 @@ def results_table(results: Sequence[Result], limit: int = 50) -> RenderableType:
             f"[{style}]{result.status}[/{style}]",
             _safe(printable(body or "", keep_newlines=True)),
         )
-    if len(results) > limit:
-        table.caption = f"{len(results) - limit} more in the results file"
+    if total > limit:
+        table.caption = f"{total - limit} more in the results file"
     return table
 
 

@@ -22,34 +22,11 @@ from typing_extensions import Self
 
 from batchling.bounds import INT32_MAX, INT64_MAX, INT64_MIN
 
+# Re-exported: Status lives apart so that reading a provider's data imports no pydantic.
+from batchling.status import TERMINAL_STATUSES as TERMINAL_STATUSES
+from batchling.status import Status as Status
+
 M = TypeVar("M", bound=BaseModel)
-
-
-class Status(str, enum.Enum):
-    """The common status vocabulary, shared by experiments and batches of every provider."""
-
-    CREATED = "created"
-    SUBMITTING = "submitting"
-    VALIDATING = "validating"
-    QUEUED = "queued"
-    RUNNING = "running"
-    FINALIZING = "finalizing"
-    CANCELLING = "cancelling"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-    UNKNOWN = "unknown"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-    def __str__(self) -> str:
-        return self.value
-
-
-TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.EXPIRED, Status.CANCELLED})
 
 
 class TextPart(BaseModel):

@@ -9,24 +9,28 @@ has no cost: it is shown as unknown, never guessed.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from batchling.errors import ConfigurationError, CostLimitError
+from batchling.errors import CostLimitError
 from batchling.models import ImagePart, RawRequest, Usage
-from batchling.providers import PROVIDERS, registry
 
-PRICES_ENV = "BATCHLING_PRICES"
-PRICES_FILE_NAME = "prices.json"
+# Re-exported: the price table and dollars live in prices.py (no pydantic there).
+from batchling.prices import PRICES_ENV as PRICES_ENV
+from batchling.prices import PRICES_FILE_NAME as PRICES_FILE_NAME
+from batchling.prices import ModelPrice as ModelPrice
+from batchling.prices import PriceTable as PriceTable
+from batchling.prices import builtin_table as builtin_table
+from batchling.prices import estimate_usd, usage_usd
+from batchling.prices import format_usd as format_usd
+from batchling.prices import load_price_table as load_price_table
+from batchling.prices import user_prices_path as user_prices_path
+
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
 IMAGE_TOKENS = 765
@@ -36,148 +40,6 @@ LARGE_REQUEST_TOKENS = 32_000
 APPROXIMATION = "approximation: 4 characters a token"
 # Endpoints that produce no output tokens: only their input is billed.
 _INPUT_ONLY = re.compile(r"embed|moderation", re.IGNORECASE)
-_DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$")
-
-
-@dataclass(frozen=True)
-class ModelPrice:
-    """USD per million tokens at batch prices; above `long_context_above` input tokens a request
-    pays the long-context prices on all its tokens."""
-
-    input: float
-    output: float
-    long_context_above: int | None = None
-    long_input: float | None = None
-    long_output: float | None = None
-
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        """The cost of one request."""
-        if self.long_context_above is not None and input_tokens > self.long_context_above:
-            input_price = self.long_input if self.long_input is not None else self.input
-            output_price = self.long_output if self.long_output is not None else self.output
-            return (input_tokens * input_price + output_tokens * output_price) / 1_000_000
-        return self.base_cost(input_tokens, output_tokens)
-
-    def base_cost(self, input_tokens: int, output_tokens: int) -> float:
-        """The cost of tokens from requests below any long-context threshold."""
-        return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
-
-
-@dataclass
-class PriceTable:
-    as_of: str
-    prices: dict[str, dict[str, ModelPrice]]
-    sources: list[str] = field(default_factory=list)
-
-    def lookup(self, provider: str, model: str) -> ModelPrice | None:
-        """Exact model id (case-insensitive), then without a `models/` prefix, a `-latest` alias
-        suffix or a date snapshot suffix. Nothing fuzzier: a wrong price is worse than none."""
-        models = {name.lower(): price for name, price in self.prices.get(provider, {}).items()}
-        name = model.strip().lower().removeprefix("models/")
-        for candidate in (name, name.removesuffix("-latest"), _DATE_SUFFIX.sub("", name)):
-            if candidate in models:
-                return models[candidate]
-        return None
-
-
-def user_prices_path() -> Path:
-    """`$BATCHLING_PRICES`, else `prices.json` in the batchling home directory."""
-    override = os.environ.get(PRICES_ENV)
-    if override:
-        return Path(override).expanduser()
-    from batchling.home import home_dir
-
-    return home_dir() / PRICES_FILE_NAME
-
-
-def builtin_table() -> PriceTable:
-    # Imported here: building the table reads every provider folder's data, which commands
-    # that never price anything (list, --help) must not pay for at start-up.
-    from batchling import price_table
-
-    prices: dict[str, dict[str, ModelPrice]] = {}
-    for provider, models in price_table.BATCH_PRICES.items():
-        tiers = price_table.LONG_CONTEXT.get(provider, {})
-        prices[provider] = {}
-        for model, (input_price, output_price) in models.items():
-            above, long_input, long_output = tiers.get(model, (None, None, None))
-            prices[provider][model] = ModelPrice(
-                input_price, output_price, above, long_input, long_output
-            )
-    # Named provider profiles (built-in and the user's) carry their own prices.
-    for name in registry.profile_folders():
-        prices[name] = {
-            model: ModelPrice(given, got, None, None, None)
-            for model, (given, got) in registry.provider_info(name).batch_prices.items()
-        }
-    return PriceTable(price_table.AS_OF, prices, [f"built-in table of {price_table.AS_OF}"])
-
-
-def load_price_table(path: Path | None = None) -> PriceTable:
-    """The built-in table with the user's prices file (if it exists) laid over it."""
-    table = builtin_table()
-    path = path or user_prices_path()
-    if not path.is_file():
-        return table
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigurationError(f"Cannot read the prices file {path}: {error}.") from None
-    overrides = _parse_prices_file(data, path)
-    for provider, models in overrides.items():
-        table.prices.setdefault(provider, {}).update(models)
-    as_of = data.get("as_of") if isinstance(data.get("as_of"), str) else None
-    table.sources.append(f"{path}" + (f" of {as_of}" if as_of else ""))
-    if as_of:
-        table.as_of = max(table.as_of, as_of)
-    return table
-
-
-def _parse_prices_file(data: Any, path: Path) -> dict[str, dict[str, ModelPrice]]:
-    provider = PROVIDERS[0]
-    example = f'{{"prices": {{"{provider}": {{"my-model": {{"input": 0.1, "output": 0.4}}}}}}}}'
-    prices = data.get("prices") if isinstance(data, dict) else None
-    if not isinstance(prices, dict):
-        raise ConfigurationError(
-            f"The prices file {path} needs a 'prices' object, like {example} "
-            "(USD per million tokens at batch prices)."
-        )
-    parsed: dict[str, dict[str, ModelPrice]] = {}
-    for provider, models in prices.items():
-        if not isinstance(models, dict):
-            raise ConfigurationError(
-                f"The prices file {path}: prices.{provider} must map model ids to prices."
-            )
-        parsed[provider] = {}
-        for model, entry in models.items():
-            parsed[provider][model] = _parse_price(entry, f"{path}: prices.{provider}.{model}")
-    return parsed
-
-
-def _parse_price(entry: Any, where: str) -> ModelPrice:
-    def number(value: Any, name: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigurationError(
-                f"{where}.{name} must be a non-negative number (USD per million tokens)."
-            )
-        return float(value)
-
-    if not isinstance(entry, dict) or "input" not in entry or "output" not in entry:
-        raise ConfigurationError(f'{where} must be {{"input": USD, "output": USD}}.')
-    long = entry.get("long_context")
-    if long is None:
-        return ModelPrice(number(entry["input"], "input"), number(entry["output"], "output"))
-    if not isinstance(long, dict) or not {"above_input_tokens", "input", "output"} <= set(long):
-        raise ConfigurationError(
-            f'{where}.long_context must be {{"above_input_tokens": N, "input": USD, "output": USD}}.'
-        )
-    return ModelPrice(
-        number(entry["input"], "input"),
-        number(entry["output"], "output"),
-        int(number(long["above_input_tokens"], "long_context.above_input_tokens")),
-        number(long["input"], "long_context.input"),
-        number(long["output"], "long_context.output"),
-    )
 
 
 def similar_model(table: PriceTable, provider: str, model: str) -> str | None:
@@ -233,11 +95,7 @@ class TokenEstimate(BaseModel):
     large_requests: list[tuple[int, int]] = Field(default_factory=list)
 
     def priced(self, price: ModelPrice) -> float:
-        large_in = sum(i for i, _ in self.large_requests)
-        large_out = sum(o for _, o in self.large_requests)
-        return price.base_cost(self.input_tokens - large_in, self.output_tokens - large_out) + sum(
-            price.cost(i, o) for i, o in self.large_requests
-        )
+        return estimate_usd(price, self.input_tokens, self.output_tokens, self.large_requests)
 
 
 def estimate_request_tokens(
@@ -353,14 +211,11 @@ class ExperimentCost(BaseModel):
 
 
 def _priced(pairs: Iterable[tuple[int, int]], price: ModelPrice | None) -> CostFigure:
+    pairs = list(pairs)
     figure = CostFigure()
-    usd = 0.0
-    for input_tokens, output_tokens in pairs:
-        figure.input_tokens += input_tokens
-        figure.output_tokens += output_tokens
-        if price is not None:
-            usd += price.cost(input_tokens, output_tokens)
-    figure.usd = usd if price is not None else None
+    figure.input_tokens = sum(i for i, _ in pairs)
+    figure.output_tokens = sum(o for _, o in pairs)
+    figure.usd = usage_usd(price, pairs) if price is not None else None
     return figure
 
 
@@ -414,16 +269,6 @@ def experiment_cost(
         estimate_method=estimate.method,
         actual=actual_cost(usages, provider, model, table=table) if usages is not None else None,
     )
-
-
-def format_usd(usd: float | None) -> str:
-    if usd is None:
-        return "unknown"
-    if usd == 0:
-        return "$0"
-    if usd >= 1:
-        return f"${usd:,.2f}"
-    return f"${usd:.6f}".rstrip("0") if usd < 0.01 else f"${usd:.4f}"
 
 
 def total_usd(costs: Iterable[float | None]) -> tuple[float, int]:

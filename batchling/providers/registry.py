@@ -7,10 +7,14 @@ import importlib
 import os
 from collections.abc import Mapping
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from batchling.errors import ConfigurationError, MissingApiKeyError
 from batchling.providers import PROVIDERS, client_settings
-from batchling.providers.base import Provider, ProviderInfo
+from batchling.providers.info import ProviderInfo
+
+if TYPE_CHECKING:
+    from batchling.providers.base import Provider
 
 
 def profile_folders(*, include_user: bool = True) -> dict[str, str]:

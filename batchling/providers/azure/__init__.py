@@ -6,6 +6,6 @@ encode/decode), `adapter.py` (I/O over the openai SDK's Azure client), `emulator
 emulator's routes), `PROTOCOL.md` (the wire protocol, its quirks and their sources).
 """
 
-from batchling.providers.base import load_info
+from batchling.providers.info import load_info
 
 INFO = load_info(__name__)

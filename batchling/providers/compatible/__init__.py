@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from batchling.providers.base import load_info
+from batchling.providers.info import load_info
 
 if TYPE_CHECKING:
-    from batchling.providers.base import ProviderInfo
+    from batchling.providers.info import ProviderInfo
 
 INFO = load_info(__name__)
 

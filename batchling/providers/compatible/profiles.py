@@ -21,9 +21,9 @@ from urllib.parse import SplitResult, urlsplit
 
 from batchling.errors import ConfigurationError
 from batchling.home import home_dir
-from batchling.models import Status
-from batchling.providers.base import BatchLimits, ProviderInfo
 from batchling.providers.compatible import INFO
+from batchling.providers.info import BatchLimits, ProviderInfo
+from batchling.status import Status
 
 USER_FILE = "providers.toml"
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")

@@ -5,6 +5,6 @@ encode/decode), `adapter.py` (I/O over the official SDK), `emulator.py` (the emu
 `PROTOCOL.md` (the wire protocol and its quirks).
 """
 
-from batchling.providers.base import load_info
+from batchling.providers.info import load_info
 
 INFO = load_info(__name__)
