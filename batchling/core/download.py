@@ -290,7 +290,9 @@ async def _reraise(error: Exception) -> None:
     raise error
 
 
-def _parsed_record(provider: Provider, fmt: ResponseFormat, line: dict[str, Any]) -> ResultRecord:
+def _parsed_record(
+    provider: Provider, fmt: ResponseFormat, line: dict[str, Any], text: str | None = None
+) -> ResultRecord:
     """A succeeded result checked against the response format: parsed, or failed (kind 'parse')
     with its raw text kept."""
     result = provider.decode(line)

@@ -125,9 +125,10 @@ class Provider(Protocol):
         """Pure: one line of the provider's output (or error) file to a Result."""
         ...
 
-    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
+    def decode_record(self, line: dict[str, Any], text: str | None = None) -> ResultRecord:
         """`record_of(decode(line))`, what the manager stores: an adapter may build the common
-        lines' records directly, which is the download's hot path."""
+        lines' records directly, which is the download's hot path, and store `text` (the line
+        as it came) as their `raw` instead of serialising `line` again."""
         ...
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
@@ -194,7 +195,7 @@ class ProviderBase:
             encoder, model=model, endpoint=endpoint, response_format=response_format
         )
 
-    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
+    def decode_record(self, line: dict[str, Any], text: str | None = None) -> ResultRecord:
         return record_of(self.decode(line))
 
     async def find_file(self, name: str, size: int, created_after: datetime) -> str | None:

@@ -5,6 +5,7 @@ for every provider and endpoint; OpenAI and Groq build plain chat completions' r
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from batchling.demo import DEMO_MODELS
 from batchling.emulator import Emulator
 from batchling.providers import registry
 from batchling.providers.wire import openai_format
-from batchling.records import record_of
+from batchling.records import record_of, result_of_record
 from tests.helpers import request_dicts
 
 CASES = [
@@ -133,3 +134,24 @@ def test_shapes_the_fast_path_takes_say_what_the_result_says(changes: dict[str, 
 def test_other_lines_are_left_to_the_result_path(changes: dict[str, Any]) -> None:
     line = chat_line(**changes)
     assert openai_format.chat_record(line) is None
+
+
+def test_the_line_as_it_came_is_stored_as_raw_not_serialised_again() -> None:
+    line = chat_line()
+    # Python's json.dumps spacing and escapes: the text differs from orjson's, the JSON does not.
+    text = json.dumps(line)
+    record = openai_format.chat_record(line, text)
+    assert record is not None
+    assert record.raw == text
+    assert record._replace(raw=None) == record_of(openai_format.decode_line(line))._replace(
+        raw=None
+    )
+    assert result_of_record(record) == openai_format.decode_line(line)
+
+
+@pytest.mark.parametrize("text", [" {}", "{} ", "[{}]"])
+def test_a_line_with_anything_around_its_object_is_serialised_again(text: str) -> None:
+    line = chat_line()
+    record = openai_format.chat_record(line, text)
+    assert record is not None
+    assert record == record_of(openai_format.decode_line(line))

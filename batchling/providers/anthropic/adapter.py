@@ -20,6 +20,7 @@ from batchling.models import (
     RawRequest,
     Result,
 )
+from batchling.provider_output import nonblank_lines
 from batchling.providers.anthropic import INFO
 from batchling.providers.anthropic.wire import (
     decode_line,
@@ -144,9 +145,8 @@ class AnthropicProvider(SdkClientProvider["AsyncAnthropic"]):
     async def results(self, ref: BatchRef, snapshot: BatchSnapshot) -> AsyncIterator[bytes | str]:
         streaming = self.client.messages.batches.with_streaming_response
         async with streaming.results(ref.batch_id) as response:
-            async for line in response.iter_lines():
-                if line.strip():
-                    yield line
+            async for line in nonblank_lines(response.iter_bytes()):
+                yield line
 
     async def cancel(self, ref: BatchRef) -> None:
         from anthropic import BadRequestError

@@ -15,6 +15,7 @@ from batchling.models import (
     RequestCounts,
     Result,
 )
+from batchling.provider_output import nonblank_lines
 from batchling.providers import client_settings
 from batchling.providers.base import (
     BatchRef,
@@ -297,9 +298,8 @@ class MistralProvider(ProviderBase):
                 continue
             response = await self.client.files.download_async(file_id=file_id)
             try:
-                async for line in response.aiter_lines():
-                    if line.strip():
-                        yield line
+                async for line in nonblank_lines(response.aiter_bytes()):
+                    yield line
             finally:
                 await response.aclose()
 

@@ -15,6 +15,7 @@ from typing_extensions import Unpack
 
 from batchling.errors import ProviderError
 from batchling.models import RequestCounts
+from batchling.provider_output import nonblank_lines
 from batchling.providers.base import (
     BatchRef,
     BatchSnapshot,
@@ -45,9 +46,9 @@ class FilesAndBatchesProvider(SdkClientProvider[ClientT]):
         client: ClientT = getattr(self.sdk(), self.sdk_client)(**self.client_options())
         return client
 
-    def decode_record(self, line: dict[str, Any]) -> ResultRecord:
+    def decode_record(self, line: dict[str, Any], text: str | None = None) -> ResultRecord:
         # The common line (a chat completion that succeeded) straight to its record.
-        return openai_format.chat_record(line) or record_of(self.decode(line))
+        return openai_format.chat_record(line, text) or record_of(self.decode(line))
 
     async def upload(self, chunk: Path, *, name: str | None = None) -> str | None:
         # An open file is streamed from disk (and rewound by httpx for a retry); a path would be
@@ -107,9 +108,8 @@ class FilesAndBatchesProvider(SdkClientProvider[ClientT]):
             if not file_id:
                 continue
             async with client.files.with_streaming_response.content(file_id) as response:
-                async for line in response.iter_lines():
-                    if line.strip():
-                        yield line
+                async for line in nonblank_lines(response.iter_bytes()):
+                    yield line
 
     async def cancel(self, ref: BatchRef) -> None:
         sdk = self.sdk()

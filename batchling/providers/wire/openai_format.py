@@ -341,44 +341,62 @@ def decode_line(line: dict[str, Any]) -> Result:
     return Result(custom_id=custom_id, status="succeeded", raw=line, **success_fields(body))
 
 
-def chat_record(line: dict[str, Any]) -> ResultRecord | None:
+def chat_record(line: dict[str, Any], text: str | None = None) -> ResultRecord | None:
     """`record_of(decode_line(line))` of a successful chat completion, the bulk of a big download,
     built without a Result (a third of the cost); None for any other line (a test holds the two
-    equal)."""
+    equal). `text`, the line as it came, is stored as `raw` (the same JSON, not serialised
+    again) when it is one object with nothing around it."""
     response = line.get("response")
-    if line.get("error") or type(response) is not dict:
+    if type(response) is not dict or line.get("error"):
         return None
     body = response.get("body")
     custom_id = line.get("custom_id")
+    status_code = response.get("status_code", 200)
     if (
         type(body) is not dict
+        or type(custom_id) is not str
+        or type(status_code) is not int
+        or status_code >= 400
         or body.get("object") != "chat.completion"
         or "choices" not in body
-        or type(custom_id) is not str
-        or type(response.get("status_code", 200)) is not int
-        or response.get("status_code", 200) >= 400
     ):
         return None
     usage = body.get("usage")
     input_tokens = output_tokens = None
-    if isinstance(usage, dict):
+    if type(usage) is dict:
         input_tokens = usage.get("prompt_tokens") or usage.get("input_tokens") or 0
         output_tokens = usage.get("completion_tokens") or usage.get("output_tokens") or 0
         if type(input_tokens) is not int or type(output_tokens) is not int:
             return None  # pydantic's lax coercion, or its error, belong to the Result path
+    if text is None or not (text.startswith("{") and text.endswith("}")):
+        text = orjson.dumps(line).decode()
     return ResultRecord(
         custom_id,
         "succeeded",
-        chat_text(body),
+        _first_choice_text(body["choices"]) or chat_text(body),
         None,
         input_tokens,
         output_tokens,
         None,
         None,
         None,
-        orjson.dumps(line).decode(),
+        text,
         None,
     )
+
+
+def _first_choice_text(choices: Any) -> str | None:
+    """The common answer's text (a plain string in the first choice's message) in few steps;
+    None for anything else, which `chat_text` reads."""
+    if type(choices) is list and choices:
+        first = choices[0]
+        if type(first) is dict:
+            message = first.get("message")
+            if type(message) is dict:
+                content = message.get("content")
+                if type(content) is str:
+                    return content
+    return None
 
 
 # /v1/responses, /v1/embeddings, /v1/moderations
