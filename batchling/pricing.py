@@ -10,6 +10,7 @@ has no cost: it is shown as unknown, never guessed.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
@@ -17,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from batchling.errors import CostLimitError
+from batchling.errors import ConfigurationError, CostLimitError
 from batchling.models import ImagePart, RawRequest, Usage
 
 # Re-exported: the price table and dollars live in prices.py (no pydantic there).
@@ -68,9 +69,24 @@ def _approximate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
+TOKENIZER_ENV = "BATCHLING_TOKENIZER"
+TOKENIZERS = ("auto", "approximate")
+
+
 @lru_cache(maxsize=1)
 def token_counter() -> tuple[Callable[[str], int], str]:
-    """tiktoken's o200k_base when it is installed and its data loads, else the approximation."""
+    """tiktoken's o200k_base when it is installed and its data loads, else the approximation.
+
+    tiktoken downloads its data at first use; BATCHLING_TOKENIZER=approximate never tries (a
+    machine without network access would otherwise wait on that download once per process)."""
+    raw = os.environ.get(TOKENIZER_ENV, "").strip()
+    choice = raw.lower() or "auto"
+    if choice not in TOKENIZERS:
+        raise ConfigurationError(
+            f"{TOKENIZER_ENV} must be one of {', '.join(TOKENIZERS)}, not '{raw}'."
+        )
+    if choice == "approximate":
+        return _approximate_tokens, APPROXIMATION
     try:
         import tiktoken
 

@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def base_env(root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUB_PREFIXES)}
     env["BATCHLING_HOME"] = str(root / "home")
+    # Estimates by the documented approximation, as on a machine without network access:
+    # tiktoken would try to download its data at each process's first estimate.
+    env["BATCHLING_TOKENIZER"] = "approximate"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     # Scenarios run compiled code, as from an installed wheel: without this, a shell that sets
     # PYTHONDONTWRITEBYTECODE makes every child compile batchling from source (0.1-0.3 s a start).

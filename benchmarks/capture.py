@@ -26,6 +26,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "CAPTURE-BENCHMARK "
+# As the harness (benchmarks/__main__.py base_env): no tiktoken download attempt per process.
+OFFLINE_TOKENS = {"BATCHLING_TOKENIZER": "approximate"}
 
 
 def prompts(n: int) -> list[str]:
@@ -239,7 +241,7 @@ def measure(name: str, n: int, env: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"batchling-bench-{name}-") as home:
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.capture", "--child", name, "--n", str(n)],
-            env={**env, "BATCHLING_HOME": home, "PYTHONPATH": str(ROOT)},
+            env={**env, "BATCHLING_HOME": home, "PYTHONPATH": str(ROOT), **OFFLINE_TOKENS},
             capture_output=True,
             text=True,
             cwd=ROOT,

@@ -77,7 +77,12 @@ def main() -> None:
             Emulator(EmulatorConfig(processing_seconds=0.0)) as emulator,
             Cluster(settings) as cluster,
         ):
-            env = {**os.environ, **emulator.env(), "BATCHLING_HOME": str(root / "home")}
+            env = {
+                **os.environ,
+                **emulator.env(),
+                "BATCHLING_HOME": str(root / "home"),
+                "BATCHLING_TOKENIZER": "approximate",
+            }
             for _ in range(args.repeat):
                 for engine in runs:
                     db = asyncio.run(cluster.new_database()) if engine == "postgresql" else ""

@@ -14,6 +14,10 @@ from tests.object_stores import azurite_server, cloud, gcs_server  # noqa: F401 
 from tests.postgres import Cluster, postgres_cluster, postgres_url  # noqa: F401  (fixtures)
 from tests.s3 import s3, s3_server  # noqa: F401  (fixtures)
 
+# tiktoken (installed with langchain-openai) downloads its data at first use: tests and the
+# processes they start never reach for the network (pricing.token_counter).
+os.environ["BATCHLING_TOKENIZER"] = "approximate"
+
 KEY_VARIABLES = (
     "OPENAI_API_KEY",
     "ANTHROPIC_API_KEY",

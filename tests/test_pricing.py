@@ -172,10 +172,38 @@ def test_a_tokenizer_is_used_when_one_is_installed(monkeypatch: pytest.MonkeyPat
 
     fake = types.SimpleNamespace(get_encoding=lambda name: Encoding())
     monkeypatch.setitem(sys.modules, "tiktoken", fake)
+    monkeypatch.delenv("BATCHLING_TOKENIZER", raising=False)
     pricing.token_counter.cache_clear()
     estimate = estimate_tokens([request("one two three four five")])
     assert estimate.method == "tiktoken o200k_base"
     assert estimate.input_tokens == 5 + MESSAGE_OVERHEAD_TOKENS
+
+
+def test_the_approximation_is_chosen_without_loading_tiktoken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # tiktoken downloads its data at first use: with the variable set it is never asked.
+    def no_download(name: str) -> None:
+        raise AssertionError("tiktoken was asked for its data")
+
+    monkeypatch.setitem(sys.modules, "tiktoken", types.SimpleNamespace(get_encoding=no_download))
+    monkeypatch.setenv("BATCHLING_TOKENIZER", " Approximate ")
+    pricing.token_counter.cache_clear()
+    estimate = estimate_tokens([request("x" * 40)])
+    assert estimate.method == APPROXIMATION
+    assert estimate.input_tokens == 10 + MESSAGE_OVERHEAD_TOKENS
+
+
+def test_an_unknown_tokenizer_is_one_line_naming_the_choices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BATCHLING_TOKENIZER", "cl100k")
+    pricing.token_counter.cache_clear()
+    with pytest.raises(ConfigurationError) as raised:
+        estimate_tokens([request("x")])
+    assert str(raised.value) == (
+        "BATCHLING_TOKENIZER must be one of auto, approximate, not 'cl100k'."
+    )
 
 
 def test_estimate_cost_on_a_known_model() -> None:
