@@ -111,3 +111,41 @@ def stores(monkeypatch: pytest.MonkeyPatch) -> OpenedStores:
     monkeypatch.setattr(Store, "open_for_reading", classmethod(opening))
     monkeypatch.setattr(Store, "close", closing)
     return seen
+
+
+# The longest tests, longest first (seconds at -n 4 on 2 CPUs, 2026-12-06: 113, 59, 58, 37, 34,
+# 34, 25, 16). xdist's worksteal scheduler gives each worker a contiguous share of the collection,
+# and an idle worker steals from the END of another's queue: a long test collected late (the
+# chaos test's file sorts last) starts late and then runs alone while the other workers idle.
+# Each of them opens a worker's share instead.
+LONG_TESTS = (
+    "tests/test_worker_chaos.py::test_killed_workers_lose_nothing_and_submit_nothing_twice",
+    "tests/test_benchmarks_smoke.py::test_benchmark_harness_smoke",
+    "tests/test_readme_teams.py::test_the_teams_section_runs",
+    "tests/test_readme_walkthrough.py::test_every_readme_block_runs_in_order_as_pasted",
+    "tests/test_crash_resume.py::test_anthropic_several_candidates_create_nothing_until_one_is_adopted",
+    "tests/test_concurrency.py::test_80_processes_on_one_new_database_crash_none_and_store_every_result_once",
+    "tests/test_benchmarks_capture.py::test_capture_benchmark_smoke",
+    "tests/test_worker.py::test_worker_processes_share_a_postgres_queue",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    workers = getattr(config, "workerinput", {}).get("workercount")
+    rank = {nodeid: i for i, nodeid in enumerate(LONG_TESTS)}
+    long = sorted((item for item in items if item.nodeid in rank), key=lambda i: rank[i.nodeid])
+    if not workers or not long:
+        return
+    rest = [item for item in items if item.nodeid not in rank]
+    openers: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    for index, item in enumerate(long):
+        openers[index % workers].append(item)
+    # The shares as worksteal's first distribution cuts them (scheduler/worksteal.py).
+    ordered, taken, remaining = [], 0, len(items)
+    for worker in range(workers):
+        share = remaining // (workers - worker)
+        remaining -= share
+        fill = max(0, share - len(openers[worker]))
+        ordered += openers[worker] + rest[taken : taken + fill]
+        taken += fill
+    items[:] = ordered + rest[taken:]
