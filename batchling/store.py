@@ -56,6 +56,7 @@ from batchling.owned_files import Claim, owned_elsewhere
 from batchling.quotas import QuotaLimits, QuotaRow, Refusal, Reservation
 from batchling.records import ResultRecord, record_line, record_of, result_of_record
 from batchling.result_sequence import ResultSequence
+from batchling.store_read import READ_ONLY_QUERIES, needs_immutable
 from batchling.updates import BatchUpdate, ExperimentUpdate
 
 _MAX_BOUND_VALUES = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
@@ -285,19 +286,6 @@ def explained(path: Path) -> Iterator[None]:
         raise problem from None
 
 
-# immutable: a directory we cannot write has no -shm file to coordinate readers with, and
-# nobody can be writing there either.
-READ_ONLY_QUERIES = ("mode=ro", "mode=ro&immutable=1")
-
-
-def _needs_immutable(error: sqlite3.OperationalError) -> bool:
-    """Without a -shm file SQLite fails a WAL database as "unable to open" or, for a read-only
-    file, "attempt to write a readonly database" (SQLITE_READONLY_CANTINIT,
-    sqlite.org/wal.html#readonly)."""
-    text = str(error)
-    return "unable to open" in text or "readonly" in text
-
-
 def connect_for_reading(path: Path) -> sqlite3.Connection:
     """A blocking connection that only reads (ResultSequence's), opened as open_for_reading
     opens the store; its errors a user can meet are StoreError's one line."""
@@ -311,7 +299,7 @@ def connect_for_reading(path: Path) -> sqlite3.Connection:
             except sqlite3.DatabaseError as error:
                 connection.close()
                 if query == READ_ONLY_QUERIES[-1] or not (
-                    isinstance(error, sqlite3.OperationalError) and _needs_immutable(error)
+                    isinstance(error, sqlite3.OperationalError) and needs_immutable(error)
                 ):
                     raise
     raise AssertionError("unreachable")
@@ -453,7 +441,7 @@ class Store:
                 except sqlite3.OperationalError as error:
                     await db.close()
                     db = None
-                    if query == READ_ONLY_QUERIES[-1] or not _needs_immutable(error):
+                    if query == READ_ONLY_QUERIES[-1] or not needs_immutable(error):
                         raise
             assert db is not None
             if state.empty:

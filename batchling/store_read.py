@@ -21,7 +21,9 @@ SCHEMA_VERSION = 10
 """len(migrations.MIGRATIONS): a database of any other version takes the normal path (a test
 pins the two)."""
 SMALLEST_DATABASE = 512
-_READ_ONLY_QUERIES = ("mode=ro", "mode=ro&immutable=1")
+# immutable: a directory we cannot write has no -shm file to coordinate readers with, and
+# nobody can be writing there either (the store opens its read-only connections the same way).
+READ_ONLY_QUERIES = ("mode=ro", "mode=ro&immutable=1")
 _EXPERIMENT_COLUMNS = (
     "e.id, e.name, e.provider, e.model, e.status, e.error, e.total, e.completed, e.failed, "
     "e.created_at, e.results_file_path, e.options"
@@ -78,7 +80,7 @@ def _open(path: Path) -> sqlite3.Connection | None:
             return None
     except OSError:
         return None
-    for query in _READ_ONLY_QUERIES:
+    for query in READ_ONLY_QUERIES:
         try:
             connection = sqlite3.connect(f"{path.as_uri()}?{query}", uri=True, timeout=1.0)
         except sqlite3.Error:
@@ -90,12 +92,18 @@ def _open(path: Path) -> sqlite3.Connection | None:
             return None
         except sqlite3.Error as error:
             connection.close()
-            # Only where the store itself reads immutably (no -shm file can be made: see
-            # store._needs_immutable); a busy or damaged file is the normal path's to explain.
-            text = str(error)
-            if "unable to open" not in text and "readonly" not in text:
+            # A busy or damaged file is the normal path's to explain.
+            if not needs_immutable(error):
                 return None
     return None
+
+
+def needs_immutable(error: sqlite3.Error) -> bool:
+    """Without a -shm file SQLite fails a WAL database as "unable to open" or, for a read-only
+    file, "attempt to write a readonly database" (SQLITE_READONLY_CANTINIT,
+    sqlite.org/wal.html#readonly)."""
+    text = str(error)
+    return "unable to open" in text or "readonly" in text
 
 
 def _current(connection: sqlite3.Connection) -> bool:
